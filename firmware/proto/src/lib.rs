@@ -1,0 +1,42 @@
+//! The Ferry transfer protocol, without IO.
+//!
+//! This crate is the deterministic heart of a transfer. It takes bytes and
+//! events from whoever drives it (the QUIC session in `ferry-engine`, or a
+//! simulated network in tests) and answers with frames to send and chunks
+//! to move. It never reads a clock, a socket or a file, so every behaviour
+//! can be reproduced in a unit test.
+//!
+//! - [`path`]: the one function that decides whether a share-relative path
+//!   from the network is acceptable, and the `share=NAME/dir` notation.
+//! - [`frame`]: control-stream frames, length-prefixed with a hard cap that is
+//!   checked before any allocation.
+//! - [`plan`]: the files of a transfer, their priorities and chunk layout.
+//! - [`bitmap`]: which chunks of a file a receiver already holds (resume).
+//! - [`schedule`]: the order in which a sender puts chunks on the wire.
+//! - [`session`]: the sender and receiver state machines.
+//! - [`chunk`]: the header and trailer of a chunk on its own stream.
+//! - [`sequence`]: frame-sequence notation (`shot.%04d.exr[1001-1100]`).
+
+pub mod bitmap;
+pub mod chunk;
+pub mod digest;
+pub mod frame;
+pub mod path;
+pub mod plan;
+pub mod schedule;
+pub mod sequence;
+pub mod session;
+
+pub use bitmap::ChunkBitmap;
+pub use chunk::{ChunkHeader, ChunkRef};
+pub use digest::Digest;
+pub use frame::{ErrorCode, Frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
+pub use path::{PathError, SharePath, ShareRef};
+pub use plan::{ChunkLayout, FileId, PlanFile, Priority, PriorityError};
+pub use session::{ProtoError, Receiver, ReceiverEvent, Sender, SenderEvent};
+
+/// ALPN protocol name of Ferry's QUIC data plane.
+pub const ALPN: &[u8] = b"ferry/1";
+
+/// Protocol version carried in `Hello`; a peer with another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,462 @@
+//! A simulated pair of peers: a sender and a receiver joined by an
+//! in-memory network that reorders chunk streams, corrupts some of them and
+//! cuts the whole session at random moments. The receiver's "disk" keeps only
+//! what it checkpointed, as a real one does after a crash.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::frame::{decode_body, encode, LEN_PREFIX};
+
+/// Small deterministic PRNG (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A part file as the receiver's disk holds it.
+#[derive(Default, Clone)]
+struct Part {
+    data: Vec<u8>,
+    /// The last checkpointed resume state.
+    saved: Option<(ChunkBitmap, Vec<Digest>)>,
+}
+
+#[derive(Default)]
+struct Disk {
+    parts: HashMap<SharePath, Part>,
+    finals: HashMap<SharePath, Vec<u8>>,
+}
+
+struct Source {
+    plan: Vec<PlanFile>,
+    data: Vec<Vec<u8>>,
+}
+
+const CHUNK: u32 = 64 * 1024;
+
+fn source(rng: &mut Rng, specs: &[(&str, usize, Priority)]) -> Source {
+    let mut plan = Vec::new();
+    let mut data = Vec::new();
+    for (i, (path, size, priority)) in specs.iter().enumerate() {
+        plan.push(PlanFile {
+            id: FileId(i as u32),
+            path: SharePath::parse(path).unwrap(),
+            size: *size as u64,
+            mtime_ns: 1_600_000_000_000_000_000,
+            priority: *priority,
+        });
+        data.push((0..*size).map(|_| rng.next() as u8).collect());
+    }
+    Source { plan, data }
+}
+
+/// Every frame crosses the simulated wire encoded, as on QUIC.
+fn wire(frame: Frame) -> Frame {
+    let bytes = encode(&frame).unwrap();
+    decode_body(&bytes[LEN_PREFIX..]).unwrap()
+}
+
+#[derive(Default, Debug)]
+struct Outcome {
+    finished: bool,
+    skipped: u64,
+    sent: u64,
+    resends: u32,
+    delivered: Vec<FileId>,
+}
+
+/// Runs one session until it finishes or the network cuts it.
+fn run_session(
+    rng: &mut Rng,
+    src: &Source,
+    disk: &mut Disk,
+    cut_percent: u64,
+    corrupt_percent: u64,
+    max_in_flight: usize,
+) -> Outcome {
+    let layout = ChunkLayout::new(CHUNK).unwrap();
+    let mut sender = Sender::new(layout, src.plan.clone()).unwrap();
+    let mut receiver = Receiver::new();
+    let mut in_flight: Vec<(ChunkRef, Vec<u8>, Digest)> = Vec::new();
+    let mut out = Outcome::default();
+    for _ in 0..1_000_000 {
+        if rng.chance(cut_percent) {
+            return out;
+        }
+        // Control frames, both ways.
+        while let Some(f) = sender.poll_frame() {
+            receiver.handle_frame(wire(f)).unwrap();
+        }
+        while let Some(f) = receiver.poll_frame() {
+            if matches!(f, Frame::Resend { .. }) {
+                out.resends += 1;
+            }
+            sender.handle_frame(wire(f)).unwrap();
+        }
+        // The receiver's IO: answer plans from disk, commit complete files.
+        while let Some(ev) = receiver.poll_event() {
+            match ev {
+                ReceiverEvent::PlanStarted { .. } => {}
+                ReceiverEvent::Planned { first, count } => {
+                    for id in first.0..first.0 + count {
+                        let plan = receiver.file(FileId(id)).unwrap().clone();
+                        let local = if disk.finals.contains_key(&plan.path) {
+                            LocalState::Complete
+                        } else {
+                            match disk.parts.get(&plan.path).and_then(|p| p.saved.clone()) {
+                                Some((have, digests)) => LocalState::Partial { have, digests },
+                                None => LocalState::Nothing,
+                            }
+                        };
+                        receiver.set_local(FileId(id), local).unwrap();
+                    }
+                }
+                ReceiverEvent::FileComplete { file, digest } => {
+                    let plan = receiver.file(file).unwrap().clone();
+                    let part = disk.parts.remove(&plan.path).unwrap_or_default();
+                    assert_eq!(part.data.len() as u64, plan.size);
+                    let chunks: Vec<Digest> = part
+                        .data
+                        .chunks(CHUNK as usize)
+                        .map(Digest::of_chunk)
+                        .collect();
+                    assert_eq!(Digest::of_file(&chunks), digest, "digest of what is on disk");
+                    disk.finals.insert(plan.path, part.data);
+                    receiver.committed(file);
+                }
+                ReceiverEvent::Finished => {}
+            }
+        }
+        while let Some(ev) = sender.poll_event() {
+            match ev {
+                SenderEvent::Skipped { bytes, .. } => out.skipped += bytes,
+                SenderEvent::Delivered { file, .. } => out.delivered.push(file),
+                SenderEvent::Finished => {}
+            }
+        }
+        if sender.is_finished() && receiver.is_finished() {
+            out.finished = true;
+            return out;
+        }
+        // Open new chunk streams up to the window.
+        while in_flight.len() < max_in_flight {
+            let Some(chunk) = sender.next_chunk() else { break };
+            let f = &src.plan[chunk.file.0 as usize];
+            let offset = layout.offset(chunk.index) as usize;
+            let len = layout.chunk_len(f.size, chunk.index).unwrap() as usize;
+            let bytes = src.data[chunk.file.0 as usize][offset..offset + len].to_vec();
+            let digest = Digest::of_chunk(&bytes);
+            in_flight.push((chunk, bytes, digest));
+        }
+        // Deliver one stream, in random order; some get corrupted.
+        if !in_flight.is_empty() {
+            let i = rng.below(in_flight.len() as u64) as usize;
+            let (chunk, mut bytes, claimed) = in_flight.swap_remove(i);
+            if rng.chance(corrupt_percent) {
+                bytes[0] ^= 0xff;
+            }
+            let header = ChunkHeader {
+                chunk,
+                len: bytes.len() as u32,
+            };
+            let header = ChunkHeader::decode(&header.encode()).unwrap();
+            match receiver.admit_chunk(&header).unwrap() {
+                Admission::Write { offset } => {
+                    let plan = receiver.file(chunk.file).unwrap().clone();
+                    let part = disk.parts.entry(plan.path).or_default();
+                    part.data.resize(plan.size as usize, 0);
+                    part.data[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes);
+                    receiver.chunk_written(chunk, Digest::of_chunk(&bytes), claimed);
+                }
+                Admission::Discard => {}
+            }
+            out.sent += bytes.len() as u64;
+            sender.chunk_sent(chunk, claimed).unwrap();
+        }
+        // Checkpoint some files' resume state, as the engine does every second.
+        for id in 0..receiver.file_count() as u32 {
+            if rng.chance(5) {
+                let plan = receiver.file(FileId(id)).unwrap().clone();
+                if let (Some(part), Some((have, digests))) =
+                    (disk.parts.get_mut(&plan.path), receiver.resume_state(FileId(id)))
+                {
+                    if have.count() > 0 {
+                        part.saved = Some((have.clone(), digests.to_vec()));
+                    }
+                }
+            }
+        }
+    }
+    panic!("session did not settle");
+}
+
+fn assert_delivered(src: &Source, disk: &Disk) {
+    for (f, data) in src.plan.iter().zip(&src.data) {
+        assert_eq!(disk.finals.get(&f.path), Some(data), "{}", f.path);
+    }
+    assert!(disk.parts.is_empty());
+}
+
+#[test]
+fn clean_session_delivers_everything() {
+    let mut rng = Rng(1);
+    let src = source(
+        &mut rng,
+        &[
+            ("a.mov", 300_000, Priority::DEFAULT),
+            ("seq/f.1001.exr", 10, Priority::DEFAULT),
+            ("empty", 0, Priority::DEFAULT),
+            ("exact", CHUNK as usize * 2, Priority::DEFAULT),
+        ],
+    );
+    let mut disk = Disk::default();
+    let out = run_session(&mut rng, &src, &mut disk, 0, 0, 4);
+    assert!(out.finished);
+    assert_eq!(out.skipped, 0);
+    assert_eq!(out.sent, 300_010 + CHUNK as u64 * 2);
+    assert_delivered(&src, &disk);
+
+    // A second session over a complete destination sends nothing.
+    let out = run_session(&mut rng, &src, &mut disk, 0, 0, 4);
+    assert!(out.finished);
+    assert_eq!(out.sent, 0);
+    assert_eq!(out.skipped, 300_010 + CHUNK as u64 * 2);
+}
+
+#[test]
+fn resumes_after_random_cuts_and_repairs_corruption() {
+    let mut resumed = 0;
+    for seed in 1..20 {
+        let mut rng = Rng(seed * 7919);
+        let src = source(
+            &mut rng,
+            &[
+                ("big.mov", 2_000_000, Priority::HIGH),
+                ("frames/x.0001.exr", 70_000, Priority::DEFAULT),
+                ("frames/x.0002.exr", 70_000, Priority::DEFAULT),
+                ("frames/x.0003.exr", 1, Priority::LOW),
+            ],
+        );
+        let mut disk = Disk::default();
+        let mut sessions = 0;
+        loop {
+            sessions += 1;
+            assert!(sessions < 500, "seed {seed}: no progress");
+            let held = !disk.finals.is_empty() || disk.parts.values().any(|p| p.saved.is_some());
+            let out = run_session(&mut rng, &src, &mut disk, 3, 3, 6);
+            if out.finished {
+                // The session that completes must not resend what was kept.
+                assert!(!held || out.skipped > 0, "seed {seed}: resumed without skipping");
+                break;
+            }
+        }
+        assert_delivered(&src, &disk);
+        resumed += u32::from(sessions > 1);
+    }
+    assert!(resumed > 8, "the cuts exercised resume ({resumed} seeds)");
+}
+
+#[test]
+fn corrupted_chunks_are_sent_again() {
+    let mut rng = Rng(42);
+    let src = source(&mut rng, &[("a.mov", 1_000_000, Priority::DEFAULT)]);
+    let mut disk = Disk::default();
+    let out = run_session(&mut rng, &src, &mut disk, 0, 30, 4);
+    assert!(out.finished);
+    assert!(out.resends > 0);
+    assert!(out.sent > 1_000_000);
+    assert_delivered(&src, &disk);
+}
+
+#[test]
+fn highest_priority_files_are_delivered_first() {
+    let mut rng = Rng(3);
+    let src = source(
+        &mut rng,
+        &[
+            ("shot010.mp4", 200_000, Priority::HIGH),
+            ("shot020.mp4", 200_000, Priority::HIGH),
+            ("shot010/f.1001.exr", 100_000, Priority::DEFAULT),
+            ("shot010/f.1002.exr", 100_000, Priority::DEFAULT),
+            ("notes.txt", 10, Priority::LOW),
+        ],
+    );
+    let mut disk = Disk::default();
+    let out = run_session(&mut rng, &src, &mut disk, 0, 0, 1);
+    assert!(out.finished);
+    let order: Vec<u32> = out.delivered.iter().map(|f| f.0).collect();
+    assert_eq!(&order[..2], &[0, 1], "mp4s first: {order:?}");
+    assert_eq!(order.last(), Some(&4));
+}
+
+fn planned_receiver(files: Vec<PlanFile>) -> Result<Receiver, ProtoError> {
+    let mut r = Receiver::new();
+    let bytes = files.iter().map(|f| f.size).sum();
+    r.handle_frame(Frame::PlanStart {
+        chunk_size: CHUNK,
+        files: files.len() as u64,
+        bytes,
+    })?;
+    r.handle_frame(Frame::PlanFiles { files })?;
+    Ok(r)
+}
+
+fn pf(id: u32, path: &str, size: u64) -> PlanFile {
+    PlanFile {
+        id: FileId(id),
+        path: SharePath::parse(path).unwrap(),
+        size,
+        mtime_ns: 0,
+        priority: Priority::DEFAULT,
+    }
+}
+
+#[test]
+fn receiver_refuses_protocol_abuse() {
+    // Chunk past the end, wrong length, unknown file, before have.
+    let mut r = planned_receiver(vec![pf(0, "a", 100)]).unwrap();
+    let h = |file, index, len| ChunkHeader {
+        chunk: ChunkRef {
+            file: FileId(file),
+            index,
+        },
+        len,
+    };
+    assert!(r.admit_chunk(&h(0, 0, 100)).is_err(), "before have");
+    r.set_local(FileId(0), LocalState::Nothing).unwrap();
+    assert!(r.admit_chunk(&h(0, 1, 100)).is_err(), "past end");
+    assert!(r.admit_chunk(&h(0, 0, 99)).is_err(), "wrong length");
+    assert!(r.admit_chunk(&h(1, 0, 100)).is_err(), "unknown file");
+    assert_eq!(r.admit_chunk(&h(0, 0, 100)).unwrap(), Admission::Write { offset: 0 });
+    assert_eq!(r.admit_chunk(&h(0, 0, 100)).unwrap(), Admission::Discard, "same chunk twice at once");
+
+    // Plans that lie about themselves.
+    assert!(planned_receiver(vec![pf(1, "a", 1)]).is_err(), "ids out of order");
+    assert!(planned_receiver(vec![pf(0, "a", 1), pf(1, "a", 1)]).is_err(), "path twice");
+    let mut r = Receiver::new();
+    r.handle_frame(Frame::PlanStart {
+        chunk_size: CHUNK,
+        files: 1,
+        bytes: 1,
+    })
+    .unwrap();
+    assert!(r.handle_frame(Frame::PlanFiles {
+        files: vec![pf(0, "a", 2)]
+    })
+    .is_err(), "more bytes than announced");
+    let mut r = Receiver::new();
+    assert!(matches!(
+        r.handle_frame(Frame::PlanStart {
+            chunk_size: CHUNK,
+            files: 10_000_000,
+            bytes: 1
+        }),
+        Err(ProtoError::TooLarge(_))
+    ));
+    let mut r = Receiver::new();
+    r.handle_frame(Frame::PlanStart {
+        chunk_size: CHUNK,
+        files: 1,
+        bytes: 1_000_000_000_000_000,
+    })
+    .unwrap();
+    assert!(matches!(
+        r.handle_frame(Frame::PlanFiles {
+            files: vec![pf(0, "huge", 1_000_000_000_000_000)]
+        }),
+        Err(ProtoError::TooLarge(_))
+    ));
+    // Goodbye too early.
+    let mut r = planned_receiver(vec![pf(0, "a", 1)]).unwrap();
+    r.handle_frame(Frame::PlanEnd).unwrap();
+    assert!(r.handle_frame(Frame::Bye).is_err());
+}
+
+#[test]
+fn sender_refuses_protocol_abuse() {
+    let layout = ChunkLayout::new(CHUNK).unwrap();
+    let mut s = Sender::new(layout, vec![pf(0, "a", 100)]).unwrap();
+    assert!(s
+        .handle_frame(Frame::Have {
+            files: vec![(FileId(0), HaveState::Partial(ChunkBitmap::new(5)))]
+        })
+        .is_err(), "bitmap of the wrong size");
+    let mut s = Sender::new(layout, vec![pf(0, "a", 100)]).unwrap();
+    assert!(s
+        .handle_frame(Frame::FileDone {
+            file: FileId(0),
+            digest: Digest::default()
+        })
+        .is_err(), "done before have");
+    s.handle_frame(Frame::Have {
+        files: vec![(FileId(0), HaveState::Nothing)],
+    })
+    .unwrap();
+    let c = s.next_chunk().unwrap();
+    s.chunk_sent(c, Digest::of_chunk(b"x")).unwrap();
+    assert!(matches!(
+        s.handle_frame(Frame::FileDone {
+            file: FileId(0),
+            digest: Digest::default()
+        }),
+        Err(ProtoError::DigestMismatch { .. })
+    ));
+    let mut s = Sender::new(layout, vec![pf(0, "a", 100)]).unwrap();
+    let err = s
+        .handle_frame(Frame::Error {
+            code: ErrorCode::NoSpace,
+            message: "no space left on the appliance".into(),
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NoSpace);
+    assert!(Sender::new(layout, vec![pf(1, "a", 1)]).is_err());
+}
+
+#[test]
+fn plans_of_many_files_travel_in_bounded_frames() {
+    let layout = ChunkLayout::new(CHUNK).unwrap();
+    let long = "d/".repeat(1000);
+    let files: Vec<PlanFile> = (0..3000)
+        .map(|i| pf(i, &format!("{long}f.{i:06}.exr"), 1))
+        .collect();
+    let mut s = Sender::new(layout, files).unwrap();
+    let mut r = Receiver::new();
+    let mut frames = 0;
+    while let Some(f) = s.poll_frame() {
+        let bytes = encode(&f).unwrap();
+        assert!(bytes.len() <= MAX_FRAME_LEN);
+        r.handle_frame(decode_body(&bytes[LEN_PREFIX..]).unwrap()).unwrap();
+        frames += 1;
+    }
+    assert!(frames > 3, "batched into several frames");
+    assert_eq!(r.file_count(), 3000);
+    let mut planned = 0;
+    while let Some(ev) = r.poll_event() {
+        if let ReceiverEvent::Planned { first, count } = ev {
+            for id in first.0..first.0 + count {
+                r.set_local(FileId(id), LocalState::Nothing).unwrap();
+            }
+            planned += count;
+        }
+    }
+    assert_eq!(planned, 3000);
+    let mut haves = 0;
+    while let Some(f) = r.poll_frame() {
+        assert!(encode(&f).unwrap().len() <= MAX_FRAME_LEN);
+        haves += 1;
+    }
+    assert!(haves >= 1);
+}
