@@ -1,0 +1,342 @@
+//! Jobs: one transfer of a set of files between two parties, with its
+//! status and progress. (Tasks, one per file, hang off jobs.)
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use crate::shares::ShareId;
+use crate::users::UserId;
+use crate::{Result, Store, StoreError, now};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which way a job moves files. `put` and `get` are direct client
+/// transfers; `upload` and `download` belong to deliveries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Upload,
+    Download,
+    Put,
+    Get,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Upload => "upload",
+            JobKind::Download => "download",
+            JobKind::Put => "put",
+            JobKind::Get => "get",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "upload" => Ok(JobKind::Upload),
+            "download" => Ok(JobKind::Download),
+            "put" => Ok(JobKind::Put),
+            "get" => Ok(JobKind::Get),
+            _ => Err(StoreError::Invalid(format!("unknown job kind {s:?}"))),
+        }
+    }
+}
+
+/// `queued → running → done`, with `paused`, `failed` and `aborted`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Paused,
+    Failed,
+    Aborted,
+    Done,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Paused => "paused",
+            JobStatus::Failed => "failed",
+            JobStatus::Aborted => "aborted",
+            JobStatus::Done => "done",
+        }
+    }
+
+    /// Finished jobs drop out of default listings.
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobStatus::Done | JobStatus::Aborted | JobStatus::Failed)
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "queued" => Ok(JobStatus::Queued),
+            "running" => Ok(JobStatus::Running),
+            "paused" => Ok(JobStatus::Paused),
+            "failed" => Ok(JobStatus::Failed),
+            "aborted" => Ok(JobStatus::Aborted),
+            "done" => Ok(JobStatus::Done),
+            _ => Err(StoreError::Invalid(format!("unknown job status {s:?}"))),
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub name: String,
+    pub owner: UserId,
+    pub share: Option<ShareId>,
+    pub folder: String,
+    pub status: JobStatus,
+    pub client_address: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub name: String,
+    pub owner_id: UserId,
+    pub owner_email: String,
+    pub share_id: Option<ShareId>,
+    pub folder: String,
+    pub status: JobStatus,
+    pub purged: bool,
+    pub files_total: i64,
+    pub files_done: i64,
+    pub bytes_total: i64,
+    pub bytes_done: i64,
+    pub bytes_skipped: i64,
+    pub rate: i64,
+    pub retries: i64,
+    pub error: Option<String>,
+    pub client_address: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+const JOB_COLUMNS: &str = "j.id, j.kind, j.name, j.owner_id, u.email, j.share_id, j.folder, j.status, j.purged,
+    j.files_total, j.files_done, j.bytes_total, j.bytes_done, j.bytes_skipped, j.rate, j.retries, j.error,
+    j.client_address, j.created_at, j.started_at, j.finished_at";
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let kind: String = r.get(1)?;
+    let status: String = r.get(7)?;
+    Ok(Job {
+        id: JobId(r.get(0)?),
+        kind: kind.parse().unwrap_or(JobKind::Put),
+        name: r.get(2)?,
+        owner_id: UserId(r.get(3)?),
+        owner_email: r.get(4)?,
+        share_id: r.get::<_, Option<i64>>(5)?.map(ShareId),
+        folder: r.get(6)?,
+        status: status.parse().unwrap_or(JobStatus::Failed),
+        purged: r.get(8)?,
+        files_total: r.get(9)?,
+        files_done: r.get(10)?,
+        bytes_total: r.get(11)?,
+        bytes_done: r.get(12)?,
+        bytes_skipped: r.get(13)?,
+        rate: r.get(14)?,
+        retries: r.get(15)?,
+        error: r.get(16)?,
+        client_address: r.get(17)?,
+        created_at: r.get(18)?,
+        started_at: r.get(19)?,
+        finished_at: r.get(20)?,
+    })
+}
+
+/// Which jobs to list.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Only jobs owned by this user.
+    pub owner: Option<UserId>,
+    /// Finished jobs only (done, failed, aborted); otherwise unfinished only,
+    /// unless `all` is set.
+    pub finished: bool,
+    pub all: bool,
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Page: jobs with an id below this one.
+    pub before: Option<JobId>,
+    pub limit: u32,
+}
+
+impl Store {
+    pub fn create_job(&self, job: &NewJob) -> Result<JobId> {
+        let conn = self.conn();
+        let started = (job.status == JobStatus::Running).then(now);
+        conn.execute(
+            "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                job.kind.as_str(),
+                job.name,
+                job.owner.0,
+                job.share.map(|s| s.0),
+                job.folder,
+                job.status.as_str(),
+                job.client_address,
+                now(),
+                started,
+            ],
+        )?;
+        Ok(JobId(conn.last_insert_rowid()))
+    }
+
+    pub fn job(&self, id: JobId) -> Result<Job> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.id = ?1"),
+                [id.0],
+                job_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+    }
+
+    /// Records the plan's totals once they are known.
+    pub fn set_job_totals(&self, id: JobId, files: i64, bytes: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET files_total = ?1, bytes_total = ?2 WHERE id = ?3",
+            params![files, bytes, id.0],
+        )?;
+        Ok(())
+    }
+
+    /// Records progress of a running job.
+    pub fn set_job_progress(
+        &self,
+        id: JobId,
+        files_done: i64,
+        bytes_done: i64,
+        bytes_skipped: i64,
+        rate: i64,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET files_done = ?1, bytes_done = ?2, bytes_skipped = ?3, rate = ?4 WHERE id = ?5",
+            params![files_done, bytes_done, bytes_skipped, rate, id.0],
+        )?;
+        Ok(())
+    }
+
+    /// Moves a job to `status`, stamping start and finish times.
+    pub fn set_job_status(&self, id: JobId, status: JobStatus, error: Option<&str>) -> Result<()> {
+        let t = now();
+        self.conn().execute(
+            "UPDATE jobs SET status = ?1, error = ?2,
+                started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?3 ELSE started_at END,
+                finished_at = CASE WHEN ?1 IN ('done', 'failed', 'aborted') THEN ?3 ELSE NULL END,
+                rate = CASE WHEN ?1 = 'running' THEN rate ELSE 0 END
+             WHERE id = ?4",
+            params![status.as_str(), error, t, id.0],
+        )?;
+        Ok(())
+    }
+
+    pub fn list_jobs(&self, f: &JobFilter) -> Result<Vec<Job>> {
+        let conn = self.conn();
+        let finished_clause = if f.all {
+            ""
+        } else if f.finished {
+            "AND j.status IN ('done', 'failed', 'aborted')"
+        } else {
+            "AND j.status NOT IN ('done', 'failed', 'aborted')"
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id
+             WHERE j.purged = 0 AND j.id < ?1 AND (?2 IS NULL OR j.owner_id = ?2)
+               AND (?3 IS NULL OR j.status = ?3) {finished_clause}
+             ORDER BY j.id DESC LIMIT ?4"
+        ))?;
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        let rows = stmt.query_map(
+            params![
+                f.before.map(|b| b.0).unwrap_or(i64::MAX),
+                f.owner.map(|o| o.0),
+                f.status.map(|s| s.as_str()),
+                limit
+            ],
+            job_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Jobs left `running` by a daemon that stopped without finishing them
+    /// are marked failed at start, with the reason.
+    pub fn fail_interrupted_jobs(&self, reason: &str) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE jobs SET status = 'failed', error = ?1, finished_at = ?2, rate = 0
+             WHERE status = 'running' AND kind IN ('put', 'get')",
+            params![reason, now()],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+
+    #[test]
+    fn job_lifecycle_and_listing() {
+        let s = Store::open_in_memory().unwrap();
+        let u = s.create_user("a@b.io", "", Role::Employee, Some("password1")).unwrap();
+        let id = s
+            .create_job(&NewJob {
+                kind: JobKind::Put,
+                name: "put a.mov".into(),
+                owner: u.id,
+                share: None,
+                folder: String::new(),
+                status: JobStatus::Running,
+                client_address: Some("127.0.0.1".into()),
+            })
+            .unwrap();
+        s.set_job_totals(id, 2, 100).unwrap();
+        s.set_job_progress(id, 1, 50, 10, 1000).unwrap();
+        let j = s.job(id).unwrap();
+        assert_eq!((j.status, j.bytes_done, j.bytes_skipped), (JobStatus::Running, 50, 10));
+        assert!(j.started_at.is_some() && j.finished_at.is_none());
+        assert_eq!(s.list_jobs(&JobFilter::default()).unwrap().len(), 1);
+        s.set_job_status(id, JobStatus::Done, None).unwrap();
+        assert!(s.list_jobs(&JobFilter::default()).unwrap().is_empty());
+        let finished = s
+            .list_jobs(&JobFilter {
+                finished: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(finished.len(), 1);
+        assert!(finished[0].finished_at.is_some());
+        assert_eq!(finished[0].rate, 0);
+    }
+}

@@ -1,0 +1,131 @@
+//! Forward-only schema migrations.
+//!
+//! Migration N takes the schema from version N-1 to N and runs in one
+//! transaction with the version bump, so a crash leaves either the old or
+//! the new schema. Never edit a migration that has shipped: add a new one.
+
+use rusqlite::Connection;
+
+use crate::{Result, StoreError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: users, keys, shares, settings, audit log, jobs and tasks.
+    r#"
+    CREATE TABLE users (
+        id              INTEGER PRIMARY KEY,
+        email           TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name            TEXT NOT NULL DEFAULT '',
+        role            TEXT NOT NULL CHECK (role IN ('admin', 'employee', 'collaborator')),
+        status          TEXT NOT NULL CHECK (status IN ('invited', 'active', 'disabled')),
+        password_hash   TEXT,
+        must_change_password INTEGER NOT NULL DEFAULT 0,
+        notify          INTEGER NOT NULL DEFAULT 1,
+        created_at      INTEGER NOT NULL
+    );
+
+    CREATE TABLE api_keys (
+        id              INTEGER PRIMARY KEY,
+        user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name            TEXT NOT NULL,
+        key_hash        BLOB NOT NULL UNIQUE,
+        prefix          TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_used_at    INTEGER,
+        revoked_at      INTEGER
+    );
+    CREATE INDEX api_keys_user ON api_keys(user_id);
+
+    -- Root shares have no parent and an absolute path; shares are folders
+    -- inside a root share (path relative to it). One namespace for both.
+    CREATE TABLE shares (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        parent_id       INTEGER REFERENCES shares(id) ON DELETE RESTRICT,
+        path            TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        CHECK ((parent_id IS NULL) = (substr(path, 1, 1) = '/'))
+    );
+
+    CREATE TABLE share_acl (
+        share_id        INTEGER NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
+        user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        can_read        INTEGER NOT NULL,
+        can_write       INTEGER NOT NULL,
+        PRIMARY KEY (share_id, user_id)
+    );
+
+    CREATE TABLE settings (
+        key             TEXT PRIMARY KEY,
+        value           TEXT NOT NULL
+    );
+
+    CREATE TABLE events (
+        id              INTEGER PRIMARY KEY,
+        at              INTEGER NOT NULL,
+        user_id         INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        address         TEXT,
+        action          TEXT NOT NULL,
+        subject         TEXT NOT NULL DEFAULT '',
+        detail          TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_at ON events(at);
+
+    CREATE TABLE jobs (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('upload', 'download', 'put', 'get')),
+        name            TEXT NOT NULL,
+        owner_id        INTEGER NOT NULL REFERENCES users(id),
+        share_id        INTEGER REFERENCES shares(id),
+        folder          TEXT NOT NULL DEFAULT '',
+        status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'paused', 'failed', 'aborted', 'done')),
+        purged          INTEGER NOT NULL DEFAULT 0,
+        files_total     INTEGER NOT NULL DEFAULT 0,
+        files_done      INTEGER NOT NULL DEFAULT 0,
+        bytes_total     INTEGER NOT NULL DEFAULT 0,
+        bytes_done      INTEGER NOT NULL DEFAULT 0,
+        bytes_skipped   INTEGER NOT NULL DEFAULT 0,
+        rate            INTEGER NOT NULL DEFAULT 0,
+        retries         INTEGER NOT NULL DEFAULT 0,
+        error           TEXT,
+        client_address  TEXT,
+        created_at      INTEGER NOT NULL,
+        started_at      INTEGER,
+        finished_at     INTEGER
+    );
+    CREATE INDEX jobs_owner ON jobs(owner_id, id);
+    CREATE INDEX jobs_status ON jobs(status, id);
+
+    CREATE TABLE tasks (
+        id              INTEGER PRIMARY KEY,
+        job_id          INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        path            TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        priority        INTEGER NOT NULL DEFAULT 500 CHECK (priority BETWEEN 1 AND 1000),
+        status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'excluded')),
+        bytes_done      INTEGER NOT NULL DEFAULT 0,
+        digest          TEXT,
+        finished_at     INTEGER,
+        UNIQUE (job_id, path)
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::FutureSchema {
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

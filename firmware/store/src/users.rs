@@ -1,0 +1,340 @@
+//! Users: who may log in, with which role, and their password hashes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use rusqlite::{OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, Store, StoreError, conflict, now};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UserId(pub i64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a user may do. Admins run the appliance; employees send and see
+/// their own deliveries and granted shares; collaborators receive.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Employee,
+    Collaborator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Employee => "employee",
+            Role::Collaborator => "collaborator",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "employee" => Ok(Role::Employee),
+            "collaborator" => Ok(Role::Collaborator),
+            _ => Err(StoreError::Invalid(format!(
+                "unknown role {s:?} (admin, employee or collaborator)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    /// Created by an invitation; no password yet.
+    Invited,
+    Active,
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Invited => "invited",
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+}
+
+impl FromStr for UserStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "invited" => Ok(UserStatus::Invited),
+            "active" => Ok(UserStatus::Active),
+            "disabled" => Ok(UserStatus::Disabled),
+            _ => Err(StoreError::Invalid(format!("unknown user status {s:?}"))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub status: UserStatus,
+    pub must_change_password: bool,
+    pub notify: bool,
+    pub created_at: i64,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, name, role, status, must_change_password, notify, created_at";
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    let role: String = r.get(3)?;
+    let status: String = r.get(4)?;
+    Ok(User {
+        id: UserId(r.get(0)?),
+        email: r.get(1)?,
+        name: r.get(2)?,
+        role: role.parse().unwrap_or(Role::Collaborator),
+        status: status.parse().unwrap_or(UserStatus::Disabled),
+        must_change_password: r.get(5)?,
+        notify: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+/// Checks the shape of an email address before it becomes a user or a mail
+/// header: one `@`, no whitespace, commas, angle brackets or control
+/// characters.
+pub fn check_email(email: &str) -> Result<()> {
+    let bad = || StoreError::Invalid(format!("{email:?} is not a valid email address"));
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    let forbidden = |c: char| c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '>' | '@' | '"' | ';' | '\\');
+    if local.is_empty()
+        || domain.is_empty()
+        || !domain.contains('.') && domain != "localhost"
+        || email.len() > 254
+        || local.chars().any(forbidden)
+        || domain.chars().any(forbidden)
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String> {
+    if password.chars().count() < 8 {
+        return Err(StoreError::Invalid(
+            "password must be at least 8 characters".into(),
+        ));
+    }
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::PasswordHash(e.to_string()))
+}
+
+fn password_matches(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// A hash that no password matches, checked when the user does not exist so
+/// that a login for an unknown email costs the same time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        hash_password("decoy password that nobody has").unwrap_or_default()
+    })
+}
+
+impl Store {
+    /// Creates a user. With a password the user is active; without one the
+    /// user is invited and sets it later.
+    pub fn create_user(&self, email: &str, name: &str, role: Role, password: Option<&str>) -> Result<User> {
+        let email = email.trim();
+        check_email(email)?;
+        let hash = password.map(hash_password).transpose()?;
+        let status = if hash.is_some() {
+            UserStatus::Active
+        } else {
+            UserStatus::Invited
+        };
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO users (email, name, role, status, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![email, name, role.as_str(), status.as_str(), hash, now()],
+        )
+        .map_err(|e| conflict(e, || format!("a user with email {email}")))?;
+        let id = UserId(conn.last_insert_rowid());
+        drop(conn);
+        self.user(id)
+    }
+
+    pub fn user(&self, id: UserId) -> Result<User> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                [id.0],
+                user_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("user {id}")))
+    }
+
+    pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+                [email.trim()],
+                user_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn list_users(&self) -> Result<Vec<User>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY email"))?;
+        let rows = stmt.query_map([], user_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Checks a password. `None` for an unknown, disabled or password-less
+    /// user as for a wrong password: the caller cannot tell which, nor can
+    /// an attacker from the time it takes.
+    pub fn verify_password(&self, email: &str, password: &str) -> Result<Option<User>> {
+        let row: Option<(i64, Option<String>)> = self
+            .conn()
+            .query_row(
+                "SELECT id, password_hash FROM users WHERE email = ?1 AND status = 'active'",
+                [email.trim()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            Some((id, Some(hash))) if password_matches(password, &hash) => Ok(Some(self.user(UserId(id))?)),
+            Some(_) => Ok(None),
+            None => {
+                let _ = password_matches(password, decoy_hash());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sets a new password, activates an invited user and clears the
+    /// must-change flag.
+    pub fn set_password(&self, id: UserId, password: &str) -> Result<()> {
+        let hash = hash_password(password)?;
+        let n = self.conn().execute(
+            "UPDATE users SET password_hash = ?1, must_change_password = 0,
+                 status = CASE status WHEN 'invited' THEN 'active' ELSE status END
+             WHERE id = ?2",
+            params![hash, id.0],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    }
+
+    /// Marks a password as one-time: the user must change it at next login.
+    pub fn set_must_change_password(&self, id: UserId, must: bool) -> Result<()> {
+        self.conn().execute(
+            "UPDATE users SET must_change_password = ?1 WHERE id = ?2",
+            params![must, id.0],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_role(&self, id: UserId, role: Role) -> Result<()> {
+        self.conn()
+            .execute("UPDATE users SET role = ?1 WHERE id = ?2", params![role.as_str(), id.0])?;
+        Ok(())
+    }
+
+    pub fn set_status(&self, id: UserId, status: UserStatus) -> Result<()> {
+        self.conn().execute(
+            "UPDATE users SET status = ?1 WHERE id = ?2",
+            params![status.as_str(), id.0],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_user_name(&self, id: UserId, name: &str) -> Result<()> {
+        self.conn()
+            .execute("UPDATE users SET name = ?1 WHERE id = ?2", params![name, id.0])?;
+        Ok(())
+    }
+
+    pub fn count_users(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_and_verify() {
+        let s = Store::open_in_memory().unwrap();
+        let u = s
+            .create_user("Ann@Example.com", "Ann", Role::Admin, Some("correct horse"))
+            .unwrap();
+        assert_eq!(u.status, UserStatus::Active);
+        assert!(s.verify_password("ann@example.com", "correct horse").unwrap().is_some());
+        assert!(s.verify_password("ann@example.com", "wrong password").unwrap().is_none());
+        assert!(s.verify_password("nobody@example.com", "correct horse").unwrap().is_none());
+        assert!(matches!(
+            s.create_user("ann@example.com", "", Role::Employee, None),
+            Err(StoreError::Conflict(_))
+        ));
+        s.set_status(u.id, UserStatus::Disabled).unwrap();
+        assert!(s.verify_password("ann@example.com", "correct horse").unwrap().is_none());
+    }
+
+    #[test]
+    fn invited_users_activate_with_a_password() {
+        let s = Store::open_in_memory().unwrap();
+        let u = s.create_user("bob@example.com", "Bob", Role::Collaborator, None).unwrap();
+        assert_eq!(u.status, UserStatus::Invited);
+        assert!(s.verify_password("bob@example.com", "").unwrap().is_none());
+        s.set_password(u.id, "a new password").unwrap();
+        assert_eq!(s.user(u.id).unwrap().status, UserStatus::Active);
+        assert!(s.set_password(u.id, "short").is_err());
+    }
+
+    #[test]
+    fn refuses_bad_emails() {
+        for bad in ["", "a", "a@", "@b.c", "a b@c.d", "a@b.c,d@e.f", "a@b.c\r\nBcc: x@y.z", "<a@b.c>"] {
+            assert!(check_email(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_email("first.last+tag@sub.example.com").is_ok());
+    }
+}
