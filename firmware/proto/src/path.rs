@@ -102,7 +102,7 @@ impl SharePath {
                 c if c.len() > MAX_COMPONENT_LEN => {
                     return Err(PathError::ComponentTooLong(c.to_owned()));
                 }
-                c if c.ends_with(PART_SUFFIX) || c.ends_with(STATE_SUFFIX) => {
+                c if c.contains(PART_SUFFIX) || c.contains(STATE_SUFFIX) => {
                     return Err(PathError::Reserved(c.to_owned()));
                 }
                 _ => {}
@@ -341,6 +341,7 @@ mod tests {
             ("a\nb", |e| matches!(e, PathError::ControlChar(_))),
             ("", |e| matches!(e, PathError::Empty)),
             ("x.mov.ferry-part", |e| matches!(e, PathError::Reserved(_))),
+            ("x.ferry-state.new", |e| matches!(e, PathError::Reserved(_))),
         ];
         for (text, check) in cases {
             let err = SharePath::parse(text).expect_err(text);

@@ -74,8 +74,9 @@ const PLAN_BATCH_BYTES: usize = MAX_FRAME_LEN / 2;
 /// What happened on the sending side, for progress and job bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SenderEvent {
-    /// The receiver already holds `bytes` of the file, which will not travel.
-    Skipped { file: FileId, bytes: u64 },
+    /// The receiver already holds `bytes` of the file, which will not
+    /// travel; `whole` when it holds the file in place (no `Delivered` follows).
+    Skipped { file: FileId, bytes: u64, whole: bool },
     /// The receiver verified the file and moved it into place.
     Delivered { file: FileId, digest: Digest },
     /// Every file is delivered; `Bye` is queued.
@@ -338,6 +339,7 @@ impl Sender {
                 self.events.push_back(SenderEvent::Skipped {
                     file: id,
                     bytes: f.plan.size,
+                    whole: true,
                 });
                 self.check_finished();
             }
@@ -361,7 +363,11 @@ impl Sender {
                     .map(u64::from)
                     .sum();
                 if skipped > 0 {
-                    self.events.push_back(SenderEvent::Skipped { file: id, bytes: skipped });
+                    self.events.push_back(SenderEvent::Skipped {
+                        file: id,
+                        bytes: skipped,
+                        whole: false,
+                    });
                 }
                 self.scheduler.add(id, f.plan.priority, bitmap.missing());
             }

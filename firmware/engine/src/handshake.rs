@@ -1,0 +1,132 @@
+//! Opening a data session: the client proves it holds a session token
+//! minted on the control plane, before any plan or chunk flows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_proto::{ErrorCode, Frame, PROTOCOL_VERSION, ProtoError};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+
+use crate::control::{read_frame, write_frame};
+use crate::error::EngineError;
+use crate::tls::{PinnedCert, find_mismatch};
+use crate::transport::{Tuning, client_config};
+
+/// An authenticated data connection, ready for a sender or receiver.
+#[derive(Debug)]
+pub struct Session {
+    pub connection: Connection,
+    pub send: SendStream,
+    pub recv: RecvStream,
+    pub id: u64,
+}
+
+/// Connects to the appliance's data port and presents the token.
+/// `handshake_timeout` bounds the QUIC handshake: when UDP does not get
+/// through, the error says so instead of hanging.
+pub async fn connect(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    pin: &Arc<PinnedCert>,
+    tuning: &Tuning,
+    token: [u8; 32],
+    handshake_timeout: Duration,
+) -> Result<Session, EngineError> {
+    let connecting = endpoint
+        .connect_with(client_config(pin, tuning), addr, "ferry")
+        .map_err(|e| EngineError::Connect(format!("cannot connect to {addr}: {e}")))?;
+    let connection = match tokio::time::timeout(handshake_timeout, connecting).await {
+        Err(_) => {
+            return Err(EngineError::Connect(format!(
+                "no answer from {addr} over UDP within {}s: UDP port {} is not reachable from this network \
+                 (a firewall or router between you and the appliance drops it)",
+                handshake_timeout.as_secs(),
+                addr.port()
+            )));
+        }
+        Ok(Err(e)) => {
+            if let Some(m) = find_mismatch(&e) {
+                return Err(EngineError::Connect(m.to_string()));
+            }
+            return Err(EngineError::Connect(format!("QUIC handshake with {addr} failed: {e}")));
+        }
+        Ok(Ok(c)) => c,
+    };
+    let (mut send, mut recv) = connection.open_bi().await?;
+    write_frame(
+        &mut send,
+        &Frame::Hello {
+            version: PROTOCOL_VERSION,
+            token,
+        },
+    )
+    .await?;
+    let answer = tokio::time::timeout(handshake_timeout, read_frame(&mut recv))
+        .await
+        .map_err(|_| EngineError::Connect(format!("{addr} did not answer the session greeting")))?;
+    match answer {
+        Ok(Some(Frame::Welcome { session })) => Ok(Session {
+            connection,
+            send,
+            recv,
+            id: session,
+        }),
+        Ok(Some(Frame::Error { code, message })) => Err(EngineError::Proto(ProtoError::Peer { code, message })),
+        Ok(Some(other)) => Err(EngineError::Proto(ProtoError::Violation(format!(
+            "expected Welcome, got {other:?}"
+        )))),
+        Ok(None) => Err(EngineError::Connect("the appliance closed the session greeting".into())),
+        Err(EngineError::Connection(quinn::ConnectionError::ApplicationClosed(close))) => {
+            Err(EngineError::Proto(ProtoError::Peer {
+                code: ErrorCode::BadToken,
+                message: String::from_utf8_lossy(&close.reason).into_owned(),
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Server side: waits for the client's greeting on a new connection and
+/// returns the token it presents. The caller checks the token and answers
+/// with [`welcome`] or [`refuse`].
+pub async fn accept_hello(
+    connection: &Connection,
+    timeout: Duration,
+) -> Result<(SendStream, RecvStream, [u8; 32]), EngineError> {
+    let greet = async {
+        let (send, mut recv) = connection.accept_bi().await?;
+        match read_frame(&mut recv).await? {
+            Some(Frame::Hello { version, token }) if version == PROTOCOL_VERSION => Ok((send, recv, token)),
+            Some(Frame::Hello { version, .. }) => Err(EngineError::Proto(ProtoError::Peer {
+                code: ErrorCode::Version,
+                message: format!("client speaks protocol {version}, the appliance {PROTOCOL_VERSION}"),
+            })),
+            _ => Err(EngineError::Proto(ProtoError::Violation("expected Hello first".into()))),
+        }
+    };
+    tokio::time::timeout(timeout, greet)
+        .await
+        .map_err(|_| EngineError::Proto(ProtoError::Violation("no Hello within the time allowed".into())))?
+}
+
+/// Accepts the session.
+pub async fn welcome(send: &mut SendStream, session: u64) -> Result<(), EngineError> {
+    write_frame(send, &Frame::Welcome { session }).await
+}
+
+/// Refuses the session with a reason, then closes the connection once the
+/// reason has had a chance to arrive.
+pub async fn refuse(connection: &Connection, send: &mut SendStream, code: ErrorCode, message: &str) {
+    let _ = write_frame(
+        send,
+        &Frame::Error {
+            code,
+            message: message.to_owned(),
+        },
+    )
+    .await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    connection.close(quinn::VarInt::from_u32(1), message.as_bytes());
+}

@@ -1,0 +1,29 @@
+//! Ferry's transfer engine, shared by the appliance daemon and the client.
+//!
+//! It runs the `ferry-proto` state machines over QUIC (quinn + rustls) and
+//! does the file IO they ask for:
+//!
+//! - [`tls`]: the appliance's certificate and fingerprint pinning;
+//! - [`transport`]: QUIC endpoint and flow-control settings;
+//! - [`handshake`]: opening a session with a token from the control plane;
+//! - [`send`] and [`receive`]: the two sides of a session;
+//! - [`files`]: sources, part files, resume state, atomic commit;
+//! - [`claims`]: one session per destination file;
+//! - [`progress`] and [`stop`]: watching and stopping a session.
+
+pub mod claims;
+pub mod control;
+pub mod error;
+pub mod files;
+pub mod handshake;
+pub mod progress;
+pub mod receive;
+pub mod send;
+pub mod stop;
+pub mod tls;
+pub mod transport;
+
+pub use error::EngineError;
+pub use progress::{FileEvent, Progress, Snapshot};
+pub use send::Outcome;
+pub use stop::StopSignal;

@@ -1,0 +1,473 @@
+//! The receiving side of a session: runs a `ferry_proto::Receiver` over a
+//! QUIC connection, writes verified chunks into part files beneath the
+//! sink, checkpoints resume state every second, and commits complete files.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ferry_proto::session::{Admission, LocalState};
+use ferry_proto::{ChunkHeader, Digest, FileId, ProtoError, Receiver, ReceiverEvent};
+use quinn::{Connection, RecvStream};
+use tokio::sync::OnceCell;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+
+use crate::claims::{Claim, Claims};
+use crate::control::Control;
+use crate::error::EngineError;
+use crate::files::{PartFile, Sink};
+use crate::progress::{FileEvent, Progress};
+use crate::send::{Outcome, tell_peer};
+use crate::stop::StopSignal;
+
+/// Bytes gathered from the network before one write to disk.
+const WRITE_BATCH: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct ReceiveOptions {
+    /// How often written chunks are made durable and recorded for resume.
+    pub checkpoint_every: Duration,
+    /// Files committed (fsync, rename) at once.
+    pub commit_parallelism: usize,
+    /// How long to wait for an older session to let go of a file.
+    pub claim_wait: Duration,
+}
+
+impl Default for ReceiveOptions {
+    fn default() -> Self {
+        ReceiveOptions {
+            checkpoint_every: Duration::from_secs(1),
+            commit_parallelism: 8,
+            claim_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+type PartCell = Arc<OnceCell<Arc<PartFile>>>;
+
+#[derive(Default)]
+struct Core {
+    proto: Receiver,
+    parts: HashMap<FileId, PartCell>,
+    /// Files whose part file starts over (nothing usable was held).
+    fresh: HashSet<FileId>,
+    /// Files with chunks written since the last checkpoint.
+    dirty: HashSet<FileId>,
+}
+
+type Shared = Arc<Mutex<Core>>;
+
+fn lock(core: &Shared) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where claims are registered, for a daemon receiving many sessions.
+#[derive(Debug, Clone)]
+pub struct ClaimScope {
+    pub claims: Arc<Claims>,
+    pub session: u64,
+}
+
+/// Receives a session's files into `sink`.
+#[allow(clippy::too_many_arguments)]
+pub async fn receive(
+    conn: &Connection,
+    mut control: Control,
+    sink: Sink,
+    opts: &ReceiveOptions,
+    progress: Arc<Progress>,
+    events: Option<UnboundedSender<FileEvent>>,
+    stop: StopSignal,
+    claims: Option<ClaimScope>,
+) -> Result<Outcome, EngineError> {
+    let core: Shared = Arc::default();
+    let mut held: Vec<Claim> = Vec::new();
+    let mut chunks = JoinSet::new();
+    let result = run(
+        conn,
+        &mut control,
+        &sink,
+        opts,
+        &core,
+        &progress,
+        events.as_ref(),
+        &stop,
+        claims.as_ref(),
+        &mut held,
+        &mut chunks,
+    )
+    .await;
+    // Whatever happened, keep what arrived: stop the chunk streams, then
+    // make the written chunks durable and record them for the next session.
+    chunks.abort_all();
+    while chunks.join_next().await.is_some() {}
+    if let Err(e) = checkpoint(&core, &sink).await {
+        log::warn!("final checkpoint failed: {e}");
+    }
+    drop(held);
+    if let Err(e) = &result {
+        tell_peer(&control, e);
+    }
+    control.finish().await;
+    match &result {
+        Ok(()) => conn.close(0u32.into(), b"done"),
+        Err(e) => conn.close(1u32.into(), e.to_string().as_bytes()),
+    }
+    result.map(|()| Outcome::from_progress(&progress))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    conn: &Connection,
+    control: &mut Control,
+    sink: &Sink,
+    opts: &ReceiveOptions,
+    core: &Shared,
+    progress: &Arc<Progress>,
+    events: Option<&UnboundedSender<FileEvent>>,
+    stop: &StopSignal,
+    claims: Option<&ClaimScope>,
+    held: &mut Vec<Claim>,
+    chunks: &mut JoinSet<Result<(), EngineError>>,
+) -> Result<(), EngineError> {
+    let mut commits: JoinSet<(FileId, Result<(), EngineError>)> = JoinSet::new();
+    let mut to_commit: VecDeque<FileId> = VecDeque::new();
+    let mut checkpointing: Option<tokio::task::JoinHandle<Result<(), EngineError>>> = None;
+    let mut ticker = tokio::time::interval(opts.checkpoint_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut finished = false;
+    loop {
+        let happened: Vec<ReceiverEvent> = {
+            let mut c = lock(core);
+            while let Some(frame) = c.proto.poll_frame() {
+                control.send(frame);
+            }
+            std::iter::from_fn(|| c.proto.poll_event()).collect()
+        };
+        for ev in happened {
+            match ev {
+                ReceiverEvent::PlanStarted { files, bytes } => {
+                    progress.files_total.store(files, std::sync::atomic::Ordering::Relaxed);
+                    progress.bytes_total.store(bytes, std::sync::atomic::Ordering::Relaxed);
+                    if let Some((total, _)) = sink.capacity() {
+                        if bytes > total {
+                            return Err(EngineError::TooLarge(format!(
+                                "the transfer holds {bytes} bytes but the destination filesystem is only {total} bytes"
+                            )));
+                        }
+                    }
+                }
+                ReceiverEvent::Planned { first, count } => {
+                    plan_files(core, sink, first, count, opts, progress, events, stop, claims, held).await?;
+                }
+                ReceiverEvent::FileComplete { file, .. } => to_commit.push_back(file),
+                ReceiverEvent::Finished => finished = true,
+            }
+        }
+        while commits.len() < opts.commit_parallelism {
+            let Some(file) = to_commit.pop_front() else { break };
+            let (plan, part) = {
+                let c = lock(core);
+                let plan = c.proto.file(file).cloned();
+                (plan, c.parts.get(&file).and_then(|cell| cell.get().cloned()))
+            };
+            let Some(plan) = plan else { continue };
+            let sink = sink.clone();
+            commits.spawn(async move {
+                let r = tokio::task::spawn_blocking(move || sink.commit(&plan, part.as_deref()))
+                    .await
+                    .unwrap_or_else(|e| Err(EngineError::Connect(format!("commit task: {e}"))));
+                (file, r)
+            });
+        }
+        if finished && commits.is_empty() && to_commit.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            () = stop.stopped() => {
+                let (code, message) = stop.reason();
+                return Err(EngineError::Stopped { code, message });
+            }
+            Some(done) = commits.join_next(), if !commits.is_empty() => {
+                let (file, r) = done.map_err(|e| EngineError::Connect(format!("commit task: {e}")))?;
+                r?;
+                let mut c = lock(core);
+                c.proto.committed(file);
+                c.parts.remove(&file);
+                c.dirty.remove(&file);
+                Progress::add(&progress.files_done, 1);
+                if let (Some(plan), Some(tx)) = (c.proto.file(file), events) {
+                    let digest = c
+                        .proto
+                        .resume_state(file)
+                        .map(|(_, d)| Digest::of_file(d))
+                        .unwrap_or_default();
+                    let _ = tx.send(FileEvent::Done { path: plan.path.clone(), size: plan.size, digest });
+                }
+            }
+            Some(done) = chunks.join_next(), if !chunks.is_empty() => {
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(e) => return Err(EngineError::Connect(format!("chunk task failed: {e}"))),
+                }
+            }
+            frame = control.recv() => match frame {
+                Some(Ok(frame)) => lock(core).proto.handle_frame(frame)?,
+                Some(Err(e)) => return Err(e),
+                None => return Err(EngineError::Connect("the sender closed the session".into())),
+            },
+            stream = conn.accept_uni() => {
+                let stream = stream?;
+                let (core, sink, progress) = (core.clone(), sink.clone(), progress.clone());
+                chunks.spawn(async move { receive_chunk(stream, core, sink, progress).await });
+            }
+            _ = ticker.tick() => {
+                let busy = checkpointing.as_ref().is_some_and(|h| !h.is_finished());
+                if !busy {
+                    if let Some(h) = checkpointing.take() {
+                        h.await.map_err(|e| EngineError::Connect(format!("checkpoint task: {e}")))??;
+                    }
+                    let (core, sink) = (core.clone(), sink.clone());
+                    checkpointing = Some(tokio::spawn(async move { checkpoint(&core, &sink).await }));
+                }
+            }
+        }
+    }
+}
+
+/// Looks up what is held of newly planned files and answers the sender.
+#[allow(clippy::too_many_arguments)]
+async fn plan_files(
+    core: &Shared,
+    sink: &Sink,
+    first: FileId,
+    count: u32,
+    opts: &ReceiveOptions,
+    progress: &Progress,
+    events: Option<&UnboundedSender<FileEvent>>,
+    stop: &StopSignal,
+    claims: Option<&ClaimScope>,
+    held: &mut Vec<Claim>,
+) -> Result<(), EngineError> {
+    let (plans, layout) = {
+        let c = lock(core);
+        let plans: Vec<_> = (first.0..first.0 + count)
+            .filter_map(|i| c.proto.file(FileId(i)).cloned())
+            .collect();
+        (plans, c.proto.layout().unwrap_or_default())
+    };
+    if let Some(scope) = claims {
+        for plan in &plans {
+            let key = sink.claim_key(&plan.path)?;
+            let claim = scope
+                .claims
+                .claim(key, scope.session, stop, opts.claim_wait)
+                .await
+                .ok_or_else(|| EngineError::Stopped {
+                    code: ferry_proto::ErrorCode::Superseded,
+                    message: format!("{} is being received by another session", plan.path),
+                })?;
+            held.push(claim);
+        }
+    }
+    let looked_up = {
+        let (sink, plans) = (sink.clone(), plans.clone());
+        tokio::task::spawn_blocking(move || {
+            plans
+                .iter()
+                .map(|p| sink.local_state(p, layout))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| EngineError::Connect(format!("lookup task: {e}")))??
+    };
+    let mut c = lock(core);
+    for (plan, local) in plans.iter().zip(looked_up) {
+        match &local {
+            LocalState::Complete => {
+                Progress::add(&progress.bytes_skipped, plan.size);
+                Progress::add(&progress.files_done, 1);
+                if let Some(tx) = events {
+                    let _ = tx.send(FileEvent::Skipped {
+                        path: plan.path.clone(),
+                        size: plan.size,
+                    });
+                }
+            }
+            LocalState::Partial { have, .. } => {
+                let bytes: u64 = have
+                    .present()
+                    .filter_map(|i| layout.chunk_len(plan.size, i))
+                    .map(u64::from)
+                    .sum();
+                Progress::add(&progress.bytes_skipped, bytes);
+            }
+            LocalState::Nothing => {
+                c.fresh.insert(plan.id);
+            }
+        }
+        c.proto.set_local(plan.id, local)?;
+    }
+    Ok(())
+}
+
+/// Receives one chunk stream: header, bytes (written as they come), digest.
+async fn receive_chunk(mut stream: RecvStream, core: Shared, sink: Sink, progress: Arc<Progress>) -> Result<(), EngineError> {
+    let mut header = [0u8; ChunkHeader::LEN];
+    if let Err(e) = stream.read_exact(&mut header).await {
+        return stream_error(e);
+    }
+    let header = ChunkHeader::decode(&header)
+        .ok_or_else(|| EngineError::Proto(ProtoError::Violation("a stream that is not a chunk".into())))?;
+    let chunk = header.chunk;
+    let (admission, plan, cell, fresh) = {
+        let mut c = lock(&core);
+        let admission = c.proto.admit_chunk(&header)?;
+        let plan = c.proto.file(chunk.file).cloned();
+        let cell = c.parts.entry(chunk.file).or_default().clone();
+        let fresh = c.fresh.contains(&chunk.file);
+        (admission, plan, cell, fresh)
+    };
+    let (Admission::Write { offset }, Some(plan)) = (admission, plan) else {
+        // Already held or being written by another stream: drain and drop.
+        while let Ok(Some(_)) = stream.read_chunk(usize::MAX, true).await {}
+        return Ok(());
+    };
+    let result = async {
+        let part = cell
+            .get_or_try_init(|| async {
+                let (sink, plan) = (sink.clone(), plan.clone());
+                tokio::task::spawn_blocking(move || sink.open_part(&plan, fresh).map(Arc::new))
+                    .await
+                    .map_err(|e| EngineError::Connect(format!("open task: {e}")))?
+            })
+            .await?
+            .clone();
+        let mut hasher = blake3::Hasher::new();
+        let mut remaining = header.len as usize;
+        let mut at = offset;
+        let mut batch = BytesMut::with_capacity(WRITE_BATCH.min(remaining));
+        while remaining > 0 {
+            let piece = match stream.read_chunk(remaining, true).await {
+                Ok(Some(piece)) => piece.bytes,
+                Ok(None) => return Err(StreamEnd::Abandoned),
+                Err(e) => return Err(StreamEnd::from(e)),
+            };
+            remaining -= piece.len();
+            batch.extend_from_slice(&piece);
+            if batch.len() >= WRITE_BATCH || remaining == 0 {
+                let data = std::mem::replace(&mut batch, BytesMut::with_capacity(WRITE_BATCH.min(remaining))).freeze();
+                let part = part.clone();
+                let path = plan.path.clone();
+                let n = data.len() as u64;
+                hasher = tokio::task::spawn_blocking(move || {
+                    part.write_at(&data, at).map_err(|e| EngineError::io(path, e))?;
+                    hasher.update(&data);
+                    Ok::<_, EngineError>(hasher)
+                })
+                .await
+                .map_err(|e| StreamEnd::Fatal(EngineError::Connect(format!("write task: {e}"))))?
+                .map_err(StreamEnd::Fatal)?;
+                at += n;
+            }
+        }
+        let mut claimed = [0u8; Digest::LEN];
+        stream.read_exact(&mut claimed).await.map_err(|e| match e {
+            quinn::ReadExactError::ReadError(e) => StreamEnd::from(e),
+            quinn::ReadExactError::FinishedEarly(_) => StreamEnd::Abandoned,
+        })?;
+        Ok((Digest::from(hasher.finalize()), Digest(claimed)))
+    }
+    .await;
+    let mut c = lock(&core);
+    match result {
+        Ok((computed, claimed)) => {
+            if c.proto.chunk_written(chunk, computed, claimed) {
+                c.dirty.insert(chunk.file);
+                Progress::add(&progress.bytes_transferred, u64::from(header.len));
+            } else {
+                log::warn!("chunk {} of {} failed its digest; asking for it again", chunk.index, plan.path);
+            }
+            Ok(())
+        }
+        Err(StreamEnd::Abandoned) => {
+            c.proto.chunk_abandoned(chunk);
+            Ok(())
+        }
+        Err(StreamEnd::Lost(e)) => {
+            c.proto.chunk_abandoned(chunk);
+            Err(EngineError::Connection(e))
+        }
+        Err(StreamEnd::Fatal(e)) => {
+            c.proto.chunk_abandoned(chunk);
+            Err(e)
+        }
+    }
+}
+
+/// How a chunk stream ended early.
+enum StreamEnd {
+    /// The sender reset or cut the stream: it will be sent again.
+    Abandoned,
+    /// The connection is gone.
+    Lost(quinn::ConnectionError),
+    /// Our side failed (disk full, IO error): the session must end.
+    Fatal(EngineError),
+}
+
+impl From<quinn::ReadError> for StreamEnd {
+    fn from(e: quinn::ReadError) -> Self {
+        match e {
+            quinn::ReadError::ConnectionLost(c) => StreamEnd::Lost(c),
+            _ => StreamEnd::Abandoned,
+        }
+    }
+}
+
+impl From<EngineError> for StreamEnd {
+    fn from(e: EngineError) -> Self {
+        StreamEnd::Fatal(e)
+    }
+}
+
+fn stream_error(e: quinn::ReadExactError) -> Result<(), EngineError> {
+    match e {
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => Err(EngineError::Connection(c)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes written chunks durable and records them for resume.
+async fn checkpoint(core: &Shared, sink: &Sink) -> Result<(), EngineError> {
+    let work: Vec<_> = {
+        let mut c = lock(core);
+        let layout = c.proto.layout().unwrap_or_default();
+        let dirty: Vec<FileId> = c.dirty.drain().collect();
+        dirty
+            .into_iter()
+            .filter_map(|id| {
+                let part = c.parts.get(&id)?.get()?.clone();
+                let plan = c.proto.file(id)?.clone();
+                let (have, digests) = c.proto.resume_state(id)?;
+                Some((plan, part, have.clone(), digests.to_vec(), layout))
+            })
+            .collect()
+    };
+    if work.is_empty() {
+        return Ok(());
+    }
+    let sink = sink.clone();
+    tokio::task::spawn_blocking(move || {
+        for (plan, part, have, digests, layout) in work {
+            sink.checkpoint(&plan, layout, &part, &have, &digests)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| EngineError::Connect(format!("checkpoint task: {e}")))?
+}

@@ -1,0 +1,306 @@
+//! Certificates and pinning.
+//!
+//! The appliance runs on a self-signed certificate made at first start.
+//! Clients do not trust any CA for it: they pin the SHA-256 fingerprint of
+//! the certificate, which an admin reads off the appliance (console, web
+//! admin, `ferryd admin fingerprint`) and which the client shows on first
+//! contact. The same pin protects the HTTPS control plane and QUIC.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use sha2::{Digest as _, Sha256};
+
+/// SHA-256 of a certificate's DER encoding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    pub fn of(cert: &CertificateDer<'_>) -> Self {
+        Fingerprint(Sha256::digest(cert.as_ref()).into())
+    }
+
+    /// Compares in constant time: the pin is not secret, but there is no
+    /// reason to leak how much of it matched.
+    pub fn matches(&self, other: &Fingerprint) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// A fingerprint that is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("certificate fingerprint must be 64 hex digits (SHA-256), optionally separated by ':'")]
+pub struct FingerprintError;
+
+impl FromStr for Fingerprint {
+    type Err = FingerprintError;
+    /// Accepts `ab12…` and `AB:12:…`, as browsers and openssl print it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex: String = s.trim().chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 {
+            return Err(FingerprintError);
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| FingerprintError)?;
+        }
+        Ok(Fingerprint(out))
+    }
+}
+
+/// A certificate and its private key.
+pub struct Identity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identity({})", self.fingerprint())
+    }
+}
+
+/// Why an identity could not be made or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+    #[error("no certificate in the PEM file")]
+    NoCertificate,
+    #[error("cannot read PEM: {0}")]
+    Pem(String),
+    #[error("TLS configuration refused the certificate: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl Identity {
+    /// A new self-signed certificate for `names` (host names or IPs).
+    /// Returns the identity with its PEM encodings (cert, key).
+    pub fn self_signed(names: &[String]) -> Result<(Self, String, String), IdentityError> {
+        let certified =
+            rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| IdentityError::Generate(e.to_string()))?;
+        let cert_pem = certified.cert.pem();
+        let key_pem = certified.signing_key.serialize_pem();
+        let id = Self::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())?;
+        Ok((id, cert_pem, key_pem))
+    }
+
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, IdentityError> {
+        let certs = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| IdentityError::Pem(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(IdentityError::NoCertificate);
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| IdentityError::Pem(e.to_string()))?;
+        Ok(Identity { certs, key })
+    }
+
+    /// Fingerprint of the end-entity certificate.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.certs[0])
+    }
+
+    /// rustls server configuration offering `alpn`.
+    pub fn server_config(&self, alpn: &[&[u8]], tls13_only: bool) -> Result<rustls::ServerConfig, IdentityError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_single_cert(self.certs.clone(), self.key.clone_key())?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
+}
+
+/// The error a pinned client reports when the server shows another
+/// certificate than the one pinned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the server's certificate fingerprint is {seen}, but {expected} is pinned: \
+     this is not the appliance you trusted (or its certificate changed); refusing to connect"
+)]
+pub struct FingerprintMismatch {
+    pub expected: Fingerprint,
+    pub seen: Fingerprint,
+}
+
+/// Verifies the server by its certificate's fingerprint instead of a CA
+/// chain. The handshake signature is still checked, so the server must hold
+/// the certificate's key.
+#[derive(Debug)]
+pub struct PinnedCert {
+    expected: Option<Fingerprint>,
+    seen: Arc<Mutex<Option<Fingerprint>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl PinnedCert {
+    /// Accepts only `expected`.
+    pub fn new(expected: Fingerprint) -> Arc<Self> {
+        Arc::new(PinnedCert {
+            expected: Some(expected),
+            seen: Arc::default(),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        })
+    }
+
+    /// Accepts any certificate and records its fingerprint: for first
+    /// contact, when the user is shown the fingerprint to confirm. Send no
+    /// secret over a connection made this way.
+    pub fn first_contact() -> Arc<Self> {
+        Arc::new(PinnedCert {
+            expected: None,
+            seen: Arc::default(),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        })
+    }
+
+    /// The fingerprint the server presented, once it has.
+    pub fn seen(&self) -> Option<Fingerprint> {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A rustls client configuration with this verifier and `alpn`.
+    pub fn client_config(self: &Arc<Self>, alpn: &[&[u8]], tls13_only: bool) -> rustls::ClientConfig {
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(versions)
+            // ring's default provider supports both versions, so this
+            // cannot fail; fall back to TLS 1.3 only if it somehow does.
+            .unwrap_or_else(|_| {
+                rustls::ClientConfig::builder_with_provider(self.provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .unwrap_or_else(|_| unreachable!("ring supports TLS 1.3"))
+            })
+            .dangerous()
+            .with_custom_certificate_verifier(self.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config
+    }
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let seen = Fingerprint::of(end_entity);
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
+        match self.expected {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(expected) if expected.matches(&seen) => Ok(ServerCertVerified::assertion()),
+            Some(expected) => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                rustls::OtherError(Arc::new(FingerprintMismatch { expected, seen })),
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Finds a [`FingerprintMismatch`] anywhere in an error's source chain
+/// (reqwest and quinn wrap rustls errors several layers deep).
+pub fn find_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<FingerprintMismatch> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(m) = e.downcast_ref::<FingerprintMismatch>() {
+            return Some(m.clone());
+        }
+        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
+            e.downcast_ref::<rustls::Error>()
+        {
+            if let Some(m) = other.0.downcast_ref::<FingerprintMismatch>() {
+                return Some(m.clone());
+            }
+        }
+        cur = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_text_forms() {
+        let (id, _, _) = Identity::self_signed(&["localhost".into()]).unwrap();
+        let fp = id.fingerprint();
+        let plain = fp.to_string();
+        assert_eq!(plain.len(), 64);
+        assert_eq!(plain.parse::<Fingerprint>().unwrap(), fp);
+        let colons: Vec<String> = fp.0.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(colons.join(":").parse::<Fingerprint>().unwrap(), fp);
+        assert!("abc".parse::<Fingerprint>().is_err());
+        assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn pem_round_trip() {
+        let (id, cert, key) = Identity::self_signed(&["127.0.0.1".into()]).unwrap();
+        let again = Identity::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        assert_eq!(again.fingerprint(), id.fingerprint());
+        assert!(Identity::from_pem(b"", key.as_bytes()).is_err());
+    }
+}
