@@ -39,10 +39,10 @@ pub struct Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut held = self.claims.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.get(&self.key).map(|h| h.session) == Some(self.session) {
-            if let Some(h) = held.remove(&self.key) {
-                h.released.notify_waiters();
-            }
+        if held.get(&self.key).map(|h| h.session) == Some(self.session)
+            && let Some(h) = held.remove(&self.key)
+        {
+            h.released.notify_waiters();
         }
     }
 }
@@ -124,7 +124,9 @@ mod tests {
         let new_stop = StopSignal::new();
         let c2 = claims.clone();
         let taker = tokio::spawn(async move {
-            c2.claim("f".into(), 2, &new_stop, Duration::from_secs(5)).await.is_some()
+            c2.claim("f".into(), 2, &new_stop, Duration::from_secs(5))
+                .await
+                .is_some()
         });
         old_stop.stopped().await;
         drop(old);
@@ -135,7 +137,10 @@ mod tests {
     async fn a_holder_that_never_lets_go_times_out() {
         let claims = Claims::new();
         let stop = StopSignal::new();
-        let _held = claims.claim("f".into(), 1, &stop, Duration::from_secs(1)).await.unwrap();
+        let _held = claims
+            .claim("f".into(), 1, &stop, Duration::from_secs(1))
+            .await
+            .unwrap();
         let other = StopSignal::new();
         assert!(
             claims

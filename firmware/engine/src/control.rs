@@ -28,7 +28,9 @@ pub async fn read_frame(recv: &mut RecvStream) -> Result<Option<Frame>, EngineEr
 
 fn read_error(e: quinn::ReadExactError) -> EngineError {
     match e {
-        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => EngineError::Connection(c),
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => {
+            EngineError::Connection(c)
+        }
         other => EngineError::Proto(ProtoError::Violation(format!("control stream: {other}"))),
     }
 }
@@ -61,6 +63,9 @@ impl Control {
                 }
             }
             let _ = send.finish();
+            // Give the last frames (often an error that explains the end)
+            // a moment to arrive before the caller closes the connection.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped()).await;
         });
         tokio::spawn(async move {
             loop {

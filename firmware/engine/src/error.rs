@@ -41,12 +41,16 @@ impl EngineError {
     /// get their own variants, because users and peers act on them.
     pub fn io(path: impl std::fmt::Display, err: io::Error) -> Self {
         let path = path.to_string();
-        if err.raw_os_error() == Some(nix::libc::ENOSPC) || err.raw_os_error() == Some(nix::libc::EDQUOT) {
+        if err.raw_os_error() == Some(nix::libc::ENOSPC)
+            || err.raw_os_error() == Some(nix::libc::EDQUOT)
+        {
             return EngineError::NoSpace { path };
         }
         // cap-std reports an escape (openat2's EXDEV, or a symlink or `..`
         // that resolves outside the root) as PermissionDenied with this text.
-        if err.kind() == io::ErrorKind::PermissionDenied && err.to_string().contains("outside of the filesystem") {
+        if err.kind() == io::ErrorKind::PermissionDenied
+            && err.to_string().contains("outside of the filesystem")
+        {
             return EngineError::OutsideShare { path };
         }
         if err.kind() == io::ErrorKind::NotFound {
@@ -61,7 +65,9 @@ impl EngineError {
             EngineError::OutsideShare { .. } => ErrorCode::PathRefused,
             EngineError::NoSpace { .. } => ErrorCode::NoSpace,
             EngineError::TooLarge(_) => ErrorCode::TooLarge,
-            EngineError::NotFound { .. } | EngineError::Io { .. } | EngineError::SourceChanged { .. } => ErrorCode::Io,
+            EngineError::NotFound { .. }
+            | EngineError::Io { .. }
+            | EngineError::SourceChanged { .. } => ErrorCode::Io,
             EngineError::Proto(e) => e.code(),
             EngineError::Connect(_) | EngineError::Connection(_) => ErrorCode::Internal,
             EngineError::Stopped { code, .. } => *code,

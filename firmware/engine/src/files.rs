@@ -55,7 +55,9 @@ impl SourceFile {
                 .map_err(|e| EngineError::io(path, e))?
                 .into_std(),
         };
-        let meta = file.metadata().map_err(|e| EngineError::io(&self.path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| EngineError::io(&self.path, e))?;
         if meta.len() != self.size || mtime_ns(&meta) != self.mtime_ns {
             return Err(EngineError::SourceChanged {
                 path: self.path.to_string(),
@@ -151,7 +153,9 @@ fn walk_local(
             path: path.display().to_string(),
             source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
         })?;
-        let kind = entry.file_type().map_err(|e| EngineError::io(path.display(), e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| EngineError::io(path.display(), e))?;
         if kind.is_dir() {
             walk_local(&path, &child, priority, out)?;
         } else {
@@ -196,7 +200,10 @@ pub fn plan_share(
             path: path.to_string(),
             source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
         })?;
-        let file = root.open(rel).map_err(|e| EngineError::io(path, e))?.into_std();
+        let file = root
+            .open(rel)
+            .map_err(|e| EngineError::io(path, e))?
+            .into_std();
         let meta = file.metadata().map_err(|e| EngineError::io(path, e))?;
         out.push(SourceFile {
             priority: priority(&dest),
@@ -209,7 +216,9 @@ pub fn plan_share(
             mtime_ns: mtime_ns(&meta),
         });
     } else {
-        return Err(EngineError::NotFound { path: path.to_string() });
+        return Err(EngineError::NotFound {
+            path: path.to_string(),
+        });
     }
     Ok(out)
 }
@@ -239,7 +248,9 @@ fn walk_share(
         };
         // Stat through cap-std: a symlink leading outside the share is an
         // error here, reported with its path, rather than silently skipped.
-        let meta = root.metadata(src.as_str()).map_err(|e| EngineError::io(&src, e))?;
+        let meta = root
+            .metadata(src.as_str())
+            .map_err(|e| EngineError::io(&src, e))?;
         let link = root
             .symlink_metadata(src.as_str())
             .map(|m| m.is_symlink())
@@ -249,7 +260,10 @@ fn walk_share(
                 walk_share(root, &src, &child, priority, out)?;
             }
         } else if meta.is_file() {
-            let file = root.open(src.as_str()).map_err(|e| EngineError::io(&src, e))?.into_std();
+            let file = root
+                .open(src.as_str())
+                .map_err(|e| EngineError::io(&src, e))?
+                .into_std();
             let meta = file.metadata().map_err(|e| EngineError::io(&src, e))?;
             out.push(SourceFile {
                 priority: priority(&child),
@@ -269,7 +283,7 @@ fn walk_share(
 /// Orders sources highest priority first (stable, so equal priorities keep
 /// their listing order) and numbers them, giving the plan.
 pub fn make_plan(mut files: Vec<SourceFile>) -> (Vec<SourceFile>, Vec<PlanFile>) {
-    files.sort_by(|a, b| b.priority.cmp(&a.priority));
+    files.sort_by_key(|f| std::cmp::Reverse(f.priority));
     let plan = files
         .iter()
         .enumerate()
@@ -285,7 +299,12 @@ pub fn make_plan(mut files: Vec<SourceFile>) -> (Vec<SourceFile>, Vec<PlanFile>)
 }
 
 /// Reads `len` bytes at `offset`; a short read means the file shrank.
-pub fn read_piece(file: &File, offset: u64, len: usize, path: &SharePath) -> Result<Bytes, EngineError> {
+pub fn read_piece(
+    file: &File,
+    offset: u64,
+    len: usize,
+    path: &SharePath,
+) -> Result<Bytes, EngineError> {
     let mut buf = BytesMut::zeroed(len);
     let mut done = 0;
     while done < len {
@@ -369,7 +388,8 @@ impl SavedState {
             r = tail;
             Some(head)
         };
-        if take(4)? != STATE_MAGIC || u32::from_le_bytes(take(4)?.try_into().ok()?) != STATE_VERSION {
+        if take(4)? != STATE_MAGIC || u32::from_le_bytes(take(4)?.try_into().ok()?) != STATE_VERSION
+        {
             return None;
         }
         let size = u64::from_le_bytes(take(8)?.try_into().ok()?);
@@ -407,7 +427,11 @@ impl Sink {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
         let root = Dir::open_ambient_dir(dir, cap_std::ambient_authority())
             .map_err(|e| EngineError::io(dir.display(), e))?;
-        Ok(Sink::new(root, SharePath::root(), dir.display().to_string()))
+        Ok(Sink::new(
+            root,
+            SharePath::root(),
+            dir.display().to_string(),
+        ))
     }
 
     pub fn label(&self) -> &str {
@@ -425,9 +449,17 @@ impl Sink {
     /// A string that identifies the final file across sessions (for
     /// claims): the root's identity and the relative path.
     pub fn claim_key(&self, file: &SharePath) -> Result<String, EngineError> {
-        let meta = self.root.dir_metadata().map_err(|e| EngineError::io(&self.label, e))?;
+        let meta = self
+            .root
+            .dir_metadata()
+            .map_err(|e| EngineError::io(&self.label, e))?;
         use cap_std::fs::MetadataExt;
-        Ok(format!("{}:{}/{}", meta.dev(), meta.ino(), self.final_path(file)?))
+        Ok(format!(
+            "{}:{}/{}",
+            meta.dev(),
+            meta.ino(),
+            self.final_path(file)?
+        ))
     }
 
     fn part_name(final_path: &SharePath) -> String {
@@ -442,11 +474,18 @@ impl Sink {
     pub fn capacity(&self) -> Option<(u64, u64)> {
         let st = nix::sys::statvfs::fstatvfs(&*self.root).ok()?;
         let frsize = st.fragment_size() as u64;
-        Some((st.blocks() as u64 * frsize, st.blocks_available() as u64 * frsize))
+        Some((
+            st.blocks() as u64 * frsize,
+            st.blocks_available() as u64 * frsize,
+        ))
     }
 
     /// What is already here of a planned file.
-    pub fn local_state(&self, plan: &PlanFile, layout: ChunkLayout) -> Result<LocalState, EngineError> {
+    pub fn local_state(
+        &self,
+        plan: &PlanFile,
+        layout: ChunkLayout,
+    ) -> Result<LocalState, EngineError> {
         let final_path = self.final_path(&plan.path)?;
         match self.root.metadata(final_path.as_str()) {
             Ok(meta) if meta.is_file() => {
@@ -462,7 +501,10 @@ impl Sink {
             Ok(meta) if meta.is_dir() => {
                 return Err(EngineError::Io {
                     path: final_path.to_string(),
-                    source: io::Error::new(io::ErrorKind::AlreadyExists, "a folder of that name is in the way"),
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a folder of that name is in the way",
+                    ),
                 });
             }
             Ok(_) => {}
@@ -502,22 +544,22 @@ impl Sink {
     /// 90 %.
     pub fn open_part(&self, plan: &PlanFile, fresh: bool) -> Result<PartFile, EngineError> {
         let final_path = self.final_path(&plan.path)?;
-        if let Some(parent) = final_path.parent() {
-            if !parent.is_root() {
-                self.root.create_dir_all(parent.as_str()).map_err(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        EngineError::Io {
-                            path: parent.to_string(),
-                            source: io::Error::new(
-                                io::ErrorKind::AlreadyExists,
-                                "a file or a link that leads elsewhere is in the way of this folder",
-                            ),
-                        }
-                    } else {
-                        EngineError::io(&parent, e)
+        if let Some(parent) = final_path.parent()
+            && !parent.is_root()
+        {
+            self.root.create_dir_all(parent.as_str()).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    EngineError::Io {
+                        path: parent.to_string(),
+                        source: io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "a file or a link that leads elsewhere is in the way of this folder",
+                        ),
                     }
-                })?;
-            }
+                } else {
+                    EngineError::io(&parent, e)
+                }
+            })?;
         }
         let part = Self::part_name(&final_path);
         if fresh {
@@ -552,7 +594,9 @@ impl Sink {
         digests: &[Digest],
     ) -> Result<(), EngineError> {
         let final_path = self.final_path(&plan.path)?;
-        part.file.sync_data().map_err(|e| EngineError::io(&final_path, e))?;
+        part.file
+            .sync_data()
+            .map_err(|e| EngineError::io(&final_path, e))?;
         let state = SavedState {
             size: plan.size,
             mtime_ns: plan.mtime_ns,
@@ -567,7 +611,8 @@ impl Sink {
             .root
             .create(&tmp)
             .map_err(|e| EngineError::io(&final_path, e))?;
-        f.write_all(&state).map_err(|e| EngineError::io(&final_path, e))?;
+        f.write_all(&state)
+            .map_err(|e| EngineError::io(&final_path, e))?;
         f.sync_data().map_err(|e| EngineError::io(&final_path, e))?;
         self.root
             .rename(&tmp, &self.root, &name)
@@ -588,17 +633,28 @@ impl Sink {
                 &opened
             }
         };
-        let len = part.file.metadata().map_err(|e| EngineError::io(&final_path, e))?.len();
+        let len = part
+            .file
+            .metadata()
+            .map_err(|e| EngineError::io(&final_path, e))?
+            .len();
         if len != plan.size {
             part.file
                 .set_len(plan.size)
                 .map_err(|e| EngineError::io(&final_path, e))?;
         }
-        part.file.set_modified(ns_system_time(plan.mtime_ns))
+        part.file
+            .set_modified(ns_system_time(plan.mtime_ns))
             .map_err(|e| EngineError::io(&final_path, e))?;
-        part.file.sync_all().map_err(|e| EngineError::io(&final_path, e))?;
+        part.file
+            .sync_all()
+            .map_err(|e| EngineError::io(&final_path, e))?;
         self.root
-            .rename(Self::part_name(&final_path), &self.root, final_path.as_str())
+            .rename(
+                Self::part_name(&final_path),
+                &self.root,
+                final_path.as_str(),
+            )
             .map_err(|e| EngineError::io(&final_path, e))?;
         match self.root.remove_file(Self::state_name(&final_path)) {
             Ok(()) => {}
@@ -608,7 +664,11 @@ impl Sink {
         // The rename is durable once its folder is. (A `Dir` handle is
         // O_PATH and cannot be synced, so the folder is opened for reading.)
         let parent = final_path.parent().unwrap_or_default();
-        let folder = if parent.is_root() { "." } else { parent.as_str() };
+        let folder = if parent.is_root() {
+            "."
+        } else {
+            parent.as_str()
+        };
         self.root
             .open(folder)
             .and_then(|d| d.into_std().sync_all())
@@ -659,7 +719,10 @@ mod tests {
         sink.checkpoint(&p, layout, &part, &have, &digests).unwrap();
         drop(part);
         match sink.local_state(&p, layout).unwrap() {
-            LocalState::Partial { have: h, digests: d } => {
+            LocalState::Partial {
+                have: h,
+                digests: d,
+            } => {
                 assert_eq!(h, have);
                 assert_eq!(d[0], digests[0]);
             }
@@ -668,7 +731,10 @@ mod tests {
         // A different source (mtime) invalidates the saved state.
         let mut changed = p.clone();
         changed.mtime_ns += 1;
-        assert_eq!(sink.local_state(&changed, layout).unwrap(), LocalState::Nothing);
+        assert_eq!(
+            sink.local_state(&changed, layout).unwrap(),
+            LocalState::Nothing
+        );
         // Working files are invisible under the final name until commit.
         assert!(!dir.path().join("sub/dir/a.bin").exists());
         let part = sink.open_part(&p, false).unwrap();
@@ -677,7 +743,9 @@ mod tests {
         let meta = std::fs::metadata(dir.path().join("sub/dir/a.bin")).unwrap();
         assert_eq!(meta.len(), 100_000);
         assert_eq!(sink.local_state(&p, layout).unwrap(), LocalState::Complete);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub/dir")).unwrap().collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub/dir"))
+            .unwrap()
+            .collect();
         assert_eq!(leftovers.len(), 1, "no working files left");
     }
 
@@ -688,8 +756,14 @@ mod tests {
         let layout = ChunkLayout::new(64 * 1024).unwrap();
         let p = plan("a.bin", 10);
         let part = sink.open_part(&p, true).unwrap();
-        sink.checkpoint(&p, layout, &part, &ChunkBitmap::full(1), &[Digest::default()])
-            .unwrap();
+        sink.checkpoint(
+            &p,
+            layout,
+            &part,
+            &ChunkBitmap::full(1),
+            &[Digest::default()],
+        )
+        .unwrap();
         let state = dir.path().join("a.bin.ferry-state");
         let mut bytes = std::fs::read(&state).unwrap();
         bytes[10] ^= 1;
@@ -703,15 +777,23 @@ mod tests {
         std::fs::write(outside.path().join("secret"), b"s").unwrap();
         let share = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), share.path().join("escape")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), share.path().join("link")).unwrap();
-        let root = Arc::new(Dir::open_ambient_dir(share.path(), cap_std::ambient_authority()).unwrap());
+        std::os::unix::fs::symlink(outside.path().join("secret"), share.path().join("link"))
+            .unwrap();
+        let root =
+            Arc::new(Dir::open_ambient_dir(share.path(), cap_std::ambient_authority()).unwrap());
         let none = |_: &SharePath| Priority::DEFAULT;
         for p in ["escape/secret", "link"] {
             let err = plan_share(root.clone(), &SharePath::parse(p).unwrap(), &none).unwrap_err();
-            assert!(matches!(err, EngineError::OutsideShare { .. }), "{p}: {err:?}");
+            assert!(
+                matches!(err, EngineError::OutsideShare { .. }),
+                "{p}: {err:?}"
+            );
         }
         let err = plan_share(root.clone(), &SharePath::root(), &none).unwrap_err();
-        assert!(matches!(err, EngineError::OutsideShare { .. }), "walk: {err:?}");
+        assert!(
+            matches!(err, EngineError::OutsideShare { .. }),
+            "walk: {err:?}"
+        );
         // Receiving through the escaping folder symlink is refused too.
         let sink = Sink::new(
             Dir::open_ambient_dir(share.path(), cap_std::ambient_authority()).unwrap(),
@@ -720,7 +802,10 @@ mod tests {
         );
         let err = sink.open_part(&plan("escape/new", 1), true).unwrap_err();
         assert!(
-            matches!(err, EngineError::OutsideShare { .. } | EngineError::Io { .. }),
+            matches!(
+                err,
+                EngineError::OutsideShare { .. } | EngineError::Io { .. }
+            ),
             "{err:?}"
         );
         assert!(!outside.path().join("new.ferry-part").exists());
@@ -730,10 +815,16 @@ mod tests {
     fn plans_sort_by_priority_and_skip_working_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("seq")).unwrap();
-        for f in ["seq/a.0001.exr", "seq/a.0002.exr", "seq/x.ferry-part", "proxy.mp4"] {
+        for f in [
+            "seq/a.0001.exr",
+            "seq/a.0002.exr",
+            "seq/x.ferry-part",
+            "proxy.mp4",
+        ] {
             std::fs::write(dir.path().join(f), f).unwrap();
         }
-        let root = Arc::new(Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap());
+        let root =
+            Arc::new(Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap());
         let prio = |p: &SharePath| {
             if p.as_str().ends_with(".mp4") {
                 Priority::HIGH

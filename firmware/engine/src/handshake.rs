@@ -49,7 +49,9 @@ pub async fn connect(
             if let Some(m) = find_mismatch(&e) {
                 return Err(EngineError::Connect(m.to_string()));
             }
-            return Err(EngineError::Connect(format!("QUIC handshake with {addr} failed: {e}")));
+            return Err(EngineError::Connect(format!(
+                "QUIC handshake with {addr} failed: {e}"
+            )));
         }
         Ok(Ok(c)) => c,
     };
@@ -72,16 +74,20 @@ pub async fn connect(
             recv,
             id: session,
         }),
-        Ok(Some(Frame::Error { code, message })) => Err(EngineError::Proto(ProtoError::Peer { code, message })),
+        Ok(Some(Frame::Error { code, message })) => {
+            Err(EngineError::Proto(ProtoError::Peer { code, message }))
+        }
         Ok(Some(other)) => Err(EngineError::Proto(ProtoError::Violation(format!(
             "expected Welcome, got {other:?}"
         )))),
-        Ok(None) => Err(EngineError::Connect("the appliance closed the session greeting".into())),
+        Ok(None) => Err(EngineError::Connect(
+            "the appliance closed the session greeting".into(),
+        )),
         Err(EngineError::Connection(quinn::ConnectionError::ApplicationClosed(close))) => {
-            Err(EngineError::Proto(ProtoError::Peer {
-                code: ErrorCode::BadToken,
-                message: String::from_utf8_lossy(&close.reason).into_owned(),
-            }))
+            Err(EngineError::Connect(format!(
+                "the appliance closed the session: {}",
+                String::from_utf8_lossy(&close.reason)
+            )))
         }
         Err(e) => Err(e),
     }
@@ -97,17 +103,25 @@ pub async fn accept_hello(
     let greet = async {
         let (send, mut recv) = connection.accept_bi().await?;
         match read_frame(&mut recv).await? {
-            Some(Frame::Hello { version, token }) if version == PROTOCOL_VERSION => Ok((send, recv, token)),
+            Some(Frame::Hello { version, token }) if version == PROTOCOL_VERSION => {
+                Ok((send, recv, token))
+            }
             Some(Frame::Hello { version, .. }) => Err(EngineError::Proto(ProtoError::Peer {
                 code: ErrorCode::Version,
-                message: format!("client speaks protocol {version}, the appliance {PROTOCOL_VERSION}"),
+                message: format!(
+                    "client speaks protocol {version}, the appliance {PROTOCOL_VERSION}"
+                ),
             })),
-            _ => Err(EngineError::Proto(ProtoError::Violation("expected Hello first".into()))),
+            _ => Err(EngineError::Proto(ProtoError::Violation(
+                "expected Hello first".into(),
+            ))),
         }
     };
-    tokio::time::timeout(timeout, greet)
-        .await
-        .map_err(|_| EngineError::Proto(ProtoError::Violation("no Hello within the time allowed".into())))?
+    tokio::time::timeout(timeout, greet).await.map_err(|_| {
+        EngineError::Proto(ProtoError::Violation(
+            "no Hello within the time allowed".into(),
+        ))
+    })?
 }
 
 /// Accepts the session.
@@ -117,7 +131,12 @@ pub async fn welcome(send: &mut SendStream, session: u64) -> Result<(), EngineEr
 
 /// Refuses the session with a reason, then closes the connection once the
 /// reason has had a chance to arrive.
-pub async fn refuse(connection: &Connection, send: &mut SendStream, code: ErrorCode, message: &str) {
+pub async fn refuse(
+    connection: &Connection,
+    send: &mut SendStream,
+    code: ErrorCode,
+    message: &str,
+) {
     let _ = write_frame(
         send,
         &Frame::Error {

@@ -55,7 +55,11 @@ impl Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileEvent {
     /// The file is verified and in place at the receiver.
-    Done { path: SharePath, size: u64, digest: Digest },
+    Done {
+        path: SharePath,
+        size: u64,
+        digest: Digest,
+    },
     /// The receiver already had the whole file.
     Skipped { path: SharePath, size: u64 },
 }

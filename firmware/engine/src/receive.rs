@@ -149,29 +149,41 @@ async fn run(
         for ev in happened {
             match ev {
                 ReceiverEvent::PlanStarted { files, bytes } => {
-                    progress.files_total.store(files, std::sync::atomic::Ordering::Relaxed);
-                    progress.bytes_total.store(bytes, std::sync::atomic::Ordering::Relaxed);
-                    if let Some((total, _)) = sink.capacity() {
-                        if bytes > total {
-                            return Err(EngineError::TooLarge(format!(
-                                "the transfer holds {bytes} bytes but the destination filesystem is only {total} bytes"
-                            )));
-                        }
+                    progress
+                        .files_total
+                        .store(files, std::sync::atomic::Ordering::Relaxed);
+                    progress
+                        .bytes_total
+                        .store(bytes, std::sync::atomic::Ordering::Relaxed);
+                    if let Some((total, _)) = sink.capacity()
+                        && bytes > total
+                    {
+                        return Err(EngineError::TooLarge(format!(
+                            "the transfer holds {bytes} bytes but the destination filesystem is only {total} bytes"
+                        )));
                     }
                 }
                 ReceiverEvent::Planned { first, count } => {
-                    plan_files(core, sink, first, count, opts, progress, events, stop, claims, held).await?;
+                    plan_files(
+                        core, sink, first, count, opts, progress, events, stop, claims, held,
+                    )
+                    .await?;
                 }
                 ReceiverEvent::FileComplete { file, .. } => to_commit.push_back(file),
                 ReceiverEvent::Finished => finished = true,
             }
         }
         while commits.len() < opts.commit_parallelism {
-            let Some(file) = to_commit.pop_front() else { break };
+            let Some(file) = to_commit.pop_front() else {
+                break;
+            };
             let (plan, part) = {
                 let c = lock(core);
                 let plan = c.proto.file(file).cloned();
-                (plan, c.parts.get(&file).and_then(|cell| cell.get().cloned()))
+                (
+                    plan,
+                    c.parts.get(&file).and_then(|cell| cell.get().cloned()),
+                )
             };
             let Some(plan) = plan else { continue };
             let sink = sink.clone();
@@ -317,13 +329,19 @@ async fn plan_files(
 }
 
 /// Receives one chunk stream: header, bytes (written as they come), digest.
-async fn receive_chunk(mut stream: RecvStream, core: Shared, sink: Sink, progress: Arc<Progress>) -> Result<(), EngineError> {
+async fn receive_chunk(
+    mut stream: RecvStream,
+    core: Shared,
+    sink: Sink,
+    progress: Arc<Progress>,
+) -> Result<(), EngineError> {
     let mut header = [0u8; ChunkHeader::LEN];
     if let Err(e) = stream.read_exact(&mut header).await {
         return stream_error(e);
     }
-    let header = ChunkHeader::decode(&header)
-        .ok_or_else(|| EngineError::Proto(ProtoError::Violation("a stream that is not a chunk".into())))?;
+    let header = ChunkHeader::decode(&header).ok_or_else(|| {
+        EngineError::Proto(ProtoError::Violation("a stream that is not a chunk".into()))
+    })?;
     let chunk = header.chunk;
     let (admission, plan, cell, fresh) = {
         let mut c = lock(&core);
@@ -361,12 +379,17 @@ async fn receive_chunk(mut stream: RecvStream, core: Shared, sink: Sink, progres
             remaining -= piece.len();
             batch.extend_from_slice(&piece);
             if batch.len() >= WRITE_BATCH || remaining == 0 {
-                let data = std::mem::replace(&mut batch, BytesMut::with_capacity(WRITE_BATCH.min(remaining))).freeze();
+                let data = std::mem::replace(
+                    &mut batch,
+                    BytesMut::with_capacity(WRITE_BATCH.min(remaining)),
+                )
+                .freeze();
                 let part = part.clone();
                 let path = plan.path.clone();
                 let n = data.len() as u64;
                 hasher = tokio::task::spawn_blocking(move || {
-                    part.write_at(&data, at).map_err(|e| EngineError::io(path, e))?;
+                    part.write_at(&data, at)
+                        .map_err(|e| EngineError::io(path, e))?;
                     hasher.update(&data);
                     Ok::<_, EngineError>(hasher)
                 })
@@ -391,7 +414,11 @@ async fn receive_chunk(mut stream: RecvStream, core: Shared, sink: Sink, progres
                 c.dirty.insert(chunk.file);
                 Progress::add(&progress.bytes_transferred, u64::from(header.len));
             } else {
-                log::warn!("chunk {} of {} failed its digest; asking for it again", chunk.index, plan.path);
+                log::warn!(
+                    "chunk {} of {} failed its digest; asking for it again",
+                    chunk.index,
+                    plan.path
+                );
             }
             Ok(())
         }
@@ -437,7 +464,9 @@ impl From<EngineError> for StreamEnd {
 
 fn stream_error(e: quinn::ReadExactError) -> Result<(), EngineError> {
     match e {
-        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => Err(EngineError::Connection(c)),
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => {
+            Err(EngineError::Connection(c))
+        }
         _ => Ok(()),
     }
 }

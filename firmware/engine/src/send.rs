@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_proto::{ChunkHeader, ChunkLayout, ChunkRef, Digest, Frame, PlanFile, Sender, SenderEvent};
+use ferry_proto::{
+    ChunkHeader, ChunkLayout, ChunkRef, Digest, Frame, PlanFile, Sender, SenderEvent,
+};
 use quinn::Connection;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
@@ -71,8 +73,12 @@ pub async fn send(
     stop: StopSignal,
 ) -> Result<Outcome, EngineError> {
     let total: u64 = plan.iter().map(|f| f.size).sum();
-    progress.files_total.store(plan.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    progress.bytes_total.store(total, std::sync::atomic::Ordering::Relaxed);
+    progress
+        .files_total
+        .store(plan.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    progress
+        .bytes_total
+        .store(total, std::sync::atomic::Ordering::Relaxed);
     let mut proto = Sender::new(layout, plan)?;
     let files = Arc::new(files);
     let result = run(
@@ -158,9 +164,14 @@ async fn run(
             return Ok(());
         }
         while tasks.len() < opts.max_streams && bytes_in_flight < opts.max_bytes_in_flight {
-            let Some(chunk) = proto.next_chunk() else { break };
+            let Some(chunk) = proto.next_chunk() else {
+                break;
+            };
             let len = proto.chunk_len(chunk).unwrap_or(0);
-            let priority = proto.file(chunk.file).map(|f| f.priority.get()).unwrap_or(500);
+            let priority = proto
+                .file(chunk.file)
+                .map(|f| f.priority.get())
+                .unwrap_or(500);
             bytes_in_flight += u64::from(len);
             let (conn, files, progress) = (conn.clone(), files.clone(), progress.clone());
             let offset = proto.layout().offset(chunk.index);
@@ -219,12 +230,14 @@ async fn send_chunk(
         .await
         .map_err(write)?;
     let source = files[chunk.file.0 as usize].clone();
-    let file = Arc::new(tokio::task::spawn_blocking({
-        let source = source.clone();
-        move || source.open()
-    })
-    .await
-    .map_err(|e| EngineError::Connect(format!("reader task: {e}")))??);
+    let file = Arc::new(
+        tokio::task::spawn_blocking({
+            let source = source.clone();
+            move || source.open()
+        })
+        .await
+        .map_err(|e| EngineError::Connect(format!("reader task: {e}")))??,
+    );
     let mut hasher = blake3::Hasher::new();
     let mut done = 0u64;
     // Read the next piece while the current one is being written.

@@ -103,8 +103,8 @@ impl Identity {
     /// A new self-signed certificate for `names` (host names or IPs).
     /// Returns the identity with its PEM encodings (cert, key).
     pub fn self_signed(names: &[String]) -> Result<(Self, String, String), IdentityError> {
-        let certified =
-            rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| IdentityError::Generate(e.to_string()))?;
+        let certified = rcgen::generate_simple_self_signed(names.to_vec())
+            .map_err(|e| IdentityError::Generate(e.to_string()))?;
         let cert_pem = certified.cert.pem();
         let key_pem = certified.signing_key.serialize_pem();
         let id = Self::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())?;
@@ -118,7 +118,8 @@ impl Identity {
         if certs.is_empty() {
             return Err(IdentityError::NoCertificate);
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| IdentityError::Pem(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| IdentityError::Pem(e.to_string()))?;
         Ok(Identity { certs, key })
     }
 
@@ -128,7 +129,11 @@ impl Identity {
     }
 
     /// rustls server configuration offering `alpn`.
-    pub fn server_config(&self, alpn: &[&[u8]], tls13_only: bool) -> Result<rustls::ServerConfig, IdentityError> {
+    pub fn server_config(
+        &self,
+        alpn: &[&[u8]],
+        tls13_only: bool,
+    ) -> Result<rustls::ServerConfig, IdentityError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
             &[&rustls::version::TLS13]
@@ -193,7 +198,11 @@ impl PinnedCert {
     }
 
     /// A rustls client configuration with this verifier and `alpn`.
-    pub fn client_config(self: &Arc<Self>, alpn: &[&[u8]], tls13_only: bool) -> rustls::ClientConfig {
+    pub fn client_config(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        tls13_only: bool,
+    ) -> rustls::ClientConfig {
         let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
             &[&rustls::version::TLS13]
         } else {
@@ -230,9 +239,11 @@ impl ServerCertVerifier for PinnedCert {
         match self.expected {
             None => Ok(ServerCertVerified::assertion()),
             Some(expected) if expected.matches(&seen) => Ok(ServerCertVerified::assertion()),
-            Some(expected) => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                rustls::OtherError(Arc::new(FingerprintMismatch { expected, seen })),
-            ))),
+            Some(expected) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+                    FingerprintMismatch { expected, seen },
+                ))),
+            )),
         }
     }
 
@@ -242,7 +253,12 @@ impl ServerCertVerifier for PinnedCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -251,11 +267,18 @@ impl ServerCertVerifier for PinnedCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -267,12 +290,19 @@ pub fn find_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<Fingerpr
         if let Some(m) = e.downcast_ref::<FingerprintMismatch>() {
             return Some(m.clone());
         }
+        // io::Error::source() skips the error it wraps; look inside.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && let Some(m) = find_mismatch(inner)
+        {
+            return Some(m);
+        }
         if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
             e.downcast_ref::<rustls::Error>()
+            && let Some(m) = other.0.downcast_ref::<FingerprintMismatch>()
         {
-            if let Some(m) = other.0.downcast_ref::<FingerprintMismatch>() {
-                return Some(m.clone());
-            }
+            return Some(m.clone());
         }
         cur = e.source();
     }

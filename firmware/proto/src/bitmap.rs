@@ -38,12 +38,11 @@ impl ChunkBitmap {
             return Err(BitmapError("byte length does not match chunk count"));
         }
         let b = ChunkBitmap { len, bytes };
-        if len % 8 != 0 {
-            if let Some(last) = b.bytes.last() {
-                if last >> (len % 8) != 0 {
-                    return Err(BitmapError("bits set past the last chunk"));
-                }
-            }
+        if !len.is_multiple_of(8)
+            && let Some(last) = b.bytes.last()
+            && last >> (len % 8) != 0
+        {
+            return Err(BitmapError("bits set past the last chunk"));
         }
         Ok(b)
     }

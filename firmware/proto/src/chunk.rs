@@ -36,7 +36,8 @@ impl ChunkHeader {
 
     /// Decodes a header; `None` when the magic is wrong.
     pub fn decode(bytes: &[u8; Self::LEN]) -> Option<Self> {
-        let word = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let word =
+            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         (word(0) == MAGIC).then(|| ChunkHeader {
             chunk: ChunkRef {
                 file: FileId(word(4)),

@@ -69,22 +69,47 @@ pub enum ErrorCode {
 /// `FileDone` receiver→sender; `Error` and `Bye` either way.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Frame {
-    Hello { version: u32, token: [u8; 32] },
-    Welcome { session: u64 },
+    Hello {
+        version: u32,
+        token: [u8; 32],
+    },
+    Welcome {
+        session: u64,
+    },
     /// Opens the plan: chunk size and totals, so the receiver can refuse a
     /// plan it cannot hold before any file is listed.
-    PlanStart { chunk_size: u32, files: u64, bytes: u64 },
-    PlanFiles { files: Vec<PlanFile> },
+    PlanStart {
+        chunk_size: u32,
+        files: u64,
+        bytes: u64,
+    },
+    PlanFiles {
+        files: Vec<PlanFile>,
+    },
     PlanEnd,
-    Have { files: Vec<(FileId, HaveState)> },
+    Have {
+        files: Vec<(FileId, HaveState)>,
+    },
     /// A chunk failed its digest check at the receiver: send it again.
-    Resend { file: FileId, index: u32 },
+    Resend {
+        file: FileId,
+        index: u32,
+    },
     /// The receiver verified the file and moved it into place.
-    FileDone { file: FileId, digest: Digest },
+    FileDone {
+        file: FileId,
+        digest: Digest,
+    },
     /// The sender changed a file's priority mid-session (informational for
     /// the receiver's progress display).
-    Reprioritised { file: FileId, priority: Priority },
-    Error { code: ErrorCode, message: String },
+    Reprioritised {
+        file: FileId,
+        priority: Priority,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
     Bye,
 }
 
@@ -137,8 +162,8 @@ pub fn decode_len(prefix: [u8; LEN_PREFIX]) -> Result<usize, FrameError> {
 
 /// Decodes one frame body; trailing bytes are an error.
 pub fn decode_body(body: &[u8]) -> Result<Frame, FrameError> {
-    let (frame, rest) =
-        postcard::take_from_bytes::<Frame>(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (frame, rest) = postcard::take_from_bytes::<Frame>(body)
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(FrameError::Malformed(format!(
             "{} trailing bytes after frame",

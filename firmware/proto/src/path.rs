@@ -315,7 +315,14 @@ mod tests {
 
     #[test]
     fn accepts_plain_relative_paths() {
-        for ok in ["a", "a/b", "shot010/shot010.1001.exr", "dir/", "ünï/cödé", "a b/c"] {
+        for ok in [
+            "a",
+            "a/b",
+            "shot010/shot010.1001.exr",
+            "dir/",
+            "ünï/cödé",
+            "a b/c",
+        ] {
             assert!(SharePath::parse(ok).is_ok(), "{ok}");
         }
         assert_eq!(SharePath::parse("dir/").unwrap().as_str(), "dir");
@@ -323,7 +330,8 @@ mod tests {
 
     #[test]
     fn refuses_every_escape() {
-        let cases: &[(&str, fn(&PathError) -> bool)] = &[
+        type Check = fn(&PathError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("..", |e| matches!(e, PathError::DotDot(_))),
             ("../x", |e| matches!(e, PathError::DotDot(_))),
             ("a/../../x", |e| matches!(e, PathError::DotDot(_))),
@@ -332,7 +340,9 @@ mod tests {
             ("/", |e| matches!(e, PathError::Absolute(_))),
             ("a\\..\\b", |e| matches!(e, PathError::Backslash(_))),
             ("..\\x", |e| matches!(e, PathError::Backslash(_))),
-            ("\\\\server\\share", |e| matches!(e, PathError::Backslash(_))),
+            ("\\\\server\\share", |e| {
+                matches!(e, PathError::Backslash(_))
+            }),
             ("C:/Windows", |e| matches!(e, PathError::DriveLetter(_))),
             ("c:x", |e| matches!(e, PathError::DriveLetter(_))),
             ("a\0b", |e| matches!(e, PathError::Nul)),
@@ -375,10 +385,7 @@ mod tests {
         assert_eq!(SharePath::root().join(&c).unwrap(), c);
         assert!(a.join(&c).unwrap().starts_with(&a));
         assert!(!SharePath::parse("a/bc").unwrap().starts_with(&a));
-        assert_eq!(
-            a.join(&c).unwrap().strip_prefix(&a).unwrap().as_str(),
-            "c"
-        );
+        assert_eq!(a.join(&c).unwrap().strip_prefix(&a).unwrap().as_str(), "c");
         assert_eq!(a.parent().unwrap().as_str(), "a");
         assert_eq!(a.parent().unwrap().parent().unwrap(), SharePath::root());
         assert_eq!(a.file_name(), Some("b"));

@@ -164,7 +164,9 @@ mod tests {
         assert!("0".parse::<Priority>().is_err());
         assert!("1001".parse::<Priority>().is_err());
         assert!("urgent".parse::<Priority>().is_err());
-        assert!(postcard::from_bytes::<Priority>(&postcard::to_allocvec(&2000u16).unwrap()).is_err());
+        assert!(
+            postcard::from_bytes::<Priority>(&postcard::to_allocvec(&2000u16).unwrap()).is_err()
+        );
     }
 
     #[test]

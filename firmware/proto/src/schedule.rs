@@ -63,19 +63,19 @@ impl Scheduler {
     /// Moves a file's remaining chunks to a new priority.
     pub fn set_priority(&mut self, file: FileId, priority: Priority) {
         let old = self.priorities.insert(file, priority);
-        if let Some(old) = old {
-            if let Some(queue) = self.queues.remove(&(Reverse(old), file)) {
-                self.queues.insert((Reverse(priority), file), queue);
-            }
+        if let Some(old) = old
+            && let Some(queue) = self.queues.remove(&(Reverse(old), file))
+        {
+            self.queues.insert((Reverse(priority), file), queue);
         }
     }
 
     /// Drops every queued chunk of a file.
     pub fn remove_file(&mut self, file: FileId) {
-        if let Some(p) = self.priorities.get(&file) {
-            if let Some(queue) = self.queues.remove(&(Reverse(*p), file)) {
-                self.queued -= queue.len();
-            }
+        if let Some(p) = self.priorities.get(&file)
+            && let Some(queue) = self.queues.remove(&(Reverse(*p), file))
+        {
+            self.queued -= queue.len();
         }
     }
 
@@ -93,7 +93,9 @@ mod tests {
     use super::*;
 
     fn drain(s: &mut Scheduler) -> Vec<(u32, u32)> {
-        std::iter::from_fn(|| s.pop()).map(|c| (c.file.0, c.index)).collect()
+        std::iter::from_fn(|| s.pop())
+            .map(|c| (c.file.0, c.index))
+            .collect()
     }
 
     #[test]
@@ -104,7 +106,10 @@ mod tests {
         s.add(FileId(2), Priority::DEFAULT, 0..1);
         s.add(FileId(3), Priority::LOW, 0..1);
         assert_eq!(s.len(), 6);
-        assert_eq!(drain(&mut s), vec![(1, 0), (1, 1), (0, 0), (0, 1), (2, 0), (3, 0)]);
+        assert_eq!(
+            drain(&mut s),
+            vec![(1, 0), (1, 1), (0, 0), (0, 1), (2, 0), (3, 0)]
+        );
         assert!(s.is_empty());
     }
 
@@ -122,7 +127,10 @@ mod tests {
             },
             Priority::DEFAULT,
         );
-        assert_eq!(drain(&mut s), vec![(1, 0), (1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]);
+        assert_eq!(
+            drain(&mut s),
+            vec![(1, 0), (1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ impl SequencePattern {
         let (start, end, padding) = match (printf, hashes) {
             (Some(_), Some(_)) => return Err(SequenceError::TwoPlaceholders(text.to_owned())),
             (Some(p), None) | (None, Some(p)) => p,
-            (None, None) if range.is_some() => return Err(SequenceError::BadRange(text.to_owned())),
+            (None, None) if range.is_some() => {
+                return Err(SequenceError::BadRange(text.to_owned()));
+            }
             (None, None) => return Ok(None),
         };
         let suffix = &body[end..];
@@ -72,8 +74,13 @@ impl SequencePattern {
 
     /// The frame number of `name`, when it belongs to this sequence.
     pub fn frame_of(&self, name: &str) -> Option<u64> {
-        let digits = name.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
-        if digits.is_empty() || digits.len() < self.padding || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = name
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
+        if digits.is_empty()
+            || digits.len() < self.padding
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         // Wider than the padding only when the number needs it (10000 in ####).
@@ -89,7 +96,13 @@ impl SequencePattern {
 
     /// The name of frame `n`.
     pub fn frame_name(&self, n: u64) -> String {
-        format!("{}{:0width$}{}", self.prefix, n, self.suffix, width = self.padding)
+        format!(
+            "{}{:0width$}{}",
+            self.prefix,
+            n,
+            self.suffix,
+            width = self.padding
+        )
     }
 
     /// Splits the prefix into its folder (before the last `/`) and the file
@@ -193,7 +206,13 @@ impl fmt::Display for Sequence {
         if !missing.is_empty() {
             let list: Vec<String> = missing
                 .iter()
-                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
                 .collect();
             write!(f, ", missing {}", list.join(", "))?;
         }
@@ -277,7 +296,9 @@ mod tests {
 
     #[test]
     fn parses_printf_and_hashes() {
-        let p = SequencePattern::parse("shot010.%04d.exr[1001-1100]").unwrap().unwrap();
+        let p = SequencePattern::parse("shot010.%04d.exr[1001-1100]")
+            .unwrap()
+            .unwrap();
         assert_eq!(p.prefix, "shot010.");
         assert_eq!(p.padding, 4);
         assert_eq!(p.suffix, ".exr");
@@ -294,7 +315,9 @@ mod tests {
         assert_eq!(p.frame_of("dir/seq.12345.png"), Some(12345));
         assert_eq!(p.frame_of("dir/seq.00007.png"), None);
 
-        let p = SequencePattern::parse("movie.%04d.jpg[100-167]").unwrap().unwrap();
+        let p = SequencePattern::parse("movie.%04d.jpg[100-167]")
+            .unwrap()
+            .unwrap();
         assert_eq!(p.frame_name(100), "movie.0100.jpg");
         assert_eq!(SequencePattern::parse("plain.mov").unwrap(), None);
     }

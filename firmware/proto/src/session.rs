@@ -76,7 +76,11 @@ const PLAN_BATCH_BYTES: usize = MAX_FRAME_LEN / 2;
 pub enum SenderEvent {
     /// The receiver already holds `bytes` of the file, which will not
     /// travel; `whole` when it holds the file in place (no `Delivered` follows).
-    Skipped { file: FileId, bytes: u64, whole: bool },
+    Skipped {
+        file: FileId,
+        bytes: u64,
+        whole: bool,
+    },
     /// The receiver verified the file and moved it into place.
     Delivered { file: FileId, digest: Digest },
     /// Every file is delivered; `Bye` is queued.
@@ -134,7 +138,9 @@ impl Sender {
         let mut send_files = Vec::with_capacity(files.len());
         for (i, f) in files.into_iter().enumerate() {
             if f.id.0 as usize != i {
-                return Err(ProtoError::violation("plan file ids must be 0, 1, 2… in order"));
+                return Err(ProtoError::violation(
+                    "plan file ids must be 0, 1, 2… in order",
+                ));
             }
             let chunks = layout.chunk_count(f.size);
             if chunks > limits::MAX_CHUNKS_PER_FILE {
@@ -280,14 +286,12 @@ impl Sender {
             }
             Frame::Resend { file, index } => {
                 let chunk = ChunkRef { file, index };
-                let f = self
-                    .files
-                    .get_mut(file.0 as usize)
-                    .ok_or_else(|| ProtoError::violation(format!("resend of unknown file {file}")))?;
-                let slot = f
-                    .sent
-                    .get_mut(index as usize)
-                    .ok_or_else(|| ProtoError::violation("resend of a chunk past the file's end"))?;
+                let f = self.files.get_mut(file.0 as usize).ok_or_else(|| {
+                    ProtoError::violation(format!("resend of unknown file {file}"))
+                })?;
+                let slot = f.sent.get_mut(index as usize).ok_or_else(|| {
+                    ProtoError::violation("resend of a chunk past the file's end")
+                })?;
                 if f.state != SendState::Sending || slot.is_none() {
                     return Err(ProtoError::violation("resend of a chunk that was not sent"));
                 }
@@ -297,15 +301,18 @@ impl Sender {
             }
             Frame::FileDone { file, digest } => {
                 let in_flight = &self.in_flight;
-                let f = self
-                    .files
-                    .get_mut(file.0 as usize)
-                    .ok_or_else(|| ProtoError::violation(format!("done for unknown file {file}")))?;
+                let f = self.files.get_mut(file.0 as usize).ok_or_else(|| {
+                    ProtoError::violation(format!("done for unknown file {file}"))
+                })?;
                 if f.state != SendState::Sending || f.pending_done.is_some() {
-                    return Err(ProtoError::violation(format!("done for {file} in state {:?}", f.state)));
+                    return Err(ProtoError::violation(format!(
+                        "done for {file} in state {:?}",
+                        f.state
+                    )));
                 }
                 let unreported = (0..f.sent.len() as u32).any(|index| {
-                    f.sent[index as usize].is_none() && in_flight.contains(&ChunkRef { file, index })
+                    f.sent[index as usize].is_none()
+                        && in_flight.contains(&ChunkRef { file, index })
                 });
                 if f.whole && unreported {
                     // Our own stream-finished notice is still on its way.
@@ -398,7 +405,8 @@ impl Sender {
         f.pending_done = None;
         self.scheduler.remove_file(file);
         self.remaining -= 1;
-        self.events.push_back(SenderEvent::Delivered { file, digest });
+        self.events
+            .push_back(SenderEvent::Delivered { file, digest });
         self.check_finished();
         Ok(())
     }
@@ -434,7 +442,10 @@ pub enum ReceiverEvent {
 pub enum LocalState {
     Nothing,
     /// Chunks kept from an earlier session, with their digests.
-    Partial { have: ChunkBitmap, digests: Vec<Digest> },
+    Partial {
+        have: ChunkBitmap,
+        digests: Vec<Digest>,
+    },
     /// Already in place.
     Complete,
 }
@@ -542,7 +553,8 @@ impl Receiver {
                 }
                 self.layout = Some(layout);
                 self.announced = Some((files, bytes));
-                self.events.push_back(ReceiverEvent::PlanStarted { files, bytes });
+                self.events
+                    .push_back(ReceiverEvent::PlanStarted { files, bytes });
                 Ok(())
             }
             Frame::PlanFiles { files } => self.handle_plan_files(files),
@@ -620,10 +632,15 @@ impl Receiver {
             }
             self.planned_bytes = self.planned_bytes.saturating_add(f.size);
             if self.planned_bytes > announced_bytes {
-                return Err(ProtoError::violation("files add up to more bytes than announced"));
+                return Err(ProtoError::violation(
+                    "files add up to more bytes than announced",
+                ));
             }
             if !self.paths.insert(f.path.clone()) {
-                return Err(ProtoError::violation(format!("{} is planned twice", f.path)));
+                return Err(ProtoError::violation(format!(
+                    "{} is planned twice",
+                    f.path
+                )));
             }
             self.files.push(RecvFile {
                 have: ChunkBitmap::new(chunks as u32),
@@ -634,7 +651,8 @@ impl Receiver {
             });
         }
         if count > 0 {
-            self.events.push_back(ReceiverEvent::Planned { first, count });
+            self.events
+                .push_back(ReceiverEvent::Planned { first, count });
         }
         Ok(())
     }
@@ -647,7 +665,9 @@ impl Receiver {
             .get_mut(id.0 as usize)
             .ok_or_else(|| ProtoError::violation(format!("no planned file {id}")))?;
         if f.state != RecvState::AwaitingLocal {
-            return Err(ProtoError::violation(format!("local state of {id} set twice")));
+            return Err(ProtoError::violation(format!(
+                "local state of {id} set twice"
+            )));
         }
         let chunks = f.have.len();
         let have = match local {
@@ -682,10 +702,9 @@ impl Receiver {
             .layout
             .ok_or_else(|| ProtoError::violation("chunk before plan"))?;
         let chunk = header.chunk;
-        let f = self
-            .files
-            .get_mut(chunk.file.0 as usize)
-            .ok_or_else(|| ProtoError::violation(format!("chunk for unknown file {}", chunk.file)))?;
+        let f = self.files.get_mut(chunk.file.0 as usize).ok_or_else(|| {
+            ProtoError::violation(format!("chunk for unknown file {}", chunk.file))
+        })?;
         let expected = layout.chunk_len(f.plan.size, chunk.index).ok_or_else(|| {
             ProtoError::violation(format!(
                 "chunk {} of {} is past the end of the file",
@@ -699,9 +718,10 @@ impl Receiver {
             )));
         }
         match f.state {
-            RecvState::AwaitingLocal => {
-                Err(ProtoError::violation(format!("chunk for {} before have", f.plan.path)))
-            }
+            RecvState::AwaitingLocal => Err(ProtoError::violation(format!(
+                "chunk for {} before have",
+                f.plan.path
+            ))),
             RecvState::Receiving if !f.have.get(chunk.index) && f.writing.insert(chunk.index) => {
                 Ok(Admission::Write {
                     offset: layout.offset(chunk.index),
@@ -734,23 +754,23 @@ impl Receiver {
     /// The chunk's stream broke before its digest arrived; the data on disk
     /// for it is not trusted, and the sender will have to send it again.
     pub fn chunk_abandoned(&mut self, chunk: ChunkRef) {
-        if let Some(f) = self.files.get_mut(chunk.file.0 as usize) {
-            if f.writing.remove(&chunk.index) {
-                self.out.push_back(Frame::resend(chunk));
-            }
+        if let Some(f) = self.files.get_mut(chunk.file.0 as usize)
+            && f.writing.remove(&chunk.index)
+        {
+            self.out.push_back(Frame::resend(chunk));
         }
     }
 
     /// The file is durable under its final name.
     pub fn committed(&mut self, id: FileId) {
-        if let Some(f) = self.files.get_mut(id.0 as usize) {
-            if f.state == RecvState::Committing {
-                f.state = RecvState::Done;
-                self.done += 1;
-                let digest = Digest::of_file(&f.digests);
-                self.out.push_back(Frame::FileDone { file: id, digest });
-                self.check_finished();
-            }
+        if let Some(f) = self.files.get_mut(id.0 as usize)
+            && f.state == RecvState::Committing
+        {
+            f.state = RecvState::Done;
+            self.done += 1;
+            let digest = Digest::of_file(&f.digests);
+            self.out.push_back(Frame::FileDone { file: id, digest });
+            self.check_finished();
         }
     }
 
@@ -761,12 +781,12 @@ impl Receiver {
             HaveState::Partial(b) => b.as_bytes().len() + 16,
             _ => 16,
         };
-        if let Some(Frame::Have { files }) = self.out.back_mut() {
-            if self.have_bytes + cost <= PLAN_BATCH_BYTES {
-                files.push((id, state));
-                self.have_bytes += cost;
-                return;
-            }
+        if let Some(Frame::Have { files }) = self.out.back_mut()
+            && self.have_bytes + cost <= PLAN_BATCH_BYTES
+        {
+            files.push((id, state));
+            self.have_bytes += cost;
+            return;
         }
         self.have_bytes = cost;
         self.out.push_back(Frame::Have {

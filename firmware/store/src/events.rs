@@ -40,7 +40,12 @@ impl Store {
     }
 
     /// Newest first, `limit` events older than `before` (an event id).
-    pub fn list_events(&self, limit: u32, before: Option<i64>, action_prefix: Option<&str>) -> Result<Vec<Event>> {
+    pub fn list_events(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+        action_prefix: Option<&str>,
+    ) -> Result<Vec<Event>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT e.id, e.at, e.user_id, u.email, e.address, e.action, e.subject, e.detail
@@ -48,18 +53,21 @@ impl Store {
              WHERE e.id < ?1 AND (?2 IS NULL OR e.action LIKE ?2 || '%')
              ORDER BY e.id DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), action_prefix, limit], |r| {
-            Ok(Event {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                user_id: r.get(2)?,
-                user_email: r.get(3)?,
-                address: r.get(4)?,
-                action: r.get(5)?,
-                subject: r.get(6)?,
-                detail: r.get(7)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![before.unwrap_or(i64::MAX), action_prefix, limit],
+            |r| {
+                Ok(Event {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    user_id: r.get(2)?,
+                    user_email: r.get(3)?,
+                    address: r.get(4)?,
+                    action: r.get(5)?,
+                    subject: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

@@ -81,7 +81,10 @@ impl JobStatus {
 
     /// Finished jobs drop out of default listings.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobStatus::Done | JobStatus::Aborted | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Done | JobStatus::Aborted | JobStatus::Failed
+        )
     }
 }
 
@@ -309,7 +312,9 @@ mod tests {
     #[test]
     fn job_lifecycle_and_listing() {
         let s = Store::open_in_memory().unwrap();
-        let u = s.create_user("a@b.io", "", Role::Employee, Some("password1")).unwrap();
+        let u = s
+            .create_user("a@b.io", "", Role::Employee, Some("password1"))
+            .unwrap();
         let id = s
             .create_job(&NewJob {
                 kind: JobKind::Put,
@@ -324,7 +329,10 @@ mod tests {
         s.set_job_totals(id, 2, 100).unwrap();
         s.set_job_progress(id, 1, 50, 10, 1000).unwrap();
         let j = s.job(id).unwrap();
-        assert_eq!((j.status, j.bytes_done, j.bytes_skipped), (JobStatus::Running, 50, 10));
+        assert_eq!(
+            (j.status, j.bytes_done, j.bytes_skipped),
+            (JobStatus::Running, 50, 10)
+        );
         assert!(j.started_at.is_some() && j.finished_at.is_none());
         assert_eq!(s.list_jobs(&JobFilter::default()).unwrap().len(), 1);
         s.set_job_status(id, JobStatus::Done, None).unwrap();

@@ -120,7 +120,9 @@ mod tests {
     #[test]
     fn keys_are_shown_once_and_revocable() {
         let s = Store::open_in_memory().unwrap();
-        let u = s.create_user("a@b.io", "", Role::Employee, Some("password1")).unwrap();
+        let u = s
+            .create_user("a@b.io", "", Role::Employee, Some("password1"))
+            .unwrap();
         let k = s.create_api_key(u.id, "laptop").unwrap();
         assert!(k.secret.starts_with("fk_") && k.secret.len() == 67);
         let (who, id) = s.authenticate_api_key(&k.secret).unwrap().unwrap();

@@ -39,7 +39,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("database schema version {found} is newer than this build knows ({known}); upgrade Ferry")]
+    #[error(
+        "database schema version {found} is newer than this build knows ({known}); upgrade Ferry"
+    )]
     FutureSchema { found: i64, known: i64 },
     #[error("password hashing failed: {0}")]
     PasswordHash(String),

@@ -10,7 +10,9 @@ impl Store {
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -24,7 +26,8 @@ impl Store {
     }
 
     pub fn clear_setting(&self, key: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        self.conn()
+            .execute("DELETE FROM settings WHERE key = ?1", [key])?;
         Ok(())
     }
 
@@ -44,9 +47,14 @@ mod tests {
     fn settings_round_trip() {
         let s = Store::open_in_memory().unwrap();
         assert_eq!(s.setting("public_address").unwrap(), None);
-        s.set_setting("public_address", "ferry.example.com").unwrap();
-        s.set_setting("public_address", "ferry2.example.com").unwrap();
-        assert_eq!(s.setting("public_address").unwrap().as_deref(), Some("ferry2.example.com"));
+        s.set_setting("public_address", "ferry.example.com")
+            .unwrap();
+        s.set_setting("public_address", "ferry2.example.com")
+            .unwrap();
+        assert_eq!(
+            s.setting("public_address").unwrap().as_deref(),
+            Some("ferry2.example.com")
+        );
         s.clear_setting("public_address").unwrap();
         assert!(s.settings().unwrap().is_empty());
     }

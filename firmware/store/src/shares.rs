@@ -97,13 +97,17 @@ impl Store {
     pub fn add_share(&self, name: &str, root: &str, folder: &SharePath) -> Result<Share> {
         check_share_name(name).map_err(|e| StoreError::Invalid(e.to_string()))?;
         if folder.is_root() {
-            return Err(StoreError::Invalid("a share needs a folder inside its root share".into()));
+            return Err(StoreError::Invalid(
+                "a share needs a folder inside its root share".into(),
+            ));
         }
         let parent = self
             .share_by_name(root)?
             .ok_or_else(|| StoreError::NotFound(format!("root share {root:?}")))?;
         if !parent.is_root() {
-            return Err(StoreError::Invalid(format!("{root:?} is a share, not a root share")));
+            return Err(StoreError::Invalid(format!(
+                "{root:?} is a share, not a root share"
+            )));
         }
         self.conn()
             .execute(
@@ -143,8 +147,9 @@ impl Store {
     pub fn list_shares(&self) -> Result<Vec<Share>> {
         let raws: Vec<Raw> = {
             let conn = self.conn();
-            let mut stmt =
-                conn.prepare("SELECT id, name, parent_id, path, created_at FROM shares ORDER BY name")?;
+            let mut stmt = conn.prepare(
+                "SELECT id, name, parent_id, path, created_at FROM shares ORDER BY name",
+            )?;
             let rows = stmt.query_map([], raw)?;
             rows.collect::<rusqlite::Result<_>>()?
         };
@@ -177,7 +182,9 @@ impl Store {
             .conn()
             .execute("DELETE FROM shares WHERE name = ?1", [name])
             .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
                     StoreError::Invalid(format!("{name:?} still has shares or jobs that use it"))
                 }
                 e => StoreError::Sqlite(e),
@@ -242,7 +249,11 @@ impl Store {
              WHERE user_id = ?1 AND share_id IN (?2, ?3)",
         )?;
         let (read, write): (Option<bool>, Option<bool>) = stmt.query_row(
-            params![user.id.0, share.id.0, share.parent.map(|p| p.0).unwrap_or(-1)],
+            params![
+                user.id.0,
+                share.id.0,
+                share.parent.map(|p| p.0).unwrap_or(-1)
+            ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(Access {
@@ -264,7 +275,11 @@ mod tests {
         let root = s.add_root_share("storage", dir.path()).unwrap();
         assert!(root.is_root());
         let share = s
-            .add_share("theproject", "storage", &SharePath::parse("theproject").unwrap())
+            .add_share(
+                "theproject",
+                "storage",
+                &SharePath::parse("theproject").unwrap(),
+            )
             .unwrap();
         assert_eq!(share.abs_path, dir.path().join("theproject"));
         assert_eq!(share.parent_name.as_deref(), Some("storage"));
@@ -274,17 +289,55 @@ mod tests {
         ));
         assert!(s.add_root_share("rel", Path::new("relative/path")).is_err());
         assert!(s.add_root_share("../x", dir.path()).is_err());
-        assert!(s.add_share("x", "theproject", &SharePath::parse("y").unwrap()).is_err());
-        assert!(s.add_share("x", "nope", &SharePath::parse("y").unwrap()).is_err());
+        assert!(
+            s.add_share("x", "theproject", &SharePath::parse("y").unwrap())
+                .is_err()
+        );
+        assert!(
+            s.add_share("x", "nope", &SharePath::parse("y").unwrap())
+                .is_err()
+        );
 
-        let admin = s.create_user("root@x.io", "", Role::Admin, Some("password1")).unwrap();
-        let emp = s.create_user("emp@x.io", "", Role::Employee, Some("password1")).unwrap();
+        let admin = s
+            .create_user("root@x.io", "", Role::Admin, Some("password1"))
+            .unwrap();
+        let emp = s
+            .create_user("emp@x.io", "", Role::Employee, Some("password1"))
+            .unwrap();
         assert!(s.access(&admin, &share).unwrap().write);
         assert_eq!(s.access(&emp, &share).unwrap(), Access::default());
-        s.grant(root.id, emp.id, Access { read: true, write: false }).unwrap();
-        assert_eq!(s.access(&emp, &share).unwrap(), Access { read: true, write: false });
-        s.grant(share.id, emp.id, Access { read: false, write: true }).unwrap();
-        assert_eq!(s.access(&emp, &share).unwrap(), Access { read: true, write: true });
+        s.grant(
+            root.id,
+            emp.id,
+            Access {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.access(&emp, &share).unwrap(),
+            Access {
+                read: true,
+                write: false
+            }
+        );
+        s.grant(
+            share.id,
+            emp.id,
+            Access {
+                read: false,
+                write: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.access(&emp, &share).unwrap(),
+            Access {
+                read: true,
+                write: true
+            }
+        );
         assert_eq!(s.share_acl(share.id).unwrap().len(), 1);
         assert!(s.remove_share("storage").is_err());
         s.remove_share("theproject").unwrap();

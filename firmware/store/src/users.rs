@@ -109,7 +109,8 @@ impl User {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, name, role, status, must_change_password, notify, created_at";
+const USER_COLUMNS: &str =
+    "id, email, name, role, status, must_change_password, notify, created_at";
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
@@ -132,7 +133,9 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
 pub fn check_email(email: &str) -> Result<()> {
     let bad = || StoreError::Invalid(format!("{email:?} is not a valid email address"));
     let (local, domain) = email.split_once('@').ok_or_else(bad)?;
-    let forbidden = |c: char| c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '>' | '@' | '"' | ';' | '\\');
+    let forbidden = |c: char| {
+        c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '>' | '@' | '"' | ';' | '\\')
+    };
     if local.is_empty()
         || domain.is_empty()
         || !domain.contains('.') && domain != "localhost"
@@ -160,7 +163,11 @@ pub fn hash_password(password: &str) -> Result<String> {
 
 fn password_matches(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -168,15 +175,19 @@ fn password_matches(password: &str, phc: &str) -> bool {
 /// that a login for an unknown email costs the same time as a wrong password.
 fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        hash_password("decoy password that nobody has").unwrap_or_default()
-    })
+    DECOY.get_or_init(|| hash_password("decoy password that nobody has").unwrap_or_default())
 }
 
 impl Store {
     /// Creates a user. With a password the user is active; without one the
     /// user is invited and sets it later.
-    pub fn create_user(&self, email: &str, name: &str, role: Role, password: Option<&str>) -> Result<User> {
+    pub fn create_user(
+        &self,
+        email: &str,
+        name: &str,
+        role: Role,
+        password: Option<&str>,
+    ) -> Result<User> {
         let email = email.trim();
         check_email(email)?;
         let hash = password.map(hash_password).transpose()?;
@@ -238,7 +249,9 @@ impl Store {
             )
             .optional()?;
         match row {
-            Some((id, Some(hash))) if password_matches(password, &hash) => Ok(Some(self.user(UserId(id))?)),
+            Some((id, Some(hash))) if password_matches(password, &hash) => {
+                Ok(Some(self.user(UserId(id))?))
+            }
             Some(_) => Ok(None),
             None => {
                 let _ = password_matches(password, decoy_hash());
@@ -273,8 +286,10 @@ impl Store {
     }
 
     pub fn set_role(&self, id: UserId, role: Role) -> Result<()> {
-        self.conn()
-            .execute("UPDATE users SET role = ?1 WHERE id = ?2", params![role.as_str(), id.0])?;
+        self.conn().execute(
+            "UPDATE users SET role = ?1 WHERE id = ?2",
+            params![role.as_str(), id.0],
+        )?;
         Ok(())
     }
 
@@ -287,13 +302,17 @@ impl Store {
     }
 
     pub fn set_user_name(&self, id: UserId, name: &str) -> Result<()> {
-        self.conn()
-            .execute("UPDATE users SET name = ?1 WHERE id = ?2", params![name, id.0])?;
+        self.conn().execute(
+            "UPDATE users SET name = ?1 WHERE id = ?2",
+            params![name, id.0],
+        )?;
         Ok(())
     }
 
     pub fn count_users(&self) -> Result<i64> {
-        Ok(self.conn().query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+        Ok(self
+            .conn()
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
     }
 }
 
@@ -308,21 +327,39 @@ mod tests {
             .create_user("Ann@Example.com", "Ann", Role::Admin, Some("correct horse"))
             .unwrap();
         assert_eq!(u.status, UserStatus::Active);
-        assert!(s.verify_password("ann@example.com", "correct horse").unwrap().is_some());
-        assert!(s.verify_password("ann@example.com", "wrong password").unwrap().is_none());
-        assert!(s.verify_password("nobody@example.com", "correct horse").unwrap().is_none());
+        assert!(
+            s.verify_password("ann@example.com", "correct horse")
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            s.verify_password("ann@example.com", "wrong password")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.verify_password("nobody@example.com", "correct horse")
+                .unwrap()
+                .is_none()
+        );
         assert!(matches!(
             s.create_user("ann@example.com", "", Role::Employee, None),
             Err(StoreError::Conflict(_))
         ));
         s.set_status(u.id, UserStatus::Disabled).unwrap();
-        assert!(s.verify_password("ann@example.com", "correct horse").unwrap().is_none());
+        assert!(
+            s.verify_password("ann@example.com", "correct horse")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn invited_users_activate_with_a_password() {
         let s = Store::open_in_memory().unwrap();
-        let u = s.create_user("bob@example.com", "Bob", Role::Collaborator, None).unwrap();
+        let u = s
+            .create_user("bob@example.com", "Bob", Role::Collaborator, None)
+            .unwrap();
         assert_eq!(u.status, UserStatus::Invited);
         assert!(s.verify_password("bob@example.com", "").unwrap().is_none());
         s.set_password(u.id, "a new password").unwrap();
@@ -332,7 +369,16 @@ mod tests {
 
     #[test]
     fn refuses_bad_emails() {
-        for bad in ["", "a", "a@", "@b.c", "a b@c.d", "a@b.c,d@e.f", "a@b.c\r\nBcc: x@y.z", "<a@b.c>"] {
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@b.c",
+            "a b@c.d",
+            "a@b.c,d@e.f",
+            "a@b.c\r\nBcc: x@y.z",
+            "<a@b.c>",
+        ] {
             assert!(check_email(bad).is_err(), "{bad:?}");
         }
         assert!(check_email("first.last+tag@sub.example.com").is_ok());

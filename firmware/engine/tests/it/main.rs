@@ -1,6 +1,9 @@
 //! Engine end to end over real QUIC on loopback: a sender and a receiver
 //! with real files, pinning, resume after a cut, and priorities.
 
+// A test fails by panicking; unwrap says where.
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,7 +43,8 @@ fn server(dest: PathBuf) -> Server {
             let (dest, tx) = (dest.clone(), tx.clone());
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
-                let Ok((mut s, r, _token)) = accept_hello(&conn, Duration::from_secs(5)).await else {
+                let Ok((mut s, r, _token)) = accept_hello(&conn, Duration::from_secs(5)).await
+                else {
                     return;
                 };
                 welcome(&mut s, n).await.unwrap();
@@ -67,10 +71,23 @@ fn server(dest: PathBuf) -> Server {
     }
 }
 
-async fn put(server: &Server, paths: &[PathBuf], stop: StopSignal, progress: Arc<Progress>) -> Result<Outcome, EngineError> {
+async fn put(
+    server: &Server,
+    paths: &[PathBuf],
+    stop: StopSignal,
+    progress: Arc<Progress>,
+) -> Result<Outcome, EngineError> {
     let endpoint = client_endpoint(server.addr).unwrap();
     let pin = PinnedCert::new(server.fingerprint);
-    let session = connect(&endpoint, server.addr, &pin, &Tuning::default(), [1; 32], Duration::from_secs(5)).await?;
+    let session = connect(
+        &endpoint,
+        server.addr,
+        &pin,
+        &Tuning::default(),
+        [1; 32],
+        Duration::from_secs(5),
+    )
+    .await?;
     let prio = |p: &SharePath| {
         if p.as_str().ends_with(".mp4") {
             Priority::HIGH
@@ -133,12 +150,22 @@ async fn files_and_folders_arrive_intact() {
     write_random(&src.path().join("big.mov"), 5_000_000, 1);
     write_random(&src.path().join("proxy.mp4"), 300_000, 2);
     for i in 0..200 {
-        write_random(&src.path().join(format!("seq/f.{i:04}.exr")), 10_000 + i, 3 + i as u64);
+        write_random(
+            &src.path().join(format!("seq/f.{i:04}.exr")),
+            10_000 + i,
+            3 + i as u64,
+        );
     }
     std::fs::write(src.path().join("seq/empty"), b"").unwrap();
     let mut server = server(dst.path().to_path_buf());
-    let paths = vec![src.path().join("big.mov"), src.path().join("proxy.mp4"), src.path().join("seq")];
-    let out = put(&server, &paths, StopSignal::new(), Arc::default()).await.unwrap();
+    let paths = vec![
+        src.path().join("big.mov"),
+        src.path().join("proxy.mp4"),
+        src.path().join("seq"),
+    ];
+    let out = put(&server, &paths, StopSignal::new(), Arc::default())
+        .await
+        .unwrap();
     assert_eq!(out.files, 203);
     assert_eq!(out.bytes_skipped, 0);
     assert_eq!(out.bytes_transferred, out.bytes_total);
@@ -146,7 +173,9 @@ async fn files_and_folders_arrive_intact() {
     same_tree(src.path(), dst.path());
 
     // Again: everything is in place, nothing travels.
-    let out = put(&server, &paths, StopSignal::new(), Arc::default()).await.unwrap();
+    let out = put(&server, &paths, StopSignal::new(), Arc::default())
+        .await
+        .unwrap();
     assert_eq!(out.bytes_transferred, 0);
     assert_eq!(out.bytes_skipped, out.bytes_total);
 }
@@ -174,10 +203,15 @@ async fn a_stopped_transfer_resumes_without_resending() {
     watcher.await.unwrap();
     let r = server.done.recv().await.unwrap();
     assert!(r.is_err());
-    assert!(!dst.path().join("big.mov").exists(), "no half file under the final name");
+    assert!(
+        !dst.path().join("big.mov").exists(),
+        "no half file under the final name"
+    );
     assert!(dst.path().join("big.mov.ferry-part").exists());
 
-    let out = put(&server, &paths, StopSignal::new(), Arc::default()).await.unwrap();
+    let out = put(&server, &paths, StopSignal::new(), Arc::default())
+        .await
+        .unwrap();
     assert!(out.bytes_skipped > 0, "{out:?}");
     assert!(out.bytes_transferred < 40_000_000);
     server.done.recv().await.unwrap().unwrap();
@@ -202,7 +236,10 @@ async fn a_wrong_pin_is_refused_with_both_fingerprints() {
     .await
     .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(&wrong.to_string()) && text.contains(&server.fingerprint.to_string()), "{text}");
+    assert!(
+        text.contains(&wrong.to_string()) && text.contains(&server.fingerprint.to_string()),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,5 +258,9 @@ async fn an_unreachable_port_says_so() {
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().contains(&format!("UDP port {}", addr.port())), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("UDP port {}", addr.port())),
+        "{err}"
+    );
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::frame::{decode_body, encode, LEN_PREFIX};
+use crate::frame::{LEN_PREFIX, decode_body, encode};
 
 /// Small deterministic PRNG (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -133,7 +133,11 @@ fn run_session(
                         .chunks(CHUNK as usize)
                         .map(Digest::of_chunk)
                         .collect();
-                    assert_eq!(Digest::of_file(&chunks), digest, "digest of what is on disk");
+                    assert_eq!(
+                        Digest::of_file(&chunks),
+                        digest,
+                        "digest of what is on disk"
+                    );
                     disk.finals.insert(plan.path, part.data);
                     receiver.committed(file);
                 }
@@ -153,7 +157,9 @@ fn run_session(
         }
         // Open new chunk streams up to the window.
         while in_flight.len() < max_in_flight {
-            let Some(chunk) = sender.next_chunk() else { break };
+            let Some(chunk) = sender.next_chunk() else {
+                break;
+            };
             let f = &src.plan[chunk.file.0 as usize];
             let offset = layout.offset(chunk.index) as usize;
             let len = layout.chunk_len(f.size, chunk.index).unwrap() as usize;
@@ -178,7 +184,8 @@ fn run_session(
                     let plan = receiver.file(chunk.file).unwrap().clone();
                     let part = disk.parts.entry(plan.path).or_default();
                     part.data.resize(plan.size as usize, 0);
-                    part.data[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes);
+                    part.data[offset as usize..offset as usize + bytes.len()]
+                        .copy_from_slice(&bytes);
                     receiver.chunk_written(chunk, Digest::of_chunk(&bytes), claimed);
                 }
                 Admission::Discard => {}
@@ -190,12 +197,12 @@ fn run_session(
         for id in 0..receiver.file_count() as u32 {
             if rng.chance(5) {
                 let plan = receiver.file(FileId(id)).unwrap().clone();
-                if let (Some(part), Some((have, digests))) =
-                    (disk.parts.get_mut(&plan.path), receiver.resume_state(FileId(id)))
+                if let (Some(part), Some((have, digests))) = (
+                    disk.parts.get_mut(&plan.path),
+                    receiver.resume_state(FileId(id)),
+                ) && have.count() > 0
                 {
-                    if have.count() > 0 {
-                        part.saved = Some((have.clone(), digests.to_vec()));
-                    }
+                    part.saved = Some((have.clone(), digests.to_vec()));
                 }
             }
         }
@@ -259,7 +266,10 @@ fn resumes_after_random_cuts_and_repairs_corruption() {
             let out = run_session(&mut rng, &src, &mut disk, 3, 3, 6);
             if out.finished {
                 // The session that completes must not resend what was kept.
-                assert!(!held || out.skipped > 0, "seed {seed}: resumed without skipping");
+                assert!(
+                    !held || out.skipped > 0,
+                    "seed {seed}: resumed without skipping"
+                );
                 break;
             }
         }
@@ -340,12 +350,25 @@ fn receiver_refuses_protocol_abuse() {
     assert!(r.admit_chunk(&h(0, 1, 100)).is_err(), "past end");
     assert!(r.admit_chunk(&h(0, 0, 99)).is_err(), "wrong length");
     assert!(r.admit_chunk(&h(1, 0, 100)).is_err(), "unknown file");
-    assert_eq!(r.admit_chunk(&h(0, 0, 100)).unwrap(), Admission::Write { offset: 0 });
-    assert_eq!(r.admit_chunk(&h(0, 0, 100)).unwrap(), Admission::Discard, "same chunk twice at once");
+    assert_eq!(
+        r.admit_chunk(&h(0, 0, 100)).unwrap(),
+        Admission::Write { offset: 0 }
+    );
+    assert_eq!(
+        r.admit_chunk(&h(0, 0, 100)).unwrap(),
+        Admission::Discard,
+        "same chunk twice at once"
+    );
 
     // Plans that lie about themselves.
-    assert!(planned_receiver(vec![pf(1, "a", 1)]).is_err(), "ids out of order");
-    assert!(planned_receiver(vec![pf(0, "a", 1), pf(1, "a", 1)]).is_err(), "path twice");
+    assert!(
+        planned_receiver(vec![pf(1, "a", 1)]).is_err(),
+        "ids out of order"
+    );
+    assert!(
+        planned_receiver(vec![pf(0, "a", 1), pf(1, "a", 1)]).is_err(),
+        "path twice"
+    );
     let mut r = Receiver::new();
     r.handle_frame(Frame::PlanStart {
         chunk_size: CHUNK,
@@ -353,10 +376,13 @@ fn receiver_refuses_protocol_abuse() {
         bytes: 1,
     })
     .unwrap();
-    assert!(r.handle_frame(Frame::PlanFiles {
-        files: vec![pf(0, "a", 2)]
-    })
-    .is_err(), "more bytes than announced");
+    assert!(
+        r.handle_frame(Frame::PlanFiles {
+            files: vec![pf(0, "a", 2)]
+        })
+        .is_err(),
+        "more bytes than announced"
+    );
     let mut r = Receiver::new();
     assert!(matches!(
         r.handle_frame(Frame::PlanStart {
@@ -389,18 +415,22 @@ fn receiver_refuses_protocol_abuse() {
 fn sender_refuses_protocol_abuse() {
     let layout = ChunkLayout::new(CHUNK).unwrap();
     let mut s = Sender::new(layout, vec![pf(0, "a", 100)]).unwrap();
-    assert!(s
-        .handle_frame(Frame::Have {
+    assert!(
+        s.handle_frame(Frame::Have {
             files: vec![(FileId(0), HaveState::Partial(ChunkBitmap::new(5)))]
         })
-        .is_err(), "bitmap of the wrong size");
+        .is_err(),
+        "bitmap of the wrong size"
+    );
     let mut s = Sender::new(layout, vec![pf(0, "a", 100)]).unwrap();
-    assert!(s
-        .handle_frame(Frame::FileDone {
+    assert!(
+        s.handle_frame(Frame::FileDone {
             file: FileId(0),
             digest: Digest::default()
         })
-        .is_err(), "done before have");
+        .is_err(),
+        "done before have"
+    );
     s.handle_frame(Frame::Have {
         files: vec![(FileId(0), HaveState::Nothing)],
     })
@@ -438,7 +468,8 @@ fn plans_of_many_files_travel_in_bounded_frames() {
     while let Some(f) = s.poll_frame() {
         let bytes = encode(&f).unwrap();
         assert!(bytes.len() <= MAX_FRAME_LEN);
-        r.handle_frame(decode_body(&bytes[LEN_PREFIX..]).unwrap()).unwrap();
+        r.handle_frame(decode_body(&bytes[LEN_PREFIX..]).unwrap())
+            .unwrap();
         frames += 1;
     }
     assert!(frames > 3, "batched into several frames");

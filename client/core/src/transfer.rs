@@ -1,0 +1,287 @@
+//! `put` and `get`: ask the appliance for a data session, move the files
+//! over QUIC, and when the network or the appliance drops out, ask for a new
+//! session and resume where the receiver left off.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_api::{SessionGrant, SessionKind, SessionRequest};
+use ferry_engine::control::Control;
+use ferry_engine::files::{Sink, SourceFile, make_plan, plan_local};
+use ferry_engine::handshake::{Session, connect};
+use ferry_engine::receive::{ReceiveOptions, receive};
+use ferry_engine::send::{SendOptions, send};
+use ferry_engine::tls::Fingerprint;
+use ferry_engine::transport::{Tuning, client_endpoint};
+use ferry_engine::{EngineError, Outcome, Progress, StopSignal};
+use ferry_proto::ChunkLayout;
+use serde::Serialize;
+
+use crate::api::Api;
+use crate::error::ClientError;
+use crate::priority::PriorityRules;
+
+/// What a transfer did, as `--json` prints it.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Report {
+    pub files: u64,
+    pub bytes_total: u64,
+    /// Payload bytes that crossed the network, over every attempt.
+    pub bytes_transferred: u64,
+    /// Bytes the receiver already held, which resume did not resend.
+    pub bytes_skipped: u64,
+    pub seconds: f64,
+}
+
+/// How hard to try.
+#[derive(Clone)]
+pub struct Options {
+    /// New sessions after a transient failure (a lost link, a restart).
+    pub retries: u32,
+    /// How long the QUIC handshake may take before the port is declared
+    /// unreachable.
+    pub handshake_timeout: Duration,
+    pub priorities: PriorityRules,
+    /// Called with the progress counters of each attempt.
+    pub on_attempt: Arc<dyn Fn(Arc<Progress>) + Send + Sync>,
+    pub stop: StopSignal,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            retries: 3,
+            handshake_timeout: Duration::from_secs(10),
+            priorities: PriorityRules::default(),
+            on_attempt: Arc::new(|_| {}),
+            stop: StopSignal::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends local files and folders into the folder `target`
+/// (`share=NAME/dir/`).
+pub async fn put(
+    api: &Api,
+    locals: &[PathBuf],
+    target: &str,
+    opts: &Options,
+) -> Result<Report, ClientError> {
+    let priorities = opts.priorities.clone();
+    let locals = locals.to_vec();
+    let files = tokio::task::spawn_blocking(move || plan_local(&locals, &|p| priorities.of(p)))
+        .await
+        .map_err(|e| ClientError::Invalid(format!("listing files: {e}")))??;
+    let request = SessionRequest {
+        kind: SessionKind::Put,
+        target: target.to_owned(),
+    };
+    attempts(api, &request, opts, |session, grant, progress| {
+        let files = files.clone();
+        let stop = opts.stop.clone();
+        async move { put_once(session, grant, files, progress, stop).await }
+    })
+    .await
+}
+
+/// Fetches a file or folder (`share=NAME/path`) into `local_dir`.
+pub async fn get(
+    api: &Api,
+    source: &str,
+    local_dir: &Path,
+    opts: &Options,
+) -> Result<Report, ClientError> {
+    let request = SessionRequest {
+        kind: SessionKind::Get,
+        target: source.to_owned(),
+    };
+    let dir = local_dir.to_path_buf();
+    attempts(api, &request, opts, |session, _grant, progress| {
+        let dir = dir.clone();
+        let stop = opts.stop.clone();
+        async move {
+            let sink = Sink::local(&dir)?;
+            let conn = session.connection.clone();
+
+            receive(
+                &conn,
+                Control::spawn(session.send, session.recv),
+                sink,
+                &ReceiveOptions::default(),
+                progress,
+                None,
+                stop,
+                None,
+            )
+            .await
+        }
+    })
+    .await
+}
+
+async fn put_once(
+    session: Session,
+    grant: SessionGrant,
+    files: Vec<SourceFile>,
+    progress: Arc<Progress>,
+    stop: StopSignal,
+) -> Result<Outcome, EngineError> {
+    let (files, plan) = make_plan(files);
+    let layout = ChunkLayout::new(grant.chunk_size).unwrap_or_default();
+    let conn = session.connection.clone();
+    send(
+        &conn,
+        Control::spawn(session.send, session.recv),
+        files,
+        plan,
+        layout,
+        &SendOptions::default(),
+        progress,
+        None,
+        stop,
+    )
+    .await
+}
+
+/// Runs sessions until one completes, a failure is final, or the retries
+/// are spent.
+async fn attempts<F, Fut>(
+    api: &Api,
+    request: &SessionRequest,
+    opts: &Options,
+    run: F,
+) -> Result<Report, ClientError>
+where
+    F: Fn(Session, SessionGrant, Arc<Progress>) -> Fut,
+    Fut: std::future::Future<Output = Result<Outcome, EngineError>>,
+{
+    let started = Instant::now();
+    let mut transferred = 0u64;
+    let mut attempt = 0u32;
+    loop {
+        let progress = Arc::new(Progress::default());
+        (opts.on_attempt)(progress.clone());
+        let result = once(api, request, opts, &run, progress.clone()).await;
+        transferred += progress.snapshot().bytes_transferred;
+        match result {
+            Ok(outcome) => {
+                return Ok(Report {
+                    files: outcome.files,
+                    bytes_total: outcome.bytes_total,
+                    bytes_transferred: transferred,
+                    bytes_skipped: outcome.bytes_skipped,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+            Err(e) if e.is_transient() && attempt < opts.retries && !opts.stop.is_stopped() => {
+                attempt += 1;
+                let wait = Duration::from_secs(1 << attempt.min(5));
+                log::warn!(
+                    "{e}; trying again in {}s (attempt {} of {})",
+                    wait.as_secs(),
+                    attempt,
+                    opts.retries
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    () = opts.stop.stopped() => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn once<F, Fut>(
+    api: &Api,
+    request: &SessionRequest,
+    opts: &Options,
+    run: &F,
+    progress: Arc<Progress>,
+) -> Result<Outcome, ClientError>
+where
+    F: Fn(Session, SessionGrant, Arc<Progress>) -> Fut,
+    Fut: std::future::Future<Output = Result<Outcome, EngineError>>,
+{
+    let grant = api.create_session(request).await?;
+    let addr = resolve(&grant).await?;
+    let token = parse_token(&grant.token)?;
+    let fingerprint: Fingerprint = grant.cert_sha256.parse().map_err(|_| {
+        ClientError::Invalid("the appliance sent a malformed certificate fingerprint".into())
+    })?;
+    // The data port must present the very certificate we pinned for HTTPS.
+    let pin = api.pin().clone();
+    if pin.seen().is_some_and(|seen| !seen.matches(&fingerprint)) {
+        return Err(ClientError::Fingerprint(
+            "the appliance announced a data-port certificate that differs from its HTTPS certificate".into(),
+        ));
+    }
+    let endpoint = client_endpoint(addr).map_err(|e| ClientError::Io {
+        path: "UDP socket".into(),
+        source: e,
+    })?;
+    let session = connect(
+        &endpoint,
+        addr,
+        &pin,
+        &Tuning::default(),
+        token,
+        opts.handshake_timeout,
+    )
+    .await
+    .map_err(|e| explain_connect(e, &grant))?;
+    let result = run(session, grant, progress).await;
+    // Let the last packets (our close, their acknowledgements) go out.
+    let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+    result.map_err(ClientError::from)
+}
+
+/// Adds what the user can do about an unreachable data port.
+fn explain_connect(e: EngineError, grant: &SessionGrant) -> ClientError {
+    match e {
+        EngineError::Connect(msg) if msg.contains("not reachable") => {
+            ClientError::Engine(EngineError::Connect(format!(
+                "{msg}. The appliance uses UDP ports {} on {}: ask the facility's IT to forward them to the appliance \
+             and to let them out of your network",
+                grant.ports, grant.host
+            )))
+        }
+        other => ClientError::Engine(other),
+    }
+}
+
+async fn resolve(grant: &SessionGrant) -> Result<SocketAddr, ClientError> {
+    let mut addrs = tokio::net::lookup_host((grant.host.as_str(), grant.port))
+        .await
+        .map_err(|e| ClientError::Unreachable {
+            server: grant.host.clone(),
+            detail: format!("cannot resolve the appliance's data address: {e}"),
+        })?;
+    addrs.next().ok_or_else(|| ClientError::Unreachable {
+        server: grant.host.clone(),
+        detail: "the appliance's data address resolves to nothing".into(),
+    })
+}
+
+fn parse_token(hex: &str) -> Result<[u8; 32], ClientError> {
+    let bad = || ClientError::Invalid("the appliance sent a malformed session token".into());
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
+    }
+    Ok(out)
+}

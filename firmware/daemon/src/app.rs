@@ -1,0 +1,282 @@
+//! The running appliance: state shared by the control plane, the data
+//! plane and the background tasks, and the start-up sequence.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferry_engine::claims::Claims;
+use ferry_engine::tls::{Fingerprint, Identity};
+use ferry_engine::transport::{Tuning, server_config};
+use ferry_engine::{Progress, StopSignal};
+use ferry_proto::ErrorCode;
+use ferry_store::{JobId, Role, Store, UserId};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, FirewallMode};
+use crate::dataplane::DataPlane;
+use crate::sessions::Sessions;
+use crate::{http, identity};
+
+/// A transfer in progress, for the dashboard and for stopping it.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub session: u64,
+    pub job: JobId,
+    pub user: UserId,
+    pub client: SocketAddr,
+    pub port: u16,
+    pub progress: Arc<Progress>,
+    pub stop: StopSignal,
+    pub started: Instant,
+}
+
+/// Everything the daemon's tasks share.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub identity: Arc<Identity>,
+    pub fingerprint: Fingerprint,
+    pub sessions: Sessions,
+    pub dataplane: Arc<DataPlane>,
+    pub claims: Arc<Claims>,
+    pub tuning: Tuning,
+    live: Mutex<HashMap<u64, Live>>,
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("listen", &self.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub fn live(&self) -> MutexGuard<'_, HashMap<u64, Live>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The address clients are told to send UDP to: the configured public
+    /// address, else the host the client used to reach us, else our own.
+    pub fn public_host(&self, host_header: Option<&str>) -> String {
+        if let Some(p) = &self.config.public_address {
+            return p.clone();
+        }
+        if let Some(h) = host_header.and_then(host_of) {
+            return h;
+        }
+        self.config.listen.ip().to_string()
+    }
+}
+
+/// The host part of a `Host` header (`name`, `name:port`, `[v6]:port`).
+fn host_of(header: &str) -> Option<String> {
+    let h = header.trim();
+    if h.is_empty() {
+        return None;
+    }
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split_once(']').map(|(ip, _)| ip.to_owned());
+    }
+    Some(h.rsplit_once(':').map_or(h, |(host, _)| host).to_owned())
+}
+
+/// Name of the first administrator, made on first start.
+pub const FIRST_ADMIN: &str = "admin@localhost";
+
+/// Opens (creating if needed) the data folder and the database.
+pub fn open_store(config: &Config) -> Result<Store> {
+    create_private_dir(&config.data)?;
+    Store::open(&config.data.join("ferry.db"))
+        .with_context(|| format!("opening the database in {}", config.data.display()))
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data folder {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Certificate names: loopback, the listen address and the public address.
+pub fn certificate_names(config: &Config) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let ip = config.listen.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        names.push(ip.to_string());
+    }
+    if let Some(p) = &config.public_address {
+        names.push(p.clone());
+    }
+    names
+}
+
+/// A one-time password people can read off a console: 4 groups of 5 from
+/// an alphabet without look-alikes (about 100 bits).
+pub fn one_time_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let groups: Vec<String> = (0..4)
+        .map(|_| {
+            (0..5)
+                .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+                .collect()
+        })
+        .collect();
+    groups.join("-")
+}
+
+/// Runs the appliance until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let store = Arc::new(open_store(&config)?);
+    let interrupted = store.fail_interrupted_jobs("the appliance restarted during the transfer")?;
+    if interrupted > 0 {
+        log::warn!("{interrupted} transfers were cut by a restart; clients resume them");
+    }
+    let identity = Arc::new(identity::load_or_create(
+        &config.data,
+        &certificate_names(&config),
+    )?);
+    let fingerprint = identity.fingerprint();
+    let first_password = if store.count_users()? == 0 {
+        let password = one_time_password();
+        let admin =
+            store.create_user(FIRST_ADMIN, "Administrator", Role::Admin, Some(&password))?;
+        store.set_must_change_password(admin.id, true)?;
+        Some(password)
+    } else {
+        None
+    };
+    match config.firewall {
+        FirewallMode::Off => log::warn!(
+            "FIREWALL OFF: any address can reach a leased data port while a session is open. \
+             Run ferry-portguard and use --firewall nft on an appliance."
+        ),
+        FirewallMode::Nft => bail!(
+            "--firewall nft needs ferry-portguard at {}, which this build cannot use yet; run with --firewall off",
+            config.portguard.display()
+        ),
+    }
+    let tuning = Tuning::default();
+    let quic = server_config(&identity, &tuning)?;
+    let dataplane = DataPlane::new(config.listen.ip(), config.ports, quic);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the control plane to {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let app = Arc::new(App {
+        sessions: Sessions::new(Duration::from_secs(config.transfer.token_ttl_secs)),
+        config,
+        store,
+        identity,
+        fingerprint,
+        dataplane,
+        claims: Claims::new(),
+        tuning,
+        live: Mutex::default(),
+        shutdown: CancellationToken::new(),
+    });
+    banner(&app, local, first_password.as_deref());
+    tokio::spawn(sweeper(app.clone()));
+    let server = tokio::spawn(http::serve(app.clone(), listener));
+    wait_for_signal().await;
+    log::info!("shutting down: stopping transfers so that they can resume");
+    app.shutdown.cancel();
+    let live: Vec<Live> = app.live().values().cloned().collect();
+    for l in &live {
+        l.stop.stop(
+            ErrorCode::Internal,
+            "the appliance is restarting; the transfer resumes when it is back",
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app.live().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.abort();
+    Ok(())
+}
+
+fn banner(app: &App, local: SocketAddr, first_password: Option<&str>) {
+    // These lines go to stdout, once: scripts and first-boot read them.
+    println!("ferryd listening on https://{local}/");
+    println!("ferryd certificate SHA-256 {}", app.fingerprint);
+    println!(
+        "ferryd data sessions on UDP {} (firewall {})",
+        app.config.ports,
+        match app.config.firewall {
+            FirewallMode::Nft => "nft",
+            FirewallMode::Off => "OFF",
+        }
+    );
+    if let Some(p) = first_password {
+        println!("ferryd first start: log in as {FIRST_ADMIN} with the one-time password {p}");
+        println!("ferryd (it must be changed at first login and is not shown again)");
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Expires unused session tokens, which gives their ports back.
+async fn sweeper(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = app.shutdown.cancelled() => return,
+        }
+        let expired = app.sessions.sweep();
+        if expired > 0 {
+            log::info!("{expired} session tokens expired unused");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(
+            host_of("ferry.example.com:8443").as_deref(),
+            Some("ferry.example.com")
+        );
+        assert_eq!(
+            host_of("ferry.example.com").as_deref(),
+            Some("ferry.example.com")
+        );
+        assert_eq!(host_of("[2001:db8::1]:443").as_deref(), Some("2001:db8::1"));
+        assert_eq!(host_of(""), None);
+    }
+
+    #[test]
+    fn one_time_passwords_are_readable_and_differ() {
+        let a = one_time_password();
+        assert_eq!(a.len(), 23);
+        assert!(!a.contains(['0', 'o', '1', 'l', 'i']));
+        assert_ne!(a, one_time_password());
+    }
+}

@@ -1,0 +1,309 @@
+//! The daemon's configuration: a TOML file, overridden by flags, over
+//! embedded defaults, so that `ferryd` with nothing at all runs a working
+//! appliance on loopback.
+//!
+//! Unknown keys are errors (a typo must not silently mean "default").
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// Default data folder, relative to where ferryd starts.
+pub const DEFAULT_DATA: &str = "./ferry-data";
+/// Default control-plane address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// Default UDP range for data sessions.
+pub const DEFAULT_PORTS: PortRange = PortRange {
+    first: 45190,
+    last: 45210,
+};
+/// Default place of portguard's socket.
+pub const DEFAULT_PORTGUARD: &str = "/run/ferry/portguard.sock";
+
+/// An inclusive UDP port range, `FIRST-LAST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn len(&self) -> usize {
+        usize::from(self.last - self.first) + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u16> {
+        self.first..=self.last
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("port range must be FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, not {s:?}")
+        };
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let first: u16 = a.trim().parse().map_err(|_| bad())?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
+        if first < 1024 || first > last {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether the per-session firewall is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallMode {
+    /// nftables through ferry-portguard.
+    Nft,
+    /// No firewall: any address may reach a leased port (development only).
+    Off,
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_address: Option<String>,
+    pub ports: Option<PortRange>,
+    pub firewall: Option<FirewallMode>,
+    pub portguard: Option<PathBuf>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
+    #[serde(default)]
+    pub transfer: TransferConfig,
+}
+
+/// Tuning of data sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// Chunk size in bytes for files sent to the appliance.
+    pub chunk_size: u32,
+    /// Seconds a session token stays valid unused.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            chunk_size: ferry_proto::plan::limits::DEFAULT_CHUNK_SIZE,
+            token_ttl_secs: 60,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// The settings in force: file, then flags, then defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub public_address: Option<String>,
+    pub ports: PortRange,
+    pub firewall: FirewallMode,
+    pub portguard: PathBuf,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub transfer: TransferConfig,
+}
+
+/// Values given on the command line; each overrides the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_address: Option<String>,
+    pub ports: Option<PortRange>,
+    pub firewall: Option<FirewallMode>,
+    pub portguard: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Self, ConfigError> {
+        let portguard = flags
+            .portguard
+            .or(file.portguard)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PORTGUARD));
+        // nft is the default where portguard is running; a laptop without
+        // it runs with the firewall off (and says so loudly).
+        let firewall = flags
+            .firewall
+            .or(file.firewall)
+            .unwrap_or(if portguard.exists() {
+                FirewallMode::Nft
+            } else {
+                FirewallMode::Off
+            });
+        let listen = match flags.listen.or(file.listen) {
+            Some(l) => l,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::Invalid("bad built-in listen address".into()))?,
+        };
+        let transfer = file.transfer;
+        if ferry_proto::ChunkLayout::new(transfer.chunk_size).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "transfer.chunk_size {} is outside {}..={}",
+                transfer.chunk_size,
+                ferry_proto::plan::limits::MIN_CHUNK_SIZE,
+                ferry_proto::plan::limits::MAX_CHUNK_SIZE
+            )));
+        }
+        if transfer.token_ttl_secs == 0 || transfer.token_ttl_secs > 3600 {
+            return Err(ConfigError::Invalid(
+                "transfer.token_ttl_secs must be 1-3600".into(),
+            ));
+        }
+        Ok(Config {
+            data: flags
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            listen,
+            public_address: flags.public_address.or(file.public_address),
+            ports: flags.ports.or(file.ports).unwrap_or(DEFAULT_PORTS),
+            firewall,
+            portguard,
+            trusted_proxies: file.trusted_proxies,
+            transfer,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_runs_on_defaults() {
+        let c = Config::resolve(
+            FileConfig::parse("").unwrap(),
+            Overrides {
+                portguard: Some("/nonexistent/portguard.sock".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.data, PathBuf::from("./ferry-data"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.ports, DEFAULT_PORTS);
+        assert_eq!(c.firewall, FirewallMode::Off);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = FileConfig::parse(
+            r#"
+            data = "/var/lib/ferry"
+            listen = "0.0.0.0:443"
+            ports = "45190-45192"
+            firewall = "nft"
+            trusted_proxies = ["10.0.0.1"]
+            [transfer]
+            chunk_size = 4194304
+            "#,
+        )
+        .unwrap();
+        let c = Config::resolve(
+            file,
+            Overrides {
+                ports: Some("50000-50010".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.data, PathBuf::from("/var/lib/ferry"));
+        assert_eq!(c.ports.to_string(), "50000-50010");
+        assert_eq!(c.ports.len(), 11);
+        assert_eq!(c.firewall, FirewallMode::Nft);
+        assert_eq!(c.transfer.chunk_size, 4 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(
+            FileConfig::parse("listne = \"1.2.3.4:1\"")
+                .unwrap_err()
+                .contains("listne")
+        );
+        assert!(FileConfig::parse("ports = \"10-5\"").is_err());
+        assert!(FileConfig::parse("ports = \"80-90\"").is_err());
+        assert!(FileConfig::parse("[transfer]\nchunk = 1").is_err());
+        let bad_chunk = FileConfig::parse("[transfer]\nchunk_size = 10").unwrap();
+        assert!(Config::resolve(bad_chunk, Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn shipped_examples_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                FileConfig::load(&path).unwrap();
+                seen += 1;
+            }
+        }
+        assert!(seen > 0);
+    }
+}

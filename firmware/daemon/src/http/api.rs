@@ -1,0 +1,314 @@
+//! REST handlers under `/api/v1`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cap_std::fs::Dir;
+use ferry_api::{
+    Health, LoginRequest, LoginResponse, PasswordChange, SessionGrant, SessionKind, SessionRequest,
+    ShareInfo, UserInfo, codes,
+};
+use ferry_proto::path::{ShareRef, ShareRefError};
+use ferry_store::{NewEvent, Share, User};
+
+use super::auth::{Caller, ClientAddr, PendingCaller};
+use super::error::{ApiError, rejection};
+use crate::app::App;
+use crate::sessions::SessionSpec;
+use crate::transfer::accept_loop;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/me/password", post(change_password))
+        .route("/api/v1/shares", get(shares))
+        .route("/api/v1/sessions", post(create_session))
+        .fallback(not_found)
+}
+
+/// JSON bodies whose errors come back as our JSON errors.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(rejection)
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such API route")
+}
+
+fn user_info(u: &User) -> UserInfo {
+    UserInfo {
+        id: u.id.0,
+        email: u.email.clone(),
+        name: u.name.clone(),
+        role: u.role.as_str().to_owned(),
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> Json<Health> {
+    Json(Health {
+        product: "ferry".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        fingerprint: app.fingerprint.to_string(),
+    })
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    ClientAddr(ip): ClientAddr,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let store = app.store.clone();
+    let (email, password) = (req.email.clone(), req.password.clone());
+    // Argon2 takes tens of milliseconds of CPU: keep it off the reactor.
+    let user = tokio::task::spawn_blocking(move || store.verify_password(&email, &password))
+        .await
+        .map_err(ApiError::internal)??;
+    let Some(user) = user else {
+        let _ = app.store.record_event(NewEvent {
+            address: Some(ip.to_string()),
+            action: "login.failed",
+            subject: req.email.clone(),
+            ..Default::default()
+        });
+        return Err(ApiError::unauthorized(
+            codes::BAD_CREDENTIALS,
+            "wrong email or password (or the account is not active)",
+        ));
+    };
+    let name = req.key_name.unwrap_or_else(|| format!("login from {ip}"));
+    let key = app.store.create_api_key(user.id, &name)?;
+    let _ = app.store.record_event(NewEvent {
+        user: Some(user.id),
+        address: Some(ip.to_string()),
+        action: "login",
+        subject: user.email.clone(),
+        detail: format!("API key {name:?}"),
+    });
+    Ok(Json(LoginResponse {
+        api_key: key.secret,
+        must_change_password: user.must_change_password,
+        user: user_info(&user),
+    }))
+}
+
+async fn me(caller: Caller) -> Json<UserInfo> {
+    Json(user_info(&caller.user))
+}
+
+async fn change_password(
+    State(app): State<Arc<App>>,
+    caller: PendingCaller,
+    ClientAddr(ip): ClientAddr,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    if req.new == req.current {
+        return Err(ApiError::bad_request(
+            codes::INVALID_REQUEST,
+            "the new password must differ from the current one",
+        ));
+    }
+    let store = app.store.clone();
+    let email = caller.user.email.clone();
+    let ok = tokio::task::spawn_blocking(move || store.verify_password(&email, &req.current))
+        .await
+        .map_err(ApiError::internal)??;
+    if ok.is_none() {
+        return Err(ApiError::unauthorized(
+            codes::BAD_CREDENTIALS,
+            "the current password is wrong",
+        ));
+    }
+    app.store.set_password(caller.user.id, &req.new)?;
+    let _ = app.store.record_event(NewEvent {
+        user: Some(caller.user.id),
+        address: Some(ip.to_string()),
+        action: "password.change",
+        subject: caller.user.email.clone(),
+        ..Default::default()
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn shares(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+) -> Result<Json<Vec<ShareInfo>>, ApiError> {
+    let mut out = Vec::new();
+    for share in app.store.list_shares()? {
+        let access = app.store.access(&caller.user, &share)?;
+        if access.read || access.write {
+            out.push(ShareInfo {
+                name: share.name.clone(),
+                parent: share.parent_name.clone(),
+                path: caller
+                    .user
+                    .is_admin()
+                    .then(|| share.abs_path.display().to_string()),
+                read: access.read,
+                write: access.write,
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+/// Resolves `share=NAME/path` to a share the caller may use that way.
+pub fn resolve_target(
+    app: &App,
+    user: &User,
+    target: &str,
+    write: bool,
+) -> Result<(Share, ShareRef), ApiError> {
+    let target = ShareRef::parse(target).map_err(|e| match e {
+        ShareRefError::Path(p) => ApiError::bad_request(codes::INVALID_PATH, p.to_string()),
+        other => ApiError::bad_request(codes::INVALID_REQUEST, other.to_string()),
+    })?;
+    let share = app.store.share_by_name(&target.share)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_SHARE,
+            format!("there is no share named {:?}", target.share),
+        )
+    })?;
+    let access = app.store.access(user, &share)?;
+    if !(if write { access.write } else { access.read }) {
+        // Someone without any access is not told the share exists.
+        if !access.read && !access.write {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                codes::UNKNOWN_SHARE,
+                format!("there is no share named {:?}", target.share),
+            ));
+        }
+        return Err(ApiError::forbidden(format!(
+            "you may not {} share {:?}",
+            if write { "write to" } else { "read from" },
+            share.name
+        )));
+    }
+    Ok((share, target))
+}
+
+/// Checks a target beneath its share root without leaving it.
+fn check_target(share: &Share, target: &ShareRef, kind: SessionKind) -> Result<(), ApiError> {
+    let root =
+        Dir::open_ambient_dir(&share.abs_path, cap_std::ambient_authority()).map_err(|e| {
+            ApiError::internal(format!(
+                "share {} at {}: {e}",
+                share.name,
+                share.abs_path.display()
+            ))
+        })?;
+    let rel = if target.path.is_root() {
+        "."
+    } else {
+        target.path.as_str()
+    };
+    match root.metadata(rel) {
+        Ok(meta) => {
+            if kind == SessionKind::Put && !meta.is_dir() {
+                return Err(ApiError::bad_request(
+                    codes::INVALID_PATH,
+                    format!("{target} exists and is not a folder"),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match kind {
+            SessionKind::Put => Ok(()),
+            SessionKind::Get => Err(ApiError::not_found(format!("{target} does not exist"))),
+        },
+        Err(e) if e.to_string().contains("outside of the filesystem") => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::OUTSIDE_SHARE,
+            format!("{target} leads outside the share (through a symlink); refused"),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(ApiError::bad_request(
+            codes::INVALID_PATH,
+            format!("{target}: a file is in the way"),
+        )),
+        Err(e) => Err(ApiError::internal(format!("{target}: {e}"))),
+    }
+}
+
+async fn create_session(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SessionRequest>,
+) -> Result<Json<SessionGrant>, ApiError> {
+    let (share, target) = resolve_target(
+        &app,
+        &caller.user,
+        &req.target,
+        req.kind == SessionKind::Put,
+    )?;
+    {
+        let (share, target) = (share.clone(), target.clone());
+        tokio::task::spawn_blocking(move || check_target(&share, &target, req.kind))
+            .await
+            .map_err(ApiError::internal)??;
+    }
+    let lease = {
+        let app2 = app.clone();
+        app.dataplane
+            .open(ip, move |endpoint, port| {
+                tokio::spawn(accept_loop(app2.clone(), endpoint, port));
+            })
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::NO_PORTS,
+                    e.to_string(),
+                )
+            })?
+    };
+    let port = lease.lease.port;
+    let (session, token) = app.sessions.mint(SessionSpec {
+        kind: req.kind,
+        user: caller.user.clone(),
+        share,
+        path: target.path.clone(),
+        client_ip: ip,
+        lease,
+    });
+    let _ = app.store.record_event(NewEvent {
+        user: Some(caller.user.id),
+        address: Some(ip.to_string()),
+        action: "lease.open",
+        subject: format!("port {port}"),
+        detail: format!("session {session}: {:?} {target}", req.kind),
+    });
+    let host_header = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    Ok(Json(SessionGrant {
+        session,
+        host: app.public_host(host_header),
+        port,
+        ports: app.dataplane.range().to_string(),
+        token: token.iter().map(|b| format!("{b:02x}")).collect(),
+        expires_in: app.sessions.ttl().as_secs(),
+        cert_sha256: app.fingerprint.to_string(),
+        chunk_size: app.config.transfer.chunk_size,
+    }))
+}

@@ -1,0 +1,21 @@
+//! ferryd, the Ferry appliance daemon.
+//!
+//! - [`config`]: the TOML file, flags and defaults;
+//! - [`app`]: shared state and the start-up sequence;
+//! - [`http`]: the HTTPS control plane and REST API;
+//! - [`sessions`]: single-use session tokens;
+//! - [`leases`] and [`dataplane`]: UDP ports that open only for a session;
+//! - [`transfer`]: running a data session and its job;
+//! - [`identity`]: the appliance's certificate;
+//! - [`admin`]: the `ferryd admin` commands.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dataplane;
+pub mod http;
+pub mod identity;
+pub mod leases;
+pub mod sessions;
+pub mod transfer;

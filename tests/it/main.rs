@@ -1,0 +1,6 @@
+//! Ferry's cross-crate tests: real `ferryd` and `ferry` processes.
+
+// A test fails by panicking; unwrap says where.
+#![allow(clippy::unwrap_used)]
+
+mod foundation;

@@ -1,0 +1,397 @@
+//! Test harness: starts real `ferryd` appliances and runs the real `ferry`
+//! client against them, each appliance on its own loopback address so
+//! tests run side by side. Helpers wait on conditions (a line printed, a
+//! file present), never on fixed sleeps.
+
+pub mod relay;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where the binaries under test are: `FERRY_BIN_DIR`, else the workspace's
+/// release build, else its debug build.
+pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERRY_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let release = target.join("release").join(name);
+    if release.exists() {
+        return release;
+    }
+    target.join("debug").join(name)
+}
+
+/// A loopback address of this test's own: 127.77.X.Y.
+pub fn unique_loopback() -> IpAddr {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        77 + (pid % 100) as u8,
+        (n / 250) as u8,
+        (n % 250 + 1) as u8,
+    ))
+}
+
+/// Waits until `cond` holds, or panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// BLAKE3 of a file's contents.
+pub fn blake3_file(path: &Path) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    h.update_reader(f)
+        .unwrap_or_else(|e| panic!("hashing {}: {e}", path.display()));
+    h.finalize()
+}
+
+/// Writes `len` pseudo-random bytes (seeded, so reruns reproduce).
+pub fn write_random(path: &Path, len: u64, seed: u64) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("create parent");
+    }
+    let mut f =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for word in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).expect("write");
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+}
+
+/// Every regular file beneath `dir`, relative, sorted.
+pub fn list_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap_or(&p).to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Asserts two trees hold the same files with the same BLAKE3.
+pub fn assert_same_tree(src: &Path, dst: &Path) {
+    let a = list_files(src);
+    let b = list_files(dst);
+    assert_eq!(
+        a,
+        b,
+        "file lists differ between {} and {}",
+        src.display(),
+        dst.display()
+    );
+    for rel in &a {
+        assert_eq!(
+            blake3_file(&src.join(rel)),
+            blake3_file(&dst.join(rel)),
+            "{} differs",
+            rel.display()
+        );
+    }
+}
+
+/// A running appliance with its own data folder and a root share.
+pub struct Appliance {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    /// The root share `media` lives here.
+    pub share: PathBuf,
+    pub ip: IpAddr,
+    pub url: String,
+    pub fingerprint: String,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Appliance {
+    /// Starts an appliance with a root share `media`.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let share = dir.path().join("media");
+        std::fs::create_dir_all(&share).expect("share dir");
+        let mut a = Appliance {
+            data,
+            share,
+            ip: unique_loopback(),
+            url: String::new(),
+            fingerprint: String::new(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            log: dir.path().join("ferryd.log"),
+            dir,
+        };
+        a.admin(&["share", "add", "media", a.share.to_str().expect("utf8")]);
+        a.fingerprint = a.admin(&["fingerprint"]).trim().to_owned();
+        a.launch(0);
+        a
+    }
+
+    /// Runs `ferryd admin --data DATA ARGS…` and returns its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        self.admin_stdin(args, "")
+    }
+
+    pub fn admin_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let mut child = Command::new(bin("ferryd"))
+            .arg("admin")
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferryd admin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("ferryd admin");
+        assert!(
+            out.status.success(),
+            "ferryd admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Adds a user with a password and returns an API key.
+    pub fn user(&self, email: &str, role: &str) -> String {
+        self.admin_stdin(
+            &["user", "add", email, "--role", role, "--password-stdin"],
+            "password123\n",
+        );
+        self.admin(&["apikey", "create", email]).trim().to_owned()
+    }
+
+    /// Adds a user with read and write on `media`.
+    pub fn media_user(&self, email: &str) -> String {
+        let key = self.user(email, "employee");
+        self.admin(&["share", "grant", "media", email, "--read", "--write"]);
+        key
+    }
+
+    fn launch(&mut self, port: u16) {
+        let listen = format!("{}:{}", self.ip, port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(bin("ferryd"))
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--firewall")
+            .arg("off")
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ferryd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("ferryd listening on ") {
+                    let _ = tx.send(url.trim_end_matches('/').to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "ferryd did not start; its log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                )
+            });
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    /// The port the control plane listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in url")
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM: a clean shutdown.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same address, data and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.port();
+        self.launch(port);
+    }
+
+    /// A client environment with this key.
+    pub fn client(&self, key: &str) -> Client {
+        let home = self.dir.path().join(format!("client-{}", &key[3..11]));
+        std::fs::create_dir_all(&home).expect("client home");
+        Client {
+            env: vec![
+                ("FERRY_SERVER".into(), self.url.clone()),
+                ("FERRY_API_KEY".into(), key.to_owned()),
+                ("FERRY_FINGERPRINT".into(), self.fingerprint.clone()),
+                (
+                    "FERRY_CONFIG".into(),
+                    home.join("credentials.toml").display().to_string(),
+                ),
+                ("HOME".into(), home.display().to_string()),
+            ],
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `ferry` client with an environment.
+#[derive(Clone)]
+pub struct Client {
+    pub env: Vec<(String, String)>,
+}
+
+/// What a `ferry` run printed.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The `--json` summary.
+    pub fn json(&self) -> serde_json::Value {
+        assert!(self.ok, "ferry failed: {}", self.stderr);
+        serde_json::from_str(self.stdout.lines().last().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Client {
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("ferry"));
+        c.args(args).env_remove("FERRY_USER");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out: Output = self.command(args).output().expect("run ferry");
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferry")
+    }
+
+    pub fn with(&self, key: &str, value: &str) -> Client {
+        let mut c = self.clone();
+        c.env.retain(|(k, _)| k != key);
+        c.env.push((key.to_owned(), value.to_owned()));
+        c
+    }
+}
+
+/// Collects a finished child's output.
+pub fn finish(mut child: Child) -> Run {
+    let status = child.wait().expect("wait");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut stdout);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut stderr);
+    }
+    Run {
+        ok: status.success(),
+        stdout,
+        stderr,
+    }
+}
