@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cap_std::fs::{Dir, OpenOptions};
 use ferry_proto::path::{PART_SUFFIX, STATE_SUFFIX};
 use ferry_proto::session::LocalState;
@@ -299,27 +299,24 @@ pub fn make_plan(mut files: Vec<SourceFile>) -> (Vec<SourceFile>, Vec<PlanFile>)
 }
 
 /// Reads `len` bytes at `offset`; a short read means the file shrank.
-pub fn read_piece(
-    file: &File,
-    offset: u64,
-    len: usize,
-    path: &SharePath,
-) -> Result<Bytes, EngineError> {
-    let mut buf = BytesMut::zeroed(len);
-    let mut done = 0;
-    while done < len {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => {
-                return Err(EngineError::SourceChanged {
-                    path: path.to_string(),
-                });
-            }
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(EngineError::io(path, e)),
-        }
+/// The buffer is filled straight from the file, never zeroed first.
+pub fn read_piece(file: &File, offset: u64, len: usize, path: &SharePath) -> Result<Bytes, EngineError> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut reader = file;
+    reader
+        .seek(SeekFrom::Start(offset))
+        .map_err(|e| EngineError::io(path, e))?;
+    let mut buf = Vec::with_capacity(len);
+    reader
+        .take(len as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| EngineError::io(path, e))?;
+    if buf.len() < len {
+        return Err(EngineError::SourceChanged {
+            path: path.to_string(),
+        });
     }
-    Ok(buf.freeze())
+    Ok(Bytes::from(buf))
 }
 
 // ------------------------------------------------------------------ sink
