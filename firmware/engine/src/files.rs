@@ -300,7 +300,12 @@ pub fn make_plan(mut files: Vec<SourceFile>) -> (Vec<SourceFile>, Vec<PlanFile>)
 
 /// Reads `len` bytes at `offset`; a short read means the file shrank.
 /// The buffer is filled straight from the file, never zeroed first.
-pub fn read_piece(file: &File, offset: u64, len: usize, path: &SharePath) -> Result<Bytes, EngineError> {
+pub fn read_piece(
+    file: &File,
+    offset: u64,
+    len: usize,
+    path: &SharePath,
+) -> Result<Bytes, EngineError> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let mut reader = file;
     reader

@@ -418,7 +418,9 @@ async fn receive_chunk(
                 let path = plan.path.clone();
                 let n = batch.len() as u64;
                 let written = tokio::task::spawn_blocking(move || {
-                    let r = part.write_at(&batch, at).map_err(|e| EngineError::io(path, e));
+                    let r = part
+                        .write_at(&batch, at)
+                        .map_err(|e| EngineError::io(path, e));
                     hasher.update(&batch);
                     (r, hasher, batch)
                 })
