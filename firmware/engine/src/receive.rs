@@ -230,6 +230,18 @@ async fn run(
                 let (code, message) = stop.reason();
                 return Err(EngineError::Stopped { code, message });
             }
+            // Before the busy branches, so a steady stream of chunks cannot
+            // starve the checkpoints that make resume possible.
+            _ = ticker.tick() => {
+                let busy = checkpointing.as_ref().is_some_and(|h| !h.is_finished());
+                if !busy {
+                    if let Some(h) = checkpointing.take() {
+                        h.await.map_err(|e| EngineError::Connect(format!("checkpoint task: {e}")))??;
+                    }
+                    let (core, sink) = (core.clone(), sink.clone());
+                    checkpointing = Some(tokio::spawn(async move { checkpoint(&core, &sink).await }));
+                }
+            }
             Some(done) = commits.join_next(), if !commits.is_empty() => {
                 let (file, r) = done.map_err(|e| EngineError::Connect(format!("commit task: {e}")))?;
                 r?;
@@ -264,16 +276,6 @@ async fn run(
                 let stream = stream?;
                 let (core, sink, progress) = (core.clone(), sink.clone(), progress.clone());
                 chunks.spawn(async move { receive_chunk(stream, core, sink, progress).await });
-            }
-            _ = ticker.tick() => {
-                let busy = checkpointing.as_ref().is_some_and(|h| !h.is_finished());
-                if !busy {
-                    if let Some(h) = checkpointing.take() {
-                        h.await.map_err(|e| EngineError::Connect(format!("checkpoint task: {e}")))??;
-                    }
-                    let (core, sink) = (core.clone(), sink.clone());
-                    checkpointing = Some(tokio::spawn(async move { checkpoint(&core, &sink).await }));
-                }
             }
         }
     }
