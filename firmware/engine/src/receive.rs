@@ -112,6 +112,7 @@ pub async fn receive(
     let core: Shared = Arc::default();
     let mut held: Vec<Claim> = Vec::new();
     let mut chunks = JoinSet::new();
+    let mut checkpointing = None;
     let result = run(
         conn,
         &mut control,
@@ -124,12 +125,17 @@ pub async fn receive(
         claims.as_ref(),
         &mut held,
         &mut chunks,
+        &mut checkpointing,
     )
     .await;
-    // Whatever happened, keep what arrived: stop the chunk streams, then
-    // make the written chunks durable and record them for the next session.
+    // Whatever happened, keep what arrived: stop the chunk streams, let a
+    // checkpoint under way finish (two must never write one state file),
+    // then make the written chunks durable and record them.
     chunks.abort_all();
     while chunks.join_next().await.is_some() {}
+    if let Some(h) = checkpointing {
+        let _ = h.await;
+    }
     if let Err(e) = checkpoint(&core, &sink).await {
         log::warn!("final checkpoint failed: {e}");
     }
@@ -158,10 +164,10 @@ async fn run(
     claims: Option<&ClaimScope>,
     held: &mut Vec<Claim>,
     chunks: &mut JoinSet<Result<(), EngineError>>,
+    checkpointing: &mut Option<tokio::task::JoinHandle<Result<(), EngineError>>>,
 ) -> Result<(), EngineError> {
     let mut commits: JoinSet<(FileId, Result<(), EngineError>)> = JoinSet::new();
     let mut to_commit: VecDeque<FileId> = VecDeque::new();
-    let mut checkpointing: Option<tokio::task::JoinHandle<Result<(), EngineError>>> = None;
     let mut ticker = tokio::time::interval(opts.checkpoint_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut finished = false;
@@ -239,7 +245,7 @@ async fn run(
                         h.await.map_err(|e| EngineError::Connect(format!("checkpoint task: {e}")))??;
                     }
                     let (core, sink) = (core.clone(), sink.clone());
-                    checkpointing = Some(tokio::spawn(async move { checkpoint(&core, &sink).await }));
+                    *checkpointing = Some(tokio::spawn(async move { checkpoint(&core, &sink).await }));
                 }
             }
             Some(done) = commits.join_next(), if !commits.is_empty() => {
