@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use ferry_tests::relay::Relay;
 use ferry_tests::{
-    Appliance, assert_same_tree, blake3_file, finish, list_files, unique_loopback, write_random,
+    Appliance, assert_same_tree, blake3_file, finish, heavy_io, list_files, unique_loopback,
+    write_random,
 };
 
 const MIB: u64 = 1 << 20;
 
 #[test]
 fn a_gib_and_a_frame_sequence_go_up_and_come_back_intact() {
+    let _serial = heavy_io();
     let a = Appliance::start();
     let c = a.client(&a.media_user("ann@example.com"));
     let src = tempfile::tempdir().unwrap();
@@ -82,6 +84,7 @@ fn wait_for_checkpoint(a: &Appliance, part_dir: &Path, name: &str) {
 
 #[test]
 fn a_put_killed_mid_transfer_resumes_without_resending() {
+    let _serial = heavy_io();
     let (a, _relay) = slow_appliance();
     let c = a.client(&a.media_user("ann@example.com"));
     let src = tempfile::tempdir().unwrap();
@@ -113,6 +116,7 @@ fn a_put_killed_mid_transfer_resumes_without_resending() {
 
 #[test]
 fn a_put_cut_by_a_killed_daemon_resumes_after_restart() {
+    let _serial = heavy_io();
     let (mut a, _relay) = slow_appliance();
     let c = a.client(&a.media_user("ann@example.com"));
     let src = tempfile::tempdir().unwrap();
@@ -148,6 +152,7 @@ fn a_put_cut_by_a_killed_daemon_resumes_after_restart() {
 
 #[test]
 fn the_client_resumes_by_itself_across_a_graceful_restart() {
+    let _serial = heavy_io();
     let (mut a, _relay) = slow_appliance();
     let c = a.client(&a.media_user("ann@example.com"));
     let src = tempfile::tempdir().unwrap();
@@ -172,6 +177,7 @@ fn the_client_resumes_by_itself_across_a_graceful_restart() {
 
 #[test]
 fn a_get_killed_mid_transfer_resumes_without_resending() {
+    let _serial = heavy_io();
     let (a, _relay) = slow_appliance();
     let c = a.client(&a.media_user("ann@example.com"));
     write_random(&a.share.join("out/big.mov"), 200 * MIB, 10);

@@ -339,6 +339,10 @@ pub struct Sink {
 #[derive(Debug)]
 pub struct PartFile {
     file: File,
+    /// Set once the file is committed. Checkpoints and the commit take this
+    /// lock, so a checkpoint that started before the commit cannot write a
+    /// state file beside the finished file after it.
+    committed: std::sync::Mutex<bool>,
 }
 
 impl PartFile {
@@ -582,7 +586,10 @@ impl Sink {
         if fresh && plan.size > 0 {
             reserve(&file, plan.size).map_err(|e| EngineError::io(&final_path, e))?;
         }
-        Ok(PartFile { file })
+        Ok(PartFile {
+            file,
+            committed: std::sync::Mutex::new(false),
+        })
     }
 
     /// Makes the written chunks durable, then records them as held. The
@@ -596,6 +603,10 @@ impl Sink {
         digests: &[Digest],
     ) -> Result<(), EngineError> {
         let final_path = self.final_path(&plan.path)?;
+        let committed = part.committed.lock().unwrap_or_else(|e| e.into_inner());
+        if *committed {
+            return Ok(());
+        }
         part.file
             .sync_data()
             .map_err(|e| EngineError::io(&final_path, e))?;
@@ -619,6 +630,7 @@ impl Sink {
         self.root
             .rename(&tmp, &self.root, &name)
             .map_err(|e| EngineError::io(&final_path, e))?;
+        drop(committed);
         Ok(())
     }
 
@@ -635,6 +647,7 @@ impl Sink {
                 &opened
             }
         };
+        let mut committed = part.committed.lock().unwrap_or_else(|e| e.into_inner());
         let len = part
             .file
             .metadata()
@@ -658,6 +671,7 @@ impl Sink {
                 final_path.as_str(),
             )
             .map_err(|e| EngineError::io(&final_path, e))?;
+        *committed = true;
         match self.root.remove_file(Self::state_name(&final_path)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

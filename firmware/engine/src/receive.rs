@@ -527,6 +527,11 @@ async fn checkpoint(core: &Shared, sink: &Sink) -> Result<(), EngineError> {
                 let part = c.parts.get(&id)?.get()?.clone();
                 let plan = c.proto.file(id)?.clone();
                 let (have, digests) = c.proto.resume_state(id)?;
+                // A complete file is about to be committed; recording it
+                // would only cost fsyncs (thousands, for a frame sequence).
+                if have.is_complete() {
+                    return None;
+                }
                 Some((plan, part, have.clone(), digests.to_vec(), layout))
             })
             .collect()

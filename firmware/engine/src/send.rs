@@ -129,6 +129,7 @@ async fn run(
 ) -> Result<(), EngineError> {
     let mut tasks: JoinSet<(ChunkRef, u32, Result<Digest, EngineError>)> = JoinSet::new();
     let mut bytes_in_flight = 0u64;
+    let mut sequence = 0u32;
     loop {
         while let Some(frame) = proto.poll_frame() {
             control.send(frame);
@@ -168,10 +169,14 @@ async fn run(
                 break;
             };
             let len = proto.chunk_len(chunk).unwrap_or(0);
-            let priority = proto
-                .file(chunk.file)
-                .map(|f| f.priority.get())
-                .unwrap_or(500);
+            let priority = stream_priority(
+                proto
+                    .file(chunk.file)
+                    .map(|f| f.priority)
+                    .unwrap_or_default(),
+                sequence,
+            );
+            sequence = sequence.wrapping_add(1);
             bytes_in_flight += u64::from(len);
             let (conn, files, progress) = (conn.clone(), files.clone(), progress.clone());
             let offset = proto.layout().offset(chunk.index);
@@ -215,12 +220,11 @@ async fn send_chunk(
     chunk: ChunkRef,
     offset: u64,
     len: u32,
-    priority: u16,
+    priority: i32,
     progress: &Progress,
 ) -> Result<Digest, EngineError> {
     let mut stream = conn.open_uni().await?;
-    // Higher-priority chunks get the bandwidth first when streams compete.
-    let _ = stream.set_priority(i32::from(priority));
+    let _ = stream.set_priority(priority);
     let write = |e: quinn::WriteError| match e {
         quinn::WriteError::ConnectionLost(c) => EngineError::Connection(c),
         other => EngineError::Connect(format!("chunk stream: {other}")),
@@ -269,5 +273,25 @@ async fn send_chunk(
     let digest = Digest::from(hasher.finalize());
     stream.write_all(&digest.0).await.map_err(write)?;
     let _ = stream.finish();
-    Ok(digest)
+    // The chunk counts as in flight until the receiver has all of it, so
+    // the window bounds what is on the wire, not what is buffered here.
+    match stream.stopped().await {
+        Ok(None) => Ok(digest),
+        Ok(Some(code)) => Err(EngineError::Connect(format!(
+            "the receiver stopped chunk {} of file {} (code {code})",
+            chunk.index, chunk.file
+        ))),
+        Err(quinn::StoppedError::ConnectionLost(c)) => Err(EngineError::Connection(c)),
+        Err(e) => Err(EngineError::Connect(format!("chunk stream: {e}"))),
+    }
+}
+
+/// QUIC sends higher-priority streams first and shares bandwidth among
+/// equals. Chunks are ranked by their file's priority, then by the order they
+/// were opened, so that chunks complete one after another (a receiver can
+/// checkpoint and commit early) instead of all together at the end. The
+/// order wraps every 2^20 chunks (8 TiB at the default size), which only
+/// reorders a few chunks once.
+fn stream_priority(priority: ferry_proto::Priority, sequence: u32) -> i32 {
+    (i32::from(priority.get()) << 20) | (0xF_FFFF - (sequence & 0xF_FFFF)) as i32
 }
