@@ -240,7 +240,17 @@ where
     )
     .await
     .map_err(|e| explain_connect(e, &grant))?;
+    let conn = session.connection.clone();
     let result = run(session, grant, progress).await;
+    let stats = conn.stats();
+    log::debug!(
+        "path MTU {}, RTT {:?}, {} packets sent, {} lost, congestion events {}",
+        stats.path.current_mtu,
+        stats.path.rtt,
+        stats.path.sent_packets,
+        stats.path.lost_packets,
+        stats.path.congestion_events
+    );
     // Let the last packets (our close, their acknowledgements) go out.
     let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
     result.map_err(ClientError::from)

@@ -167,7 +167,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let tuning = Tuning::default();
     let quic = server_config(&identity, &tuning)?;
-    let dataplane = DataPlane::new(config.listen.ip(), config.ports, quic);
+    let dataplane = DataPlane::new(config.listen.ip(), config.ports, quic, tuning.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the control plane to {}", config.listen))?;

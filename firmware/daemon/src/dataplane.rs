@@ -30,6 +30,7 @@ struct Inner {
 pub struct DataPlane {
     bind_ip: IpAddr,
     config: ServerConfig,
+    tuning: ferry_engine::transport::Tuning,
     inner: Mutex<Inner>,
 }
 
@@ -56,10 +57,16 @@ impl Drop for LeaseGuard {
 }
 
 impl DataPlane {
-    pub fn new(bind_ip: IpAddr, range: PortRange, config: ServerConfig) -> Arc<Self> {
+    pub fn new(
+        bind_ip: IpAddr,
+        range: PortRange,
+        config: ServerConfig,
+        tuning: ferry_engine::transport::Tuning,
+    ) -> Arc<Self> {
         Arc::new(DataPlane {
             bind_ip,
             config,
+            tuning,
             inner: Mutex::new(Inner {
                 leases: LeaseTable::new(range),
                 endpoints: HashMap::new(),
@@ -95,7 +102,8 @@ impl DataPlane {
                 });
             }
             let addr = SocketAddr::new(self.bind_ip, lease.port);
-            match Endpoint::server(self.config.clone(), addr) {
+            match ferry_engine::transport::server_endpoint(addr, self.config.clone(), &self.tuning)
+            {
                 Ok(endpoint) => {
                     log::info!(port = lease.port; "data port {addr} bound");
                     inner.endpoints.insert(lease.port, endpoint.clone());
