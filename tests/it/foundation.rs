@@ -533,3 +533,102 @@ mod wire {
         assert!(ferry_tests::list_files(&a.share).is_empty());
     }
 }
+
+#[test]
+fn first_login_changes_the_one_time_password_and_remembers_the_appliance() {
+    let a = Appliance::start();
+    let otp = a
+        .first_password()
+        .expect("the first start prints a one-time password");
+    let c = a.client("fk_00000000");
+    // No credentials in the environment: only what `ferry login` stores.
+    let bare = ferry_tests::Client {
+        env: c
+            .env
+            .iter()
+            .filter(|(k, _)| k == "FERRY_CONFIG" || k == "HOME")
+            .cloned()
+            .collect(),
+    };
+    let run = bare.run(&["whoami"]);
+    assert!(
+        !run.ok && run.stderr.contains("not logged in"),
+        "{}",
+        run.stderr
+    );
+
+    // First contact without a fingerprint, and nobody at a terminal to confirm.
+    let run = bare.run(&[
+        "login",
+        &a.url,
+        "--email",
+        "admin@localhost",
+        "--password-stdin",
+    ]);
+    assert!(
+        !run.ok && run.stderr.contains(&a.fingerprint),
+        "{}",
+        run.stderr
+    );
+
+    let mut login = bare.command(&[
+        "login",
+        &a.url,
+        "--email",
+        "admin@localhost",
+        "--fingerprint",
+        &a.fingerprint,
+        "--password-stdin",
+        "--new-password-stdin",
+    ]);
+    login
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap(), "{otp}\na much better password").unwrap();
+    let run = finish(child);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stderr.contains("password changed"), "{}", run.stderr);
+
+    let run = bare.run(&["whoami"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("admin@localhost (admin)"),
+        "{}",
+        run.stdout
+    );
+    let config = &bare
+        .env
+        .iter()
+        .find(|(k, _)| k == "FERRY_CONFIG")
+        .unwrap()
+        .1;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(config).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The one-time password is spent.
+    let mut again = bare.command(&[
+        "login",
+        &a.url,
+        "--email",
+        "admin@localhost",
+        "--fingerprint",
+        &a.fingerprint,
+        "--password-stdin",
+    ]);
+    again
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = again.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{otp}").unwrap();
+    let run = finish(child);
+    assert!(
+        !run.ok && run.stderr.contains("wrong email or password"),
+        "{}",
+        run.stderr
+    );
+}

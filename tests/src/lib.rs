@@ -148,6 +148,8 @@ pub struct Appliance {
     pub extra_args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    /// What ferryd printed on stdout.
+    banner: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Appliance {
@@ -170,6 +172,7 @@ impl Appliance {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             log: dir.path().join("ferryd.log"),
+            banner: Default::default(),
             dir,
         };
         a.admin(&["share", "add", "media", a.share.to_str().expect("utf8")]);
@@ -247,8 +250,13 @@ impl Appliance {
             .expect("spawn ferryd");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let banner = self.banner.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                banner
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(line.clone());
                 if let Some(url) = line.strip_prefix("ferryd listening on ") {
                     let _ = tx.send(url.trim_end_matches('/').to_owned());
                 }
@@ -317,6 +325,16 @@ impl Appliance {
                 ("HOME".into(), home.display().to_string()),
             ],
         }
+    }
+
+    /// The one-time admin password printed on first start, once it has
+    /// been printed.
+    pub fn first_password(&self) -> Option<String> {
+        let lines = self.banner.lock().unwrap_or_else(|e| e.into_inner());
+        lines
+            .iter()
+            .find_map(|l| l.split("one-time password ").nth(1))
+            .map(|p| p.trim().to_owned())
     }
 
     pub fn log(&self) -> String {
