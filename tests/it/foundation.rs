@@ -549,6 +549,7 @@ fn first_login_changes_the_one_time_password_and_remembers_the_appliance() {
             .filter(|(k, _)| k == "FERRY_CONFIG" || k == "HOME")
             .cloned()
             .collect(),
+        netns: None,
     };
     let run = bare.run(&["whoami"]);
     assert!(

@@ -3,6 +3,7 @@
 //! tests run side by side. Helpers wait on conditions (a line printed, a
 //! file present), never on fixed sleeps.
 
+pub mod netns;
 pub mod relay;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -145,11 +146,26 @@ pub struct Appliance {
     pub ip: IpAddr,
     pub url: String,
     pub fingerprint: String,
-    pub extra_args: Vec<String>,
+    pub setup: Setup,
     child: Option<Child>,
     log: PathBuf,
     /// What ferryd printed on stdout.
     banner: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Where and how an appliance runs.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Run ferryd inside this network namespace.
+    pub netns: Option<String>,
+    /// Listen here (default: a fresh loopback address, any port).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The URL clients use, when it differs from where ferryd listens
+    /// (behind an edge router's DNAT).
+    pub url: Option<String>,
+    /// ferry-portguard's socket: the firewall is on when set.
+    pub portguard: Option<PathBuf>,
+    pub args: Vec<String>,
 }
 
 impl Appliance {
@@ -159,6 +175,13 @@ impl Appliance {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_in(Setup {
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            ..Setup::default()
+        })
+    }
+
+    pub fn start_in(setup: Setup) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let share = dir.path().join("media");
@@ -166,10 +189,10 @@ impl Appliance {
         let mut a = Appliance {
             data,
             share,
-            ip: unique_loopback(),
+            ip: setup.listen.map(|l| l.ip()).unwrap_or_else(unique_loopback),
             url: String::new(),
             fingerprint: String::new(),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            setup,
             child: None,
             log: dir.path().join("ferryd.log"),
             banner: Default::default(),
@@ -229,20 +252,34 @@ impl Appliance {
     }
 
     fn launch(&mut self, port: u16) {
+        let port = self.setup.listen.map(|l| l.port()).unwrap_or(port);
         let listen = format!("{}:{}", self.ip, port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut child = Command::new(bin("ferryd"))
+        let mut command = match &self.setup.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("ferryd"));
+                c
+            }
+            None => Command::new(bin("ferryd")),
+        };
+        command
             .arg("--data")
             .arg(&self.data)
             .arg("--listen")
-            .arg(&listen)
-            .arg("--firewall")
-            .arg("off")
-            .args(&self.extra_args)
+            .arg(&listen);
+        match &self.setup.portguard {
+            Some(socket) => command
+                .args(["--firewall", "nft", "--portguard"])
+                .arg(socket),
+            None => command.args(["--firewall", "off"]),
+        };
+        let mut child = command
+            .args(&self.setup.args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -270,7 +307,7 @@ impl Appliance {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 )
             });
-        self.url = url;
+        self.url = self.setup.url.clone().unwrap_or(url);
         self.child = Some(child);
     }
 
@@ -309,6 +346,13 @@ impl Appliance {
         self.launch(port);
     }
 
+    /// True while ferryd runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// A client environment with this key.
     pub fn client(&self, key: &str) -> Client {
         let home = self.dir.path().join(format!("client-{}", &key[3..11]));
@@ -324,17 +368,31 @@ impl Appliance {
                 ),
                 ("HOME".into(), home.display().to_string()),
             ],
+            netns: None,
         }
     }
 
     /// The one-time admin password printed on first start, once it has
     /// been printed.
     pub fn first_password(&self) -> Option<String> {
-        let lines = self.banner.lock().unwrap_or_else(|e| e.into_inner());
-        lines
-            .iter()
-            .find_map(|l| l.split("one-time password ").nth(1))
-            .map(|p| p.trim().to_owned())
+        let find = || {
+            let lines = self.banner.lock().unwrap_or_else(|e| e.into_inner());
+            lines
+                .iter()
+                .find_map(|l| l.split("one-time password ").nth(1))
+                .map(|p| p.trim().to_owned())
+        };
+        // The banner's lines arrive one by one after the address line.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(p) = find() {
+                return Some(p);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log(&self) -> String {
@@ -352,6 +410,8 @@ impl Drop for Appliance {
 #[derive(Clone)]
 pub struct Client {
     pub env: Vec<(String, String)>,
+    /// Run inside this network namespace.
+    pub netns: Option<String>,
 }
 
 /// What a `ferry` run printed.
@@ -373,7 +433,14 @@ impl Run {
 
 impl Client {
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin("ferry"));
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("ferry"));
+                c
+            }
+            None => Command::new(bin("ferry")),
+        };
         c.args(args).env_remove("FERRY_USER");
         for (k, v) in &self.env {
             c.env(k, v);
@@ -396,6 +463,14 @@ impl Client {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ferry")
+    }
+
+    /// The same client, run from inside a network namespace.
+    pub fn in_netns(&self, ns: &str) -> Client {
+        Client {
+            env: self.env.clone(),
+            netns: Some(ns.to_owned()),
+        }
     }
 
     pub fn with(&self, key: &str, value: &str) -> Client {

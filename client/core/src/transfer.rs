@@ -261,9 +261,10 @@ fn explain_connect(e: EngineError, grant: &SessionGrant) -> ClientError {
     match e {
         EngineError::Connect(msg) if msg.contains("not reachable") => {
             ClientError::Engine(EngineError::Connect(format!(
-                "{msg}. The appliance uses UDP ports {} on {}: ask the facility's IT to forward them to the appliance \
-             and to let them out of your network",
-                grant.ports, grant.host
+                "{msg}. The appliance uses UDP ports {} on {}: ask the facility's IT to forward them to the \
+                 appliance and to let them out of your network. The appliance saw this computer as {} over HTTPS \
+                 and lets only that address in: a network that sends UDP out through another address is refused too",
+                grant.ports, grant.host, grant.client_address
             )))
         }
         other => ClientError::Engine(other),

@@ -125,6 +125,9 @@ pub struct SessionGrant {
     pub cert_sha256: String,
     /// Chunk size for a put.
     pub chunk_size: u32,
+    /// The client's address as the appliance saw it on HTTPS: the only
+    /// address the data port lets in for this session.
+    pub client_address: String,
 }
 
 /// One share as a user sees it.
@@ -137,4 +140,25 @@ pub struct ShareInfo {
     pub path: Option<String>,
     pub read: bool,
     pub write: bool,
+}
+
+/// `GET /api/v1/status` (admins): the appliance at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// `nft` or `off`.
+    pub firewall: String,
+    /// The UDP range for data sessions.
+    pub ports: String,
+    /// Ports leased right now, to whom.
+    pub leases: Vec<LeaseStatus>,
+    /// UDP ports with a bound endpoint right now.
+    pub bound_ports: Vec<u16>,
+    /// Things an admin should fix, in words.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaseStatus {
+    pub address: String,
+    pub port: u16,
 }

@@ -27,6 +27,20 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<()> {
         AdminCommand::Apikey { command } => apikey(&store, command),
         AdminCommand::Share { command } => share(&store, command),
         AdminCommand::Fingerprint => Ok(()),
+        AdminCommand::Audit { limit, action } => {
+            for e in store.list_events(limit, None, action.as_deref())? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    e.at,
+                    e.user_email.as_deref().unwrap_or("-"),
+                    e.address.as_deref().unwrap_or("-"),
+                    e.action,
+                    e.subject,
+                    e.detail
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -6,17 +6,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ferry_engine::claims::Claims;
 use ferry_engine::tls::{Fingerprint, Identity};
 use ferry_engine::transport::{Tuning, server_config};
 use ferry_engine::{Progress, StopSignal};
+use ferry_portguard::client::PortguardClient;
+use ferry_portguard::leases::LeaseTable;
 use ferry_proto::ErrorCode;
 use ferry_store::{JobId, Role, Store, UserId};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FirewallMode};
-use crate::dataplane::DataPlane;
+use crate::dataplane::{DataPlane, Firewall};
+use crate::nat::SourceWatch;
 use crate::sessions::Sessions;
 use crate::{http, identity};
 
@@ -43,6 +46,7 @@ pub struct App {
     pub dataplane: Arc<DataPlane>,
     pub claims: Arc<Claims>,
     pub tuning: Tuning,
+    pub sources: SourceWatch,
     live: Mutex<HashMap<u64, Live>>,
     pub shutdown: CancellationToken,
 }
@@ -58,6 +62,22 @@ impl std::fmt::Debug for App {
 impl App {
     pub fn live(&self) -> MutexGuard<'_, HashMap<u64, Live>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What an admin should fix, in words.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.dataplane.firewall_on() {
+            w.push(
+                "the per-session firewall is off: while a session is open, any address can reach its UDP port \
+                 (run ferry-portguard and --firewall nft)"
+                    .to_owned(),
+            );
+        }
+        if let Some(nat) = self.sources.warning() {
+            w.push(nat);
+        }
+        w
     }
 
     /// The address clients are told to send UDP to: the configured public
@@ -155,19 +175,40 @@ pub async fn run(config: Config) -> Result<()> {
     } else {
         None
     };
-    match config.firewall {
-        FirewallMode::Off => log::warn!(
-            "FIREWALL OFF: any address can reach a leased data port while a session is open. \
-             Run ferry-portguard and use --firewall nft on an appliance."
-        ),
-        FirewallMode::Nft => bail!(
-            "--firewall nft needs ferry-portguard at {}, which this build cannot use yet; run with --firewall off",
-            config.portguard.display()
-        ),
-    }
+    let firewall = match config.firewall {
+        FirewallMode::Off => {
+            log::warn!(
+                "FIREWALL OFF: any address can reach a leased data port while a session is open. \
+                 Run ferry-portguard and use --firewall nft on an appliance."
+            );
+            Firewall::Off(Mutex::new(LeaseTable::new(config.ports)))
+        }
+        FirewallMode::Nft => {
+            let pg = PortguardClient::new(&config.portguard);
+            pg.list().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}. Start ferry-portguard (the privileged firewall helper), or run a development \
+                     appliance with --firewall off"
+                )
+            })?;
+            Firewall::Nft(pg)
+        }
+    };
     let tuning = Tuning::default();
     let quic = server_config(&identity, &tuning)?;
-    let dataplane = DataPlane::new(config.listen.ip(), config.ports, quic, tuning.clone());
+    let dataplane = DataPlane::new(
+        config.listen.ip(),
+        config.ports,
+        quic,
+        tuning.clone(),
+        firewall,
+        Duration::from_secs(config.transfer.lease_ttl_secs),
+        store.clone(),
+    );
+    let reclaimed = dataplane.reclaim().await?;
+    if reclaimed > 0 {
+        log::info!("gave back {reclaimed} port leases left by the previous run");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the control plane to {}", config.listen))?;
@@ -181,6 +222,7 @@ pub async fn run(config: Config) -> Result<()> {
         dataplane,
         claims: Claims::new(),
         tuning,
+        sources: SourceWatch::default(),
         live: Mutex::default(),
         shutdown: CancellationToken::new(),
     });

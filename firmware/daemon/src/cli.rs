@@ -90,6 +90,14 @@ pub enum AdminCommand {
     },
     /// Print the certificate's SHA-256 fingerprint (hex).
     Fingerprint,
+    /// Print the audit log, newest first.
+    Audit {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only actions starting with this, e.g. `lease.`
+        #[arg(long)]
+        action: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,10 +4,8 @@
 //!
 //! Unknown keys are errors (a typo must not silently mean "default").
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Deserialize;
 
@@ -23,59 +21,13 @@ pub const DEFAULT_PORTS: PortRange = PortRange {
 /// Default place of portguard's socket.
 pub const DEFAULT_PORTGUARD: &str = "/run/ferry/portguard.sock";
 
-/// An inclusive UDP port range, `FIRST-LAST`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-}
+pub use ferry_portguard::PortRange;
 
-impl PortRange {
-    pub fn len(&self) -> usize {
-        usize::from(self.last - self.first) + 1
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    pub fn contains(&self, port: u16) -> bool {
-        (self.first..=self.last).contains(&port)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = u16> {
-        self.first..=self.last
-    }
-}
-
-impl FromStr for PortRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("port range must be FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, not {s:?}")
-        };
-        let (a, b) = s.split_once('-').unwrap_or((s, s));
-        let first: u16 = a.trim().parse().map_err(|_| bad())?;
-        let last: u16 = b.trim().parse().map_err(|_| bad())?;
-        if first < 1024 || first > last {
-            return Err(bad());
-        }
-        Ok(PortRange { first, last })
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.first, self.last)
-    }
-}
-
-impl<'de> Deserialize<'de> for PortRange {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
+/// Port ranges are written `FIRST-LAST` in the file.
+fn port_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PortRange>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// Whether the per-session firewall is in force.
@@ -95,6 +47,7 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub public_address: Option<String>,
+    #[serde(default, deserialize_with = "port_range")]
     pub ports: Option<PortRange>,
     pub firewall: Option<FirewallMode>,
     pub portguard: Option<PathBuf>,
@@ -112,6 +65,9 @@ pub struct TransferConfig {
     pub chunk_size: u32,
     /// Seconds a session token stays valid unused.
     pub token_ttl_secs: u64,
+    /// Seconds a port opening lasts without renewal (renewed every third
+    /// of it while the session lives); what is left open if ferryd dies.
+    pub lease_ttl_secs: u64,
 }
 
 impl Default for TransferConfig {
@@ -119,6 +75,7 @@ impl Default for TransferConfig {
         TransferConfig {
             chunk_size: ferry_proto::plan::limits::DEFAULT_CHUNK_SIZE,
             token_ttl_secs: 60,
+            lease_ttl_secs: 30,
         }
     }
 }
@@ -208,6 +165,11 @@ impl Config {
                 ferry_proto::plan::limits::MIN_CHUNK_SIZE,
                 ferry_proto::plan::limits::MAX_CHUNK_SIZE
             )));
+        }
+        if !(3..=600).contains(&transfer.lease_ttl_secs) {
+            return Err(ConfigError::Invalid(
+                "transfer.lease_ttl_secs must be 3-600".into(),
+            ));
         }
         if transfer.token_ttl_secs == 0 || transfer.token_ttl_secs > 3600 {
             return Err(ConfigError::Invalid(

@@ -1,36 +1,65 @@
 //! The data plane: QUIC endpoints that exist only while a lease needs them.
 //!
 //! No UDP port listens while the appliance is idle. Granting a session
-//! leases a port to the client's address and binds the endpoint on that
-//! port if it is not bound yet; when the last lease on a port goes, the
-//! endpoint closes and the socket with it.
+//! leases a port to the client's address — from ferry-portguard, which
+//! opens it in nftables for that address only, or from an in-process table
+//! when the firewall is off — and binds the endpoint on that port if it is
+//! not bound yet. The lease is renewed while the session lives; when the
+//! last lease on a port goes, the endpoint closes and the socket with it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use ferry_engine::transport::{Tuning, server_endpoint};
+use ferry_portguard::PortRange;
+use ferry_portguard::client::PortguardClient;
+use ferry_portguard::leases::LeaseTable;
+use ferry_store::{NewEvent, Store, UserId};
 use quinn::{Endpoint, ServerConfig};
-
-use crate::config::PortRange;
-use crate::leases::{Lease, LeaseTable};
 
 /// Why no data port could be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {
     #[error("no UDP port of {0} could be bound on this appliance")]
     NoPort(PortRange),
+    #[error("the firewall refused to open a port: {0}")]
+    Firewall(String),
+}
+
+/// Who opens ports in the firewall.
+pub enum Firewall {
+    /// Nobody: leases are kept in-process only (development).
+    Off(Mutex<LeaseTable>),
+    /// ferry-portguard, in nftables.
+    Nft(PortguardClient),
+}
+
+/// A port held for one client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub id: u64,
+    pub ip: IpAddr,
+    pub port: u16,
 }
 
 struct Inner {
-    leases: LeaseTable,
+    /// Live leases, the daemon's own view (checked again on every packet
+    /// that opens a connection, whatever the firewall did).
+    leases: HashMap<u64, Lease>,
     endpoints: HashMap<u16, Endpoint>,
 }
 
 /// The endpoints and leases of the appliance.
 pub struct DataPlane {
     bind_ip: IpAddr,
+    range: PortRange,
     config: ServerConfig,
-    tuning: ferry_engine::transport::Tuning,
+    tuning: Tuning,
+    firewall: Firewall,
+    ttl: Duration,
+    store: Arc<Store>,
     inner: Mutex<Inner>,
 }
 
@@ -38,21 +67,34 @@ impl std::fmt::Debug for DataPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataPlane")
             .field("bind_ip", &self.bind_ip)
+            .field("range", &self.range)
             .finish_non_exhaustive()
     }
 }
 
 /// A live lease; dropping it gives the port back (and unbinds it when it
 /// was the last).
-#[derive(Debug)]
 pub struct LeaseGuard {
     plane: Arc<DataPlane>,
     pub lease: Lease,
+    user: UserId,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LeaseGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseGuard")
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        self.plane.release(&self.lease);
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        self.plane.release(self.lease, self.user);
     }
 }
 
@@ -61,14 +103,21 @@ impl DataPlane {
         bind_ip: IpAddr,
         range: PortRange,
         config: ServerConfig,
-        tuning: ferry_engine::transport::Tuning,
+        tuning: Tuning,
+        firewall: Firewall,
+        ttl: Duration,
+        store: Arc<Store>,
     ) -> Arc<Self> {
         Arc::new(DataPlane {
             bind_ip,
+            range,
             config,
             tuning,
+            firewall,
+            ttl,
+            store,
             inner: Mutex::new(Inner {
-                leases: LeaseTable::new(range),
+                leases: HashMap::new(),
                 endpoints: HashMap::new(),
             }),
         })
@@ -79,66 +128,223 @@ impl DataPlane {
     }
 
     pub fn range(&self) -> PortRange {
-        self.inner().leases.range()
+        self.range
     }
 
-    /// Leases a port to `ip`, binding its endpoint if needed. `on_bind` is
-    /// called with each newly bound endpoint, to start accepting on it.
-    pub fn open(
+    pub fn firewall_on(&self) -> bool {
+        matches!(self.firewall, Firewall::Nft(_))
+    }
+
+    fn audit(&self, user: Option<UserId>, lease: Lease, action: &str, detail: String) {
+        let _ = self.store.record_event(NewEvent {
+            user,
+            address: Some(lease.ip.to_string()),
+            action,
+            subject: format!("port {}", lease.port),
+            detail,
+        });
+    }
+
+    /// Gives back leases a previous run of the daemon left with portguard:
+    /// nobody renews them any more.
+    pub async fn reclaim(&self) -> Result<usize, DataPlaneError> {
+        let Firewall::Nft(pg) = &self.firewall else {
+            return Ok(0);
+        };
+        let stale = pg
+            .list()
+            .await
+            .map_err(|e| DataPlaneError::Firewall(e.to_string()))?;
+        for l in &stale {
+            let _ = pg.release(l.id).await;
+            self.audit(
+                None,
+                Lease {
+                    id: l.id,
+                    ip: l.ip,
+                    port: l.port,
+                },
+                "lease.reclaim",
+                "left by a previous run of ferryd".into(),
+            );
+        }
+        Ok(stale.len())
+    }
+
+    async fn take_lease(&self, ip: IpAddr, avoid: &[u16]) -> Result<Lease, DataPlaneError> {
+        match &self.firewall {
+            Firewall::Off(table) => {
+                let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+                let (l, _) = table
+                    .acquire(ip, self.ttl, avoid, Instant::now())
+                    .ok_or(DataPlaneError::NoPort(self.range))?;
+                Ok(Lease {
+                    id: l.id,
+                    ip,
+                    port: l.port,
+                })
+            }
+            Firewall::Nft(pg) => {
+                let l = pg
+                    .lease(ip, self.ttl, avoid)
+                    .await
+                    .map_err(|e| DataPlaneError::Firewall(e.to_string()))?;
+                Ok(Lease {
+                    id: l.id,
+                    ip: l.ip,
+                    port: l.port,
+                })
+            }
+        }
+    }
+
+    /// Leases a port to `ip` for `user`, binding its endpoint if needed.
+    /// `on_bind` is called with each newly bound endpoint, to start
+    /// accepting on it.
+    pub async fn open(
         self: &Arc<Self>,
         ip: IpAddr,
+        user: UserId,
         on_bind: impl Fn(Endpoint, u16),
     ) -> Result<LeaseGuard, DataPlaneError> {
-        let mut inner = self.inner();
         let mut unusable = Vec::new();
         loop {
-            let Some(lease) = inner.leases.acquire(ip, &unusable) else {
-                return Err(DataPlaneError::NoPort(inner.leases.range()));
+            let lease = self.take_lease(ip, &unusable).await?;
+            let bound = {
+                let mut inner = self.inner();
+                inner.leases.insert(lease.id, lease);
+                if let std::collections::hash_map::Entry::Vacant(e) =
+                    inner.endpoints.entry(lease.port)
+                {
+                    let addr = SocketAddr::new(self.bind_ip, lease.port);
+                    match server_endpoint(addr, self.config.clone(), &self.tuning) {
+                        Ok(endpoint) => {
+                            log::info!(port = lease.port; "data port {addr} bound");
+                            e.insert(endpoint.clone());
+                            on_bind(endpoint, lease.port);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Ok(())
+                }
             };
-            if inner.endpoints.contains_key(&lease.port) {
-                return Ok(LeaseGuard {
-                    plane: self.clone(),
-                    lease,
-                });
-            }
-            let addr = SocketAddr::new(self.bind_ip, lease.port);
-            match ferry_engine::transport::server_endpoint(addr, self.config.clone(), &self.tuning)
-            {
-                Ok(endpoint) => {
-                    log::info!(port = lease.port; "data port {addr} bound");
-                    inner.endpoints.insert(lease.port, endpoint.clone());
-                    on_bind(endpoint, lease.port);
+            match bound {
+                Ok(()) => {
+                    self.audit(
+                        Some(user),
+                        lease,
+                        "lease.open",
+                        format!("lease {}", lease.id),
+                    );
+                    let renewer = self.spawn_renewer(lease, user);
                     return Ok(LeaseGuard {
                         plane: self.clone(),
                         lease,
+                        user,
+                        renewer,
                     });
                 }
                 Err(e) => {
-                    log::warn!("cannot bind data port {addr}: {e}; trying another");
-                    inner.leases.release(&lease);
+                    log::warn!("cannot bind data port {}: {e}; trying another", lease.port);
+                    self.inner().leases.remove(&lease.id);
+                    self.give_back(lease);
                     unusable.push(lease.port);
                 }
             }
         }
     }
 
-    fn release(&self, lease: &Lease) {
-        let mut inner = self.inner();
-        if inner.leases.release(lease) == 0
-            && let Some(endpoint) = inner.endpoints.remove(&lease.port)
-        {
-            endpoint.close(0u32.into(), b"no session on this port");
-            log::info!(port = lease.port; "data port {} closed", lease.port);
+    /// Keeps a portguard lease alive while its session lives. If the
+    /// daemon dies, renewals stop and the opening times out by itself.
+    fn spawn_renewer(
+        self: &Arc<Self>,
+        lease: Lease,
+        user: UserId,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let Firewall::Nft(pg) = &self.firewall else {
+            return None;
+        };
+        let (pg, plane) = (pg.clone(), Arc::downgrade(self));
+        let every = (self.ttl / 3).max(Duration::from_secs(1));
+        let ttl = self.ttl;
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let result = pg.renew(lease.id, ttl).await;
+                let Some(plane) = plane.upgrade() else { return };
+                match result {
+                    Ok(_) => plane.audit(
+                        Some(user),
+                        lease,
+                        "lease.renew",
+                        format!("lease {}", lease.id),
+                    ),
+                    Err(e) => {
+                        log::warn!(port = lease.port; "renewing lease {} failed: {e}", lease.id);
+                        plane.audit(Some(user), lease, "lease.renew_failed", e.to_string());
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Gives a lease back to whoever keeps the firewall.
+    fn give_back(&self, lease: Lease) {
+        match &self.firewall {
+            Firewall::Off(table) => {
+                table
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .release(lease.id, Instant::now());
+            }
+            Firewall::Nft(pg) => {
+                // Dropped from synchronous code: release in the background.
+                // Should it fail, the opening times out within the TTL.
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    let pg = pg.clone();
+                    handle.spawn(async move {
+                        if let Err(e) = pg.release(lease.id).await {
+                            log::warn!(port = lease.port; "releasing lease {}: {e}", lease.id);
+                        }
+                    });
+                }
+            }
         }
+    }
+
+    fn release(&self, lease: Lease, user: UserId) {
+        {
+            let mut inner = self.inner();
+            inner.leases.remove(&lease.id);
+            let still_used = inner.leases.values().any(|l| l.port == lease.port);
+            if !still_used && let Some(endpoint) = inner.endpoints.remove(&lease.port) {
+                endpoint.close(0u32.into(), b"no session on this port");
+                log::info!(port = lease.port; "data port {} closed", lease.port);
+            }
+        }
+        self.give_back(lease);
+        self.audit(
+            Some(user),
+            lease,
+            "lease.release",
+            format!("lease {}", lease.id),
+        );
     }
 
     /// True when `ip` may use `port` now.
     pub fn allows(&self, ip: IpAddr, port: u16) -> bool {
-        self.inner().leases.allows(ip, port)
+        self.inner()
+            .leases
+            .values()
+            .any(|l| l.ip == ip && l.port == port)
     }
 
     pub fn leases(&self) -> Vec<Lease> {
-        self.inner().leases.active()
+        self.inner().leases.values().copied().collect()
     }
 
     pub fn bound_ports(&self) -> Vec<u16> {

@@ -4,7 +4,9 @@
 //! - [`app`]: shared state and the start-up sequence;
 //! - [`http`]: the HTTPS control plane and REST API;
 //! - [`sessions`]: single-use session tokens;
-//! - [`leases`] and [`dataplane`]: UDP ports that open only for a session;
+//! - [`dataplane`]: UDP ports that open only for a session, through
+//!   ferry-portguard's firewall;
+//! - [`nat`]: noticing an edge router that rewrites source addresses;
 //! - [`transfer`]: running a data session and its job;
 //! - [`identity`]: the appliance's certificate;
 //! - [`admin`]: the `ferryd admin` commands.
@@ -16,6 +18,6 @@ pub mod config;
 pub mod dataplane;
 pub mod http;
 pub mod identity;
-pub mod leases;
+pub mod nat;
 pub mod sessions;
 pub mod transfer;

@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cap_std::fs::Dir;
 use ferry_api::{
-    Health, LoginRequest, LoginResponse, PasswordChange, SessionGrant, SessionKind, SessionRequest,
-    ShareInfo, UserInfo, codes,
+    Health, LeaseStatus, LoginRequest, LoginResponse, PasswordChange, SessionGrant, SessionKind,
+    SessionRequest, ShareInfo, Status, UserInfo, codes,
 };
 use ferry_proto::path::{ShareRef, ShareRefError};
 use ferry_store::{NewEvent, Share, User};
@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/me/password", post(change_password))
         .route("/api/v1/shares", get(shares))
         .route("/api/v1/sessions", post(create_session))
+        .route("/api/v1/status", get(status))
         .fallback(not_found)
 }
 
@@ -170,6 +171,34 @@ async fn shares(
     Ok(Json(out))
 }
 
+async fn status(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Status>, ApiError> {
+    if !caller.user.is_admin() {
+        return Err(ApiError::forbidden("the appliance's status is for admins"));
+    }
+    let mut leases: Vec<LeaseStatus> = app
+        .dataplane
+        .leases()
+        .into_iter()
+        .map(|l| LeaseStatus {
+            address: l.ip.to_string(),
+            port: l.port,
+        })
+        .collect();
+    leases.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
+    Ok(Json(Status {
+        firewall: if app.dataplane.firewall_on() {
+            "nft"
+        } else {
+            "off"
+        }
+        .into(),
+        ports: app.dataplane.range().to_string(),
+        leases,
+        bound_ports: app.dataplane.bound_ports(),
+        warnings: app.warnings(),
+    }))
+}
+
 /// Resolves `share=NAME/path` to a share the caller may use that way.
 pub fn resolve_target(
     app: &App,
@@ -268,12 +297,23 @@ async fn create_session(
             .await
             .map_err(ApiError::internal)??;
     }
+    if let Some(warning) = app.sources.observe(caller.user.id, ip) {
+        log::warn!("{warning}");
+        let _ = app.store.record_event(NewEvent {
+            address: Some(ip.to_string()),
+            action: "warning.source_nat",
+            subject: ip.to_string(),
+            detail: warning,
+            ..Default::default()
+        });
+    }
     let lease = {
         let app2 = app.clone();
         app.dataplane
-            .open(ip, move |endpoint, port| {
+            .open(ip, caller.user.id, move |endpoint, port| {
                 tokio::spawn(accept_loop(app2.clone(), endpoint, port));
             })
+            .await
             .map_err(|e| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -294,9 +334,9 @@ async fn create_session(
     let _ = app.store.record_event(NewEvent {
         user: Some(caller.user.id),
         address: Some(ip.to_string()),
-        action: "lease.open",
-        subject: format!("port {port}"),
-        detail: format!("session {session}: {:?} {target}", req.kind),
+        action: "session.grant",
+        subject: format!("session {session}"),
+        detail: format!("{:?} {target} on port {port}", req.kind),
     });
     let host_header = headers
         .get(axum::http::header::HOST)
@@ -310,5 +350,6 @@ async fn create_session(
         expires_in: app.sessions.ttl().as_secs(),
         cert_sha256: app.fingerprint.to_string(),
         chunk_size: app.config.transfer.chunk_size,
+        client_address: ip.to_string(),
     }))
 }

@@ -1,0 +1,483 @@
+//! Issue 3: the per-session firewall and NAT-aware sessions, on real
+//! nftables in network namespaces (DESIGN §9). These need root; `tests/run`
+//! runs them (`--include-ignored`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ferry_api::{SessionKind, SessionRequest};
+use ferry_client::{Api, Credentials};
+use ferry_tests::netns::{
+    EDGE, HOME_WAN, INTRUDER, Net, Portguard, Topology, appliance_listen, can_run, in_netns,
+};
+use ferry_tests::{Appliance, Setup, blake3_file, finish, wait_for, write_random};
+
+const MIB: u64 = 1 << 20;
+const ROOT: &str = "needs root and nftables; tests/run runs it";
+
+/// An appliance in the DMZ behind the edge router, its firewall on.
+struct Site {
+    topo: Topology,
+    pg: Portguard,
+    a: Appliance,
+    _dir: tempfile::TempDir,
+}
+
+fn site(edge_masquerades: bool, ports: &str) -> Site {
+    assert!(can_run(), "{ROOT}");
+    let topo = Topology::build(edge_masquerades);
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Portguard::start(&topo.ns("appl"), dir.path(), ports);
+    let config = dir.path().join("ferryd.toml");
+    std::fs::write(
+        &config,
+        "[transfer]\nlease_ttl_secs = 5\ntoken_ttl_secs = 5\n",
+    )
+    .unwrap();
+    let a = Appliance::start_in(Setup {
+        netns: Some(topo.ns("appl")),
+        listen: Some(appliance_listen()),
+        url: Some(format!("https://{EDGE}:443")),
+        portguard: Some(pg.socket.clone()),
+        args: vec![
+            "--public-address".into(),
+            EDGE.into(),
+            "--ports".into(),
+            ports.into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+    });
+    Site {
+        topo,
+        pg,
+        a,
+        _dir: dir,
+    }
+}
+
+fn api(s: &Site, key: &str) -> Api {
+    Api::from_credentials(&Credentials {
+        server: s.a.url.clone(),
+        user: None,
+        api_key: key.to_owned(),
+        fingerprint: s.a.fingerprint.parse().unwrap(),
+    })
+    .unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn neighbour(s: &Site) -> String {
+    s.topo
+        .net
+        .exec("appl", &["nft", "list", "table", "inet", "neighbour"])
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn only_the_recipients_wan_address_reaches_only_its_port() {
+    let s = site(false, "45190-45210");
+    let neighbour_before = neighbour(&s);
+    // Idle: nothing bound, nothing open.
+    assert!(
+        s.topo.bound_data_ports().is_empty(),
+        "{:?}",
+        s.topo.bound_data_ports()
+    );
+    assert!(s.topo.openings().is_empty());
+
+    let key = s.a.media_user("director@example.com");
+    let c = s.a.client(&key).in_netns(&s.topo.ns("rcpt"));
+    write_random(&s.a.share.join("review/shot010.mov"), 60 * MIB, 3);
+    s.topo.shape("100mbit");
+    let dl = tempfile::tempdir().unwrap();
+    let child = c.spawn(&[
+        "get",
+        "share=media/review/shot010.mov",
+        dl.path().to_str().unwrap(),
+        "--json",
+    ]);
+
+    // While it runs: exactly the recipient's WAN address, on its port.
+    wait_for("an opening in sessions4", Duration::from_secs(30), || {
+        !s.topo.openings().is_empty()
+    });
+    let open = s.topo.openings();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let (addr, port) = open[0].split_once(" . ").unwrap();
+    assert_eq!(addr, HOME_WAN);
+    let port: u16 = port.parse().unwrap();
+    assert!((45190..=45210).contains(&port));
+    assert_eq!(s.topo.bound_data_ports(), vec![port]);
+
+    // The intruder's packets to that very port are dropped by the kernel.
+    let before = s.topo.dropped();
+    for _ in 0..5 {
+        s.topo.net.exec(
+            "intr",
+            &["bash", "-c", &format!("echo x > /dev/udp/{EDGE}/{port}")],
+        );
+    }
+    wait_for(
+        "the intruder's packets counted as dropped",
+        Duration::from_secs(10),
+        || s.topo.dropped() >= before + 5,
+    );
+    assert!(
+        !s.a.log().contains(INTRUDER),
+        "the appliance saw the intruder:\n{}",
+        s.a.log()
+    );
+
+    let run = finish(child);
+    let j = run.json();
+    assert_eq!(j["files"], 1);
+    assert_eq!(
+        blake3_file(&s.a.share.join("review/shot010.mov")),
+        blake3_file(&dl.path().join("shot010.mov"))
+    );
+
+    // A token stolen from the recipient is useless from another address.
+    let grant = in_netns(&s.topo.ns("rcpt"), {
+        let api = api(&s, &key);
+        move || {
+            runtime().block_on(api.create_session(&SessionRequest {
+                kind: SessionKind::Put,
+                target: "share=media/stolen/".into(),
+            }))
+        }
+    })
+    .unwrap();
+    assert_eq!(grant.client_address, HOME_WAN);
+    let fingerprint = s.a.fingerprint.clone();
+    let err = in_netns(&s.topo.ns("intr"), move || {
+        runtime().block_on(async move {
+            let addr = format!("{}:{}", grant.host, grant.port).parse().unwrap();
+            let endpoint = ferry_engine::transport::client_endpoint(addr).unwrap();
+            let mut token = [0u8; 32];
+            for (i, b) in token.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&grant.token[2 * i..2 * i + 2], 16).unwrap();
+            }
+            ferry_engine::handshake::connect(
+                &endpoint,
+                addr,
+                &ferry_engine::tls::PinnedCert::new(fingerprint.parse().unwrap()),
+                &ferry_engine::transport::Tuning::default(),
+                token,
+                Duration::from_secs(3),
+            )
+            .await
+            .map(|_| ())
+        })
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("not reachable"), "{err}");
+    assert!(!s.a.log().contains(INTRUDER));
+
+    // After the session (and the stolen token's expiry) everything closes.
+    wait_for(
+        "every opening closed and every port unbound",
+        Duration::from_secs(20),
+        || s.topo.openings().is_empty() && s.topo.bound_data_ports().is_empty(),
+    );
+    assert_eq!(
+        neighbour(&s),
+        neighbour_before,
+        "portguard left other tables alone"
+    );
+
+    // Every lease, renewal and release is in the audit log, with who and
+    // which address.
+    let audit =
+        s.a.admin(&["audit", "--limit", "1000", "--action", "lease."]);
+    for action in ["lease.open", "lease.renew", "lease.release"] {
+        let line = audit
+            .lines()
+            .find(|l| l.contains(&format!("\t{action}\t")))
+            .unwrap_or_else(|| panic!("no {action} in the audit log:\n{audit}"));
+        assert!(
+            line.contains("director@example.com") && line.contains(HOME_WAN),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn openings_close_by_themselves_when_ferryd_or_portguard_dies() {
+    let mut s = site(false, "45190-45210");
+    let key = s.a.media_user("director@example.com");
+    let c = s.a.client(&key).in_netns(&s.topo.ns("rcpt"));
+    write_random(&s.a.share.join("big.mov"), 60 * MIB, 4);
+    s.topo.shape("50mbit");
+    let dl = tempfile::tempdir().unwrap();
+
+    // ferryd killed mid-session: nobody renews, the kernel times it out.
+    let mut child = c.spawn(&[
+        "get",
+        "share=media/big.mov",
+        dl.path().to_str().unwrap(),
+        "--retries",
+        "0",
+    ]);
+    wait_for("an opening", Duration::from_secs(30), || {
+        !s.topo.openings().is_empty()
+    });
+    s.a.kill();
+    let killed = Instant::now();
+    wait_for("the opening to time out", Duration::from_secs(15), || {
+        s.topo.openings().is_empty()
+    });
+    assert!(
+        killed.elapsed() <= Duration::from_secs(5 + 3),
+        "closed after {:?}",
+        killed.elapsed()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // portguard killed: the openings stay until they time out, and a new
+    // portguard starts from an empty set at once.
+    s.a.restart();
+    let mut child = c.spawn(&[
+        "get",
+        "share=media/big.mov",
+        dl.path().to_str().unwrap(),
+        "--retries",
+        "0",
+    ]);
+    wait_for("an opening", Duration::from_secs(30), || {
+        !s.topo.openings().is_empty()
+    });
+    s.pg.kill();
+    assert!(
+        !s.topo.openings().is_empty(),
+        "the kernel keeps them until their timeout"
+    );
+    s.pg.restart();
+    wait_for("reconcile to an empty set", Duration::from_secs(3), || {
+        s.topo.openings().is_empty()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // The appliance goes on with the new portguard.
+    let j = c
+        .run(&[
+            "get",
+            "share=media/big.mov",
+            dl.path().to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(j["files"], 1);
+    assert_eq!(
+        blake3_file(&s.a.share.join("big.mov")),
+        blake3_file(&dl.path().join("big.mov"))
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn more_sessions_than_ports_all_complete() {
+    let s = site(false, "45190-45192");
+    let key = s.a.media_user("director@example.com");
+    let c = s.a.client(&key).in_netns(&s.topo.ns("rcpt"));
+    for i in 0..25 {
+        write_random(&s.a.share.join(format!("out/f{i:02}.exr")), 2 * MIB + i, i);
+    }
+    let dl = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..25)
+        .map(|i| {
+            let into = dl.path().join(format!("c{i:02}"));
+            c.spawn(&[
+                "get",
+                &format!("share=media/out/f{i:02}.exr"),
+                into.to_str().unwrap(),
+                "--json",
+            ])
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let run = finish(child);
+        assert!(run.ok, "client {i}: {}", run.stderr);
+        let name = format!("f{i:02}.exr");
+        assert_eq!(
+            blake3_file(&s.a.share.join("out").join(&name)),
+            blake3_file(&dl.path().join(format!("c{i:02}")).join(&name))
+        );
+    }
+    // Three ports served twenty-five sessions.
+    let log = s.a.log();
+    let ports: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter_map(|l| l.split("data port 172.20.0.10:").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(!ports.is_empty() && ports.len() <= 3, "{ports:?}");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn udp_from_another_address_gets_a_clear_error_not_a_hang() {
+    let s = site(false, "45190-45210");
+    // The home router sends UDP out through a second address.
+    s.topo.net.exec(
+        "home",
+        &["ip", "addr", "add", "198.51.100.3/24", "dev", "h-wan"],
+    );
+    // Inserted ahead of the masquerade rule, so UDP takes the other address.
+    s.topo.net.nft(
+        "home",
+        "insert rule ip nat post oifname \"h-wan\" meta l4proto udp snat to 198.51.100.3\n",
+    );
+    let key = s.a.media_user("director@example.com");
+    let c = s.a.client(&key).in_netns(&s.topo.ns("rcpt"));
+    write_random(&s.a.share.join("x.mov"), MIB, 5);
+    let dl = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let run = c.run(&[
+        "get",
+        "share=media/x.mov",
+        dl.path().to_str().unwrap(),
+        "--retries",
+        "0",
+    ]);
+    assert!(!run.ok);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(run.stderr.contains("not reachable"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(HOME_WAN),
+        "names the address the appliance saw: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("45190-45210"),
+        "names the ports: {}",
+        run.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn an_edge_router_that_rewrites_sources_is_noticed() {
+    let s = site(true, "45190-45210");
+    write_random(&s.a.share.join("x.mov"), 1000, 6);
+    let dl = tempfile::tempdir().unwrap();
+    for who in ["a@example.com", "b@example.com", "c@example.com"] {
+        let c =
+            s.a.client(&s.a.media_user(who))
+                .in_netns(&s.topo.ns("rcpt"));
+        let run = c.run(&["get", "share=media/x.mov", dl.path().to_str().unwrap()]);
+        assert!(run.ok, "{}", run.stderr);
+    }
+    wait_for(
+        "the warning in ferryd's log",
+        Duration::from_secs(5),
+        || s.a.log().contains("rewrite source"),
+    );
+    let admin = s.a.user("admin2@example.com", "admin");
+    let status: ferry_api::Status = in_netns(&s.topo.ns("rcpt"), {
+        let api = api(&s, &admin);
+        move || runtime().block_on(api.get("/status"))
+    })
+    .unwrap();
+    assert!(
+        status
+            .warnings
+            .iter()
+            .any(|w| w.contains("172.20.0.1") && w.contains("DNAT only")),
+        "{:?}",
+        status.warnings
+    );
+    assert_eq!(status.firewall, "nft");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn portguard_refuses_strangers_and_garbage() {
+    assert!(can_run(), "{ROOT}");
+    let mut net = Net::new();
+    net.add("appl");
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Portguard::start(&net.name("appl"), dir.path(), "45190-45192");
+
+    // Another uid is refused, and the refusal is logged.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(ferry_tests::bin("ferry-portguard"))
+        .arg("--socket")
+        .arg(&pg.socket)
+        .args(["ctl", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("uid 65534 may not use"));
+    wait_for(
+        "the refusal in portguard's log",
+        Duration::from_secs(5),
+        || pg.log().contains("refused a request from uid 65534"),
+    );
+
+    // Garbage and oversized requests get an error, and the helper lives on.
+    for (bytes, expect) in [
+        (vec![0u8, 0, 0, 3, 0xff, 0xff, 0xff], "malformed"),
+        (vec![0xff, 0xff, 0xff, 0xff], "exceeds"),
+        (vec![0, 0, 0, 1, 42], "malformed"),
+    ] {
+        let reply = raw_request(&pg.socket, &bytes);
+        assert!(reply.contains(expect), "{reply}");
+    }
+    // An address that cannot hold a lease is refused as a value, not text.
+    let out = std::process::Command::new(ferry_tests::bin("ferry-portguard"))
+        .arg("--socket")
+        .arg(&pg.socket)
+        .args(["ctl", "lease", "0.0.0.0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = std::process::Command::new(ferry_tests::bin("ferry-portguard"))
+        .arg("--socket")
+        .arg(&pg.socket)
+        .args(["ctl", "lease", "198.51.100.9", "--ttl", "60"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set = net.exec(
+        "appl",
+        &["nft", "list", "set", "inet", "ferry", "sessions4"],
+    );
+    assert!(set.contains("198.51.100.9 . 45190"), "{set}");
+}
+
+/// Sends raw bytes to portguard and returns its error reply as text.
+fn raw_request(socket: &Path, bytes: &[u8]) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.write_all(bytes).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).unwrap();
+    match ferry_portguard::protocol::decode::<ferry_portguard::protocol::Response>(&body).unwrap() {
+        ferry_portguard::protocol::Response::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
