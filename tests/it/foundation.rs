@@ -407,7 +407,8 @@ mod wire {
         let grant = api
             .create_session(&SessionRequest {
                 kind: SessionKind::Put,
-                target: "share=media/in/".into(),
+                target: Some("share=media/in/".into()),
+                job: None,
             })
             .await
             .unwrap();
@@ -494,7 +495,8 @@ mod wire {
             let err = api
                 .create_session(&SessionRequest {
                     kind: SessionKind::Put,
-                    target: target.into(),
+                    target: Some(target.into()),
+                    job: None,
                 })
                 .await
                 .unwrap_err();

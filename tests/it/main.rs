@@ -3,5 +3,6 @@
 // A test fails by panicking; unwrap says where.
 #![allow(clippy::unwrap_used)]
 
+mod deliveries;
 mod foundation;
 mod nat;

@@ -149,7 +149,8 @@ fn only_the_recipients_wan_address_reaches_only_its_port() {
         move || {
             runtime().block_on(api.create_session(&SessionRequest {
                 kind: SessionKind::Put,
-                target: "share=media/stolen/".into(),
+                target: Some("share=media/stolen/".into()),
+                job: None,
             }))
         }
     })

@@ -3,6 +3,7 @@
 //! for scripts, a one-line reason on failure).
 
 mod progress;
+mod show;
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -11,9 +12,15 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use ferry_client::credentials::normalise_server;
-use ferry_client::priority::PriorityRules;
+use ferry_proto::PriorityRules;
+use std::time::Duration;
+
+use ferry_api::JobInfo;
+use ferry_client::agent::{Agent, AgentEvent, Until};
+use ferry_client::deliver::{self, Manifest, SendRequest};
 use ferry_client::transfer::{self, Options, Report};
 use ferry_client::{Api, ClientError, Credentials};
+use ferry_engine::StopSignal;
 use ferry_engine::tls::{Fingerprint, PinnedCert};
 
 #[derive(Debug, Parser)]
@@ -73,6 +80,73 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         retries: u32,
     },
+    /// Send files to recipients: a delivery (uploaded once, then one job
+    /// per recipient). Files already in a share (share=NAME/path) are sent
+    /// from there without an upload.
+    Send {
+        /// Local files, folders and sequences (shot.%04d.exr[1001-1100],
+        /// shot.####.exr), or share=NAME/path items.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// A recipient's email (repeat for more); new emails are invited.
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        /// Where uploaded files go: share=NAME/folder
+        #[arg(long)]
+        dest: Option<String>,
+        /// The delivery's name, shown in listings and as the recipients' folder.
+        #[arg(long)]
+        name: Option<String>,
+        /// GLOB=high|low|N; the first matching rule wins.
+        #[arg(long)]
+        priority: Vec<String>,
+        /// How long the delivery lives, e.g. 30d, 12h, 90m, 45s.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<u64>,
+        /// Email me when half of it has arrived.
+        #[arg(long)]
+        notify_progress: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 5)]
+        retries: u32,
+    },
+    /// List jobs (unfinished by default).
+    Jobs {
+        #[arg(long)]
+        finished: bool,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or control one job.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Receive every delivery addressed to you into DIR/<delivery name>/,
+    /// now and as they come; resume after any interruption.
+    Agent {
+        #[arg(long)]
+        into: PathBuf,
+        /// Deliveries received at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Seconds between looks for new deliveries.
+        #[arg(long, default_value_t = 3)]
+        poll: u64,
+    },
+    /// Receive your deliveries (or one job) and stop when done.
+    Pull {
+        /// Only this job.
+        job: Option<i64>,
+        #[arg(long)]
+        into: PathBuf,
+        /// One attempt per job; do not wait for uploads still running.
+        #[arg(long)]
+        once: bool,
+    },
     /// Download a file or a folder of a share into a local folder.
     Get {
         /// share=NAME/path
@@ -84,6 +158,63 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         retries: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobCommand {
+    /// A job's files (sequences as one line), status and priorities.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    Pause {
+        id: i64,
+    },
+    /// Resume a paused job (and this computer's part of an upload).
+    Resume {
+        id: i64,
+    },
+    /// Stop a job for good (its files stay).
+    Abort {
+        id: i64,
+    },
+    /// Queue a failed or aborted job again.
+    Retry {
+        id: i64,
+    },
+    /// Remove a job from listings and revoke it: the recipient cannot resume it.
+    Purge {
+        id: i64,
+        /// Also delete the delivery's files on the appliance that no other
+        /// live job uses.
+        #[arg(long)]
+        delete_files: bool,
+    },
+    /// Change the priority of the files matching GLOB.
+    Priority {
+        id: i64,
+        glob: String,
+        /// high, low or 1-1000
+        priority: String,
+    },
+}
+
+/// `30d`, `12h`, `90m`, `45s` or plain seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?}: expected a duration such as 30d, 12h, 90m or 45s");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(bad)
 }
 
 fn main() {
@@ -180,6 +311,115 @@ async fn run(command: Command) -> Result<()> {
             let result = transfer::put(&api, &locals, &target, &opts).await;
             finish(result, bar, json)
         }
+        Command::Send {
+            paths,
+            to,
+            dest,
+            name,
+            priority,
+            expires,
+            notify_progress,
+            json,
+            retries,
+        } => {
+            let creds = Credentials::load()?;
+            let api = Api::from_credentials(&creds)?;
+            let (opts, bar) = options(retries, PriorityRules::default(), json);
+            let req = SendRequest {
+                paths,
+                recipients: to,
+                dest,
+                name,
+                priorities: priority,
+                expires_in_secs: expires,
+                notify_progress,
+            };
+            let sent = deliver::send(&api, &creds, &req, &opts).await;
+            if let Some(b) = bar {
+                b.finish();
+            }
+            let sent = sent?;
+            for m in &sent.missing {
+                eprintln!("ferry: warning: {m}");
+            }
+            if json {
+                println!("{}", serde_json::to_string(&sent.created)?);
+            } else {
+                println!("delivery {} made:", sent.created.delivery);
+                for j in &sent.created.jobs {
+                    match &j.recipient {
+                        Some(r) => println!("  job {}  {}  to {r}", j.id, j.kind),
+                        None => println!("  job {}  {}  {}", j.id, j.kind, j.name),
+                    }
+                }
+                if let Some(r) = sent.upload {
+                    eprintln!(
+                        "uploaded {} files, {} sent, {} already there, in {:.1}s",
+                        r.files,
+                        progress::bytes(r.bytes_transferred),
+                        progress::bytes(r.bytes_skipped),
+                        r.seconds
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Jobs {
+            finished,
+            all,
+            json,
+        } => {
+            let api = Api::from_credentials(&Credentials::load()?)?;
+            let query = match (finished, all) {
+                (_, true) => "all=true",
+                (true, false) => "finished=true",
+                _ => "",
+            };
+            let list = api.jobs(query).await?;
+            if json {
+                println!("{}", serde_json::to_string(&list.jobs)?);
+            } else {
+                show::jobs_table(&list.jobs);
+            }
+            Ok(())
+        }
+        Command::Job { command } => job(command).await,
+        Command::Agent {
+            into,
+            concurrency,
+            poll,
+        } => {
+            let api = Api::from_credentials(&Credentials::load()?)?;
+            let agent = Agent {
+                api,
+                into,
+                concurrency: concurrency.max(1),
+                poll: Duration::from_secs(poll.max(1)),
+                once: false,
+                stop: StopSignal::new(),
+            };
+            run_agent(agent, Until::Stopped).await.map(|_| ())
+        }
+        Command::Pull { job, into, once } => {
+            let api = Api::from_credentials(&Credentials::load()?)?;
+            let agent = Agent {
+                api,
+                into,
+                concurrency: 2,
+                poll: Duration::from_secs(2),
+                once,
+                stop: StopSignal::new(),
+            };
+            let until = job.map_or(Until::Idle, Until::Job);
+            let summary = run_agent(agent, until).await?;
+            if let Some((id, e)) = summary.failed.first() {
+                bail!("job {id} failed: {e}");
+            }
+            if let Some(id) = summary.withdrawn.first() {
+                bail!("job {id} was withdrawn or aborted by its sender");
+            }
+            Ok(())
+        }
         Command::Get {
             source,
             dir,
@@ -192,6 +432,101 @@ async fn run(command: Command) -> Result<()> {
             finish(result, bar, json)
         }
     }
+}
+
+async fn job(command: JobCommand) -> Result<()> {
+    let creds = Credentials::load()?;
+    let api = Api::from_credentials(&creds)?;
+    match command {
+        JobCommand::Show { id, json } => {
+            let d = api.job(id).await?;
+            if json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                show::job_detail(&d);
+            }
+        }
+        JobCommand::Pause { id } => report(api.job_action(id, "pause").await?),
+        JobCommand::Resume { id } => {
+            let job = api.job(id).await?.job;
+            if job.status == "paused" {
+                report(api.job_action(id, "resume").await?);
+            }
+            if job.kind == "upload" {
+                match Manifest::load(api.server(), id)? {
+                    Some(m) => {
+                        let (opts, bar) = options(5, PriorityRules::default(), false);
+                        let r = m.resume(&api, &opts).await;
+                        if let Some(b) = bar {
+                            b.finish();
+                        }
+                        let r = r?;
+                        eprintln!(
+                            "job {id}: upload complete, {} sent",
+                            progress::bytes(r.bytes_transferred)
+                        );
+                    }
+                    None if job.status != "done" => {
+                        bail!("job {id}'s files were sent from another computer: resume it there")
+                    }
+                    None => {}
+                }
+            }
+        }
+        JobCommand::Abort { id } => report(api.job_action(id, "abort").await?),
+        JobCommand::Retry { id } => report(api.job_action(id, "retry").await?),
+        JobCommand::Purge { id, delete_files } => {
+            api.purge(id, delete_files).await?;
+            eprintln!("job {id} purged");
+        }
+        JobCommand::Priority { id, glob, priority } => {
+            let d = api.set_priority(id, &glob, &priority).await?;
+            show::job_detail(&d);
+        }
+    }
+    Ok(())
+}
+
+fn report(job: JobInfo) {
+    eprintln!("job {} is {}", job.id, job.status);
+}
+
+/// Runs the agent with one line per event on stdout (and bars on a
+/// terminal); Ctrl-C stops it cleanly, resumable.
+async fn run_agent(agent: Agent, until: Until) -> Result<ferry_client::agent::Summary> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = agent.stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.stop(ferry_proto::ErrorCode::Aborted, "stopped on this computer");
+        }
+    });
+    let bars = std::io::stderr().is_terminal().then(progress::Bars::new);
+    let printer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if let (Some(b), AgentEvent::Started { job, progress, .. }) = (&bars, &event) {
+                b.add(job.id, &job.name, progress.clone());
+            }
+            let line = show::agent_line(&event);
+            match &bars {
+                Some(b) => b.println(&line),
+                None => {
+                    println!("{line}");
+                    let _ = std::io::stdout().flush();
+                }
+            }
+            if let (
+                Some(b),
+                AgentEvent::Completed { job, .. } | AgentEvent::Withdrawn { job, .. },
+            ) = (&bars, &event)
+            {
+                b.remove(*job);
+            }
+        }
+    });
+    let summary = agent.run(until, tx).await;
+    let _ = printer.await;
+    Ok(summary?)
 }
 
 fn options(

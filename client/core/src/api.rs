@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_api::{
-    ErrorBody, Health, LoginRequest, LoginResponse, PasswordChange, SessionGrant, SessionRequest,
+    DeliveryCreated, DeliveryRequest, ErrorBody, Health, JobDetail, JobInfo, JobList, LoginRequest,
+    LoginResponse, PasswordChange, PriorityChange, PurgeRequest, SessionGrant, SessionRequest,
     ShareInfo, USER_HEADER, UserInfo,
 };
 use ferry_engine::tls::{Fingerprint, PinnedCert, find_mismatch};
@@ -194,5 +195,52 @@ impl Api {
 
     pub async fn create_session(&self, req: &SessionRequest) -> Result<SessionGrant, ClientError> {
         self.post("/sessions", req).await
+    }
+
+    pub async fn create_delivery(
+        &self,
+        req: &DeliveryRequest,
+    ) -> Result<DeliveryCreated, ClientError> {
+        self.post("/deliveries", req).await
+    }
+
+    /// A page of jobs; `query` is the URL query (`finished=true&all=true`…).
+    pub async fn jobs(&self, query: &str) -> Result<JobList, ClientError> {
+        if query.is_empty() {
+            self.get("/jobs").await
+        } else {
+            self.get(&format!("/jobs?{query}")).await
+        }
+    }
+
+    pub async fn job(&self, id: i64) -> Result<JobDetail, ClientError> {
+        self.get(&format!("/jobs/{id}")).await
+    }
+
+    /// `pause`, `resume`, `abort` or `retry`.
+    pub async fn job_action(&self, id: i64, action: &str) -> Result<JobInfo, ClientError> {
+        self.post(&format!("/jobs/{id}/{action}"), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn purge(&self, id: i64, delete_files: bool) -> Result<(), ClientError> {
+        self.post::<_, ()>(&format!("/jobs/{id}/purge"), &PurgeRequest { delete_files })
+            .await
+    }
+
+    pub async fn set_priority(
+        &self,
+        id: i64,
+        glob: &str,
+        priority: &str,
+    ) -> Result<JobDetail, ClientError> {
+        self.post(
+            &format!("/jobs/{id}/priority"),
+            &PriorityChange {
+                glob: glob.to_owned(),
+                priority: priority.to_owned(),
+            },
+        )
+        .await
     }
 }

@@ -3,14 +3,17 @@
 //! - [`credentials`]: which appliance, which user, which key and which
 //!   certificate fingerprint, from the environment or `ferry login`;
 //! - [`api`]: the appliance's REST API over pinned HTTPS;
-//! - [`transfer`]: put and get, with retries that resume;
-//! - [`priority`]: `GLOB=high|low|N` rules;
+//! - [`transfer`]: put, get, upload and download sessions, with retries
+//!   that resume;
+//! - [`deliver`]: `ferry send` and resumable uploads;
+//! - [`agent`]: receiving every delivery addressed to the user;
 //! - [`error`]: what went wrong, in words a user can act on.
 
+pub mod agent;
 pub mod api;
 pub mod credentials;
+pub mod deliver;
 pub mod error;
-pub mod priority;
 pub mod transfer;
 
 pub use api::Api;

@@ -1,6 +1,9 @@
-//! `put` and `get`: ask the appliance for a data session, move the files
-//! over QUIC, and when the network or the appliance drops out, ask for a new
-//! session and resume where the receiver left off.
+//! Sessions from the client: `put` and `get` (direct transfers), and the
+//! two sides of a delivery, `upload` (the sender's files to the appliance)
+//! and `download` (a recipient's files from it). Each asks the appliance for
+//! a data session, moves the files over QUIC, and when the network or the
+//! appliance drops out, asks for a new session and resumes where the
+//! receiver left off.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,19 +12,19 @@ use std::time::{Duration, Instant};
 
 use ferry_api::{SessionGrant, SessionKind, SessionRequest};
 use ferry_engine::control::Control;
-use ferry_engine::files::{Sink, SourceFile, make_plan, plan_local};
+use ferry_engine::files::{Sink, SourceFile, plan_local};
 use ferry_engine::handshake::{Session, connect};
-use ferry_engine::receive::{ReceiveOptions, receive};
-use ferry_engine::send::{SendOptions, send};
+use ferry_engine::receive::{Receiving, receive};
+use ferry_engine::send::{Sending, send};
 use ferry_engine::tls::Fingerprint;
 use ferry_engine::transport::{Tuning, client_endpoint};
-use ferry_engine::{EngineError, Outcome, Progress, StopSignal};
-use ferry_proto::ChunkLayout;
+use ferry_engine::{EngineError, FileEvent, Outcome, Progress, StopSignal};
+use ferry_proto::{ChunkLayout, PriorityRules};
 use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::Api;
 use crate::error::ClientError;
-use crate::priority::PriorityRules;
 
 /// What a transfer did, as `--json` prints it.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -35,7 +38,7 @@ pub struct Report {
     pub seconds: f64,
 }
 
-/// How hard to try.
+/// How hard to try, and who listens.
 #[derive(Clone)]
 pub struct Options {
     /// New sessions after a transient failure (a lost link, a restart).
@@ -46,6 +49,8 @@ pub struct Options {
     pub priorities: PriorityRules,
     /// Called with the progress counters of each attempt.
     pub on_attempt: Arc<dyn Fn(Arc<Progress>) + Send + Sync>,
+    /// Per-file news.
+    pub events: Option<UnboundedSender<FileEvent>>,
     pub stop: StopSignal,
 }
 
@@ -56,6 +61,7 @@ impl Default for Options {
             handshake_timeout: Duration::from_secs(10),
             priorities: PriorityRules::default(),
             on_attempt: Arc::new(|_| {}),
+            events: None,
             stop: StopSignal::new(),
         }
     }
@@ -69,6 +75,20 @@ impl std::fmt::Debug for Options {
     }
 }
 
+/// Lists local files and folders to send, with their priorities.
+pub async fn plan(
+    locals: &[PathBuf],
+    priorities: &PriorityRules,
+) -> Result<Vec<SourceFile>, ClientError> {
+    let priorities = priorities.clone();
+    let locals = locals.to_vec();
+    Ok(
+        tokio::task::spawn_blocking(move || plan_local(&locals, &|p| priorities.of(p)))
+            .await
+            .map_err(|e| ClientError::Invalid(format!("listing files: {e}")))??,
+    )
+}
+
 /// Sends local files and folders into the folder `target`
 /// (`share=NAME/dir/`).
 pub async fn put(
@@ -77,19 +97,53 @@ pub async fn put(
     target: &str,
     opts: &Options,
 ) -> Result<Report, ClientError> {
-    let priorities = opts.priorities.clone();
-    let locals = locals.to_vec();
-    let files = tokio::task::spawn_blocking(move || plan_local(&locals, &|p| priorities.of(p)))
-        .await
-        .map_err(|e| ClientError::Invalid(format!("listing files: {e}")))??;
+    let files = plan(locals, &opts.priorities).await?;
     let request = SessionRequest {
         kind: SessionKind::Put,
-        target: target.to_owned(),
+        target: Some(target.to_owned()),
+        job: None,
     };
-    attempts(api, &request, opts, |session, grant, progress| {
+    send_files(api, &request, files, opts).await
+}
+
+/// Uploads a delivery's files (as declared when it was made) for its
+/// upload job.
+pub async fn upload(
+    api: &Api,
+    job: i64,
+    files: Vec<SourceFile>,
+    opts: &Options,
+) -> Result<Report, ClientError> {
+    let request = SessionRequest {
+        kind: SessionKind::Upload,
+        target: None,
+        job: Some(job),
+    };
+    send_files(api, &request, files, opts).await
+}
+
+async fn send_files(
+    api: &Api,
+    request: &SessionRequest,
+    files: Vec<SourceFile>,
+    opts: &Options,
+) -> Result<Report, ClientError> {
+    attempts(api, request, opts, |session, grant, progress| {
         let files = files.clone();
-        let stop = opts.stop.clone();
-        async move { put_once(session, grant, files, progress, stop).await }
+        let mut sending = Sending::new(ChunkLayout::new(grant.chunk_size).unwrap_or_default());
+        sending.progress = progress;
+        sending.events = opts.events.clone();
+        sending.stop = opts.stop.clone();
+        async move {
+            let conn = session.connection.clone();
+            send(
+                &conn,
+                Control::spawn(session.send, session.recv),
+                files,
+                sending,
+            )
+            .await
+        }
     })
     .await
 }
@@ -103,53 +157,47 @@ pub async fn get(
 ) -> Result<Report, ClientError> {
     let request = SessionRequest {
         kind: SessionKind::Get,
-        target: source.to_owned(),
+        target: Some(source.to_owned()),
+        job: None,
     };
-    let dir = local_dir.to_path_buf();
-    attempts(api, &request, opts, |session, _grant, progress| {
-        let dir = dir.clone();
-        let stop = opts.stop.clone();
-        async move {
-            let sink = Sink::local(&dir)?;
-            let conn = session.connection.clone();
-
-            receive(
-                &conn,
-                Control::spawn(session.send, session.recv),
-                sink,
-                &ReceiveOptions::default(),
-                progress,
-                None,
-                stop,
-                None,
-            )
-            .await
-        }
-    })
-    .await
+    receive_into(api, &request, local_dir, opts).await
 }
 
-async fn put_once(
-    session: Session,
-    grant: SessionGrant,
-    files: Vec<SourceFile>,
-    progress: Arc<Progress>,
-    stop: StopSignal,
-) -> Result<Outcome, EngineError> {
-    let (files, plan) = make_plan(files);
-    let layout = ChunkLayout::new(grant.chunk_size).unwrap_or_default();
-    let conn = session.connection.clone();
-    send(
-        &conn,
-        Control::spawn(session.send, session.recv),
-        files,
-        plan,
-        layout,
-        &SendOptions::default(),
-        progress,
-        None,
-        stop,
-    )
+/// Receives a download job into `local_dir`. The session lasts until the
+/// delivery's upload is complete and every file is here.
+pub async fn download(
+    api: &Api,
+    job: i64,
+    local_dir: &Path,
+    opts: &Options,
+) -> Result<Report, ClientError> {
+    let request = SessionRequest {
+        kind: SessionKind::Download,
+        target: None,
+        job: Some(job),
+    };
+    receive_into(api, &request, local_dir, opts).await
+}
+
+async fn receive_into(
+    api: &Api,
+    request: &SessionRequest,
+    local_dir: &Path,
+    opts: &Options,
+) -> Result<Report, ClientError> {
+    let dir = local_dir.to_path_buf();
+    attempts(api, request, opts, |session, _grant, progress| {
+        let dir = dir.clone();
+        let (events, stop) = (opts.events.clone(), opts.stop.clone());
+        async move {
+            let mut receiving = Receiving::new(Sink::local(&dir)?);
+            receiving.progress = progress;
+            receiving.events = events;
+            receiving.stop = stop;
+            let conn = session.connection.clone();
+            receive(&conn, Control::spawn(session.send, session.recv), receiving).await
+        }
+    })
     .await
 }
 
@@ -213,8 +261,10 @@ where
     F: Fn(Session, SessionGrant, Arc<Progress>) -> Fut,
     Fut: std::future::Future<Output = Result<Outcome, EngineError>>,
 {
+    log::debug!("asking for a {:?} session", request.kind);
     let grant = api.create_session(request).await?;
     let addr = resolve(&grant).await?;
+    log::debug!("session {} granted on {addr}", grant.session);
     let token = parse_token(&grant.token)?;
     let fingerprint: Fingerprint = grant.cert_sha256.parse().map_err(|_| {
         ClientError::Invalid("the appliance sent a malformed certificate fingerprint".into())

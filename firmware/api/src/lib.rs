@@ -41,6 +41,10 @@ pub mod codes {
     pub const CONFLICT: &str = "conflict";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const NO_PORTS: &str = "no_ports";
+    pub const JOB_ABORTED: &str = "job_aborted";
+    pub const JOB_PAUSED: &str = "job_paused";
+    /// The job was purged or its delivery expired: it cannot be resumed.
+    pub const JOB_WITHDRAWN: &str = "job_withdrawn";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -89,23 +93,31 @@ pub struct UserInfo {
     pub role: String,
 }
 
-/// Which way a direct transfer goes, seen from the client.
+/// Which way a session goes, seen from the client.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionKind {
-    /// Client → appliance.
+    /// Client → appliance, into a share folder.
     Put,
-    /// Appliance → client.
+    /// Appliance → client, from a share.
     Get,
+    /// A delivery's upload job: the sender's files to the appliance.
+    Upload,
+    /// A delivery's download job: the appliance to a recipient.
+    Download,
 }
 
 /// `POST /api/v1/sessions`: asks for a data session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionRequest {
     pub kind: SessionKind,
-    /// `share=NAME/path`: the destination folder of a put, or the file or
-    /// folder of a get.
-    pub target: String,
+    /// `share=NAME/path` for put and get: the destination folder of a put,
+    /// or the file or folder of a get.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The job, for upload and download.
+    #[serde(default)]
+    pub job: Option<i64>,
 }
 
 /// Where and how to open the data session.
@@ -161,4 +173,156 @@ pub struct Status {
 pub struct LeaseStatus {
     pub address: String,
     pub port: u16,
+}
+
+/// A file a sender will upload, declared when the delivery is made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeliveryFile {
+    /// Relative to the delivery's folder, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// 1–1000.
+    pub priority: u16,
+}
+
+/// `POST /api/v1/deliveries`: what `ferry send` asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeliveryRequest {
+    /// Shown in listings; made from the date and folder when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Emails; an unknown one becomes an invited collaborator.
+    pub recipients: Vec<String>,
+    /// `share=NAME/dir`: where uploaded files go on the appliance.
+    #[serde(default)]
+    pub dest: Option<String>,
+    /// Files the sender uploads next (with an upload job).
+    #[serde(default)]
+    pub files: Vec<DeliveryFile>,
+    /// Files already in a share (`share=NAME/path`): no upload.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// `GLOB=high|low|N` rules for files taken from a share.
+    #[serde(default)]
+    pub priorities: Vec<String>,
+    /// Lifetime; the appliance's default (30 days) when absent.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+    /// Email the sender at 50 %.
+    #[serde(default)]
+    pub notify_progress: bool,
+}
+
+/// `ferry send --json` prints this.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryCreated {
+    pub delivery: i64,
+    pub jobs: Vec<JobRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobRef {
+    pub id: i64,
+    pub name: String,
+    /// `upload` or `download`.
+    pub kind: String,
+    /// The recipient of a download job.
+    pub recipient: Option<String>,
+}
+
+/// A job as listed. Names follow DESIGN §5.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: i64,
+    /// `upload`, `download`, `put` or `get`.
+    pub kind: String,
+    pub name: String,
+    /// `queued`, `running`, `paused`, `failed`, `aborted` or `done`.
+    pub status: String,
+    pub owner: String,
+    pub recipient: Option<String>,
+    pub delivery: Option<i64>,
+    pub delivery_name: Option<String>,
+    pub share: Option<String>,
+    pub folder: String,
+    pub files_total: i64,
+    pub files_done: i64,
+    pub bytes_total: i64,
+    pub bytes_done: i64,
+    pub bytes_skipped: i64,
+    /// Bytes per second now (running jobs).
+    pub rate: i64,
+    pub retries: i64,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub next_retry_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// `GET /api/v1/jobs`: a page of jobs, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<JobInfo>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub id: i64,
+    pub path: String,
+    pub size: i64,
+    pub priority: u16,
+    /// `queued`, `running`, `done`, `failed` or `excluded`.
+    pub status: String,
+    pub bytes_done: i64,
+    pub digest: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// One line of a job as people read it: a file, or a frame sequence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobLine {
+    /// `file` or `sequence`.
+    pub kind: String,
+    /// The path, or the sequence as `dir/name.####.exr[1001-1200]`.
+    pub name: String,
+    pub files: u64,
+    /// Missing frames of a sequence, as `1004` or `1007-1008`.
+    pub missing: Vec<String>,
+    pub size: i64,
+    pub bytes_done: i64,
+    pub priority: u16,
+    /// The least advanced status among the files.
+    pub status: String,
+    pub finished_at: Option<i64>,
+}
+
+/// `GET /api/v1/jobs/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub job: JobInfo,
+    pub tasks: Vec<TaskInfo>,
+    pub lines: Vec<JobLine>,
+}
+
+/// `POST /api/v1/jobs/{id}/priority`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PriorityChange {
+    /// Matched against each file's path and name.
+    pub glob: String,
+    /// `high`, `low` or 1–1000.
+    pub priority: String,
+}
+
+/// `POST /api/v1/jobs/{id}/purge`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PurgeRequest {
+    /// Also delete the delivery's files on the appliance that no other
+    /// live job uses.
+    #[serde(default)]
+    pub delete_files: bool,
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FirewallMode};
 use crate::dataplane::{DataPlane, Firewall};
+use crate::deliveries::Hub;
 use crate::nat::SourceWatch;
 use crate::sessions::Sessions;
 use crate::{http, identity};
@@ -26,6 +27,10 @@ use crate::{http, identity};
 /// A transfer in progress, for the dashboard and for stopping it.
 #[derive(Debug, Clone)]
 pub struct Live {
+    /// Priority changes for the session (download: the appliance sends;
+    /// upload: the appliance asks the sender).
+    pub priorities:
+        Option<tokio::sync::mpsc::UnboundedSender<(ferry_proto::SharePath, ferry_proto::Priority)>>,
     pub session: u64,
     pub job: JobId,
     pub user: UserId,
@@ -47,6 +52,7 @@ pub struct App {
     pub claims: Arc<Claims>,
     pub tuning: Tuning,
     pub sources: SourceWatch,
+    pub hub: Hub,
     live: Mutex<HashMap<u64, Live>>,
     pub shutdown: CancellationToken,
 }
@@ -223,11 +229,13 @@ pub async fn run(config: Config) -> Result<()> {
         claims: Claims::new(),
         tuning,
         sources: SourceWatch::default(),
+        hub: Hub::default(),
         live: Mutex::default(),
         shutdown: CancellationToken::new(),
     });
     banner(&app, local, first_password.as_deref());
     tokio::spawn(sweeper(app.clone()));
+    tokio::spawn(crate::deliveries::janitor(app.clone()));
     let server = tokio::spawn(http::serve(app.clone(), listener));
     wait_for_signal().await;
     log::info!("shutting down: stopping transfers so that they can resume");

@@ -55,6 +55,27 @@ pub struct FileConfig {
     pub trusted_proxies: Vec<IpAddr>,
     #[serde(default)]
     pub transfer: TransferConfig,
+    #[serde(default)]
+    pub deliveries: DeliveriesConfig,
+}
+
+/// How long deliveries live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveriesConfig {
+    /// Lifetime of a delivery unless its sender says otherwise.
+    pub default_expiry_days: u64,
+    /// How often expired deliveries are looked for, in seconds.
+    pub janitor_secs: u64,
+}
+
+impl Default for DeliveriesConfig {
+    fn default() -> Self {
+        DeliveriesConfig {
+            default_expiry_days: 30,
+            janitor_secs: 60,
+        }
+    }
 }
 
 /// Tuning of data sessions.
@@ -122,6 +143,7 @@ pub struct Config {
     pub portguard: PathBuf,
     pub trusted_proxies: Vec<IpAddr>,
     pub transfer: TransferConfig,
+    pub deliveries: DeliveriesConfig,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -188,6 +210,7 @@ impl Config {
             portguard,
             trusted_proxies: file.trusted_proxies,
             transfer,
+            deliveries: file.deliveries,
         })
     }
 }

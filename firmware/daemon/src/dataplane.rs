@@ -316,14 +316,28 @@ impl DataPlane {
         }
     }
 
-    fn release(&self, lease: Lease, user: UserId) {
-        {
+    fn release(self: &Arc<Self>, lease: Lease, user: UserId) {
+        let last = {
             let mut inner = self.inner();
             inner.leases.remove(&lease.id);
-            let still_used = inner.leases.values().any(|l| l.port == lease.port);
-            if !still_used && let Some(endpoint) = inner.endpoints.remove(&lease.port) {
-                endpoint.close(0u32.into(), b"no session on this port");
-                log::info!(port = lease.port; "data port {} closed", lease.port);
+            !inner.leases.values().any(|l| l.port == lease.port)
+        };
+        if last {
+            // The session has just closed its connection. QUIC keeps a closed
+            // connection answering for a few round trips, so that a peer whose
+            // close packet was lost still learns why; the socket goes once
+            // those are over (or after a few seconds at most).
+            let plane = self.clone();
+            let endpoint = self.inner().endpoints.get(&lease.port).cloned();
+            match (tokio::runtime::Handle::try_current(), endpoint) {
+                (Ok(handle), Some(endpoint)) => {
+                    handle.spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle())
+                            .await;
+                        plane.close_if_unused(lease.port);
+                    });
+                }
+                _ => self.close_if_unused(lease.port),
             }
         }
         self.give_back(lease);
@@ -333,6 +347,17 @@ impl DataPlane {
             "lease.release",
             format!("lease {}", lease.id),
         );
+    }
+
+    fn close_if_unused(&self, port: u16) {
+        let mut inner = self.inner();
+        if inner.leases.values().any(|l| l.port == port) {
+            return;
+        }
+        if let Some(endpoint) = inner.endpoints.remove(&port) {
+            endpoint.close(0u32.into(), b"no session on this port");
+            log::info!(port = port; "data port {port} closed");
+        }
     }
 
     /// True when `ip` may use `port` now.

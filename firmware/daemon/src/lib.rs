@@ -8,6 +8,7 @@
 //!   ferry-portguard's firewall;
 //! - [`nat`]: noticing an edge router that rewrites source addresses;
 //! - [`transfer`]: running a data session and its job;
+//! - [`deliveries`]: making deliveries, fan-out to recipients, expiry;
 //! - [`identity`]: the appliance's certificate;
 //! - [`admin`]: the `ferryd admin` commands.
 
@@ -16,6 +17,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dataplane;
+pub mod deliveries;
 pub mod http;
 pub mod identity;
 pub mod nat;

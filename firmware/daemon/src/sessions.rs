@@ -13,20 +13,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_api::SessionKind;
 use ferry_proto::{ErrorCode, SharePath};
-use ferry_store::{Share, User};
+use ferry_store::{Delivery, Job, Share, User};
 
 use crate::dataplane::LeaseGuard;
+
+/// What a session moves.
+#[derive(Debug)]
+pub enum Target {
+    /// Files from the client into a folder of a share.
+    Put { share: Share, path: SharePath },
+    /// A file or folder of a share to the client.
+    Get { share: Share, path: SharePath },
+    /// A delivery's files from its sender.
+    Upload {
+        job: Job,
+        delivery: Delivery,
+        share: Share,
+    },
+    /// A delivery's files to one recipient.
+    Download {
+        job: Job,
+        delivery: Delivery,
+        share: Share,
+    },
+}
 
 /// What a session was granted for.
 #[derive(Debug)]
 pub struct SessionSpec {
-    pub kind: SessionKind,
+    pub target: Target,
     pub user: User,
-    pub share: Share,
-    /// Destination folder of a put, or the file or folder of a get.
-    pub path: SharePath,
     pub client_ip: IpAddr,
     pub lease: LeaseGuard,
 }

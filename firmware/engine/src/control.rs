@@ -29,7 +29,7 @@ pub async fn read_frame(recv: &mut RecvStream) -> Result<Option<Frame>, EngineEr
 fn read_error(e: quinn::ReadExactError) -> EngineError {
     match e {
         quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => {
-            EngineError::Connection(c)
+            EngineError::from(c)
         }
         other => EngineError::Proto(ProtoError::Violation(format!("control stream: {other}"))),
     }
@@ -39,7 +39,7 @@ fn read_error(e: quinn::ReadExactError) -> EngineError {
 pub async fn write_frame(send: &mut SendStream, frame: &Frame) -> Result<(), EngineError> {
     let bytes = frame::encode(frame).map_err(|e| ProtoError::Violation(e.to_string()))?;
     send.write_all(&bytes).await.map_err(|e| match e {
-        quinn::WriteError::ConnectionLost(c) => EngineError::Connection(c),
+        quinn::WriteError::ConnectionLost(c) => EngineError::from(c),
         other => EngineError::Proto(ProtoError::Violation(format!("control stream: {other}"))),
     })
 }

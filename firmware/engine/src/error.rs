@@ -17,6 +17,9 @@ pub enum EngineError {
     /// A plan that could never fit.
     #[error("{0}")]
     TooLarge(String),
+    /// A planned file that is not one of the job's files.
+    #[error("{path} is not one of this job's files")]
+    NotAllowed { path: String },
     #[error("{path}: not found")]
     NotFound { path: String },
     #[error("{path}: {source}")]
@@ -30,10 +33,35 @@ pub enum EngineError {
     #[error("{0}")]
     Connect(String),
     #[error("connection lost: {0}")]
-    Connection(#[from] quinn::ConnectionError),
+    Connection(quinn::ConnectionError),
     /// Stopped on purpose (pause, abort, a newer session).
     #[error("{message}")]
     Stopped { code: ErrorCode, message: String },
+}
+
+/// A connection the peer closed with an error's close code carries that
+/// error (see `ErrorCode::close_code`); any other end is a lost connection.
+impl From<quinn::ConnectionError> for EngineError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        if let quinn::ConnectionError::ApplicationClosed(close) = &e
+            && let Some(code) = ErrorCode::from_close_code(close.error_code.into_inner())
+        {
+            return EngineError::Proto(ProtoError::Peer {
+                code,
+                message: String::from_utf8_lossy(&close.reason).into_owned(),
+            });
+        }
+        EngineError::Connection(e)
+    }
+}
+
+/// Closes a connection so that the peer learns why, even when the error
+/// frame that said it is lost with the connection.
+pub fn close_with(conn: &quinn::Connection, e: &EngineError) {
+    let message = e.to_string();
+    // A close reason must fit in a packet.
+    let reason = &message.as_bytes()[..message.len().min(800)];
+    conn.close(e.code().close_code().into(), reason);
 }
 
 impl EngineError {
@@ -62,7 +90,9 @@ impl EngineError {
     /// The code that tells the peer why the session ends.
     pub fn code(&self) -> ErrorCode {
         match self {
-            EngineError::OutsideShare { .. } => ErrorCode::PathRefused,
+            EngineError::OutsideShare { .. } | EngineError::NotAllowed { .. } => {
+                ErrorCode::PathRefused
+            }
             EngineError::NoSpace { .. } => ErrorCode::NoSpace,
             EngineError::TooLarge(_) => ErrorCode::TooLarge,
             EngineError::NotFound { .. }

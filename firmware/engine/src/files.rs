@@ -282,13 +282,19 @@ fn walk_share(
 
 /// Orders sources highest priority first (stable, so equal priorities keep
 /// their listing order) and numbers them, giving the plan.
-pub fn make_plan(mut files: Vec<SourceFile>) -> (Vec<SourceFile>, Vec<PlanFile>) {
+pub fn make_plan(files: Vec<SourceFile>) -> (Vec<SourceFile>, Vec<PlanFile>) {
+    plan_batch(files, 0)
+}
+
+/// Like [`make_plan`], for files added to an open plan: numbering
+/// continues from `first_id`.
+pub fn plan_batch(mut files: Vec<SourceFile>, first_id: u32) -> (Vec<SourceFile>, Vec<PlanFile>) {
     files.sort_by_key(|f| std::cmp::Reverse(f.priority));
     let plan = files
         .iter()
         .enumerate()
         .map(|(i, f)| PlanFile {
-            id: FileId(i as u32),
+            id: FileId(first_id + i as u32),
             path: f.path.clone(),
             size: f.size,
             mtime_ns: f.mtime_ns,

@@ -147,5 +147,5 @@ pub async fn refuse(
     .await;
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
-    connection.close(quinn::VarInt::from_u32(1), message.as_bytes());
+    connection.close(code.close_code().into(), message.as_bytes());
 }

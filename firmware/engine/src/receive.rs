@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferry_proto::session::{Admission, LocalState};
-use ferry_proto::{ChunkHeader, Digest, FileId, ProtoError, Receiver, ReceiverEvent};
+use ferry_proto::{
+    ChunkHeader, Digest, FileId, Priority, ProtoError, Receiver, ReceiverEvent, SharePath,
+};
 use quinn::{Connection, RecvStream};
 use tokio::sync::OnceCell;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 
 use crate::claims::{Claim, Claims};
@@ -97,17 +99,53 @@ pub struct ClaimScope {
     pub session: u64,
 }
 
-/// Receives a session's files into `sink`.
-#[allow(clippy::too_many_arguments)]
+/// Everything a receiving session needs.
+pub struct Receiving {
+    pub sink: Sink,
+    pub opts: ReceiveOptions,
+    pub progress: Arc<Progress>,
+    /// Per-file news (done, skipped), for job bookkeeping.
+    pub events: Option<UnboundedSender<FileEvent>>,
+    pub stop: StopSignal,
+    pub claims: Option<ClaimScope>,
+    /// When set, only files it accepts may be received (a delivery's
+    /// declared files); any other path ends the session.
+    pub allowed: Option<Allowed>,
+    /// Priority changes to ask of the sender, by path.
+    pub reprioritise: Option<UnboundedReceiver<(SharePath, Priority)>>,
+}
+
+/// Decides whether a planned path may be received.
+pub type Allowed = Arc<dyn Fn(&SharePath) -> bool + Send + Sync>;
+
+impl Receiving {
+    pub fn new(sink: Sink) -> Self {
+        Receiving {
+            sink,
+            opts: ReceiveOptions::default(),
+            progress: Arc::default(),
+            events: None,
+            stop: StopSignal::new(),
+            claims: None,
+            allowed: None,
+            reprioritise: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Receiving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiving")
+            .field("sink", &self.sink)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Receives a session's files.
 pub async fn receive(
     conn: &Connection,
     mut control: Control,
-    sink: Sink,
-    opts: &ReceiveOptions,
-    progress: Arc<Progress>,
-    events: Option<UnboundedSender<FileEvent>>,
-    stop: StopSignal,
-    claims: Option<ClaimScope>,
+    mut r: Receiving,
 ) -> Result<Outcome, EngineError> {
     let core: Shared = Arc::default();
     let mut held: Vec<Claim> = Vec::new();
@@ -116,13 +154,8 @@ pub async fn receive(
     let result = run(
         conn,
         &mut control,
-        &sink,
-        opts,
+        &mut r,
         &core,
-        &progress,
-        events.as_ref(),
-        &stop,
-        claims.as_ref(),
         &mut held,
         &mut chunks,
         &mut checkpointing,
@@ -136,7 +169,7 @@ pub async fn receive(
     if let Some(h) = checkpointing {
         let _ = h.await;
     }
-    if let Err(e) = checkpoint(&core, &sink).await {
+    if let Err(e) = checkpoint(&core, &r.sink).await {
         log::warn!("final checkpoint failed: {e}");
     }
     drop(held);
@@ -146,31 +179,29 @@ pub async fn receive(
     control.finish().await;
     match &result {
         Ok(()) => conn.close(0u32.into(), b"done"),
-        Err(e) => conn.close(1u32.into(), e.to_string().as_bytes()),
+        Err(e) => crate::error::close_with(conn, e),
     }
-    result.map(|()| Outcome::from_progress(&progress))
+    result.map(|()| Outcome::from_progress(&r.progress))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run(
     conn: &Connection,
     control: &mut Control,
-    sink: &Sink,
-    opts: &ReceiveOptions,
+    r: &mut Receiving,
     core: &Shared,
-    progress: &Arc<Progress>,
-    events: Option<&UnboundedSender<FileEvent>>,
-    stop: &StopSignal,
-    claims: Option<&ClaimScope>,
     held: &mut Vec<Claim>,
     chunks: &mut JoinSet<Result<(), EngineError>>,
     checkpointing: &mut Option<tokio::task::JoinHandle<Result<(), EngineError>>>,
 ) -> Result<(), EngineError> {
+    let mut reprioritise = r.reprioritise.take();
+    let (sink, opts, progress, stop) = (&r.sink, &r.opts, &r.progress, &r.stop);
+    let (events, claims, allowed) = (r.events.as_ref(), r.claims.as_ref(), r.allowed.as_ref());
     let mut commits: JoinSet<(FileId, Result<(), EngineError>)> = JoinSet::new();
     let mut to_commit: VecDeque<FileId> = VecDeque::new();
     let mut ticker = tokio::time::interval(opts.checkpoint_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut finished = false;
+    let mut open_plan = false;
     loop {
         let happened: Vec<ReceiverEvent> = {
             let mut c = lock(core);
@@ -182,13 +213,14 @@ async fn run(
         for ev in happened {
             match ev {
                 ReceiverEvent::PlanStarted { files, bytes } => {
+                    open_plan = files.is_none();
                     progress
                         .files_total
-                        .store(files, std::sync::atomic::Ordering::Relaxed);
+                        .store(files.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
                     progress
                         .bytes_total
-                        .store(bytes, std::sync::atomic::Ordering::Relaxed);
-                    if let Some((total, _)) = sink.capacity()
+                        .store(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+                    if let (Some((total, _)), Some(bytes)) = (sink.capacity(), bytes)
                         && bytes > total
                     {
                         return Err(EngineError::TooLarge(format!(
@@ -197,8 +229,19 @@ async fn run(
                     }
                 }
                 ReceiverEvent::Planned { first, count } => {
+                    if open_plan {
+                        // An open plan has no totals up front: count as
+                        // files are announced.
+                        let c = lock(core);
+                        let bytes: u64 = (first.0..first.0 + count)
+                            .filter_map(|i| c.proto.file(FileId(i)).map(|f| f.size))
+                            .sum();
+                        Progress::add(&progress.files_total, u64::from(count));
+                        Progress::add(&progress.bytes_total, bytes);
+                    }
                     plan_files(
                         core, sink, first, count, opts, progress, events, stop, claims, held,
+                        allowed,
                     )
                     .await?;
                 }
@@ -248,6 +291,18 @@ async fn run(
                     *checkpointing = Some(tokio::spawn(async move { checkpoint(&core, &sink).await }));
                 }
             }
+            change = async { reprioritise.as_mut()?.recv().await }, if reprioritise.is_some() => match change {
+                Some((path, priority)) => {
+                    let c = lock(core);
+                    let file = (0..c.proto.file_count() as u32)
+                        .map(FileId)
+                        .find(|id| c.proto.file(*id).is_some_and(|f| f.path == path));
+                    if let Some(file) = file {
+                        control.send(ferry_proto::Frame::Reprioritised { file, priority });
+                    }
+                }
+                None => reprioritise = None,
+            },
             Some(done) = commits.join_next(), if !commits.is_empty() => {
                 let (file, r) = done.map_err(|e| EngineError::Connect(format!("commit task: {e}")))?;
                 r?;
@@ -300,6 +355,7 @@ async fn plan_files(
     stop: &StopSignal,
     claims: Option<&ClaimScope>,
     held: &mut Vec<Claim>,
+    allowed: Option<&Allowed>,
 ) -> Result<(), EngineError> {
     let (plans, layout) = {
         let c = lock(core);
@@ -308,6 +364,13 @@ async fn plan_files(
             .collect();
         (plans, c.proto.layout().unwrap_or_default())
     };
+    if let Some(allowed) = allowed
+        && let Some(p) = plans.iter().find(|p| !allowed(&p.path))
+    {
+        return Err(EngineError::NotAllowed {
+            path: p.path.to_string(),
+        });
+    }
     if let Some(scope) = claims {
         for plan in &plans {
             let key = sink.claim_key(&plan.path)?;
@@ -472,7 +535,7 @@ async fn receive_chunk(
         }
         Err(StreamEnd::Lost(e)) => {
             c.proto.chunk_abandoned(chunk);
-            Err(EngineError::Connection(e))
+            Err(EngineError::from(e))
         }
         Err(StreamEnd::Fatal(e)) => {
             c.proto.chunk_abandoned(chunk);
@@ -509,7 +572,7 @@ impl From<EngineError> for StreamEnd {
 fn stream_error(e: quinn::ReadExactError) -> Result<(), EngineError> {
     match e {
         quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => {
-            Err(EngineError::Connection(c))
+            Err(EngineError::from(c))
         }
         _ => Ok(()),
     }

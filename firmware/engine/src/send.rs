@@ -1,19 +1,25 @@
 //! The sending side of a session: runs a `ferry_proto::Sender` over a QUIC
 //! connection, one unidirectional stream per chunk, many in flight.
+//!
+//! A plan is either known whole ([`send`]) or grows while the session runs
+//! ([`send_stream`]): a delivery's download starts on the files that have
+//! landed on the appliance and takes the others as their upload finishes.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use ferry_proto::{
-    ChunkHeader, ChunkLayout, ChunkRef, Digest, Frame, PlanFile, Sender, SenderEvent,
+    ChunkHeader, ChunkLayout, ChunkRef, Digest, FileId, Frame, Priority, Sender, SenderEvent,
+    SharePath,
 };
 use quinn::Connection;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 
 use crate::control::Control;
 use crate::error::EngineError;
-use crate::files::{SourceFile, read_piece};
+use crate::files::{SourceFile, plan_batch, read_piece};
 use crate::progress::{FileEvent, Progress};
 use crate::stop::StopSignal;
 
@@ -38,6 +44,40 @@ impl Default for SendOptions {
     }
 }
 
+/// Everything a sending session needs besides its files.
+#[derive(Debug, Clone)]
+pub struct Sending {
+    pub layout: ChunkLayout,
+    pub opts: SendOptions,
+    pub progress: Arc<Progress>,
+    /// Per-file news (delivered, skipped), for job bookkeeping.
+    pub events: Option<UnboundedSender<FileEvent>>,
+    pub stop: StopSignal,
+}
+
+impl Sending {
+    pub fn new(layout: ChunkLayout) -> Self {
+        Sending {
+            layout,
+            opts: SendOptions::default(),
+            progress: Arc::default(),
+            events: None,
+            stop: StopSignal::new(),
+        }
+    }
+}
+
+/// A change to an open plan.
+#[derive(Debug)]
+pub enum PlanUpdate {
+    /// More files to send.
+    Files(Vec<SourceFile>),
+    /// A file's new priority.
+    Priority { path: SharePath, priority: Priority },
+    /// No more files will come.
+    End,
+}
+
 /// What a finished session did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -59,49 +99,56 @@ impl Outcome {
     }
 }
 
-/// Sends `files` (with their `plan`, as made by `files::make_plan`).
-#[allow(clippy::too_many_arguments)]
+/// Sends `files`, all known now.
 pub async fn send(
     conn: &Connection,
-    mut control: Control,
+    control: Control,
     files: Vec<SourceFile>,
-    plan: Vec<PlanFile>,
-    layout: ChunkLayout,
-    opts: &SendOptions,
-    progress: Arc<Progress>,
-    events: Option<UnboundedSender<FileEvent>>,
-    stop: StopSignal,
+    s: Sending,
 ) -> Result<Outcome, EngineError> {
+    let (files, plan) = plan_batch(files, 0);
     let total: u64 = plan.iter().map(|f| f.size).sum();
-    progress
+    s.progress
         .files_total
-        .store(plan.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    progress
-        .bytes_total
-        .store(total, std::sync::atomic::Ordering::Relaxed);
-    let mut proto = Sender::new(layout, plan)?;
-    let files = Arc::new(files);
-    let result = run(
-        conn,
-        &mut control,
-        &mut proto,
-        &files,
-        opts,
-        &progress,
-        events.as_ref(),
-        &stop,
-    )
-    .await;
+        .store(plan.len() as u64, Ordering::Relaxed);
+    s.progress.bytes_total.store(total, Ordering::Relaxed);
+    let proto = Sender::new(s.layout, plan)?;
+    drive(conn, control, proto, files, None, s).await
+}
+
+/// Sends files as they arrive on `updates`, until [`PlanUpdate::End`].
+pub async fn send_stream(
+    conn: &Connection,
+    control: Control,
+    updates: UnboundedReceiver<PlanUpdate>,
+    s: Sending,
+) -> Result<Outcome, EngineError> {
+    let proto = Sender::open(s.layout);
+    drive(conn, control, proto, Vec::new(), Some(updates), s).await
+}
+
+async fn drive(
+    conn: &Connection,
+    mut control: Control,
+    mut proto: Sender,
+    files: Vec<SourceFile>,
+    updates: Option<UnboundedReceiver<PlanUpdate>>,
+    s: Sending,
+) -> Result<Outcome, EngineError> {
+    let result = run(conn, &mut control, &mut proto, files, updates, &s).await;
     if let Err(e) = &result {
         tell_peer(&control, e);
     }
     control.finish().await;
+    if let Err(e) = &result {
+        crate::error::close_with(conn, e);
+    }
     if result.is_ok() {
         // The receiver closes the connection once it has read Bye; waiting
         // for that makes sure Bye arrived before we go away.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), conn.closed()).await;
     }
-    result.map(|()| Outcome::from_progress(&progress))
+    result.map(|()| Outcome::from_progress(&s.progress))
 }
 
 /// Sends the peer an error frame unless the error came from the peer or
@@ -116,17 +163,40 @@ pub(crate) fn tell_peer(control: &Control, e: &EngineError) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Applies a change to an open plan.
+fn apply_update(
+    proto: &mut Sender,
+    files: &mut Vec<SourceFile>,
+    update: PlanUpdate,
+    progress: &Progress,
+) -> Result<(), EngineError> {
+    match update {
+        PlanUpdate::Files(batch) => {
+            let (batch, plan) = plan_batch(batch, files.len() as u32);
+            Progress::add(&progress.files_total, plan.len() as u64);
+            Progress::add(&progress.bytes_total, plan.iter().map(|f| f.size).sum());
+            proto.add_files(plan)?;
+            files.extend(batch);
+        }
+        PlanUpdate::Priority { path, priority } => {
+            if let Some(i) = files.iter().position(|f| f.path == path) {
+                proto.set_priority(FileId(i as u32), priority);
+            }
+        }
+        PlanUpdate::End => proto.end_plan(),
+    }
+    Ok(())
+}
+
 async fn run(
     conn: &Connection,
     control: &mut Control,
     proto: &mut Sender,
-    files: &Arc<Vec<SourceFile>>,
-    opts: &SendOptions,
-    progress: &Arc<Progress>,
-    events: Option<&UnboundedSender<FileEvent>>,
-    stop: &StopSignal,
+    mut files: Vec<SourceFile>,
+    mut updates: Option<UnboundedReceiver<PlanUpdate>>,
+    s: &Sending,
 ) -> Result<(), EngineError> {
+    let progress = &s.progress;
     let mut tasks: JoinSet<(ChunkRef, u32, Result<Digest, EngineError>)> = JoinSet::new();
     let mut bytes_in_flight = 0u64;
     let mut sequence = 0u32;
@@ -140,7 +210,7 @@ async fn run(
                     Progress::add(&progress.bytes_skipped, bytes);
                     if whole {
                         Progress::add(&progress.files_done, 1);
-                        if let (Some(plan), Some(tx)) = (proto.file(file), events) {
+                        if let (Some(plan), Some(tx)) = (proto.file(file), &s.events) {
                             let _ = tx.send(FileEvent::Skipped {
                                 path: plan.path.clone(),
                                 size: plan.size,
@@ -150,7 +220,7 @@ async fn run(
                 }
                 SenderEvent::Delivered { file, digest } => {
                     Progress::add(&progress.files_done, 1);
-                    if let (Some(plan), Some(tx)) = (proto.file(file), events) {
+                    if let (Some(plan), Some(tx)) = (proto.file(file), &s.events) {
                         let _ = tx.send(FileEvent::Done {
                             path: plan.path.clone(),
                             size: plan.size,
@@ -164,7 +234,7 @@ async fn run(
         if proto.is_finished() {
             return Ok(());
         }
-        while tasks.len() < opts.max_streams && bytes_in_flight < opts.max_bytes_in_flight {
+        while tasks.len() < s.opts.max_streams && bytes_in_flight < s.opts.max_bytes_in_flight {
             let Some(chunk) = proto.next_chunk() else {
                 break;
             };
@@ -178,17 +248,21 @@ async fn run(
             );
             sequence = sequence.wrapping_add(1);
             bytes_in_flight += u64::from(len);
-            let (conn, files, progress) = (conn.clone(), files.clone(), progress.clone());
+            let (conn, source, progress) = (
+                conn.clone(),
+                files[chunk.file.0 as usize].clone(),
+                progress.clone(),
+            );
             let offset = proto.layout().offset(chunk.index);
             tasks.spawn(async move {
-                let r = send_chunk(&conn, &files, chunk, offset, len, priority, &progress).await;
+                let r = send_chunk(&conn, source, chunk, offset, len, priority, &progress).await;
                 (chunk, len, r)
             });
         }
         tokio::select! {
             biased;
-            () = stop.stopped() => {
-                let (code, message) = stop.reason();
+            () = s.stop.stopped() => {
+                let (code, message) = s.stop.reason();
                 return Err(EngineError::Stopped { code, message });
             }
             frame = control.recv() => match frame {
@@ -196,13 +270,26 @@ async fn run(
                 Some(Err(e)) => return Err(e),
                 None => return Err(EngineError::Connect("the receiver closed the session".into())),
             },
+            update = async { updates.as_mut()?.recv().await }, if updates.is_some() => match update {
+                Some(update) => apply_update(proto, &mut files, update, progress)?,
+                // Whoever fed the plan went away without ending it.
+                None => {
+                    updates = None;
+                    proto.end_plan();
+                }
+            },
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 let (chunk, len, result) = done.map_err(|e| EngineError::Connect(format!("chunk task failed: {e}")))?;
                 bytes_in_flight -= u64::from(len);
                 match result {
                     Ok(digest) => proto.chunk_sent(chunk, digest)?,
-                    Err(EngineError::Connection(e)) => return Err(EngineError::Connection(e)),
-                    Err(e @ (EngineError::SourceChanged { .. } | EngineError::Io { .. } | EngineError::NotFound { .. } | EngineError::OutsideShare { .. })) => return Err(e),
+                    Err(e @ (EngineError::Connection(_) | EngineError::Proto(_))) => return Err(e),
+                    Err(
+                        e @ (EngineError::SourceChanged { .. }
+                        | EngineError::Io { .. }
+                        | EngineError::NotFound { .. }
+                        | EngineError::OutsideShare { .. }),
+                    ) => return Err(e),
                     Err(e) => {
                         log::debug!("chunk {chunk:?} failed, sending again: {e}");
                         proto.chunk_failed(chunk);
@@ -216,7 +303,7 @@ async fn run(
 /// Puts one chunk on its own stream: header, bytes, BLAKE3 digest.
 async fn send_chunk(
     conn: &Connection,
-    files: &Arc<Vec<SourceFile>>,
+    source: SourceFile,
     chunk: ChunkRef,
     offset: u64,
     len: u32,
@@ -226,14 +313,13 @@ async fn send_chunk(
     let mut stream = conn.open_uni().await?;
     let _ = stream.set_priority(priority);
     let write = |e: quinn::WriteError| match e {
-        quinn::WriteError::ConnectionLost(c) => EngineError::Connection(c),
+        quinn::WriteError::ConnectionLost(c) => EngineError::from(c),
         other => EngineError::Connect(format!("chunk stream: {other}")),
     };
     stream
         .write_all(&ChunkHeader { chunk, len }.encode())
         .await
         .map_err(write)?;
-    let source = files[chunk.file.0 as usize].clone();
     let file = Arc::new(
         tokio::task::spawn_blocking({
             let source = source.clone();
@@ -281,7 +367,7 @@ async fn send_chunk(
             "the receiver stopped chunk {} of file {} (code {code})",
             chunk.index, chunk.file
         ))),
-        Err(quinn::StoppedError::ConnectionLost(c)) => Err(EngineError::Connection(c)),
+        Err(quinn::StoppedError::ConnectionLost(c)) => Err(EngineError::from(c)),
         Err(e) => Err(EngineError::Connect(format!("chunk stream: {e}"))),
     }
 }
@@ -292,6 +378,6 @@ async fn send_chunk(
 /// checkpoint and commit early) instead of all together at the end. The
 /// order wraps every 2^20 chunks (8 TiB at the default size), which only
 /// reorders a few chunks once.
-fn stream_priority(priority: ferry_proto::Priority, sequence: u32) -> i32 {
+fn stream_priority(priority: Priority, sequence: u32) -> i32 {
     (i32::from(priority.get()) << 20) | (0xF_FFFF - (sequence & 0xF_FFFF)) as i32
 }

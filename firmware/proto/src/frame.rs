@@ -64,6 +64,41 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl ErrorCode {
+    const ALL: [ErrorCode; 14] = [
+        ErrorCode::BadToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenReused,
+        ErrorCode::WrongAddress,
+        ErrorCode::Version,
+        ErrorCode::Protocol,
+        ErrorCode::PathRefused,
+        ErrorCode::NoSpace,
+        ErrorCode::Io,
+        ErrorCode::TooLarge,
+        ErrorCode::Superseded,
+        ErrorCode::Aborted,
+        ErrorCode::DigestMismatch,
+        ErrorCode::Internal,
+    ];
+
+    /// The QUIC application close code that carries this error, so a
+    /// session closed before its error frame arrived still says why.
+    /// Zero is a clean close; codes are stable.
+    pub fn close_code(self) -> u32 {
+        Self::ALL
+            .iter()
+            .position(|c| *c == self)
+            .map_or(0, |i| i as u32 + 1)
+    }
+
+    /// The error a close code carries, if any.
+    pub fn from_close_code(code: u64) -> Option<Self> {
+        let i = usize::try_from(code).ok()?.checked_sub(1)?;
+        Self::ALL.get(i).copied()
+    }
+}
+
 /// One control-stream message. Directions: `Hello` client→server first;
 /// `Welcome` server→client; `Plan*` sender→receiver; `Have`, `Resend`,
 /// `FileDone` receiver→sender; `Error` and `Bye` either way.
@@ -76,12 +111,14 @@ pub enum Frame {
     Welcome {
         session: u64,
     },
-    /// Opens the plan: chunk size and totals, so the receiver can refuse a
-    /// plan it cannot hold before any file is listed.
+    /// Opens the plan: chunk size and, when the sender knows them, totals,
+    /// so the receiver can refuse a plan it cannot hold before any file is
+    /// listed. An open plan (files still landing upstream) has no totals;
+    /// `PlanFiles` then keep coming until `PlanEnd`.
     PlanStart {
         chunk_size: u32,
-        files: u64,
-        bytes: u64,
+        files: Option<u64>,
+        bytes: Option<u64>,
     },
     PlanFiles {
         files: Vec<PlanFile>,
@@ -235,8 +272,8 @@ mod tests {
             },
             Frame::PlanStart {
                 chunk_size: 1 << 20,
-                files: 1,
-                bytes: 10,
+                files: Some(1),
+                bytes: Some(10),
             },
             Frame::PlanFiles {
                 files: vec![PlanFile {
@@ -284,6 +321,19 @@ mod tests {
         assert!(matches!(d.next_frame(), Err(FrameError::TooLarge { .. })));
         assert!(matches!(d.push(&[0; 10]), Err(FrameError::TooLarge { .. })));
         assert!(decode_len(u32::MAX.to_be_bytes()).is_err());
+    }
+
+    #[test]
+    fn close_codes_round_trip() {
+        for c in ErrorCode::ALL {
+            assert_ne!(c.close_code(), 0);
+            assert_eq!(
+                ErrorCode::from_close_code(u64::from(c.close_code())),
+                Some(c)
+            );
+        }
+        assert_eq!(ErrorCode::from_close_code(0), None);
+        assert_eq!(ErrorCode::from_close_code(999), None);
     }
 
     #[test]

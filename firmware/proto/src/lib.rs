@@ -16,6 +16,7 @@
 //! - [`session`]: the sender and receiver state machines.
 //! - [`chunk`]: the header and trailer of a chunk on its own stream.
 //! - [`sequence`]: frame-sequence notation (`shot.%04d.exr[1001-1100]`).
+//! - [`rules`]: `GLOB=high|low|N` priority rules.
 
 pub mod bitmap;
 pub mod chunk;
@@ -23,6 +24,7 @@ pub mod digest;
 pub mod frame;
 pub mod path;
 pub mod plan;
+pub mod rules;
 pub mod schedule;
 pub mod sequence;
 pub mod session;
@@ -33,6 +35,7 @@ pub use digest::Digest;
 pub use frame::{ErrorCode, Frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use path::{PathError, SharePath, ShareRef};
 pub use plan::{ChunkLayout, FileId, PlanFile, Priority, PriorityError};
+pub use rules::PriorityRules;
 pub use session::{ProtoError, Receiver, ReceiverEvent, Sender, SenderEvent};
 
 /// ALPN protocol name of Ferry's QUIC data plane.

@@ -48,6 +48,12 @@ impl Scheduler {
         self.queued += 1;
     }
 
+    /// The chunk [`Scheduler::pop`] would return, left in place.
+    pub fn peek(&self) -> Option<ChunkRef> {
+        let ((_, file), queue) = self.queues.first_key_value()?;
+        queue.front().map(|&index| ChunkRef { file: *file, index })
+    }
+
     /// The next chunk to send.
     pub fn pop(&mut self) -> Option<ChunkRef> {
         let mut entry = self.queues.first_entry()?;

@@ -118,42 +118,94 @@ pub struct Sender {
     events: VecDeque<SenderEvent>,
     scheduler: crate::schedule::Scheduler,
     in_flight: HashSet<ChunkRef>,
+    /// Files not yet delivered, by priority: a file is started only when
+    /// no file of higher priority is still on its way.
+    undone: std::collections::BTreeMap<Priority, usize>,
     remaining: usize,
+    plan_ended: bool,
     finished: bool,
 }
 
 impl Sender {
-    /// Starts a session that will send `files`. Their ids must be 0, 1, 2…
-    /// in order; the caller lists them highest priority first so that the
-    /// receiver answers for those first.
+    /// Starts a session that will send `files`, all known now. Their ids
+    /// must be 0, 1, 2… in order; the caller lists them highest priority
+    /// first so that the receiver answers for those first.
     pub fn new(layout: ChunkLayout, files: Vec<PlanFile>) -> Result<Self, ProtoError> {
-        if files.len() as u64 > limits::MAX_FILES {
+        let bytes = files.iter().map(|f| f.size).fold(0u64, u64::saturating_add);
+        let mut sender = Self::start(layout, Some((files.len() as u64, bytes)))?;
+        sender.add_files(files)?;
+        sender.end_plan();
+        Ok(sender)
+    }
+
+    /// Starts a session whose files are not all known yet (a delivery whose
+    /// upload is still running): add them with [`Sender::add_files`] as they
+    /// become available, and call [`Sender::end_plan`] after the last.
+    pub fn open(layout: ChunkLayout) -> Self {
+        Self::start(layout, None)
+            .unwrap_or_else(|_| unreachable!("an open plan has no totals to refuse"))
+    }
+
+    fn start(layout: ChunkLayout, totals: Option<(u64, u64)>) -> Result<Self, ProtoError> {
+        if let Some((files, _)) = totals
+            && files > limits::MAX_FILES
+        {
             return Err(ProtoError::TooLarge(format!(
-                "{} files in one session (at most {})",
-                files.len(),
+                "{files} files in one session (at most {})",
                 limits::MAX_FILES
             )));
         }
-        let mut bytes = 0u64;
-        let mut send_files = Vec::with_capacity(files.len());
+        let mut out = VecDeque::new();
+        out.push_back(Frame::PlanStart {
+            chunk_size: layout.chunk_size,
+            files: totals.map(|t| t.0),
+            bytes: totals.map(|t| t.1),
+        });
+        Ok(Sender {
+            layout,
+            files: Vec::new(),
+            out,
+            events: VecDeque::new(),
+            scheduler: crate::schedule::Scheduler::new(),
+            in_flight: HashSet::new(),
+            undone: std::collections::BTreeMap::new(),
+            remaining: 0,
+            plan_ended: false,
+            finished: false,
+        })
+    }
+
+    /// Adds files to the plan. Their ids continue from the files already
+    /// planned.
+    pub fn add_files(&mut self, files: Vec<PlanFile>) -> Result<(), ProtoError> {
+        if self.plan_ended {
+            return Err(ProtoError::violation("files added after the plan ended"));
+        }
+        if (self.files.len() + files.len()) as u64 > limits::MAX_FILES {
+            return Err(ProtoError::TooLarge(format!(
+                "more than {} files in one session",
+                limits::MAX_FILES
+            )));
+        }
+        let first = self.files.len();
         for (i, f) in files.into_iter().enumerate() {
-            if f.id.0 as usize != i {
+            if f.id.0 as usize != first + i {
                 return Err(ProtoError::violation(
                     "plan file ids must be 0, 1, 2… in order",
                 ));
             }
-            let chunks = layout.chunk_count(f.size);
+            let chunks = self.layout.chunk_count(f.size);
             if chunks > limits::MAX_CHUNKS_PER_FILE {
                 return Err(ProtoError::TooLarge(format!(
                     "{} is {} bytes, more than {} chunks of {}",
                     f.path,
                     f.size,
                     limits::MAX_CHUNKS_PER_FILE,
-                    layout.chunk_size
+                    self.layout.chunk_size
                 )));
             }
-            bytes = bytes.saturating_add(f.size);
-            send_files.push(SendFile {
+            *self.undone.entry(f.priority).or_default() += 1;
+            self.files.push(SendFile {
                 sent: vec![None; chunks as usize],
                 plan: f,
                 state: SendState::AwaitingHave,
@@ -161,18 +213,13 @@ impl Sender {
                 pending_done: None,
             });
         }
-        let mut out = VecDeque::new();
-        out.push_back(Frame::PlanStart {
-            chunk_size: layout.chunk_size,
-            files: send_files.len() as u64,
-            bytes,
-        });
+        self.remaining += self.files.len() - first;
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
-        for f in &send_files {
+        for f in &self.files[first..] {
             let cost = f.plan.path.as_str().len() + 32;
             if batch_bytes + cost > PLAN_BATCH_BYTES {
-                out.push_back(Frame::PlanFiles {
+                self.out.push_back(Frame::PlanFiles {
                     files: std::mem::take(&mut batch),
                 });
                 batch_bytes = 0;
@@ -181,22 +228,23 @@ impl Sender {
             batch_bytes += cost;
         }
         if !batch.is_empty() {
-            out.push_back(Frame::PlanFiles { files: batch });
+            self.out.push_back(Frame::PlanFiles { files: batch });
         }
-        out.push_back(Frame::PlanEnd);
-        let remaining = send_files.len();
-        let mut sender = Sender {
-            layout,
-            files: send_files,
-            out,
-            events: VecDeque::new(),
-            scheduler: crate::schedule::Scheduler::new(),
-            in_flight: HashSet::new(),
-            remaining,
-            finished: false,
-        };
-        sender.check_finished();
-        Ok(sender)
+        Ok(())
+    }
+
+    /// No more files will be added.
+    pub fn end_plan(&mut self) {
+        if !self.plan_ended {
+            self.plan_ended = true;
+            self.out.push_back(Frame::PlanEnd);
+            self.check_finished();
+        }
+    }
+
+    /// Files planned so far.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
     }
 
     pub fn layout(&self) -> ChunkLayout {
@@ -224,7 +272,7 @@ impl Sender {
         self.events.pop_front()
     }
 
-    /// True once every file is delivered.
+    /// True once the plan is ended and every file is delivered.
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -234,8 +282,17 @@ impl Sender {
         self.scheduler.len()
     }
 
-    /// The next chunk to put on a stream, highest priority first.
+    /// The next chunk to put on a stream, highest priority first. A file
+    /// is not started while a file of higher priority is still on its way
+    /// (not yet answered, sent or confirmed), so the proxies land before
+    /// the frames even when the frames are small and quick.
     pub fn next_chunk(&mut self) -> Option<ChunkRef> {
+        let next = self.scheduler.peek()?;
+        let priority = self.files[next.file.0 as usize].plan.priority;
+        let highest_undone = self.undone.keys().next_back().copied().unwrap_or(priority);
+        if priority < highest_undone {
+            return None;
+        }
         let chunk = self.scheduler.pop()?;
         self.in_flight.insert(chunk);
         Some(chunk)
@@ -266,13 +323,50 @@ impl Sender {
         }
     }
 
-    /// Changes a file's priority for the chunks still queued.
+    /// Changes a file's priority for what is not yet sent, and tells the
+    /// receiver.
     pub fn set_priority(&mut self, file: FileId, priority: Priority) {
-        if let Some(f) = self.files.get_mut(file.0 as usize) {
-            f.plan.priority = priority;
-            self.scheduler.set_priority(file, priority);
+        if self.reprioritise(file, priority) {
             self.out.push_back(Frame::Reprioritised { file, priority });
         }
+    }
+
+    fn reprioritise(&mut self, file: FileId, priority: Priority) -> bool {
+        let Some(f) = self.files.get_mut(file.0 as usize) else {
+            return false;
+        };
+        let old = f.plan.priority;
+        if old == priority {
+            return false;
+        }
+        f.plan.priority = priority;
+        if f.state != SendState::Done {
+            if let Some(n) = self.undone.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    self.undone.remove(&old);
+                }
+            }
+            *self.undone.entry(priority).or_default() += 1;
+        }
+        self.scheduler.set_priority(file, priority);
+        true
+    }
+
+    fn mark_done(&mut self, file: FileId) {
+        let f = &mut self.files[file.0 as usize];
+        if f.state == SendState::Done {
+            return;
+        }
+        f.state = SendState::Done;
+        let p = f.plan.priority;
+        if let Some(n) = self.undone.get_mut(&p) {
+            *n -= 1;
+            if *n == 0 {
+                self.undone.remove(&p);
+            }
+        }
+        self.remaining -= 1;
     }
 
     /// Handles one frame from the receiver.
@@ -321,6 +415,12 @@ impl Sender {
                 }
                 self.finish_file(file, digest)
             }
+            // The receiver asks for another priority (a user changed it on
+            // the receiving side).
+            Frame::Reprioritised { file, priority } => {
+                self.reprioritise(file, priority);
+                Ok(())
+            }
             Frame::Error { code, message } => Err(peer_error(code, message)),
             other => Err(ProtoError::violation(format!(
                 "sender got an unexpected {}",
@@ -341,11 +441,11 @@ impl Sender {
         let chunks = f.sent.len() as u32;
         match state {
             HaveState::Complete => {
-                f.state = SendState::Done;
-                self.remaining -= 1;
+                let size = f.plan.size;
+                self.mark_done(id);
                 self.events.push_back(SenderEvent::Skipped {
                     file: id,
-                    bytes: f.plan.size,
+                    bytes: size,
                     whole: true,
                 });
                 self.check_finished();
@@ -401,10 +501,9 @@ impl Sender {
                 }
             }
         }
-        f.state = SendState::Done;
         f.pending_done = None;
+        self.mark_done(file);
         self.scheduler.remove_file(file);
-        self.remaining -= 1;
         self.events
             .push_back(SenderEvent::Delivered { file, digest });
         self.check_finished();
@@ -412,7 +511,7 @@ impl Sender {
     }
 
     fn check_finished(&mut self) {
-        if self.remaining == 0 && !self.finished {
+        if self.plan_ended && self.remaining == 0 && !self.finished {
             self.finished = true;
             self.out.push_back(Frame::Bye);
             self.events.push_back(SenderEvent::Finished);
@@ -425,8 +524,12 @@ impl Sender {
 /// What the receiver's driver must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReceiverEvent {
-    /// The plan's totals are known: refuse now if they cannot fit.
-    PlanStarted { files: u64, bytes: u64 },
+    /// The plan began, with its totals when the sender knows them: refuse
+    /// now if they cannot fit.
+    PlanStarted {
+        files: Option<u64>,
+        bytes: Option<u64>,
+    },
     /// Files `first..first+count` were planned: look up what is held for
     /// each and answer with [`Receiver::set_local`].
     Planned { first: FileId, count: u32 },
@@ -480,7 +583,7 @@ struct RecvFile {
 #[derive(Debug, Default)]
 pub struct Receiver {
     layout: Option<ChunkLayout>,
-    announced: Option<(u64, u64)>,
+    announced: Option<(Option<u64>, Option<u64>)>,
     planned_bytes: u64,
     paths: HashSet<SharePath>,
     files: Vec<RecvFile>,
@@ -545,9 +648,10 @@ impl Receiver {
                 let layout = ChunkLayout::new(chunk_size).ok_or_else(|| {
                     ProtoError::violation(format!("chunk size {chunk_size} is out of bounds"))
                 })?;
-                if files > limits::MAX_FILES {
+                if files.unwrap_or(0) > limits::MAX_FILES {
                     return Err(ProtoError::TooLarge(format!(
-                        "{files} files in one session (at most {})",
+                        "{} files in one session (at most {})",
+                        files.unwrap_or(0),
                         limits::MAX_FILES
                     )));
                 }
@@ -562,11 +666,11 @@ impl Receiver {
                 let (files, bytes) = self
                     .announced
                     .ok_or_else(|| ProtoError::violation("plan end before plan start"))?;
-                if self.files.len() as u64 != files || self.planned_bytes != bytes {
+                let listed = (self.files.len() as u64, self.planned_bytes);
+                if files.is_some_and(|f| f != listed.0) || bytes.is_some_and(|b| b != listed.1) {
                     return Err(ProtoError::violation(format!(
-                        "plan announced {files} files / {bytes} bytes but listed {} / {}",
-                        self.files.len(),
-                        self.planned_bytes
+                        "plan announced {files:?} files / {bytes:?} bytes but listed {} / {}",
+                        listed.0, listed.1
                     )));
                 }
                 self.plan_ended = true;
@@ -602,6 +706,8 @@ impl Receiver {
             .layout
             .ok_or_else(|| ProtoError::violation("plan files before plan start"))?;
         let (announced_files, announced_bytes) = self.announced.unwrap_or_default();
+        let announced_files = announced_files.unwrap_or(limits::MAX_FILES);
+        let announced_bytes = announced_bytes.unwrap_or(u64::MAX);
         if self.plan_ended {
             return Err(ProtoError::violation("plan files after plan end"));
         }

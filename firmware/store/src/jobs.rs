@@ -7,6 +7,7 @@ use std::str::FromStr;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
+use crate::deliveries::DeliveryId;
 use crate::shares::ShareId;
 use crate::users::UserId;
 use crate::{Result, Store, StoreError, now};
@@ -118,6 +119,8 @@ pub struct NewJob {
     pub folder: String,
     pub status: JobStatus,
     pub client_address: Option<String>,
+    pub delivery: Option<DeliveryId>,
+    pub recipient: Option<UserId>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -143,11 +146,27 @@ pub struct Job {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub delivery_id: Option<DeliveryId>,
+    pub recipient_id: Option<UserId>,
+    pub recipient_email: Option<String>,
+    pub next_retry_at: Option<i64>,
+}
+
+impl Job {
+    /// True when `user` may see this job: its owner, its recipient, or an
+    /// admin.
+    pub fn visible_to(&self, user: &crate::User) -> bool {
+        user.is_admin() || self.owner_id == user.id || self.recipient_id == Some(user.id)
+    }
 }
 
 const JOB_COLUMNS: &str = "j.id, j.kind, j.name, j.owner_id, u.email, j.share_id, j.folder, j.status, j.purged,
     j.files_total, j.files_done, j.bytes_total, j.bytes_done, j.bytes_skipped, j.rate, j.retries, j.error,
-    j.client_address, j.created_at, j.started_at, j.finished_at";
+    j.client_address, j.created_at, j.started_at, j.finished_at, j.delivery_id, j.recipient_id, r.email,
+    j.next_retry_at";
+
+const JOB_FROM: &str =
+    "jobs j JOIN users u ON u.id = j.owner_id LEFT JOIN users r ON r.id = j.recipient_id";
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let kind: String = r.get(1)?;
@@ -174,12 +193,23 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: r.get(18)?,
         started_at: r.get(19)?,
         finished_at: r.get(20)?,
+        delivery_id: r.get::<_, Option<i64>>(21)?.map(DeliveryId),
+        recipient_id: r.get::<_, Option<i64>>(22)?.map(UserId),
+        recipient_email: r.get(23)?,
+        next_retry_at: r.get(24)?,
     })
 }
 
 /// Which jobs to list.
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
+    /// Only jobs this user owns or receives (admins pass `None`).
+    pub visible_to: Option<UserId>,
+    /// Only jobs this user receives.
+    pub recipient: Option<UserId>,
+    /// Only jobs of this delivery.
+    pub delivery: Option<DeliveryId>,
+    pub kind: Option<JobKind>,
     /// Only jobs owned by this user.
     pub owner: Option<UserId>,
     /// Finished jobs only (done, failed, aborted); otherwise unfinished only,
@@ -198,8 +228,9 @@ impl Store {
         let conn = self.conn();
         let started = (job.status == JobStatus::Running).then(now);
         conn.execute(
-            "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at, started_at,
+                 delivery_id, recipient_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 job.kind.as_str(),
                 job.name,
@@ -210,6 +241,8 @@ impl Store {
                 job.client_address,
                 now(),
                 started,
+                job.delivery.map(|d| d.0),
+                job.recipient.map(|r| r.0),
             ],
         )?;
         Ok(JobId(conn.last_insert_rowid()))
@@ -218,7 +251,7 @@ impl Store {
     pub fn job(&self, id: JobId) -> Result<Job> {
         self.conn()
             .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.id = ?1"),
+                &format!("SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.id = ?1"),
                 [id.0],
                 job_from_row,
             )
@@ -251,6 +284,16 @@ impl Store {
         Ok(())
     }
 
+    /// Records the current rate of a delivery job (whose done counts come
+    /// from its tasks) and the bytes its session found already there.
+    pub fn set_job_rate(&self, id: JobId, rate: i64, bytes_skipped: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET rate = ?1, bytes_skipped = max(bytes_skipped, ?2) WHERE id = ?3",
+            params![rate, bytes_skipped, id.0],
+        )?;
+        Ok(())
+    }
+
     /// Moves a job to `status`, stamping start and finish times.
     pub fn set_job_status(&self, id: JobId, status: JobStatus, error: Option<&str>) -> Result<()> {
         let t = now();
@@ -275,9 +318,13 @@ impl Store {
             "AND j.status NOT IN ('done', 'failed', 'aborted')"
         };
         let mut stmt = conn.prepare(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id
+            "SELECT {JOB_COLUMNS} FROM {JOB_FROM}
              WHERE j.purged = 0 AND j.id < ?1 AND (?2 IS NULL OR j.owner_id = ?2)
                AND (?3 IS NULL OR j.status = ?3) {finished_clause}
+               AND (?5 IS NULL OR j.owner_id = ?5 OR j.recipient_id = ?5)
+               AND (?6 IS NULL OR j.recipient_id = ?6)
+               AND (?7 IS NULL OR j.delivery_id = ?7)
+               AND (?8 IS NULL OR j.kind = ?8)
              ORDER BY j.id DESC LIMIT ?4"
         ))?;
         let limit = if f.limit == 0 { 100 } else { f.limit };
@@ -286,21 +333,65 @@ impl Store {
                 f.before.map(|b| b.0).unwrap_or(i64::MAX),
                 f.owner.map(|o| o.0),
                 f.status.map(|s| s.as_str()),
-                limit
+                limit,
+                f.visible_to.map(|u| u.0),
+                f.recipient.map(|u| u.0),
+                f.delivery.map(|d| d.0),
+                f.kind.map(|k| k.as_str()),
             ],
             job_from_row,
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Jobs left `running` by a daemon that stopped without finishing them
-    /// are marked failed at start, with the reason.
+    /// Jobs left `running` by a daemon that stopped without finishing them:
+    /// direct transfers are marked failed (their client runs them again);
+    /// delivery jobs go back to the queue, for their client to resume.
     pub fn fail_interrupted_jobs(&self, reason: &str) -> Result<usize> {
-        Ok(self.conn().execute(
+        let conn = self.conn();
+        let direct = conn.execute(
             "UPDATE jobs SET status = 'failed', error = ?1, finished_at = ?2, rate = 0
              WHERE status = 'running' AND kind IN ('put', 'get')",
             params![reason, now()],
-        )?)
+        )?;
+        let delivery = conn.execute(
+            "UPDATE jobs SET status = 'queued', error = ?1, rate = 0 WHERE status = 'running' AND kind IN ('upload', 'download')",
+            params![reason],
+        )?;
+        conn.execute(
+            "UPDATE tasks SET status = 'queued' WHERE status = 'running'",
+            [],
+        )?;
+        Ok(direct + delivery)
+    }
+
+    /// Records a failure that will be retried at `retry_at` (or not at all
+    /// when `None`), counting it.
+    pub fn fail_job(&self, id: JobId, error: &str, retry_at: Option<i64>) -> Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET status = 'failed', error = ?1, retries = retries + 1, next_retry_at = ?2,
+                 finished_at = ?3, rate = 0
+             WHERE id = ?4",
+            params![error, retry_at, now(), id.0],
+        )?;
+        Ok(())
+    }
+
+    /// Hides a job from listings for good; its tasks stay (audit).
+    pub fn purge_job(&self, id: JobId) -> Result<()> {
+        self.conn()
+            .execute("UPDATE jobs SET purged = 1 WHERE id = ?1", [id.0])?;
+        Ok(())
+    }
+
+    /// Clears the retry counter and queues the job again.
+    pub fn requeue_job(&self, id: JobId) -> Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET status = 'queued', error = NULL, retries = 0, next_retry_at = NULL, finished_at = NULL
+             WHERE id = ?1",
+            [id.0],
+        )?;
+        Ok(())
     }
 }
 
@@ -324,6 +415,8 @@ mod tests {
                 folder: String::new(),
                 status: JobStatus::Running,
                 client_address: Some("127.0.0.1".into()),
+                delivery: None,
+                recipient: None,
             })
             .unwrap();
         s.set_job_totals(id, 2, 100).unwrap();

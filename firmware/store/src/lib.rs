@@ -9,12 +9,14 @@
 //! Secrets never rest in clear: passwords are argon2id hashes and API keys
 //! are stored as their BLAKE3 hash (a key is shown once, when created).
 
+mod deliveries;
 mod events;
 mod jobs;
 mod keys;
 mod schema;
 mod settings;
 mod shares;
+mod tasks;
 mod users;
 
 use std::path::Path;
@@ -23,10 +25,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
+pub use deliveries::{Delivery, DeliveryId, DeliveryMade, DeliveryPlan, NewDelivery};
 pub use events::{Event, NewEvent};
 pub use jobs::{Job, JobFilter, JobId, JobKind, JobStatus, NewJob};
 pub use keys::{ApiKey, ApiKeyId, NewApiKey};
 pub use shares::{Access, Share, ShareId};
+pub use tasks::{NewTask, Task, TaskId, TaskStatus};
 pub use users::{Role, User, UserId, UserStatus};
 
 /// A failure of the store, in terms its callers can act on.

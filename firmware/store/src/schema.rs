@@ -108,6 +108,32 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (job_id, path)
     );
     "#,
+    // 2: deliveries (a name, a sender, a folder in a share, an expiry),
+    // with jobs tied to them and recipients on download jobs.
+    r#"
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL,
+        sender_id       INTEGER NOT NULL REFERENCES users(id),
+        share_id        INTEGER NOT NULL REFERENCES shares(id),
+        folder          TEXT NOT NULL,
+        onprem          INTEGER NOT NULL DEFAULT 0,
+        notify_progress INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        expired         INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX deliveries_expiry ON deliveries(expired, expires_at);
+
+    ALTER TABLE jobs ADD COLUMN delivery_id INTEGER REFERENCES deliveries(id);
+    ALTER TABLE jobs ADD COLUMN recipient_id INTEGER REFERENCES users(id);
+    ALTER TABLE jobs ADD COLUMN next_retry_at INTEGER;
+    CREATE INDEX jobs_recipient ON jobs(recipient_id, id);
+    CREATE INDEX jobs_delivery ON jobs(delivery_id);
+
+    ALTER TABLE tasks ADD COLUMN mtime_ns INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX tasks_job ON tasks(job_id, status);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -128,4 +154,43 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_database_moves_forward_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO users (email, role, status, created_at) VALUES ('a@b.io', 'admin', 'active', 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        // Running again changes nothing.
+        migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::FutureSchema { .. })
+        ));
+    }
 }

@@ -12,12 +12,12 @@ use ferry_api::{
     SessionRequest, ShareInfo, Status, UserInfo, codes,
 };
 use ferry_proto::path::{ShareRef, ShareRefError};
-use ferry_store::{NewEvent, Share, User};
+use ferry_store::{JobKind, JobStatus, NewEvent, Share, User};
 
 use super::auth::{Caller, ClientAddr, PendingCaller};
 use super::error::{ApiError, rejection};
 use crate::app::App;
-use crate::sessions::SessionSpec;
+use crate::sessions::{SessionSpec, Target};
 use crate::transfer::accept_loop;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -29,6 +29,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/shares", get(shares))
         .route("/api/v1/sessions", post(create_session))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/deliveries", post(create_delivery))
         .fallback(not_found)
 }
 
@@ -171,6 +172,16 @@ async fn shares(
     Ok(Json(out))
 }
 
+async fn create_delivery(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    ApiJson(req): ApiJson<ferry_api::DeliveryRequest>,
+) -> Result<(StatusCode, Json<ferry_api::DeliveryCreated>), ApiError> {
+    let created = crate::deliveries::create(&app, &caller.user, ip, req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
 async fn status(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Status>, ApiError> {
     if !caller.user.is_admin() {
         return Err(ApiError::forbidden("the appliance's status is for admins"));
@@ -237,7 +248,7 @@ pub fn resolve_target(
 }
 
 /// Checks a target beneath its share root without leaving it.
-fn check_target(share: &Share, target: &ShareRef, kind: SessionKind) -> Result<(), ApiError> {
+pub fn check_target(share: &Share, target: &ShareRef, kind: SessionKind) -> Result<(), ApiError> {
     let root =
         Dir::open_ambient_dir(&share.abs_path, cap_std::ambient_authority()).map_err(|e| {
             ApiError::internal(format!(
@@ -261,9 +272,12 @@ fn check_target(share: &Share, target: &ShareRef, kind: SessionKind) -> Result<(
             }
             Ok(())
         }
+        // A destination folder is made on the way; a source must exist.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match kind {
-            SessionKind::Put => Ok(()),
-            SessionKind::Get => Err(ApiError::not_found(format!("{target} does not exist"))),
+            SessionKind::Put | SessionKind::Upload => Ok(()),
+            SessionKind::Get | SessionKind::Download => {
+                Err(ApiError::not_found(format!("{target} does not exist")))
+            }
         },
         Err(e) if e.to_string().contains("outside of the filesystem") => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -278,6 +292,120 @@ fn check_target(share: &Share, target: &ShareRef, kind: SessionKind) -> Result<(
     }
 }
 
+/// What a session request asks to move, checked against the caller's
+/// rights.
+async fn session_target(
+    app: &Arc<App>,
+    user: &User,
+    req: &SessionRequest,
+) -> Result<Target, ApiError> {
+    match req.kind {
+        SessionKind::Put | SessionKind::Get => {
+            let text = req.target.as_deref().ok_or_else(|| {
+                ApiError::bad_request(
+                    codes::INVALID_REQUEST,
+                    "put and get need a target: share=NAME/path",
+                )
+            })?;
+            let (share, target) = resolve_target(app, user, text, req.kind == SessionKind::Put)?;
+            {
+                let (share, target, kind) = (share.clone(), target.clone(), req.kind);
+                tokio::task::spawn_blocking(move || check_target(&share, &target, kind))
+                    .await
+                    .map_err(ApiError::internal)??;
+            }
+            Ok(match req.kind {
+                SessionKind::Put => Target::Put {
+                    share,
+                    path: target.path,
+                },
+                _ => Target::Get {
+                    share,
+                    path: target.path,
+                },
+            })
+        }
+        SessionKind::Upload | SessionKind::Download => {
+            let id = req.job.ok_or_else(|| {
+                ApiError::bad_request(
+                    codes::INVALID_REQUEST,
+                    "uploads and downloads name their job",
+                )
+            })?;
+            let job = crate::http::jobs::visible_job(app, user, id)?;
+            let Some(delivery_id) = job.delivery_id else {
+                return Err(ApiError::bad_request(
+                    codes::INVALID_REQUEST,
+                    format!("job {id} is not part of a delivery"),
+                ));
+            };
+            let expected = if req.kind == SessionKind::Upload {
+                JobKind::Upload
+            } else {
+                JobKind::Download
+            };
+            if job.kind != expected {
+                return Err(ApiError::bad_request(
+                    codes::INVALID_REQUEST,
+                    format!("job {id} is a {} job", job.kind.as_str()),
+                ));
+            }
+            // Only the sender uploads, and only the recipient downloads.
+            let mine = match job.kind {
+                JobKind::Upload => job.owner_id == user.id,
+                _ => job.recipient_id == Some(user.id),
+            };
+            if !mine {
+                return Err(ApiError::forbidden(format!("job {id} is not yours to run")));
+            }
+            match job.status {
+                JobStatus::Aborted => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        codes::JOB_ABORTED,
+                        format!(
+                            "job {id} was aborted{}",
+                            job.error
+                                .as_deref()
+                                .map(|e| format!(": {e}"))
+                                .unwrap_or_default()
+                        ),
+                    ));
+                }
+                JobStatus::Paused => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        codes::JOB_PAUSED,
+                        format!("job {id} is paused"),
+                    ));
+                }
+                _ => {}
+            }
+            let delivery = app.store.delivery(delivery_id)?;
+            if delivery.expired {
+                return Err(ApiError::new(
+                    StatusCode::GONE,
+                    codes::JOB_WITHDRAWN,
+                    format!("delivery {:?} has expired", delivery.name),
+                ));
+            }
+            let share = app.store.share(delivery.share_id)?;
+            Ok(match req.kind {
+                SessionKind::Upload => Target::Upload {
+                    job,
+                    delivery,
+                    share,
+                },
+                _ => Target::Download {
+                    job,
+                    delivery,
+                    share,
+                },
+            })
+        }
+    }
+}
+
 async fn create_session(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -285,18 +413,7 @@ async fn create_session(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<Json<SessionGrant>, ApiError> {
-    let (share, target) = resolve_target(
-        &app,
-        &caller.user,
-        &req.target,
-        req.kind == SessionKind::Put,
-    )?;
-    {
-        let (share, target) = (share.clone(), target.clone());
-        tokio::task::spawn_blocking(move || check_target(&share, &target, req.kind))
-            .await
-            .map_err(ApiError::internal)??;
-    }
+    let target = session_target(&app, &caller.user, &req).await?;
     if let Some(warning) = app.sources.observe(caller.user.id, ip) {
         log::warn!("{warning}");
         let _ = app.store.record_event(NewEvent {
@@ -323,11 +440,15 @@ async fn create_session(
             })?
     };
     let port = lease.lease.port;
+    let what = match &target {
+        Target::Put { share, path } => format!("put into share={}/{}", share.name, path.as_str()),
+        Target::Get { share, path } => format!("get share={}/{}", share.name, path.as_str()),
+        Target::Upload { job, .. } => format!("upload job {}", job.id),
+        Target::Download { job, .. } => format!("download job {}", job.id),
+    };
     let (session, token) = app.sessions.mint(SessionSpec {
-        kind: req.kind,
+        target,
         user: caller.user.clone(),
-        share,
-        path: target.path.clone(),
         client_ip: ip,
         lease,
     });
@@ -336,7 +457,7 @@ async fn create_session(
         address: Some(ip.to_string()),
         action: "session.grant",
         subject: format!("session {session}"),
-        detail: format!("{:?} {target} on port {port}", req.kind),
+        detail: format!("{what} on port {port}"),
     });
     let host_header = headers
         .get(axum::http::header::HOST)

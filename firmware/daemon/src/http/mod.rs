@@ -9,6 +9,7 @@
 mod api;
 mod auth;
 mod error;
+pub(crate) mod jobs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use tower::ServiceExt as _;
 
 use crate::app::App;
 
+pub use api::{check_target, resolve_target};
 pub use error::ApiError;
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -33,7 +35,10 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole router: API now, the web admin beside it.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().merge(api::routes()).with_state(app)
+    Router::new()
+        .merge(jobs::routes())
+        .merge(api::routes())
+        .with_state(app)
 }
 
 /// Serves HTTPS on `listener` until the task is aborted.

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_engine::control::Control;
-use ferry_engine::files::{Sink, make_plan, plan_local};
+use ferry_engine::files::{Sink, plan_local};
 use ferry_engine::handshake::{accept_hello, connect, welcome};
-use ferry_engine::receive::{ReceiveOptions, receive};
-use ferry_engine::send::{SendOptions, send};
+use ferry_engine::receive::{Receiving, receive};
+use ferry_engine::send::{Sending, send};
 use ferry_engine::tls::{Identity, PinnedCert};
 use ferry_engine::transport::{Tuning, client_endpoint, server_config};
 use ferry_engine::{EngineError, Outcome, Progress, StopSignal};
@@ -49,17 +49,7 @@ fn server(dest: PathBuf) -> Server {
                 };
                 welcome(&mut s, n).await.unwrap();
                 let sink = Sink::local(&dest).unwrap();
-                let r = receive(
-                    &conn,
-                    Control::spawn(s, r),
-                    sink,
-                    &ReceiveOptions::default(),
-                    Arc::new(Progress::default()),
-                    None,
-                    StopSignal::new(),
-                    None,
-                )
-                .await;
+                let r = receive(&conn, Control::spawn(s, r), Receiving::new(sink)).await;
                 let _ = tx.send(r);
             });
         }
@@ -95,17 +85,15 @@ async fn put(
             Priority::DEFAULT
         }
     };
-    let (files, plan) = make_plan(plan_local(paths, &prio)?);
+    let files = plan_local(paths, &prio)?;
+    let mut sending = Sending::new(ChunkLayout::new(1 << 20).unwrap());
+    sending.progress = progress;
+    sending.stop = stop;
     let r = send(
         &session.connection,
         Control::spawn(session.send, session.recv),
         files,
-        plan,
-        ChunkLayout::new(1 << 20).unwrap(),
-        &SendOptions::default(),
-        progress,
-        None,
-        stop,
+        sending,
     )
     .await;
     endpoint.wait_idle().await;

@@ -317,8 +317,8 @@ fn planned_receiver(files: Vec<PlanFile>) -> Result<Receiver, ProtoError> {
     let bytes = files.iter().map(|f| f.size).sum();
     r.handle_frame(Frame::PlanStart {
         chunk_size: CHUNK,
-        files: files.len() as u64,
-        bytes,
+        files: Some(files.len() as u64),
+        bytes: Some(bytes),
     })?;
     r.handle_frame(Frame::PlanFiles { files })?;
     Ok(r)
@@ -372,8 +372,8 @@ fn receiver_refuses_protocol_abuse() {
     let mut r = Receiver::new();
     r.handle_frame(Frame::PlanStart {
         chunk_size: CHUNK,
-        files: 1,
-        bytes: 1,
+        files: Some(1),
+        bytes: Some(1),
     })
     .unwrap();
     assert!(
@@ -387,16 +387,16 @@ fn receiver_refuses_protocol_abuse() {
     assert!(matches!(
         r.handle_frame(Frame::PlanStart {
             chunk_size: CHUNK,
-            files: 10_000_000,
-            bytes: 1
+            files: Some(10_000_000),
+            bytes: Some(1)
         }),
         Err(ProtoError::TooLarge(_))
     ));
     let mut r = Receiver::new();
     r.handle_frame(Frame::PlanStart {
         chunk_size: CHUNK,
-        files: 1,
-        bytes: 1_000_000_000_000_000,
+        files: Some(1),
+        bytes: Some(1_000_000_000_000_000),
     })
     .unwrap();
     assert!(matches!(
@@ -490,4 +490,140 @@ fn plans_of_many_files_travel_in_bounded_frames() {
         haves += 1;
     }
     assert!(haves >= 1);
+}
+
+#[test]
+fn a_lower_priority_file_starts_only_after_higher_ones_are_delivered() {
+    let mut rng = Rng(11);
+    let src = source(
+        &mut rng,
+        &[
+            ("a.mp4", 300_000, Priority::HIGH),
+            ("b.mp4", 300_000, Priority::HIGH),
+            ("f.0001.exr", 1_000, Priority::DEFAULT),
+            ("f.0002.exr", 1_000, Priority::DEFAULT),
+        ],
+    );
+    let layout = ChunkLayout::new(CHUNK).unwrap();
+    let mut sender = Sender::new(layout, src.plan.clone()).unwrap();
+    let mut receiver = Receiver::new();
+    let mut delivered = Vec::new();
+    let mut started_low_after = None;
+    for _ in 0..10_000 {
+        while let Some(f) = sender.poll_frame() {
+            receiver.handle_frame(wire(f)).unwrap();
+        }
+        while let Some(ev) = receiver.poll_event() {
+            match ev {
+                ReceiverEvent::Planned { first, count } => {
+                    for id in first.0..first.0 + count {
+                        receiver.set_local(FileId(id), LocalState::Nothing).unwrap();
+                    }
+                }
+                ReceiverEvent::FileComplete { file, .. } => receiver.committed(file),
+                _ => {}
+            }
+        }
+        while let Some(f) = receiver.poll_frame() {
+            sender.handle_frame(wire(f)).unwrap();
+        }
+        while let Some(ev) = sender.poll_event() {
+            if let SenderEvent::Delivered { file, .. } = ev {
+                delivered.push(file.0);
+            }
+        }
+        if sender.is_finished() {
+            break;
+        }
+        // A wide window: everything that may go, goes at once.
+        let mut batch = Vec::new();
+        while let Some(chunk) = sender.next_chunk() {
+            if chunk.file.0 >= 2 && started_low_after.is_none() {
+                started_low_after = Some(delivered.len());
+            }
+            batch.push(chunk);
+        }
+        for chunk in batch {
+            let f = &src.plan[chunk.file.0 as usize];
+            let off = layout.offset(chunk.index) as usize;
+            let len = layout.chunk_len(f.size, chunk.index).unwrap() as usize;
+            let bytes = &src.data[chunk.file.0 as usize][off..off + len];
+            let d = Digest::of_chunk(bytes);
+            let h = ChunkHeader {
+                chunk,
+                len: len as u32,
+            };
+            if let Admission::Write { .. } = receiver.admit_chunk(&h).unwrap() {
+                receiver.chunk_written(chunk, d, d);
+            }
+            sender.chunk_sent(chunk, d).unwrap();
+        }
+    }
+    assert!(sender.is_finished());
+    assert_eq!(
+        started_low_after,
+        Some(2),
+        "frames start once both proxies are delivered"
+    );
+    assert_eq!(&delivered[..2], &[0, 1]);
+}
+
+#[test]
+fn an_open_plan_takes_files_as_they_come_and_ends_when_told() {
+    let layout = ChunkLayout::new(CHUNK).unwrap();
+    let mut sender = Sender::open(layout);
+    let mut receiver = Receiver::new();
+    let pump = |sender: &mut Sender, receiver: &mut Receiver| {
+        for _ in 0..100 {
+            while let Some(f) = sender.poll_frame() {
+                receiver.handle_frame(wire(f)).unwrap();
+            }
+            while let Some(ev) = receiver.poll_event() {
+                match ev {
+                    ReceiverEvent::Planned { first, count } => {
+                        for id in first.0..first.0 + count {
+                            receiver.set_local(FileId(id), LocalState::Nothing).unwrap();
+                        }
+                    }
+                    ReceiverEvent::FileComplete { file, .. } => receiver.committed(file),
+                    _ => {}
+                }
+            }
+            while let Some(f) = receiver.poll_frame() {
+                sender.handle_frame(wire(f)).unwrap();
+            }
+            while let Some(chunk) = sender.next_chunk() {
+                let len = sender.chunk_len(chunk).unwrap() as usize;
+                let bytes = vec![chunk.file.0 as u8; len];
+                let d = Digest::of_chunk(&bytes);
+                let h = ChunkHeader {
+                    chunk,
+                    len: len as u32,
+                };
+                if let Admission::Write { .. } = receiver.admit_chunk(&h).unwrap() {
+                    receiver.chunk_written(chunk, d, d);
+                }
+                sender.chunk_sent(chunk, d).unwrap();
+            }
+        }
+    };
+    sender.add_files(vec![pf(0, "first.mp4", 100_000)]).unwrap();
+    pump(&mut sender, &mut receiver);
+    assert!(
+        !sender.is_finished() && !receiver.is_finished(),
+        "the plan is still open"
+    );
+    sender
+        .add_files(vec![pf(1, "later/a.exr", 10), pf(2, "later/b.exr", 0)])
+        .unwrap();
+    assert!(
+        sender.add_files(vec![pf(5, "bad", 1)]).is_err(),
+        "ids continue in order"
+    );
+    pump(&mut sender, &mut receiver);
+    assert!(!sender.is_finished());
+    sender.end_plan();
+    pump(&mut sender, &mut receiver);
+    assert!(sender.is_finished() && receiver.is_finished());
+    assert!(sender.add_files(vec![pf(3, "too-late", 1)]).is_err());
 }

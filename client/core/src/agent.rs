@@ -1,0 +1,424 @@
+//! The recipient's agent: finds the deliveries addressed to this user and
+//! receives each into `DIR/<delivery name>/`, resuming after any
+//! interruption, and picks up this computer's unfinished uploads too.
+//! `ferry agent`, `ferry pull` and the desktop app all run it; they differ
+//! only in when it stops and in how they show its events.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_api::{JobInfo, codes};
+use ferry_engine::{FileEvent, Progress, StopSignal};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::api::Api;
+use crate::deliver::Manifest;
+use crate::error::ClientError;
+use crate::transfer::{self, Options, Report};
+
+/// When the agent stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Never: wait for new deliveries (`ferry agent`).
+    Stopped,
+    /// When nothing is left to receive (`ferry pull`).
+    Idle,
+    /// When this job is complete (`ferry pull JOB`).
+    Job(i64),
+}
+
+/// The counters of a job's current attempt (replaced at each attempt).
+pub type ProgressSlot = Arc<std::sync::Mutex<Option<Arc<Progress>>>>;
+
+/// What the agent tells whoever shows it.
+#[derive(Debug, Clone)]
+pub enum AgentEvent {
+    Started {
+        job: Box<JobInfo>,
+        into: PathBuf,
+        progress: ProgressSlot,
+    },
+    File {
+        job: i64,
+        event: FileEvent,
+    },
+    Completed {
+        job: i64,
+        report: Report,
+    },
+    /// It will try again by itself.
+    Interrupted {
+        job: i64,
+        error: String,
+        retry_in: Duration,
+    },
+    /// The sender withdrew it (aborted, purged, expired): not resumed.
+    Withdrawn {
+        job: i64,
+        reason: String,
+    },
+    /// The appliance could not be asked; the agent keeps trying.
+    Unreachable {
+        error: String,
+        retry_in: Duration,
+    },
+    /// The sender paused it; it resumes when they resume it.
+    Paused {
+        job: i64,
+    },
+    UploadResumed {
+        job: i64,
+    },
+    UploadDone {
+        job: i64,
+        report: Report,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub api: Api,
+    /// Deliveries land in `into/<delivery name>/`.
+    pub into: PathBuf,
+    /// Jobs received at once.
+    pub concurrency: usize,
+    /// How often to look for new deliveries.
+    pub poll: Duration,
+    /// One attempt per job, no waiting for uploads still running.
+    pub once: bool,
+    pub stop: StopSignal,
+}
+
+/// What became of the jobs the agent ran.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub completed: Vec<i64>,
+    pub withdrawn: Vec<i64>,
+    pub failed: Vec<(i64, String)>,
+}
+
+/// A folder name from a delivery name: one component, no surprises.
+pub fn folder_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | ':') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim().trim_matches('.').to_owned();
+    if cleaned.is_empty() {
+        "delivery".into()
+    } else {
+        cleaned
+    }
+}
+
+fn withdrawn(e: &ClientError) -> bool {
+    matches!(
+        e.code(),
+        Some(codes::JOB_WITHDRAWN) | Some(codes::JOB_ABORTED)
+    )
+}
+
+type Outcome = (i64, bool, Result<Report, ClientError>);
+
+impl Agent {
+    /// Runs until `until`, sending events to `events`.
+    pub async fn run(
+        &self,
+        until: Until,
+        events: mpsc::UnboundedSender<AgentEvent>,
+    ) -> Result<Summary, ClientError> {
+        let mut st = State::default();
+        // Uploads this computer started and did not finish.
+        if until == Until::Stopped || until == Until::Idle {
+            for manifest in Manifest::pending(self.api.server()) {
+                let job = manifest.job;
+                match self.api.job(job).await {
+                    Ok(d) if !matches!(d.job.status.as_str(), "done" | "aborted") => {
+                        let _ = events.send(AgentEvent::UploadResumed { job });
+                        let opts = self.options(job, &events, None);
+                        let api = self.api.clone();
+                        st.active.insert(job);
+                        st.running
+                            .spawn(async move { (job, true, manifest.resume(&api, &opts).await) });
+                    }
+                    Ok(_) | Err(_) => manifest.remove(),
+                }
+            }
+        }
+        let mut unreachable_for = 0u32;
+        loop {
+            if self.stop.is_stopped() {
+                break;
+            }
+            log::debug!("looking for deliveries ({} running)", st.active.len());
+            let candidates = match self.candidates(until).await {
+                Ok(c) => {
+                    unreachable_for = 0;
+                    c
+                }
+                Err(e) if withdrawn(&e) => {
+                    if let Until::Job(job) = until {
+                        let _ = events.send(AgentEvent::Withdrawn {
+                            job,
+                            reason: e.to_string(),
+                        });
+                        st.summary.withdrawn.push(job);
+                        break;
+                    }
+                    Vec::new()
+                }
+                Err(e) if e.is_transient() => {
+                    unreachable_for += 1;
+                    let wait = Duration::from_secs(2u64.pow(unreachable_for.min(5)));
+                    let _ = events.send(AgentEvent::Unreachable {
+                        error: e.to_string(),
+                        retry_in: wait,
+                    });
+                    self.wait(wait, &mut st, &events).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.explain_vanished(&candidates, &mut st, &events).await;
+            // Done? Decided before starting anything new, so a job that just
+            // completed is not started again.
+            let finished = match until {
+                Until::Stopped => false,
+                Until::Idle => {
+                    st.active.is_empty() && st.started_any && (candidates.is_empty() || self.once)
+                }
+                Until::Job(id) => {
+                    !st.active.contains(&id)
+                        && (st.summary.completed.contains(&id)
+                            || st.summary.withdrawn.contains(&id)
+                            || (self.once && st.tried.contains_key(&id)))
+                }
+            };
+            if finished || (until == Until::Idle && candidates.is_empty() && st.active.is_empty()) {
+                break;
+            }
+            let now = Instant::now();
+            for job in &candidates {
+                if st.active.len() >= self.concurrency {
+                    break;
+                }
+                if st.active.contains(&job.id)
+                    || st.ignored.contains(&job.id)
+                    || st.summary.completed.contains(&job.id)
+                    || st.not_before.get(&job.id).is_some_and(|t| *t > now)
+                    || (self.once && st.tried.contains_key(&job.id))
+                {
+                    continue;
+                }
+                let into = self.into.join(folder_name(
+                    job.delivery_name.as_deref().unwrap_or(&job.name),
+                ));
+                let slot: ProgressSlot = Arc::default();
+                let opts = self.options(job.id, &events, Some(slot.clone()));
+                *st.tried.entry(job.id).or_default() += 1;
+                st.active.insert(job.id);
+                st.started_any = true;
+                st.watched.remove(&job.id);
+                let _ = events.send(AgentEvent::Started {
+                    job: Box::new(job.clone()),
+                    into: into.clone(),
+                    progress: slot,
+                });
+                let (api, id) = (self.api.clone(), job.id);
+                st.running.spawn(async move {
+                    (id, false, transfer::download(&api, id, &into, &opts).await)
+                });
+            }
+            self.wait(self.poll, &mut st, &events).await;
+        }
+        st.running.abort_all();
+        Ok(st.summary)
+    }
+
+    fn options(
+        &self,
+        job: i64,
+        events: &mpsc::UnboundedSender<AgentEvent>,
+        progress: Option<ProgressSlot>,
+    ) -> Options {
+        let (file_tx, mut file_rx) = mpsc::unbounded_channel();
+        let forward = events.clone();
+        tokio::spawn(async move {
+            while let Some(event) = file_rx.recv().await {
+                if forward.send(AgentEvent::File { job, event }).is_err() {
+                    return;
+                }
+            }
+        });
+        let on_attempt: Arc<dyn Fn(Arc<Progress>) + Send + Sync> = match progress {
+            Some(slot) => {
+                Arc::new(move |p| *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(p))
+            }
+            None => Arc::new(|_| {}),
+        };
+        Options {
+            // The agent does its own retrying, with the appliance's say.
+            retries: 0,
+            events: Some(file_tx),
+            on_attempt,
+            stop: self.stop.clone(),
+            ..Options::default()
+        }
+    }
+
+    async fn candidates(&self, until: Until) -> Result<Vec<JobInfo>, ClientError> {
+        match until {
+            Until::Job(id) => {
+                let detail = self.api.job(id).await?;
+                match detail.job.status.as_str() {
+                    "aborted" => Err(ClientError::Api {
+                        status: 409,
+                        code: codes::JOB_ABORTED.into(),
+                        message: format!("job {id} was aborted by its sender"),
+                    }),
+                    "paused" => Ok(Vec::new()),
+                    _ => Ok(vec![detail.job]),
+                }
+            }
+            _ => Ok(self.api.jobs("runnable=true").await?.jobs),
+        }
+    }
+
+    /// A job that was interrupted and is no longer offered: say why once
+    /// (aborted, withdrawn, paused), instead of going quiet.
+    async fn explain_vanished(
+        &self,
+        candidates: &[JobInfo],
+        st: &mut State,
+        events: &mpsc::UnboundedSender<AgentEvent>,
+    ) {
+        let gone: Vec<i64> = st
+            .watched
+            .iter()
+            .copied()
+            .filter(|id| !candidates.iter().any(|j| j.id == *id) && !st.active.contains(id))
+            .collect();
+        for job in gone {
+            match self.api.job(job).await {
+                Err(e) if withdrawn(&e) => {
+                    st.watched.remove(&job);
+                    st.ignored.insert(job);
+                    st.summary.withdrawn.push(job);
+                    let _ = events.send(AgentEvent::Withdrawn {
+                        job,
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(d) if d.job.status == "aborted" => {
+                    st.watched.remove(&job);
+                    st.ignored.insert(job);
+                    st.summary.withdrawn.push(job);
+                    let _ = events.send(AgentEvent::Withdrawn {
+                        job,
+                        reason: format!(
+                            "job {job} was aborted{}",
+                            d.job.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                        ),
+                    });
+                }
+                Ok(d) if d.job.status == "paused" => {
+                    st.watched.remove(&job);
+                    let _ = events.send(AgentEvent::Paused { job });
+                }
+                Ok(d) if d.job.status == "done" => {
+                    st.watched.remove(&job);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits `wait` (or less, when a job ends), handling what ends.
+    async fn wait(
+        &self,
+        wait: Duration,
+        st: &mut State,
+        events: &mpsc::UnboundedSender<AgentEvent>,
+    ) {
+        let deadline = Instant::now() + wait;
+        let done = tokio::select! {
+            done = st.running.join_next(), if !st.running.is_empty() => done,
+            _ = tokio::time::sleep_until(deadline) => return,
+            () = self.stop.stopped() => return,
+        };
+        let Some(Ok((job, upload, result))) = done else {
+            return;
+        };
+        st.active.remove(&job);
+        match result {
+            Ok(report) if upload => {
+                let _ = events.send(AgentEvent::UploadDone { job, report });
+            }
+            Ok(report) => {
+                st.summary.completed.push(job);
+                let _ = events.send(AgentEvent::Completed { job, report });
+            }
+            Err(e) if withdrawn(&e) => {
+                st.ignored.insert(job);
+                st.summary.withdrawn.push(job);
+                let _ = events.send(AgentEvent::Withdrawn {
+                    job,
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => {
+                let attempts = st.tried.get(&job).copied().unwrap_or(1);
+                let retry_in = Duration::from_secs(2u64.pow(attempts.min(6)));
+                st.not_before.insert(job, Instant::now() + retry_in);
+                // If the appliance stops offering it, the next look says why.
+                st.watched.insert(job);
+                if !e.is_transient() && !stopped_by_sender(&e) {
+                    st.summary.failed.push((job, e.to_string()));
+                }
+                let _ = events.send(AgentEvent::Interrupted {
+                    job,
+                    error: e.to_string(),
+                    retry_in,
+                });
+            }
+        }
+    }
+}
+
+/// The sender (or an admin) stopped the session: what comes next is for
+/// the appliance to say.
+fn stopped_by_sender(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Engine(ferry_engine::EngineError::Proto(
+            ferry_proto::ProtoError::Peer {
+                code: ferry_proto::ErrorCode::Aborted,
+                ..
+            }
+        ))
+    )
+}
+
+/// The agent's bookkeeping.
+#[derive(Default)]
+struct State {
+    summary: Summary,
+    running: JoinSet<Outcome>,
+    active: HashSet<i64>,
+    not_before: HashMap<i64, Instant>,
+    tried: HashMap<i64, u32>,
+    ignored: HashSet<i64>,
+    /// Interrupted jobs to account for if they stop being offered.
+    watched: HashSet<i64>,
+    started_any: bool,
+}

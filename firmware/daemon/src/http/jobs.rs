@@ -1,0 +1,521 @@
+//! Jobs over the API: list, show (files and sequences), and control
+//! (pause, resume, abort, retry, purge, priority).
+//!
+//! Who sees a job: its owner (the sender), its recipient, and admins. A
+//! job someone may not see does not exist for them (404), so job ids say
+//! nothing about other people's deliveries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ferry_api::{
+    JobDetail, JobInfo, JobLine, JobList, PriorityChange, PurgeRequest, TaskInfo, codes,
+};
+use ferry_proto::rules::{glob_matcher, glob_matches};
+use ferry_proto::sequence::{Grouped, group};
+use ferry_proto::{ErrorCode, Priority, SharePath};
+use ferry_store::{
+    Job, JobFilter, JobId, JobKind, JobStatus, NewEvent, Task, TaskStatus, User, now,
+};
+use serde::Deserialize;
+
+use super::api::ApiJson;
+use super::auth::{Caller, ClientAddr};
+use super::error::ApiError;
+use crate::app::App;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/v1/jobs", get(list))
+        .route("/api/v1/jobs/{id}", get(show))
+        .route("/api/v1/jobs/{id}/priority", post(priority))
+        .route("/api/v1/jobs/{id}/purge", post(purge))
+        .route("/api/v1/jobs/{id}/{action}", post(act))
+}
+
+/// The job, when `user` may see it; 404 otherwise (410 once purged).
+pub fn visible_job(app: &App, user: &User, id: i64) -> Result<Job, ApiError> {
+    let job = app
+        .store
+        .job(JobId(id))
+        .map_err(|_| ApiError::not_found(format!("there is no job {id}")))?;
+    if !job.visible_to(user) {
+        return Err(ApiError::not_found(format!("there is no job {id}")));
+    }
+    if job.purged {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            codes::JOB_WITHDRAWN,
+            format!("job {id} was withdrawn by its sender (purged); it cannot be resumed"),
+        ));
+    }
+    Ok(job)
+}
+
+/// A job as the API shows it.
+pub fn job_info(app: &App, job: &Job) -> JobInfo {
+    let delivery = job.delivery_id.and_then(|d| app.store.delivery(d).ok());
+    let share = job.share_id.and_then(|s| app.store.share(s).ok());
+    JobInfo {
+        id: job.id.0,
+        kind: job.kind.as_str().to_owned(),
+        name: job.name.clone(),
+        status: job.status.as_str().to_owned(),
+        owner: job.owner_email.clone(),
+        recipient: job.recipient_email.clone(),
+        delivery: job.delivery_id.map(|d| d.0),
+        delivery_name: delivery.as_ref().map(|d| d.name.clone()),
+        share: share.map(|s| s.name),
+        folder: job.folder.clone(),
+        files_total: job.files_total,
+        files_done: job.files_done,
+        bytes_total: job.bytes_total,
+        bytes_done: job.bytes_done,
+        bytes_skipped: job.bytes_skipped,
+        rate: job.rate,
+        retries: job.retries,
+        error: job.error.clone(),
+        created_at: job.created_at,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
+        next_retry_at: job.next_retry_at,
+        expires_at: delivery.map(|d| d.expires_at),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ListQuery {
+    /// Finished jobs only.
+    finished: bool,
+    /// Finished and unfinished.
+    all: bool,
+    status: Option<String>,
+    kind: Option<String>,
+    /// `recipient`: only jobs I receive; `sender`: only jobs I own.
+    role: Option<String>,
+    /// Download jobs an agent should run now (queued, running, or failed
+    /// and due for a retry).
+    runnable: bool,
+    /// The last id of the previous page.
+    cursor: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let user = &caller.user;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let mut filter = JobFilter {
+        visible_to: (!user.is_admin()).then_some(user.id),
+        finished: q.finished,
+        all: q.all || q.runnable,
+        status: q.status.as_deref().map(str::parse).transpose().map_err(
+            |e: ferry_store::StoreError| {
+                ApiError::bad_request(codes::INVALID_REQUEST, e.to_string())
+            },
+        )?,
+        kind: q.kind.as_deref().map(str::parse).transpose().map_err(
+            |e: ferry_store::StoreError| {
+                ApiError::bad_request(codes::INVALID_REQUEST, e.to_string())
+            },
+        )?,
+        before: q.cursor.map(JobId),
+        limit,
+        ..Default::default()
+    };
+    match q.role.as_deref() {
+        None => {}
+        Some("recipient") => filter.recipient = Some(user.id),
+        Some("sender") => filter.owner = Some(user.id),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                codes::INVALID_REQUEST,
+                format!("role is recipient or sender, not {other:?}"),
+            ));
+        }
+    }
+    if q.runnable {
+        filter.recipient = Some(user.id);
+        filter.kind = Some(JobKind::Download);
+        filter.limit = 1000;
+    }
+    let jobs = app.store.list_jobs(&filter)?;
+    let t = now();
+    let jobs: Vec<Job> = if q.runnable {
+        jobs.into_iter()
+            .filter(|j| match j.status {
+                JobStatus::Queued | JobStatus::Running => true,
+                JobStatus::Failed => j.next_retry_at.is_some_and(|at| at <= t),
+                _ => false,
+            })
+            .collect()
+    } else {
+        jobs
+    };
+    let next_cursor = (jobs.len() as u32 == limit && !q.runnable)
+        .then(|| jobs.last().map(|j| j.id.0))
+        .flatten();
+    Ok(Json(JobList {
+        jobs: jobs.iter().map(|j| job_info(&app, j)).collect(),
+        next_cursor,
+    }))
+}
+
+fn task_info(t: &Task) -> TaskInfo {
+    TaskInfo {
+        id: t.id.0,
+        path: t.path.clone(),
+        size: t.size,
+        priority: t.priority,
+        status: t.status.as_str().to_owned(),
+        bytes_done: t.bytes_done,
+        digest: t.digest.clone(),
+        finished_at: t.finished_at,
+    }
+}
+
+/// Orders statuses from least to most advanced, for a line's summary.
+fn rank(s: TaskStatus) -> u8 {
+    match s {
+        TaskStatus::Failed => 0,
+        TaskStatus::Queued => 1,
+        TaskStatus::Running => 2,
+        TaskStatus::Done => 3,
+        TaskStatus::Excluded => 4,
+    }
+}
+
+/// Groups a job's files into lines people read: each frame sequence as
+/// one line with its count and gaps, other files one by one.
+pub fn lines(tasks: &[Task]) -> Vec<JobLine> {
+    let by_path: HashMap<&str, &Task> = tasks.iter().map(|t| (t.path.as_str(), t)).collect();
+    let names: Vec<&str> = tasks.iter().map(|t| t.path.as_str()).collect();
+    let mut out = Vec::new();
+    for g in group(names.iter().copied()) {
+        match g {
+            Grouped::Single(name) => {
+                let Some(t) = by_path.get(name.as_str()) else {
+                    continue;
+                };
+                out.push(JobLine {
+                    kind: "file".into(),
+                    name,
+                    files: 1,
+                    missing: Vec::new(),
+                    size: t.size,
+                    bytes_done: t.bytes_done,
+                    priority: t.priority,
+                    status: t.status.as_str().into(),
+                    finished_at: t.finished_at,
+                });
+            }
+            Grouped::Sequence(seq) => {
+                let members: Vec<&Task> = seq
+                    .frames
+                    .iter()
+                    .filter_map(|f| {
+                        let name =
+                            format!("{}{:0w$}{}", seq.prefix, f, seq.suffix, w = seq.padding);
+                        by_path.get(name.as_str()).copied()
+                    })
+                    .collect();
+                let status = members
+                    .iter()
+                    .map(|t| t.status)
+                    .min_by_key(|s| rank(*s))
+                    .unwrap_or(TaskStatus::Queued);
+                let finished_at = if status == TaskStatus::Done {
+                    members.iter().filter_map(|t| t.finished_at).max()
+                } else {
+                    None
+                };
+                out.push(JobLine {
+                    kind: "sequence".into(),
+                    name: seq.notation(),
+                    files: members.len() as u64,
+                    missing: seq
+                        .missing()
+                        .iter()
+                        .map(|&(a, b)| {
+                            if a == b {
+                                a.to_string()
+                            } else {
+                                format!("{a}-{b}")
+                            }
+                        })
+                        .collect(),
+                    size: members.iter().map(|t| t.size).sum(),
+                    bytes_done: members.iter().map(|t| t.bytes_done).sum(),
+                    priority: members.iter().map(|t| t.priority).max().unwrap_or(500),
+                    status: status.as_str().into(),
+                    finished_at,
+                });
+            }
+        }
+    }
+    // Highest priority first, as they travel.
+    out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+    out
+}
+
+async fn show(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let job = visible_job(&app, &caller.user, id)?;
+    let tasks = app.store.tasks(job.id)?;
+    Ok(Json(JobDetail {
+        job: job_info(&app, &job),
+        lines: lines(&tasks),
+        tasks: tasks.iter().map(task_info).collect(),
+    }))
+}
+
+/// Who may do what to a job.
+fn may_control(user: &User, job: &Job, recipient_may: bool) -> Result<(), ApiError> {
+    if user.is_admin()
+        || job.owner_id == user.id
+        || (recipient_may && job.recipient_id == Some(user.id))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "only the sender or an admin may do that to job {}",
+            job.id
+        )))
+    }
+}
+
+/// Stops the job's running sessions with a reason.
+fn stop_sessions(app: &App, job: JobId, code: ErrorCode, message: &str) -> usize {
+    let live = app.live();
+    let mut n = 0;
+    for l in live.values().filter(|l| l.job == job) {
+        l.stop.stop(code, message);
+        n += 1;
+    }
+    n
+}
+
+fn audit(app: &App, user: &User, ip: std::net::IpAddr, action: &str, job: &Job, detail: String) {
+    let _ = app.store.record_event(NewEvent {
+        user: Some(user.id),
+        address: Some(ip.to_string()),
+        action,
+        subject: format!("job {}", job.id),
+        detail,
+    });
+}
+
+async fn act(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    Path((id, action)): Path<(i64, String)>,
+) -> Result<Json<JobInfo>, ApiError> {
+    let user = &caller.user;
+    let job = visible_job(&app, user, id)?;
+    let conflict = |msg: String| ApiError::new(StatusCode::CONFLICT, codes::CONFLICT, msg);
+    match action.as_str() {
+        "pause" => {
+            may_control(user, &job, true)?;
+            if job.status.is_finished() {
+                return Err(conflict(format!(
+                    "job {id} is {}; only unfinished jobs pause",
+                    job.status
+                )));
+            }
+            app.store.set_job_status(job.id, JobStatus::Paused, None)?;
+            stop_sessions(
+                &app,
+                job.id,
+                ErrorCode::Aborted,
+                &format!("job {id} was paused by {}", user.email),
+            );
+        }
+        "resume" => {
+            may_control(user, &job, true)?;
+            if job.status != JobStatus::Paused {
+                return Err(conflict(format!("job {id} is {}, not paused", job.status)));
+            }
+            app.store.set_job_status(job.id, JobStatus::Queued, None)?;
+        }
+        "abort" => {
+            may_control(user, &job, false)?;
+            if job.status == JobStatus::Done {
+                return Err(conflict(format!("job {id} is already done")));
+            }
+            let reason = format!("aborted by {}", user.email);
+            app.store
+                .set_job_status(job.id, JobStatus::Aborted, Some(&reason))?;
+            stop_sessions(
+                &app,
+                job.id,
+                ErrorCode::Aborted,
+                &format!("job {id} was {reason}"),
+            );
+        }
+        "retry" => {
+            may_control(user, &job, true)?;
+            if !matches!(job.status, JobStatus::Failed | JobStatus::Aborted) {
+                return Err(conflict(format!(
+                    "job {id} is {}; only failed or aborted jobs are retried",
+                    job.status
+                )));
+            }
+            app.store.requeue_job(job.id)?;
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "there is no job action {other:?}"
+            )));
+        }
+    }
+    audit(
+        &app,
+        user,
+        ip,
+        &format!("job.{action}"),
+        &job,
+        String::new(),
+    );
+    if let Some(d) = job.delivery_id {
+        app.hub.bump(d);
+    }
+    Ok(Json(job_info(&app, &app.store.job(job.id)?)))
+}
+
+async fn purge(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let req: PurgeRequest = if body.is_empty() {
+        PurgeRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(super::error::rejection)?
+    };
+    let user = &caller.user;
+    let job = visible_job(&app, user, id)?;
+    may_control(user, &job, false)?;
+    if !job.status.is_finished() {
+        app.store.set_job_status(
+            job.id,
+            JobStatus::Aborted,
+            Some(&format!("purged by {}", user.email)),
+        )?;
+    }
+    app.store.purge_job(job.id)?;
+    stop_sessions(
+        &app,
+        job.id,
+        ErrorCode::Aborted,
+        &format!("job {id} was withdrawn by its sender"),
+    );
+    let mut removed = 0;
+    if req.delete_files
+        && let Some(d) = job.delivery_id
+    {
+        let delivery = app.store.delivery(d)?;
+        let paths: Vec<String> = app
+            .store
+            .tasks(job.id)?
+            .into_iter()
+            .map(|t| t.path)
+            .collect();
+        let app2 = app.clone();
+        removed = tokio::task::spawn_blocking(move || {
+            crate::deliveries::delete_intermediate_files(&app2, &delivery, &paths)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    }
+    audit(
+        &app,
+        user,
+        ip,
+        "job.purge",
+        &job,
+        format!("{removed} files removed"),
+    );
+    if let Some(d) = job.delivery_id {
+        app.hub.bump(d);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn priority(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    Path(id): Path<i64>,
+    ApiJson(req): ApiJson<PriorityChange>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let user = &caller.user;
+    let job = visible_job(&app, user, id)?;
+    may_control(user, &job, true)?;
+    let priority: Priority = req
+        .priority
+        .parse()
+        .map_err(|e: ferry_proto::PriorityError| {
+            ApiError::bad_request(codes::INVALID_REQUEST, e.to_string())
+        })?;
+    let matcher =
+        glob_matcher(&req.glob).map_err(|e| ApiError::bad_request(codes::INVALID_REQUEST, e))?;
+    let tasks = app.store.tasks(job.id)?;
+    let paths: Vec<String> = tasks
+        .iter()
+        .filter(|t| SharePath::parse(&t.path).is_ok_and(|p| glob_matches(&matcher, &p)))
+        .map(|t| t.path.clone())
+        .collect();
+    if paths.is_empty() {
+        return Err(ApiError::bad_request(
+            codes::INVALID_REQUEST,
+            format!("no file of job {id} matches {:?}", req.glob),
+        ));
+    }
+    app.store
+        .set_task_priority(job.id, &paths, priority.get())?;
+    // A running session takes the change at once.
+    for live in app.live().values().filter(|l| l.job == job.id) {
+        if let Some(tx) = &live.priorities {
+            for p in &paths {
+                if let Ok(path) = SharePath::parse(p) {
+                    let _ = tx.send((path, priority));
+                }
+            }
+        }
+    }
+    audit(
+        &app,
+        user,
+        ip,
+        "job.priority",
+        &job,
+        format!(
+            "{} files matching {:?} to {priority}",
+            paths.len(),
+            req.glob
+        ),
+    );
+    if let Some(d) = job.delivery_id {
+        app.hub.bump(d);
+    }
+    let tasks = app.store.tasks(job.id)?;
+    Ok(Json(JobDetail {
+        job: job_info(&app, &app.store.job(job.id)?),
+        lines: lines(&tasks),
+        tasks: tasks.iter().map(task_info).collect(),
+    }))
+}

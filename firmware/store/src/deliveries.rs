@@ -1,0 +1,322 @@
+//! Deliveries: a named set of files, sent by one user to recipients. A
+//! delivery holds an upload job (sender → appliance; none when the files
+//! already lie in a share) and one download job per recipient.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use crate::shares::ShareId;
+use crate::users::UserId;
+use crate::{Result, Store, StoreError, now};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeliveryId(pub i64);
+
+impl std::fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub name: String,
+    pub sender: UserId,
+    pub share: ShareId,
+    /// The folder inside the share where the files lie.
+    pub folder: String,
+    /// The files were already in the share: nothing is uploaded.
+    pub onprem: bool,
+    pub notify_progress: bool,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub name: String,
+    pub sender_id: UserId,
+    pub sender_email: String,
+    pub share_id: ShareId,
+    pub folder: String,
+    pub onprem: bool,
+    pub notify_progress: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub expired: bool,
+}
+
+const COLUMNS: &str =
+    "d.id, d.name, d.sender_id, u.email, d.share_id, d.folder, d.onprem, d.notify_progress,
+    d.created_at, d.expires_at, d.expired";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: DeliveryId(r.get(0)?),
+        name: r.get(1)?,
+        sender_id: UserId(r.get(2)?),
+        sender_email: r.get(3)?,
+        share_id: ShareId(r.get(4)?),
+        folder: r.get(5)?,
+        onprem: r.get(6)?,
+        notify_progress: r.get(7)?,
+        created_at: r.get(8)?,
+        expires_at: r.get(9)?,
+        expired: r.get(10)?,
+    })
+}
+
+impl Store {
+    pub fn create_delivery(&self, d: &NewDelivery) -> Result<DeliveryId> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO deliveries (name, sender_id, share_id, folder, onprem, notify_progress, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![d.name, d.sender.0, d.share.0, d.folder, d.onprem, d.notify_progress, now(), d.expires_at],
+        )?;
+        Ok(DeliveryId(conn.last_insert_rowid()))
+    }
+
+    pub fn delivery(&self, id: DeliveryId) -> Result<Delivery> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM deliveries d JOIN users u ON u.id = d.sender_id WHERE d.id = ?1"),
+                [id.0],
+                from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))
+    }
+
+    /// Deliveries past their expiry that have not been cleaned up yet.
+    pub fn expired_deliveries(&self, at: i64) -> Result<Vec<Delivery>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM deliveries d JOIN users u ON u.id = d.sender_id
+             WHERE d.expired = 0 AND d.expires_at <= ?1 ORDER BY d.id"
+        ))?;
+        let rows = stmt.query_map([at], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks a delivery expired and ends its unfinished jobs.
+    pub fn expire_delivery(&self, id: DeliveryId) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("UPDATE deliveries SET expired = 1 WHERE id = ?1", [id.0])?;
+        tx.execute(
+            "UPDATE jobs SET status = 'aborted', error = 'the delivery expired', finished_at = ?1, rate = 0
+             WHERE delivery_id = ?2 AND status NOT IN ('done', 'aborted')",
+            params![now(), id.0],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Everything a new delivery consists of, made in one transaction.
+#[derive(Clone, Debug)]
+pub struct DeliveryPlan {
+    pub delivery: NewDelivery,
+    /// The files the sender uploads; `None` when they already lie in the
+    /// share (no upload job then).
+    pub upload: Option<Vec<crate::NewTask>>,
+    /// The files each recipient receives.
+    pub tasks: Vec<crate::NewTask>,
+    /// Recipients' emails; an unknown one becomes an invited collaborator.
+    pub recipients: Vec<String>,
+    pub client_address: Option<String>,
+}
+
+/// What [`Store::make_delivery`] made.
+#[derive(Clone, Debug)]
+pub struct DeliveryMade {
+    pub id: DeliveryId,
+    pub upload: Option<crate::JobId>,
+    pub downloads: Vec<(crate::JobId, crate::User)>,
+    /// Recipients who were not users yet.
+    pub invited: Vec<crate::User>,
+}
+
+impl Store {
+    /// Makes a delivery with its jobs, tasks and new recipients, all or
+    /// nothing.
+    pub fn make_delivery(&self, plan: &DeliveryPlan) -> Result<DeliveryMade> {
+        use crate::users::check_email;
+        for email in &plan.recipients {
+            check_email(email.trim())?;
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let d = &plan.delivery;
+        let t = now();
+        tx.execute(
+            "INSERT INTO deliveries (name, sender_id, share_id, folder, onprem, notify_progress, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![d.name, d.sender.0, d.share.0, d.folder, d.onprem, d.notify_progress, t, d.expires_at],
+        )?;
+        let id = DeliveryId(tx.last_insert_rowid());
+        let add_job = |kind: &str,
+                       name: &str,
+                       recipient: Option<i64>,
+                       tasks: &[crate::NewTask]|
+         -> Result<crate::JobId> {
+            tx.execute(
+                "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at,
+                     delivery_id, recipient_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9)",
+                params![kind, name, d.sender.0, d.share.0, d.folder, plan.client_address, t, id.0, recipient],
+            )?;
+            let job = crate::JobId(tx.last_insert_rowid());
+            let mut stmt = tx.prepare(
+                "INSERT INTO tasks (job_id, path, size, mtime_ns, priority, status) VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
+            )?;
+            for task in tasks {
+                stmt.execute(params![
+                    job.0,
+                    task.path,
+                    task.size,
+                    task.mtime_ns,
+                    task.priority
+                ])
+                .map_err(|e| {
+                    crate::conflict(e, || format!("{} twice in the delivery", task.path))
+                })?;
+            }
+            tx.execute(
+                "UPDATE jobs SET files_total = ?1, bytes_total = ?2 WHERE id = ?3",
+                params![
+                    tasks.len() as i64,
+                    tasks.iter().map(|t| t.size).sum::<i64>(),
+                    job.0
+                ],
+            )?;
+            Ok(job)
+        };
+        let upload = match &plan.upload {
+            Some(files) => Some(add_job(
+                "upload",
+                &format!("{}-upload", d.name),
+                None,
+                files,
+            )?),
+            None => None,
+        };
+        let mut downloads = Vec::new();
+        let mut invited = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for email in &plan.recipients {
+            let email = email.trim();
+            if !seen.insert(email.to_ascii_lowercase()) {
+                continue;
+            }
+            let existing: Option<i64> = tx
+                .query_row("SELECT id FROM users WHERE email = ?1", [email], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let user_id = match existing {
+                Some(u) => u,
+                None => {
+                    tx.execute(
+                        "INSERT INTO users (email, name, role, status, created_at) VALUES (?1, '', 'collaborator', 'invited', ?2)",
+                        params![email, t],
+                    )?;
+                    tx.last_insert_rowid()
+                }
+            };
+            let job = add_job("download", &d.name, Some(user_id), &plan.tasks)?;
+            downloads.push((job, user_id, existing.is_none()));
+        }
+        tx.commit()?;
+        drop(conn);
+        let mut made = Vec::new();
+        for (job, user, new) in downloads {
+            let user = self.user(crate::UserId(user))?;
+            if new {
+                invited.push(user.clone());
+            }
+            made.push((job, user));
+        }
+        Ok(DeliveryMade {
+            id,
+            upload,
+            downloads: made,
+            invited,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{JobFilter, NewTask, Role};
+
+    fn task(path: &str, priority: u16) -> NewTask {
+        NewTask {
+            path: path.into(),
+            size: 10,
+            mtime_ns: 0,
+            priority,
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_made_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_in_memory().unwrap();
+        let share = s.add_root_share("media", dir.path()).unwrap();
+        let sender = s
+            .create_user("prod@x.io", "", Role::Employee, Some("password1"))
+            .unwrap();
+        s.create_user("dir@x.io", "", Role::Collaborator, Some("password1"))
+            .unwrap();
+        let files = vec![task("a.mp4", 999), task("seq/f.0001.exr", 500)];
+        let plan = DeliveryPlan {
+            delivery: NewDelivery {
+                name: "review".into(),
+                sender: sender.id,
+                share: share.id,
+                folder: "review".into(),
+                onprem: false,
+                notify_progress: false,
+                expires_at: now() + 3600,
+            },
+            upload: Some(files.clone()),
+            tasks: files,
+            recipients: vec!["dir@x.io".into(), "new@x.io".into(), "DIR@x.io".into()],
+            client_address: None,
+        };
+        let made = s.make_delivery(&plan).unwrap();
+        assert!(made.upload.is_some());
+        assert_eq!(
+            made.downloads.len(),
+            2,
+            "one job per recipient, duplicates merged"
+        );
+        assert_eq!(made.invited.len(), 1);
+        assert_eq!(made.invited[0].status, crate::UserStatus::Invited);
+        let upload = s.job(made.upload.unwrap()).unwrap();
+        assert_eq!(upload.name, "review-upload");
+        assert_eq!(upload.files_total, 2);
+        let mine = s
+            .list_jobs(&JobFilter {
+                recipient: Some(made.downloads[0].1.id),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(mine.len(), 1);
+
+        // A bad recipient leaves nothing behind.
+        let mut bad = plan.clone();
+        bad.recipients = vec!["ok@x.io".into(), "not an email".into()];
+        assert!(s.make_delivery(&bad).is_err());
+        assert!(s.user_by_email("ok@x.io").unwrap().is_none());
+        // A duplicate file rolls the whole delivery back.
+        let mut dup = plan.clone();
+        dup.recipients = vec!["late@x.io".into()];
+        dup.tasks = vec![task("a.mp4", 1), task("a.mp4", 2)];
+        assert!(s.make_delivery(&dup).is_err());
+        assert!(s.user_by_email("late@x.io").unwrap().is_none());
+    }
+}
