@@ -617,3 +617,61 @@ fn bad_delivery_requests_are_refused_whole() {
     assert!(jobs.as_array().unwrap().is_empty(), "{jobs}");
     assert!(!app.admin(&["user", "list"]).contains("x@y.example"));
 }
+
+/// Bytes ferryd has read from storage so far (`/proc/PID/io`).
+fn storage_reads(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("read_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs root to drop the page cache; tests/run runs it"]
+fn two_recipients_share_one_read_of_the_files() {
+    assert!(nix::unistd::geteuid().is_root(), "needs root");
+    let _serial = heavy_io();
+    let app = Appliance::start();
+    let c = cast(&app);
+    write_random(&app.share.join("onprem/plate.mov"), 300 * MIB, 77);
+    let created = send_json(
+        &c.sender,
+        &[
+            "share=media/onprem/plate.mov",
+            "--to",
+            "director@client.example",
+            "--to",
+            "editor@client.example",
+            "--name",
+            "plate",
+        ],
+    );
+    let job_a = job_of(&created, "download", Some("director@client.example"));
+    let job_b = job_of(&created, "download", Some("editor@client.example"));
+    // From cold: nothing of the file in memory.
+    std::process::Command::new("sync").status().unwrap();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    let pid = app.pid().unwrap();
+    let before = storage_reads(pid);
+    let (into_a, into_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Running::start(&c.a, &["pull", &job_a.to_string(), "--into", into_a.path().to_str().unwrap()]);
+    let mut b = Running::start(&c.b, &["pull", &job_b.to_string(), "--into", into_b.path().to_str().unwrap()]);
+    assert!(a.wait(Duration::from_secs(120)) && b.wait(Duration::from_secs(120)));
+    let read = storage_reads(pid) - before;
+    for into in [into_a.path(), into_b.path()] {
+        assert_eq!(
+            ferry_tests::blake3_file(&app.share.join("onprem/plate.mov")),
+            ferry_tests::blake3_file(&into.join("plate/plate.mov"))
+        );
+    }
+    // Read once for both (the second session finds it in the page cache),
+    // not once per recipient.
+    assert!(
+        read < 300 * MIB * 3 / 2,
+        "ferryd read {} MiB from storage for two recipients of a 300 MiB file",
+        read / MIB
+    );
+    eprintln!("storage reads for two recipients of 300 MiB: {} MiB", read / MIB);
+}

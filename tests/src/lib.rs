@@ -346,6 +346,11 @@ impl Appliance {
         self.launch(port);
     }
 
+    /// ferryd's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// True while ferryd runs.
     pub fn running(&mut self) -> bool {
         self.child
