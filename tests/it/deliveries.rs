@@ -656,8 +656,24 @@ fn two_recipients_share_one_read_of_the_files() {
     let pid = app.pid().unwrap();
     let before = storage_reads(pid);
     let (into_a, into_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut a = Running::start(&c.a, &["pull", &job_a.to_string(), "--into", into_a.path().to_str().unwrap()]);
-    let mut b = Running::start(&c.b, &["pull", &job_b.to_string(), "--into", into_b.path().to_str().unwrap()]);
+    let mut a = Running::start(
+        &c.a,
+        &[
+            "pull",
+            &job_a.to_string(),
+            "--into",
+            into_a.path().to_str().unwrap(),
+        ],
+    );
+    let mut b = Running::start(
+        &c.b,
+        &[
+            "pull",
+            &job_b.to_string(),
+            "--into",
+            into_b.path().to_str().unwrap(),
+        ],
+    );
     assert!(a.wait(Duration::from_secs(120)) && b.wait(Duration::from_secs(120)));
     let read = storage_reads(pid) - before;
     for into in [into_a.path(), into_b.path()] {
@@ -673,5 +689,8 @@ fn two_recipients_share_one_read_of_the_files() {
         "ferryd read {} MiB from storage for two recipients of a 300 MiB file",
         read / MIB
     );
-    eprintln!("storage reads for two recipients of 300 MiB: {} MiB", read / MIB);
+    eprintln!(
+        "storage reads for two recipients of 300 MiB: {} MiB",
+        read / MIB
+    );
 }
