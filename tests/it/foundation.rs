@@ -432,6 +432,7 @@ mod wire {
             &Tuning::default(),
             tok,
             Duration::from_secs(5),
+            Default::default(),
         )
         .await?;
         Ok((endpoint, s))

@@ -2,6 +2,7 @@
 //! nftables in network namespaces (DESIGN §9). These need root; `tests/run`
 //! runs them (`--include-ignored`).
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -172,6 +173,7 @@ fn only_the_recipients_wan_address_reaches_only_its_port() {
                 &ferry_engine::transport::Tuning::default(),
                 token,
                 Duration::from_secs(3),
+                Default::default(),
             )
             .await
             .map(|_| ())
@@ -411,6 +413,8 @@ fn portguard_refuses_strangers_and_garbage() {
     let mut net = Net::new();
     net.add("appl");
     let dir = tempfile::tempdir().unwrap();
+    // The stranger must be able to reach the socket to be refused by it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let pg = Portguard::start(&net.name("appl"), dir.path(), "45190-45192");
 
     // Another uid is refused, and the refusal is logged.

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use ferry_client::credentials::normalise_server;
-use ferry_proto::PriorityRules;
+use ferry_engine::handshake::PaceRequest;
+use ferry_proto::{Policy, PriorityRules, Rate};
 use std::time::Duration;
 
 use ferry_api::JobInfo;
@@ -32,6 +33,28 @@ use ferry_engine::tls::{Fingerprint, PinnedCert};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How a transfer shares the network, when the appliance allows it.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct PaceArgs {
+    /// Congestion policy: fair (yield to other traffic), fixed (hold the
+    /// rate), cubic or bbr. Default: the appliance's.
+    #[arg(long)]
+    policy: Option<Policy>,
+    /// Cap this transfer at a rate in bits per second (50M, 1.5G); the
+    /// appliance's own cap still applies.
+    #[arg(long)]
+    rate: Option<Rate>,
+}
+
+impl PaceArgs {
+    fn request(&self) -> PaceRequest {
+        PaceRequest {
+            policy: self.policy,
+            rate: self.rate,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +102,8 @@ enum Command {
         /// New sessions after a lost connection.
         #[arg(long, default_value_t = 3)]
         retries: u32,
+        #[command(flatten)]
+        pace: PaceArgs,
     },
     /// Send files to recipients: a delivery (uploaded once, then one job
     /// per recipient). Files already in a share (share=NAME/path) are sent
@@ -110,6 +135,8 @@ enum Command {
         json: bool,
         #[arg(long, default_value_t = 5)]
         retries: u32,
+        #[command(flatten)]
+        pace: PaceArgs,
     },
     /// List jobs (unfinished by default).
     Jobs {
@@ -136,6 +163,8 @@ enum Command {
         /// Seconds between looks for new deliveries.
         #[arg(long, default_value_t = 3)]
         poll: u64,
+        #[command(flatten)]
+        pace: PaceArgs,
     },
     /// Receive your deliveries (or one job) and stop when done.
     Pull {
@@ -146,6 +175,8 @@ enum Command {
         /// One attempt per job; do not wait for uploads still running.
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        pace: PaceArgs,
     },
     /// Download a file or a folder of a share into a local folder.
     Get {
@@ -157,6 +188,8 @@ enum Command {
         json: bool,
         #[arg(long, default_value_t = 3)]
         retries: u32,
+        #[command(flatten)]
+        pace: PaceArgs,
     },
 }
 
@@ -190,6 +223,13 @@ enum JobCommand {
         /// live job uses.
         #[arg(long)]
         delete_files: bool,
+    },
+    /// Cap a job's rate (50M, 1.5G), or give it back the appliance's cap
+    /// with `site`. A running transfer follows at once.
+    Rate {
+        id: i64,
+        /// A rate in bits per second, or `site`.
+        rate: String,
     },
     /// Change the priority of the files matching GLOB.
     Priority {
@@ -298,6 +338,7 @@ async fn run(command: Command) -> Result<()> {
             json,
             priority,
             retries,
+            pace,
         } => {
             let target = args.pop().ok_or_else(|| anyhow!("missing destination"))?;
             if !target.starts_with("share=") {
@@ -307,7 +348,8 @@ async fn run(command: Command) -> Result<()> {
             }
             let locals: Vec<PathBuf> = args.into_iter().map(PathBuf::from).collect();
             let api = Api::from_credentials(&Credentials::load()?)?;
-            let (opts, bar) = options(retries, PriorityRules::parse(&priority)?, json);
+            let (mut opts, bar) = options(retries, PriorityRules::parse(&priority)?, json);
+            opts.pace = pace.request();
             let result = transfer::put(&api, &locals, &target, &opts).await;
             finish(result, bar, json)
         }
@@ -321,10 +363,12 @@ async fn run(command: Command) -> Result<()> {
             notify_progress,
             json,
             retries,
+            pace,
         } => {
             let creds = Credentials::load()?;
             let api = Api::from_credentials(&creds)?;
-            let (opts, bar) = options(retries, PriorityRules::default(), json);
+            let (mut opts, bar) = options(retries, PriorityRules::default(), json);
+            opts.pace = pace.request();
             let req = SendRequest {
                 paths,
                 recipients: to,
@@ -388,6 +432,7 @@ async fn run(command: Command) -> Result<()> {
             into,
             concurrency,
             poll,
+            pace,
         } => {
             let api = Api::from_credentials(&Credentials::load()?)?;
             let agent = Agent {
@@ -397,10 +442,16 @@ async fn run(command: Command) -> Result<()> {
                 poll: Duration::from_secs(poll.max(1)),
                 once: false,
                 stop: StopSignal::new(),
+                pace: pace.request(),
             };
             run_agent(agent, Until::Stopped).await.map(|_| ())
         }
-        Command::Pull { job, into, once } => {
+        Command::Pull {
+            job,
+            into,
+            once,
+            pace,
+        } => {
             let api = Api::from_credentials(&Credentials::load()?)?;
             let agent = Agent {
                 api,
@@ -409,6 +460,7 @@ async fn run(command: Command) -> Result<()> {
                 poll: Duration::from_secs(2),
                 once,
                 stop: StopSignal::new(),
+                pace: pace.request(),
             };
             let until = job.map_or(Until::Idle, Until::Job);
             let summary = run_agent(agent, until).await?;
@@ -425,9 +477,11 @@ async fn run(command: Command) -> Result<()> {
             dir,
             json,
             retries,
+            pace,
         } => {
             let api = Api::from_credentials(&Credentials::load()?)?;
-            let (opts, bar) = options(retries, PriorityRules::default(), json);
+            let (mut opts, bar) = options(retries, PriorityRules::default(), json);
+            opts.pace = pace.request();
             let result = transfer::get(&api, &source, &dir, &opts).await;
             finish(result, bar, json)
         }
@@ -478,6 +532,23 @@ async fn job(command: JobCommand) -> Result<()> {
         JobCommand::Purge { id, delete_files } => {
             api.purge(id, delete_files).await?;
             eprintln!("job {id} purged");
+        }
+        JobCommand::Rate { id, rate } => {
+            let rate = match rate.trim() {
+                "site" | "none" | "" => None,
+                r => Some(r.parse::<Rate>()?.to_string()),
+            };
+            let job = api.set_rate(id, rate.as_deref()).await?;
+            match job
+                .target_rate
+                .and_then(|b| Rate::from_bits_per_sec(b).ok())
+            {
+                Some(r) => eprintln!("job {id} is capped at {r}"),
+                None => eprintln!("job {id} follows the appliance's cap"),
+            }
+            if let Some(p) = job.pace {
+                eprintln!("its session now runs {p}");
+            }
         }
         JobCommand::Priority { id, glob, priority } => {
             let d = api.set_priority(id, &glob, &priority).await?;

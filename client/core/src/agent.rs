@@ -91,6 +91,8 @@ pub struct Agent {
     /// One attempt per job, no waiting for uploads still running.
     pub once: bool,
     pub stop: StopSignal,
+    /// The policy and cap asked for each download.
+    pub pace: ferry_engine::handshake::PaceRequest,
 }
 
 /// What became of the jobs the agent ran.
@@ -272,6 +274,7 @@ impl Agent {
             events: Some(file_tx),
             on_attempt,
             stop: self.stop.clone(),
+            pace: self.pace,
             ..Options::default()
         }
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ferry_api::{
     DeliveryCreated, DeliveryRequest, ErrorBody, Health, JobDetail, JobInfo, JobList, LoginRequest,
-    LoginResponse, PasswordChange, PriorityChange, PurgeRequest, SessionGrant, SessionRequest,
-    ShareInfo, USER_HEADER, UserInfo,
+    LoginResponse, PasswordChange, PriorityChange, PurgeRequest, RateChange, SessionGrant,
+    SessionRequest, ShareInfo, USER_HEADER, UserInfo,
 };
 use ferry_engine::tls::{Fingerprint, PinnedCert, find_mismatch};
 use serde::Serialize;
@@ -226,6 +226,18 @@ impl Api {
     pub async fn purge(&self, id: i64, delete_files: bool) -> Result<(), ClientError> {
         self.post::<_, ()>(&format!("/jobs/{id}/purge"), &PurgeRequest { delete_files })
             .await
+    }
+
+    /// Sets a job's own rate cap (`50M`), or with `None` gives it back the
+    /// site's.
+    pub async fn set_rate(&self, id: i64, rate: Option<&str>) -> Result<JobInfo, ClientError> {
+        self.post(
+            &format!("/jobs/{id}/rate"),
+            &RateChange {
+                rate: rate.map(str::to_owned),
+            },
+        )
+        .await
     }
 
     pub async fn set_priority(

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_api::{SessionGrant, SessionKind, SessionRequest};
-use ferry_engine::control::Control;
 use ferry_engine::files::{Sink, SourceFile, plan_local};
-use ferry_engine::handshake::{Session, connect};
+use ferry_engine::handshake::{PaceRequest, Session, connect};
 use ferry_engine::receive::{Receiving, receive};
 use ferry_engine::send::{Sending, send};
 use ferry_engine::tls::Fingerprint;
@@ -36,6 +35,12 @@ pub struct Report {
     /// Bytes the receiver already held, which resume did not resend.
     pub bytes_skipped: u64,
     pub seconds: f64,
+    /// UDP payload bytes this side sent, over every attempt.
+    pub udp_bytes_sent: u64,
+    /// Of those, bytes in packets declared lost (and so sent again).
+    pub bytes_lost: u64,
+    /// The round-trip time at the end of the last attempt, in ms.
+    pub rtt_ms: f64,
 }
 
 /// How hard to try, and who listens.
@@ -52,6 +57,8 @@ pub struct Options {
     /// Per-file news.
     pub events: Option<UnboundedSender<FileEvent>>,
     pub stop: StopSignal,
+    /// The policy and cap this client asks for.
+    pub pace: PaceRequest,
 }
 
 impl Default for Options {
@@ -63,6 +70,7 @@ impl Default for Options {
             on_attempt: Arc::new(|_| {}),
             events: None,
             stop: StopSignal::new(),
+            pace: PaceRequest::default(),
         }
     }
 }
@@ -134,15 +142,13 @@ async fn send_files(
         sending.progress = progress;
         sending.events = opts.events.clone();
         sending.stop = opts.stop.clone();
+        let tuning = Tuning::default();
+        // Keep as much in flight as the connection's window allows.
+        sending.opts.max_bytes_in_flight =
+            tuning.window_for(session.pace.get(), session.connection.rtt());
         async move {
-            let conn = session.connection.clone();
-            send(
-                &conn,
-                Control::spawn(session.send, session.recv),
-                files,
-                sending,
-            )
-            .await
+            let (conn, control) = session.into_control(&tuning);
+            send(&conn, control, files, sending).await
         }
     })
     .await
@@ -194,8 +200,8 @@ async fn receive_into(
             receiving.progress = progress;
             receiving.events = events;
             receiving.stop = stop;
-            let conn = session.connection.clone();
-            receive(&conn, Control::spawn(session.send, session.recv), receiving).await
+            let (conn, control) = session.into_control(&Tuning::default());
+            receive(&conn, control, receiving).await
         }
     })
     .await
@@ -216,10 +222,11 @@ where
     let started = Instant::now();
     let mut transferred = 0u64;
     let mut attempt = 0u32;
+    let mut net = Report::default();
     loop {
         let progress = Arc::new(Progress::default());
         (opts.on_attempt)(progress.clone());
-        let result = once(api, request, opts, &run, progress.clone()).await;
+        let result = once(api, request, opts, &run, progress.clone(), &mut net).await;
         transferred += progress.snapshot().bytes_transferred;
         match result {
             Ok(outcome) => {
@@ -229,6 +236,7 @@ where
                     bytes_transferred: transferred,
                     bytes_skipped: outcome.bytes_skipped,
                     seconds: started.elapsed().as_secs_f64(),
+                    ..net
                 });
             }
             Err(e) if e.is_transient() && attempt < opts.retries && !opts.stop.is_stopped() => {
@@ -256,6 +264,7 @@ async fn once<F, Fut>(
     opts: &Options,
     run: &F,
     progress: Arc<Progress>,
+    net: &mut Report,
 ) -> Result<Outcome, ClientError>
 where
     F: Fn(Session, SessionGrant, Arc<Progress>) -> Fut,
@@ -287,12 +296,17 @@ where
         &Tuning::default(),
         token,
         opts.handshake_timeout,
+        opts.pace,
     )
     .await
     .map_err(|e| explain_connect(e, &grant))?;
+    log::info!("session {} runs at {}", grant.session, session.pace.get());
     let conn = session.connection.clone();
     let result = run(session, grant, progress).await;
     let stats = conn.stats();
+    net.udp_bytes_sent += stats.udp_tx.bytes;
+    net.bytes_lost += stats.path.lost_bytes;
+    net.rtt_ms = stats.path.rtt.as_secs_f64() * 1e3;
     log::debug!(
         "path MTU {}, RTT {:?}, {} packets sent, {} lost, congestion events {}",
         stats.path.current_mtu,

@@ -253,6 +253,12 @@ pub struct JobInfo {
     pub bytes_skipped: i64,
     /// Bytes per second now (running jobs).
     pub rate: i64,
+    /// The job's own cap in bits per second; absent: the site's.
+    #[serde(default)]
+    pub target_rate: Option<u64>,
+    /// How a running job's session is paced, e.g. `fair up to 100 Mbit/s`.
+    #[serde(default)]
+    pub pace: Option<String>,
     pub retries: i64,
     pub error: Option<String>,
     pub created_at: i64,
@@ -316,6 +322,15 @@ pub struct PriorityChange {
     pub glob: String,
     /// `high`, `low` or 1–1000.
     pub priority: String,
+}
+
+/// `POST /api/v1/jobs/{id}/rate`: the job's own cap.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RateChange {
+    /// Bits per second, as `50M`, `1.5G` or a number; absent or null gives
+    /// the job back the site's cap.
+    #[serde(default)]
+    pub rate: Option<String>,
 }
 
 /// `POST /api/v1/jobs/{id}/purge`.

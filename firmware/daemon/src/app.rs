@@ -39,6 +39,12 @@ pub struct Live {
     pub progress: Arc<Progress>,
     pub stop: StopSignal,
     pub started: Instant,
+    /// The session's pace, what its client asked for, and the way to tell
+    /// the client of a change.
+    pub pace: ferry_engine::congestion::PaceHandle,
+    pub request: ferry_engine::handshake::PaceRequest,
+    pub conn: quinn::Connection,
+    pub frames: tokio::sync::mpsc::WeakUnboundedSender<ferry_proto::Frame>,
 }
 
 /// Everything the daemon's tasks share.
@@ -200,7 +206,10 @@ pub async fn run(config: Config) -> Result<()> {
             Firewall::Nft(pg)
         }
     };
-    let tuning = Tuning::default();
+    let tuning = Tuning {
+        max_window: config.transfer.max_window_mib << 20,
+        ..Tuning::default()
+    };
     let quic = server_config(&identity, &tuning)?;
     let dataplane = DataPlane::new(
         config.listen.ip(),

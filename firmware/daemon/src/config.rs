@@ -89,6 +89,16 @@ pub struct TransferConfig {
     /// Seconds a port opening lasts without renewal (renewed every third
     /// of it while the session lives); what is left open if ferryd dies.
     pub lease_ttl_secs: u64,
+    /// Congestion policy of sessions whose client does not ask for one.
+    pub policy: ferry_proto::Policy,
+    /// The site's cap on every session (`100M`, `1G`), so that transfers
+    /// do not flood the office link; a job's rate and the client's may
+    /// only lower it. Unset: no cap.
+    pub target_rate: Option<ferry_proto::Rate>,
+    /// The most one session may hold in flow-control windows, in MiB.
+    /// Windows are sized to several bandwidth-delay products of the
+    /// session's target up to this.
+    pub max_window_mib: u64,
 }
 
 impl Default for TransferConfig {
@@ -97,6 +107,19 @@ impl Default for TransferConfig {
             chunk_size: ferry_proto::plan::limits::DEFAULT_CHUNK_SIZE,
             token_ttl_secs: 60,
             lease_ttl_secs: 30,
+            policy: ferry_proto::Policy::Fair,
+            target_rate: None,
+            max_window_mib: 256,
+        }
+    }
+}
+
+impl TransferConfig {
+    /// The pace a session starts from, before its job and client narrow it.
+    pub fn site_pace(&self) -> ferry_proto::Pace {
+        ferry_proto::Pace {
+            policy: self.policy,
+            target: self.target_rate,
         }
     }
 }
@@ -193,6 +216,11 @@ impl Config {
                 "transfer.lease_ttl_secs must be 3-600".into(),
             ));
         }
+        if !(16..=4096).contains(&transfer.max_window_mib) {
+            return Err(ConfigError::Invalid(
+                "transfer.max_window_mib must be 16-4096".into(),
+            ));
+        }
         if transfer.token_ttl_secs == 0 || transfer.token_ttl_secs > 3600 {
             return Err(ConfigError::Invalid(
                 "transfer.token_ttl_secs must be 1-3600".into(),
@@ -246,6 +274,8 @@ mod tests {
             trusted_proxies = ["10.0.0.1"]
             [transfer]
             chunk_size = 4194304
+            policy = "fixed"
+            target_rate = "250M"
             "#,
         )
         .unwrap();
@@ -262,6 +292,11 @@ mod tests {
         assert_eq!(c.ports.len(), 11);
         assert_eq!(c.firewall, FirewallMode::Nft);
         assert_eq!(c.transfer.chunk_size, 4 << 20);
+        assert_eq!(c.transfer.policy, ferry_proto::Policy::Fixed);
+        assert_eq!(
+            c.transfer.target_rate.map(|r| r.bits_per_sec()),
+            Some(250_000_000)
+        );
     }
 
     #[test]
@@ -274,6 +309,9 @@ mod tests {
         assert!(FileConfig::parse("ports = \"10-5\"").is_err());
         assert!(FileConfig::parse("ports = \"80-90\"").is_err());
         assert!(FileConfig::parse("[transfer]\nchunk = 1").is_err());
+        let bad_rate = FileConfig::parse("[transfer]\ntarget_rate = \"12MB/s\"").unwrap_err();
+        assert!(bad_rate.contains("bits per second"), "{bad_rate}");
+        assert!(FileConfig::parse("[transfer]\npolicy = \"turbo\"").is_err());
         let bad_chunk = FileConfig::parse("[transfer]\nchunk_size = 10").unwrap();
         assert!(Config::resolve(bad_chunk, Overrides::default()).is_err());
     }

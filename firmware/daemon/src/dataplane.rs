@@ -99,6 +99,11 @@ impl Drop for LeaseGuard {
 }
 
 impl DataPlane {
+    /// The QUIC server settings each connection starts from.
+    pub fn server_config(&self) -> &ServerConfig {
+        &self.config
+    }
+
     pub fn new(
         bind_ip: IpAddr,
         range: PortRange,

@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
+use ferry_engine::congestion::PaceHandle;
 use ferry_engine::control::Control;
 use ferry_engine::files::{Origin, Sink, SourceFile, plan_share};
-use ferry_engine::handshake::{accept_hello, refuse, welcome};
+use ferry_engine::handshake::{Greeting, PaceRequest, accept_hello, refuse, welcome};
 use ferry_engine::receive::{ClaimScope, Receiving, receive};
 use ferry_engine::send::{PlanUpdate, Sending, send, send_stream};
+use ferry_engine::transport::for_connection;
 use ferry_engine::{EngineError, FileEvent, Outcome, Progress, StopSignal};
-use ferry_proto::{ChunkLayout, ErrorCode, Priority, ProtoError, SharePath};
+use ferry_proto::{ChunkLayout, ErrorCode, Pace, Priority, ProtoError, Rate, SharePath};
 use ferry_store::{Delivery, Job, JobId, JobKind, JobStatus, NewEvent, NewJob, Share, TaskStatus};
 use quinn::{Endpoint, Incoming};
 use tokio::sync::mpsc;
@@ -46,18 +48,34 @@ pub async fn accept_loop(app: Arc<App>, endpoint: Endpoint, port: u16) {
 
 async fn handle(app: Arc<App>, incoming: Incoming, port: u16) {
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
+    // Each connection gets a pace of its own, so its rate can be set once
+    // we know whose session it is, and changed while it runs.
+    let pace = PaceHandle::new(app.config.transfer.site_pace());
+    let config = for_connection(app.dataplane.server_config(), &app.tuning, &pace);
+    let connected = match incoming.accept_with(config) {
+        Ok(connecting) => connecting.await,
+        Err(e) => Err(e),
+    };
+    let conn = match connected {
         Ok(c) => c,
         Err(e) => {
             log::info!(port = port; "QUIC handshake from {remote} failed: {e}");
             return;
         }
     };
-    let (mut send, recv, token) = match accept_hello(&conn, HELLO_TIMEOUT).await {
+    let Greeting {
+        mut send,
+        recv,
+        token,
+        request,
+    } = match accept_hello(&conn, HELLO_TIMEOUT).await {
         Ok(x) => x,
         Err(e) => {
             log::info!(port = port; "session from {remote} did not greet properly: {e}");
-            conn.close(1u32.into(), b"expected a session greeting");
+            conn.close(
+                ErrorCode::Protocol.close_code().into(),
+                b"expected a session greeting",
+            );
             return;
         }
     };
@@ -76,7 +94,10 @@ async fn handle(app: Arc<App>, incoming: Incoming, port: u16) {
             return;
         }
     };
-    if let Err(e) = welcome(&mut send, id).await {
+    let granted = session_pace(&app, &spec, request);
+    pace.set(granted);
+    app.tuning.size_windows(&conn, granted);
+    if let Err(e) = welcome(&mut send, id, granted).await {
         log::info!(session_id = id; "session {id} lost before it started: {e}");
         return;
     }
@@ -86,8 +107,48 @@ async fn handle(app: Arc<App>, incoming: Incoming, port: u16) {
         id,
         spec,
         remote,
+        pace,
+        request,
     };
     session.run(Control::spawn(send, recv)).await;
+}
+
+fn session_pace(app: &App, spec: &SessionSpec, request: PaceRequest) -> Pace {
+    let job = match &spec.target {
+        Target::Upload { job, .. } | Target::Download { job, .. } => Some(job),
+        Target::Put { .. } | Target::Get { .. } => None,
+    };
+    pace_for(app.config.transfer.site_pace(), job, request)
+}
+
+/// A session's pace: the client's policy if it asked for one, else the
+/// site's; the lowest of the site's cap, the job's and the client's.
+pub fn pace_for(site: Pace, job: Option<&Job>, request: PaceRequest) -> Pace {
+    let job_rate = job
+        .and_then(|j| j.target_rate)
+        .and_then(|bps| Rate::from_bits_per_sec(bps).ok());
+    Pace {
+        policy: request.policy.unwrap_or(site.policy),
+        target: site.target,
+    }
+    .capped(job_rate)
+    .capped(request.rate)
+}
+
+/// Applies a job's new rate to its running sessions at once: our side's
+/// controller, the windows, and the client's controller (told by a `Pace`
+/// frame, since on an upload the client sends).
+pub fn repace(app: &App, job: &Job) {
+    let site = app.config.transfer.site_pace();
+    for live in app.live().values().filter(|l| l.job == job.id) {
+        let pace = pace_for(site, Some(job), live.request);
+        live.pace.set(pace);
+        app.tuning.size_windows(&live.conn, pace);
+        if let Some(tx) = live.frames.upgrade() {
+            let _ = tx.send(ferry_proto::Frame::Pace(pace));
+        }
+        log::info!(job_id = job.id.0, session_id = live.session; "session {} now runs at {pace}", live.session);
+    }
 }
 
 /// One redeemed session.
@@ -97,6 +158,8 @@ struct Session {
     id: u64,
     spec: Arc<SessionSpec>,
     remote: std::net::SocketAddr,
+    pace: PaceHandle,
+    request: PaceRequest,
 }
 
 /// What a finished session means for its job.
@@ -135,7 +198,8 @@ impl Session {
                     Ok(j) => (j, false),
                     Err(e) => {
                         log::error!("cannot record the job of session {}: {e}", self.id);
-                        self.conn.close(1u32.into(), b"internal error");
+                        self.conn
+                            .close(ErrorCode::Internal.close_code().into(), b"internal error");
                         return;
                     }
                 }
@@ -165,6 +229,10 @@ impl Session {
                 stop: stop.clone(),
                 started: Instant::now(),
                 priorities: delivery_job.then_some(prio_tx),
+                pace: self.pace.clone(),
+                request: self.request,
+                conn: self.conn.clone(),
+                frames: control.frames(),
             },
         );
         let recorder = tokio::spawn(record_progress(
@@ -383,7 +451,8 @@ impl Session {
                     message: e.to_string(),
                 });
                 control.finish().await;
-                self.conn.close(1u32.into(), b"plan refused");
+                // The close carries the reason too, in case the frame is lost.
+                ferry_engine::error::close_with(&self.conn, &e);
                 return Err(e);
             }
         };
@@ -407,6 +476,8 @@ impl Session {
         s.progress = progress;
         s.stop = stop;
         s.events = events;
+        // Keep as much in flight as the connection's window allows.
+        s.opts.max_bytes_in_flight = self.app.tuning.window_for(self.pace.get(), self.conn.rtt());
         s
     }
 

@@ -3,9 +3,11 @@
 //!
 //! Reading and writing each run in their own task, so the session loops can
 //! `select!` on a channel (cancel-safe) instead of on a half-read frame.
+//! `Pace` frames concern the connection, not the session, so the reader
+//! hands them to a callback instead of to the session loop.
 
 use ferry_proto::frame::{self, LEN_PREFIX};
-use ferry_proto::{Frame, ProtoError};
+use ferry_proto::{Frame, Pace, ProtoError};
 use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
 
@@ -52,8 +54,21 @@ pub struct Control {
     writer: tokio::task::JoinHandle<()>,
 }
 
+/// What to do when the peer changes the session's pace.
+pub type OnPace = Box<dyn Fn(Pace) + Send + Sync>;
+
 impl Control {
-    pub fn spawn(mut send: SendStream, mut recv: RecvStream) -> Self {
+    pub fn spawn(send: SendStream, recv: RecvStream) -> Self {
+        Self::spawn_paced(send, recv, None)
+    }
+
+    /// A control stream whose `Pace` frames go to `on_pace` (a client's:
+    /// the appliance sets the pace).
+    pub fn spawn_paced(
+        mut send: SendStream,
+        mut recv: RecvStream,
+        on_pace: Option<OnPace>,
+    ) -> Self {
         let (tx, mut out) = mpsc::unbounded_channel::<Frame>();
         let (inc, rx) = mpsc::channel(64);
         let writer = tokio::spawn(async move {
@@ -70,6 +85,10 @@ impl Control {
         tokio::spawn(async move {
             loop {
                 match read_frame(&mut recv).await {
+                    Ok(Some(Frame::Pace(pace))) => match &on_pace {
+                        Some(f) => f(pace),
+                        None => log::debug!("ignored a Pace frame from the client side"),
+                    },
                     Ok(Some(frame)) => {
                         if inc.send(Ok(frame)).await.is_err() {
                             return;
@@ -84,6 +103,12 @@ impl Control {
             }
         });
         Control { tx, rx, writer }
+    }
+
+    /// A way for others to queue frames (a new pace) that does not keep
+    /// the stream open once the session is done with it.
+    pub fn frames(&self) -> mpsc::WeakUnboundedSender<Frame> {
+        self.tx.downgrade()
     }
 
     /// Queues a frame for the peer.

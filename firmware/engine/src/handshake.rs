@@ -5,13 +5,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_proto::{ErrorCode, Frame, PROTOCOL_VERSION, ProtoError};
+use ferry_proto::{ErrorCode, Frame, PROTOCOL_VERSION, Pace, Policy, ProtoError, Rate};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 
+use crate::congestion::PaceHandle;
 use crate::control::{read_frame, write_frame};
 use crate::error::EngineError;
 use crate::tls::{PinnedCert, find_mismatch};
 use crate::transport::{Tuning, client_config};
+
+/// What a client asks of its session's pace; the appliance has the last
+/// word.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaceRequest {
+    pub policy: Option<Policy>,
+    /// A cap of the client's own, such as its home link.
+    pub rate: Option<Rate>,
+}
 
 /// An authenticated data connection, ready for a sender or receiver.
 #[derive(Debug)]
@@ -20,6 +30,28 @@ pub struct Session {
     pub send: SendStream,
     pub recv: RecvStream,
     pub id: u64,
+    /// The session's pace, as the appliance set it; the control stream
+    /// applies later changes here.
+    pub pace: PaceHandle,
+}
+
+impl Session {
+    /// The connection and its control stream. `Pace` frames from the
+    /// appliance set the session's pace and resize its windows.
+    pub fn into_control(self, tuning: &Tuning) -> (Connection, crate::control::Control) {
+        let (pace, conn, tuning) = (self.pace, self.connection.clone(), tuning.clone());
+        let conn2 = conn.clone();
+        let control = crate::control::Control::spawn_paced(
+            self.send,
+            self.recv,
+            Some(Box::new(move |p| {
+                log::info!("the appliance set this session's pace to {p}");
+                pace.set(p);
+                tuning.size_windows(&conn2, p);
+            })),
+        );
+        (conn, control)
+    }
 }
 
 /// Connects to the appliance's data port and presents the token.
@@ -32,9 +64,14 @@ pub async fn connect(
     tuning: &Tuning,
     token: [u8; 32],
     handshake_timeout: Duration,
+    request: PaceRequest,
 ) -> Result<Session, EngineError> {
+    let pace = PaceHandle::new(Pace {
+        policy: request.policy.unwrap_or_default(),
+        target: request.rate,
+    });
     let connecting = endpoint
-        .connect_with(client_config(pin, tuning), addr, "ferry")
+        .connect_with(client_config(pin, tuning, &pace), addr, "ferry")
         .map_err(|e| EngineError::Connect(format!("cannot connect to {addr}: {e}")))?;
     let connection = match tokio::time::timeout(handshake_timeout, connecting).await {
         Err(_) => {
@@ -61,6 +98,8 @@ pub async fn connect(
         &Frame::Hello {
             version: PROTOCOL_VERSION,
             token,
+            policy: request.policy,
+            rate: request.rate,
         },
     )
     .await?;
@@ -68,12 +107,20 @@ pub async fn connect(
         .await
         .map_err(|_| EngineError::Connect(format!("{addr} did not answer the session greeting")))?;
     match answer {
-        Ok(Some(Frame::Welcome { session })) => Ok(Session {
-            connection,
-            send,
-            recv,
-            id: session,
-        }),
+        Ok(Some(Frame::Welcome {
+            session,
+            pace: granted,
+        })) => {
+            pace.set(granted);
+            tuning.size_windows(&connection, granted);
+            Ok(Session {
+                connection,
+                send,
+                recv,
+                id: session,
+                pace,
+            })
+        }
         Ok(Some(Frame::Error { code, message })) => {
             Err(EngineError::Proto(ProtoError::Peer { code, message }))
         }
@@ -93,19 +140,36 @@ pub async fn connect(
     }
 }
 
+/// A client's greeting, as the appliance received it.
+#[derive(Debug)]
+pub struct Greeting {
+    pub send: SendStream,
+    pub recv: RecvStream,
+    pub token: [u8; 32],
+    pub request: PaceRequest,
+}
+
 /// Server side: waits for the client's greeting on a new connection and
 /// returns the token it presents. The caller checks the token and answers
 /// with [`welcome`] or [`refuse`].
 pub async fn accept_hello(
     connection: &Connection,
     timeout: Duration,
-) -> Result<(SendStream, RecvStream, [u8; 32]), EngineError> {
+) -> Result<Greeting, EngineError> {
     let greet = async {
         let (send, mut recv) = connection.accept_bi().await?;
         match read_frame(&mut recv).await? {
-            Some(Frame::Hello { version, token }) if version == PROTOCOL_VERSION => {
-                Ok((send, recv, token))
-            }
+            Some(Frame::Hello {
+                version,
+                token,
+                policy,
+                rate,
+            }) if version == PROTOCOL_VERSION => Ok(Greeting {
+                send,
+                recv,
+                token,
+                request: PaceRequest { policy, rate },
+            }),
             Some(Frame::Hello { version, .. }) => Err(EngineError::Proto(ProtoError::Peer {
                 code: ErrorCode::Version,
                 message: format!(
@@ -124,9 +188,10 @@ pub async fn accept_hello(
     })?
 }
 
-/// Accepts the session.
-pub async fn welcome(send: &mut SendStream, session: u64) -> Result<(), EngineError> {
-    write_frame(send, &Frame::Welcome { session }).await
+/// Accepts the session at `pace`, which the caller has set on the
+/// connection's handle.
+pub async fn welcome(send: &mut SendStream, session: u64, pace: Pace) -> Result<(), EngineError> {
+    write_frame(send, &Frame::Welcome { session, pace }).await
 }
 
 /// Refuses the session with a reason, then closes the connection once the

@@ -5,6 +5,8 @@
 //!
 //! - [`tls`]: the appliance's certificate and fingerprint pinning;
 //! - [`transport`]: QUIC endpoint and flow-control settings;
+//! - [`congestion`]: the session's pace (policy and target rate) and the
+//!   delay-based controller behind `fixed` and `fair`;
 //! - [`handshake`]: opening a session with a token from the control plane;
 //! - [`send`] and [`receive`]: the two sides of a session;
 //! - [`files`]: sources, part files, resume state, atomic commit;
@@ -12,6 +14,7 @@
 //! - [`progress`] and [`stop`]: watching and stopping a session.
 
 pub mod claims;
+pub mod congestion;
 pub mod control;
 pub mod error;
 pub mod files;

@@ -13,11 +13,10 @@ use crate::protocol::{self, LeaseInfo, Request, Response, WireError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    #[error("cannot reach ferry-portguard at {path}: {source}")]
-    Unreachable {
-        path: String,
-        source: std::io::Error,
-    },
+    // The cause is part of the message, not a separate source, so that
+    // error chains do not print it twice.
+    #[error("cannot reach ferry-portguard at {path}: {cause}")]
+    Unreachable { path: String, cause: std::io::Error },
     #[error("ferry-portguard: {0}")]
     Refused(String),
     #[error("ferry-portguard: {0}")]
@@ -48,10 +47,10 @@ impl PortguardClient {
 
     async fn call(&self, request: &Request) -> Result<Response, ClientError> {
         let exchange = async {
-            let mut stream = UnixStream::connect(&self.path).await.map_err(|source| {
+            let mut stream = UnixStream::connect(&self.path).await.map_err(|cause| {
                 ClientError::Unreachable {
                     path: self.path.display().to_string(),
-                    source,
+                    cause,
                 }
             })?;
             protocol::write(&mut stream, request).await?;

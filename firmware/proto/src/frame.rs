@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::bitmap::ChunkBitmap;
 use crate::chunk::ChunkRef;
 use crate::digest::Digest;
+use crate::pace::{Pace, Policy, Rate};
 use crate::plan::{FileId, PlanFile, Priority};
 
 /// The largest frame body accepted, in bytes. Plans travel in batches
@@ -107,10 +108,19 @@ pub enum Frame {
     Hello {
         version: u32,
         token: [u8; 32],
+        /// What the client asks for: a policy, and a cap of its own (the
+        /// recipient's home link, say). The appliance's caps still apply.
+        policy: Option<Policy>,
+        rate: Option<Rate>,
     },
     Welcome {
         session: u64,
+        /// The pace the session starts with.
+        pace: Pace,
     },
+    /// Appliance→client: the session's pace changed (an admin set the
+    /// job's rate). Applied by whichever side sends.
+    Pace(Pace),
     /// Opens the plan: chunk size and, when the sender knows them, totals,
     /// so the receiver can refuse a plan it cannot hold before any file is
     /// listed. An open plan (files still landing upstream) has no totals;
@@ -262,6 +272,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pace::{Pace, Policy, Rate};
     use crate::path::SharePath;
 
     fn sample() -> Vec<Frame> {
@@ -269,7 +280,17 @@ mod tests {
             Frame::Hello {
                 version: 1,
                 token: [7; 32],
+                policy: Some(Policy::Fixed),
+                rate: Some(Rate::from_mbit(100).unwrap()),
             },
+            Frame::Welcome {
+                session: 9,
+                pace: Pace::default(),
+            },
+            Frame::Pace(Pace {
+                policy: Policy::Fair,
+                target: Some(Rate::from_mbit(20).unwrap()),
+            }),
             Frame::PlanStart {
                 chunk_size: 1 << 20,
                 files: Some(1),

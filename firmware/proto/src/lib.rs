@@ -17,11 +17,13 @@
 //! - [`chunk`]: the header and trailer of a chunk on its own stream.
 //! - [`sequence`]: frame-sequence notation (`shot.%04d.exr[1001-1100]`).
 //! - [`rules`]: `GLOB=high|low|N` priority rules.
+//! - [`pace`]: congestion policy and target rate of a session.
 
 pub mod bitmap;
 pub mod chunk;
 pub mod digest;
 pub mod frame;
+pub mod pace;
 pub mod path;
 pub mod plan;
 pub mod rules;
@@ -33,6 +35,7 @@ pub use bitmap::ChunkBitmap;
 pub use chunk::{ChunkHeader, ChunkRef};
 pub use digest::Digest;
 pub use frame::{ErrorCode, Frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
+pub use pace::{Pace, Policy, Rate, RateError};
 pub use path::{PathError, SharePath, ShareRef};
 pub use plan::{ChunkLayout, FileId, PlanFile, Priority, PriorityError};
 pub use rules::PriorityRules;

@@ -923,6 +923,7 @@ fn frame_name(frame: &Frame) -> &'static str {
     match frame {
         Frame::Hello { .. } => "Hello",
         Frame::Welcome { .. } => "Welcome",
+        Frame::Pace(_) => "Pace",
         Frame::PlanStart { .. } => "PlanStart",
         Frame::PlanFiles { .. } => "PlanFiles",
         Frame::PlanEnd => "PlanEnd",

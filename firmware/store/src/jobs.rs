@@ -150,6 +150,8 @@ pub struct Job {
     pub recipient_id: Option<UserId>,
     pub recipient_email: Option<String>,
     pub next_retry_at: Option<i64>,
+    /// The job's own cap in bits per second; `None`: the site's.
+    pub target_rate: Option<u64>,
 }
 
 impl Job {
@@ -163,7 +165,7 @@ impl Job {
 const JOB_COLUMNS: &str = "j.id, j.kind, j.name, j.owner_id, u.email, j.share_id, j.folder, j.status, j.purged,
     j.files_total, j.files_done, j.bytes_total, j.bytes_done, j.bytes_skipped, j.rate, j.retries, j.error,
     j.client_address, j.created_at, j.started_at, j.finished_at, j.delivery_id, j.recipient_id, r.email,
-    j.next_retry_at";
+    j.next_retry_at, j.target_rate";
 
 const JOB_FROM: &str =
     "jobs j JOIN users u ON u.id = j.owner_id LEFT JOIN users r ON r.id = j.recipient_id";
@@ -197,6 +199,9 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         recipient_id: r.get::<_, Option<i64>>(22)?.map(UserId),
         recipient_email: r.get(23)?,
         next_retry_at: r.get(24)?,
+        target_rate: r
+            .get::<_, Option<i64>>(25)?
+            .and_then(|v| u64::try_from(v).ok()),
     })
 }
 
@@ -291,6 +296,20 @@ impl Store {
             "UPDATE jobs SET rate = ?1, bytes_skipped = max(bytes_skipped, ?2) WHERE id = ?3",
             params![rate, bytes_skipped, id.0],
         )?;
+        Ok(())
+    }
+
+    /// Sets a job's own target rate (bits per second), or gives it back
+    /// the site's with `None`.
+    pub fn set_job_target_rate(&self, id: JobId, bps: Option<u64>) -> Result<()> {
+        let bps = bps.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let n = self.conn().execute(
+            "UPDATE jobs SET target_rate = ?1 WHERE id = ?2",
+            params![bps, id.0],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("job {id}")));
+        }
         Ok(())
     }
 
@@ -439,5 +458,15 @@ mod tests {
         assert_eq!(finished.len(), 1);
         assert!(finished[0].finished_at.is_some());
         assert_eq!(finished[0].rate, 0);
+
+        assert_eq!(j.target_rate, None);
+        s.set_job_target_rate(id, Some(50_000_000)).unwrap();
+        assert_eq!(s.job(id).unwrap().target_rate, Some(50_000_000));
+        s.set_job_target_rate(id, None).unwrap();
+        assert_eq!(s.job(id).unwrap().target_rate, None);
+        assert!(matches!(
+            s.set_job_target_rate(JobId(999), Some(1)),
+            Err(StoreError::NotFound(_))
+        ));
     }
 }

@@ -134,6 +134,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ADD COLUMN mtime_ns INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX tasks_job ON tasks(job_id, status);
     "#,
+    // 3: a job's own target rate in bits per second (NULL: the site's).
+    r#"
+    ALTER TABLE jobs ADD COLUMN target_rate INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,5 +1,5 @@
 //! Jobs over the API: list, show (files and sequences), and control
-//! (pause, resume, abort, retry, purge, priority).
+//! (pause, resume, abort, retry, purge, priority, rate).
 //!
 //! Who sees a job: its owner (the sender), its recipient, and admins. A
 //! job someone may not see does not exist for them (404), so job ids say
@@ -13,11 +13,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_api::{
-    JobDetail, JobInfo, JobLine, JobList, PriorityChange, PurgeRequest, TaskInfo, codes,
+    JobDetail, JobInfo, JobLine, JobList, PriorityChange, PurgeRequest, RateChange, TaskInfo, codes,
 };
 use ferry_proto::rules::{glob_matcher, glob_matches};
 use ferry_proto::sequence::{Grouped, group};
-use ferry_proto::{ErrorCode, Priority, SharePath};
+use ferry_proto::{ErrorCode, Priority, Rate, SharePath};
 use ferry_store::{
     Job, JobFilter, JobId, JobKind, JobStatus, NewEvent, Task, TaskStatus, User, now,
 };
@@ -33,6 +33,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/jobs", get(list))
         .route("/api/v1/jobs/{id}", get(show))
         .route("/api/v1/jobs/{id}/priority", post(priority))
+        .route("/api/v1/jobs/{id}/rate", post(rate))
         .route("/api/v1/jobs/{id}/purge", post(purge))
         .route("/api/v1/jobs/{id}/{action}", post(act))
 }
@@ -77,6 +78,12 @@ pub fn job_info(app: &App, job: &Job) -> JobInfo {
         bytes_done: job.bytes_done,
         bytes_skipped: job.bytes_skipped,
         rate: job.rate,
+        target_rate: job.target_rate,
+        pace: app
+            .live()
+            .values()
+            .find(|l| l.job == job.id)
+            .map(|l| l.pace.get().to_string()),
         retries: job.retries,
         error: job.error.clone(),
         created_at: job.created_at,
@@ -453,6 +460,50 @@ async fn purge(
         app.hub.bump(d);
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets or clears a job's own rate cap; running sessions follow at once.
+async fn rate(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    Path(id): Path<i64>,
+    ApiJson(req): ApiJson<RateChange>,
+) -> Result<Json<JobInfo>, ApiError> {
+    let user = &caller.user;
+    let job = visible_job(&app, user, id)?;
+    may_control(user, &job, true)?;
+    let rate: Option<Rate> = req
+        .rate
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: ferry_proto::RateError| {
+            ApiError::bad_request(codes::INVALID_REQUEST, e.to_string())
+        })?;
+    app.store
+        .set_job_target_rate(job.id, rate.map(Rate::bits_per_sec))?;
+    let job = app.store.job(job.id)?;
+    crate::transfer::repace(&app, &job);
+    let site = app.config.transfer.target_rate;
+    audit(
+        &app,
+        user,
+        ip,
+        "job.rate",
+        &job,
+        match (rate, site) {
+            (Some(r), Some(s)) if r > s => format!("{r} (the site's cap of {s} still applies)"),
+            (Some(r), _) => r.to_string(),
+            (None, Some(s)) => format!("the site's cap of {s}"),
+            (None, None) => "no cap".to_owned(),
+        },
+    );
+    if let Some(d) = job.delivery_id {
+        app.hub.bump(d);
+    }
+    Ok(Json(job_info(&app, &job)))
 }
 
 async fn priority(

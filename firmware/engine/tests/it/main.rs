@@ -9,15 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_engine::congestion::PaceHandle;
 use ferry_engine::control::Control;
 use ferry_engine::files::{Sink, plan_local};
-use ferry_engine::handshake::{accept_hello, connect, welcome};
+use ferry_engine::handshake::{PaceRequest, accept_hello, connect, welcome};
 use ferry_engine::receive::{Receiving, receive};
 use ferry_engine::send::{Sending, send};
 use ferry_engine::tls::{Identity, PinnedCert};
-use ferry_engine::transport::{Tuning, client_endpoint, server_config};
+use ferry_engine::transport::{Tuning, client_endpoint, for_connection, server_config};
 use ferry_engine::{EngineError, Outcome, Progress, StopSignal};
-use ferry_proto::{ChunkLayout, Priority, SharePath};
+use ferry_proto::{ChunkLayout, Frame, Pace, Policy, Priority, Rate, SharePath};
 
 struct Server {
     addr: SocketAddr,
@@ -43,11 +44,11 @@ fn server(dest: PathBuf) -> Server {
             let (dest, tx) = (dest.clone(), tx.clone());
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
-                let Ok((mut s, r, _token)) = accept_hello(&conn, Duration::from_secs(5)).await
-                else {
+                let Ok(g) = accept_hello(&conn, Duration::from_secs(5)).await else {
                     return;
                 };
-                welcome(&mut s, n).await.unwrap();
+                let (mut s, r) = (g.send, g.recv);
+                welcome(&mut s, n, Pace::default()).await.unwrap();
                 let sink = Sink::local(&dest).unwrap();
                 let r = receive(&conn, Control::spawn(s, r), Receiving::new(sink)).await;
                 let _ = tx.send(r);
@@ -76,6 +77,7 @@ async fn put(
         &Tuning::default(),
         [1; 32],
         Duration::from_secs(5),
+        Default::default(),
     )
     .await?;
     let prio = |p: &SharePath| {
@@ -89,13 +91,8 @@ async fn put(
     let mut sending = Sending::new(ChunkLayout::new(1 << 20).unwrap());
     sending.progress = progress;
     sending.stop = stop;
-    let r = send(
-        &session.connection,
-        Control::spawn(session.send, session.recv),
-        files,
-        sending,
-    )
-    .await;
+    let (conn, control) = session.into_control(&Tuning::default());
+    let r = send(&conn, control, files, sending).await;
     endpoint.wait_idle().await;
     r
 }
@@ -220,6 +217,7 @@ async fn a_wrong_pin_is_refused_with_both_fingerprints() {
         &Tuning::default(),
         [0; 32],
         Duration::from_secs(5),
+        Default::default(),
     )
     .await
     .unwrap_err();
@@ -243,6 +241,7 @@ async fn an_unreachable_port_says_so() {
         &Tuning::default(),
         [0; 32],
         Duration::from_millis(700),
+        Default::default(),
     )
     .await
     .unwrap_err();
@@ -251,4 +250,86 @@ async fn an_unreachable_port_says_so() {
             .contains(&format!("UDP port {}", addr.port())),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_appliance_decides_the_pace_and_can_change_it() {
+    let (id, _, _) = Identity::self_signed(&["localhost".into()]).unwrap();
+    let fingerprint = id.fingerprint();
+    let tuning = Tuning::default();
+    let base = server_config(&id, &tuning).unwrap();
+    let endpoint = quinn::Endpoint::server(base.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let mbit = |n| Some(Rate::from_mbit(n).unwrap());
+    let (asked_tx, mut asked) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let incoming = endpoint.accept().await.unwrap();
+        let handle = PaceHandle::new(Pace::default());
+        let conn = incoming
+            .accept_with(for_connection(&base, &tuning, &handle))
+            .unwrap()
+            .await
+            .unwrap();
+        let mut g = accept_hello(&conn, Duration::from_secs(5)).await.unwrap();
+        asked_tx.send(g.request).unwrap();
+        // The client asked for 80 Mbit/s; the site caps at 50.
+        let granted = Pace {
+            policy: Policy::Fixed,
+            target: mbit(80),
+        }
+        .capped(mbit(50));
+        handle.set(granted);
+        welcome(&mut g.send, 7, granted).await.unwrap();
+        let control = Control::spawn(g.send, g.recv);
+        control.send(Frame::Pace(Pace {
+            policy: Policy::Fair,
+            target: mbit(20),
+        }));
+        // Hold the connection until the client has seen the change.
+        conn.closed().await;
+        (endpoint, handle.get())
+    });
+    let client = client_endpoint(addr).unwrap();
+    let session = connect(
+        &client,
+        addr,
+        &PinnedCert::new(fingerprint),
+        &Tuning::default(),
+        [3; 32],
+        Duration::from_secs(5),
+        PaceRequest {
+            policy: Some(Policy::Fixed),
+            rate: mbit(80),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        asked.recv().await.unwrap(),
+        PaceRequest {
+            policy: Some(Policy::Fixed),
+            rate: mbit(80)
+        }
+    );
+    assert_eq!(
+        session.pace.get(),
+        Pace {
+            policy: Policy::Fixed,
+            target: mbit(50)
+        }
+    );
+    let handle = session.pace.clone();
+    let (conn, _control) = session.into_control(&Tuning::default());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while handle.get().target != mbit(20) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new pace never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(handle.get().policy, Policy::Fair);
+    conn.close(0u32.into(), b"done");
+    let (_endpoint, server_pace) = server.await.unwrap();
+    assert_eq!(server_pace.target, mbit(50));
 }
