@@ -6,3 +6,4 @@
 mod deliveries;
 mod foundation;
 mod nat;
+mod wan;

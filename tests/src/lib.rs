@@ -5,6 +5,7 @@
 
 pub mod netns;
 pub mod relay;
+pub mod wan;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr};

@@ -279,6 +279,14 @@ const ALPHA_MAX_PACKETS: f64 = 512.0;
 /// ×1.5 per round trip, so the overshoot when the queue starts to build is
 /// half a bandwidth-delay product, which a drop-tail queue can hold.
 const STARTUP_GROWTH: f64 = 0.5;
+/// Below this share of the target's bandwidth-delay product, startup
+/// doubles its window each round trip instead: a path slower than half
+/// the target is unusual (the admin sets the target from the link), and
+/// doubling there overshoots by at most what the link itself carries.
+const STARTUP_DOUBLING_SHARE: f64 = 0.5;
+/// Startup begins at this share of the target's bandwidth-delay product
+/// once the handshake has measured the RTT, rather than at a few packets.
+const STARTUP_FIRST_SHARE: f64 = 0.25;
 /// Startup ends when the recent RTT exceeds the minimum by this share of
 /// it (or by `STARTUP_EXIT_MIN`, on short paths).
 const STARTUP_EXIT_SHARE: f64 = 1.0 / 32.0;
@@ -296,7 +304,12 @@ const LOSS_CUT: f64 = 0.75;
 const LOSS_RECOVERY: f64 = 1.0 / 16.0;
 const LOSS_FLOOR: f64 = 1.0 / 64.0;
 /// Rounds in a row without a queue before `fair` climbs multiplicatively.
-const QUIET_ROUNDS: u32 = 3;
+const QUIET_ROUNDS: u32 = 5;
+/// The climb per round after that.
+const QUIET_GROWTH: f64 = 0.25;
+/// The most packets startup's first window jumps to: a target far above
+/// what the path carries must not become a first burst that floods it.
+const STARTUP_FIRST_MAX_PACKETS: f64 = 256.0;
 /// The minimum RTT expires unless confirmed within this window.
 const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 /// A sample within this share above the minimum confirms it.
@@ -339,6 +352,8 @@ pub struct DelayControl {
     recent_next: usize,
     /// Rounds in a row that saw no queue.
     quiet_rounds: u32,
+    /// Startup has had its first RTT sample.
+    started: bool,
     round: Round,
     /// Bytes per second acknowledged over the last full round.
     delivery_rate: f64,
@@ -410,6 +425,7 @@ impl DelayControl {
             recent_len: 0,
             recent_next: 0,
             quiet_rounds: 0,
+            started: false,
             round: Round::new(now, now + MIN_ROUND),
             delivery_rate: 0.0,
         }
@@ -453,7 +469,8 @@ impl DelayControl {
         self.pace.target.map(|r| r.bytes_per_sec() as f64)
     }
 
-    /// The window that sends at the target over `rtt`.
+    /// The window that sends at the target when its bytes stay in flight
+    /// for `rtt`.
     fn cap(&self, rtt: Duration) -> f64 {
         self.target()
             .map_or(f64::INFINITY, |t| t * rtt.as_secs_f64())
@@ -481,10 +498,24 @@ impl DelayControl {
         } else {
             match &mut self.phase {
                 Phase::Startup => {
-                    if !app_limited {
-                        self.window += bytes as f64 * STARTUP_GROWTH;
-                    }
                     let base = self.min_rtt.unwrap_or(rtt);
+                    let target_bdp = self.cap(base);
+                    if !self.started {
+                        self.started = true;
+                        if target_bdp.is_finite() {
+                            let first = (target_bdp * STARTUP_FIRST_SHARE)
+                                .min(STARTUP_FIRST_MAX_PACKETS * self.mtu as f64);
+                            self.window = self.window.max(first);
+                        }
+                    }
+                    if !app_limited {
+                        let growth = if self.window < target_bdp * STARTUP_DOUBLING_SHARE {
+                            1.0
+                        } else {
+                            STARTUP_GROWTH
+                        };
+                        self.window += bytes as f64 * growth;
+                    }
                     let recent = self.recent_rtt();
                     let exit = (base.mul_f64(STARTUP_EXIT_SHARE)).max(STARTUP_EXIT_MIN);
                     if self.recent_len == RECENT_SAMPLES && recent > base + exit {
@@ -498,7 +529,7 @@ impl DelayControl {
                         self.phase = Phase::Steady;
                         self.quiet_rounds = 0;
                     }
-                    let cap = self.cap(recent.max(base));
+                    let cap = self.cap(srtt);
                     if self.window >= cap {
                         // The target, not the path, is the limit.
                         self.window = cap;
@@ -613,14 +644,29 @@ impl DelayControl {
             // No queue at all, round after round: far below the path's
             // rate (a competitor left, startup ended early on a noisy
             // sample). Climb at startup's pace rather than by α a round.
-            next = next.max(w * (1.0 + STARTUP_GROWTH));
+            next = next.max(w * (1.0 + QUIET_GROWTH));
         }
         if round.app_limited && next > w {
             // Growth untested by real traffic would be a burst later.
             next = w;
         }
-        self.window = next.min(self.cap(rtt)).max((MIN_PACKETS * self.mtu) as f64);
+        // The cap uses the mean RTT of packets, acknowledgement delay
+        // included: that is how long a window's bytes stay in flight.
+        let cap = self.cap(self.srtt.unwrap_or(rtt).max(rtt));
+        self.window = next.min(cap).max((MIN_PACKETS * self.mtu) as f64);
 
+        log::trace!(
+            "fair round: rtt {rtt:?} over {base:?}, window {} (x{:.2} for loss), acked {} lost {}{}",
+            self.window as u64,
+            self.loss_factor,
+            round.acked,
+            round.lost,
+            if round.app_limited {
+                ", app-limited"
+            } else {
+                ""
+            }
+        );
         if now.saturating_duration_since(self.min_rtt_confirmed) > MIN_RTT_WINDOW {
             let srtt = self.srtt.unwrap_or(rtt);
             self.phase = Phase::Probe {

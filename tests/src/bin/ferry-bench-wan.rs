@@ -1,0 +1,422 @@
+//! The WAN benchmark (`tests/bench/wan` runs it): Ferry under each
+//! congestion policy against rsync over ssh with TCP CUBIC and TCP BBR, on
+//! the same emulated link in the same run.
+//!
+//! Scenarios (100 Mbit/s, 1000-packet drop-tail queue):
+//! - A: 100 ms RTT, no loss;
+//! - B: 100 ms RTT, 1 % loss;
+//! - C: 200 ms RTT, 2 % loss;
+//! - D: B with a folder of small frames instead of one file;
+//! - E: two Ferry transfers and one TCP flow (BBR, the kernel's default)
+//!   sharing B's link.
+//!
+//! A transfer that finishes is measured end to end (file bytes over the
+//! time the command took, session set-up included). One that cannot
+//! finish within `--max-secs` (TCP CUBIC at 1 % loss moves about 2 Mbit/s)
+//! is measured at its steady rate between two readings of what had
+//! arrived, and marked `*`.
+
+// A benchmark fails by panicking, like a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use ferry_tests::Client;
+use ferry_tests::netns::can_run;
+use ferry_tests::wan::{LinkReport, SETTLE, Shape, Sshd, Wan, bytes_under, fresh_dir, job_bytes};
+use ferry_tests::write_random;
+
+const MB: u64 = 1_000_000;
+
+struct Args {
+    scenarios: String,
+    size_mb: u64,
+    frames: u64,
+    max_secs: u64,
+    work: PathBuf,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        scenarios: "ABCDE".into(),
+        size_mb: 400,
+        frames: 2000,
+        max_secs: 60,
+        work: PathBuf::from("/var/tmp/ferry-bench-wan"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--scenarios" => a.scenarios = value().to_uppercase(),
+            "--size-mb" => a.size_mb = value().parse().expect("--size-mb N"),
+            "--frames" => a.frames = value().parse().expect("--frames N"),
+            "--max-secs" => a.max_secs = value().parse().expect("--max-secs N"),
+            "--work" => a.work = PathBuf::from(value()),
+            "--quick" => {
+                a.size_mb = 150;
+                a.frames = 300;
+                a.max_secs = 30;
+            }
+            other => panic!(
+                "unknown flag {other}; use --scenarios ABCDE --size-mb N --frames N --max-secs N --work DIR --quick"
+            ),
+        }
+    }
+    a
+}
+
+/// One contender's result.
+struct Measure {
+    mbit: f64,
+    /// Ran to the end (else `mbit` is a steady rate).
+    finished: bool,
+    /// Bytes sent again, as a share of bytes sent.
+    retransmitted: Option<f64>,
+    link: LinkReport,
+}
+
+impl Measure {
+    fn row(&self, name: &str, link_mbit: f64) -> String {
+        let retx = self
+            .retransmitted
+            .map_or("-".to_owned(), |r| format!("{:.2} %", r * 100.0));
+        format!(
+            "  {name:<26} {:>7.1}{} {:>8.1} % {:>14} {:>12}",
+            self.mbit,
+            if self.finished { " " } else { "*" },
+            self.mbit / link_mbit * 100.0,
+            retx,
+            self.link.forward.dropped
+        )
+    }
+}
+
+/// Waits for `child` until `deadline`; true when it exited successfully.
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<bool> {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status.success());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ferry_put(
+    wan: &mut Wan,
+    client: &Client,
+    policy: &str,
+    src: &Path,
+    dest: &str,
+    max: Duration,
+) -> Measure {
+    wan.report();
+    let started = Instant::now();
+    let target = format!("share=media/{dest}/");
+    let mut child = client.spawn(&[
+        "put",
+        src.to_str().unwrap(),
+        &target,
+        "--json",
+        "--policy",
+        policy,
+    ]);
+    std::thread::sleep(SETTLE);
+    let first = (Instant::now(), job_bytes(client, dest).unwrap_or(0));
+    let done = wait_until(&mut child, started + max);
+    match done {
+        Some(true) => {
+            let run = ferry_tests::finish(child);
+            let r = run.json();
+            let bytes = r["bytes_total"].as_f64().unwrap();
+            Measure {
+                mbit: bytes * 8.0 / r["seconds"].as_f64().unwrap() / 1e6,
+                finished: true,
+                retransmitted: Some(
+                    r["bytes_lost"].as_f64().unwrap() / r["udp_bytes_sent"].as_f64().unwrap(),
+                ),
+                link: wan.report(),
+            }
+        }
+        Some(false) => {
+            let run = ferry_tests::finish(child);
+            panic!("ferry put --policy {policy} failed: {}", run.stderr);
+        }
+        None => {
+            let last = (Instant::now(), job_bytes(client, dest).unwrap_or(0));
+            let _ = child.kill();
+            let _ = child.wait();
+            Measure {
+                mbit: rate(first, last),
+                finished: false,
+                retransmitted: None,
+                link: wan.report(),
+            }
+        }
+    }
+}
+
+fn rate(first: (Instant, u64), last: (Instant, u64)) -> f64 {
+    let secs = last.0.duration_since(first.0).as_secs_f64().max(0.001);
+    last.1.saturating_sub(first.1) as f64 * 8.0 / secs / 1e6
+}
+
+fn rsync(wan: &mut Wan, sshd: &Sshd, cc: &str, src: &Path, dest: &Path, max: Duration) -> Measure {
+    wan.tcp_congestion(cc);
+    let (out0, re0) = wan.tcp_segments();
+    wan.report();
+    let started = Instant::now();
+    let mut child = sshd.rsync(src, dest);
+    std::thread::sleep(SETTLE);
+    let first = (Instant::now(), bytes_under(dest));
+    let done = wait_until(&mut child, started + max);
+    let (out1, re1) = wan.tcp_segments();
+    let retransmitted = Some((re1 - re0) as f64 / (out1 - out0).max(1) as f64);
+    match done {
+        Some(true) => Measure {
+            mbit: bytes_under(dest) as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e6,
+            finished: true,
+            retransmitted,
+            link: wan.report(),
+        },
+        Some(false) => {
+            let run = ferry_tests::finish(child);
+            panic!("rsync with TCP {cc} failed: {}", run.stderr);
+        }
+        None => {
+            let last = (Instant::now(), bytes_under(dest));
+            let _ = child.kill();
+            let _ = child.wait();
+            Measure {
+                mbit: rate(first, last),
+                finished: false,
+                retransmitted,
+                link: wan.report(),
+            }
+        }
+    }
+}
+
+/// What a scenario's summary line needs.
+struct Summary {
+    ferry: f64,
+    cubic: f64,
+    bbr: f64,
+    link: f64,
+}
+
+fn scenario(
+    letter: char,
+    title: &str,
+    shape: Shape,
+    src: &Path,
+    a: &Args,
+    policies: &[&str],
+) -> Summary {
+    println!("\n{letter}: {title}");
+    println!(
+        "  {:<26} {:>8} {:>10} {:>14} {:>12}",
+        "", "Mbit/s", "of link", "retransmitted", "queue drops"
+    );
+    let mut wan = Wan::start(shape);
+    let (app, client) = wan.appliance(&format!("[transfer]\ntarget_rate = \"{}M\"\n", shape.mbit));
+    let sshd = Sshd::start(&wan);
+    let max = Duration::from_secs(a.max_secs);
+    let link = shape.mbit as f64;
+    let mut ferry = 0.0;
+    for (i, policy) in policies.iter().enumerate() {
+        let m = ferry_put(&mut wan, &client, policy, src, &format!("{letter}{i}"), max);
+        println!("{}", m.row(&format!("ferry put, {policy}"), link));
+        if *policy == "fair" {
+            ferry = m.mbit;
+        }
+        // Make room on the disk for the next run.
+        let _ = std::fs::remove_dir_all(app.share.join(format!("{letter}{i}")));
+    }
+    let mut tcp = [0.0; 2];
+    for (i, cc) in ["cubic", "bbr"].iter().enumerate() {
+        let dest = fresh_dir(&a.work, "rsync-dest");
+        let m = rsync(&mut wan, &sshd, cc, src, &dest, max);
+        println!("{}", m.row(&format!("rsync over ssh, TCP {cc}"), link));
+        tcp[i] = m.mbit;
+        let _ = std::fs::remove_dir_all(&dest);
+    }
+    println!("  {:<26} {:>7.1}  {:>8.1} %", "link", link, 100.0);
+    let s = Summary {
+        ferry,
+        cubic: tcp[0],
+        bbr: tcp[1],
+        link,
+    };
+    println!(
+        "{letter}: ferry_vs_link={:.2} ferry_vs_tcp_cubic={:.1} ferry_vs_tcp_bbr={:.2}",
+        s.ferry / s.link,
+        s.ferry / s.cubic.max(0.001),
+        s.ferry / s.bbr.max(0.001)
+    );
+    s
+}
+
+/// Scenario E: two Ferry transfers and a TCP flow start together on B's
+/// link; each one's rate is read over the same window.
+fn sharing(shape: Shape, src: &Path, a: &Args, policy: &str) {
+    let mut wan = Wan::start(shape);
+    let (_app, client) = wan.appliance(&format!("[transfer]\ntarget_rate = \"{}M\"\n", shape.mbit));
+    let sshd = Sshd::start(&wan);
+    wan.tcp_congestion("bbr");
+    let dest = fresh_dir(&a.work, "rsync-dest");
+    wan.report();
+    let mut flows: Vec<Child> = ["e1", "e2"]
+        .iter()
+        .map(|d| {
+            client.spawn(&[
+                "put",
+                src.to_str().unwrap(),
+                &format!("share=media/{d}/"),
+                "--json",
+                "--policy",
+                policy,
+            ])
+        })
+        .collect();
+    flows.push(sshd.rsync(src, &dest));
+    std::thread::sleep(SETTLE * 2);
+    let read = || {
+        (
+            Instant::now(),
+            [
+                job_bytes(&client, "e1").unwrap_or(0),
+                job_bytes(&client, "e2").unwrap_or(0),
+                bytes_under(&dest),
+            ],
+        )
+    };
+    let (t1, b1) = read();
+    std::thread::sleep(Duration::from_secs(a.max_secs.min(40)));
+    let (t2, b2) = read();
+    for mut f in flows {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    let link = wan.report();
+    let secs = t2.duration_since(t1).as_secs_f64();
+    let mbit: Vec<f64> = (0..3)
+        .map(|i| b2[i].saturating_sub(b1[i]) as f64 * 8.0 / secs / 1e6)
+        .collect();
+    let ferry_total = mbit[0] + mbit[1];
+    let split = mbit[0] / ferry_total.max(0.001);
+    println!(
+        "  {policy}: ferry {:.1} + {:.1} Mbit/s (split {:.0}/{:.0}), TCP BBR {:.1} Mbit/s ({:.0} % of the link), \
+         {} queue drops",
+        mbit[0],
+        mbit[1],
+        split * 100.0,
+        (1.0 - split) * 100.0,
+        mbit[2],
+        mbit[2] / shape.mbit as f64 * 100.0,
+        link.forward.dropped
+    );
+    println!(
+        "E ({policy}): ferry_split={:.2} tcp_share={:.2}",
+        split.min(1.0 - split) / split.max(1.0 - split).max(0.001),
+        mbit[2] / shape.mbit as f64
+    );
+}
+
+fn main() {
+    assert!(
+        can_run(),
+        "the WAN benchmark needs root (network namespaces and TUN devices)"
+    );
+    let a = args();
+    std::fs::create_dir_all(&a.work).expect("work dir");
+    let big = a.work.join(format!("dailies-{}MB.mov", a.size_mb));
+    if bytes_under(&big) != a.size_mb * MB {
+        write_random(&big, a.size_mb * MB, 11);
+    }
+    let frames = a.work.join(format!("frames-{}", a.frames));
+    if bytes_under(&frames) != a.frames * MB {
+        let _ = std::fs::remove_dir_all(&frames);
+        std::fs::create_dir_all(&frames).unwrap();
+        for i in 0..a.frames {
+            write_random(&frames.join(format!("shot010.{:04}.exr", 1001 + i)), MB, i);
+        }
+    }
+    let b = Shape {
+        mbit: 100,
+        rtt_ms: 100,
+        loss: 0.01,
+        queue: 1000,
+    };
+    let policies = ["fair", "fixed", "cubic", "bbr"];
+    println!(
+        "WAN benchmark: {} MB file, {} × 1 MB frames; at most {} s per run (* marks a steady rate of a run \
+         that could not finish in that time)",
+        a.size_mb, a.frames, a.max_secs
+    );
+    let mut last_b = None;
+    for s in a.scenarios.chars() {
+        match s {
+            'A' => {
+                let shape = Shape { loss: 0.0, ..b };
+                scenario(
+                    'A',
+                    "100 Mbit/s, 100 ms RTT, 0 % loss",
+                    shape,
+                    &big,
+                    &a,
+                    &policies,
+                );
+            }
+            'B' => {
+                let sum = scenario(
+                    'B',
+                    "100 Mbit/s, 100 ms RTT, 1 % loss",
+                    b,
+                    &big,
+                    &a,
+                    &policies,
+                );
+                last_b = Some(sum);
+            }
+            'C' => {
+                let shape = Shape {
+                    rtt_ms: 200,
+                    loss: 0.02,
+                    ..b
+                };
+                scenario(
+                    'C',
+                    "100 Mbit/s, 200 ms RTT, 2 % loss",
+                    shape,
+                    &big,
+                    &a,
+                    &policies,
+                );
+            }
+            'D' => {
+                let title = format!("B's link, {} × 1 MB frames", a.frames);
+                scenario('D', &title, b, &frames, &a, &policies);
+            }
+            'E' => {
+                println!("\nE: two Ferry transfers and one TCP flow (BBR) share B's link");
+                sharing(b, &big, &a, "fair");
+                sharing(b, &big, &a, "fixed");
+            }
+            other => panic!("no scenario {other}"),
+        }
+    }
+    if let Some(s) = last_b {
+        println!(
+            "B: ferry_vs_link={:.2} ferry_vs_tcp_cubic={:.1} ferry_vs_tcp_bbr={:.2}",
+            s.ferry / s.link,
+            s.ferry / s.cubic.max(0.001),
+            s.ferry / s.bbr.max(0.001)
+        );
+    }
+}
