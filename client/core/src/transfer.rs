@@ -315,8 +315,22 @@ where
         stats.path.lost_packets,
         stats.path.congestion_events
     );
-    // Let the last packets (our close, their acknowledgements) go out.
-    let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+    // When we closed the connection, let our close packet go out before
+    // the endpoint goes away (the peer would otherwise wait for its idle
+    // timeout). When the peer closed it there is nothing left to send, and
+    // QUIC's draining period (three probe timeouts: most of a second on a
+    // long path) is not worth waiting for.
+    let peer_closed = matches!(
+        conn.close_reason(),
+        Some(
+            quinn::ConnectionError::ApplicationClosed(_)
+                | quinn::ConnectionError::ConnectionClosed(_)
+        )
+    );
+    if !peer_closed {
+        let grace = (stats.path.rtt * 2).clamp(Duration::from_millis(50), Duration::from_secs(3));
+        let _ = tokio::time::timeout(grace, endpoint.wait_idle()).await;
+    }
     result.map_err(ClientError::from)
 }
 
