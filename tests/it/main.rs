@@ -3,7 +3,9 @@
 // A test fails by panicking; unwrap says where.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod deliveries;
 mod foundation;
 mod nat;
 mod wan;
+mod webadmin;

@@ -22,6 +22,7 @@ use crate::dataplane::{DataPlane, Firewall};
 use crate::deliveries::Hub;
 use crate::nat::SourceWatch;
 use crate::sessions::Sessions;
+use crate::site::Site;
 use crate::{http, identity};
 
 /// A transfer in progress, for the dashboard and for stopping it.
@@ -60,6 +61,8 @@ pub struct App {
     pub sources: SourceWatch,
     pub hub: Hub,
     live: Mutex<HashMap<u64, Live>>,
+    /// What admins change at run time; read through [`App::site`].
+    site: std::sync::RwLock<Site>,
     pub shutdown: CancellationToken,
 }
 
@@ -74,6 +77,25 @@ impl std::fmt::Debug for App {
 impl App {
     pub fn live(&self) -> MutexGuard<'_, HashMap<u64, Live>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The site settings in force now.
+    pub fn site(&self) -> Site {
+        self.site.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps new site settings and applies them: new sessions take them at
+    /// once, and running ones are re-paced.
+    pub fn set_site(&self, site: Site) -> ferry_store::Result<()> {
+        site.save(&self.store)?;
+        *self.site.write().unwrap_or_else(|e| e.into_inner()) = site;
+        let jobs: Vec<JobId> = self.live().values().map(|l| l.job).collect();
+        for job in jobs {
+            if let Ok(job) = self.store.job(job) {
+                crate::transfer::repace(self, &job);
+            }
+        }
+        Ok(())
     }
 
     /// What an admin should fix, in words.
@@ -95,8 +117,8 @@ impl App {
     /// The address clients are told to send UDP to: the configured public
     /// address, else the host the client used to reach us, else our own.
     pub fn public_host(&self, host_header: Option<&str>) -> String {
-        if let Some(p) = &self.config.public_address {
-            return p.clone();
+        if let Some(p) = self.site().public_address {
+            return p;
         }
         if let Some(h) = host_header.and_then(host_of) {
             return h;
@@ -228,7 +250,9 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("binding the control plane to {}", config.listen))?;
     let local = listener.local_addr()?;
+    let site = Site::load(&config, &store)?;
     let app = Arc::new(App {
+        site: std::sync::RwLock::new(site),
         sessions: Sessions::new(Duration::from_secs(config.transfer.token_ttl_secs)),
         config,
         store,

@@ -83,7 +83,7 @@ pub async fn create(
         .expires_in_secs
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(
-            app.config.deliveries.default_expiry_days * 24 * 3600,
+            app.site().default_expiry_days * 24 * 3600,
         ));
     if expires_in.is_zero() || expires_in > MAX_EXPIRY {
         return Err(bad(

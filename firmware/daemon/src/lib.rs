@@ -10,6 +10,8 @@
 //! - [`transfer`]: running a data session and its job;
 //! - [`deliveries`]: making deliveries, fan-out to recipients, expiry;
 //! - [`identity`]: the appliance's certificate;
+//! - [`site`]: settings admins change at run time;
+//! - [`webadmin`]: what the web admin (ferry-webadmin) asks of the appliance;
 //! - [`admin`]: the `ferryd admin` commands.
 
 pub mod admin;
@@ -22,4 +24,6 @@ pub mod http;
 pub mod identity;
 pub mod nat;
 pub mod sessions;
+pub mod site;
 pub mod transfer;
+pub mod webadmin;

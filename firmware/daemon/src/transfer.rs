@@ -50,7 +50,7 @@ async fn handle(app: Arc<App>, incoming: Incoming, port: u16) {
     let remote = incoming.remote_address();
     // Each connection gets a pace of its own, so its rate can be set once
     // we know whose session it is, and changed while it runs.
-    let pace = PaceHandle::new(app.config.transfer.site_pace());
+    let pace = PaceHandle::new(app.site().pace);
     let config = for_connection(app.dataplane.server_config(), &app.tuning, &pace);
     let connected = match incoming.accept_with(config) {
         Ok(connecting) => connecting.await,
@@ -118,7 +118,7 @@ fn session_pace(app: &App, spec: &SessionSpec, request: PaceRequest) -> Pace {
         Target::Upload { job, .. } | Target::Download { job, .. } => Some(job),
         Target::Put { .. } | Target::Get { .. } => None,
     };
-    pace_for(app.config.transfer.site_pace(), job, request)
+    pace_for(app.site().pace, job, request)
 }
 
 /// A session's pace: the client's policy if it asked for one, else the
@@ -139,7 +139,7 @@ pub fn pace_for(site: Pace, job: Option<&Job>, request: PaceRequest) -> Pace {
 /// controller, the windows, and the client's controller (told by a `Pace`
 /// frame, since on an upload the client sends).
 pub fn repace(app: &App, job: &Job) {
-    let site = app.config.transfer.site_pace();
+    let site = app.site().pace;
     for live in app.live().values().filter(|l| l.job == job.id) {
         let pace = pace_for(site, Some(job), live.request);
         live.pace.set(pace);

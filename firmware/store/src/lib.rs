@@ -18,6 +18,7 @@ mod settings;
 mod shares;
 mod tasks;
 mod users;
+mod websessions;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -32,6 +33,7 @@ pub use keys::{ApiKey, ApiKeyId, NewApiKey};
 pub use shares::{Access, Share, ShareId};
 pub use tasks::{NewTask, Task, TaskId, TaskStatus};
 pub use users::{Role, User, UserId, UserStatus};
+pub use websessions::{NewWebSession, WebSession};
 
 /// A failure of the store, in terms its callers can act on.
 #[derive(Debug, thiserror::Error)]

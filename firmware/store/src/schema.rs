@@ -138,6 +138,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN target_rate INTEGER;
     "#,
+    // 4: web admin sessions (a browser's login), by the hash of the cookie.
+    r#"
+    CREATE TABLE web_sessions (
+        token_hash      BLOB PRIMARY KEY,
+        user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf            TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_seen_at    INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL
+    );
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -111,8 +111,11 @@ impl User {
 
 const USER_COLUMNS: &str =
     "id, email, name, role, status, must_change_password, notify, created_at";
+/// The same columns of a `users` table aliased `u`, for joins.
+pub(crate) const USER_COLUMNS_U: &str =
+    "u.id, u.email, u.name, u.role, u.status, u.must_change_password, u.notify, u.created_at";
 
-fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+pub(crate) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
     let status: String = r.get(4)?;
     Ok(User {

@@ -10,6 +10,9 @@
 //! - E: two Ferry transfers and one TCP flow (BBR, the kernel's default)
 //!   sharing B's link.
 //!
+//! `Mbit/s` is file bytes; `wire` is what the emulator carried forward in
+//! the same window (IP packets, headers and retransmissions included).
+//!
 //! A transfer that finishes is measured end to end (file bytes over the
 //! time the command took, session set-up included). One that cannot
 //! finish within `--max-secs` (TCP CUBIC at 1 % loss moves about 2 Mbit/s)
@@ -83,11 +86,16 @@ impl Measure {
         let retx = self
             .retransmitted
             .map_or("-".to_owned(), |r| format!("{:.2} %", r * 100.0));
+        // What crossed the bottleneck (IP packets, headers included) over
+        // the same run: the gap to the file rate is framing and set-up.
+        let wire =
+            self.link.forward.delivered_bytes as f64 * 8.0 / self.link.seconds.max(0.001) / 1e6;
         format!(
-            "  {name:<26} {:>7.1}{} {:>8.1} % {:>14} {:>12}",
+            "  {name:<26} {:>7.1}{} {:>8.1} % {:>9.1} {:>14} {:>12}",
             self.mbit,
             if self.finished { " " } else { "*" },
             self.mbit / link_mbit * 100.0,
+            wire,
             retx,
             self.link.forward.dropped
         )
@@ -220,8 +228,8 @@ fn scenario(
 ) -> Summary {
     println!("\n{letter}: {title}");
     println!(
-        "  {:<26} {:>8} {:>10} {:>14} {:>12}",
-        "", "Mbit/s", "of link", "retransmitted", "queue drops"
+        "  {:<26} {:>8} {:>10} {:>9} {:>14} {:>12}",
+        "", "Mbit/s", "of link", "wire", "retransmitted", "queue drops"
     );
     let mut wan = Wan::start(shape);
     let (app, client) = wan.appliance(&format!("[transfer]\ntarget_rate = \"{}M\"\n", shape.mbit));

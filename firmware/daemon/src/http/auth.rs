@@ -107,7 +107,7 @@ impl FromRequestParts<Arc<App>> for ClientAddr {
             .ok_or_else(|| ApiError::internal("request without peer address"))?;
         Ok(ClientAddr(client_ip(
             peer,
-            &app.config.trusted_proxies,
+            &app.site().trusted_proxies,
             parts,
         )))
     }

@@ -176,7 +176,7 @@ async fn list(
     }))
 }
 
-fn task_info(t: &Task) -> TaskInfo {
+pub(crate) fn task_info(t: &Task) -> TaskInfo {
     TaskInfo {
         id: t.id.0,
         path: t.path.clone(),
@@ -329,10 +329,22 @@ async fn act(
     ClientAddr(ip): ClientAddr,
     Path((id, action)): Path<(i64, String)>,
 ) -> Result<Json<JobInfo>, ApiError> {
-    let user = &caller.user;
-    let job = visible_job(&app, user, id)?;
+    let job = control(&app, &caller.user, ip, id, &action)?;
+    Ok(Json(job_info(&app, &job)))
+}
+
+/// Pauses, resumes, aborts or retries a job for `user`, with the rules of
+/// who may do what; the API and the web admin both come here.
+pub(crate) fn control(
+    app: &App,
+    user: &User,
+    ip: std::net::IpAddr,
+    id: i64,
+    action: &str,
+) -> Result<Job, ApiError> {
+    let job = visible_job(app, user, id)?;
     let conflict = |msg: String| ApiError::new(StatusCode::CONFLICT, codes::CONFLICT, msg);
-    match action.as_str() {
+    match action {
         "pause" => {
             may_control(user, &job, true)?;
             if job.status.is_finished() {
@@ -343,7 +355,7 @@ async fn act(
             }
             app.store.set_job_status(job.id, JobStatus::Paused, None)?;
             stop_sessions(
-                &app,
+                app,
                 job.id,
                 ErrorCode::Aborted,
                 &format!("job {id} was paused by {}", user.email),
@@ -365,7 +377,7 @@ async fn act(
             app.store
                 .set_job_status(job.id, JobStatus::Aborted, Some(&reason))?;
             stop_sessions(
-                &app,
+                app,
                 job.id,
                 ErrorCode::Aborted,
                 &format!("job {id} was {reason}"),
@@ -387,18 +399,11 @@ async fn act(
             )));
         }
     }
-    audit(
-        &app,
-        user,
-        ip,
-        &format!("job.{action}"),
-        &job,
-        String::new(),
-    );
+    audit(app, user, ip, &format!("job.{action}"), &job, String::new());
     if let Some(d) = job.delivery_id {
         app.hub.bump(d);
     }
-    Ok(Json(job_info(&app, &app.store.job(job.id)?)))
+    Ok(app.store.job(job.id)?)
 }
 
 async fn purge(
@@ -413,8 +418,21 @@ async fn purge(
     } else {
         serde_json::from_slice(&body).map_err(super::error::rejection)?
     };
-    let user = &caller.user;
-    let job = visible_job(&app, user, id)?;
+    purge_job(&app, &caller.user, ip, id, req.delete_files).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Purges a job (aborting it first if it runs): it leaves listings and its
+/// recipient cannot resume it. With `delete_files`, a delivery's files on
+/// the appliance go too.
+pub(crate) async fn purge_job(
+    app: &Arc<App>,
+    user: &User,
+    ip: std::net::IpAddr,
+    id: i64,
+    delete_files: bool,
+) -> Result<usize, ApiError> {
+    let job = visible_job(app, user, id)?;
     may_control(user, &job, false)?;
     if !job.status.is_finished() {
         app.store.set_job_status(
@@ -425,15 +443,13 @@ async fn purge(
     }
     app.store.purge_job(job.id)?;
     stop_sessions(
-        &app,
+        app,
         job.id,
         ErrorCode::Aborted,
         &format!("job {id} was withdrawn by its sender"),
     );
     let mut removed = 0;
-    if req.delete_files
-        && let Some(d) = job.delivery_id
-    {
+    if delete_files && let Some(d) = job.delivery_id {
         let delivery = app.store.delivery(d)?;
         let paths: Vec<String> = app
             .store
@@ -449,7 +465,7 @@ async fn purge(
         .map_err(ApiError::internal)?;
     }
     audit(
-        &app,
+        app,
         user,
         ip,
         "job.purge",
@@ -459,7 +475,7 @@ async fn purge(
     if let Some(d) = job.delivery_id {
         app.hub.bump(d);
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(removed)
 }
 
 /// Sets or clears a job's own rate cap; running sessions follow at once.
@@ -486,7 +502,7 @@ async fn rate(
         .set_job_target_rate(job.id, rate.map(Rate::bits_per_sec))?;
     let job = app.store.job(job.id)?;
     crate::transfer::repace(&app, &job);
-    let site = app.config.transfer.target_rate;
+    let site = app.site().pace.target;
     audit(
         &app,
         user,
@@ -513,17 +529,32 @@ async fn priority(
     Path(id): Path<i64>,
     ApiJson(req): ApiJson<PriorityChange>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let user = &caller.user;
-    let job = visible_job(&app, user, id)?;
+    let (job, _) = reprioritise(&app, &caller.user, ip, id, &req.glob, &req.priority)?;
+    let tasks = app.store.tasks(job.id)?;
+    Ok(Json(JobDetail {
+        job: job_info(&app, &job),
+        lines: lines(&tasks),
+        tasks: tasks.iter().map(task_info).collect(),
+    }))
+}
+
+/// Sets the priority of a job's files that match `glob`; a running session
+/// takes the change at once.
+pub(crate) fn reprioritise(
+    app: &App,
+    user: &User,
+    ip: std::net::IpAddr,
+    id: i64,
+    glob: &str,
+    priority: &str,
+) -> Result<(Job, usize), ApiError> {
+    let job = visible_job(app, user, id)?;
     may_control(user, &job, true)?;
-    let priority: Priority = req
-        .priority
-        .parse()
-        .map_err(|e: ferry_proto::PriorityError| {
-            ApiError::bad_request(codes::INVALID_REQUEST, e.to_string())
-        })?;
+    let priority: Priority = priority.parse().map_err(|e: ferry_proto::PriorityError| {
+        ApiError::bad_request(codes::INVALID_REQUEST, e.to_string())
+    })?;
     let matcher =
-        glob_matcher(&req.glob).map_err(|e| ApiError::bad_request(codes::INVALID_REQUEST, e))?;
+        glob_matcher(glob).map_err(|e| ApiError::bad_request(codes::INVALID_REQUEST, e))?;
     let tasks = app.store.tasks(job.id)?;
     let paths: Vec<String> = tasks
         .iter()
@@ -533,7 +564,7 @@ async fn priority(
     if paths.is_empty() {
         return Err(ApiError::bad_request(
             codes::INVALID_REQUEST,
-            format!("no file of job {id} matches {:?}", req.glob),
+            format!("no file of job {id} matches {glob:?}"),
         ));
     }
     app.store
@@ -549,24 +580,15 @@ async fn priority(
         }
     }
     audit(
-        &app,
+        app,
         user,
         ip,
         "job.priority",
         &job,
-        format!(
-            "{} files matching {:?} to {priority}",
-            paths.len(),
-            req.glob
-        ),
+        format!("{} files matching {glob:?} to {priority}", paths.len()),
     );
     if let Some(d) = job.delivery_id {
         app.hub.bump(d);
     }
-    let tasks = app.store.tasks(job.id)?;
-    Ok(Json(JobDetail {
-        job: job_info(&app, &app.store.job(job.id)?),
-        lines: lines(&tasks),
-        tasks: tasks.iter().map(task_info).collect(),
-    }))
+    Ok((app.store.job(job.id)?, paths.len()))
 }

@@ -9,7 +9,7 @@
 mod api;
 mod auth;
 mod error;
-pub(crate) mod jobs;
+pub mod jobs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,12 +33,14 @@ const MAX_CONNECTIONS: usize = 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The whole router: API now, the web admin beside it.
+/// The whole router: the REST API under `/api/v1`, the web admin beside it.
 pub fn router(app: Arc<App>) -> Router {
+    let web = ferry_webadmin::router(Arc::new(crate::webadmin::ForWeb(app.clone())));
     Router::new()
         .merge(jobs::routes())
         .merge(api::routes())
         .with_state(app)
+        .merge(web)
 }
 
 /// Serves HTTPS on `listener` until the task is aborted.

@@ -1,0 +1,191 @@
+//! Site settings an admin changes while the appliance runs (the web
+//! admin's Settings page): the public address, trusted proxies, the site's
+//! pace and the default expiry of deliveries.
+//!
+//! They start from the configuration file and flags; what an admin saves
+//! is kept in the database and wins over the file from then on (it is the
+//! later decision), so a restart does not undo a change made in the web
+//! admin. Clearing a field in the web admin stores "none", not "the file's
+//! value".
+
+use std::net::IpAddr;
+
+use ferry_proto::{Pace, Policy, Rate};
+use ferry_store::Store;
+
+use crate::config::Config;
+
+const PUBLIC_ADDRESS: &str = "site.public_address";
+const TRUSTED_PROXIES: &str = "site.trusted_proxies";
+const POLICY: &str = "site.policy";
+const TARGET_RATE: &str = "site.target_rate";
+const DEFAULT_EXPIRY_DAYS: &str = "site.default_expiry_days";
+
+/// The settings in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub public_address: Option<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub pace: Pace,
+    pub default_expiry_days: u64,
+}
+
+/// A stored setting that no longer reads (edited by hand, or from a
+/// newer version).
+#[derive(Debug, thiserror::Error)]
+#[error("setting {key} = {value:?} in the database is not valid: {why}")]
+pub struct BadSetting {
+    key: &'static str,
+    value: String,
+    why: String,
+}
+
+impl Site {
+    pub fn from_config(config: &Config) -> Site {
+        Site {
+            public_address: config.public_address.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            pace: config.transfer.site_pace(),
+            default_expiry_days: config.deliveries.default_expiry_days,
+        }
+    }
+
+    /// The configuration, overlaid with what admins saved.
+    pub fn load(config: &Config, store: &Store) -> anyhow::Result<Site> {
+        let mut site = Site::from_config(config);
+        let bad = |key: &'static str, value: &str, why: String| BadSetting {
+            key,
+            value: value.to_owned(),
+            why,
+        };
+        if let Some(v) = store.setting(PUBLIC_ADDRESS)? {
+            site.public_address = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = store.setting(TRUSTED_PROXIES)? {
+            site.trusted_proxies = v
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|e: std::net::AddrParseError| {
+                        bad(TRUSTED_PROXIES, &v, e.to_string())
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = store.setting(POLICY)? {
+            site.pace.policy = v
+                .parse()
+                .map_err(|e: ferry_proto::pace::PolicyError| bad(POLICY, &v, e.to_string()))?;
+        }
+        if let Some(v) = store.setting(TARGET_RATE)? {
+            site.pace.target = if v.is_empty() {
+                None
+            } else {
+                Some(
+                    v.parse()
+                        .map_err(|e: ferry_proto::RateError| bad(TARGET_RATE, &v, e.to_string()))?,
+                )
+            };
+        }
+        if let Some(v) = store.setting(DEFAULT_EXPIRY_DAYS)? {
+            site.default_expiry_days = v.parse().map_err(|e: std::num::ParseIntError| {
+                bad(DEFAULT_EXPIRY_DAYS, &v, e.to_string())
+            })?;
+        }
+        Ok(site)
+    }
+
+    /// Keeps these settings in the database.
+    pub fn save(&self, store: &Store) -> ferry_store::Result<()> {
+        store.set_setting(PUBLIC_ADDRESS, self.public_address.as_deref().unwrap_or(""))?;
+        let proxies: Vec<String> = self
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        store.set_setting(TRUSTED_PROXIES, &proxies.join(","))?;
+        store.set_setting(POLICY, &self.pace.policy.to_string())?;
+        store.set_setting(
+            TARGET_RATE,
+            &self
+                .pace
+                .target
+                .map(|r| r.bits_per_sec().to_string())
+                .unwrap_or_default(),
+        )?;
+        store.set_setting(DEFAULT_EXPIRY_DAYS, &self.default_expiry_days.to_string())?;
+        Ok(())
+    }
+
+    /// The web admin's view of these settings.
+    pub fn to_web(&self) -> ferry_webadmin::SiteSettings {
+        ferry_webadmin::SiteSettings {
+            public_address: self.public_address.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            policy: self.pace.policy.to_string(),
+            target_rate: self.pace.target.map(|r| r.to_string()),
+            default_expiry_days: self.default_expiry_days,
+        }
+    }
+
+    /// Settings from the web admin's form (already checked there; checked
+    /// again here because this is the boundary that keeps them).
+    pub fn from_web(s: &ferry_webadmin::SiteSettings) -> Result<Site, String> {
+        let policy: Policy = s
+            .policy
+            .parse()
+            .map_err(|e: ferry_proto::pace::PolicyError| e.to_string())?;
+        let target: Option<Rate> = s
+            .target_rate
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: ferry_proto::RateError| e.to_string())?;
+        Ok(Site {
+            public_address: s.public_address.clone(),
+            trusted_proxies: s.trusted_proxies.clone(),
+            pace: Pace { policy, target },
+            default_expiry_days: s.default_expiry_days,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+
+    #[test]
+    fn saved_settings_win_over_the_file_and_survive_a_restart() {
+        let file = FileConfig::parse(
+            "public_address = \"file.example\"\n[transfer]\ntarget_rate = \"100M\"\n",
+        )
+        .unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let first = Site::load(&config, &store).unwrap();
+        assert_eq!(first.public_address.as_deref(), Some("file.example"));
+        let changed = Site {
+            public_address: None,
+            trusted_proxies: vec!["10.0.0.5".parse().unwrap()],
+            pace: Pace {
+                policy: Policy::Fixed,
+                target: Some("1G".parse().unwrap()),
+            },
+            default_expiry_days: 7,
+        };
+        changed.save(&store).unwrap();
+        assert_eq!(Site::load(&config, &store).unwrap(), changed);
+        let web = changed.to_web();
+        assert_eq!(Site::from_web(&web).unwrap(), changed);
+    }
+
+    #[test]
+    fn a_bad_stored_setting_is_named() {
+        let config = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        let store = Store::open_in_memory().unwrap();
+        store.set_setting(POLICY, "turbo").unwrap();
+        let err = Site::load(&config, &store).unwrap_err().to_string();
+        assert!(err.contains("site.policy"), "{err}");
+    }
+}

@@ -1,0 +1,321 @@
+//! The web admin in a real browser: Debian's Chromium, headless, driven
+//! through chromedriver (WebDriver) against a running ferryd. One walk
+//! through an admin's day: a failed login, first-run set-up, shares, an
+//! invitation, a transfer watched and aborted, and a forged cross-site
+//! form. A screenshot of each page lands in
+//! `target/tmp/webadmin-screenshots/`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use ferry_tests::{Appliance, write_random};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_chromedriver() -> (Driver, String) {
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (tests/run installs chromium-driver)");
+    let driver = Driver(child);
+    ferry_tests::wait_for("chromedriver to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (driver, format!("http://127.0.0.1:{port}"))
+}
+
+async fn browser(driver: &str) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                // The appliance's certificate is self-signed; the tests pin it
+                // elsewhere (webadmin.rs), the browser just has to get in.
+                "--ignore-certificate-errors", "--window-size=1360,1000",
+            ],
+        }),
+    );
+    caps.insert("acceptInsecureCerts".into(), serde_json::Value::Bool(true));
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("a Chromium session")
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("webadmin-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Polls `cond` until it holds.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Reloads the Transfers page until a running job shows progress; its id.
+async fn running_job_with_progress(c: &Client, base: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        c.goto(&format!("{base}/transfers")).await.unwrap();
+        if let Ok(row) = c
+            .find(Locator::Css("#jobs tr[data-status='running']"))
+            .await
+        {
+            let bar = row.find(Locator::Css("progress")).await.unwrap();
+            let value = bar.attr("value").await.unwrap().unwrap_or_default();
+            if value.parse::<u64>().unwrap_or(0) > 0 {
+                return row.attr("data-job").await.unwrap().unwrap_or_default();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no running transfer with progress on the Transfers page"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn fill(c: &Client, form: &str, fields: &[(&str, &str)]) {
+    let f = c.form(Locator::Css(form)).await.unwrap();
+    for (name, value) in fields {
+        f.set_by_name(name, value).await.unwrap();
+    }
+    f.submit().await.unwrap();
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs Chromium and chromedriver; tests/run installs them"]
+fn an_admin_works_through_the_web_admin_in_chromium() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(walk());
+}
+
+async fn walk() {
+    let app = Appliance::start();
+    let one_time = app.first_password().expect("one-time password");
+    let (_driver, url) = start_chromedriver();
+    let c = browser(&url).await;
+    let base = app.url.clone();
+
+    // A failed login says so.
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(
+        &c,
+        "form",
+        &[
+            ("email", "admin@localhost"),
+            ("password", "not the password"),
+        ],
+    )
+    .await;
+    assert_eq!(text(&c, ".notice.error").await, "Wrong email or password.");
+    shot(&c, "login-failed").await;
+
+    // First run: the one-time password, then set-up.
+    fill(
+        &c,
+        "form",
+        &[("email", "admin@localhost"), ("password", &one_time)],
+    )
+    .await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/setup"));
+    shot(&c, "setup").await;
+    fill(
+        &c,
+        "form.stack",
+        &[
+            ("password", "a long admin password"),
+            ("again", "a long admin password"),
+            ("public_address", "ferry.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/");
+    assert!(text(&c, ".notice.done").await.contains("Welcome"));
+
+    // A root share and a share inside it.
+    let volume = app.dir.path().join("volume");
+    std::fs::create_dir_all(volume.join("incoming")).unwrap();
+    std::fs::write(volume.join("incoming/readme.txt"), b"hello").unwrap();
+    c.goto(&format!("{base}/shares")).await.unwrap();
+    fill(
+        &c,
+        "form#add-root",
+        &[("name", "volume"), ("path", volume.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(text(&c, ".notice.done").await, "Root share added.");
+    assert!(text(&c, "table#roots").await.contains("volume"));
+    fill(
+        &c,
+        "form#add-share",
+        &[("name", "theproject"), ("folder", "projects/theproject")],
+    )
+    .await;
+    assert_eq!(text(&c, ".notice.done").await, "Share added.");
+    assert!(text(&c, "table#shares").await.contains("theproject"));
+    assert!(
+        volume.join("projects/theproject").is_dir(),
+        "the folder was made on disk"
+    );
+    shot(&c, "shares").await;
+    c.goto(&format!("{base}/shares/browse/volume?path=incoming"))
+        .await
+        .unwrap();
+    assert!(text(&c, "table.files").await.contains("readme.txt"));
+    shot(&c, "share-browse").await;
+
+    // Invite someone; they appear in the list.
+    c.goto(&format!("{base}/users")).await.unwrap();
+    fill(
+        &c,
+        "form#invite",
+        &[
+            ("email", "director@example.com"),
+            ("name", "The Director"),
+            ("role", "collaborator"),
+        ],
+    )
+    .await;
+    assert_eq!(text(&c, ".notice.done").await, "User invited.");
+    let row = text(&c, "#users tr[data-user='director@example.com']").await;
+    assert!(row.contains("invited"), "{row}");
+    shot(&c, "users").await;
+
+    // A transfer: it appears on the Transfers page with progress; abort it.
+    let key = app.media_user("ann@example.com");
+    let src = app.dir.path().join("dailies.mov");
+    write_random(&src, 400 << 20, 7);
+    let mut put = app.client(&key).spawn(&[
+        "put",
+        src.to_str().unwrap(),
+        "share=media/review/",
+        "--rate",
+        "40M",
+    ]);
+    let job = running_job_with_progress(&c, &base).await;
+    shot(&c, "transfers-running").await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    eventually("the dashboard's live row", Duration::from_secs(10), || {
+        let c = &c;
+        let job = &job;
+        async move {
+            c.find(Locator::Css(&format!("#live tr[data-job='{job}']")))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    shot(&c, "dashboard").await;
+    c.goto(&format!("{base}/transfers/{job}")).await.unwrap();
+    assert!(text(&c, "table.files").await.contains("dailies.mov"));
+    shot(&c, "transfer-detail").await;
+    c.goto(&format!("{base}/transfers")).await.unwrap();
+    let row = c
+        .find(Locator::Css(&format!("#jobs tr[data-job='{job}']")))
+        .await
+        .unwrap();
+    row.find(Locator::XPath(".//form[input[@value='abort']]/button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(&c, ".notice.done").await, "Job aborted.");
+    let status = c
+        .find(Locator::Css(&format!("#jobs tr[data-job='{job}']")))
+        .await
+        .unwrap()
+        .attr("data-status")
+        .await
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("aborted"));
+    shot(&c, "transfers-aborted").await;
+    let out = put.wait().unwrap();
+    assert!(!out.success(), "the client learns its job was aborted");
+
+    // The other pages render.
+    for (path, name) in [("/settings", "settings"), ("/audit", "audit")] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        assert!(c.find(Locator::Css("main h1")).await.is_ok());
+        shot(&c, name).await;
+    }
+    assert!(text(&c, "table#audit").await.contains("job.abort"));
+
+    // A form on another site that posts to the appliance is refused, and
+    // nothing is made.
+    let forged = format!(
+        "data:text/html,<form method=post action='{base}/shares/root'>\
+         <input name=name value=forged><input name=path value=/tmp></form>\
+         <script>document.forms[0].submit()</script>"
+    );
+    c.goto(&forged).await.unwrap();
+    eventually(
+        "the refusal of the forged form",
+        Duration::from_secs(10),
+        || {
+            let c = &c;
+            async move { c.source().await.is_ok_and(|s| s.contains("another site")) }
+        },
+    )
+    .await;
+    shot(&c, "cross-site-refused").await;
+    assert!(!app.admin(&["share", "list"]).contains("forged"));
+    c.close().await.unwrap();
+}

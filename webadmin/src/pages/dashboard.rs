@@ -1,0 +1,230 @@
+//! The dashboard: transfers running now (kept live by server-sent events),
+//! the aggregate throughput, the port leases in use and what an admin
+//! should fix.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use ferry_store::{JobId, User};
+use futures::Stream;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::html;
+use crate::auth::Staff;
+use crate::format::{bytes, duration, eta, percent, rate};
+use crate::layout::{Notice, staff_page};
+use crate::{Appliance, LeaseInfo, LiveTransfer, Web};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Ok {
+    ok: Option<String>,
+}
+
+/// The transfers `user` may watch: all for admins, else their own.
+fn visible<A: Appliance>(app: &A, user: &User) -> Vec<LiveTransfer> {
+    let live = app.live();
+    if user.is_admin() {
+        return live;
+    }
+    live.into_iter()
+        .filter(|t| {
+            app.store()
+                .job(JobId(t.job))
+                .is_ok_and(|j| j.visible_to(user))
+        })
+        .collect()
+}
+
+pub async fn page<A: Appliance>(
+    State(web): State<Arc<Web<A>>>,
+    staff: Staff,
+    Query(q): Query<Ok>,
+) -> Response {
+    let live = visible(&*web.app, &staff.user);
+    let (leases, warnings) = if staff.is_admin() {
+        (web.app.leases(), web.app.warnings())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    html(view(
+        &staff,
+        &live,
+        &leases,
+        &warnings,
+        Notice::from_code(q.ok.as_deref()).as_ref(),
+    ))
+}
+
+pub fn view(
+    staff: &Staff,
+    live: &[LiveTransfer],
+    leases: &[LeaseInfo],
+    warnings: &[String],
+    notice: Option<&Notice>,
+) -> Markup {
+    let total: u64 = live.iter().map(|t| t.rate).sum();
+    staff_page(
+        "Dashboard",
+        "/",
+        staff,
+        notice,
+        html! {
+            @for w in warnings {
+                div.notice.warning role="alert" { (w) }
+            }
+            section.cards {
+                div.card {
+                    div.label { "Throughput" }
+                    div.big #throughput { (rate(total)) }
+                }
+                div.card {
+                    div.label { "Transfers running" }
+                    div.big #running { (live.len()) }
+                }
+                @if staff.is_admin() {
+                    div.card {
+                        div.label { "Port leases" }
+                        div.big { (leases.len()) }
+                    }
+                }
+            }
+            section {
+                h2 { "Live transfers" }
+                table.live #live data-live="/live" {
+                    thead { tr {
+                        th { "Job" } th { "Who" } th { "Progress" } th.num { "Rate" } th.num { "ETA" } th { "Pace" }
+                    } }
+                    tbody {
+                        @for t in live { (live_row(t)) }
+                    }
+                }
+                p.empty #live-empty hidden[!live.is_empty()] {
+                    "Nothing is moving right now. Transfers show here as they run; "
+                    a href="/transfers" { "Transfers" } " lists every job."
+                }
+            }
+            @if staff.is_admin() {
+                section {
+                    h2 { "Port leases" }
+                    @if leases.is_empty() {
+                        p.empty { "No data port is open. A port opens for one client when its session starts and closes when it ends." }
+                    } @else {
+                        table {
+                            thead { tr { th.num { "UDP port" } th { "Client address" } th { "User" } } }
+                            tbody {
+                                @for l in leases {
+                                    tr { td.num { (l.port) } td { (l.client) } td { (l.user) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// One live transfer as a table row (the script renders the same shape).
+pub fn live_row(t: &LiveTransfer) -> Markup {
+    let pct = percent(t.bytes_done, t.bytes_total);
+    html! {
+        tr data-job=(t.job) {
+            td { a href={"/transfers/" (t.job)} { (t.name) } " " span.kind { (t.kind) } }
+            td { (t.user) br; span.hint { (t.client) } }
+            td {
+                progress max="100" value=(pct) {}
+                " " span.hint { (bytes(t.bytes_done)) " of " (bytes(t.bytes_total)) " (" (pct) " %)" }
+            }
+            td.num { (rate(t.rate)) }
+            td.num { (eta(t.bytes_done, t.bytes_total, t.rate)) }
+            td { span.hint { (t.pace) ", " (duration(t.seconds)) } }
+        }
+    }
+}
+
+/// Server-sent events: the live transfers once a second, as JSON the
+/// page's script renders.
+pub async fn live<A: Appliance>(State(web): State<Arc<Web<A>>>, staff: Staff) -> impl IntoResponse {
+    Sse::new(updates(web, staff.user)).keep_alive(KeepAlive::default())
+}
+
+fn updates<A: Appliance>(
+    web: Arc<Web<A>>,
+    user: User,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold((web, user, true), |(web, user, first)| async move {
+        if !first {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let live = visible(&*web.app, &user);
+        let total: u64 = live.iter().map(|t| t.rate).sum();
+        let rows: Vec<serde_json::Value> = live
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "job": t.job,
+                    "name": t.name,
+                    "kind": t.kind,
+                    "user": t.user,
+                    "client": t.client,
+                    "bytes_done": t.bytes_done,
+                    "bytes_total": t.bytes_total,
+                    "done": bytes(t.bytes_done),
+                    "total": bytes(t.bytes_total),
+                    "percent": percent(t.bytes_done, t.bytes_total),
+                    "rate": rate(t.rate),
+                    "eta": eta(t.bytes_done, t.bytes_total, t.rate),
+                    "pace": format!("{}, {}", t.pace, duration(t.seconds)),
+                })
+            })
+            .collect();
+        let data = serde_json::json!({ "throughput": rate(total), "transfers": rows });
+        let event = Event::default().event("transfers").data(data.to_string());
+        Some((Ok(event), (web, user, false)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::tests::staff;
+
+    #[test]
+    fn an_idle_appliance_says_what_happens_next() {
+        let s = staff(true);
+        let out = view(&s, &[], &[], &[], None).into_string();
+        assert!(out.contains("Nothing is moving right now"));
+        assert!(out.contains("No data port is open"));
+    }
+
+    #[test]
+    fn a_transfer_shows_progress_rate_and_eta_and_names_are_escaped() {
+        let s = staff(true);
+        let t = LiveTransfer {
+            job: 7,
+            name: "<script>alert(1)</script>".into(),
+            kind: "download".into(),
+            user: "ann@example.com".into(),
+            client: "192.0.2.7:5000".into(),
+            port: 45190,
+            bytes_done: 250_000_000,
+            bytes_total: 1_000_000_000,
+            rate: 12_500_000,
+            pace: "fair to 100 Mbit/s".into(),
+            seconds: 20,
+        };
+        let warnings = vec!["the per-session firewall is off".to_owned()];
+        let out = view(&s, &[t], &[], &warnings, None).into_string();
+        assert!(out.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!out.contains("<script>alert"));
+        assert!(out.contains("12.5 MB/s"));
+        assert!(out.contains("1 min"), "ETA of 750 MB at 12.5 MB/s");
+        assert!(out.contains("25 %"));
+        assert!(out.contains("the per-session firewall is off"));
+    }
+}
