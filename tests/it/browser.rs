@@ -96,9 +96,17 @@ where
 }
 
 /// Reloads the Transfers page until a running job shows progress; its id.
-async fn running_job_with_progress(c: &Client, base: &str) -> String {
+async fn running_job_with_progress(c: &Client, base: &str, put: &mut Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        if put.try_wait().unwrap().is_some() {
+            let mut err = String::new();
+            if let Some(mut e) = put.stderr.take() {
+                use std::io::Read as _;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the transfer ended before it was seen: {err}");
+        }
         c.goto(&format!("{base}/transfers")).await.unwrap();
         if let Ok(row) = c
             .find(Locator::Css("#jobs tr[data-status='running']"))
@@ -123,7 +131,27 @@ async fn fill(c: &Client, form: &str, fields: &[(&str, &str)]) {
     for (name, value) in fields {
         f.set_by_name(name, value).await.unwrap();
     }
+    // Mark this document, so the next page is known when it has loaded.
+    c.execute("window.ferryOld = true;", vec![]).await.unwrap();
     f.submit().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let loaded = c
+            .execute(
+                "return window.ferryOld === undefined && document.readyState === 'complete';",
+                vec![],
+            )
+            .await
+            .is_ok_and(|v| v.as_bool() == Some(true));
+        if loaded {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page after {form} did not load"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn text(c: &Client, css: &str) -> String {
@@ -182,7 +210,8 @@ async fn walk() {
         &[
             ("password", "a long admin password"),
             ("again", "a long admin password"),
-            ("public_address", "ferry.example.com"),
+            // Where clients reach it: here, its own loopback address.
+            ("public_address", &app.ip.to_string()),
         ],
     )
     .await;
@@ -205,7 +234,11 @@ async fn walk() {
     fill(
         &c,
         "form#add-share",
-        &[("name", "theproject"), ("folder", "projects/theproject")],
+        &[
+            ("name", "theproject"),
+            ("root", "volume"),
+            ("folder", "projects/theproject"),
+        ],
     )
     .await;
     assert_eq!(text(&c, ".notice.done").await, "Share added.");
@@ -238,18 +271,26 @@ async fn walk() {
     assert!(row.contains("invited"), "{row}");
     shot(&c, "users").await;
 
-    // A transfer: it appears on the Transfers page with progress; abort it.
+    // A transfer: it appears on the Transfers page with progress, its
+    // files show when it is expanded, and it is aborted.
     let key = app.media_user("ann@example.com");
     let src = app.dir.path().join("dailies.mov");
     write_random(&src, 400 << 20, 7);
+    // A delivery to the invited director, uploaded at a modest rate so it
+    // is still running when the admin looks.
     let mut put = app.client(&key).spawn(&[
-        "put",
+        "send",
         src.to_str().unwrap(),
-        "share=media/review/",
+        "--to",
+        "director@example.com",
+        "--dest",
+        "share=media/review",
+        "--name",
+        "dailies-0412",
         "--rate",
         "40M",
     ]);
-    let job = running_job_with_progress(&c, &base).await;
+    let job = running_job_with_progress(&c, &base, &mut put).await;
     shot(&c, "transfers-running").await;
     c.goto(&format!("{base}/")).await.unwrap();
     eventually("the dashboard's live row", Duration::from_secs(10), || {

@@ -29,20 +29,24 @@ impl Browser {
     fn new(app: &Appliance) -> Self {
         let pin = PinnedCert::new(app.fingerprint.parse().unwrap());
         let tls = pin.client_config(&[b"http/1.1"], false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // reqwest's timers belong to the runtime the requests run on.
+        let guard = rt.enter();
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
+        drop(guard);
         Browser {
             http,
             base: app.url.clone(),
             cookie: None,
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
+            rt,
         }
     }
 
@@ -51,7 +55,7 @@ impl Browser {
             Some(c) => req.header(COOKIE, format!("__Host-ferry={c}")),
             None => req,
         };
-        let resp = self.rt.block_on(req.send()).unwrap();
+        let resp = self.rt.block_on(async { req.send().await }).unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = self.rt.block_on(resp.text()).unwrap();
@@ -163,7 +167,7 @@ fn pages_carry_security_headers_and_a_strict_cookie() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(h("x-frame-options"), "DENY");
     assert_eq!(h("x-content-type-options"), "nosniff");
-    assert_eq!(h("referrer-policy"), "no-referrer");
+    assert_eq!(h("referrer-policy"), "same-origin");
     assert!(h("strict-transport-security").contains("max-age="));
     assert!(
         !page.body.contains("<script>"),

@@ -23,7 +23,7 @@ pub async fn headers(request: Request, next: Next) -> Response {
     set(h, "content-security-policy", CONTENT_SECURITY_POLICY);
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
+    set(h, "referrer-policy", "same-origin");
     set(h, "cross-origin-opener-policy", "same-origin");
     set(h, "cross-origin-resource-policy", "same-origin");
     set(
@@ -55,9 +55,12 @@ pub enum CrossSite {
 /// others. Both are set by the browser, not by page script.
 pub fn same_origin(headers: &HeaderMap) -> Result<(), CrossSite> {
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        None | Some("same-origin") | Some("none") => {}
+        // The browser vouches for it; `Origin` may then be "null" (it is
+        // under some referrer policies), so it is not looked at.
+        Some("same-origin") | Some("none") => return Ok(()),
         Some("same-site") => return Err(CrossSite::FetchSite("same-site")),
         Some(_) => return Err(CrossSite::FetchSite("cross-site")),
+        None => {}
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers

@@ -10,8 +10,10 @@
 //! - E: two Ferry transfers and one TCP flow (BBR, the kernel's default)
 //!   sharing B's link.
 //!
-//! `Mbit/s` is file bytes; `wire` is what the emulator carried forward in
-//! the same window (IP packets, headers and retransmissions included).
+//! `Mbit/s` is file bytes over the whole run; `wire` is what the emulator
+//! carried forward in the same window (IP packets, headers and
+//! retransmissions included), and `steady` the same from 5 s in to the end,
+//! after set-up and ramp.
 //!
 //! A transfer that finishes is measured end to end (file bytes over the
 //! time the command took, session set-up included). One that cannot
@@ -78,7 +80,14 @@ struct Measure {
     finished: bool,
     /// Bytes sent again, as a share of bytes sent.
     retransmitted: Option<f64>,
+    /// What the link carried in the first seconds (set-up and ramp)…
+    start: LinkReport,
+    /// …and from then to the end.
     link: LinkReport,
+}
+
+fn wire_mbit(bytes: u64, seconds: f64) -> f64 {
+    bytes as f64 * 8.0 / seconds.max(0.001) / 1e6
 }
 
 impl Measure {
@@ -87,17 +96,22 @@ impl Measure {
             .retransmitted
             .map_or("-".to_owned(), |r| format!("{:.2} %", r * 100.0));
         // What crossed the bottleneck (IP packets, headers included) over
-        // the same run: the gap to the file rate is framing and set-up.
-        let wire =
-            self.link.forward.delivered_bytes as f64 * 8.0 / self.link.seconds.max(0.001) / 1e6;
+        // the whole run, and once set-up and ramp were over: the gap from
+        // the file rate to these is framing, retransmission and set-up.
+        let wire = wire_mbit(
+            self.start.forward.delivered_bytes + self.link.forward.delivered_bytes,
+            self.start.seconds + self.link.seconds,
+        );
+        let steady = wire_mbit(self.link.forward.delivered_bytes, self.link.seconds);
         format!(
-            "  {name:<26} {:>7.1}{} {:>8.1} % {:>9.1} {:>14} {:>12}",
+            "  {name:<26} {:>7.1}{} {:>8.1} % {:>9.1} {:>9.1} {:>14} {:>12}",
             self.mbit,
             if self.finished { " " } else { "*" },
             self.mbit / link_mbit * 100.0,
             wire,
+            steady,
             retx,
-            self.link.forward.dropped
+            self.start.forward.dropped + self.link.forward.dropped
         )
     }
 }
@@ -135,6 +149,7 @@ fn ferry_put(
         policy,
     ]);
     std::thread::sleep(SETTLE);
+    let start = wan.report();
     let first = (Instant::now(), job_bytes(client, dest).unwrap_or(0));
     let done = wait_until(&mut child, started + max);
     match done {
@@ -148,6 +163,7 @@ fn ferry_put(
                 retransmitted: Some(
                     r["bytes_lost"].as_f64().unwrap() / r["udp_bytes_sent"].as_f64().unwrap(),
                 ),
+                start,
                 link: wan.report(),
             }
         }
@@ -163,6 +179,7 @@ fn ferry_put(
                 mbit: rate(first, last),
                 finished: false,
                 retransmitted: None,
+                start,
                 link: wan.report(),
             }
         }
@@ -181,6 +198,7 @@ fn rsync(wan: &mut Wan, sshd: &Sshd, cc: &str, src: &Path, dest: &Path, max: Dur
     let started = Instant::now();
     let mut child = sshd.rsync(src, dest);
     std::thread::sleep(SETTLE);
+    let start = wan.report();
     let first = (Instant::now(), bytes_under(dest));
     let done = wait_until(&mut child, started + max);
     let (out1, re1) = wan.tcp_segments();
@@ -190,6 +208,7 @@ fn rsync(wan: &mut Wan, sshd: &Sshd, cc: &str, src: &Path, dest: &Path, max: Dur
             mbit: bytes_under(dest) as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e6,
             finished: true,
             retransmitted,
+            start,
             link: wan.report(),
         },
         Some(false) => {
@@ -204,6 +223,7 @@ fn rsync(wan: &mut Wan, sshd: &Sshd, cc: &str, src: &Path, dest: &Path, max: Dur
                 mbit: rate(first, last),
                 finished: false,
                 retransmitted,
+                start,
                 link: wan.report(),
             }
         }
@@ -228,8 +248,8 @@ fn scenario(
 ) -> Summary {
     println!("\n{letter}: {title}");
     println!(
-        "  {:<26} {:>8} {:>10} {:>9} {:>14} {:>12}",
-        "", "Mbit/s", "of link", "wire", "retransmitted", "queue drops"
+        "  {:<26} {:>8} {:>10} {:>9} {:>9} {:>14} {:>12}",
+        "", "Mbit/s", "of link", "wire", "steady", "retransmitted", "queue drops"
     );
     let mut wan = Wan::start(shape);
     let (app, client) = wan.appliance(&format!("[transfer]\ntarget_rate = \"{}M\"\n", shape.mbit));

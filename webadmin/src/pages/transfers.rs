@@ -267,7 +267,13 @@ pub fn detail_view(staff: &Staff, d: &JobDetail, notice: Option<&Notice>) -> Mar
             div.actions { (actions(staff, j, &back)) }
             h2 { "Files and sequences" }
             @if d.lines.is_empty() {
-                p.empty { "No files yet: the sender's plan has not arrived." }
+                p.empty {
+                    @if matches!(j.kind.as_str(), "put" | "get") {
+                        "A direct transfer (ferry put or ferry get) is tracked as a whole; deliveries list their files here."
+                    } @else {
+                        "No files yet: the sender's plan has not arrived."
+                    }
+                }
             } @else {
                 table.files {
                     thead { tr { th { "Name" } th.num { "Files" } th.num { "Size" } th { "Progress" } th.num { "Priority" } th { "Status" } } }
