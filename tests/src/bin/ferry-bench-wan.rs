@@ -46,9 +46,9 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         scenarios: "ABCDE".into(),
-        size_mb: 400,
+        size_mb: 1000,
         frames: 2000,
-        max_secs: 60,
+        max_secs: 120,
         work: PathBuf::from("/var/tmp/ferry-bench-wan"),
     };
     let mut it = std::env::args().skip(1);
