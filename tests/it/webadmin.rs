@@ -489,3 +489,57 @@ fn settings_apply_at_once_and_survive_a_restart() {
     let audit = app.admin(&["audit", "--action", "settings"]);
     assert!(audit.contains("public address edge.example.com"), "{audit}");
 }
+
+#[test]
+fn an_installed_certificate_takes_over_at_the_next_start() {
+    use ferry_engine::tls::Identity;
+    let (mut app, mut b) = appliance_with_admin();
+    let (new, cert_pem, key_pem) = Identity::self_signed(&["ferry.example.com".into()]).unwrap();
+    let (_, _, other_key) = Identity::self_signed(&["elsewhere.example".into()]).unwrap();
+    let new_fp = new.fingerprint().to_string();
+    let csrf = b.csrf("/settings");
+
+    // A key that belongs to another certificate is refused; nothing changes.
+    let bad = b.post(
+        "/settings/certificate",
+        &[
+            ("csrf", &csrf),
+            ("certificate", &cert_pem),
+            ("key", &other_key),
+        ],
+    );
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("was not installed"), "{}", bad.body);
+    assert_eq!(app.admin(&["fingerprint"]).trim(), app.fingerprint);
+    let garbage = b.post(
+        "/settings/certificate",
+        &[
+            ("csrf", &csrf),
+            ("certificate", "not a certificate"),
+            ("key", &key_pem),
+        ],
+    );
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.admin(&["fingerprint"]).trim(), app.fingerprint);
+
+    let ok = b.post(
+        "/settings/certificate",
+        &[
+            ("csrf", &csrf),
+            ("certificate", &cert_pem),
+            ("key", &key_pem),
+        ],
+    );
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert!(ok.body.contains(&new_fp));
+    assert_eq!(app.admin(&["fingerprint"]).trim(), new_fp);
+    // Until ferryd restarts, the old one serves and the dashboard says so.
+    assert!(b.get("/").body.contains("not yet in use"));
+    app.restart();
+    app.fingerprint = new_fp;
+    let mut pinned_to_new = Browser::new(&app);
+    let page = pinned_to_new.login("admin@localhost", "a new long password");
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let audit = app.admin(&["audit", "--action", "settings"]);
+    assert!(audit.contains("settings.certificate"), "{audit}");
+}

@@ -166,6 +166,16 @@ pub trait Appliance: Send + Sync + 'static {
         glob: &str,
         priority: &str,
     ) -> Result<usize, Refused>;
+    /// Installs a certificate and key (PEM) for the control and data
+    /// planes, checked to belong together; returns the new SHA-256
+    /// fingerprint. It takes effect at the next start of ferryd.
+    fn install_certificate(
+        &self,
+        by: &User,
+        from: IpAddr,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<String, Refused>;
     fn site(&self) -> SiteSettings;
     fn change_site(&self, by: &User, from: IpAddr, site: SiteSettings) -> Result<(), Refused>;
 }
@@ -221,6 +231,7 @@ pub fn router<A: Appliance>(app: Arc<A>) -> Router {
             "/settings",
             get(settings::page::<A>).post(settings::save::<A>),
         )
+        .route("/settings/certificate", post(settings::certificate::<A>))
         .route("/audit", get(audit::page::<A>))
         .route("/static/admin.css", get(layout::stylesheet))
         .route("/static/admin.js", get(layout::script))

@@ -63,6 +63,8 @@ pub struct App {
     live: Mutex<HashMap<u64, Live>>,
     /// What admins change at run time; read through [`App::site`].
     site: std::sync::RwLock<Site>,
+    /// A certificate installed from the web admin, in use after a restart.
+    pending_certificate: Mutex<Option<String>>,
     pub shutdown: CancellationToken,
 }
 
@@ -111,7 +113,26 @@ impl App {
         if let Some(nat) = self.sources.warning() {
             w.push(nat);
         }
+        if let Some(fp) = self
+            .pending_certificate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            w.push(format!(
+                "a new certificate (SHA-256 {fp}) is installed but not yet in use: restart ferryd; \
+                 clients then log in again to accept its fingerprint"
+            ));
+        }
         w
+    }
+
+    /// Notes a certificate that waits for the next start.
+    pub fn set_pending_certificate(&self, fingerprint: String) {
+        *self
+            .pending_certificate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(fingerprint);
     }
 
     /// The address clients are told to send UDP to: the configured public
@@ -253,6 +274,7 @@ pub async fn run(config: Config) -> Result<()> {
     let site = Site::load(&config, &store)?;
     let app = Arc::new(App {
         site: std::sync::RwLock::new(site),
+        pending_certificate: Mutex::default(),
         sessions: Sessions::new(Duration::from_secs(config.transfer.token_ttl_secs)),
         config,
         store,

@@ -182,6 +182,29 @@ impl Appliance for ForWeb {
             .map_err(refused)
     }
 
+    fn install_certificate(
+        &self,
+        by: &User,
+        from: IpAddr,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<String, Refused> {
+        let app = &self.0;
+        let identity =
+            crate::identity::install(&app.config.data, cert_pem.as_bytes(), key_pem.as_bytes())
+                .map_err(|e| Refused::new(format!("{e:#}")))?;
+        let fingerprint = identity.fingerprint().to_string();
+        app.set_pending_certificate(fingerprint.clone());
+        let _ = app.store.record_event(NewEvent {
+            user: Some(by.id),
+            address: Some(from.to_string()),
+            action: "settings.certificate",
+            subject: "certificate".into(),
+            detail: format!("installed SHA-256 {fingerprint}; in use after a restart"),
+        });
+        Ok(fingerprint)
+    }
+
     fn site(&self) -> SiteSettings {
         self.0.site().to_web()
     }

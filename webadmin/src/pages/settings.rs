@@ -115,6 +115,19 @@ pub fn view(
                 "Clients pin the certificate by the fingerprint above; compare it with what "
                 code { "ferry login" } " shows."
             }
+            h2 { "Install a certificate" }
+            form.stack #certificate method="post" action="/settings/certificate" {
+                (csrf(staff))
+                p.hint {
+                    "Replace the self-signed certificate with your own (for example one your CA issued for the public address). "
+                    "It takes effect when ferryd restarts; clients then see a new fingerprint and must log in again to accept it."
+                }
+                label { "Certificate chain (PEM, the server's certificate first)"
+                    textarea name="certificate" rows="6" required placeholder="-----BEGIN CERTIFICATE-----" {} }
+                label { "Private key (PEM)"
+                    textarea name="key" rows="4" required placeholder="-----BEGIN PRIVATE KEY-----" {} }
+                button type="submit" { "Install certificate" }
+            }
         },
     )
 }
@@ -207,6 +220,45 @@ pub async fn save<A: Appliance>(
             ),
         ),
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CertificateForm {
+    certificate: String,
+    key: String,
+}
+
+pub async fn certificate<A: Appliance>(
+    State(web): State<Arc<Web<A>>>,
+    posted: Posted<CertificateForm>,
+) -> Response {
+    let Posted { staff, form } = posted;
+    if !staff.is_admin() {
+        return crate::layout::error_page(
+            StatusCode::FORBIDDEN,
+            "Only admins install certificates.",
+        );
+    }
+    let notice = match web.app.install_certificate(
+        &staff.user,
+        staff.from,
+        &form.certificate,
+        &form.key,
+    ) {
+        Ok(fingerprint) => Notice::Done(format!(
+            "Certificate installed (SHA-256 {fingerprint}). Restart ferryd to use it; clients then log in again \
+             and compare this fingerprint."
+        )),
+        Err(e) => Notice::Error(format!("The certificate was not installed: {}", e.message)),
+    };
+    let status = match notice {
+        Notice::Done(_) => StatusCode::OK,
+        Notice::Error(_) => StatusCode::BAD_REQUEST,
+    };
+    html_status(
+        status,
+        view(&staff, &web.app.site(), &web.app.info(), Some(&notice)),
+    )
 }
 
 #[cfg(test)]
