@@ -6,6 +6,7 @@
 mod browser;
 mod deliveries;
 mod foundation;
+mod mail;
 mod nat;
 mod wan;
 mod webadmin;

@@ -12,21 +12,21 @@ use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 
 /// A browser-like HTTPS client: pinned to the appliance, no redirects
 /// followed (the tests look at them), cookies handled by hand.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
+pub(crate) struct Browser {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
     cookie: Option<String>,
     rt: tokio::runtime::Runtime,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Browser {
-    fn new(app: &Appliance) -> Self {
+    pub(crate) fn new(app: &Appliance) -> Self {
         let pin = PinnedCert::new(app.fingerprint.parse().unwrap());
         let tls = pin.client_config(&[b"http/1.1"], false);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -50,7 +50,7 @@ impl Browser {
         }
     }
 
-    fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+    pub(crate) fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
         let req = match &self.cookie {
             Some(c) => req.header(COOKIE, format!("__Host-ferry={c}")),
             None => req,
@@ -66,13 +66,13 @@ impl Browser {
         }
     }
 
-    fn get(&mut self, path: &str) -> Page {
+    pub(crate) fn get(&mut self, path: &str) -> Page {
         let req = self.http.get(format!("{}{path}", self.base));
         self.send(req)
     }
 
     /// A form post as a browser sends it from our own page.
-    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let req = self
             .http
             .post(format!("{}{path}", self.base))

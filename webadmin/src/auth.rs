@@ -327,6 +327,36 @@ impl Throttle {
     }
 }
 
+/// A per-address budget of requests for public pages (the invitation
+/// page): `limit` requests per [`WINDOW`].
+#[derive(Debug)]
+pub struct RateLimit {
+    hits: Mutex<HashMap<IpAddr, Failures>>,
+    limit: u32,
+}
+
+impl RateLimit {
+    pub fn new(limit: u32) -> Self {
+        RateLimit {
+            hits: Mutex::new(HashMap::new()),
+            limit,
+        }
+    }
+
+    /// Counts a request; how long to wait when over budget.
+    pub fn hit(&self, from: IpAddr) -> Result<(), Duration> {
+        self.hit_at(from, Instant::now())
+    }
+
+    pub fn hit_at(&self, from: IpAddr, now: Instant) -> Result<(), Duration> {
+        if let Some(wait) = locked_for(&self.hits, &from, self.limit, now) {
+            return Err(wait);
+        }
+        count(&self.hits, from, now);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +404,18 @@ mod tests {
         t.succeeded("ann@example.com");
         t.failed_at("ann@example.com", A, now);
         assert_eq!(t.wait_at("ann@example.com", A, now), None);
+    }
+
+    #[test]
+    fn a_public_page_allows_a_budget_per_address() {
+        let r = RateLimit::new(3);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(r.hit_at(A, now).is_ok());
+        }
+        assert!(r.hit_at(A, now).is_err());
+        assert!(r.hit_at(B, now).is_ok());
+        assert!(r.hit_at(A, now + WINDOW).is_ok());
     }
 
     #[test]

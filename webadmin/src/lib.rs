@@ -63,6 +63,10 @@ pub struct ApplianceInfo {
     pub ports: String,
     pub firewall_on: bool,
     pub version: &'static str,
+    /// The SMTP server and From address, when email is configured.
+    pub smtp: Option<String>,
+    /// Messages waiting, sent and refused for good.
+    pub outbox: (i64, i64, i64),
 }
 
 /// Settings an admin changes at run time. Each takes effect at once.
@@ -176,6 +180,17 @@ pub trait Appliance: Send + Sync + 'static {
         cert_pem: &str,
         key_pem: &str,
     ) -> Result<String, Refused>;
+    /// Makes an invited user and sends the invitation.
+    fn invite(
+        &self,
+        by: &User,
+        from: IpAddr,
+        email: &str,
+        name: &str,
+        role: ferry_store::Role,
+    ) -> Result<User, Refused>;
+    /// The address the client logs in to (shown after an invitation).
+    fn base_url(&self) -> String;
     fn site(&self) -> SiteSettings;
     fn change_site(&self, by: &User, from: IpAddr, site: SiteSettings) -> Result<(), Refused>;
 }
@@ -184,13 +199,19 @@ pub trait Appliance: Send + Sync + 'static {
 pub struct Web<A> {
     pub app: Arc<A>,
     pub throttle: Throttle,
+    /// The public invitation page's budget per address.
+    pub invitations: auth::RateLimit,
 }
+
+/// Requests per address per 15 minutes on the invitation page.
+pub const INVITATION_PAGE_LIMIT: u32 = 30;
 
 impl<A> Web<A> {
     pub fn new(app: Arc<A>) -> Arc<Self> {
         Arc::new(Web {
             app,
             throttle: Throttle::default(),
+            invitations: auth::RateLimit::new(INVITATION_PAGE_LIMIT),
         })
     }
 }
@@ -233,6 +254,10 @@ pub fn router<A: Appliance>(app: Arc<A>) -> Router {
         )
         .route("/settings/certificate", post(settings::certificate::<A>))
         .route("/audit", get(audit::page::<A>))
+        .route(
+            "/invite/{token}",
+            get(invite::form::<A>).post(invite::accept::<A>),
+        )
         .route("/static/admin.css", get(layout::stylesheet))
         .route("/static/admin.js", get(layout::script))
         .layer(axum::middleware::from_fn(security::headers))

@@ -83,6 +83,12 @@ enum Command {
     Logout,
     /// Show who you are logged in as.
     Whoami,
+    /// Email notifications about your deliveries: on or off (invitations
+    /// always come).
+    Notify {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// List the shares you may use.
     Shares {
         #[arg(long)]
@@ -308,7 +314,25 @@ async fn run(command: Command) -> Result<()> {
         Command::Whoami => {
             let creds = Credentials::load()?;
             let me = Api::from_credentials(&creds)?.me().await?;
-            println!("{} ({}) on {}", me.email, me.role, creds.server);
+            println!(
+                "{} ({}) on {}; email notifications {}",
+                me.email,
+                me.role,
+                creds.server,
+                if me.notify { "on" } else { "off" }
+            );
+            Ok(())
+        }
+        Command::Notify { state } => {
+            let creds = Credentials::load()?;
+            let me = Api::from_credentials(&creds)?
+                .set_notify(state == "on")
+                .await?;
+            eprintln!(
+                "email notifications {} for {}",
+                if me.notify { "on" } else { "off" },
+                me.email
+            );
             Ok(())
         }
         Command::Shares { json } => {

@@ -189,6 +189,12 @@ impl Api {
         self.get("/me").await
     }
 
+    /// Email notifications on or off for me.
+    pub async fn set_notify(&self, notify: bool) -> Result<UserInfo, ClientError> {
+        self.post("/me/notify", &ferry_api::NotifyChange { notify })
+            .await
+    }
+
     pub async fn shares(&self) -> Result<Vec<ShareInfo>, ClientError> {
         self.get("/shares").await
     }

@@ -91,6 +91,19 @@ pub struct UserInfo {
     pub name: String,
     /// `admin`, `employee` or `collaborator`.
     pub role: String,
+    /// Whether email notifications reach this user (invitations always do).
+    #[serde(default = "yes")]
+    pub notify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/v1/me/notify`: email notifications on or off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotifyChange {
+    pub notify: bool,
 }
 
 /// Which way a session goes, seen from the client.

@@ -65,6 +65,11 @@ pub struct App {
     site: std::sync::RwLock<Site>,
     /// A certificate installed from the web admin, in use after a restart.
     pending_certificate: Mutex<Option<String>>,
+    /// Wakes the mail sender when a message is queued.
+    pub mail_queued: tokio::sync::Notify,
+    /// Where the control plane really listens (the configured port may
+    /// be 0: any).
+    pub control: SocketAddr,
     pub shutdown: CancellationToken,
 }
 
@@ -275,6 +280,8 @@ pub async fn run(config: Config) -> Result<()> {
     let app = Arc::new(App {
         site: std::sync::RwLock::new(site),
         pending_certificate: Mutex::default(),
+        mail_queued: tokio::sync::Notify::new(),
+        control: local,
         sessions: Sessions::new(Duration::from_secs(config.transfer.token_ttl_secs)),
         config,
         store,
@@ -291,6 +298,17 @@ pub async fn run(config: Config) -> Result<()> {
     banner(&app, local, first_password.as_deref());
     tokio::spawn(sweeper(app.clone()));
     tokio::spawn(crate::deliveries::janitor(app.clone()));
+    match &app.config.smtp {
+        Some(smtp) => {
+            let smtp = crate::mail::smtp_config(smtp)?;
+            log::info!("email goes out through {} as {}", smtp.url, smtp.from);
+            tokio::spawn(crate::mail::run(app.clone(), smtp));
+        }
+        None => log::warn!(
+            "no SMTP server is configured ([smtp] url and from, or --smtp and --mail-from): \
+             notifications wait in the outbox"
+        ),
+    }
     let server = tokio::spawn(http::serve(app.clone(), listener));
     wait_for_signal().await;
     log::info!("shutting down: stopping transfers so that they can resume");

@@ -43,6 +43,13 @@ pub struct RunArgs {
     /// Socket of ferry-portguard [default: /run/ferry/portguard.sock].
     #[arg(long)]
     pub portguard: Option<PathBuf>,
+    /// SMTP server for notifications: smtp://host:port (plain or
+    /// STARTTLS with ?tls=required) or smtps://host:port (implicit TLS).
+    #[arg(long)]
+    pub smtp: Option<String>,
+    /// From address of notifications.
+    #[arg(long)]
+    pub mail_from: Option<String>,
 }
 
 fn parse_ports(s: &str) -> Result<PortRange, String> {
@@ -58,6 +65,8 @@ impl RunArgs {
             ports: self.ports,
             firewall: self.firewall,
             portguard: self.portguard.clone(),
+            smtp: self.smtp.clone(),
+            mail_from: self.mail_from.clone(),
         }
     }
 }

@@ -57,6 +57,31 @@ pub struct FileConfig {
     pub transfer: TransferConfig,
     #[serde(default)]
     pub deliveries: DeliveriesConfig,
+    #[serde(default)]
+    pub smtp: SmtpFileConfig,
+}
+
+/// The `[smtp]` section: where notifications go out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFileConfig {
+    /// `smtp://host:port` (plain, or STARTTLS with `?tls=required`) or
+    /// `smtps://host:port` (implicit TLS).
+    pub url: Option<String>,
+    pub user: Option<String>,
+    /// A file holding the password (kept out of the configuration file).
+    pub password_file: Option<PathBuf>,
+    /// The From address, e.g. `Ferry <ferry@example.com>`.
+    pub from: Option<String>,
+}
+
+/// SMTP settings in force; `None` in [`Config::smtp`] when no server is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub url: String,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: String,
 }
 
 /// How long deliveries live.
@@ -167,6 +192,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     pub transfer: TransferConfig,
     pub deliveries: DeliveriesConfig,
+    pub smtp: Option<SmtpSettings>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -178,6 +204,8 @@ pub struct Overrides {
     pub ports: Option<PortRange>,
     pub firewall: Option<FirewallMode>,
     pub portguard: Option<PathBuf>,
+    pub smtp: Option<String>,
+    pub mail_from: Option<String>,
 }
 
 impl Config {
@@ -226,7 +254,25 @@ impl Config {
                 "transfer.token_ttl_secs must be 1-3600".into(),
             ));
         }
+        let smtp = match (
+            flags.smtp.or(file.smtp.url),
+            flags.mail_from.or(file.smtp.from),
+        ) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "an SMTP server needs a From address: smtp.from or --mail-from".into(),
+                ));
+            }
+            (Some(url), Some(from)) => Some(SmtpSettings {
+                url,
+                user: file.smtp.user,
+                password_file: file.smtp.password_file,
+                from,
+            }),
+        };
         Ok(Config {
+            smtp,
             data: flags
                 .data
                 .or(file.data)

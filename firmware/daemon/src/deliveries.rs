@@ -182,6 +182,11 @@ pub async fn create(
             subject: invited.email.clone(),
             detail: format!("recipient of delivery {}", made.id),
         });
+        crate::mail::invite(app, invited, &sender.email);
+    }
+    if let Ok(delivery) = app.store.delivery(made.id) {
+        let recipients: Vec<User> = made.downloads.iter().map(|(_, u)| u.clone()).collect();
+        crate::mail::delivery_made(app, &delivery, &recipients);
     }
     let mut jobs = Vec::new();
     if let Some(upload) = made.upload {
@@ -502,6 +507,7 @@ pub async fn janitor(app: Arc<App>) {
             _ = tick.tick() => {}
             () = app.shutdown.cancelled() => return,
         }
+        crate::mail::reminders(&app);
         let expired = match app.store.expired_deliveries(now()) {
             Ok(e) => e,
             Err(e) => {

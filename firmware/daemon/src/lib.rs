@@ -10,6 +10,7 @@
 //! - [`transfer`]: running a data session and its job;
 //! - [`deliveries`]: making deliveries, fan-out to recipients, expiry;
 //! - [`identity`]: the appliance's certificate;
+//! - [`mail`]: who is told what by email, through the outbox;
 //! - [`site`]: settings admins change at run time;
 //! - [`webadmin`]: what the web admin (ferry-webadmin) asks of the appliance;
 //! - [`admin`]: the `ferryd admin` commands.
@@ -22,6 +23,7 @@ pub mod dataplane;
 pub mod deliveries;
 pub mod http;
 pub mod identity;
+pub mod mail;
 pub mod nat;
 pub mod sessions;
 pub mod site;

@@ -351,6 +351,7 @@ impl Session {
         let (action, detail) = match &ending {
             Ending::Done => {
                 let _ = app.store.set_job_status(job, JobStatus::Done, None);
+                crate::mail::job_done(app, job);
                 (
                     "job.done",
                     format!(
@@ -379,6 +380,9 @@ impl Session {
                         .get(retries as usize)
                         .map(|secs| ferry_store::now() + *secs as i64);
                     let _ = app.store.fail_job(job, e, retry_at);
+                    if retry_at.is_none() {
+                        crate::mail::job_failed(app, job, e);
+                    }
                 }
                 ("job.failed", e.clone())
             }

@@ -39,6 +39,16 @@ impl Appliance for ForWeb {
             ports: app.dataplane.range().to_string(),
             firewall_on: app.dataplane.firewall_on(),
             version: env!("CARGO_PKG_VERSION"),
+            smtp: app
+                .config
+                .smtp
+                .as_ref()
+                .map(|s| format!("{} as {}", s.url, s.from)),
+            outbox: app
+                .store
+                .outbox_counts()
+                .map(|c| (c.waiting, c.sent, c.failed))
+                .unwrap_or_default(),
         }
     }
 
@@ -95,10 +105,17 @@ impl Appliance for ForWeb {
 
     fn warnings(&self) -> Vec<String> {
         let mut w = self.0.warnings();
-        w.push(
-            "email (SMTP) is not configured: invitations, delivery notices and failure alerts are not sent"
-                .to_owned(),
-        );
+        let waiting = self.0.store.outbox_counts().map(|c| c.waiting).unwrap_or(0);
+        if self.0.config.smtp.is_none() {
+            w.push(format!(
+                "email (SMTP) is not configured: invitations, delivery notices and failure alerts wait in the \
+                 outbox ({waiting} now); set [smtp] url and from in ferryd.toml"
+            ));
+        } else if waiting > 20 {
+            w.push(format!(
+                "{waiting} emails wait in the outbox: the SMTP server may be down (see the log)"
+            ));
+        }
         w
     }
 
@@ -203,6 +220,31 @@ impl Appliance for ForWeb {
             detail: format!("installed SHA-256 {fingerprint}; in use after a restart"),
         });
         Ok(fingerprint)
+    }
+
+    fn invite(
+        &self,
+        by: &User,
+        from: IpAddr,
+        email: &str,
+        name: &str,
+        role: ferry_store::Role,
+    ) -> Result<User, Refused> {
+        let app = &self.0;
+        let user = app.store.create_user(email, name, role, None)?;
+        let _ = app.store.record_event(NewEvent {
+            user: Some(by.id),
+            address: Some(from.to_string()),
+            action: "user.invite",
+            subject: user.email.clone(),
+            detail: role.as_str().to_owned(),
+        });
+        crate::mail::invite(app, &user, &by.email);
+        Ok(user)
+    }
+
+    fn base_url(&self) -> String {
+        crate::mail::base_url(&self.0)
     }
 
     fn site(&self) -> SiteSettings {

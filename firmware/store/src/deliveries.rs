@@ -99,6 +99,27 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Deliveries still live, for reminders.
+    pub fn live_deliveries(&self) -> Result<Vec<Delivery>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM deliveries d JOIN users u ON u.id = d.sender_id
+             WHERE d.expired = 0 ORDER BY d.id"
+        ))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records that reminder `bit` went out for a delivery; true the first
+    /// time only, so each reminder is queued once.
+    pub fn mark_reminder(&self, id: DeliveryId, bit: i64) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE deliveries SET reminders = reminders | ?2 WHERE id = ?1 AND reminders & ?2 = 0",
+            params![id.0, bit],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Marks a delivery expired and ends its unfinished jobs.
     pub fn expire_delivery(&self, id: DeliveryId) -> Result<()> {
         let mut conn = self.conn();

@@ -11,8 +11,10 @@
 
 mod deliveries;
 mod events;
+mod invitations;
 mod jobs;
 mod keys;
+mod outbox;
 mod schema;
 mod settings;
 mod shares;
@@ -28,8 +30,10 @@ use rusqlite::Connection;
 
 pub use deliveries::{Delivery, DeliveryId, DeliveryMade, DeliveryPlan, NewDelivery};
 pub use events::{Event, NewEvent};
+pub use invitations::Invitation;
 pub use jobs::{Job, JobFilter, JobId, JobKind, JobStatus, NewJob};
 pub use keys::{ApiKey, ApiKeyId, NewApiKey};
+pub use outbox::{NewMail, OutboxCounts, OutboxMail};
 pub use shares::{Access, Share, ShareId};
 pub use tasks::{NewTask, Task, TaskId, TaskStatus};
 pub use users::{Role, User, UserId, UserStatus};

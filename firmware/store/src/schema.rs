@@ -150,6 +150,39 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX web_sessions_user ON web_sessions(user_id);
     "#,
+    // 5: the mail outbox (every message is written here before it is
+    // sent), invitation tokens, and which reminders a delivery has had.
+    r#"
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        body_text       TEXT NOT NULL,
+        body_html       TEXT NOT NULL,
+        message_id      TEXT NOT NULL UNIQUE,
+        dedupe          TEXT UNIQUE,
+        created_at      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        sending_since   INTEGER,
+        sent_at         INTEGER,
+        failed_at       INTEGER,
+        last_error      TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(sent_at, failed_at, next_attempt_at);
+
+    CREATE TABLE invitations (
+        token_hash      BLOB PRIMARY KEY,
+        user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        used_at         INTEGER
+    );
+    CREATE INDEX invitations_user ON invitations(user_id);
+
+    ALTER TABLE deliveries ADD COLUMN reminders INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -288,6 +288,15 @@ impl Store {
         Ok(())
     }
 
+    /// Email notifications on or off for a user (invitations always go).
+    pub fn set_notify(&self, id: UserId, notify: bool) -> Result<()> {
+        self.conn().execute(
+            "UPDATE users SET notify = ?1 WHERE id = ?2",
+            params![notify, id.0],
+        )?;
+        Ok(())
+    }
+
     pub fn set_role(&self, id: UserId, role: Role) -> Result<()> {
         self.conn().execute(
             "UPDATE users SET role = ?1 WHERE id = ?2",

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod dashboard;
+pub mod invite;
 pub mod login;
 pub mod settings;
 pub mod shares;

@@ -108,7 +108,16 @@ pub fn view(
                     @if info.firewall_on { "on (nftables through ferry-portguard)" }
                     @else { span.error { "off: any address can reach a leased port" } }
                 }
-                dt { "Email (SMTP)" } dd { span.hint { "not configured: invitations and delivery notices are not sent" } }
+                dt { "Email (SMTP)" } dd {
+                    @match &info.smtp {
+                        Some(s) => { (s) }
+                        None => { span.error { "not configured: messages wait in the outbox" } }
+                    }
+                    br; span.hint {
+                        (info.outbox.0) " waiting, " (info.outbox.1) " sent, " (info.outbox.2) " refused by the server. "
+                        "Set [smtp] url, user, password_file and from in ferryd.toml (or --smtp and --mail-from)."
+                    }
+                }
                 dt { "Version" } dd { (info.version) }
             }
             p.hint {
@@ -314,11 +323,14 @@ mod tests {
             ports: "45190-45210".into(),
             firewall_on: false,
             version: "0.1.0",
+            smtp: None,
+            outbox: (3, 0, 0),
         };
         let out = view(&staff(true), &site, &info, None).into_string();
         assert!(out.contains("ab:cd"));
         assert!(out.contains(r#"value="ferry.example.com""#));
         assert!(out.contains(r#"<option value="fixed" selected>"#));
         assert!(out.contains("off: any address can reach a leased port"));
+        assert!(out.contains("3 waiting"));
     }
 }

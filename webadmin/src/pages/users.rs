@@ -236,17 +236,13 @@ pub async fn invite<A: Appliance>(
     }
     let result = (|| {
         let role: Role = form.role.parse()?;
-        let u = web
-            .app
-            .store()
-            .create_user(form.email.trim(), form.name.trim(), role, None)?;
-        audit(
-            &*web.app,
-            &staff,
-            "user.invite",
-            &u.email,
-            role.as_str().to_owned(),
-        );
+        web.app.invite(
+            &staff.user,
+            staff.from,
+            form.email.trim(),
+            form.name.trim(),
+            role,
+        )?;
         Ok("invited")
     })();
     finish(&*web.app, &staff, result)

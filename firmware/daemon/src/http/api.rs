@@ -26,6 +26,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/login", post(login))
         .route("/api/v1/me", get(me))
         .route("/api/v1/me/password", post(change_password))
+        .route("/api/v1/me/notify", post(set_notify))
         .route("/api/v1/shares", get(shares))
         .route("/api/v1/sessions", post(create_session))
         .route("/api/v1/status", get(status))
@@ -61,6 +62,7 @@ fn user_info(u: &User) -> UserInfo {
         email: u.email.clone(),
         name: u.name.clone(),
         role: u.role.as_str().to_owned(),
+        notify: u.notify,
     }
 }
 
@@ -113,6 +115,24 @@ async fn login(
 
 async fn me(caller: Caller) -> Json<UserInfo> {
     Json(user_info(&caller.user))
+}
+
+/// Email notifications on or off, for the caller.
+async fn set_notify(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    ApiJson(req): ApiJson<ferry_api::NotifyChange>,
+) -> Result<Json<UserInfo>, ApiError> {
+    app.store.set_notify(caller.user.id, req.notify)?;
+    let _ = app.store.record_event(NewEvent {
+        user: Some(caller.user.id),
+        address: Some(ip.to_string()),
+        action: "user.notify",
+        subject: caller.user.email.clone(),
+        detail: if req.notify { "on" } else { "off" }.into(),
+    });
+    Ok(Json(user_info(&app.store.user(caller.user.id)?)))
 }
 
 async fn change_password(

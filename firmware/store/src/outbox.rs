@@ -1,0 +1,213 @@
+//! The mail outbox: every message is written here before it is sent, so a
+//! restart or an SMTP server that is down loses nothing.
+//!
+//! A message is due until it is marked sent (or failed for good). Just
+//! before its SMTP transaction the mailer marks it `sending`; a message
+//! still marked so at start-up was in flight when ferryd died, and is sent
+//! again with the same Message-ID. That is the one place where delivery is
+//! at-least-once rather than exactly-once: the SMTP server may have
+//! accepted it a moment before the crash, and SMTP has no way to ask.
+//! Receiving mail systems that deduplicate by Message-ID show it once.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::{Result, Store, now, random_hex};
+
+/// A message to queue.
+#[derive(Debug, Clone)]
+pub struct NewMail<'a> {
+    /// What it is about (`invitation`, `delivery.waiting`, …).
+    pub kind: &'a str,
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub text: &'a str,
+    pub html: &'a str,
+    /// Messages with the same key are queued once (the same reminder for
+    /// the same delivery and recipient, say).
+    pub dedupe: Option<String>,
+}
+
+/// A queued message.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub id: i64,
+    pub kind: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub message_id: String,
+    pub attempts: i64,
+    /// It was being sent when the daemon stopped.
+    pub in_doubt: bool,
+}
+
+/// Counts, for the dashboard and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub waiting: i64,
+    pub sent: i64,
+    pub failed: i64,
+}
+
+impl Store {
+    /// Queues a message; `None` when one with the same dedupe key exists.
+    pub fn enqueue_mail(&self, m: &NewMail<'_>, domain: &str) -> Result<Option<i64>> {
+        let message_id = format!("<{}.{}@{domain}>", now(), random_hex(12));
+        let conn = self.conn();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO outbox (kind, recipient, subject, body_text, body_html, message_id, dedupe,
+                 created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![m.kind, m.to, m.subject, m.text, m.html, message_id, m.dedupe, now()],
+        )?;
+        Ok((n == 1).then(|| conn.last_insert_rowid()))
+    }
+
+    /// Messages due now, oldest first.
+    pub fn due_mail(&self, limit: u32) -> Result<Vec<OutboxMail>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, kind, recipient, subject, body_text, body_html, message_id, attempts, sending_since
+             FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?1
+             ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now(), limit], |r| {
+            Ok(OutboxMail {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                to: r.get(2)?,
+                subject: r.get(3)?,
+                text: r.get(4)?,
+                html: r.get(5)?,
+                message_id: r.get(6)?,
+                attempts: r.get(7)?,
+                in_doubt: r.get::<_, Option<i64>>(8)?.is_some(),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks a message as in flight, just before its SMTP transaction.
+    pub fn mail_sending(&self, id: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE outbox SET sending_since = ?2, attempts = attempts + 1 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// The SMTP server accepted it.
+    pub fn mail_sent(&self, id: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE outbox SET sent_at = ?2, sending_since = NULL, last_error = NULL WHERE id = ?1",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// A temporary failure: try again at `retry_at`.
+    pub fn mail_retry(&self, id: i64, error: &str, retry_at: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE outbox SET sending_since = NULL, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            params![id, error, retry_at],
+        )?;
+        Ok(())
+    }
+
+    /// A permanent failure (the server refused the recipient, say).
+    pub fn mail_failed(&self, id: i64, error: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE outbox SET sending_since = NULL, last_error = ?2, failed_at = ?3 WHERE id = ?1",
+            params![id, error, now()],
+        )?;
+        Ok(())
+    }
+
+    /// When the next message falls due, if any is waiting.
+    pub fn next_mail_at(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn outbox_counts(&self) -> Result<OutboxCounts> {
+        Ok(self.conn().query_row(
+            "SELECT count(*) FILTER (WHERE sent_at IS NULL AND failed_at IS NULL),
+                    count(*) FILTER (WHERE sent_at IS NOT NULL),
+                    count(*) FILTER (WHERE failed_at IS NOT NULL)
+             FROM outbox",
+            [],
+            |r| {
+                Ok(OutboxCounts {
+                    waiting: r.get(0)?,
+                    sent: r.get(1)?,
+                    failed: r.get(2)?,
+                })
+            },
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(dedupe: Option<&str>) -> NewMail<'static> {
+        NewMail {
+            kind: "delivery.waiting",
+            to: "ann@example.com",
+            subject: "s",
+            text: "t",
+            html: "<p>h</p>",
+            dedupe: dedupe.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_message_waits_until_sent_and_is_queued_once_per_key() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s
+            .enqueue_mail(&mail(Some("waiting:1:ann")), "ferry.test")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.enqueue_mail(&mail(Some("waiting:1:ann")), "ferry.test")
+                .unwrap(),
+            None
+        );
+        assert!(s.enqueue_mail(&mail(None), "ferry.test").unwrap().is_some());
+        let due = s.due_mail(10).unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(due[0].message_id.ends_with("@ferry.test>"));
+        // The server is down: it waits, and is not due before its time.
+        s.mail_sending(id).unwrap();
+        s.mail_retry(id, "connection refused", now() + 60).unwrap();
+        assert_eq!(s.due_mail(10).unwrap().len(), 1);
+        assert_eq!(s.outbox_counts().unwrap().waiting, 2);
+        // In flight when the daemon died: due again, marked in doubt, same id.
+        let other = s.due_mail(10).unwrap()[0].clone();
+        s.mail_sending(other.id).unwrap();
+        let again = s.due_mail(10).unwrap();
+        assert!(again[0].in_doubt);
+        assert_eq!(again[0].message_id, other.message_id);
+        s.mail_sent(other.id).unwrap();
+        assert!(s.due_mail(10).unwrap().is_empty());
+        assert_eq!(
+            s.outbox_counts().unwrap(),
+            OutboxCounts {
+                waiting: 1,
+                sent: 1,
+                failed: 0
+            }
+        );
+        s.mail_failed(id, "550 no such user").unwrap();
+        assert_eq!(s.next_mail_at().unwrap(), None);
+    }
+}

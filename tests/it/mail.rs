@@ -1,0 +1,488 @@
+//! Email through a real SMTP server on loopback (aiosmtpd from Debian,
+//! delivering into a maildir): the right messages to the right people with
+//! the right content, the invitation link, an SMTP outage with a restart of
+//! ferryd in the middle, and header injection.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ferry_tests::{Appliance, finish, wait_for};
+use reqwest::StatusCode;
+
+use crate::webadmin::Browser;
+
+/// aiosmtpd on a loopback port, storing what it accepts in a maildir.
+struct Smtp {
+    port: u16,
+    maildir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Smtp {
+    fn reserve(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Smtp {
+            port,
+            maildir: dir.join("maildir"),
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{}", self.port),
+            ])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&self.maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd (tests/run installs python3-aiosmtpd)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("the SMTP server", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far.
+    fn messages(&self) -> Vec<Mail> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if let Ok(raw) = std::fs::read_to_string(e.path()) {
+                    out.push(Mail::parse(&raw));
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until `n` messages have arrived.
+    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Mail> {
+        wait_for(&format!("{n} messages"), timeout, || {
+            self.messages().len() >= n
+        });
+        self.messages()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A received message, headers unfolded.
+#[derive(Debug, Clone)]
+struct Mail {
+    headers: HashMap<String, Vec<String>>,
+    raw: String,
+}
+
+/// Undoes quoted-printable (soft line breaks, `=XX`), which is how long
+/// lines of a text part travel.
+fn unquote(s: &str) -> String {
+    let s = s.replace("=\n", "");
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        if b[i] == b'='
+            && let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Mail {
+    fn parse(raw: &str) -> Self {
+        let raw = unquote(&raw.replace("\r\n", "\n"));
+        let head = raw
+            .split("\n\n")
+            .next()
+            .unwrap_or("")
+            .replace("\n ", " ")
+            .replace("\n\t", " ");
+        let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+        for line in head.lines() {
+            if let Some((k, v)) = line.split_once(':') {
+                headers
+                    .entry(k.trim().to_lowercase())
+                    .or_default()
+                    .push(v.trim().to_owned());
+            }
+        }
+        Mail { headers, raw }
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map_or("", String::as_str)
+    }
+
+    /// The envelope recipient, as the server saw it.
+    fn rcpt(&self) -> &str {
+        self.header("x-rcptto")
+    }
+
+    fn subject(&self) -> &str {
+        self.header("subject")
+    }
+}
+
+fn find<'a>(mails: &'a [Mail], to: &str, subject: &str) -> Vec<&'a Mail> {
+    mails
+        .iter()
+        .filter(|m| m.rcpt() == to && m.subject() == subject)
+        .collect()
+}
+
+/// One sender, one known recipient, one invited: the messages the seed
+/// workflow sends, their content, and the invitation link end to end.
+#[test]
+fn a_delivery_tells_each_person_what_they_need_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = Smtp::reserve(dir.path());
+    smtp.start();
+    let app = Appliance::start_with(&[
+        "--smtp",
+        &smtp.url(),
+        "--mail-from",
+        "Ferry <ferry@example.com>",
+    ]);
+    let ann = app.media_user("ann@example.com");
+    let bob = app.user("bob@example.com", "collaborator");
+    let src = app.dir.path().join("review");
+    std::fs::create_dir_all(src.join("shot010")).unwrap();
+    std::fs::write(src.join("shot010.mp4"), vec![7u8; 3_000_000]).unwrap();
+    for f in 1001..=1010 {
+        std::fs::write(
+            src.join(format!("shot010/shot010.{f}.exr")),
+            vec![1u8; 100_000],
+        )
+        .unwrap();
+    }
+    let send = app.client(&ann).run(&[
+        "send",
+        src.join("shot010.mp4").to_str().unwrap(),
+        src.join("shot010").to_str().unwrap(),
+        "--to",
+        "bob@example.com",
+        "--to",
+        "new@example.com",
+        "--dest",
+        "share=media/review-0412",
+        "--name",
+        "review-0412",
+    ]);
+    assert!(send.ok, "{}", send.stderr);
+
+    // Bob receives it; the sender hears that he did.
+    let into = dir.path().join("bob");
+    let pull = app
+        .client(&bob)
+        .run(&["pull", "--into", into.to_str().unwrap()]);
+    assert!(pull.ok, "{}", pull.stderr);
+    let mails = smtp.wait_for(4, Duration::from_secs(60));
+
+    let waiting = "ann@example.com sent you review-0412";
+    let bob_waiting = find(&mails, "bob@example.com", waiting);
+    assert_eq!(bob_waiting.len(), 1, "{mails:#?}");
+    let body = &bob_waiting[0].raw;
+    for part in [
+        "shot010.mp4 (3.0 MB)",
+        "shot010.####.exr",
+        "(10 frames)",
+        "ferry agent",
+        "available until",
+    ] {
+        assert!(body.contains(part), "{part} not in {body}");
+    }
+    assert!(
+        body.contains("Content-Type: text/html"),
+        "an HTML alternative"
+    );
+    assert!(bob_waiting[0].header("from").contains("ferry@example.com"));
+    assert_eq!(find(&mails, "new@example.com", waiting).len(), 1);
+    let complete = find(
+        &mails,
+        "ann@example.com",
+        "bob@example.com received review-0412",
+    );
+    assert_eq!(complete.len(), 1, "{mails:#?}");
+    let invitation = find(
+        &mails,
+        "new@example.com",
+        "ann@example.com invited you to Ferry",
+    );
+    assert_eq!(invitation.len(), 1, "{mails:#?}");
+    // Nothing else, and nothing twice.
+    assert_eq!(mails.len(), 4, "{mails:#?}");
+
+    // The invitation link sets a password, once.
+    let link = invitation[0]
+        .raw
+        .split_whitespace()
+        .find(|w| w.contains("/invite/"))
+        .expect("a link")
+        .trim_end_matches(['.', ')'])
+        .to_owned();
+    assert!(link.starts_with(&app.url), "{link}");
+    let path = &link[app.url.len()..];
+    let mut browser = Browser::new(&app);
+    let page = browser.get(path);
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("new@example.com"));
+    let page = browser.post(
+        path,
+        &[
+            ("password", "a newcomer's password"),
+            ("again", "a newcomer's password"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Your password is set"));
+    let again = browser.get(path);
+    assert_eq!(again.status, StatusCode::GONE);
+    assert!(again.body.contains("used already"), "{}", again.body);
+
+    // …after which the invited user logs in with the client.
+    let home = dir.path().join("newcomer");
+    let bare = ferry_tests::Client {
+        env: vec![
+            ("HOME".into(), home.display().to_string()),
+            (
+                "FERRY_CONFIG".into(),
+                home.join("credentials.toml").display().to_string(),
+            ),
+        ],
+        netns: None,
+    };
+    let mut login = bare.command(&[
+        "login",
+        &app.url,
+        "--email",
+        "new@example.com",
+        "--fingerprint",
+        &app.fingerprint,
+        "--password-stdin",
+    ]);
+    login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap(), "a newcomer's password").unwrap();
+    let run = finish(child);
+    assert!(run.ok, "{}", run.stderr);
+    let who = bare.run(&["whoami"]);
+    assert!(
+        who.stdout.contains("new@example.com (collaborator)"),
+        "{}",
+        who.stdout
+    );
+
+    // Opting out stops everything but invitations.
+    let off = app.client(&bob).run(&["notify", "off"]);
+    assert!(off.ok, "{}", off.stderr);
+    let send = app.client(&ann).run(&[
+        "send",
+        src.join("shot010.mp4").to_str().unwrap(),
+        "--to",
+        "bob@example.com",
+        "--dest",
+        "share=media/again",
+        "--name",
+        "again",
+    ]);
+    assert!(send.ok, "{}", send.stderr);
+    let audit = app.admin(&["audit", "--action", "user.notify"]);
+    assert!(audit.contains("off"), "{audit}");
+    let store = ferry_store::Store::open(&app.data.join("ferry.db")).unwrap();
+    assert_eq!(
+        store.outbox_counts().unwrap().waiting,
+        0,
+        "nothing was queued for bob"
+    );
+    assert!(
+        find(
+            &smtp.messages(),
+            "bob@example.com",
+            "ann@example.com sent you again"
+        )
+        .is_empty()
+    );
+}
+
+/// The SMTP server is down while a delivery is made, and ferryd restarts
+/// in the middle: once the server is back, every message arrives, once.
+#[test]
+fn mail_waits_out_an_smtp_outage_and_a_restart_and_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = Smtp::reserve(dir.path());
+    let mut app =
+        Appliance::start_with(&["--smtp", &smtp.url(), "--mail-from", "ferry@example.com"]);
+    let ann = app.media_user("ann@example.com");
+    app.user("bob@example.com", "collaborator");
+    let file = app.dir.path().join("proxy.mp4");
+    std::fs::write(&file, vec![3u8; 1_000_000]).unwrap();
+    let send = app.client(&ann).run(&[
+        "send",
+        file.to_str().unwrap(),
+        "--to",
+        "bob@example.com",
+        "--to",
+        "carol@example.com",
+        "--dest",
+        "share=media/outage",
+        "--name",
+        "outage",
+    ]);
+    assert!(send.ok, "{}", send.stderr);
+    let db = app.data.join("ferry.db");
+    let waiting = || {
+        ferry_store::Store::open(&db)
+            .unwrap()
+            .outbox_counts()
+            .unwrap()
+    };
+    // Waiting, and tried at least once against the closed port.
+    wait_for("a failed attempt", Duration::from_secs(30), || {
+        app.log().contains("cannot send")
+    });
+    assert_eq!(
+        waiting().waiting,
+        3,
+        "invitation for carol, waiting for bob and carol"
+    );
+    app.restart();
+    smtp.start();
+    wait_for("the outbox to empty", Duration::from_secs(90), || {
+        waiting().waiting == 0
+    });
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 3, "{mails:#?}");
+    assert_eq!(
+        find(&mails, "bob@example.com", "ann@example.com sent you outage").len(),
+        1
+    );
+    assert_eq!(
+        find(
+            &mails,
+            "carol@example.com",
+            "ann@example.com sent you outage"
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        find(
+            &mails,
+            "carol@example.com",
+            "ann@example.com invited you to Ferry"
+        )
+        .len(),
+        1
+    );
+    let ids: std::collections::HashSet<&str> =
+        mails.iter().map(|m| m.header("message-id")).collect();
+    assert_eq!(ids.len(), 3, "three distinct messages");
+}
+
+/// Names and addresses from users cannot add headers or recipients.
+#[test]
+fn header_injection_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = Smtp::reserve(dir.path());
+    smtp.start();
+    let app = Appliance::start_with(&["--smtp", &smtp.url(), "--mail-from", "ferry@example.com"]);
+    let ann = app.media_user("ann@example.com");
+    let file = app.dir.path().join("a.mp4");
+    std::fs::write(&file, b"x").unwrap();
+    let client = app.client(&ann);
+    let evil_name = client.run(&[
+        "send",
+        file.to_str().unwrap(),
+        "--to",
+        "bob@example.com",
+        "--dest",
+        "share=media/x",
+        "--name",
+        "review\r\nBcc: victim@example.com",
+    ]);
+    assert!(!evil_name.ok);
+    assert!(evil_name.stderr.contains("name"), "{}", evil_name.stderr);
+    let evil_to = client.run(&[
+        "send",
+        file.to_str().unwrap(),
+        "--to",
+        "bob@example.com, victim@example.com",
+        "--dest",
+        "share=media/y",
+    ]);
+    assert!(!evil_to.ok);
+    assert!(
+        evil_to.stderr.contains("not a valid email address"),
+        "{}",
+        evil_to.stderr
+    );
+    let evil_header = client.run(&[
+        "send",
+        file.to_str().unwrap(),
+        "--to",
+        "bob@example.com\r\nBcc: victim@example.com",
+        "--dest",
+        "share=media/z",
+    ]);
+    assert!(!evil_header.ok);
+    // Nothing was queued, so nothing reaches anyone.
+    let store = ferry_store::Store::open(&app.data.join("ferry.db")).unwrap();
+    assert_eq!(
+        store.outbox_counts().unwrap(),
+        ferry_store::OutboxCounts::default()
+    );
+    assert!(
+        smtp.messages()
+            .iter()
+            .all(|m| !m.raw.contains("victim@example.com"))
+    );
+}
