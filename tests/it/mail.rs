@@ -486,3 +486,143 @@ fn header_injection_is_refused() {
             .all(|m| !m.raw.contains("victim@example.com"))
     );
 }
+
+/// Reminders that come with time: the delivery is about to expire (to a
+/// recipient who has not received it) and half of it has arrived (to a
+/// sender who asked).
+#[test]
+fn reminders_of_expiry_and_progress_go_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = Smtp::reserve(dir.path());
+    smtp.start();
+    let config = dir.path().join("ferryd.toml");
+    std::fs::write(&config, "[deliveries]\njanitor_secs = 1\n").unwrap();
+    let app = Appliance::start_with(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--smtp",
+        &smtp.url(),
+        "--mail-from",
+        "ferry@example.com",
+    ]);
+    let ann = app.media_user("ann@example.com");
+    let bob = app.user("bob@example.com", "collaborator");
+    app.user("cat@example.com", "collaborator");
+    let file = app.dir.path().join("proxy.mp4");
+    std::fs::write(&file, vec![5u8; 2_000_000]).unwrap();
+    let send = app.client(&ann).run(&[
+        "send",
+        file.to_str().unwrap(),
+        "--to",
+        "bob@example.com",
+        "--to",
+        "cat@example.com",
+        "--dest",
+        "share=media/soon",
+        "--name",
+        "soon",
+        "--expires",
+        "20s",
+        "--notify-progress",
+    ]);
+    assert!(send.ok, "{}", send.stderr);
+    // Bob takes his copy; that is half of what the delivery sends.
+    let pull = app
+        .client(&bob)
+        .run(&["pull", "--into", dir.path().join("bob").to_str().unwrap()]);
+    assert!(pull.ok, "{}", pull.stderr);
+    // waiting ×2, complete, progress, and the expiry reminder for cat only.
+    let mails = smtp.wait_for(5, Duration::from_secs(60));
+    let expiring: Vec<&Mail> = mails
+        .iter()
+        .filter(|m| m.subject().starts_with("soon expires"))
+        .collect();
+    assert_eq!(expiring.len(), 1, "{mails:#?}");
+    assert_eq!(expiring[0].rcpt(), "cat@example.com");
+    assert!(expiring[0].raw.contains("you have not received all of it"));
+    let progress = find(&mails, "ann@example.com", "soon is 50 % delivered");
+    assert_eq!(progress.len(), 1, "{mails:#?}");
+    // The delivery expires; nothing more is sent about it.
+    wait_for("the delivery to expire", Duration::from_secs(30), || {
+        app.admin(&["audit", "--action", "delivery"])
+            .contains("delivery.expire")
+    });
+    assert_eq!(smtp.messages().len(), 5, "{:#?}", smtp.messages());
+}
+
+/// An appliance without email keeps what it would send; an admin sets the
+/// SMTP server in the web admin, and it all goes out, then a test message.
+#[test]
+fn smtp_set_in_the_web_admin_sends_what_waited() {
+    let (_app, mut admin) = crate::webadmin::appliance_with_admin();
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = Smtp::reserve(dir.path());
+    smtp.start();
+    let csrf = admin.csrf("/users");
+    let page = admin.post(
+        "/users/invite",
+        &[
+            ("csrf", &csrf),
+            ("email", "dana@example.com"),
+            ("role", "employee"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let dash = admin.get("/");
+    assert!(
+        dash.body.contains("email (SMTP) is not configured"),
+        "{}",
+        dash.body
+    );
+
+    // A From address is required, and a password file must exist.
+    let settings = |url: &str, from: &str, password_file: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("policy".into(), "fair".into()),
+            ("default_expiry_days".into(), "30".into()),
+            ("smtp_url".into(), url.to_owned()),
+            ("smtp_from".into(), from.to_owned()),
+            ("smtp_password_file".into(), password_file.to_owned()),
+        ]
+    };
+    let post = |b: &mut Browser, form: Vec<(String, String)>| {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        b.post("/settings", &form)
+    };
+    let bad = post(&mut admin, settings(&smtp.url(), "", ""));
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("From address"), "{}", bad.body);
+    let bad = post(
+        &mut admin,
+        settings(&smtp.url(), "ferry@example.com", "/nonexistent/password"),
+    );
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("/nonexistent/password"), "{}", bad.body);
+    let ok = post(
+        &mut admin,
+        settings(&smtp.url(), "Ferry <ferry@example.com>", ""),
+    );
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+
+    let mails = smtp.wait_for(1, Duration::from_secs(30));
+    assert_eq!(
+        find(
+            &mails,
+            "dana@example.com",
+            "admin@localhost invited you to Ferry"
+        )
+        .len(),
+        1,
+        "{mails:#?}"
+    );
+    let csrf = admin.csrf("/settings");
+    let page = admin.post("/settings/test-mail", &[("csrf", &csrf)]);
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let mails = smtp.wait_for(2, Duration::from_secs(30));
+    assert_eq!(
+        find(&mails, "admin@localhost", "Ferry test message").len(),
+        1,
+        "{mails:#?}"
+    );
+}

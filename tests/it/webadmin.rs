@@ -90,7 +90,7 @@ impl Browser {
     }
 
     /// The CSRF token on a page.
-    fn csrf(&mut self, path: &str) -> String {
+    pub(crate) fn csrf(&mut self, path: &str) -> String {
         let page = self.get(path);
         assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
         let at = page
@@ -120,7 +120,7 @@ fn location(page: &Page) -> &str {
 }
 
 /// An appliance whose first admin has a password of their own.
-fn appliance_with_admin() -> (Appliance, Browser) {
+pub(crate) fn appliance_with_admin() -> (Appliance, Browser) {
     let app = Appliance::start();
     let one_time = app.first_password().expect("one-time password");
     let mut b = Browser::new(&app);

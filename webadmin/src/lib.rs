@@ -82,6 +82,13 @@ pub struct SiteSettings {
     pub target_rate: Option<String>,
     /// How long a delivery lives unless its sender says otherwise.
     pub default_expiry_days: u64,
+    /// Email: `smtp://host:port` (STARTTLS with `?tls=required`) or
+    /// `smtps://host:port`; empty: no server, messages wait.
+    pub smtp_url: String,
+    pub smtp_user: String,
+    /// A file on the appliance holding the SMTP password.
+    pub smtp_password_file: String,
+    pub smtp_from: String,
 }
 
 /// Job actions the Transfers page offers.
@@ -191,6 +198,8 @@ pub trait Appliance: Send + Sync + 'static {
     ) -> Result<User, Refused>;
     /// The address the client logs in to (shown after an invitation).
     fn base_url(&self) -> String;
+    /// Queues a test message to `to`.
+    fn test_mail(&self, to: &User) -> Result<(), Refused>;
     fn site(&self) -> SiteSettings;
     fn change_site(&self, by: &User, from: IpAddr, site: SiteSettings) -> Result<(), Refused>;
 }
@@ -253,6 +262,7 @@ pub fn router<A: Appliance>(app: Arc<A>) -> Router {
             get(settings::page::<A>).post(settings::save::<A>),
         )
         .route("/settings/certificate", post(settings::certificate::<A>))
+        .route("/settings/test-mail", post(settings::test_mail::<A>))
         .route("/audit", get(audit::page::<A>))
         .route(
             "/invite/{token}",

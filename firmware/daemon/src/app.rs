@@ -96,6 +96,8 @@ impl App {
     pub fn set_site(&self, site: Site) -> ferry_store::Result<()> {
         site.save(&self.store)?;
         *self.site.write().unwrap_or_else(|e| e.into_inner()) = site;
+        // The mailer picks up new SMTP settings.
+        self.mail_queued.notify_one();
         let jobs: Vec<JobId> = self.live().values().map(|l| l.job).collect();
         for job in jobs {
             if let Ok(job) = self.store.job(job) {
@@ -298,17 +300,11 @@ pub async fn run(config: Config) -> Result<()> {
     banner(&app, local, first_password.as_deref());
     tokio::spawn(sweeper(app.clone()));
     tokio::spawn(crate::deliveries::janitor(app.clone()));
-    match &app.config.smtp {
-        Some(smtp) => {
-            let smtp = crate::mail::smtp_config(smtp)?;
-            log::info!("email goes out through {} as {}", smtp.url, smtp.from);
-            tokio::spawn(crate::mail::run(app.clone(), smtp));
-        }
-        None => log::warn!(
-            "no SMTP server is configured ([smtp] url and from, or --smtp and --mail-from): \
-             notifications wait in the outbox"
-        ),
+    if let Some(smtp) = &app.site().smtp {
+        // A password file that cannot be read is a configuration error.
+        crate::mail::smtp_config(smtp)?;
     }
+    tokio::spawn(crate::mail::run(app.clone()));
     let server = tokio::spawn(http::serve(app.clone(), listener));
     wait_for_signal().await;
     log::info!("shutting down: stopping transfers so that they can resume");

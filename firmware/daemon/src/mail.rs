@@ -41,17 +41,43 @@ pub fn smtp_config(s: &SmtpSettings) -> anyhow::Result<SmtpConfig> {
     })
 }
 
-/// Sends what the outbox holds, as it falls due, until shutdown.
-pub async fn run(app: Arc<App>, config: SmtpConfig) {
-    let mailer = match Mailer::new(&config) {
-        Ok(m) => m,
-        Err(e) => {
-            log::error!("email is off: {e}");
-            return;
-        }
-    };
+/// Checks SMTP settings without sending anything.
+pub fn check(config: &SmtpConfig) -> Result<(), ferry_mail::smtp::ConfigError> {
+    Mailer::new(config).map(|_| ())
+}
+
+/// Sends what the outbox holds, as it falls due, until shutdown. Follows
+/// the site's SMTP settings as admins change them; without any, messages
+/// wait.
+pub async fn run(app: Arc<App>) {
+    let mut current: Option<(SmtpSettings, Option<Mailer>)> = None;
     loop {
-        send_due(&app, &mailer).await;
+        let wanted = app.site().smtp;
+        if wanted.as_ref() != current.as_ref().map(|(s, _)| s) {
+            current = wanted.map(|s| {
+                let mailer =
+                    smtp_config(&s).and_then(|c| Mailer::new(&c).map_err(anyhow::Error::from));
+                match mailer {
+                    Ok(m) => {
+                        log::info!("email goes out through {} as {}", s.url, s.from);
+                        (s, Some(m))
+                    }
+                    Err(e) => {
+                        log::error!("email is held back: the SMTP settings do not work: {e:#}");
+                        (s, None)
+                    }
+                }
+            });
+            if current.is_none() {
+                log::warn!(
+                    "no SMTP server is configured ([smtp] url and from, --smtp and --mail-from, or the web \
+                     admin's Settings): notifications wait in the outbox"
+                );
+            }
+        }
+        if let Some((_, Some(mailer))) = &current {
+            send_due(&app, mailer).await;
+        }
         // Sleep until the next message is due, or until one is queued.
         let wait = match app.store.next_mail_at() {
             Ok(Some(at)) => Duration::from_secs((at - now()).clamp(1, 60) as u64),
@@ -114,6 +140,28 @@ async fn send_due(app: &App, mailer: &Mailer) {
             }
         }
     }
+}
+
+/// A message that proves the settings work.
+pub fn test_mail(app: &App, to: &User) -> ferry_store::Result<()> {
+    let text = format!(
+        "This is a test message from the Ferry appliance at {}. If you read it, email works.\n",
+        base_url(app)
+    );
+    let html = format!("<p>{}</p>", text.trim());
+    app.store.enqueue_mail(
+        &NewMail {
+            kind: "test",
+            to: &to.email,
+            subject: "Ferry test message",
+            text: &text,
+            html: &html,
+            dedupe: None,
+        },
+        &app.public_host(None),
+    )?;
+    app.mail_queued.notify_one();
+    Ok(())
 }
 
 /// Queues a message and wakes the sender.
@@ -278,6 +326,9 @@ const HALF_DELIVERED: i64 = 4;
 /// Reminders that fall due with time: expiry (at 2/3 of the lifetime and 3
 /// days before the end) to recipients who have not finished, and progress
 /// at 50 % to a sender who asked for it. Called by the janitor.
+///
+/// A delivery that lives 9 days or less gets only the 2/3 reminder: its
+/// "3 days before" would come first or at once, which reads as noise.
 pub fn reminders(app: &App) {
     let Ok(deliveries) = app.store.live_deliveries() else {
         return;
@@ -295,10 +346,12 @@ pub fn reminders(app: &App) {
             })
             .unwrap_or_default();
         let lifetime = d.expires_at - d.created_at;
-        let due = [
-            (AT_TWO_THIRDS, d.created_at + lifetime * 2 / 3),
-            (THREE_DAYS_BEFORE, d.expires_at - 3 * 24 * 3600),
-        ];
+        let two_thirds = d.created_at + lifetime * 2 / 3;
+        let three_days = d.expires_at - 3 * 24 * 3600;
+        let mut due = vec![(AT_TWO_THIRDS, two_thirds)];
+        if three_days > two_thirds {
+            due.push((THREE_DAYS_BEFORE, three_days));
+        }
         for (bit, at) in due {
             if t >= at && t < d.expires_at && app.store.mark_reminder(d.id, bit).unwrap_or(false) {
                 let facts = facts(app, &d);

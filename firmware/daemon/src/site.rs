@@ -13,13 +13,17 @@ use std::net::IpAddr;
 use ferry_proto::{Pace, Policy, Rate};
 use ferry_store::Store;
 
-use crate::config::Config;
+use crate::config::{Config, SmtpSettings};
 
 const PUBLIC_ADDRESS: &str = "site.public_address";
 const TRUSTED_PROXIES: &str = "site.trusted_proxies";
 const POLICY: &str = "site.policy";
 const TARGET_RATE: &str = "site.target_rate";
 const DEFAULT_EXPIRY_DAYS: &str = "site.default_expiry_days";
+const SMTP_URL: &str = "site.smtp_url";
+const SMTP_USER: &str = "site.smtp_user";
+const SMTP_PASSWORD_FILE: &str = "site.smtp_password_file";
+const SMTP_FROM: &str = "site.smtp_from";
 
 /// The settings in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,8 @@ pub struct Site {
     pub trusted_proxies: Vec<IpAddr>,
     pub pace: Pace,
     pub default_expiry_days: u64,
+    /// Where email goes out; `None`: messages wait in the outbox.
+    pub smtp: Option<SmtpSettings>,
 }
 
 /// A stored setting that no longer reads (edited by hand, or from a
@@ -47,6 +53,7 @@ impl Site {
             trusted_proxies: config.trusted_proxies.clone(),
             pace: config.transfer.site_pace(),
             default_expiry_days: config.deliveries.default_expiry_days,
+            smtp: config.smtp.clone(),
         }
     }
 
@@ -92,6 +99,19 @@ impl Site {
                 bad(DEFAULT_EXPIRY_DAYS, &v, e.to_string())
             })?;
         }
+        if let Some(url) = store.setting(SMTP_URL)? {
+            site.smtp = if url.is_empty() {
+                None
+            } else {
+                let opt = |v: Option<String>| v.filter(|v| !v.is_empty());
+                Some(SmtpSettings {
+                    url,
+                    user: opt(store.setting(SMTP_USER)?),
+                    password_file: opt(store.setting(SMTP_PASSWORD_FILE)?).map(Into::into),
+                    from: store.setting(SMTP_FROM)?.unwrap_or_default(),
+                })
+            };
+        }
         Ok(site)
     }
 
@@ -114,6 +134,20 @@ impl Site {
                 .unwrap_or_default(),
         )?;
         store.set_setting(DEFAULT_EXPIRY_DAYS, &self.default_expiry_days.to_string())?;
+        let smtp = self.smtp.as_ref();
+        store.set_setting(SMTP_URL, smtp.map_or("", |s| s.url.as_str()))?;
+        store.set_setting(
+            SMTP_USER,
+            smtp.and_then(|s| s.user.as_deref()).unwrap_or(""),
+        )?;
+        store.set_setting(
+            SMTP_PASSWORD_FILE,
+            &smtp
+                .and_then(|s| s.password_file.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        )?;
+        store.set_setting(SMTP_FROM, smtp.map_or("", |s| s.from.as_str()))?;
         Ok(())
     }
 
@@ -125,6 +159,27 @@ impl Site {
             policy: self.pace.policy.to_string(),
             target_rate: self.pace.target.map(|r| r.to_string()),
             default_expiry_days: self.default_expiry_days,
+            smtp_url: self
+                .smtp
+                .as_ref()
+                .map(|s| s.url.clone())
+                .unwrap_or_default(),
+            smtp_user: self
+                .smtp
+                .as_ref()
+                .and_then(|s| s.user.clone())
+                .unwrap_or_default(),
+            smtp_password_file: self
+                .smtp
+                .as_ref()
+                .and_then(|s| s.password_file.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            smtp_from: self
+                .smtp
+                .as_ref()
+                .map(|s| s.from.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -141,11 +196,32 @@ impl Site {
             .map(str::parse)
             .transpose()
             .map_err(|e: ferry_proto::RateError| e.to_string())?;
+        let smtp = if s.smtp_url.trim().is_empty() {
+            None
+        } else {
+            let settings = SmtpSettings {
+                url: s.smtp_url.trim().to_owned(),
+                user: Some(s.smtp_user.trim().to_owned()).filter(|u| !u.is_empty()),
+                password_file: Some(s.smtp_password_file.trim())
+                    .filter(|p| !p.is_empty())
+                    .map(Into::into),
+                from: s.smtp_from.trim().to_owned(),
+            };
+            if settings.from.is_empty() {
+                return Err("an SMTP server needs a From address".into());
+            }
+            // Reading the password file and parsing URL and From here
+            // names a mistake now rather than at the first message.
+            let config = crate::mail::smtp_config(&settings).map_err(|e| e.to_string())?;
+            crate::mail::check(&config).map_err(|e| e.to_string())?;
+            Some(settings)
+        };
         Ok(Site {
             public_address: s.public_address.clone(),
             trusted_proxies: s.trusted_proxies.clone(),
             pace: Pace { policy, target },
             default_expiry_days: s.default_expiry_days,
+            smtp,
         })
     }
 }
@@ -173,6 +249,7 @@ mod tests {
                 target: Some("1G".parse().unwrap()),
             },
             default_expiry_days: 7,
+            smtp: None,
         };
         changed.save(&store).unwrap();
         assert_eq!(Site::load(&config, &store).unwrap(), changed);

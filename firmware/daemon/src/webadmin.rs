@@ -39,11 +39,7 @@ impl Appliance for ForWeb {
             ports: app.dataplane.range().to_string(),
             firewall_on: app.dataplane.firewall_on(),
             version: env!("CARGO_PKG_VERSION"),
-            smtp: app
-                .config
-                .smtp
-                .as_ref()
-                .map(|s| format!("{} as {}", s.url, s.from)),
+            smtp: app.site().smtp.map(|s| format!("{} as {}", s.url, s.from)),
             outbox: app
                 .store
                 .outbox_counts()
@@ -106,10 +102,10 @@ impl Appliance for ForWeb {
     fn warnings(&self) -> Vec<String> {
         let mut w = self.0.warnings();
         let waiting = self.0.store.outbox_counts().map(|c| c.waiting).unwrap_or(0);
-        if self.0.config.smtp.is_none() {
+        if self.0.site().smtp.is_none() {
             w.push(format!(
                 "email (SMTP) is not configured: invitations, delivery notices and failure alerts wait in the \
-                 outbox ({waiting} now); set [smtp] url and from in ferryd.toml"
+                 outbox ({waiting} now); set an SMTP server in Settings"
             ));
         } else if waiting > 20 {
             w.push(format!(
@@ -241,6 +237,10 @@ impl Appliance for ForWeb {
         });
         crate::mail::invite(app, &user, &by.email);
         Ok(user)
+    }
+
+    fn test_mail(&self, to: &User) -> Result<(), Refused> {
+        crate::mail::test_mail(&self.0, to).map_err(Refused::from)
     }
 
     fn base_url(&self) -> String {

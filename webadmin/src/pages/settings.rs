@@ -94,6 +94,20 @@ pub fn view(
                 label { "Default expiry of a delivery, in days"
                     input type="number" name="default_expiry_days" min="1" max="3650" value=(site.default_expiry_days);
                 }
+                h2 { "Email" }
+                label { "SMTP server"
+                    input type="text" name="smtp_url" value=(site.smtp_url)
+                        placeholder="smtp://mail.example.com:587?tls=required or smtps://mail.example.com:465";
+                    span.hint { "smtp:// is plain or STARTTLS (add ?tls=required); smtps:// is implicit TLS. Empty: no email, messages wait." }
+                }
+                label { "User" input type="text" name="smtp_user" value=(site.smtp_user) autocomplete="off"; }
+                label { "Password file on the appliance"
+                    input type="text" name="smtp_password_file" value=(site.smtp_password_file) placeholder="/etc/ferry/smtp-password";
+                    span.hint { "The password stays in a file readable by ferryd, not in the database." }
+                }
+                label { "From address"
+                    input type="text" name="smtp_from" value=(site.smtp_from) placeholder="Ferry <ferry@example.com>";
+                }
                 button.primary type="submit" { "Save settings" }
             }
             h2 { "This appliance" }
@@ -114,9 +128,9 @@ pub fn view(
                         None => { span.error { "not configured: messages wait in the outbox" } }
                     }
                     br; span.hint {
-                        (info.outbox.0) " waiting, " (info.outbox.1) " sent, " (info.outbox.2) " refused by the server. "
-                        "Set [smtp] url, user, password_file and from in ferryd.toml (or --smtp and --mail-from)."
+                        (info.outbox.0) " waiting, " (info.outbox.1) " sent, " (info.outbox.2) " refused by the server."
                     }
+                    (crate::layout::button(staff, "/settings/test-mail", "Send me a test message", "", &[]))
                 }
                 dt { "Version" } dd { (info.version) }
             }
@@ -143,6 +157,14 @@ pub fn view(
 
 #[derive(Debug, Deserialize)]
 pub struct SettingsForm {
+    #[serde(default)]
+    smtp_url: String,
+    #[serde(default)]
+    smtp_user: String,
+    #[serde(default)]
+    smtp_password_file: String,
+    #[serde(default)]
+    smtp_from: String,
     #[serde(default)]
     public_address: String,
     #[serde(default)]
@@ -201,6 +223,10 @@ pub fn parse(form: &SettingsForm) -> Result<SiteSettings, String> {
         policy: form.policy.clone(),
         target_rate: (!target_rate.is_empty()).then(|| target_rate.to_owned()),
         default_expiry_days: days,
+        smtp_url: form.smtp_url.trim().to_owned(),
+        smtp_user: form.smtp_user.trim().to_owned(),
+        smtp_password_file: form.smtp_password_file.trim().to_owned(),
+        smtp_from: form.smtp_from.trim().to_owned(),
     })
 }
 
@@ -229,6 +255,32 @@ pub async fn save<A: Appliance>(
             ),
         ),
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
+pub async fn test_mail<A: Appliance>(
+    State(web): State<Arc<Web<A>>>,
+    posted: Posted<Empty>,
+) -> Response {
+    let staff = posted.staff;
+    if !staff.is_admin() {
+        return crate::layout::error_page(StatusCode::FORBIDDEN, "Only admins send test messages.");
+    }
+    let notice = match web.app.test_mail(&staff.user) {
+        Ok(()) => Notice::Done(format!(
+            "A test message to {} is queued; the counts below show when it has gone.",
+            staff.user.email
+        )),
+        Err(e) => Notice::Error(e.message),
+    };
+    html(view(
+        &staff,
+        &web.app.site(),
+        &web.app.info(),
+        Some(&notice),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +329,10 @@ mod tests {
 
     fn form(rate: &str, proxies: &str, days: &str) -> SettingsForm {
         SettingsForm {
+            smtp_url: String::new(),
+            smtp_user: String::new(),
+            smtp_password_file: String::new(),
+            smtp_from: String::new(),
             public_address: " ferry.example.com ".into(),
             trusted_proxies: proxies.into(),
             policy: "fair".into(),
@@ -316,6 +372,7 @@ mod tests {
             policy: "fixed".into(),
             target_rate: Some("1G".into()),
             default_expiry_days: 30,
+            ..Default::default()
         };
         let info = ApplianceInfo {
             fingerprint: "ab:cd".into(),
