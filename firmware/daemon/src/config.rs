@@ -294,6 +294,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_file_reads() {
+        let file = FileConfig::parse(include_str!("../examples/ferryd.toml")).unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        let smtp = c.smtp.unwrap();
+        assert_eq!(smtp.from, "Ferry <ferry@example.com>");
+        assert_eq!(smtp.url, "smtp://mail.example.com:587?tls=required");
+        // A server without a From address is refused.
+        let file = FileConfig::parse("[smtp]\nurl = \"smtp://127.0.0.1:25\"\n").unwrap();
+        let e = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("From address"), "{e}");
+    }
+
+    #[test]
     fn empty_config_runs_on_defaults() {
         let c = Config::resolve(
             FileConfig::parse("").unwrap(),
