@@ -626,3 +626,55 @@ fn smtp_set_in_the_web_admin_sends_what_waited() {
         "{mails:#?}"
     );
 }
+
+/// The public invitation page: an expired or unknown link says so plainly,
+/// and one address cannot try links without limit.
+#[test]
+fn the_invitation_page_explains_dead_links_and_limits_guessing() {
+    let app = Appliance::start();
+    let store = ferry_store::Store::open(&app.data.join("ferry.db")).unwrap();
+    let user = store
+        .create_user(
+            "late@example.com",
+            "",
+            ferry_store::Role::Collaborator,
+            None,
+        )
+        .unwrap();
+    let expired = store.create_invitation(user.id, -1).unwrap();
+    let mut b = Browser::new(&app);
+    let page = b.get(&format!("/invite/{expired}"));
+    assert_eq!(page.status, StatusCode::GONE);
+    assert!(page.body.contains("has expired"), "{}", page.body);
+    let page = b.post(
+        &format!("/invite/{expired}"),
+        &[
+            ("password", "a long enough password"),
+            ("again", "a long enough password"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::GONE);
+    assert!(
+        store
+            .verify_password("late@example.com", "a long enough password")
+            .unwrap()
+            .is_none()
+    );
+    let page = b.get("/invite/not-a-token");
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.body.contains("not a valid invitation link"));
+    // 30 requests per address per 15 minutes, then a clear refusal.
+    let mut last = StatusCode::OK;
+    for _ in 0..40 {
+        last = b.get("/invite/guess").status;
+        if last == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        b.get(&format!("/invite/{expired}"))
+            .body
+            .contains("Too many requests")
+    );
+}
