@@ -543,3 +543,55 @@ fn an_installed_certificate_takes_over_at_the_next_start() {
     let audit = app.admin(&["audit", "--action", "settings"]);
     assert!(audit.contains("settings.certificate"), "{audit}");
 }
+
+#[test]
+fn changing_a_password_later_asks_for_the_current_one() {
+    let (_app, mut b) = appliance_with_admin();
+    let csrf = b.csrf("/setup");
+    let page = b.post(
+        "/setup",
+        &[
+            ("csrf", &csrf),
+            ("password", "someone else's pick"),
+            ("again", "someone else's pick"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.body.contains("current password is wrong"),
+        "{}",
+        page.body
+    );
+    let page = b.post(
+        "/setup",
+        &[
+            ("csrf", &csrf),
+            ("current", "a new long password"),
+            ("password", "an even newer password"),
+            ("again", "an even newer password"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let mut other = Browser::new(&_app);
+    assert_eq!(
+        other
+            .login("admin@localhost", "an even newer password")
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[test]
+fn a_login_link_cannot_send_the_browser_elsewhere() {
+    let (_app, mut b) = appliance_with_admin();
+    for next in [
+        "/%09/evil.example",
+        "//evil.example",
+        "/%5Cevil.example",
+        "https://evil.example",
+    ] {
+        let page = b.get(&format!("/login?next={next}"));
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(location(&page), "/", "{next}");
+    }
+}

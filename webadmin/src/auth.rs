@@ -89,6 +89,18 @@ pub fn client_ip(parts: &Parts, trusted: &[IpAddr]) -> IpAddr {
         .unwrap_or(peer)
 }
 
+/// The browser's address, for pages without a login.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<A: Appliance> FromRequestParts<Arc<Web<A>>> for ClientIp {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web<A>>) -> Result<Self, Response> {
+        Ok(ClientIp(client_ip(parts, &web.app.site().trusted_proxies)))
+    }
+}
+
 /// Where a page that needs a login sends the browser.
 fn to_login(parts: &Parts) -> Response {
     let here = parts
@@ -267,20 +279,38 @@ impl Default for Throttle {
     }
 }
 
+/// How long `key` must wait under `limit`, if at all.
+fn waiting<K: std::hash::Hash + Eq>(
+    map: &HashMap<K, Failures>,
+    key: &K,
+    limit: u32,
+    now: Instant,
+) -> Option<Duration> {
+    let f = map.get(key)?;
+    let until = f.since + WINDOW;
+    (f.count >= limit && now < until).then(|| until - now)
+}
+
 fn locked_for<K: std::hash::Hash + Eq>(
     map: &Mutex<HashMap<K, Failures>>,
     key: &K,
     limit: u32,
     now: Instant,
 ) -> Option<Duration> {
-    let map = map.lock().unwrap_or_else(|e| e.into_inner());
-    let f = map.get(key)?;
-    let until = f.since + WINDOW;
-    (f.count >= limit && now < until).then(|| until - now)
+    waiting(
+        &map.lock().unwrap_or_else(|e| e.into_inner()),
+        key,
+        limit,
+        now,
+    )
 }
 
 fn count<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Failures>>, key: K, now: Instant) {
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    bump(&mut map, key, now);
+}
+
+fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Failures>, key: K, now: Instant) {
     // Old entries go, so a flood of addresses cannot grow the map forever.
     if map.len() > 10_000 {
         map.retain(|_, f| now < f.since + WINDOW);
@@ -299,6 +329,38 @@ fn count<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Failures>>, key: K, now
 }
 
 impl Throttle {
+    /// Takes one attempt from the budgets of `email` and `from`, or says how
+    /// long to wait. Checking and counting happen under the same locks, so
+    /// attempts sent in parallel cannot all slip through before any fails.
+    pub fn attempt(&self, email: &str, from: IpAddr) -> Result<(), Duration> {
+        self.attempt_at(email, from, Instant::now())
+    }
+
+    pub fn attempt_at(&self, email: &str, from: IpAddr, now: Instant) -> Result<(), Duration> {
+        let key = email.to_lowercase();
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        let account = waiting(&accounts, &key, ACCOUNT_LIMIT, now);
+        let address = waiting(&addresses, &from, ADDRESS_LIMIT, now);
+        if let Some(w) = account.max(address) {
+            return Err(w);
+        }
+        bump(&mut accounts, key, now);
+        bump(&mut addresses, from, now);
+        Ok(())
+    }
+
+    /// The attempt was good: the account's count clears, and the address
+    /// gets its attempt back (a good login must not use up an office's
+    /// shared budget, nor reset a guesser's).
+    pub fn succeeded_from(&self, email: &str, from: IpAddr) {
+        self.succeeded(email);
+        let mut map = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = map.get_mut(&from) {
+            f.count = f.count.saturating_sub(1);
+        }
+    }
+
     /// How long to wait before `email` may try again from `from`, if at all.
     pub fn wait(&self, email: &str, from: IpAddr) -> Option<Duration> {
         self.wait_at(email, from, Instant::now())
@@ -392,6 +454,24 @@ mod tests {
         }
         assert!(t.wait_at("new@example.com", A, now).is_some());
         assert_eq!(t.wait_at("new@example.com", B, now), None);
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_before_they_are_checked() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        let admitted = (0..50)
+            .filter(|_| t.attempt_at("ann@example.com", A, now).is_ok())
+            .count();
+        assert_eq!(admitted, ACCOUNT_LIMIT as usize);
+        // A good password gives the address its attempt back.
+        let t = Throttle::default();
+        t.attempt_at("bob@example.com", B, now).unwrap();
+        t.succeeded_from("bob@example.com", B);
+        for i in 0..ADDRESS_LIMIT {
+            t.attempt_at(&format!("u{i}@example.com"), B, now).unwrap();
+        }
+        assert!(t.attempt_at("x@example.com", B, now).is_err());
     }
 
     #[test]

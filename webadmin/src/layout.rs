@@ -75,6 +75,7 @@ pub fn staff_page(
                     }
                     div.me {
                         span.who title=(staff.user.role.as_str()) { (staff.user.email) }
+                        a href="/setup" { "Password" }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(staff.csrf);
                             button.link type="submit" { "Log out" }
@@ -183,7 +184,16 @@ pub fn url_escape(s: &str) -> String {
 /// A local path to go back to after a form, never another site.
 pub fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        // Browsers drop tabs and newlines and read a backslash as a slash,
+        // so "/\t/evil" or "/\\evil" would leave the site.
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            p.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -221,6 +231,9 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example/")), "/");
         assert_eq!(local_path(Some("https://evil.example/")), "/");
         assert_eq!(local_path(Some("/\\evil.example")), "/");
+        assert_eq!(local_path(Some("/\t/evil.example")), "/");
+        assert_eq!(local_path(Some("/\n/evil.example")), "/");
+        assert_eq!(local_path(Some("/ /evil.example")), "/");
         assert_eq!(local_path(None), "/");
         assert_eq!(url_escape("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
     }

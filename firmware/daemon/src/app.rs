@@ -94,7 +94,7 @@ impl App {
     /// Keeps new site settings and applies them: new sessions take them at
     /// once, and running ones are re-paced.
     pub fn set_site(&self, site: Site) -> ferry_store::Result<()> {
-        site.save(&self.store)?;
+        site.save(&self.store, &Site::from_config(&self.config))?;
         *self.site.write().unwrap_or_else(|e| e.into_inner()) = site;
         // The mailer picks up new SMTP settings.
         self.mail_queued.notify_one();
@@ -300,9 +300,11 @@ pub async fn run(config: Config) -> Result<()> {
     banner(&app, local, first_password.as_deref());
     tokio::spawn(sweeper(app.clone()));
     tokio::spawn(crate::deliveries::janitor(app.clone()));
-    if let Some(smtp) = &app.site().smtp {
-        // A password file that cannot be read is a configuration error.
-        crate::mail::smtp_config(smtp)?;
+    if let Some(smtp) = &app.site().smtp
+        && let Err(e) = crate::mail::smtp_config(smtp)
+    {
+        // Not fatal: the web admin, which can fix it, must come up.
+        log::error!("email is held back until the SMTP settings are fixed: {e:#}");
     }
     tokio::spawn(crate::mail::run(app.clone()));
     let server = tokio::spawn(http::serve(app.clone(), listener));

@@ -182,7 +182,9 @@ pub async fn create(
             subject: invited.email.clone(),
             detail: format!("recipient of delivery {}", made.id),
         });
-        crate::mail::invite(app, invited, &sender.email);
+        if let Err(e) = crate::mail::invite(app, invited, &sender.email) {
+            log::error!("cannot queue the invitation to {}: {e}", invited.email);
+        }
     }
     if let Ok(delivery) = app.store.delivery(made.id) {
         let recipients: Vec<User> = made.downloads.iter().map(|(_, u)| u.clone()).collect();

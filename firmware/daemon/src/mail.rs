@@ -114,7 +114,18 @@ async fn send_due(app: &App, mailer: &Mailer) {
         };
         match mailer.send(&m.to, &m.message_id, &composed).await {
             Ok(()) => {
-                let _ = app.store.mail_sent(m.id);
+                // Marking it sent must not fail quietly: the message would
+                // be sent again within a second.
+                if !mark_sent(app, m.id).await {
+                    log::error!(
+                        "{} to {} went out but cannot be marked sent; the mailer stops so it is not sent \
+                         again before ferryd restarts",
+                        m.kind,
+                        m.to
+                    );
+                    app.shutdown.cancelled().await;
+                    return;
+                }
                 log::info!("sent {} to {}", m.kind, m.to);
             }
             Err(e) if e.is_temporary() => {
@@ -124,8 +135,10 @@ async fn send_due(app: &App, mailer: &Mailer) {
                     m.kind,
                     m.to
                 );
-                let _ = app.store.mail_retry(m.id, &e.to_string(), now() + wait);
-                // The server is down: the rest wait too.
+                let until = now() + wait;
+                let _ = app.store.mail_retry(m.id, &e.to_string(), until);
+                // The server is down: the rest wait as long.
+                let _ = app.store.mail_hold_all(until);
                 return;
             }
             Err(e) => {
@@ -140,6 +153,17 @@ async fn send_due(app: &App, mailer: &Mailer) {
             }
         }
     }
+}
+
+/// Marks a message sent, trying for a while if the database is busy.
+async fn mark_sent(app: &App, id: i64) -> bool {
+    for _ in 0..20 {
+        if app.store.mail_sent(id).is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
 }
 
 /// A message that proves the settings work.
@@ -197,20 +221,27 @@ pub fn base_url(app: &App) -> String {
 }
 
 /// Invites a new user: a single-use link to choose a password.
-pub fn invite(app: &App, user: &User, inviter: &str) {
-    let token = match app.store.create_invitation(user.id, INVITATION_TTL_SECS) {
-        Ok(t) => t,
-        Err(e) => {
-            log::error!("cannot make an invitation for {}: {e}", user.email);
-            return;
-        }
-    };
-    let mail = Mail::Invitation {
+pub fn invite(app: &App, user: &User, inviter: &str) -> ferry_store::Result<()> {
+    let token = app.store.create_invitation(user.id, INVITATION_TTL_SECS)?;
+    let c = Mail::Invitation {
         inviter: inviter.to_owned(),
         link: format!("{}/invite/{token}", base_url(app)),
         expires_at: now() + INVITATION_TTL_SECS,
-    };
-    queue(app, user, &mail, None);
+    }
+    .compose();
+    app.store.enqueue_mail(
+        &NewMail {
+            kind: c.kind,
+            to: &user.email,
+            subject: &c.subject,
+            text: &c.text,
+            html: &c.html,
+            dedupe: None,
+        },
+        &app.public_host(None),
+    )?;
+    app.mail_queued.notify_one();
+    Ok(())
 }
 
 /// What a delivery's messages say about it: its files as recipients see
@@ -310,10 +341,10 @@ pub fn job_failed(app: &App, job: JobId, error: &str) {
     }
     for u in &to {
         queue(
-            app,
-            u,
-            &mail,
-            Some(format!("failed:{}:{}:{}", job.id, job.retries, u.id)),
+            app, u, &mail,
+            // Called once per final failure; a job retried by hand may
+            // fail for good again, and that deserves its own message.
+            None,
         );
     }
 }
@@ -355,7 +386,19 @@ pub fn reminders(app: &App) {
         for (bit, at) in due {
             if t >= at && t < d.expires_at && app.store.mark_reminder(d.id, bit).unwrap_or(false) {
                 let facts = facts(app, &d);
-                for j in jobs.iter().filter(|j| j.status != JobStatus::Done) {
+                // Only recipients who can still receive it: not done, not
+                // aborted, not withdrawn.
+                let pending = |j: &&Job| {
+                    !j.purged
+                        && matches!(
+                            j.status,
+                            JobStatus::Queued
+                                | JobStatus::Running
+                                | JobStatus::Paused
+                                | JobStatus::Failed
+                        )
+                };
+                for j in jobs.iter().filter(pending) {
                     if let Some(r) = j.recipient_id.and_then(|r| app.store.user(r).ok()) {
                         queue(
                             app,

@@ -115,39 +115,68 @@ impl Site {
         Ok(site)
     }
 
-    /// Keeps these settings in the database.
-    pub fn save(&self, store: &Store) -> ferry_store::Result<()> {
-        store.set_setting(PUBLIC_ADDRESS, self.public_address.as_deref().unwrap_or(""))?;
+    /// Keeps in the database what differs from `baseline` (the file and
+    /// flags), and forgets what matches it, so that a setting an admin
+    /// never touched keeps following ferryd.toml.
+    pub fn save(&self, store: &Store, baseline: &Site) -> ferry_store::Result<()> {
+        let keep = |key: &str, same: bool, value: &str| {
+            if same {
+                store.clear_setting(key)
+            } else {
+                store.set_setting(key, value)
+            }
+        };
+        keep(
+            PUBLIC_ADDRESS,
+            self.public_address == baseline.public_address,
+            self.public_address.as_deref().unwrap_or(""),
+        )?;
         let proxies: Vec<String> = self
             .trusted_proxies
             .iter()
             .map(ToString::to_string)
             .collect();
-        store.set_setting(TRUSTED_PROXIES, &proxies.join(","))?;
-        store.set_setting(POLICY, &self.pace.policy.to_string())?;
-        store.set_setting(
+        keep(
+            TRUSTED_PROXIES,
+            self.trusted_proxies == baseline.trusted_proxies,
+            &proxies.join(","),
+        )?;
+        keep(
+            POLICY,
+            self.pace.policy == baseline.pace.policy,
+            &self.pace.policy.to_string(),
+        )?;
+        keep(
             TARGET_RATE,
+            self.pace.target == baseline.pace.target,
             &self
                 .pace
                 .target
                 .map(|r| r.bits_per_sec().to_string())
                 .unwrap_or_default(),
         )?;
-        store.set_setting(DEFAULT_EXPIRY_DAYS, &self.default_expiry_days.to_string())?;
+        keep(
+            DEFAULT_EXPIRY_DAYS,
+            self.default_expiry_days == baseline.default_expiry_days,
+            &self.default_expiry_days.to_string(),
+        )?;
+        let same = self.smtp == baseline.smtp;
         let smtp = self.smtp.as_ref();
-        store.set_setting(SMTP_URL, smtp.map_or("", |s| s.url.as_str()))?;
-        store.set_setting(
+        keep(SMTP_URL, same, smtp.map_or("", |s| s.url.as_str()))?;
+        keep(
             SMTP_USER,
+            same,
             smtp.and_then(|s| s.user.as_deref()).unwrap_or(""),
         )?;
-        store.set_setting(
+        keep(
             SMTP_PASSWORD_FILE,
+            same,
             &smtp
                 .and_then(|s| s.password_file.as_ref())
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         )?;
-        store.set_setting(SMTP_FROM, smtp.map_or("", |s| s.from.as_str()))?;
+        keep(SMTP_FROM, same, smtp.map_or("", |s| s.from.as_str()))?;
         Ok(())
     }
 
@@ -185,7 +214,7 @@ impl Site {
 
     /// Settings from the web admin's form (already checked there; checked
     /// again here because this is the boundary that keeps them).
-    pub fn from_web(s: &ferry_webadmin::SiteSettings) -> Result<Site, String> {
+    pub fn from_web(s: &ferry_webadmin::SiteSettings, config: &Config) -> Result<Site, String> {
         let policy: Policy = s
             .policy
             .parse()
@@ -210,6 +239,9 @@ impl Site {
             if settings.from.is_empty() {
                 return Err("an SMTP server needs a From address".into());
             }
+            if let Some(p) = &settings.password_file {
+                check_password_file(p, config)?;
+            }
             // Reading the password file and parsing URL and From here
             // names a mistake now rather than at the first message.
             let config = crate::mail::smtp_config(&settings).map_err(|e| e.to_string())?;
@@ -223,6 +255,42 @@ impl Site {
             default_expiry_days: s.default_expiry_days,
             smtp,
         })
+    }
+}
+
+/// Folders an admin may point the SMTP password file at from the web
+/// admin. Anywhere else (the TLS key, the database) would let an admin
+/// mail a secret file to a server of their choosing as the "password".
+/// A path from ferryd.toml is the operator's choice and is not limited.
+pub fn password_dirs(config: &Config) -> [std::path::PathBuf; 2] {
+    ["/etc/ferry".into(), config.data.join("secrets")]
+}
+
+fn check_password_file(path: &std::path::Path, config: &Config) -> Result<(), String> {
+    let from_file = config
+        .smtp
+        .as_ref()
+        .and_then(|s| s.password_file.as_deref())
+        == Some(path);
+    if from_file {
+        return Ok(());
+    }
+    let dirs = password_dirs(config);
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| format!("SMTP password file {}: {e}", path.display()))?;
+    let inside = dirs
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .any(|d| real.starts_with(&d) && real != d);
+    if inside {
+        Ok(())
+    } else {
+        Err(format!(
+            "the SMTP password file must lie in {} or {} (it is {})",
+            dirs[0].display(),
+            dirs[1].display(),
+            real.display()
+        ))
     }
 }
 
@@ -251,10 +319,37 @@ mod tests {
             default_expiry_days: 7,
             smtp: None,
         };
-        changed.save(&store).unwrap();
+        changed.save(&store, &first).unwrap();
         assert_eq!(Site::load(&config, &store).unwrap(), changed);
         let web = changed.to_web();
-        assert_eq!(Site::from_web(&web).unwrap(), changed);
+        assert_eq!(Site::from_web(&web, &config).unwrap(), changed);
+    }
+
+    #[test]
+    fn settings_an_admin_left_alone_keep_following_the_file() {
+        let file = FileConfig::parse(
+            "public_address = \"file.example\"\n[transfer]\ntarget_rate = \"100M\"\n",
+        )
+        .unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let baseline = Site::from_config(&config);
+        // The first-run page changes only the public address.
+        let mut site = baseline.clone();
+        site.public_address = Some("edge.example".into());
+        site.save(&store, &baseline).unwrap();
+        assert_eq!(store.setting(TARGET_RATE).unwrap(), None);
+        assert_eq!(store.setting(SMTP_URL).unwrap(), None);
+        // Later the file gets a new rate and an SMTP server: both apply.
+        let file = FileConfig::parse(
+            "public_address = \"file.example\"\n[transfer]\ntarget_rate = \"200M\"\n[smtp]\nurl = \"smtp://127.0.0.1:25\"\nfrom = \"f@example.com\"\n",
+        )
+        .unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        let loaded = Site::load(&config, &store).unwrap();
+        assert_eq!(loaded.public_address.as_deref(), Some("edge.example"));
+        assert_eq!(loaded.pace.target, Some("200M".parse().unwrap()));
+        assert!(loaded.smtp.is_some());
     }
 
     #[test]

@@ -227,6 +227,13 @@ impl Appliance for ForWeb {
         role: ferry_store::Role,
     ) -> Result<User, Refused> {
         let app = &self.0;
+        // The link names the address people reach the appliance at; a
+        // wildcard listen address would make it useless.
+        if app.site().public_address.is_none() && app.control.ip().is_unspecified() {
+            return Err(Refused::new(
+                "Set the public address in Settings first: the invitation link must name it.",
+            ));
+        }
         let user = app.store.create_user(email, name, role, None)?;
         let _ = app.store.record_event(NewEvent {
             user: Some(by.id),
@@ -235,7 +242,12 @@ impl Appliance for ForWeb {
             subject: user.email.clone(),
             detail: role.as_str().to_owned(),
         });
-        crate::mail::invite(app, &user, &by.email);
+        crate::mail::invite(app, &user, &by.email).map_err(|e| {
+            Refused::new(format!(
+                "{} was added, but the invitation could not be queued: {e}",
+                user.email
+            ))
+        })?;
         Ok(user)
     }
 
@@ -252,7 +264,7 @@ impl Appliance for ForWeb {
     }
 
     fn change_site(&self, by: &User, from: IpAddr, site: SiteSettings) -> Result<(), Refused> {
-        let new = Site::from_web(&site).map_err(Refused::new)?;
+        let new = Site::from_web(&site, &self.0.config).map_err(Refused::new)?;
         let old = self.0.site();
         self.0.set_site(new.clone())?;
         let _ = self.0.store.record_event(NewEvent {
@@ -283,6 +295,20 @@ fn describe_change(old: &Site, new: &Site) -> String {
     }
     if old.default_expiry_days != new.default_expiry_days {
         parts.push(format!("default expiry {} days", new.default_expiry_days));
+    }
+    if old.smtp != new.smtp {
+        parts.push(match &new.smtp {
+            Some(s) => format!(
+                "SMTP {} as {}, user {}, password file {}",
+                s.url,
+                s.from,
+                s.user.as_deref().unwrap_or("(none)"),
+                s.password_file
+                    .as_ref()
+                    .map_or("(none)".into(), |p| p.display().to_string())
+            ),
+            None => "SMTP off".into(),
+        });
     }
     if parts.is_empty() {
         "nothing changed".to_owned()

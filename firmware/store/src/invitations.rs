@@ -80,12 +80,19 @@ impl Store {
                 "this invitation link was used already or has expired".into(),
             ));
         };
-        tx.execute(
-            "UPDATE users SET password_hash = ?1, must_change_password = 0,
-                 status = CASE status WHEN 'invited' THEN 'active' ELSE status END
-             WHERE id = ?2",
+        // An invitation opens a new account only: once the account has a
+        // password (a reset, an admin), an old link must not take it over.
+        let n = tx.execute(
+            "UPDATE users SET password_hash = ?1, must_change_password = 0, status = 'active'
+             WHERE id = ?2 AND status = 'invited'",
             params![password_hash, user],
         )?;
+        if n == 0 {
+            return Err(StoreError::Invalid(
+                "this invitation was for a new account, which has a password now: log in with it"
+                    .into(),
+            ));
+        }
         tx.commit()?;
         drop(conn);
         self.user(UserId(user))
@@ -123,6 +130,14 @@ mod tests {
         let old = s.create_invitation(u.id, -1).unwrap();
         assert_eq!(s.invitation(&old).unwrap(), Invitation::Expired);
         assert!(s.accept_invitation(&old, "a long new password").is_err());
+        // An account that got a password another way voids its links.
+        let later = s
+            .create_user("later@example.com", "", Role::Collaborator, None)
+            .unwrap();
+        let link = s.create_invitation(later.id, 3600).unwrap();
+        s.set_password(later.id, "set by an admin, long").unwrap();
+        assert_eq!(s.invitation(&link).unwrap(), Invitation::Expired);
+        assert!(s.accept_invitation(&link, "a takeover attempt").is_err());
         // A newer invitation voids the older one.
         let first = s.create_invitation(u.id, 3600).unwrap();
         let second = s.create_invitation(u.id, 3600).unwrap();

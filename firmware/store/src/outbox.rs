@@ -115,6 +115,16 @@ impl Store {
         Ok(())
     }
 
+    /// The server is down: nothing unsent is tried before `until`.
+    pub fn mail_hold_all(&self, until: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE outbox SET next_attempt_at = max(next_attempt_at, ?1)
+             WHERE sent_at IS NULL AND failed_at IS NULL",
+            params![until],
+        )?;
+        Ok(())
+    }
+
     /// A permanent failure (the server refused the recipient, say).
     pub fn mail_failed(&self, id: i64, error: &str) -> Result<()> {
         self.conn().execute(
@@ -207,6 +217,12 @@ mod tests {
                 failed: 0
             }
         );
+        // An outage holds back everything unsent.
+        let third = s.enqueue_mail(&mail(None), "ferry.test").unwrap().unwrap();
+        s.mail_hold_all(now() + 300).unwrap();
+        assert!(s.due_mail(10).unwrap().is_empty());
+        assert!(s.next_mail_at().unwrap().unwrap() >= now() + 299);
+        s.mail_failed(third, "550").unwrap();
         s.mail_failed(id, "550 no such user").unwrap();
         assert_eq!(s.next_mail_at().unwrap(), None);
     }

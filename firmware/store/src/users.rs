@@ -276,6 +276,11 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {id}")));
         }
+        // Invitation links stop working once the account has a password.
+        self.conn().execute(
+            "UPDATE invitations SET expires_at = min(expires_at, ?2) WHERE user_id = ?1 AND used_at IS NULL",
+            params![id.0, crate::now()],
+        )?;
         Ok(())
     }
 

@@ -88,6 +88,24 @@ impl Store {
         }))
     }
 
+    /// Whether a session still holds (known, unexpired, user active),
+    /// without renewing it: for a page that stays open, such as a live
+    /// stream, which must not keep the session alive by itself.
+    pub fn web_session_alive(&self, token: &str, idle_secs: i64) -> Result<bool> {
+        let t = now();
+        let alive: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM web_sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?2 - ?3
+                   AND u.status = 'active'",
+                params![token_hash(token), t, idle_secs],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(alive.is_some())
+    }
+
     /// Logs a browser out.
     pub fn end_web_session(&self, token: &str) -> Result<()> {
         self.conn().execute(
@@ -140,8 +158,10 @@ mod tests {
         store.set_status(ann.id, UserStatus::Disabled).unwrap();
         assert!(store.web_session(&s.token, 600).unwrap().is_none());
         store.set_status(ann.id, UserStatus::Active).unwrap();
+        assert!(store.web_session_alive(&s.token, 600).unwrap());
         store.end_web_session(&s.token).unwrap();
         assert!(store.web_session(&s.token, 600).unwrap().is_none());
+        assert!(!store.web_session_alive(&s.token, 600).unwrap());
     }
 
     #[test]

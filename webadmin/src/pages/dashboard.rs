@@ -148,45 +148,63 @@ pub fn live_row(t: &LiveTransfer) -> Markup {
 }
 
 /// Server-sent events: the live transfers once a second, as JSON the
-/// page's script renders.
-pub async fn live<A: Appliance>(State(web): State<Arc<Web<A>>>, staff: Staff) -> impl IntoResponse {
-    Sse::new(updates(web, staff.user)).keep_alive(KeepAlive::default())
+/// page's script renders. The stream ends when the session does (logout,
+/// expiry, the user disabled).
+pub async fn live<A: Appliance>(
+    State(web): State<Arc<Web<A>>>,
+    headers: axum::http::HeaderMap,
+    staff: Staff,
+) -> impl IntoResponse {
+    let token = crate::auth::session_token(&headers).unwrap_or_default();
+    Sse::new(updates(web, staff.user, token)).keep_alive(KeepAlive::default())
 }
 
 fn updates<A: Appliance>(
     web: Arc<Web<A>>,
     user: User,
+    token: String,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold((web, user, true), |(web, user, first)| async move {
-        if !first {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let live = visible(&*web.app, &user);
-        let total: u64 = live.iter().map(|t| t.rate).sum();
-        let rows: Vec<serde_json::Value> = live
-            .iter()
-            .map(|t| {
-                serde_json::json!({
-                    "job": t.job,
-                    "name": t.name,
-                    "kind": t.kind,
-                    "user": t.user,
-                    "client": t.client,
-                    "bytes_done": t.bytes_done,
-                    "bytes_total": t.bytes_total,
-                    "done": bytes(t.bytes_done),
-                    "total": bytes(t.bytes_total),
-                    "percent": percent(t.bytes_done, t.bytes_total),
-                    "rate": rate(t.rate),
-                    "eta": eta(t.bytes_done, t.bytes_total, t.rate),
-                    "pace": format!("{}, {}", t.pace, duration(t.seconds)),
+    futures::stream::unfold(
+        (web, user, token, true),
+        |(web, user, token, first)| async move {
+            if !first {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let alive = web
+                .app
+                .store()
+                .web_session_alive(&token, crate::auth::IDLE_SECS)
+                .unwrap_or(false);
+            if !alive {
+                return None;
+            }
+            let live = visible(&*web.app, &user);
+            let total: u64 = live.iter().map(|t| t.rate).sum();
+            let rows: Vec<serde_json::Value> = live
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "job": t.job,
+                        "name": t.name,
+                        "kind": t.kind,
+                        "user": t.user,
+                        "client": t.client,
+                        "bytes_done": t.bytes_done,
+                        "bytes_total": t.bytes_total,
+                        "done": bytes(t.bytes_done),
+                        "total": bytes(t.bytes_total),
+                        "percent": percent(t.bytes_done, t.bytes_total),
+                        "rate": rate(t.rate),
+                        "eta": eta(t.bytes_done, t.bytes_total, t.rate),
+                        "pace": format!("{}, {}", t.pace, duration(t.seconds)),
+                    })
                 })
-            })
-            .collect();
-        let data = serde_json::json!({ "throughput": rate(total), "transfers": rows });
-        let event = Event::default().event("transfers").data(data.to_string());
-        Some((Ok(event), (web, user, false)))
-    })
+                .collect();
+            let data = serde_json::json!({ "throughput": rate(total), "transfers": rows });
+            let event = Event::default().event("transfers").data(data.to_string());
+            Some((Ok(event), (web, user, token, false)))
+        },
+    )
 }
 
 #[cfg(test)]

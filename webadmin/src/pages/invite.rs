@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use ferry_store::{Invitation, NewEvent};
@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::html_status;
-use crate::auth::PublicForm;
+use crate::auth::{ClientIp, PublicForm};
 use crate::format::duration;
 use crate::layout::{Notice, bare};
 use crate::{Appliance, Web};
@@ -73,10 +73,10 @@ pub fn form_view(email: &str, notice: Option<&Notice>) -> Markup {
 
 pub async fn form<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    ClientIp(from): ClientIp,
     Path(token): Path<String>,
 ) -> Response {
-    if let Err(wait) = web.invitations.hit(peer.ip()) {
+    if let Err(wait) = web.invitations.hit(from) {
         return too_many(wait);
     }
     match web.app.store().invitation(&token) {

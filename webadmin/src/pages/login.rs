@@ -69,7 +69,7 @@ pub async fn submit<A: Appliance>(
     } = posted;
     let email = form.email.trim().to_owned();
     let store = web.app.store();
-    if let Some(wait) = web.throttle.wait(&email, from) {
+    if let Err(wait) = web.throttle.attempt(&email, from) {
         let _ = store.record_event(NewEvent {
             address: Some(from.to_string()),
             action: "login.throttled",
@@ -94,7 +94,6 @@ pub async fn submit<A: Appliance>(
     let user = match verified {
         Ok(Some(u)) => u,
         Ok(None) => {
-            web.throttle.failed(&email, from);
             let _ = store.record_event(NewEvent {
                 address: Some(from.to_string()),
                 action: "login.failed",
@@ -122,7 +121,7 @@ pub async fn submit<A: Appliance>(
             );
         }
     };
-    web.throttle.succeeded(&email);
+    web.throttle.succeeded_from(&email, from);
     if user.role == Role::Collaborator {
         return html_status(
             StatusCode::FORBIDDEN,
@@ -209,6 +208,10 @@ pub fn setup_view(staff: &Staff, public_address: &str, notice: Option<&Notice>) 
             }
             form.stack method="post" action="/setup" {
                 (crate::layout::csrf(staff))
+                @if !first {
+                    label { "Current password"
+                        input type="password" name="current" required autocomplete="current-password"; }
+                }
                 label { "New password (at least 12 characters)"
                     input type="password" name="password" minlength="12" required autocomplete="new-password"; }
                 label { "The same again"
@@ -225,6 +228,9 @@ pub fn setup_view(staff: &Staff, public_address: &str, notice: Option<&Notice>) 
 
 #[derive(Debug, Deserialize)]
 pub struct SetupForm {
+    /// Required unless the password is the one-time one.
+    #[serde(default)]
+    current: String,
     password: String,
     again: String,
     public_address: Option<String>,
@@ -247,6 +253,29 @@ pub async fn setup<A: Appliance>(
     }
     if form.password.chars().count() < 12 {
         return fail("A password needs at least 12 characters.".into());
+    }
+    // Someone at an unattended browser must not be able to take the
+    // account: changing a password asks for the current one (the first
+    // run proved it at login a moment ago).
+    if !staff.user.must_change_password {
+        if let Err(wait) = web.throttle.attempt(&staff.user.email, staff.from) {
+            return fail(format!(
+                "Too many wrong passwords. Try again in {}.",
+                duration(wait.as_secs().max(1))
+            ));
+        }
+        let app = web.app.clone();
+        let (email, current) = (staff.user.email.clone(), form.current.clone());
+        let ok = tokio::task::spawn_blocking(move || app.store().verify_password(&email, &current))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .is_some();
+        if !ok {
+            return fail("The current password is wrong.".into());
+        }
+        web.throttle.succeeded_from(&staff.user.email, staff.from);
     }
     if staff.is_admin()
         && let Some(p) = form.public_address.as_deref()
