@@ -554,7 +554,7 @@ fn reminders_of_expiry_and_progress_go_once() {
 /// SMTP server in the web admin, and it all goes out, then a test message.
 #[test]
 fn smtp_set_in_the_web_admin_sends_what_waited() {
-    let (_app, mut admin) = crate::webadmin::appliance_with_admin();
+    let (app, mut admin) = crate::webadmin::appliance_with_admin();
     let dir = tempfile::tempdir().unwrap();
     let mut smtp = Smtp::reserve(dir.path());
     smtp.start();
@@ -599,6 +599,15 @@ fn smtp_set_in_the_web_admin_sends_what_waited() {
     );
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("/nonexistent/password"), "{}", bad.body);
+    // Nor may it be any file of the appliance's, such as its TLS key: that
+    // would mail the key to a server of the admin's choosing.
+    let key = app.data.join("tls/key.pem");
+    let bad = post(
+        &mut admin,
+        settings(&smtp.url(), "ferry@example.com", key.to_str().unwrap()),
+    );
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("must lie in"), "{}", bad.body);
     let ok = post(
         &mut admin,
         settings(&smtp.url(), "Ferry <ferry@example.com>", ""),
