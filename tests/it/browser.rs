@@ -131,9 +131,18 @@ async fn fill(c: &Client, form: &str, fields: &[(&str, &str)]) {
     for (name, value) in fields {
         f.set_by_name(name, value).await.unwrap();
     }
-    // Mark this document, so the next page is known when it has loaded.
-    c.execute("window.ferryOld = true;", vec![]).await.unwrap();
+    mark_page(c).await;
     f.submit().await.unwrap();
+    next_page(c, form).await;
+}
+
+/// Marks this document, so the next page is known when it has loaded.
+async fn mark_page(c: &Client) {
+    c.execute("window.ferryOld = true;", vec![]).await.unwrap();
+}
+
+/// Waits until a new document (not the marked one) has loaded.
+async fn next_page(c: &Client, after: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let loaded = c
@@ -148,7 +157,7 @@ async fn fill(c: &Client, form: &str, fields: &[(&str, &str)]) {
         }
         assert!(
             Instant::now() < deadline,
-            "the page after {form} did not load"
+            "the page after {after} did not load"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -312,12 +321,14 @@ async fn walk() {
         .find(Locator::Css(&format!("#jobs tr[data-job='{job}']")))
         .await
         .unwrap();
+    mark_page(&c).await;
     row.find(Locator::XPath(".//form[input[@value='abort']]/button"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    next_page(&c, "Abort").await;
     assert_eq!(text(&c, ".notice.done").await, "Job aborted.");
     let status = c
         .find(Locator::Css(&format!("#jobs tr[data-job='{job}']")))

@@ -44,6 +44,22 @@ impl Staff {
     pub fn is_admin(&self) -> bool {
         self.user.is_admin()
     }
+
+    /// Records in the audit log what this staff member did, from where.
+    pub fn audit(&self, store: &ferry_store::Store, action: &str, subject: &str, detail: String) {
+        let _ = store.record_event(ferry_store::NewEvent {
+            user: Some(self.user.id),
+            address: Some(self.from.to_string()),
+            action,
+            subject: subject.to_owned(),
+            detail,
+        });
+    }
+
+    /// The refusal page for anyone but an admin, saying what is reserved.
+    pub fn unless_admin(&self, reserved: &str) -> Option<Response> {
+        (!self.is_admin()).then(|| layout::error_page(StatusCode::FORBIDDEN, reserved))
+    }
 }
 
 /// The session token from the request's cookie, if any.
@@ -203,6 +219,26 @@ impl<A: Appliance, T: DeserializeOwned> FromRequest<Arc<Web<A>>> for Posted<T> {
         }
         let form = decode_form(&bytes).map_err(bad_form)?;
         Ok(Posted { staff, form })
+    }
+}
+
+/// A state-changing form that only an admin may send: [`Posted`], then the
+/// role.
+#[derive(Debug)]
+pub struct AdminPost<T> {
+    pub staff: Staff,
+    pub form: T,
+}
+
+impl<A: Appliance, T: DeserializeOwned> FromRequest<Arc<Web<A>>> for AdminPost<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, web: &Arc<Web<A>>) -> Result<Self, Response> {
+        let Posted { staff, form } = Posted::<T>::from_request(request, web).await?;
+        if let Some(refusal) = staff.unless_admin("Only admins of this appliance may do that.") {
+            return Err(refusal);
+        }
+        Ok(AdminPost { staff, form })
     }
 }
 

@@ -13,7 +13,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{done, html, html_status};
-use crate::auth::{Admin, Posted, Staff};
+use crate::auth::{Admin, AdminPost, Staff};
 use crate::layout::{Notice, csrf, staff_page};
 use crate::{Appliance, ApplianceInfo, SiteSettings, Web};
 
@@ -232,12 +232,9 @@ pub fn parse(form: &SettingsForm) -> Result<SiteSettings, String> {
 
 pub async fn save<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
-    posted: Posted<SettingsForm>,
+    posted: AdminPost<SettingsForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if !staff.is_admin() {
-        return crate::layout::error_page(StatusCode::FORBIDDEN, "Only admins change settings.");
-    }
+    let AdminPost { staff, form } = posted;
     let result = parse(&form).and_then(|site| {
         web.app
             .change_site(&staff.user, staff.from, site)
@@ -262,12 +259,9 @@ pub struct Empty {}
 
 pub async fn test_mail<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
-    posted: Posted<Empty>,
+    posted: AdminPost<Empty>,
 ) -> Response {
     let staff = posted.staff;
-    if !staff.is_admin() {
-        return crate::layout::error_page(StatusCode::FORBIDDEN, "Only admins send test messages.");
-    }
     let notice = match web.app.test_mail(&staff.user) {
         Ok(()) => Notice::Done(format!(
             "A test message to {} is queued; the counts below show when it has gone.",
@@ -291,15 +285,9 @@ pub struct CertificateForm {
 
 pub async fn certificate<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
-    posted: Posted<CertificateForm>,
+    posted: AdminPost<CertificateForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if !staff.is_admin() {
-        return crate::layout::error_page(
-            StatusCode::FORBIDDEN,
-            "Only admins install certificates.",
-        );
-    }
+    let AdminPost { staff, form } = posted;
     let notice = match web.app.install_certificate(
         &staff.user,
         staff.from,

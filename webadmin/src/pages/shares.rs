@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use cap_std::fs::Dir;
 use ferry_proto::SharePath;
-use ferry_store::{Access, NewEvent, Share, UserId};
+use ferry_store::{Access, Share, UserId};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{done, html, html_status};
-use crate::auth::{Posted, Staff};
+use crate::auth::{AdminPost, Staff};
 use crate::format::{ago, bytes, timestamp};
 use crate::layout::{Notice, csrf, staff_page, url_escape};
 use crate::{Appliance, Refused, Web};
@@ -189,25 +189,29 @@ fn acl(acl: &[(UserId, String, Access)], staff: &Staff) -> Markup {
     }
 }
 
-fn audit(app: &impl Appliance, staff: &Staff, action: &str, subject: &str, detail: String) {
-    let _ = app.store().record_event(NewEvent {
-        user: Some(staff.user.id),
-        address: Some(staff.from.to_string()),
-        action,
-        subject: subject.to_owned(),
-        detail,
-    });
+/// A change made, for the audit log and the confirmation.
+struct Change {
+    action: &'static str,
+    subject: String,
+    detail: String,
+    /// The confirmation's code (see `Notice::from_code`).
+    code: &'static str,
 }
 
-/// The refusal for anyone but an admin.
-fn only_admins(staff: &Staff) -> Option<Response> {
-    if staff.is_admin() {
-        None
-    } else {
-        Some(crate::layout::error_page(
-            StatusCode::FORBIDDEN,
-            "Only admins manage shares.",
-        ))
+/// After a change: audit it and go back to the page, or show the page
+/// again with why not.
+fn finish(app: &impl Appliance, staff: &Staff, change: Result<Change, Refused>) -> Response {
+    match change {
+        Ok(c) => {
+            staff.audit(app.store(), c.action, &c.subject, c.detail);
+            done("/shares", c.code)
+        }
+        Err(e) => render(
+            app,
+            staff,
+            Some(Notice::Error(e.message)),
+            StatusCode::BAD_REQUEST,
+        ),
     }
 }
 
@@ -219,12 +223,9 @@ pub struct RootForm {
 
 pub async fn add_root<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
-    posted: Posted<RootForm>,
+    posted: AdminPost<RootForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if let Some(r) = only_admins(&staff) {
-        return r;
-    }
+    let AdminPost { staff, form } = posted;
     let path = std::path::PathBuf::from(form.path.trim());
     let problem = if !path.is_absolute() {
         Some(format!(
@@ -247,24 +248,13 @@ pub async fn add_root<A: Appliance>(
             .add_root_share(form.name.trim(), &path)
             .map_err(Refused::from),
     };
-    match result {
-        Ok(s) => {
-            audit(
-                &*web.app,
-                &staff,
-                "share.add",
-                &s.name,
-                format!("root share at {}", path.display()),
-            );
-            done("/shares", "root-added")
-        }
-        Err(e) => render(
-            &*web.app,
-            &staff,
-            Some(Notice::Error(e.message)),
-            StatusCode::BAD_REQUEST,
-        ),
-    }
+    let change = result.map(|s| Change {
+        action: "share.add",
+        subject: s.name.clone(),
+        detail: format!("root share at {}", path.display()),
+        code: "root-added",
+    });
+    finish(&*web.app, &staff, change)
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,12 +266,9 @@ pub struct ShareForm {
 
 pub async fn add_share<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
-    posted: Posted<ShareForm>,
+    posted: AdminPost<ShareForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if let Some(r) = only_admins(&staff) {
-        return r;
-    }
+    let AdminPost { staff, form } = posted;
     let result = (|| {
         let store = web.app.store();
         let folder = SharePath::parse(form.folder.trim().trim_matches('/'))
@@ -302,24 +289,13 @@ pub async fn add_share<A: Appliance>(
             .map_err(|e| Refused::new(format!("cannot make {folder} in {}: {e}", root.name)))?;
         Ok::<_, Refused>(store.add_share(form.name.trim(), &root.name, &folder)?)
     })();
-    match result {
-        Ok(s) => {
-            audit(
-                &*web.app,
-                &staff,
-                "share.add",
-                &s.name,
-                format!("in {} at {}", form.root, s.path),
-            );
-            done("/shares", "share-added")
-        }
-        Err(e) => render(
-            &*web.app,
-            &staff,
-            Some(Notice::Error(e.message)),
-            StatusCode::BAD_REQUEST,
-        ),
-    }
+    let change = result.map(|s| Change {
+        action: "share.add",
+        subject: s.name.clone(),
+        detail: format!("in {} at {}", form.root, s.path),
+        code: "share-added",
+    });
+    finish(&*web.app, &staff, change)
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,12 +308,9 @@ pub struct GrantForm {
 
 pub async fn grant<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
-    posted: Posted<GrantForm>,
+    posted: AdminPost<GrantForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if let Some(r) = only_admins(&staff) {
-        return r;
-    }
+    let AdminPost { staff, form } = posted;
     let access = Access {
         read: form.read.is_some(),
         write: form.write.is_some(),
@@ -356,29 +329,18 @@ pub async fn grant<A: Appliance>(
         store.grant(share.id, user.id, access)?;
         Ok::<_, Refused>(())
     })();
-    match result {
-        Ok(()) => {
-            audit(
-                &*web.app,
-                &staff,
-                "share.grant",
-                &form.share,
-                format!(
-                    "{}: read={} write={}",
-                    form.email.trim(),
-                    access.read,
-                    access.write
-                ),
-            );
-            done("/shares", "granted")
-        }
-        Err(e) => render(
-            &*web.app,
-            &staff,
-            Some(Notice::Error(e.message)),
-            StatusCode::BAD_REQUEST,
+    let change = result.map(|()| Change {
+        action: "share.grant",
+        subject: form.share.clone(),
+        detail: format!(
+            "{}: read={} write={}",
+            form.email.trim(),
+            access.read,
+            access.write
         ),
-    }
+        code: "granted",
+    });
+    finish(&*web.app, &staff, change)
 }
 
 #[derive(Debug, Default, Deserialize)]

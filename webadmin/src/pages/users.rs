@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use ferry_store::{ApiKey, ApiKeyId, NewEvent, Role, User, UserId, UserStatus};
+use ferry_store::{ApiKey, ApiKeyId, Role, User, UserId, UserStatus};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{done, html_status};
-use crate::auth::{Admin, Posted, Staff};
+use crate::auth::{Admin, AdminPost, Staff};
 use crate::format::{ago, timestamp};
 use crate::layout::{Notice, button, csrf, staff_page};
 use crate::{Appliance, Refused, Web};
@@ -175,28 +175,6 @@ fn row(staff: &Staff, r: &UserRow, t: i64) -> Markup {
     }
 }
 
-fn audit(app: &impl Appliance, staff: &Staff, action: &str, subject: &str, detail: String) {
-    let _ = app.store().record_event(NewEvent {
-        user: Some(staff.user.id),
-        address: Some(staff.from.to_string()),
-        action,
-        subject: subject.to_owned(),
-        detail,
-    });
-}
-
-/// The refusal for anyone but an admin.
-fn admin(staff: &Staff) -> Option<Response> {
-    if staff.is_admin() {
-        None
-    } else {
-        Some(crate::layout::error_page(
-            StatusCode::FORBIDDEN,
-            "Only admins manage users.",
-        ))
-    }
-}
-
 fn target(app: &impl Appliance, id: i64) -> Result<User, Refused> {
     app.store()
         .user(UserId(id))
@@ -228,12 +206,9 @@ pub struct InviteForm {
 
 pub async fn invite<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
-    posted: Posted<InviteForm>,
+    posted: AdminPost<InviteForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if let Some(r) = admin(&staff) {
-        return r;
-    }
+    let AdminPost { staff, form } = posted;
     let result = (|| {
         let role: Role = form.role.parse()?;
         web.app.invite(
@@ -256,12 +231,9 @@ pub struct RoleForm {
 pub async fn role<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
     Path(id): Path<i64>,
-    posted: Posted<RoleForm>,
+    posted: AdminPost<RoleForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if let Some(r) = admin(&staff) {
-        return r;
-    }
+    let AdminPost { staff, form } = posted;
     let result = (|| {
         let u = target(&*web.app, id)?;
         let role: Role = form.role.parse()?;
@@ -271,9 +243,8 @@ pub async fn role<A: Appliance>(
             ));
         }
         web.app.store().set_role(u.id, role)?;
-        audit(
-            &*web.app,
-            &staff,
+        staff.audit(
+            web.app.store(),
             "user.role",
             &u.email,
             role.as_str().to_owned(),
@@ -291,12 +262,9 @@ pub struct StatusForm {
 pub async fn status<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
     Path(id): Path<i64>,
-    posted: Posted<StatusForm>,
+    posted: AdminPost<StatusForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if let Some(r) = admin(&staff) {
-        return r;
-    }
+    let AdminPost { staff, form } = posted;
     let result = (|| {
         let u = target(&*web.app, id)?;
         let status = match form.status.as_str() {
@@ -317,9 +285,8 @@ pub async fn status<A: Appliance>(
             // Logged out at once; API keys stop working with the account.
             store.end_web_sessions_of(u.id)?;
         }
-        audit(
-            &*web.app,
-            &staff,
+        staff.audit(
+            web.app.store(),
             "user.status",
             &u.email,
             status.as_str().to_owned(),
@@ -335,12 +302,9 @@ pub struct Empty {}
 pub async fn reset<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
     Path(id): Path<i64>,
-    posted: Posted<Empty>,
+    posted: AdminPost<Empty>,
 ) -> Response {
     let staff = posted.staff;
-    if let Some(r) = admin(&staff) {
-        return r;
-    }
     let u = match target(&*web.app, id) {
         Ok(u) => u,
         Err(e) => return finish(&*web.app, &staff, Err(e)),
@@ -359,9 +323,8 @@ pub async fn reset<A: Appliance>(
     if let Err(e) = set {
         return finish(&*web.app, &staff, Err(e.into()));
     }
-    audit(
-        &*web.app,
-        &staff,
+    staff.audit(
+        web.app.store(),
         "user.reset",
         &u.email,
         "one-time password".into(),
@@ -384,12 +347,9 @@ pub struct KeyForm {
 pub async fn create_key<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
     Path(id): Path<i64>,
-    posted: Posted<KeyForm>,
+    posted: AdminPost<KeyForm>,
 ) -> Response {
-    let Posted { staff, form } = posted;
-    if let Some(r) = admin(&staff) {
-        return r;
-    }
+    let AdminPost { staff, form } = posted;
     let result = (|| {
         let u = target(&*web.app, id)?;
         let name = form.name.trim();
@@ -399,13 +359,7 @@ pub async fn create_key<A: Appliance>(
             ));
         }
         let key = web.app.store().create_api_key(u.id, name)?;
-        audit(
-            &*web.app,
-            &staff,
-            "apikey.create",
-            &u.email,
-            name.to_owned(),
-        );
+        staff.audit(web.app.store(), "apikey.create", &u.email, name.to_owned());
         Ok(Secret {
             what: format!("API key {name:?} for {}:", u.email),
             value: key.secret,
@@ -420,18 +374,14 @@ pub async fn create_key<A: Appliance>(
 pub async fn revoke_key<A: Appliance>(
     State(web): State<Arc<Web<A>>>,
     Path((id, key)): Path<(i64, i64)>,
-    posted: Posted<Empty>,
+    posted: AdminPost<Empty>,
 ) -> Response {
     let staff = posted.staff;
-    if let Some(r) = admin(&staff) {
-        return r;
-    }
     let result = (|| {
         let u = target(&*web.app, id)?;
         web.app.store().revoke_api_key(u.id, ApiKeyId(key))?;
-        audit(
-            &*web.app,
-            &staff,
+        staff.audit(
+            web.app.store(),
             "apikey.revoke",
             &u.email,
             format!("key {key}"),
