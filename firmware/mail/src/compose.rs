@@ -356,6 +356,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_job_names_the_job_the_delivery_the_recipient_and_the_error() {
+        let c = Mail::JobFailed {
+            job: "review-0412".into(),
+            delivery: Some("review-0412".into()),
+            recipient: Some("director@example.com".into()),
+            error: "no space left on the recipient's disk\r\nBcc: x@example.com".into(),
+        }
+        .compose();
+        assert_eq!(c.subject, "Ferry job failed: review-0412");
+        assert!(c.text.contains("to director@example.com"));
+        assert!(c.text.contains("no space left"));
+        assert!(!c.text.contains("\r\nBcc"), "the error is one line");
+        assert!(c.text.contains("ferry job retry"));
+        assert!(c.html.contains("<pre>"));
+    }
+
+    #[test]
     fn an_invitation_carries_its_link_and_deadline() {
         let c = Mail::Invitation {
             inviter: "ann@example.com".into(),
