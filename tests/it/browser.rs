@@ -175,6 +175,9 @@ async fn text(c: &Client, css: &str) -> String {
 #[test]
 #[ignore = "needs Chromium and chromedriver; tests/run installs them"]
 fn an_admin_works_through_the_web_admin_in_chromium() {
+    // Chromium takes both cores for a moment; timing-sensitive neighbours
+    // (the WAN test) must not share them with it.
+    let _serial = ferry_tests::heavy_io();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

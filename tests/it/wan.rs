@@ -24,7 +24,7 @@ fn fair_keeps_a_lossy_long_link_full() {
     let (app, client) = wan.appliance("[transfer]\ntarget_rate = \"100M\"\n");
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("dailies.mov");
-    write_random(&file, 160 * MIB, 5);
+    write_random(&file, 240 * MIB, 5);
 
     wan.report();
     let run = client.run(&["put", file.to_str().unwrap(), "share=media/wan/", "--json"]);
@@ -38,7 +38,7 @@ fn fair_keeps_a_lossy_long_link_full() {
         "the file arrived intact"
     );
     let seconds = r["seconds"].as_f64().unwrap();
-    let mbit = (160 * MIB) as f64 * 8.0 / seconds / 1e6;
+    let mbit = (240 * MIB) as f64 * 8.0 / seconds / 1e6;
     let f = link.forward;
     let lost = f.lost as f64 / f.packets_in as f64;
     eprintln!(

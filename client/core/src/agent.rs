@@ -191,6 +191,7 @@ impl Agent {
                 }
                 Err(e) => return Err(e),
             };
+            self.stop_withdrawn(&candidates, &mut st).await;
             self.explain_vanished(&candidates, &mut st, &events).await;
             // Done? Decided before starting anything new, so a job that just
             // completed is not started again.
@@ -226,7 +227,11 @@ impl Agent {
                     job.delivery_name.as_deref().unwrap_or(&job.name),
                 ));
                 let slot: ProgressSlot = Arc::default();
-                let opts = self.options(job.id, &events, Some(slot.clone()));
+                let mut opts = self.options(job.id, &events, Some(slot.clone()));
+                let job_stop = StopSignal::new();
+                opts.stop = job_stop.clone();
+                st.stops.insert(job.id, job_stop.clone());
+                let global = self.stop.clone();
                 *st.tried.entry(job.id).or_default() += 1;
                 st.active.insert(job.id);
                 st.started_any = true;
@@ -238,7 +243,17 @@ impl Agent {
                 });
                 let (api, id) = (self.api.clone(), job.id);
                 st.running.spawn(async move {
-                    (id, false, transfer::download(&api, id, &into, &opts).await)
+                    let download = transfer::download(&api, id, &into, &opts);
+                    tokio::pin!(download);
+                    let result = tokio::select! {
+                        r = &mut download => r,
+                        () = global.stopped() => {
+                            let (code, message) = global.reason();
+                            job_stop.stop(code, message);
+                            download.await
+                        }
+                    };
+                    (id, false, result)
                 });
             }
             self.wait(self.poll, &mut st, &events).await;
@@ -294,6 +309,31 @@ impl Agent {
                 }
             }
             _ => Ok(self.api.jobs("runnable=true").await?.jobs),
+        }
+    }
+
+    /// Running jobs the appliance no longer offers (aborted, paused,
+    /// withdrawn): their sessions are stopped from here. The appliance ends
+    /// them too, but its close can be lost on a congested path, and the
+    /// control plane's word should not wait for an idle timeout.
+    async fn stop_withdrawn(&self, candidates: &[JobInfo], st: &mut State) {
+        let running: Vec<i64> = st
+            .active
+            .iter()
+            .copied()
+            .filter(|id| !candidates.iter().any(|j| j.id == *id))
+            .collect();
+        for job in running {
+            let why = match self.api.job(job).await {
+                Err(e) if withdrawn(&e) => e.to_string(),
+                Ok(d) if matches!(d.job.status.as_str(), "aborted" | "paused") => {
+                    format!("job {job} was {} on the appliance", d.job.status)
+                }
+                _ => continue,
+            };
+            if let Some(stop) = st.stops.get(&job) {
+                stop.stop(ferry_proto::ErrorCode::Aborted, why);
+            }
         }
     }
 
@@ -363,6 +403,7 @@ impl Agent {
             return;
         };
         st.active.remove(&job);
+        st.stops.remove(&job);
         match result {
             Ok(report) if upload => {
                 let _ = events.send(AgentEvent::UploadDone { job, report });
@@ -403,12 +444,15 @@ impl Agent {
 fn stopped_by_sender(e: &ClientError) -> bool {
     matches!(
         e,
-        ClientError::Engine(ferry_engine::EngineError::Proto(
-            ferry_proto::ProtoError::Peer {
+        ClientError::Engine(
+            ferry_engine::EngineError::Proto(ferry_proto::ProtoError::Peer {
+                code: ferry_proto::ErrorCode::Aborted,
+                ..
+            }) | ferry_engine::EngineError::Stopped {
                 code: ferry_proto::ErrorCode::Aborted,
                 ..
             }
-        ))
+        )
     )
 }
 
@@ -423,5 +467,7 @@ struct State {
     ignored: HashSet<i64>,
     /// Interrupted jobs to account for if they stop being offered.
     watched: HashSet<i64>,
+    /// Each running job's own stop, so one can end without the others.
+    stops: HashMap<i64, StopSignal>,
     started_any: bool,
 }
