@@ -62,12 +62,17 @@ pub enum WireError {
     Io(#[from] std::io::Error),
 }
 
+/// A message's body as it travels (without the length prefix).
+pub fn encode_body<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    postcard::to_stdvec(msg).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
 /// Writes one message.
 pub async fn write<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     msg: &T,
 ) -> Result<(), WireError> {
-    let body = postcard::to_stdvec(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let body = encode_body(msg)?;
     if body.len() > MAX_MESSAGE {
         return Err(WireError::TooLarge(body.len()));
     }
