@@ -20,20 +20,14 @@ pub fn frame(input: &[u8]) {
         if decoder.push(piece).is_err() {
             return;
         }
-        loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    let bytes =
-                        ferry_proto::frame::encode(&frame).expect("a decoded frame encodes");
-                    let mut again = FrameDecoder::new();
-                    again
-                        .push(&bytes)
-                        .expect("its own encoding is under the cap");
-                    let back = again.next_frame().expect("decodes").expect("whole");
-                    assert_eq!(format!("{back:?}"), format!("{frame:?}"));
-                }
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            let bytes = ferry_proto::frame::encode(&frame).expect("a decoded frame encodes");
+            let mut again = FrameDecoder::new();
+            again
+                .push(&bytes)
+                .expect("its own encoding is under the cap");
+            let back = again.next_frame().expect("decodes").expect("whole");
+            assert_eq!(format!("{back:?}"), format!("{frame:?}"));
         }
     }
 }
@@ -74,16 +68,16 @@ pub fn sequence(input: &[u8]) {
     let Ok(text) = std::str::from_utf8(input) else {
         return;
     };
-    if let Ok(Some(p)) = SequencePattern::parse(text) {
-        if let Some((first, last)) = p.range {
-            assert!(first <= last, "{text:?}");
-            assert!(
-                last - first < ferry_proto::sequence::MAX_FRAMES,
-                "{text:?} selects too many frames"
-            );
-            // A frame's name leads back to its number.
-            assert_eq!(p.frame_of(&p.frame_name(first)), Some(first), "{text:?}");
-        }
+    if let Ok(Some(p)) = SequencePattern::parse(text)
+        && let Some((first, last)) = p.range
+    {
+        assert!(first <= last, "{text:?}");
+        assert!(
+            last - first < ferry_proto::sequence::MAX_FRAMES,
+            "{text:?} selects too many frames"
+        );
+        // A frame's name leads back to its number.
+        assert_eq!(p.frame_of(&p.frame_name(first)), Some(first), "{text:?}");
     }
 }
 
