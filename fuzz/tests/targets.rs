@@ -18,7 +18,10 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
         .join(target);
     let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .map(|e| {
+            let path = e.expect("a corpus entry").path();
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
         .collect();
     assert!(!inputs.is_empty(), "no seeds in {}", dir.display());
     inputs.sort();
