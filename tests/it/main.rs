@@ -5,6 +5,7 @@
 
 mod browser;
 mod deliveries;
+mod faults;
 mod foundation;
 mod mail;
 mod nat;

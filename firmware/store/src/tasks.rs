@@ -135,18 +135,22 @@ impl Store {
 
     /// Records a file as delivered, and the job's progress with it.
     pub fn task_done(&self, job: JobId, path: &str, digest: Option<&str>) -> Result<()> {
-        let conn = self.conn();
-        conn.execute(
+        // One transaction: a crash between the two updates must not leave
+        // the job's counters disagreeing with its tasks.
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE tasks SET status = 'done', bytes_done = size, digest = coalesce(?1, digest), finished_at = ?2
              WHERE job_id = ?3 AND path = ?4 AND status != 'excluded'",
             params![digest, now(), job.0, path],
         )?;
-        conn.execute(
+        tx.execute(
             "UPDATE jobs SET files_done = (SELECT count(*) FROM tasks WHERE job_id = ?1 AND status = 'done'),
                  bytes_done = (SELECT coalesce(sum(bytes_done), 0) FROM tasks WHERE job_id = ?1 AND status = 'done')
              WHERE id = ?1",
             [job.0],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
