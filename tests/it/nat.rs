@@ -426,8 +426,9 @@ fn portguard_refuses_strangers_and_garbage() {
         .args(["ctl", "list"])
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("uid 65534 may not use"));
+    assert!(stderr.contains("uid 65534 may not use"), "{stderr}");
     wait_for(
         "the refusal in portguard's log",
         Duration::from_secs(5),

@@ -53,11 +53,15 @@ impl PortguardClient {
                     cause,
                 }
             })?;
-            protocol::write(&mut stream, request).await?;
-            let response: Response = protocol::read(&mut stream).await?;
-            match response {
-                Response::Error(e) => Err(ClientError::Refused(e)),
-                other => Ok(other),
+            // portguard may refuse (a stranger's uid) and close before it
+            // has read our request; its refusal is still there to read, and
+            // says more than the broken pipe the write then meets.
+            let written = protocol::write(&mut stream, request).await;
+            let response = protocol::read::<_, Response>(&mut stream).await;
+            match (written, response) {
+                (_, Ok(Response::Error(e))) => Err(ClientError::Refused(e)),
+                (Ok(()), Ok(other)) => Ok(other),
+                (Err(e), _) | (Ok(()), Err(e)) => Err(e.into()),
             }
         };
         tokio::time::timeout(TIMEOUT, exchange)
