@@ -93,6 +93,14 @@ impl Smtp {
     }
 }
 
+/// An appliance that mails through `smtp`, with `extra` flags.
+fn mailing_appliance(smtp: &Smtp, from: &str, extra: &[&str]) -> Appliance {
+    let url = smtp.url();
+    let mut args = vec!["--smtp", url.as_str(), "--mail-from", from];
+    args.extend_from_slice(extra);
+    Appliance::start_with(&args)
+}
+
 impl Drop for Smtp {
     fn drop(&mut self) {
         self.stop();
@@ -182,12 +190,7 @@ fn a_delivery_tells_each_person_what_they_need_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut smtp = Smtp::reserve(dir.path());
     smtp.start();
-    let app = Appliance::start_with(&[
-        "--smtp",
-        &smtp.url(),
-        "--mail-from",
-        "Ferry <ferry@example.com>",
-    ]);
+    let app = mailing_appliance(&smtp, "Ferry <ferry@example.com>", &[]);
     let ann = app.media_user("ann@example.com");
     let bob = app.user("bob@example.com", "collaborator");
     let src = app.dir.path().join("review");
@@ -359,8 +362,7 @@ fn a_delivery_tells_each_person_what_they_need_once() {
 fn mail_waits_out_an_smtp_outage_and_a_restart_and_arrives_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut smtp = Smtp::reserve(dir.path());
-    let mut app =
-        Appliance::start_with(&["--smtp", &smtp.url(), "--mail-from", "ferry@example.com"]);
+    let mut app = mailing_appliance(&smtp, "ferry@example.com", &[]);
     let ann = app.media_user("ann@example.com");
     app.user("bob@example.com", "collaborator");
     let file = app.dir.path().join("proxy.mp4");
@@ -434,7 +436,7 @@ fn header_injection_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut smtp = Smtp::reserve(dir.path());
     smtp.start();
-    let app = Appliance::start_with(&["--smtp", &smtp.url(), "--mail-from", "ferry@example.com"]);
+    let app = mailing_appliance(&smtp, "ferry@example.com", &[]);
     let ann = app.media_user("ann@example.com");
     let file = app.dir.path().join("a.mp4");
     std::fs::write(&file, b"x").unwrap();
@@ -497,14 +499,11 @@ fn reminders_of_expiry_and_progress_go_once() {
     smtp.start();
     let config = dir.path().join("ferryd.toml");
     std::fs::write(&config, "[deliveries]\njanitor_secs = 1\n").unwrap();
-    let app = Appliance::start_with(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--smtp",
-        &smtp.url(),
-        "--mail-from",
+    let app = mailing_appliance(
+        &smtp,
         "ferry@example.com",
-    ]);
+        &["--config", config.to_str().unwrap()],
+    );
     let ann = app.media_user("ann@example.com");
     let bob = app.user("bob@example.com", "collaborator");
     app.user("cat@example.com", "collaborator");

@@ -390,38 +390,20 @@ impl Throttle {
     /// gets its attempt back (a good login must not use up an office's
     /// shared budget, nor reset a guesser's).
     pub fn succeeded_from(&self, email: &str, from: IpAddr) {
-        self.succeeded(email);
-        let mut map = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = map.get_mut(&from) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.remove(&email.to_lowercase());
+        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = addresses.get_mut(&from) {
             f.count = f.count.saturating_sub(1);
         }
     }
 
-    /// How long to wait before `email` may try again from `from`, if at all.
-    pub fn wait(&self, email: &str, from: IpAddr) -> Option<Duration> {
-        self.wait_at(email, from, Instant::now())
-    }
-
+    /// How long `email` must wait before trying again from `from`, if at
+    /// all (no attempt is taken).
     pub fn wait_at(&self, email: &str, from: IpAddr, now: Instant) -> Option<Duration> {
         let account = locked_for(&self.accounts, &email.to_lowercase(), ACCOUNT_LIMIT, now);
         let address = locked_for(&self.addresses, &from, ADDRESS_LIMIT, now);
         account.max(address)
-    }
-
-    pub fn failed(&self, email: &str, from: IpAddr) {
-        self.failed_at(email, from, Instant::now());
-    }
-
-    pub fn failed_at(&self, email: &str, from: IpAddr, now: Instant) {
-        count(&self.accounts, email.to_lowercase(), now);
-        count(&self.addresses, from, now);
-    }
-
-    /// A good password clears the account's count (not the address's: one
-    /// good login must not reset a guesser's budget for other accounts).
-    pub fn succeeded(&self, email: &str) {
-        let mut map = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&email.to_lowercase());
     }
 }
 
@@ -471,7 +453,7 @@ mod tests {
                 t.wait_at("ann@example.com", if i % 2 == 0 { A } else { B }, now),
                 None
             );
-            t.failed_at("Ann@Example.com", if i % 2 == 0 { A } else { B }, now);
+            let _ = t.attempt_at("Ann@Example.com", if i % 2 == 0 { A } else { B }, now);
         }
         let wait = t.wait_at("ann@example.com", B, now).unwrap();
         assert!(wait > Duration::from_secs(14 * 60));
@@ -486,7 +468,7 @@ mod tests {
         let t = Throttle::default();
         let now = Instant::now();
         for i in 0..ADDRESS_LIMIT {
-            t.failed_at(&format!("user{i}@example.com"), A, now);
+            let _ = t.attempt_at(&format!("user{i}@example.com"), A, now);
         }
         assert!(t.wait_at("new@example.com", A, now).is_some());
         assert_eq!(t.wait_at("new@example.com", B, now), None);
@@ -515,10 +497,10 @@ mod tests {
         let t = Throttle::default();
         let now = Instant::now();
         for _ in 0..ACCOUNT_LIMIT - 1 {
-            t.failed_at("ann@example.com", A, now);
+            let _ = t.attempt_at("ann@example.com", A, now);
         }
-        t.succeeded("ann@example.com");
-        t.failed_at("ann@example.com", A, now);
+        t.succeeded_from("ann@example.com", A);
+        let _ = t.attempt_at("ann@example.com", A, now);
         assert_eq!(t.wait_at("ann@example.com", A, now), None);
     }
 

@@ -421,13 +421,7 @@ async fn run(command: Command) -> Result<()> {
                     }
                 }
                 if let Some(r) = sent.upload {
-                    eprintln!(
-                        "uploaded {} files, {} sent, {} already there, in {:.1}s",
-                        r.files,
-                        progress::bytes(r.bytes_transferred),
-                        progress::bytes(r.bytes_skipped),
-                        r.seconds
-                    );
+                    eprintln!("uploaded {}", summary(&r));
                 }
             }
             Ok(())
@@ -658,15 +652,20 @@ fn finish(
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        eprintln!(
-            "{} files, {} sent, {} already there, in {:.1}s",
-            report.files,
-            progress::bytes(report.bytes_transferred),
-            progress::bytes(report.bytes_skipped),
-            report.seconds
-        );
+        eprintln!("{}", summary(&report));
     }
     Ok(())
+}
+
+/// A finished transfer in one line.
+fn summary(r: &ferry_client::transfer::Report) -> String {
+    format!(
+        "{} files, {} sent, {} already there, in {:.1}s",
+        r.files,
+        progress::bytes(r.bytes_transferred),
+        progress::bytes(r.bytes_skipped),
+        r.seconds
+    )
 }
 
 fn prompt(label: &str) -> Result<String> {

@@ -106,13 +106,10 @@ async fn send_due(app: &App, mailer: &Mailer) {
         if app.store.mail_sending(m.id).is_err() {
             return;
         }
-        let composed = Composed {
-            kind: "",
-            subject: m.subject.clone(),
-            text: m.text.clone(),
-            html: m.html.clone(),
-        };
-        match mailer.send(&m.to, &m.message_id, &composed).await {
+        match mailer
+            .send(&m.to, &m.message_id, &m.subject, &m.text, &m.html)
+            .await
+        {
             Ok(()) => {
                 // Marking it sent must not fail quietly: the message would
                 // be sent again within a second.
@@ -168,43 +165,36 @@ async fn mark_sent(app: &App, id: i64) -> bool {
 
 /// A message that proves the settings work.
 pub fn test_mail(app: &App, to: &User) -> ferry_store::Result<()> {
-    let text = format!(
-        "This is a test message from the Ferry appliance at {}. If you read it, email works.\n",
-        base_url(app)
-    );
-    let html = format!("<p>{}</p>", text.trim());
-    app.store.enqueue_mail(
-        &NewMail {
-            kind: "test",
-            to: &to.email,
-            subject: "Ferry test message",
-            text: &text,
-            html: &html,
-            dedupe: None,
-        },
-        &app.public_host(None),
-    )?;
-    app.mail_queued.notify_one();
-    Ok(())
+    let mail = Mail::Test {
+        appliance: base_url(app),
+    };
+    enqueue(app, &to.email, &mail.compose(), None)
 }
 
-/// Queues a message and wakes the sender.
-fn queue(app: &App, to: &User, mail: &Mail, dedupe: Option<String>) {
-    if !to.notify && !matches!(mail, Mail::Invitation { .. }) {
-        return;
-    }
-    let c = mail.compose();
+/// Writes a composed message to the outbox and wakes the sender.
+fn enqueue(app: &App, to: &str, c: &Composed, dedupe: Option<String>) -> ferry_store::Result<()> {
     let new = NewMail {
         kind: c.kind,
-        to: &to.email,
+        to,
         subject: &c.subject,
         text: &c.text,
         html: &c.html,
         dedupe,
     };
-    match app.store.enqueue_mail(&new, &app.public_host(None)) {
-        Ok(_) => app.mail_queued.notify_one(),
-        Err(e) => log::error!("cannot queue {} to {}: {e}", c.kind, to.email),
+    app.store.enqueue_mail(&new, &app.public_host(None))?;
+    app.mail_queued.notify_one();
+    Ok(())
+}
+
+/// Queues a notification, unless its reader opted out (invitations always
+/// go).
+fn queue(app: &App, to: &User, mail: &Mail, dedupe: Option<String>) {
+    if !to.notify && !matches!(mail, Mail::Invitation { .. }) {
+        return;
+    }
+    let c = mail.compose();
+    if let Err(e) = enqueue(app, &to.email, &c, dedupe) {
+        log::error!("cannot queue {} to {}: {e}", c.kind, to.email);
     }
 }
 
@@ -223,25 +213,13 @@ pub fn base_url(app: &App) -> String {
 /// Invites a new user: a single-use link to choose a password.
 pub fn invite(app: &App, user: &User, inviter: &str) -> ferry_store::Result<()> {
     let token = app.store.create_invitation(user.id, INVITATION_TTL_SECS)?;
-    let c = Mail::Invitation {
+    let mail = Mail::Invitation {
         inviter: inviter.to_owned(),
         link: format!("{}/invite/{token}", base_url(app)),
         expires_at: now() + INVITATION_TTL_SECS,
-    }
-    .compose();
-    app.store.enqueue_mail(
-        &NewMail {
-            kind: c.kind,
-            to: &user.email,
-            subject: &c.subject,
-            text: &c.text,
-            html: &c.html,
-            dedupe: None,
-        },
-        &app.public_host(None),
-    )?;
-    app.mail_queued.notify_one();
-    Ok(())
+    };
+    // Not through `queue`: the caller must learn when it failed.
+    enqueue(app, &user.email, &mail.compose(), None)
 }
 
 /// What a delivery's messages say about it: its files as recipients see

@@ -13,9 +13,7 @@ use ferry_webadmin::{
 
 use crate::app::App;
 use crate::http::ApiError;
-use crate::http::jobs::{
-    control, job_info, lines, purge_job, reprioritise, task_info, visible_job,
-};
+use crate::http::jobs::{control, job_detail, job_list, purge_job, reprioritise, visible_job};
 use crate::site::Site;
 
 fn refused(e: ApiError) -> Refused {
@@ -144,24 +142,13 @@ impl Appliance for ForWeb {
             }
         }
         let jobs = store.list_jobs(&filter)?;
-        let next_cursor = (jobs.len() as u32 == filter.limit)
-            .then(|| jobs.last().map(|j| j.id.0))
-            .flatten();
-        Ok(JobList {
-            jobs: jobs.iter().map(|j| job_info(app, j)).collect(),
-            next_cursor,
-        })
+        Ok(job_list(app, &jobs, jobs.len() as u32 == filter.limit))
     }
 
     fn job(&self, user: &User, id: i64) -> Result<JobDetail, Refused> {
         let app = &self.0;
         let job = visible_job(app, user, id).map_err(refused)?;
-        let tasks = app.store.tasks(job.id)?;
-        Ok(JobDetail {
-            job: job_info(app, &job),
-            lines: lines(&tasks),
-            tasks: tasks.iter().map(task_info).collect(),
-        })
+        job_detail(app, &job).map_err(refused)
     }
 
     async fn act(

@@ -57,6 +57,11 @@ pub enum Mail {
         delivery: DeliveryFacts,
         percent: u64,
     },
+    /// To an admin checking the SMTP settings.
+    Test {
+        /// The appliance's web address.
+        appliance: String,
+    },
 }
 
 /// A message written out.
@@ -274,6 +279,17 @@ impl Mail {
                     subject,
                     text,
                     html,
+                }
+            }
+            Mail::Test { appliance } => {
+                let text = format!(
+                    "This is a test message from the Ferry appliance at {appliance}. If you read it, email works.\n"
+                );
+                Composed {
+                    kind: "test",
+                    subject: "Ferry test message".into(),
+                    html: page("Ferry test message", html! { p { (text.trim()) } }),
+                    text,
                 }
             }
             Mail::Progress {

@@ -12,8 +12,6 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::compose::Composed;
-
 /// Where and as whom to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpConfig {
@@ -87,23 +85,26 @@ impl Mailer {
         Ok(Mailer { transport, from })
     }
 
-    /// The domain of the From address, for Message-IDs.
-    pub fn domain(&self) -> String {
-        self.from.email.domain().to_owned()
-    }
-
-    /// Sends one message to one recipient with a fixed Message-ID (so a
-    /// message sent again after a crash can be recognised as the same).
-    pub async fn send(&self, to: &str, message_id: &str, c: &Composed) -> Result<(), SendError> {
+    /// Sends one message (plain text with an HTML alternative) to one
+    /// recipient with a fixed Message-ID, so a message sent again after a
+    /// crash can be recognised as the same.
+    pub async fn send(
+        &self,
+        to: &str,
+        message_id: &str,
+        subject: &str,
+        text: &str,
+        html: &str,
+    ) -> Result<(), SendError> {
         let to_box: Mailbox = to.parse().map_err(|_| SendError::Address(to.to_owned()))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to_box)
-            .subject(crate::compose::single_line(&c.subject))
+            .subject(crate::compose::single_line(subject))
             .message_id(Some(message_id.to_owned()))
             .multipart(MultiPart::alternative_plain_html(
-                c.text.clone(),
-                c.html.clone(),
+                text.to_owned(),
+                html.to_owned(),
             ))
             .map_err(|e| SendError::Build(e.to_string()))?;
         match self.transport.send(message).await {
@@ -158,13 +159,25 @@ mod tests {
         }
         .compose();
         let e = m
-            .send("a@example.com, b@example.com", "<1@example.com>", &c)
+            .send(
+                "a@example.com, b@example.com",
+                "<1@example.com>",
+                &c.subject,
+                &c.text,
+                &c.html,
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, SendError::Address(_)), "{e}");
         // Nothing listens on port 9: a temporary failure, tried again later.
         let e = m
-            .send("a@example.com", "<1@example.com>", &c)
+            .send(
+                "a@example.com",
+                "<1@example.com>",
+                &c.subject,
+                &c.text,
+                &c.html,
+            )
             .await
             .unwrap_err();
         assert!(e.is_temporary(), "{e}");

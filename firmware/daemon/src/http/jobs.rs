@@ -167,13 +167,20 @@ async fn list(
     } else {
         jobs
     };
-    let next_cursor = (jobs.len() as u32 == limit && !q.runnable)
-        .then(|| jobs.last().map(|j| j.id.0))
-        .flatten();
-    Ok(Json(JobList {
-        jobs: jobs.iter().map(|j| job_info(&app, j)).collect(),
-        next_cursor,
-    }))
+    Ok(Json(job_list(
+        &app,
+        &jobs,
+        !q.runnable && jobs.len() as u32 == limit,
+    )))
+}
+
+/// A page of jobs as listed; `more` when a next page may follow (its
+/// cursor is the last id).
+pub(crate) fn job_list(app: &App, jobs: &[Job], more: bool) -> JobList {
+    JobList {
+        jobs: jobs.iter().map(|j| job_info(app, j)).collect(),
+        next_cursor: more.then(|| jobs.last().map(|j| j.id.0)).flatten(),
+    }
 }
 
 pub(crate) fn task_info(t: &Task) -> TaskInfo {
@@ -279,12 +286,17 @@ async fn show(
     Path(id): Path<i64>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let job = visible_job(&app, &caller.user, id)?;
+    Ok(Json(job_detail(&app, &job)?))
+}
+
+/// A job with its files, and its files grouped into lines.
+pub(crate) fn job_detail(app: &App, job: &Job) -> Result<JobDetail, ApiError> {
     let tasks = app.store.tasks(job.id)?;
-    Ok(Json(JobDetail {
-        job: job_info(&app, &job),
+    Ok(JobDetail {
+        job: job_info(app, job),
         lines: lines(&tasks),
         tasks: tasks.iter().map(task_info).collect(),
-    }))
+    })
 }
 
 /// Who may do what to a job.
@@ -530,12 +542,7 @@ async fn priority(
     ApiJson(req): ApiJson<PriorityChange>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let (job, _) = reprioritise(&app, &caller.user, ip, id, &req.glob, &req.priority)?;
-    let tasks = app.store.tasks(job.id)?;
-    Ok(Json(JobDetail {
-        job: job_info(&app, &job),
-        lines: lines(&tasks),
-        tasks: tasks.iter().map(task_info).collect(),
-    }))
+    Ok(Json(job_detail(&app, &job)?))
 }
 
 /// Sets the priority of a job's files that match `glob`; a running session
