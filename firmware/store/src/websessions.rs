@@ -77,8 +77,9 @@ impl Store {
         if user.status != UserStatus::Active {
             return Ok(None);
         }
+        // Renewed at most once a minute: a page load need not be a write.
         conn.execute(
-            "UPDATE web_sessions SET last_seen_at = ?2 WHERE token_hash = ?1",
+            "UPDATE web_sessions SET last_seen_at = ?2 WHERE token_hash = ?1 AND last_seen_at < ?2 - 60",
             params![token_hash(token), t],
         )?;
         Ok(Some(WebSession {
