@@ -200,6 +200,15 @@ pub trait Appliance: Send + Sync + 'static {
     fn base_url(&self) -> String;
     /// Queues a test message to `to`.
     fn test_mail(&self, to: &User) -> Result<(), Refused>;
+    /// Adds a root share over a folder that exists on the appliance.
+    fn add_root_share(&self, name: &str, path: &str) -> Result<ferry_store::Share, Refused>;
+    /// Adds a share: a folder made beneath a root share, never outside it.
+    fn add_share(
+        &self,
+        name: &str,
+        root: &str,
+        folder: &str,
+    ) -> Result<ferry_store::Share, Refused>;
     fn site(&self) -> SiteSettings;
     fn change_site(&self, by: &User, from: IpAddr, site: SiteSettings) -> Result<(), Refused>;
 }

@@ -94,6 +94,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add a share (admins): a root share over a folder on the appliance
+    /// (--path), or a share made beneath a root share (--root, --folder).
+    AddShare {
+        name: String,
+        /// An absolute folder on the appliance.
+        #[arg(long, conflicts_with_all = ["root", "folder"], required_unless_present = "root")]
+        path: Option<String>,
+        /// The root share to make the folder in.
+        #[arg(long, requires = "folder")]
+        root: Option<String>,
+        /// The folder, relative to the root share.
+        #[arg(long, requires = "root")]
+        folder: Option<String>,
+    },
+    /// The appliance at a glance (admins): firewall, ports, leases,
+    /// warnings and, on the appliance image, the state of the system.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The appliance's recent log lines (admins; the appliance image keeps
+    /// them in the systemd journal).
+    Log {
+        /// Only the lines of this job.
+        #[arg(long)]
+        job: Option<i64>,
+        /// Only the lines of this data session.
+        #[arg(long)]
+        session: Option<u64>,
+        /// How many of the most recent lines.
+        #[arg(long, default_value_t = 100)]
+        lines: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Upload files and folders into a folder of a share.
     Put {
         /// Local files and folders, then the destination: share=NAME/dir/
@@ -333,6 +368,77 @@ async fn run(command: Command) -> Result<()> {
                 if me.notify { "on" } else { "off" },
                 me.email
             );
+            Ok(())
+        }
+        Command::AddShare {
+            name,
+            path,
+            root,
+            folder,
+        } => {
+            let api = Api::from_credentials(&Credentials::load()?)?;
+            let share = api
+                .add_share(&ferry_api::NewShare {
+                    name,
+                    path,
+                    root,
+                    folder,
+                })
+                .await?;
+            match (&share.parent, &share.path) {
+                (Some(root), Some(p)) => println!("share={} in {root} at {p}", share.name),
+                (_, Some(p)) => println!("share={} (root share) at {p}", share.name),
+                _ => println!("share={}", share.name),
+            }
+            Ok(())
+        }
+        Command::Status { json } => {
+            let api = Api::from_credentials(&Credentials::load()?)?;
+            let status = api.status().await?;
+            if json {
+                println!("{}", serde_json::to_string(&status)?);
+                return Ok(());
+            }
+            println!("firewall: {}", status.firewall);
+            println!("data ports: UDP {}", status.ports);
+            for l in &status.leases {
+                println!("  leased: {} to {}", l.port, l.address);
+            }
+            if let Some(system) = &status.system {
+                println!("system: {}", system.state);
+                for unit in &system.failed_units {
+                    println!("  failed: {unit}");
+                }
+            }
+            for w in &status.warnings {
+                println!("warning: {w}");
+            }
+            Ok(())
+        }
+        Command::Log {
+            job,
+            session,
+            lines,
+            json,
+        } => {
+            let api = Api::from_credentials(&Credentials::load()?)?;
+            let mut query = format!("lines={lines}");
+            if let Some(j) = job {
+                query.push_str(&format!("&job={j}"));
+            }
+            if let Some(s) = session {
+                query.push_str(&format!("&session={s}"));
+            }
+            for line in api.journal(&query).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&line)?);
+                } else {
+                    let when = jiff::Timestamp::from_microsecond(line.time_us as i64)
+                        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_default();
+                    println!("{when}  {}", line.message);
+                }
+            }
             Ok(())
         }
         Command::Shares { json } => {

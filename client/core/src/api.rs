@@ -199,6 +199,22 @@ impl Api {
         self.get("/shares").await
     }
 
+    /// Adds a root share or a share beneath one (admins).
+    pub async fn add_share(&self, req: &ferry_api::NewShare) -> Result<ShareInfo, ClientError> {
+        self.post("/shares", req).await
+    }
+
+    /// The appliance at a glance (admins).
+    pub async fn status(&self) -> Result<ferry_api::Status, ClientError> {
+        self.get("/status").await
+    }
+
+    /// ferryd's recent journal lines (admins); `query` is the URL query
+    /// (`job=7&lines=50`).
+    pub async fn journal(&self, query: &str) -> Result<Vec<ferry_api::JournalLine>, ClientError> {
+        self.get(&format!("/journal?{query}")).await
+    }
+
     pub async fn create_session(&self, req: &SessionRequest) -> Result<SessionGrant, ClientError> {
         self.post("/sessions", req).await
     }

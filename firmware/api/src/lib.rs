@@ -45,6 +45,8 @@ pub mod codes {
     pub const JOB_PAUSED: &str = "job_paused";
     /// The job was purged or its delivery expired: it cannot be resumed.
     pub const JOB_WITHDRAWN: &str = "job_withdrawn";
+    /// ferryd is not logging to the systemd journal on this host.
+    pub const JOURNAL_UNAVAILABLE: &str = "journal_unavailable";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -180,6 +182,46 @@ pub struct Status {
     pub bound_ports: Vec<u16>,
     /// Things an admin should fix, in words.
     pub warnings: Vec<String>,
+    /// The host's service manager, when ferryd runs under systemd.
+    #[serde(default)]
+    pub system: Option<SystemState>,
+}
+
+/// What systemd says of the appliance as a whole.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SystemState {
+    /// `systemctl is-system-running`: `running`, `degraded`, `starting`, …
+    pub state: String,
+    /// Units in the failed state.
+    pub failed_units: Vec<String>,
+}
+
+/// One of ferryd's own lines from the systemd journal
+/// (`GET /api/v1/journal`, admins).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JournalLine {
+    /// Microseconds since the Unix epoch.
+    pub time_us: u64,
+    /// syslog priority: 3 error, 4 warning, 5 notice (info), 6 info (debug).
+    pub priority: u8,
+    pub message: String,
+    #[serde(default)]
+    pub job_id: Option<i64>,
+    #[serde(default)]
+    pub session_id: Option<u64>,
+}
+
+/// `POST /api/v1/shares` (admins): a root share (`path`, a folder on the
+/// appliance) or a share (`root` and `folder`, made beneath a root share).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewShare {
+    pub name: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub root: Option<String>,
+    #[serde(default)]
+    pub folder: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

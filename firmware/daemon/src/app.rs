@@ -70,6 +70,9 @@ pub struct App {
     /// Where the control plane really listens (the configured port may
     /// be 0: any).
     pub control: SocketAddr,
+    /// Whether our log lines go to the systemd journal (and so can be read
+    /// back for admins).
+    pub journal: bool,
     pub shutdown: CancellationToken,
 }
 
@@ -217,7 +220,9 @@ pub fn one_time_password() -> String {
 }
 
 /// Runs the appliance until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<()> {
+/// Runs the appliance until SIGTERM; `journal` says whether logging goes to
+/// the systemd journal.
+pub async fn run(config: Config, journal: bool) -> Result<()> {
     let store = Arc::new(open_store(&config)?);
     let interrupted = store.fail_interrupted_jobs("the appliance restarted during the transfer")?;
     if interrupted > 0 {
@@ -284,6 +289,7 @@ pub async fn run(config: Config) -> Result<()> {
         pending_certificate: Mutex::default(),
         mail_queued: tokio::sync::Notify::new(),
         control: local,
+        journal,
         sessions: Sessions::new(Duration::from_secs(config.transfer.token_ttl_secs)),
         config,
         store,
@@ -297,8 +303,9 @@ pub async fn run(config: Config) -> Result<()> {
         live: Mutex::default(),
         shutdown: CancellationToken::new(),
     });
-    banner(&app, local, first_password.as_deref());
+    banner(&app, local, first_password.as_deref())?;
     tokio::spawn(sweeper(app.clone()));
+    tokio::spawn(crate::service::watchdog(app.clone()));
     tokio::spawn(crate::deliveries::janitor(app.clone()));
     if let Some(smtp) = &app.site().smtp
         && let Err(e) = crate::mail::smtp_config(smtp)
@@ -308,7 +315,9 @@ pub async fn run(config: Config) -> Result<()> {
     }
     tokio::spawn(crate::mail::run(app.clone()));
     let server = tokio::spawn(http::serve(app.clone(), listener));
+    crate::service::ready(&format!("serving on https://{local}/"));
     wait_for_signal().await;
+    crate::service::stopping();
     log::info!("shutting down: stopping transfers so that they can resume");
     app.shutdown.cancel();
     let live: Vec<Live> = app.live().values().cloned().collect();
@@ -326,8 +335,26 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn banner(app: &App, local: SocketAddr, first_password: Option<&str>) {
-    // These lines go to stdout, once: scripts and first-boot read them.
+fn banner(app: &App, local: SocketAddr, first_password: Option<&str>) -> Result<()> {
+    // These lines go to stdout, once: scripts read them. With a console
+    // file (the appliance image), the one-time password goes only there, so
+    // that it is shown once on the console and never kept in the journal.
+    let mut first_password = first_password;
+    if let Some(path) = &app.config.console {
+        crate::service::write_console(
+            path,
+            &format!("https://{local}/"),
+            &app.fingerprint.to_string(),
+            first_password,
+        )
+        .with_context(|| format!("writing the console banner {}", path.display()))?;
+        if first_password.take().is_some() {
+            println!(
+                "ferryd first start: the one-time password of {FIRST_ADMIN} is in {} for the console",
+                path.display()
+            );
+        }
+    }
     println!("ferryd listening on https://{local}/");
     println!("ferryd certificate SHA-256 {}", app.fingerprint);
     println!(
@@ -342,6 +369,7 @@ fn banner(app: &App, local: SocketAddr, first_password: Option<&str>) {
         println!("ferryd first start: log in as {FIRST_ADMIN} with the one-time password {p}");
         println!("ferryd (it must be changed at first login and is not shown again)");
     }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// From address of notifications.
     #[arg(long)]
     pub mail_from: Option<String>,
+    /// Write the start-up banner (address, fingerprint, the first start's
+    /// one-time password) to this file for a console to show.
+    #[arg(long)]
+    pub console: Option<PathBuf>,
 }
 
 fn parse_ports(s: &str) -> Result<PortRange, String> {
@@ -67,6 +71,7 @@ impl RunArgs {
             portguard: self.portguard.clone(),
             smtp: self.smtp.clone(),
             mail_from: self.mail_from.clone(),
+            console: self.console.clone(),
         }
     }
 }

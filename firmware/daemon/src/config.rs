@@ -59,6 +59,10 @@ pub struct FileConfig {
     pub deliveries: DeliveriesConfig,
     #[serde(default)]
     pub smtp: SmtpFileConfig,
+    /// Where to write the start-up banner for the appliance's console
+    /// (address, fingerprint and the first start's one-time password,
+    /// which then stays out of the log).
+    pub console: Option<PathBuf>,
 }
 
 /// The `[smtp]` section: where notifications go out.
@@ -193,6 +197,7 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub deliveries: DeliveriesConfig,
     pub smtp: Option<SmtpSettings>,
+    pub console: Option<PathBuf>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -206,6 +211,7 @@ pub struct Overrides {
     pub portguard: Option<PathBuf>,
     pub smtp: Option<String>,
     pub mail_from: Option<String>,
+    pub console: Option<PathBuf>,
 }
 
 impl Config {
@@ -273,6 +279,7 @@ impl Config {
         };
         Ok(Config {
             smtp,
+            console: flags.console.or(file.console),
             data: flags
                 .data
                 .or(file.data)

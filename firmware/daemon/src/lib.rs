@@ -11,8 +11,11 @@
 //! - [`deliveries`]: making deliveries, fan-out to recipients, expiry;
 //! - [`identity`]: the appliance's certificate;
 //! - [`mail`]: who is told what by email, through the outbox;
+//! - [`shares`]: making root shares and shares beneath them;
 //! - [`site`]: settings admins change at run time;
 //! - [`webadmin`]: what the web admin (ferry-webadmin) asks of the appliance;
+//! - [`service`]: systemd: the journal, readiness, the watchdog, the console
+//!   banner;
 //! - [`admin`]: the `ferryd admin` commands.
 
 pub mod admin;
@@ -25,7 +28,9 @@ pub mod http;
 pub mod identity;
 pub mod mail;
 pub mod nat;
+pub mod service;
 pub mod sessions;
+pub mod shares;
 pub mod site;
 pub mod transfer;
 pub mod webadmin;

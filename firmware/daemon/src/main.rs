@@ -22,14 +22,11 @@ fn real_main() -> Result<()> {
     match cli.command {
         Some(Command::Admin { command }) => ferryd::admin::run(&config, command),
         None => {
-            env_logger::Builder::from_env(
-                env_logger::Env::default().default_filter_or("info,quinn=warn,rustls=warn"),
-            )
-            .init();
+            let journal = ferryd::service::init_logging();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(ferryd::app::run(config))
+            runtime.block_on(ferryd::app::run(config, journal))
         }
     }
 }

@@ -205,6 +205,20 @@ impl Appliance for ForWeb {
         Ok(fingerprint)
     }
 
+    fn add_root_share(&self, name: &str, path: &str) -> Result<ferry_store::Share, Refused> {
+        crate::shares::add_root(&self.0.store, name, path).map_err(|e| Refused::new(e.to_string()))
+    }
+
+    fn add_share(
+        &self,
+        name: &str,
+        root: &str,
+        folder: &str,
+    ) -> Result<ferry_store::Share, Refused> {
+        crate::shares::add_beneath(&self.0.store, name, root, folder)
+            .map_err(|e| Refused::new(e.to_string()))
+    }
+
     fn invite(
         &self,
         by: &User,

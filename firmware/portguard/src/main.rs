@@ -26,8 +26,11 @@ struct Cli {
     #[arg(long, default_value = "45190-45210", value_parser = parse_range)]
     ports: PortRange,
     /// The uid of ferryd, the only one served.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "allow_user")]
     allow_uid: Option<u32>,
+    /// The user ferryd runs as, the only one served (instead of --allow-uid).
+    #[arg(long)]
+    allow_user: Option<String>,
     /// Permissions of the socket file, octal.
     #[arg(long, default_value = "660", value_parser = parse_mode)]
     socket_mode: u32,
@@ -73,7 +76,7 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,6 +92,18 @@ fn main() {
         eprintln!("ferry-portguard: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The journal when systemd started us, standard error otherwise.
+fn init_logging() {
+    if systemd_journal_logger::connected_to_journal()
+        && let Ok(journal) = systemd_journal_logger::JournalLog::new()
+        && journal.install().is_ok()
+    {
+        log::set_max_level(log::LevelFilter::Info);
+        return;
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -108,8 +123,15 @@ async fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    let Some(allow_uid) = cli.allow_uid else {
-        bail!("--allow-uid is required: the uid of ferryd, the only one served");
+    let allow_uid = match (cli.allow_uid, &cli.allow_user) {
+        (Some(uid), _) => uid,
+        (None, Some(name)) => match nix::unistd::User::from_name(name)? {
+            Some(user) => user.uid.as_raw(),
+            None => bail!("--allow-user {name}: there is no such user"),
+        },
+        (None, None) => {
+            bail!("--allow-uid or --allow-user is required: ferryd's user, the only one served")
+        }
     };
     let config = Config {
         socket: cli.socket,
@@ -133,5 +155,11 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     };
-    server::run(config, shutdown).await
+    // Under systemd (Type=notify), ferryd is started once the socket is up.
+    let ready = || {
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            log::warn!("cannot tell systemd we are ready: {e}");
+        }
+    };
+    server::run(config, ready, shutdown).await
 }

@@ -11,6 +11,12 @@ use std::time::Duration;
 
 use crate::{PortRange, SET4, SET6, TABLE};
 
+/// The packet mark on a leased session's datagrams. A host whose own input
+/// chain drops by default (the appliance's baseline ruleset) accepts
+/// `meta mark 0x0000f377`, so this table stays the one that decides which
+/// transfer traffic comes in, and nothing is open when it is absent.
+pub const LEASED_MARK: u32 = 0xf377;
+
 /// The whole table, with empty sets: used at start (reconcile) and never
 /// touching any other table.
 pub fn table(range: PortRange) -> String {
@@ -29,8 +35,8 @@ pub fn table(range: PortRange) -> String {
          \t}}\n\
          \tchain input {{\n\
          \t\ttype filter hook input priority -10; policy accept;\n\
-         \t\tudp dport {ports} ip saddr . udp dport @{SET4} counter accept\n\
-         \t\tudp dport {ports} ip6 saddr . udp dport @{SET6} counter accept\n\
+         \t\tudp dport {ports} ip saddr . udp dport @{SET4} counter meta mark set {LEASED_MARK:#010x} accept\n\
+         \t\tudp dport {ports} ip6 saddr . udp dport @{SET6} counter meta mark set {LEASED_MARK:#010x} accept\n\
          \t\tudp dport {ports} counter drop\n\
          \t}}\n\
          }}\n"

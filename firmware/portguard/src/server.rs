@@ -63,8 +63,13 @@ fn info(l: &Lease, now: Instant) -> LeaseInfo {
     }
 }
 
-/// Runs the helper until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+/// Runs the helper until `shutdown` completes; `ready` is called once the
+/// table is installed and the socket listens.
+pub async fn run(
+    config: Config,
+    ready: impl FnOnce(),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     // Reconcile: the table is rebuilt with empty sets, so nothing that was
     // open before this start stays open.
     let nft = config.nft.clone();
@@ -98,6 +103,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         config.socket.display(),
         config.allow_uid
     );
+    ready();
 
     let state = Arc::new(Mutex::new(State {
         table: LeaseTable::new(config.range),

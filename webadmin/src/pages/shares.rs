@@ -226,32 +226,11 @@ pub async fn add_root<A: Appliance>(
     posted: AdminPost<RootForm>,
 ) -> Response {
     let AdminPost { staff, form } = posted;
-    let path = std::path::PathBuf::from(form.path.trim());
-    let problem = if !path.is_absolute() {
-        Some(format!(
-            "{} is not an absolute folder (it must start with /)",
-            path.display()
-        ))
-    } else if !path.is_dir() {
-        Some(format!(
-            "there is no folder {} on the appliance",
-            path.display()
-        ))
-    } else {
-        None
-    };
-    let result = match problem {
-        Some(p) => Err(Refused::new(p)),
-        None => web
-            .app
-            .store()
-            .add_root_share(form.name.trim(), &path)
-            .map_err(Refused::from),
-    };
+    let result = web.app.add_root_share(&form.name, &form.path);
     let change = result.map(|s| Change {
         action: "share.add",
         subject: s.name.clone(),
-        detail: format!("root share at {}", path.display()),
+        detail: format!("root share at {}", s.abs_path.display()),
         code: "root-added",
     });
     finish(&*web.app, &staff, change)
@@ -269,26 +248,7 @@ pub async fn add_share<A: Appliance>(
     posted: AdminPost<ShareForm>,
 ) -> Response {
     let AdminPost { staff, form } = posted;
-    let result = (|| {
-        let store = web.app.store();
-        let folder = SharePath::parse(form.folder.trim().trim_matches('/'))
-            .map_err(|e| Refused::new(format!("folder {:?}: {e}", form.folder)))?;
-        let root = store
-            .share_by_name(&form.root)?
-            .filter(Share::is_root)
-            .ok_or_else(|| Refused::new(format!("there is no root share {:?}", form.root)))?;
-        // The folder is made beneath the root share, never outside it.
-        let dir =
-            Dir::open_ambient_dir(&root.abs_path, cap_std::ambient_authority()).map_err(|e| {
-                Refused::new(format!(
-                    "cannot open root share {}: {e}",
-                    root.abs_path.display()
-                ))
-            })?;
-        dir.create_dir_all(folder.as_str())
-            .map_err(|e| Refused::new(format!("cannot make {folder} in {}: {e}", root.name)))?;
-        Ok::<_, Refused>(store.add_share(form.name.trim(), &root.name, &folder)?)
-    })();
+    let result = web.app.add_share(&form.name, &form.root, &form.folder);
     let change = result.map(|s| Change {
         action: "share.add",
         subject: s.name.clone(),

@@ -27,7 +27,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/me", get(me))
         .route("/api/v1/me/password", post(change_password))
         .route("/api/v1/me/notify", post(set_notify))
-        .route("/api/v1/shares", get(shares))
+        .route("/api/v1/shares", get(shares).post(add_share))
+        .route("/api/v1/journal", get(journal))
         .route("/api/v1/sessions", post(create_session))
         .route("/api/v1/status", get(status))
         .route("/api/v1/deliveries", post(create_delivery))
@@ -227,7 +228,98 @@ async fn status(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Stat
         leases,
         bound_ports: app.dataplane.bound_ports(),
         warnings: app.warnings(),
+        system: crate::service::system_state().await,
     }))
+}
+
+/// `POST /api/v1/shares` (admins): a root share over a folder on the
+/// appliance, or a share made beneath a root share.
+async fn add_share(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    ApiJson(req): ApiJson<ferry_api::NewShare>,
+) -> Result<(StatusCode, Json<ShareInfo>), ApiError> {
+    use crate::shares::{ShareError, add_beneath, add_root};
+    if !caller.user.is_admin() {
+        return Err(ApiError::forbidden("only admins add shares"));
+    }
+    let made = match (&req.path, &req.root, &req.folder) {
+        (Some(path), None, None) => add_root(&app.store, &req.name, path),
+        (None, Some(root), Some(folder)) => add_beneath(&app.store, &req.name, root, folder),
+        _ => {
+            return Err(ApiError::bad_request(
+                codes::INVALID_REQUEST,
+                "give either path (a root share) or root and folder (a share beneath it)",
+            ));
+        }
+    };
+    let share = made.map_err(|e| match e {
+        ShareError::NoRoot(_) => ApiError::not_found(e.to_string()),
+        ShareError::BadFolder { .. } => ApiError::bad_request(codes::INVALID_PATH, e.to_string()),
+        ShareError::Store(e) => e.into(),
+        _ => ApiError::bad_request(codes::INVALID_REQUEST, e.to_string()),
+    })?;
+    let _ = app.store.record_event(NewEvent {
+        user: Some(caller.user.id),
+        address: Some(ip.to_string()),
+        action: "share.add",
+        subject: share.name.clone(),
+        detail: match &share.parent_name {
+            Some(root) => format!("in {root} at {}", share.path),
+            None => format!("root share at {}", share.abs_path.display()),
+        },
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(ShareInfo {
+            name: share.name.clone(),
+            parent: share.parent_name.clone(),
+            path: Some(share.abs_path.display().to_string()),
+            read: true,
+            write: true,
+        }),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct JournalQuery {
+    job: Option<i64>,
+    session: Option<u64>,
+    lines: Option<usize>,
+}
+
+/// `GET /api/v1/journal` (admins): ferryd's own recent journal lines,
+/// optionally only those of one job or session.
+async fn journal(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    axum::extract::Query(q): axum::extract::Query<JournalQuery>,
+) -> Result<Json<Vec<ferry_api::JournalLine>>, ApiError> {
+    use crate::service::{JournalError, JournalFilter};
+    if !caller.user.is_admin() {
+        return Err(ApiError::forbidden("the appliance's log is for admins"));
+    }
+    let filter = JournalFilter {
+        job: q.job,
+        session: q.session,
+        lines: q.lines.unwrap_or(200).clamp(1, 5000),
+    };
+    let lines = crate::service::journal(app.journal, &filter)
+        .await
+        .map_err(|e| match e {
+            JournalError::NotInUse => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::JOURNAL_UNAVAILABLE,
+                e.to_string(),
+            ),
+            _ => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INTERNAL,
+                e.to_string(),
+            ),
+        })?;
+    Ok(Json(lines))
 }
 
 /// Resolves `share=NAME/path` to a share the caller may use that way.
@@ -431,6 +523,7 @@ async fn create_session(
     caller: Caller,
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<Json<SessionGrant>, ApiError> {
     let target = session_target(&app, &caller.user, &req).await?;
@@ -479,9 +572,11 @@ async fn create_session(
         subject: format!("session {session}"),
         detail: format!("{what} on port {port}"),
     });
+    // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
     let host_header = headers
         .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok());
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
     Ok(Json(SessionGrant {
         session,
         host: app.public_host(host_header),
