@@ -9,5 +9,6 @@ mod faults;
 mod foundation;
 mod mail;
 mod nat;
+mod python;
 mod wan;
 mod webadmin;

@@ -211,6 +211,51 @@ pub struct JournalLine {
     pub session_id: Option<u64>,
 }
 
+/// `GET /api/v1/users` (admins): a page of people, in the order they were
+/// added.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserList {
+    pub users: Vec<UserInfo>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<i64>,
+}
+
+/// `POST /api/v1/users` (admins): invite someone by email.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Invitation {
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    /// `admin`, `employee` or `collaborator` (the default).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// One file or folder of a share (`GET /api/v1/shares/{name}/files`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShareEntry {
+    pub name: String,
+    /// `file` or `folder`.
+    pub kind: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub mtime: Option<i64>,
+}
+
+/// A page of a folder's entries, by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShareListing {
+    pub entries: Vec<ShareEntry>,
+    /// Pass as `cursor` for the next page (the last name); absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /api/v1/shares/{name}/folders`: make a folder (and its parents).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewFolder {
+    pub path: String,
+}
+
 /// `POST /api/v1/shares` (admins): a root share (`path`, a folder on the
 /// appliance) or a share (`root` and `folder`, made beneath a root share).
 #[derive(Debug, Clone, Serialize, Deserialize)]

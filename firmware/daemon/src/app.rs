@@ -73,6 +73,8 @@ pub struct App {
     /// Whether our log lines go to the systemd journal (and so can be read
     /// back for admins).
     pub journal: bool,
+    /// Each API key's request budget.
+    pub key_limits: crate::http::auth::KeyLimits,
     pub shutdown: CancellationToken,
 }
 
@@ -284,12 +286,14 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         .with_context(|| format!("binding the control plane to {}", config.listen))?;
     let local = listener.local_addr()?;
     let site = Site::load(&config, &store)?;
+    let key_limits = crate::http::auth::KeyLimits::new(config.api.requests_per_minute);
     let app = Arc::new(App {
         site: std::sync::RwLock::new(site),
         pending_certificate: Mutex::default(),
         mail_queued: tokio::sync::Notify::new(),
         control: local,
         journal,
+        key_limits,
         sessions: Sessions::new(Duration::from_secs(config.transfer.token_ttl_secs)),
         config,
         store,

@@ -59,6 +59,8 @@ pub struct FileConfig {
     pub deliveries: DeliveriesConfig,
     #[serde(default)]
     pub smtp: SmtpFileConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
     /// Where to write the start-up banner for the appliance's console
     /// (address, fingerprint and the first start's one-time password,
     /// which then stays out of the log).
@@ -86,6 +88,23 @@ pub struct SmtpSettings {
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
     pub from: String,
+}
+
+/// The REST API's limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Requests one API key may make per minute (a burst of as many, then
+    /// refilled evenly); over it the API answers 429 with `Retry-After`.
+    pub requests_per_minute: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            requests_per_minute: 600,
+        }
+    }
 }
 
 /// How long deliveries live.
@@ -198,6 +217,7 @@ pub struct Config {
     pub deliveries: DeliveriesConfig,
     pub smtp: Option<SmtpSettings>,
     pub console: Option<PathBuf>,
+    pub api: ApiConfig,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -255,6 +275,11 @@ impl Config {
                 "transfer.max_window_mib must be 16-4096".into(),
             ));
         }
+        if file.api.requests_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "api.requests_per_minute must be at least 1".into(),
+            ));
+        }
         if transfer.token_ttl_secs == 0 || transfer.token_ttl_secs > 3600 {
             return Err(ConfigError::Invalid(
                 "transfer.token_ttl_secs must be 1-3600".into(),
@@ -280,6 +305,7 @@ impl Config {
         Ok(Config {
             smtp,
             console: flags.console.or(file.console),
+            api: file.api,
             data: flags
                 .data
                 .or(file.data)

@@ -57,7 +57,7 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such API route")
 }
 
-fn user_info(u: &User) -> UserInfo {
+pub fn user_info(u: &User) -> UserInfo {
     UserInfo {
         id: u.id.0,
         email: u.email.clone(),

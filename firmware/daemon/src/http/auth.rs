@@ -13,6 +13,53 @@ use ferry_store::User;
 use super::ApiError;
 use crate::app::App;
 
+/// Each API key's budget of requests (`[api] requests_per_minute`): a
+/// burst of that many, refilled evenly over the minute. One pipeline
+/// script in a loop cannot starve the appliance or other people's keys.
+pub struct KeyLimits {
+    limiter: governor::DefaultKeyedRateLimiter<i64>,
+    per_minute: u32,
+}
+
+impl KeyLimits {
+    pub fn new(per_minute: u32) -> Self {
+        let n = std::num::NonZeroU32::new(per_minute.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        KeyLimits {
+            limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(n)),
+            per_minute,
+        }
+    }
+
+    /// Counts a request with key `id`; the error says how long to wait.
+    pub fn check(&self, id: i64) -> Result<(), ApiError> {
+        use governor::clock::{Clock as _, DefaultClock};
+        self.limiter.check_key(&id).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::rate_limited(
+                wait,
+                format!(
+                    "this API key made more than {} requests in a minute; try again in {} s",
+                    self.per_minute,
+                    wait.as_secs().max(1)
+                ),
+            )
+        })?;
+        // Keys that went quiet are forgotten now and then.
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for KeyLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyLimits")
+            .field("per_minute", &self.per_minute)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An authenticated caller whose account is in good standing.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -43,12 +90,13 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<User, ApiError> {
             "expected 'Authorization: Bearer <API key>'",
         )
     })?;
-    let (user, _) = app.store.authenticate_api_key(key.trim())?.ok_or_else(|| {
+    let (user, key_id) = app.store.authenticate_api_key(key.trim())?.ok_or_else(|| {
         ApiError::unauthorized(
             codes::BAD_API_KEY,
             "the API key is not valid: it may be mistyped, revoked, or for another appliance",
         )
     })?;
+    app.key_limits.check(key_id.0)?;
     if let Some(expected) = parts.headers.get(USER_HEADER).and_then(|v| v.to_str().ok())
         && !expected.trim().eq_ignore_ascii_case(&user.email)
     {

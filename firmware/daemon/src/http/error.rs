@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds to wait before trying again (a `Retry-After` header).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Over a rate limit: 429 with the wait in `Retry-After`.
+    pub fn rate_limited(wait: std::time::Duration, message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(wait.as_secs().max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message)
         }
     }
 
@@ -52,8 +63,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after.map(|s| {
+            [(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            )]
+        });
         (
             self.status,
+            retry_after,
             Json(ErrorBody {
                 error: ErrorDetail {
                     code: self.code.to_owned(),

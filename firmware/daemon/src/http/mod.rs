@@ -7,7 +7,8 @@
 //! handlers.
 
 mod api;
-mod auth;
+pub(crate) mod auth;
+mod directory;
 mod error;
 pub mod jobs;
 
@@ -38,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
     let web = ferry_webadmin::router(Arc::new(crate::webadmin::ForWeb(app.clone())));
     Router::new()
         .merge(jobs::routes())
+        .merge(directory::routes())
         .merge(api::routes())
         .with_state(app)
         .merge(web)

@@ -1,0 +1,204 @@
+//! People and folders over the API: listing and inviting users (admins),
+//! browsing a share's folders and making new ones.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cap_std::fs::Dir;
+use ferry_api::{Invitation, NewFolder, ShareEntry, ShareListing, UserInfo, UserList, codes};
+use ferry_store::{Role, Share, User};
+use ferry_webadmin::Appliance as _;
+use serde::Deserialize;
+
+use super::api::{ApiJson, resolve_target, user_info};
+use super::auth::{Caller, ClientAddr};
+use super::error::ApiError;
+use crate::app::App;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/v1/users", get(users).post(invite))
+        .route("/api/v1/shares/{name}/files", get(browse))
+        .route("/api/v1/shares/{name}/folders", post(mkdir))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Page {
+    cursor: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn users(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> Result<Json<UserList>, ApiError> {
+    if !caller.user.is_admin() {
+        return Err(ApiError::forbidden("the list of people is for admins"));
+    }
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let mut all = app.store.list_users()?;
+    all.sort_by_key(|u| u.id.0);
+    let after = page.cursor.unwrap_or(i64::MIN);
+    let rest: Vec<&User> = all.iter().filter(|u| u.id.0 > after).collect();
+    let more = rest.len() > limit;
+    let users: Vec<UserInfo> = rest.into_iter().take(limit).map(user_info).collect();
+    Ok(Json(UserList {
+        next_cursor: more.then(|| users.last().map(|u| u.id)).flatten(),
+        users,
+    }))
+}
+
+async fn invite(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    ApiJson(req): ApiJson<Invitation>,
+) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
+    if !caller.user.is_admin() {
+        return Err(ApiError::forbidden("only admins invite people"));
+    }
+    let role: Role = req
+        .role
+        .as_deref()
+        .unwrap_or("collaborator")
+        .parse()
+        .map_err(|e: ferry_store::StoreError| {
+            ApiError::bad_request(codes::INVALID_REQUEST, e.to_string())
+        })?;
+    let user = invite_as(&app, &caller.user, ip, &req, role)?;
+    Ok((StatusCode::CREATED, Json(user_info(&user))))
+}
+
+/// The web admin's invitation, so both make the account and send the mail
+/// the same way.
+fn invite_as(
+    app: &Arc<App>,
+    by: &User,
+    ip: IpAddr,
+    req: &Invitation,
+    role: Role,
+) -> Result<User, ApiError> {
+    if app.store.user_by_email(req.email.trim())?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            codes::CONFLICT,
+            format!("{} already has an account", req.email.trim()),
+        ));
+    }
+    crate::webadmin::ForWeb(app.clone())
+        .invite(by, ip, req.email.trim(), req.name.trim(), role)
+        .map_err(|e| ApiError::bad_request(codes::INVALID_REQUEST, e.message))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct BrowseQuery {
+    path: String,
+    /// The last name of the previous page.
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The folder `path` of share `name` as the caller may read it.
+fn folder(
+    app: &App,
+    user: &User,
+    name: &str,
+    path: &str,
+    write: bool,
+) -> Result<(Share, Dir, String), ApiError> {
+    let path = path.trim().trim_matches('/');
+    let (share, target) = resolve_target(app, user, &format!("share={name}/{path}"), write)?;
+    let root =
+        Dir::open_ambient_dir(&share.abs_path, cap_std::ambient_authority()).map_err(|e| {
+            ApiError::internal(format!(
+                "share {} at {}: {e}",
+                share.name,
+                share.abs_path.display()
+            ))
+        })?;
+    let rel = if target.path.is_root() {
+        ".".to_owned()
+    } else {
+        target.path.as_str().to_owned()
+    };
+    Ok((share, root, rel))
+}
+
+async fn browse(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<BrowseQuery>,
+) -> Result<Json<ShareListing>, ApiError> {
+    let (_, root, rel) = folder(&app, &caller.user, &name, &q.path, false)?;
+    let dir = root.open_dir(&rel).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            ApiError::not_found(format!("there is no folder {} in {name}", q.path))
+        }
+        _ => ApiError::bad_request(codes::INVALID_PATH, format!("{} in {name}: {e}", q.path)),
+    })?;
+    let mut entries = Vec::new();
+    for entry in dir.entries().map_err(ApiError::internal)? {
+        let entry = entry.map_err(ApiError::internal)?;
+        let Ok(file_name) = entry.file_name().into_string() else {
+            continue; // not UTF-8: no share path can name it
+        };
+        // Parts of files still arriving are not shown.
+        if file_name.ends_with(".ferry-part") || file_name.ends_with(".ferry-state") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        entries.push(ShareEntry {
+            kind: if meta.is_dir() { "folder" } else { "file" }.into(),
+            size: if meta.is_dir() { 0 } else { meta.len() },
+            mtime: meta
+                .modified()
+                .ok()
+                .and_then(|t| t.into_std().duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64),
+            name: file_name,
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(after) = &q.cursor {
+        entries.retain(|e| &e.name > after);
+    }
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    Ok(Json(ShareListing {
+        next_cursor: more
+            .then(|| entries.last().map(|e| e.name.clone()))
+            .flatten(),
+        entries,
+    }))
+}
+
+async fn mkdir(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<NewFolder>,
+) -> Result<StatusCode, ApiError> {
+    let (_, root, rel) = folder(&app, &caller.user, &name, &req.path, true)?;
+    if rel == "." {
+        return Err(ApiError::bad_request(
+            codes::INVALID_PATH,
+            "name the folder to make",
+        ));
+    }
+    root.create_dir_all(&rel).map_err(|e| {
+        ApiError::bad_request(
+            codes::INVALID_PATH,
+            format!("cannot make {} in {name}: {e}", req.path),
+        )
+    })?;
+    Ok(StatusCode::CREATED)
+}
