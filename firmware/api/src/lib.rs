@@ -14,11 +14,13 @@ pub const USER_HEADER: &str = "x-ferry-user";
 
 /// Every error response: `{"error": {"code": …, "message": …}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable, machine-readable; see [`codes`].
     pub code: String,
@@ -52,6 +54,7 @@ pub mod codes {
 
 /// `GET /api/v1/health`: public.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub product: String,
     pub version: String,
@@ -61,6 +64,7 @@ pub struct Health {
 
 /// `POST /api/v1/login`: trades a password for a new API key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
@@ -70,6 +74,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// Shown once; store it.
     pub api_key: String,
@@ -81,12 +86,14 @@ pub struct LoginResponse {
 
 /// `POST /api/v1/me/password`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordChange {
     pub current: String,
     pub new: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     pub id: i64,
     pub email: String,
@@ -104,12 +111,14 @@ fn yes() -> bool {
 
 /// `POST /api/v1/me/notify`: email notifications on or off.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotifyChange {
     pub notify: bool,
 }
 
 /// Which way a session goes, seen from the client.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SessionKind {
     /// Client → appliance, into a share folder.
@@ -124,6 +133,7 @@ pub enum SessionKind {
 
 /// `POST /api/v1/sessions`: asks for a data session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionRequest {
     pub kind: SessionKind,
     /// `share=NAME/path` for put and get: the destination folder of a put,
@@ -137,6 +147,7 @@ pub struct SessionRequest {
 
 /// Where and how to open the data session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionGrant {
     pub session: u64,
     /// Host to send UDP to (the appliance's public address).
@@ -159,6 +170,7 @@ pub struct SessionGrant {
 
 /// One share as a user sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareInfo {
     pub name: String,
     /// The root share it lies in; `None` for a root share.
@@ -171,6 +183,7 @@ pub struct ShareInfo {
 
 /// `GET /api/v1/status` (admins): the appliance at a glance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     /// `nft` or `off`.
     pub firewall: String,
@@ -189,6 +202,7 @@ pub struct Status {
 
 /// What systemd says of the appliance as a whole.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SystemState {
     /// `systemctl is-system-running`: `running`, `degraded`, `starting`, …
     pub state: String,
@@ -199,6 +213,7 @@ pub struct SystemState {
 /// One of ferryd's own lines from the systemd journal
 /// (`GET /api/v1/journal`, admins).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JournalLine {
     /// Microseconds since the Unix epoch.
     pub time_us: u64,
@@ -214,6 +229,7 @@ pub struct JournalLine {
 /// `GET /api/v1/users` (admins): a page of people, in the order they were
 /// added.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserList {
     pub users: Vec<UserInfo>,
     /// Pass as `cursor` for the next page; absent on the last.
@@ -222,6 +238,7 @@ pub struct UserList {
 
 /// `POST /api/v1/users` (admins): invite someone by email.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Invitation {
     pub email: String,
     #[serde(default)]
@@ -233,6 +250,7 @@ pub struct Invitation {
 
 /// One file or folder of a share (`GET /api/v1/shares/{name}/files`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareEntry {
     pub name: String,
     /// `file` or `folder`.
@@ -244,6 +262,7 @@ pub struct ShareEntry {
 
 /// A page of a folder's entries, by name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareListing {
     pub entries: Vec<ShareEntry>,
     /// Pass as `cursor` for the next page (the last name); absent on the last.
@@ -252,13 +271,39 @@ pub struct ShareListing {
 
 /// `POST /api/v1/shares/{name}/folders`: make a folder (and its parents).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewFolder {
     pub path: String,
+}
+
+/// `GET`/`PUT /api/v1/settings` (admins): settings that take effect at once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Settings {
+    /// The name or address clients send UDP to (the edge router's).
+    pub public_address: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// `fair`, `fixed`, `cubic` or `bbr`.
+    pub policy: String,
+    /// The site's cap on each transfer in bits per second (`100M`); none: no cap.
+    pub target_rate: Option<String>,
+    /// How long a delivery lives unless its sender says otherwise.
+    pub default_expiry_days: u64,
+    /// `smtp://host:port` (STARTTLS with `?tls=required`) or `smtps://…`;
+    /// empty: no server, mail waits.
+    pub smtp_url: String,
+    pub smtp_user: String,
+    /// A file on the appliance (under /etc/ferry or the data folder's
+    /// secrets) holding the SMTP password.
+    pub smtp_password_file: String,
+    pub smtp_from: String,
 }
 
 /// `POST /api/v1/shares` (admins): a root share (`path`, a folder on the
 /// appliance) or a share (`root` and `folder`, made beneath a root share).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewShare {
     pub name: String,
     #[serde(default)]
@@ -270,6 +315,7 @@ pub struct NewShare {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseStatus {
     pub address: String,
     pub port: u16,
@@ -277,6 +323,7 @@ pub struct LeaseStatus {
 
 /// A file a sender will upload, declared when the delivery is made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryFile {
     /// Relative to the delivery's folder, `/`-separated.
     pub path: String,
@@ -288,6 +335,7 @@ pub struct DeliveryFile {
 
 /// `POST /api/v1/deliveries`: what `ferry send` asks for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryRequest {
     /// Shown in listings; made from the date and folder when absent.
     #[serde(default)]
@@ -316,12 +364,14 @@ pub struct DeliveryRequest {
 
 /// `ferry send --json` prints this.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryCreated {
     pub delivery: i64,
     pub jobs: Vec<JobRef>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRef {
     pub id: i64,
     pub name: String,
@@ -333,6 +383,7 @@ pub struct JobRef {
 
 /// A job as listed. Names follow DESIGN §5.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobInfo {
     pub id: i64,
     /// `upload`, `download`, `put` or `get`.
@@ -370,6 +421,7 @@ pub struct JobInfo {
 
 /// `GET /api/v1/jobs`: a page of jobs, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobList {
     pub jobs: Vec<JobInfo>,
     /// Pass as `cursor` for the next page; absent on the last.
@@ -377,6 +429,7 @@ pub struct JobList {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskInfo {
     pub id: i64,
     pub path: String,
@@ -391,6 +444,7 @@ pub struct TaskInfo {
 
 /// One line of a job as people read it: a file, or a frame sequence.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobLine {
     /// `file` or `sequence`.
     pub kind: String,
@@ -409,6 +463,7 @@ pub struct JobLine {
 
 /// `GET /api/v1/jobs/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobDetail {
     pub job: JobInfo,
     pub tasks: Vec<TaskInfo>,
@@ -417,6 +472,7 @@ pub struct JobDetail {
 
 /// `POST /api/v1/jobs/{id}/priority`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriorityChange {
     /// Matched against each file's path and name.
     pub glob: String,
@@ -426,6 +482,7 @@ pub struct PriorityChange {
 
 /// `POST /api/v1/jobs/{id}/rate`: the job's own cap.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateChange {
     /// Bits per second, as `50M`, `1.5G` or a number; absent or null gives
     /// the job back the site's cap.
@@ -435,6 +492,7 @@ pub struct RateChange {
 
 /// `POST /api/v1/jobs/{id}/purge`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PurgeRequest {
     /// Also delete the delivery's files on the appliance that no other
     /// live job uses.

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use cap_std::fs::Dir;
 use ferry_api::{
     Health, LeaseStatus, LoginRequest, LoginResponse, PasswordChange, SessionGrant, SessionKind,
@@ -13,6 +12,8 @@ use ferry_api::{
 };
 use ferry_proto::path::{ShareRef, ShareRefError};
 use ferry_store::{JobKind, JobStatus, NewEvent, Share, User};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Caller, ClientAddr, PendingCaller};
 use super::error::{ApiError, rejection};
@@ -20,19 +21,18 @@ use crate::app::App;
 use crate::sessions::{SessionSpec, Target};
 use crate::transfer::accept_loop;
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/me/password", post(change_password))
-        .route("/api/v1/me/notify", post(set_notify))
-        .route("/api/v1/shares", get(shares).post(add_share))
-        .route("/api/v1/journal", get(journal))
-        .route("/api/v1/sessions", post(create_session))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/deliveries", post(create_delivery))
-        .fallback(not_found)
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(login))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(set_notify))
+        .routes(routes!(shares, add_share))
+        .routes(routes!(journal))
+        .routes(routes!(create_session))
+        .routes(routes!(status))
+        .routes(routes!(create_delivery))
 }
 
 /// JSON bodies whose errors come back as our JSON errors.
@@ -53,7 +53,49 @@ where
     }
 }
 
-async fn not_found() -> ApiError {
+/// Query strings whose errors come back as our JSON errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(rejection)
+    }
+}
+
+/// Path parameters whose errors come back as our JSON errors.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(rejection)
+    }
+}
+
+pub async fn not_found() -> ApiError {
     ApiError::not_found("no such API route")
 }
 
@@ -67,6 +109,7 @@ pub fn user_info(u: &User) -> UserInfo {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/health", tag = "appliance", summary = "Product, version and certificate fingerprint (no key needed)", security(()), responses((status = 200, body = Health), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn health(State(app): State<Arc<App>>) -> Json<Health> {
     Json(Health {
         product: "ferry".into(),
@@ -75,6 +118,7 @@ async fn health(State(app): State<Arc<App>>) -> Json<Health> {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/login", tag = "account", summary = "Trade an email and password for a new API key", request_body = LoginRequest, security(()), responses((status = 200, body = LoginResponse), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn login(
     State(app): State<Arc<App>>,
     ClientAddr(ip): ClientAddr,
@@ -114,11 +158,13 @@ async fn login(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", summary = "Who the key belongs to", responses((status = 200, body = UserInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn me(caller: Caller) -> Json<UserInfo> {
     Json(user_info(&caller.user))
 }
 
 /// Email notifications on or off, for the caller.
+#[utoipa::path(post, path = "/api/v1/me/notify", tag = "account", summary = "Email notifications on or off", request_body = ferry_api::NotifyChange, responses((status = 200, body = UserInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn set_notify(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -136,6 +182,7 @@ async fn set_notify(
     Ok(Json(user_info(&app.store.user(caller.user.id)?)))
 }
 
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "account", summary = "Change the password (the one-time password first)", request_body = PasswordChange, responses((status = 204, description = "Changed"), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn change_password(
     State(app): State<Arc<App>>,
     caller: PendingCaller,
@@ -170,6 +217,7 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/shares", tag = "shares", summary = "Shares the caller may read or write", responses((status = 200, body = Vec<ShareInfo>), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn shares(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -193,6 +241,7 @@ async fn shares(
     Ok(Json(out))
 }
 
+#[utoipa::path(post, path = "/api/v1/deliveries", tag = "deliveries", summary = "Make a delivery: an upload job and one download job per recipient", request_body = ferry_api::DeliveryRequest, responses((status = 201, body = ferry_api::DeliveryCreated), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn create_delivery(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -203,6 +252,7 @@ async fn create_delivery(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(get, path = "/api/v1/status", tag = "appliance", summary = "The appliance at a glance (admins)", responses((status = 200, body = Status), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn status(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Status>, ApiError> {
     if !caller.user.is_admin() {
         return Err(ApiError::forbidden("the appliance's status is for admins"));
@@ -234,6 +284,7 @@ async fn status(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Stat
 
 /// `POST /api/v1/shares` (admins): a root share over a folder on the
 /// appliance, or a share made beneath a root share.
+#[utoipa::path(post, path = "/api/v1/shares", tag = "shares", summary = "Add a root share or a share beneath one (admins)", request_body = ferry_api::NewShare, responses((status = 201, body = ShareInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn add_share(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -282,7 +333,8 @@ async fn add_share(
     ))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct JournalQuery {
     job: Option<i64>,
     session: Option<u64>,
@@ -291,10 +343,11 @@ struct JournalQuery {
 
 /// `GET /api/v1/journal` (admins): ferryd's own recent journal lines,
 /// optionally only those of one job or session.
+#[utoipa::path(get, path = "/api/v1/journal", tag = "appliance", summary = "ferryd's recent journal lines (admins)", params(JournalQuery), responses((status = 200, body = Vec<ferry_api::JournalLine>), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn journal(
     State(app): State<Arc<App>>,
     caller: Caller,
-    axum::extract::Query(q): axum::extract::Query<JournalQuery>,
+    ApiQuery(q): ApiQuery<JournalQuery>,
 ) -> Result<Json<Vec<ferry_api::JournalLine>>, ApiError> {
     use crate::service::{JournalError, JournalFilter};
     if !caller.user.is_admin() {
@@ -308,8 +361,9 @@ async fn journal(
     let lines = crate::service::journal(app.journal, &filter)
         .await
         .map_err(|e| match e {
+            // Not a fault of the appliance: there is no journal here (404).
             JournalError::NotInUse => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::NOT_FOUND,
                 codes::JOURNAL_UNAVAILABLE,
                 e.to_string(),
             ),
@@ -518,6 +572,7 @@ async fn session_target(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", summary = "Lease a data port and a single-use token for one transfer", request_body = SessionRequest, responses((status = 200, body = SessionGrant), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn create_session(
     State(app): State<Arc<App>>,
     caller: Caller,

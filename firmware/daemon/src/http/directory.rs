@@ -4,39 +4,42 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use cap_std::fs::Dir;
 use ferry_api::{Invitation, NewFolder, ShareEntry, ShareListing, UserInfo, UserList, codes};
 use ferry_store::{Role, Share, User};
 use ferry_webadmin::Appliance as _;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::api::{ApiJson, resolve_target, user_info};
+use super::api::{ApiJson, ApiPath, ApiQuery, resolve_target, user_info};
 use super::auth::{Caller, ClientAddr};
 use super::error::ApiError;
 use crate::app::App;
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/v1/users", get(users).post(invite))
-        .route("/api/v1/shares/{name}/files", get(browse))
-        .route("/api/v1/shares/{name}/folders", post(mkdir))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(users, invite))
+        .routes(routes!(browse))
+        .routes(routes!(mkdir))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 struct Page {
     cursor: Option<i64>,
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", summary = "People on the appliance, a page at a time (admins)", params(Page), responses((status = 200, body = UserList), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn users(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<UserList>, ApiError> {
     if !caller.user.is_admin() {
         return Err(ApiError::forbidden("the list of people is for admins"));
@@ -54,6 +57,7 @@ async fn users(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", summary = "Invite someone: an account and an email to set a password (admins)", request_body = Invitation, responses((status = 201, body = UserInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn invite(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -96,8 +100,9 @@ fn invite_as(
         .map_err(|e| ApiError::bad_request(codes::INVALID_REQUEST, e.message))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 struct BrowseQuery {
     path: String,
     /// The last name of the previous page.
@@ -131,11 +136,12 @@ fn folder(
     Ok((share, root, rel))
 }
 
+#[utoipa::path(get, path = "/api/v1/shares/{name}/files", tag = "shares", summary = "A folder of a share, a page of names at a time", params(("name" = String, Path, description = "Share name"), BrowseQuery), responses((status = 200, body = ShareListing), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn browse(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(name): Path<String>,
-    Query(q): Query<BrowseQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<BrowseQuery>,
 ) -> Result<Json<ShareListing>, ApiError> {
     let (_, root, rel) = folder(&app, &caller.user, &name, &q.path, false)?;
     let dir = root.open_dir(&rel).map_err(|e| match e.kind() {
@@ -181,10 +187,11 @@ async fn browse(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/shares/{name}/folders", tag = "shares", summary = "Make a folder (and its parents) in a share", params(("name" = String, Path, description = "Share name")), request_body = NewFolder, responses((status = 201, description = "Made"), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn mkdir(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<NewFolder>,
 ) -> Result<StatusCode, ApiError> {
     let (_, root, rel) = folder(&app, &caller.user, &name, &req.path, true)?;

@@ -8,10 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use ferry_api::{
     JobDetail, JobInfo, JobLine, JobList, PriorityChange, PurgeRequest, RateChange, TaskInfo, codes,
 };
@@ -22,20 +21,22 @@ use ferry_store::{
     Job, JobFilter, JobId, JobKind, JobStatus, NewEvent, Task, TaskStatus, User, now,
 };
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::api::ApiJson;
+use super::api::{ApiJson, ApiPath, ApiQuery};
 use super::auth::{Caller, ClientAddr};
 use super::error::ApiError;
 use crate::app::App;
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/v1/jobs", get(list))
-        .route("/api/v1/jobs/{id}", get(show))
-        .route("/api/v1/jobs/{id}/priority", post(priority))
-        .route("/api/v1/jobs/{id}/rate", post(rate))
-        .route("/api/v1/jobs/{id}/purge", post(purge))
-        .route("/api/v1/jobs/{id}/{action}", post(act))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(priority))
+        .routes(routes!(rate))
+        .routes(routes!(purge))
+        .routes(routes!(act))
 }
 
 /// The job, when `user` may see it; 404 otherwise (410 once purged).
@@ -94,8 +95,9 @@ pub fn job_info(app: &App, job: &Job) -> JobInfo {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Finished jobs only.
     finished: bool,
@@ -113,10 +115,11 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", summary = "Jobs the caller may see, newest first, a page at a time", params(ListQuery), responses((status = 200, body = JobList), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     let user = &caller.user;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -280,10 +283,11 @@ pub fn lines(tasks: &[Task]) -> Vec<JobLine> {
     out
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", summary = "A job with its files (tasks) and lines (files and sequences)", params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = JobDetail), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn show(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let job = visible_job(&app, &caller.user, id)?;
     Ok(Json(job_detail(&app, &job)?))
@@ -335,11 +339,12 @@ fn audit(app: &App, user: &User, ip: std::net::IpAddr, action: &str, job: &Job, 
     });
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/{action}", tag = "jobs", summary = "Pause, resume, abort or retry a job", params(("id" = i64, Path, description = "Job id"), ("action" = String, Path, description = "pause, resume, abort or retry")), responses((status = 200, body = JobInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn act(
     State(app): State<Arc<App>>,
     caller: Caller,
     ClientAddr(ip): ClientAddr,
-    Path((id, action)): Path<(i64, String)>,
+    ApiPath((id, action)): ApiPath<(i64, String)>,
 ) -> Result<Json<JobInfo>, ApiError> {
     let job = control(&app, &caller.user, ip, id, &action)?;
     Ok(Json(job_info(&app, &job)))
@@ -418,11 +423,12 @@ pub(crate) fn control(
     Ok(app.store.job(job.id)?)
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/purge", tag = "jobs", summary = "Withdraw a finished or aborted job for good", params(("id" = i64, Path, description = "Job id")), request_body = PurgeRequest, responses((status = 204, description = "Purged"), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn purge(
     State(app): State<Arc<App>>,
     caller: Caller,
     ClientAddr(ip): ClientAddr,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     let req: PurgeRequest = if body.is_empty() {
@@ -491,11 +497,12 @@ pub(crate) async fn purge_job(
 }
 
 /// Sets or clears a job's own rate cap; running sessions follow at once.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/rate", tag = "jobs", summary = "Cap a job's rate, or give it back the site's cap", params(("id" = i64, Path, description = "Job id")), request_body = RateChange, responses((status = 200, body = JobInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn rate(
     State(app): State<Arc<App>>,
     caller: Caller,
     ClientAddr(ip): ClientAddr,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<RateChange>,
 ) -> Result<Json<JobInfo>, ApiError> {
     let user = &caller.user;
@@ -534,11 +541,12 @@ async fn rate(
     Ok(Json(job_info(&app, &job)))
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/priority", tag = "jobs", summary = "Set the priority of a job's files matching a glob", params(("id" = i64, Path, description = "Job id")), request_body = PriorityChange, responses((status = 200, body = JobDetail), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
 async fn priority(
     State(app): State<Arc<App>>,
     caller: Caller,
     ClientAddr(ip): ClientAddr,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<PriorityChange>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let (job, _) = reprioritise(&app, &caller.user, ip, id, &req.glob, &req.priority)?;

@@ -11,6 +11,8 @@ pub(crate) mod auth;
 mod directory;
 mod error;
 pub mod jobs;
+mod openapi;
+mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,12 +39,25 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The whole router: the REST API under `/api/v1`, the web admin beside it.
 pub fn router(app: Arc<App>) -> Router {
     let web = ferry_webadmin::router(Arc::new(crate::webadmin::ForWeb(app.clone())));
-    Router::new()
-        .merge(jobs::routes())
-        .merge(directory::routes())
-        .merge(api::routes())
-        .with_state(app)
-        .merge(web)
+    let (api, doc) = utoipa_axum::router::OpenApiRouter::with_openapi(
+        <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+    )
+    .merge(jobs::routes())
+    .merge(directory::routes())
+    .merge(settings::routes())
+    .merge(api::routes())
+    .split_for_parts();
+    let doc = Arc::new(doc);
+    api.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(api::not_found)
+    .with_state(app)
+    .merge(web)
 }
 
 /// Serves HTTPS on `listener` until the task is aborted.
