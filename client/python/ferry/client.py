@@ -232,7 +232,10 @@ class Session:
         ``shot.####.exr``) and/or ``share=NAME/path`` items already on the
         appliance. Items on the appliance need no upload; when any file is
         local, the ``ferry`` binary uploads it (once, for every recipient).
-        ``dest``: ``share=NAME/folder`` where uploaded files go.
+        ``dest``: ``share=NAME/folder`` where uploaded files go. When the
+        files are mixed (some on the appliance, some here), the local ones
+        are uploaded into ``dest`` first and the delivery then starts from
+        the share, so recipients begin once that upload is complete.
         ``priorities``: ``{"*.mov": "high"}`` or ``["*.mov=high"]``.
         """
         files = [os.fspath(f) for f in files]
@@ -254,6 +257,16 @@ class Session:
             return Delivery.from_json(self._post("/deliveries", body))
         if not dest:
             raise FerryError(0, "invalid_request", "local files need a destination: dest='share=NAME/folder'")
+        shared = [f for f in files if f.startswith("share=")]
+        if shared:
+            # Some files are on the appliance already, some here: the local
+            # ones go up into dest first (ferry put, resumable), then one
+            # delivery names them all, with no upload job of its own.
+            folder = dest.rstrip("/")
+            self._run_ferry([self.ferry_binary, "put", *local, folder + "/", "--json"])
+            uploaded = [f"{folder}/{os.path.basename(os.path.normpath(p))}" for p in local]
+            return self.create_delivery(name, shared + uploaded, recipients, priorities=rules,
+                                        expires_days=expires_days, notify_progress=notify_progress)
         args = [self.ferry_binary, "send", *files, "--dest", dest, "--name", name, "--json"]
         for r in recipients:
             args += ["--to", r]

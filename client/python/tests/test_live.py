@@ -77,6 +77,24 @@ class LiveTest(unittest.TestCase):
         self.assertIsNone(again.upload)
         s.wait(again.jobs[0].id, timeout=120, poll=0.5)
 
+        # Mixed: one file on the appliance, one here (uploaded first).
+        notes = self.src / "notes.txt"
+        notes.write_text("sh010: grade warmer\n")
+        mixed = s.create_delivery(
+            "py-mixed",
+            files=["share=media/py/review/shot010_v003.mov", notes],
+            recipients=[self.recipients[1]],
+            dest="share=media/py/mixed/",
+        )
+        self.assertIsNone(mixed.upload)
+        s.wait(mixed.jobs[0].id, timeout=120, poll=0.5)
+        got = Path(self.into[1]) / "py-mixed"
+        # Share items keep their paths below the folder they have in common.
+        listing = sorted(str(p.relative_to(got)) for p in got.rglob("*") if p.is_file())
+        self.assertEqual(listing, ["mixed/notes.txt", "review/shot010_v003.mov"])
+        self.assertEqual((got / "mixed/notes.txt").read_text(), "sh010: grade warmer\n")
+        self.assertEqual(digest(got / "review/shot010_v003.mov"), digest(self.src / "shot010_v003.mov"))
+
     def test_2_jobs_are_listed_aborted_and_purged(self):
         s = self.session
         s.mkdir("media", "py/hold")
