@@ -15,7 +15,7 @@ use ferry_tests::{
 const MIB: u64 = 1 << 20;
 
 /// Two shots, each an mp4 proxy and a sequence of 200 frames.
-fn review_session(dir: &Path, mp4: u64, frame: u64) -> Vec<PathBuf> {
+pub(crate) fn review_session(dir: &Path, mp4: u64, frame: u64) -> Vec<PathBuf> {
     let mut items = Vec::new();
     for (n, shot) in ["shot010", "shot020"].iter().enumerate() {
         let proxy = dir.join(format!("{shot}.mp4"));
@@ -33,27 +33,27 @@ fn review_session(dir: &Path, mp4: u64, frame: u64) -> Vec<PathBuf> {
     items
 }
 
-struct Cast {
-    sender: Client,
-    a: Client,
-    b: Client,
+pub(crate) struct Cast {
+    pub(crate) sender: Client,
+    pub(crate) a: Client,
+    pub(crate) b: Client,
 }
 
-fn cast(app: &Appliance) -> Cast {
+pub(crate) fn cast(app: &Appliance) -> Cast {
     let sender = app.client(&app.media_user("producer@studio.example"));
     let a = app.client(&app.user("director@client.example", "collaborator"));
     let b = app.client(&app.user("editor@client.example", "collaborator"));
     Cast { sender, a, b }
 }
 
-fn send_json(c: &Client, args: &[&str]) -> serde_json::Value {
+pub(crate) fn send_json(c: &Client, args: &[&str]) -> serde_json::Value {
     let mut full = vec!["send"];
     full.extend_from_slice(args);
     full.push("--json");
     c.run(&full).json()
 }
 
-fn job_of(created: &serde_json::Value, kind: &str, recipient: Option<&str>) -> i64 {
+pub(crate) fn job_of(created: &serde_json::Value, kind: &str, recipient: Option<&str>) -> i64 {
     created["jobs"]
         .as_array()
         .unwrap()
@@ -78,7 +78,7 @@ fn arrivals(agent: &Running, job: i64) -> Vec<String> {
 
 /// A delivery-sized appliance reached through a paced relay, so that the
 /// upload takes a few seconds and fan-out can be seen overlapping it.
-fn paced_appliance(rate: u64, extra: &[&str]) -> (Appliance, Relay) {
+pub(crate) fn paced_appliance(rate: u64, extra: &[&str]) -> (Appliance, Relay) {
     let relay_ip = unique_loopback();
     let mut args = vec!["--public-address", "", "--ports", "45190-45199"];
     let ip = relay_ip.to_string();

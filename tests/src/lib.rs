@@ -116,6 +116,26 @@ pub fn list_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Records a reliability scenario's figures for `tests/reliability/REPORT.md`
+/// (written by `tests/reliability/report` from these files after the suite).
+pub fn record_scenario(name: &str, figures: serde_json::Value) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reliability");
+    std::fs::create_dir_all(&dir).expect("target/reliability");
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&figures).expect("json"),
+    )
+    .expect("write the scenario's figures");
+}
+
+/// Total bytes of the files under `dir`.
+pub fn tree_bytes(dir: &Path) -> u64 {
+    list_files(dir)
+        .iter()
+        .map(|p| std::fs::metadata(dir.join(p)).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
 /// Asserts two trees hold the same files with the same BLAKE3.
 pub fn assert_same_tree(src: &Path, dst: &Path) {
     let a = list_files(src);
@@ -562,6 +582,11 @@ impl Running {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Whether the process has ended (killed, or finished by itself).
+    pub fn ended(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits for the process to end by itself; true when it succeeded.

@@ -191,7 +191,8 @@ impl Agent {
                 }
                 Err(e) => return Err(e),
             };
-            self.stop_withdrawn(&candidates, &mut st).await;
+            let others = self.stop_withdrawn(&candidates, &mut st).await;
+            Self::stop_orphaned(candidates.iter().chain(&others), &mut st);
             self.explain_vanished(&candidates, &mut st, &events).await;
             // Done? Decided before starting anything new, so a job that just
             // completed is not started again.
@@ -316,7 +317,9 @@ impl Agent {
     /// withdrawn): their sessions are stopped from here. The appliance ends
     /// them too, but its close can be lost on a congested path, and the
     /// control plane's word should not wait for an idle timeout.
-    async fn stop_withdrawn(&self, candidates: &[JobInfo], st: &mut State) {
+    /// Returns the other running jobs as the appliance shows them.
+    async fn stop_withdrawn(&self, candidates: &[JobInfo], st: &mut State) -> Vec<JobInfo> {
+        let mut others = Vec::new();
         let running: Vec<i64> = st
             .active
             .iter()
@@ -329,10 +332,46 @@ impl Agent {
                 Ok(d) if matches!(d.job.status.as_str(), "aborted" | "paused") => {
                     format!("job {job} was {} on the appliance", d.job.status)
                 }
-                _ => continue,
+                Ok(d) => {
+                    others.push(d.job);
+                    continue;
+                }
+                Err(_) => continue,
             };
             if let Some(stop) = st.stops.get(&job) {
                 stop.stop(ferry_proto::ErrorCode::Aborted, why);
+            }
+        }
+        others
+    }
+
+    /// Sessions the appliance no longer knows: it shows the job as queued
+    /// or failed (not running) while a session of ours still waits on it,
+    /// for longer than a session takes to start. That happens when the
+    /// appliance was killed and restarted: the old session's packets meet
+    /// a new endpoint whose resets do not match, so only the idle timeout
+    /// would end it, and a pipelined download may sit waiting on a stream
+    /// for the rest of the upload. Stopped here, the job starts again at
+    /// once and resumes from its checkpoint.
+    fn stop_orphaned<'a>(jobs: impl Iterator<Item = &'a JobInfo>, st: &mut State) {
+        let now = Instant::now();
+        for job in jobs {
+            if !st.active.contains(&job.id) || job.status == "running" {
+                st.unseen.remove(&job.id);
+                continue;
+            }
+            let since = *st.unseen.entry(job.id).or_insert(now);
+            if now.duration_since(since) >= ORPHANED_AFTER
+                && let Some(stop) = st.stops.get(&job.id)
+            {
+                stop.stop(
+                    ferry_proto::ErrorCode::Internal,
+                    format!(
+                        "the appliance shows job {} as {} while this session waits: starting it again",
+                        job.id, job.status
+                    ),
+                );
+                st.unseen.remove(&job.id);
             }
         }
     }
@@ -456,6 +495,11 @@ fn stopped_by_sender(e: &ClientError) -> bool {
     )
 }
 
+/// How long a job running here may go unseen as running on the appliance
+/// before its session is taken for orphaned (longer than a session takes
+/// to be granted and start).
+const ORPHANED_AFTER: Duration = Duration::from_secs(15);
+
 /// The agent's bookkeeping.
 #[derive(Default)]
 struct State {
@@ -469,5 +513,8 @@ struct State {
     watched: HashSet<i64>,
     /// Each running job's own stop, so one can end without the others.
     stops: HashMap<i64, StopSignal>,
+    /// Jobs running here that the appliance does not show as running,
+    /// since when.
+    unseen: HashMap<i64, Instant>,
     started_any: bool,
 }

@@ -127,7 +127,10 @@ impl Api {
             detail = s.to_string();
             source = s.source();
         }
-        if e.is_connect() && !detail.contains("certificate") || e.is_timeout() {
+        // A connection refused, reset or cut mid-request (an appliance
+        // restarting) is worth trying again; a certificate problem is not.
+        let cut = e.is_connect() || e.is_request() || e.is_body();
+        if cut && !detail.contains("certificate") || e.is_timeout() {
             ClientError::Unreachable {
                 server: self.server.clone(),
                 detail,

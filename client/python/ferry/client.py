@@ -70,6 +70,9 @@ class Session:
         self.rate_limit_retries = rate_limit_retries
         self._http = requests.Session()
         self._http.verify = False  # the pinned fingerprint is the check
+        # No proxies or .netrc from the environment: a proxy's pool would
+        # not carry the pinned fingerprint, and .netrc would replace the key.
+        self._http.trust_env = False
         self._http.mount("https://", _PinnedAdapter(self.fingerprint))
         self._http.headers["Authorization"] = f"Bearer {self._api_key}"
         if self.user:
@@ -283,6 +286,8 @@ class Session:
                    FERRY_FINGERPRINT=self.fingerprint)
         if self.user:
             env["FERRY_USER"] = self.user
+        else:
+            env.pop("FERRY_USER", None)
         try:
             done = subprocess.run(args, capture_output=True, text=True, env=env)
         except OSError as e:

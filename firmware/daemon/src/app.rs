@@ -221,9 +221,8 @@ pub fn one_time_password() -> String {
     groups.join("-")
 }
 
-/// Runs the appliance until SIGINT or SIGTERM.
-/// Runs the appliance until SIGTERM; `journal` says whether logging goes to
-/// the systemd journal.
+/// Runs the appliance until SIGINT or SIGTERM; `journal` says whether
+/// logging goes to the systemd journal.
 pub async fn run(config: Config, journal: bool) -> Result<()> {
     let store = Arc::new(open_store(&config)?);
     let interrupted = store.fail_interrupted_jobs("the appliance restarted during the transfer")?;
@@ -235,15 +234,6 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         &certificate_names(&config),
     )?);
     let fingerprint = identity.fingerprint();
-    let first_password = if store.count_users()? == 0 {
-        let password = one_time_password();
-        let admin =
-            store.create_user(FIRST_ADMIN, "Administrator", Role::Admin, Some(&password))?;
-        store.set_must_change_password(admin.id, true)?;
-        Some(password)
-    } else {
-        None
-    };
     let firewall = match config.firewall {
         FirewallMode::Off => {
             log::warn!(
@@ -286,6 +276,9 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         .with_context(|| format!("binding the control plane to {}", config.listen))?;
     let local = listener.local_addr()?;
     let site = Site::load(&config, &store)?;
+    // Made only now that nothing above can fail, so a failed start never
+    // leaves an admin whose password nobody saw.
+    let first_password = first_admin(&config, &store)?;
     let key_limits = crate::http::auth::KeyLimits::new(config.api.requests_per_minute);
     let app = Arc::new(App {
         site: std::sync::RwLock::new(site),
@@ -337,6 +330,30 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
     }
     server.abort();
     Ok(())
+}
+
+/// The first administrator's one-time password, when someone must be
+/// shown one: on the very first start; and, on an appliance whose console
+/// shows it (`console`), at every start until it has been changed, with a
+/// new one each time, since the console file of an earlier start is gone
+/// with its runtime folder and nobody may have read it.
+fn first_admin(config: &Config, store: &Store) -> Result<Option<String>> {
+    let password = one_time_password();
+    if store.count_users()? == 0 {
+        let admin =
+            store.create_user(FIRST_ADMIN, "Administrator", Role::Admin, Some(&password))?;
+        store.set_must_change_password(admin.id, true)?;
+        return Ok(Some(password));
+    }
+    if config.console.is_some()
+        && let Some(admin) = store.user_by_email(FIRST_ADMIN)?
+        && admin.must_change_password
+    {
+        store.set_password(admin.id, &password)?;
+        store.set_must_change_password(admin.id, true)?;
+        return Ok(Some(password));
+    }
+    Ok(None)
 }
 
 fn banner(app: &App, local: SocketAddr, first_password: Option<&str>) -> Result<()> {

@@ -145,8 +145,13 @@ pub async fn journal(
     }
     let mut cmd = tokio::process::Command::new("journalctl");
     cmd.args(["--no-pager", "--output=json", "--lines"])
-        .arg(filter.lines.to_string())
-        .arg(format!("SYSLOG_IDENTIFIER={IDENTIFIER}"));
+        .arg(filter.lines.to_string());
+    // Our own unit's entries, which journald stamps itself (any process
+    // may claim a SYSLOG_IDENTIFIER); outside a unit, our identifier.
+    match own_unit() {
+        Some(unit) => cmd.arg(format!("_SYSTEMD_UNIT={unit}")),
+        None => cmd.arg(format!("SYSLOG_IDENTIFIER={IDENTIFIER}")),
+    };
     // The logger files `job_id = …` as JOB_ID; the match is typed, so no
     // caller text reaches journalctl's arguments.
     if let Some(job) = filter.job {
@@ -172,6 +177,14 @@ pub async fn journal(
         .collect())
 }
 
+/// The systemd unit we run in (`ferryd.service`), from our cgroup.
+fn own_unit() -> Option<String> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let unit = path.rsplit('/').next()?;
+    unit.ends_with(".service").then(|| unit.to_owned())
+}
+
 /// One `journalctl -o json` entry; entries without a message are skipped.
 fn journal_line(json: &str) -> Option<JournalLine> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
@@ -190,13 +203,16 @@ pub async fn system_state() -> Option<SystemState> {
     if !Path::new("/run/systemd/system").is_dir() {
         return None;
     }
+    // A stuck D-Bus must not hold the status request.
     let run = |args: &'static [&'static str]| async move {
-        tokio::process::Command::new("systemctl")
+        let out = tokio::process::Command::new("systemctl")
             .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
-            .output()
+            .output();
+        tokio::time::timeout(Duration::from_secs(5), out)
             .await
+            .ok()?
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };

@@ -15,6 +15,8 @@ pub enum ShareError {
     NotAbsolute(String),
     #[error("there is no folder {0} on the appliance")]
     NoFolder(String),
+    #[error("{0} holds or is inside the appliance's own state ({1}): it cannot be a share")]
+    OwnState(String, String),
     #[error("folder {folder:?}: {reason}")]
     BadFolder { folder: String, reason: String },
     #[error("there is no root share {0:?}")]
@@ -30,15 +32,31 @@ pub enum ShareError {
 }
 
 /// Adds a root share over a folder that already exists on the appliance.
-pub fn add_root(store: &Store, name: &str, path: &str) -> Result<Share, ShareError> {
+/// `own` are the appliance's own folders (its data folder: database,
+/// certificate key): a share may neither be one of them, nor hold one, nor
+/// lie inside one, or an admin key could read the key or overwrite the
+/// database through a transfer.
+pub fn add_root(store: &Store, name: &str, path: &str, own: &[&Path]) -> Result<Share, ShareError> {
     let path = Path::new(path.trim());
     if !path.is_absolute() {
         return Err(ShareError::NotAbsolute(path.display().to_string()));
     }
-    if !path.is_dir() {
+    let Ok(real) = path.canonicalize() else {
+        return Err(ShareError::NoFolder(path.display().to_string()));
+    };
+    if !real.is_dir() {
         return Err(ShareError::NoFolder(path.display().to_string()));
     }
-    Ok(store.add_root_share(name.trim(), path)?)
+    for dir in own {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        if real.starts_with(&dir) || dir.starts_with(&real) {
+            return Err(ShareError::OwnState(
+                path.display().to_string(),
+                dir.display().to_string(),
+            ));
+        }
+    }
+    Ok(store.add_root_share(name.trim(), &real)?)
 }
 
 /// Adds a share: `folder` beneath root share `root`, made if missing.
@@ -80,15 +98,34 @@ mod tests {
         let store = Store::open(&dir.path().join("ferry.db")).unwrap();
         let media = dir.path().join("media");
         std::fs::create_dir(&media).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("tls")).unwrap();
+        let own = [data.as_path()];
         assert!(matches!(
-            add_root(&store, "rel", "media"),
+            add_root(&store, "rel", "media", &own),
             Err(ShareError::NotAbsolute(_))
         ));
         assert!(matches!(
-            add_root(&store, "gone", "/no/such/folder"),
+            add_root(&store, "gone", "/no/such/folder", &own),
             Err(ShareError::NoFolder(_))
         ));
-        add_root(&store, "media", media.to_str().unwrap()).unwrap();
+        // The data folder, a folder inside it, or one that holds it.
+        for p in [
+            data.clone(),
+            data.join("tls"),
+            dir.path().to_path_buf(),
+            data.join("tls/../tls"),
+        ] {
+            assert!(
+                matches!(
+                    add_root(&store, "x", p.to_str().unwrap(), &own),
+                    Err(ShareError::OwnState(..))
+                ),
+                "{}",
+                p.display()
+            );
+        }
+        add_root(&store, "media", media.to_str().unwrap(), &own).unwrap();
         let s = add_beneath(&store, "client", "media", "/jobs/client/").unwrap();
         assert_eq!(s.path, "jobs/client");
         assert!(media.join("jobs/client").is_dir());

@@ -206,7 +206,8 @@ impl Appliance for ForWeb {
     }
 
     fn add_root_share(&self, name: &str, path: &str) -> Result<ferry_store::Share, Refused> {
-        crate::shares::add_root(&self.0.store, name, path).map_err(|e| Refused::new(e.to_string()))
+        crate::shares::add_root(&self.0.store, name, path, &[&self.0.config.data])
+            .map_err(|e| Refused::new(e.to_string()))
     }
 
     fn add_share(

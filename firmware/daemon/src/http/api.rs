@@ -109,7 +109,7 @@ pub fn user_info(u: &User) -> UserInfo {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/health", tag = "appliance", summary = "Product, version and certificate fingerprint (no key needed)", security(()), responses((status = 200, body = Health), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/health", tag = "appliance", summary = "Product, version and certificate fingerprint (no key needed)", security(()), responses((status = 200, body = Health)))]
 async fn health(State(app): State<Arc<App>>) -> Json<Health> {
     Json(Health {
         product: "ferry".into(),
@@ -118,7 +118,7 @@ async fn health(State(app): State<Arc<App>>) -> Json<Health> {
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/login", tag = "account", summary = "Trade an email and password for a new API key", request_body = LoginRequest, security(()), responses((status = 200, body = LoginResponse), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/login", tag = "account", summary = "Trade an email and password for a new API key", request_body = LoginRequest, security(()), responses((status = 200, body = LoginResponse)))]
 async fn login(
     State(app): State<Arc<App>>,
     ClientAddr(ip): ClientAddr,
@@ -158,13 +158,13 @@ async fn login(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/me", tag = "account", summary = "Who the key belongs to", responses((status = 200, body = UserInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", summary = "Who the key belongs to", responses((status = 200, body = UserInfo)))]
 async fn me(caller: Caller) -> Json<UserInfo> {
     Json(user_info(&caller.user))
 }
 
 /// Email notifications on or off, for the caller.
-#[utoipa::path(post, path = "/api/v1/me/notify", tag = "account", summary = "Email notifications on or off", request_body = ferry_api::NotifyChange, responses((status = 200, body = UserInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/me/notify", tag = "account", summary = "Email notifications on or off", request_body = ferry_api::NotifyChange, responses((status = 200, body = UserInfo)))]
 async fn set_notify(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -182,7 +182,7 @@ async fn set_notify(
     Ok(Json(user_info(&app.store.user(caller.user.id)?)))
 }
 
-#[utoipa::path(post, path = "/api/v1/me/password", tag = "account", summary = "Change the password (the one-time password first)", request_body = PasswordChange, responses((status = 204, description = "Changed"), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "account", summary = "Change the password (the one-time password first)", request_body = PasswordChange, responses((status = 204, description = "Changed")))]
 async fn change_password(
     State(app): State<Arc<App>>,
     caller: PendingCaller,
@@ -217,7 +217,7 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/shares", tag = "shares", summary = "Shares the caller may read or write", responses((status = 200, body = Vec<ShareInfo>), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/shares", tag = "shares", summary = "Shares the caller may read or write", responses((status = 200, body = Vec<ShareInfo>)))]
 async fn shares(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -241,7 +241,7 @@ async fn shares(
     Ok(Json(out))
 }
 
-#[utoipa::path(post, path = "/api/v1/deliveries", tag = "deliveries", summary = "Make a delivery: an upload job and one download job per recipient", request_body = ferry_api::DeliveryRequest, responses((status = 201, body = ferry_api::DeliveryCreated), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/deliveries", tag = "deliveries", summary = "Make a delivery: an upload job and one download job per recipient", request_body = ferry_api::DeliveryRequest, responses((status = 201, body = ferry_api::DeliveryCreated)))]
 async fn create_delivery(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -252,7 +252,7 @@ async fn create_delivery(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[utoipa::path(get, path = "/api/v1/status", tag = "appliance", summary = "The appliance at a glance (admins)", responses((status = 200, body = Status), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/status", tag = "appliance", summary = "The appliance at a glance (admins)", responses((status = 200, body = Status)))]
 async fn status(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Status>, ApiError> {
     if !caller.user.is_admin() {
         return Err(ApiError::forbidden("the appliance's status is for admins"));
@@ -284,7 +284,7 @@ async fn status(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Stat
 
 /// `POST /api/v1/shares` (admins): a root share over a folder on the
 /// appliance, or a share made beneath a root share.
-#[utoipa::path(post, path = "/api/v1/shares", tag = "shares", summary = "Add a root share or a share beneath one (admins)", request_body = ferry_api::NewShare, responses((status = 201, body = ShareInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/shares", tag = "shares", summary = "Add a root share or a share beneath one (admins)", request_body = ferry_api::NewShare, responses((status = 201, body = ShareInfo)))]
 async fn add_share(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -296,7 +296,7 @@ async fn add_share(
         return Err(ApiError::forbidden("only admins add shares"));
     }
     let made = match (&req.path, &req.root, &req.folder) {
-        (Some(path), None, None) => add_root(&app.store, &req.name, path),
+        (Some(path), None, None) => add_root(&app.store, &req.name, path, &[&app.config.data]),
         (None, Some(root), Some(folder)) => add_beneath(&app.store, &req.name, root, folder),
         _ => {
             return Err(ApiError::bad_request(
@@ -343,7 +343,7 @@ struct JournalQuery {
 
 /// `GET /api/v1/journal` (admins): ferryd's own recent journal lines,
 /// optionally only those of one job or session.
-#[utoipa::path(get, path = "/api/v1/journal", tag = "appliance", summary = "ferryd's recent journal lines (admins)", params(JournalQuery), responses((status = 200, body = Vec<ferry_api::JournalLine>), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/journal", tag = "appliance", summary = "ferryd's recent journal lines (admins)", params(JournalQuery), responses((status = 200, body = Vec<ferry_api::JournalLine>)))]
 async fn journal(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -572,7 +572,7 @@ async fn session_target(
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", summary = "Lease a data port and a single-use token for one transfer", request_body = SessionRequest, responses((status = 200, body = SessionGrant), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", summary = "Lease a data port and a single-use token for one transfer", request_body = SessionRequest, responses((status = 200, body = SessionGrant)))]
 async fn create_session(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -35,7 +35,7 @@ struct Page {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", summary = "People on the appliance, a page at a time (admins)", params(Page), responses((status = 200, body = UserList), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", summary = "People on the appliance, a page at a time (admins)", params(Page), responses((status = 200, body = UserList)))]
 async fn users(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -57,7 +57,7 @@ async fn users(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", summary = "Invite someone: an account and an email to set a password (admins)", request_body = Invitation, responses((status = 201, body = UserInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", summary = "Invite someone: an account and an email to set a password (admins)", request_body = Invitation, responses((status = 201, body = UserInfo)))]
 async fn invite(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -136,7 +136,7 @@ fn folder(
     Ok((share, root, rel))
 }
 
-#[utoipa::path(get, path = "/api/v1/shares/{name}/files", tag = "shares", summary = "A folder of a share, a page of names at a time", params(("name" = String, Path, description = "Share name"), BrowseQuery), responses((status = 200, body = ShareListing), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/shares/{name}/files", tag = "shares", summary = "A folder of a share, a page of names at a time", params(("name" = String, Path, description = "Share name"), BrowseQuery), responses((status = 200, body = ShareListing)))]
 async fn browse(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -187,7 +187,7 @@ async fn browse(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/shares/{name}/folders", tag = "shares", summary = "Make a folder (and its parents) in a share", params(("name" = String, Path, description = "Share name")), request_body = NewFolder, responses((status = 201, description = "Made"), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/shares/{name}/folders", tag = "shares", summary = "Make a folder (and its parents) in a share", params(("name" = String, Path, description = "Share name")), request_body = NewFolder, responses((status = 201, description = "Made")))]
 async fn mkdir(
     State(app): State<Arc<App>>,
     caller: Caller,

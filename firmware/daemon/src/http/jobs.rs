@@ -115,7 +115,7 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", summary = "Jobs the caller may see, newest first, a page at a time", params(ListQuery), responses((status = 200, body = JobList), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", summary = "Jobs the caller may see, newest first, a page at a time", params(ListQuery), responses((status = 200, body = JobList)))]
 async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -283,7 +283,7 @@ pub fn lines(tasks: &[Task]) -> Vec<JobLine> {
     out
 }
 
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", summary = "A job with its files (tasks) and lines (files and sequences)", params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = JobDetail), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", summary = "A job with its files (tasks) and lines (files and sequences)", params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = JobDetail)))]
 async fn show(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -339,7 +339,7 @@ fn audit(app: &App, user: &User, ip: std::net::IpAddr, action: &str, job: &Job, 
     });
 }
 
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/{action}", tag = "jobs", summary = "Pause, resume, abort or retry a job", params(("id" = i64, Path, description = "Job id"), ("action" = String, Path, description = "pause, resume, abort or retry")), responses((status = 200, body = JobInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/{action}", tag = "jobs", summary = "Pause, resume, abort or retry a job", params(("id" = i64, Path, description = "Job id"), ("action" = String, Path, description = "pause, resume, abort or retry")), responses((status = 200, body = JobInfo)))]
 async fn act(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -423,7 +423,7 @@ pub(crate) fn control(
     Ok(app.store.job(job.id)?)
 }
 
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/purge", tag = "jobs", summary = "Withdraw a finished or aborted job for good", params(("id" = i64, Path, description = "Job id")), request_body = PurgeRequest, responses((status = 204, description = "Purged"), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/purge", tag = "jobs", summary = "Withdraw a finished or aborted job for good", params(("id" = i64, Path, description = "Job id")), request_body = PurgeRequest, responses((status = 204, description = "Purged")))]
 async fn purge(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -497,7 +497,7 @@ pub(crate) async fn purge_job(
 }
 
 /// Sets or clears a job's own rate cap; running sessions follow at once.
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/rate", tag = "jobs", summary = "Cap a job's rate, or give it back the site's cap", params(("id" = i64, Path, description = "Job id")), request_body = RateChange, responses((status = 200, body = JobInfo), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/rate", tag = "jobs", summary = "Cap a job's rate, or give it back the site's cap", params(("id" = i64, Path, description = "Job id")), request_body = RateChange, responses((status = 200, body = JobInfo)))]
 async fn rate(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -541,7 +541,7 @@ async fn rate(
     Ok(Json(job_info(&app, &job)))
 }
 
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/priority", tag = "jobs", summary = "Set the priority of a job's files matching a glob", params(("id" = i64, Path, description = "Job id")), request_body = PriorityChange, responses((status = 200, body = JobDetail), (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/priority", tag = "jobs", summary = "Set the priority of a job's files matching a glob", params(("id" = i64, Path, description = "Job id")), request_body = PriorityChange, responses((status = 200, body = JobDetail)))]
 async fn priority(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -3,7 +3,8 @@
 //! It is generated from the handlers themselves (their `#[utoipa::path]`
 //! attributes, registered with the routes by `utoipa_axum::routes!`) and
 //! from the `ferry-api` types, so the document and the API cannot drift
-//! apart: a route exists in one exactly when it exists in the other.
+//! apart: every API route is in the document, and the document names no
+//! route that does not exist (the document's own route aside).
 
 use utoipa::Modify;
 use utoipa::OpenApi;
@@ -20,7 +21,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
             answers 429 with `Retry-After`. Lists page with cursors: pass the \
             `next_cursor` of one page as `cursor` for the next."
     ),
-    modifiers(&BearerKey),
+    components(schemas(ferry_api::ErrorBody, ferry_api::ErrorDetail)),
+    modifiers(&BearerKey, &ErrorsEverywhere),
     security(("api_key" = [])),
     tags(
         (name = "appliance", description = "Health, status and log"),
@@ -34,6 +36,42 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     )
 )]
 pub struct ApiDoc;
+
+/// Every operation may answer with the JSON error shape, whatever the
+/// status: documented once here rather than on each handler.
+struct ErrorsEverywhere;
+
+impl Modify for ErrorsEverywhere {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder, schema::Ref};
+        let error = ResponseBuilder::new()
+            .description("An error: a stable code and a message")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("default".into())
+                    .or_insert_with(|| RefOr::T(error.clone()));
+            }
+        }
+    }
+}
 
 /// Declares the API key scheme every route but health and login uses.
 struct BearerKey;

@@ -43,8 +43,7 @@ fn admin(caller: &Caller) -> Result<(), ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/settings", tag = "settings", summary = "The site settings (admins)",
-    responses((status = 200, body = Settings),
-        (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+    responses((status = 200, body = Settings)))]
 async fn show(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Settings>, ApiError> {
     admin(&caller)?;
     Ok(Json(to_api(ForWeb(app).site())))
@@ -53,8 +52,7 @@ async fn show(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Settin
 #[utoipa::path(put, path = "/api/v1/settings", tag = "settings",
     summary = "Replace the site settings (admins); they take effect at once",
     request_body = Settings,
-    responses((status = 200, body = Settings),
-        (status = "default", description = "An error: a stable code and a message", body = ferry_api::ErrorBody)))]
+    responses((status = 200, body = Settings)))]
 async fn change(
     State(app): State<Arc<App>>,
     caller: Caller,
