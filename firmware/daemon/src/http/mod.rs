@@ -47,6 +47,8 @@ pub fn router(app: Arc<App>) -> Router {
     .merge(settings::routes())
     .merge(api::routes())
     .split_for_parts();
+    let mut doc = doc;
+    utoipa::Modify::modify(&openapi::ErrorsEverywhere, &mut doc);
     let doc = Arc::new(doc);
     api.route(
         "/api/v1/openapi.json",

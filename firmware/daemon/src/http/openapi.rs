@@ -22,7 +22,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
             `next_cursor` of one page as `cursor` for the next."
     ),
     components(schemas(ferry_api::ErrorBody, ferry_api::ErrorDetail)),
-    modifiers(&BearerKey, &ErrorsEverywhere),
+    modifiers(&BearerKey),
     security(("api_key" = [])),
     tags(
         (name = "appliance", description = "Health, status and log"),
@@ -38,8 +38,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 pub struct ApiDoc;
 
 /// Every operation may answer with the JSON error shape, whatever the
-/// status: documented once here rather than on each handler.
-struct ErrorsEverywhere;
+/// status: documented once here rather than on each handler. Applied to the
+/// finished document (the routes join it after [`ApiDoc`]'s modifiers ran).
+pub struct ErrorsEverywhere;
 
 impl Modify for ErrorsEverywhere {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
