@@ -636,3 +636,111 @@ fn first_login_changes_the_one_time_password_and_remembers_the_appliance() {
         run.stderr
     );
 }
+
+/// More of the traversal corpus, through the client, the API and the QUIC
+/// session: names are taken literally (no decoding, no normalisation), so
+/// encoded dots and look-alikes stay inside the share; NUL, backslashes
+/// (UNC) and over-long names are refused with a reason; a hard link
+/// planted in the share is replaced, never written through; and a folder
+/// swapped for a symlink to the outside, again and again during a put of
+/// many files, never lets a byte out.
+#[test]
+fn literal_names_hard_links_and_swapped_folders_stay_inside_the_share() {
+    let _serial = heavy_io();
+    let a = Appliance::start();
+    let c = a.client(&a.media_user("ann@example.com"));
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("x.mov");
+    write_random(&file, 1000, 1);
+    let outside = a.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"secret").unwrap();
+    let before = outside_snapshot(&a);
+
+    // Taken literally: these are names inside the share.
+    for folder in [
+        "%2e%2e",
+        "%252e%252e",
+        "\u{ff0e}\u{ff0e}",
+        "..\u{2024}",
+        "\u{2025}",
+        "e\u{301}t\u{e9}",
+    ] {
+        let run = c.run(&[
+            "put",
+            file.to_str().unwrap(),
+            &format!("share=media/{folder}/"),
+        ]);
+        assert!(run.ok, "{folder:?}: {}", run.stderr);
+        assert!(
+            a.share.join(folder).join("x.mov").is_file(),
+            "{folder:?} is not a folder in the share"
+        );
+    }
+    // Refused, with a reason.
+    let long = "n".repeat(300);
+    let refused: &[(&str, &str)] = &[
+        ("share=media/\\\\server\\share\\x/", "backslash"),
+        (&format!("share=media/{long}/"), "long"),
+    ];
+    for (dest, reason) in refused {
+        let run = c.run(&["put", file.to_str().unwrap(), dest]);
+        assert!(!run.ok, "{dest:?} should fail");
+        assert!(
+            run.stderr.to_lowercase().contains(reason),
+            "{dest:?}: expected {reason:?} in {:?}",
+            run.stderr
+        );
+    }
+
+    // A hard link in the share to a file outside it: a put of that name
+    // replaces the link; the outside file keeps its bytes.
+    std::fs::create_dir_all(a.share.join("hl")).unwrap();
+    std::fs::hard_link(outside.join("secret"), a.share.join("hl/x.mov")).unwrap();
+    let run = c.run(&["put", file.to_str().unwrap(), "share=media/hl/"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
+    assert_eq!(blake3_file(&file), blake3_file(&a.share.join("hl/x.mov")));
+
+    // A folder swapped for a symlink to the outside while a put of 300
+    // files writes into it.
+    let many = src.path().join("many");
+    for i in 0..300u64 {
+        write_random(&many.join(format!("f{i:03}.exr")), 64 * 1024, i);
+    }
+    let target = a.share.join("swap");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (target, outside, stop) = (target.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
+                let _ = std::os::unix::fs::symlink(&outside, &target);
+                std::thread::yield_now();
+                let _ = std::fs::remove_file(&target);
+                let _ = std::fs::create_dir(&target);
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let run = c.run(&[
+        "put",
+        many.to_str().unwrap(),
+        "share=media/swap/",
+        "--retries",
+        "0",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 10, "the folder was swapped only {swaps} times");
+    // Whether the put failed or finished, nothing outside changed.
+    let _ = run;
+    assert_eq!(
+        outside_snapshot(&a),
+        before,
+        "something outside the share changed"
+    );
+    assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
+}
