@@ -744,3 +744,87 @@ fn literal_names_hard_links_and_swapped_folders_stay_inside_the_share() {
     );
     assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
 }
+
+/// Logs in with a one-time password (changing it) and says whether that
+/// worked.
+fn first_login(a: &Appliance, password: &str) -> bool {
+    let home = tempfile::tempdir().unwrap();
+    let bare = ferry_tests::Client {
+        env: vec![
+            (
+                "FERRY_CONFIG".into(),
+                home.path().join("c.toml").display().to_string(),
+            ),
+            ("HOME".into(), home.path().display().to_string()),
+        ],
+        netns: None,
+    };
+    let mut login = bare.command(&[
+        "login",
+        &a.url,
+        "--email",
+        "admin@localhost",
+        "--fingerprint",
+        &a.fingerprint,
+        "--password-stdin",
+        "--new-password-stdin",
+    ]);
+    login
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use std::io::Write as _;
+    writeln!(
+        child.stdin.take().unwrap(),
+        "{password}\na much better password"
+    )
+    .unwrap();
+    finish(child).ok
+}
+
+/// An appliance whose console shows the first password (`--console`, the
+/// image): the password goes to that file only, not to stdout or the log;
+/// a restart before anyone logged in makes a new one (the old one stops
+/// working), so a crash can never leave an admin nobody can log in as; once
+/// changed, restarts show none.
+#[test]
+fn a_console_appliance_shows_a_fresh_one_time_password_until_it_is_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = dir.path().join("console");
+    let password_in = |path: &Path| -> Option<String> {
+        std::fs::read_to_string(path)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("password "))
+            .map(str::to_owned)
+    };
+    let mut a = Appliance::start_with(&["--console", console.to_str().unwrap()]);
+    let first = password_in(&console).expect("the console file holds the one-time password");
+    assert!(!a.log().contains(&first), "the password reached the log");
+    assert_ne!(
+        a.first_password().as_deref(),
+        Some(first.as_str()),
+        "the password reached stdout"
+    );
+
+    a.restart();
+    let second = password_in(&console).expect("a new one-time password after the restart");
+    assert_ne!(first, second);
+    assert!(
+        !first_login(&a, &first),
+        "the old one-time password still works"
+    );
+    assert!(
+        first_login(&a, &second),
+        "the new one-time password does not work"
+    );
+
+    a.restart();
+    assert!(console.exists());
+    assert_eq!(
+        password_in(&console),
+        None,
+        "a password was shown after it had been changed"
+    );
+}
