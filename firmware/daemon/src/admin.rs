@@ -5,8 +5,6 @@
 use std::io::Read as _;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cap_std::fs::Dir;
-use ferry_proto::SharePath;
 use ferry_store::{Access, ApiKeyId, Role, Store, User, UserStatus};
 
 use crate::app::{certificate_names, open_store};
@@ -146,17 +144,7 @@ fn share(store: &Store, command: ShareCommand) -> Result<()> {
                 eprintln!("root share {} at {}", s.name, s.abs_path.display());
             }
             (None, Some(root), Some(folder)) => {
-                let folder =
-                    SharePath::parse(&folder).map_err(|e| anyhow!("--folder {folder:?}: {e}"))?;
-                let parent = store
-                    .share_by_name(&root)?
-                    .ok_or_else(|| anyhow!("there is no root share {root:?}"))?;
-                // Create the folder beneath the root share, never outside it.
-                let dir = Dir::open_ambient_dir(&parent.abs_path, cap_std::ambient_authority())
-                    .with_context(|| format!("opening root share {}", parent.abs_path.display()))?;
-                dir.create_dir_all(folder.as_str())
-                    .with_context(|| format!("creating {folder} in root share {root}"))?;
-                let s = store.add_share(&name, &root, &folder)?;
+                let s = crate::shares::add_beneath(store, &name, &root, &folder)?;
                 eprintln!("share {} at {}", s.name, s.abs_path.display());
             }
             _ => bail!(

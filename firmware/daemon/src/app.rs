@@ -338,8 +338,8 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
 /// new one each time, since the console file of an earlier start is gone
 /// with its runtime folder and nobody may have read it.
 fn first_admin(config: &Config, store: &Store) -> Result<Option<String>> {
-    let password = one_time_password();
     if store.count_users()? == 0 {
+        let password = one_time_password();
         let admin =
             store.create_user(FIRST_ADMIN, "Administrator", Role::Admin, Some(&password))?;
         store.set_must_change_password(admin.id, true)?;
@@ -349,6 +349,7 @@ fn first_admin(config: &Config, store: &Store) -> Result<Option<String>> {
         && let Some(admin) = store.user_by_email(FIRST_ADMIN)?
         && admin.must_change_password
     {
+        let password = one_time_password();
         store.set_password(admin.id, &password)?;
         store.set_must_change_password(admin.id, true)?;
         return Ok(Some(password));

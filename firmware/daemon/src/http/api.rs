@@ -53,12 +53,19 @@ where
     }
 }
 
-/// Query strings whose errors come back as our JSON errors.
-pub struct ApiQuery<T>(pub T);
+/// Any request-part extractor (a query string, path parameters) whose
+/// rejection comes back as our JSON error: `ApiParts<Query<T>>`.
+pub struct ApiParts<E>(pub E);
 
-impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+/// Query strings with JSON errors.
+pub type ApiQuery<T> = ApiParts<axum::extract::Query<T>>;
+/// Path parameters with JSON errors.
+pub type ApiPath<T> = ApiParts<axum::extract::Path<T>>;
+
+impl<E, S> axum::extract::FromRequestParts<S> for ApiParts<E>
 where
-    T: serde::de::DeserializeOwned,
+    E: axum::extract::FromRequestParts<S>,
+    E::Rejection: std::fmt::Display,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -67,30 +74,9 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
+        E::from_request_parts(parts, state)
             .await
-            .map(|axum::extract::Query(v)| ApiQuery(v))
-            .map_err(rejection)
-    }
-}
-
-/// Path parameters whose errors come back as our JSON errors.
-pub struct ApiPath<T>(pub T);
-
-impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map(ApiParts)
             .map_err(rejection)
     }
 }
@@ -347,7 +333,7 @@ struct JournalQuery {
 async fn journal(
     State(app): State<Arc<App>>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<JournalQuery>,
+    ApiParts(axum::extract::Query(q)): ApiQuery<JournalQuery>,
 ) -> Result<Json<Vec<ferry_api::JournalLine>>, ApiError> {
     use crate::service::{JournalError, JournalFilter};
     if !caller.user.is_admin() {
@@ -413,16 +399,20 @@ pub fn resolve_target(
     Ok((share, target))
 }
 
+/// A share's folder as a capability: nothing beneath it can lead out.
+pub fn share_root(share: &Share) -> Result<Dir, ApiError> {
+    Dir::open_ambient_dir(&share.abs_path, cap_std::ambient_authority()).map_err(|e| {
+        ApiError::internal(format!(
+            "share {} at {}: {e}",
+            share.name,
+            share.abs_path.display()
+        ))
+    })
+}
+
 /// Checks a target beneath its share root without leaving it.
 pub fn check_target(share: &Share, target: &ShareRef, kind: SessionKind) -> Result<(), ApiError> {
-    let root =
-        Dir::open_ambient_dir(&share.abs_path, cap_std::ambient_authority()).map_err(|e| {
-            ApiError::internal(format!(
-                "share {} at {}: {e}",
-                share.name,
-                share.abs_path.display()
-            ))
-        })?;
+    let root = share_root(share)?;
     let rel = if target.path.is_root() {
         "."
     } else {

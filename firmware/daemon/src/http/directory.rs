@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cap_std::fs::Dir;
 use ferry_api::{Invitation, NewFolder, ShareEntry, ShareListing, UserInfo, UserList, codes};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiJson, ApiPath, ApiQuery, resolve_target, user_info};
+use super::api::{ApiJson, ApiParts, ApiPath, ApiQuery, resolve_target, share_root, user_info};
 use super::auth::{Caller, ClientAddr};
 use super::error::ApiError;
 use crate::app::App;
@@ -39,7 +39,7 @@ struct Page {
 async fn users(
     State(app): State<Arc<App>>,
     caller: Caller,
-    ApiQuery(page): ApiQuery<Page>,
+    ApiParts(Query(page)): ApiQuery<Page>,
 ) -> Result<Json<UserList>, ApiError> {
     if !caller.user.is_admin() {
         return Err(ApiError::forbidden("the list of people is for admins"));
@@ -120,14 +120,7 @@ fn folder(
 ) -> Result<(Share, Dir, String), ApiError> {
     let path = path.trim().trim_matches('/');
     let (share, target) = resolve_target(app, user, &format!("share={name}/{path}"), write)?;
-    let root =
-        Dir::open_ambient_dir(&share.abs_path, cap_std::ambient_authority()).map_err(|e| {
-            ApiError::internal(format!(
-                "share {} at {}: {e}",
-                share.name,
-                share.abs_path.display()
-            ))
-        })?;
+    let root = share_root(&share)?;
     let rel = if target.path.is_root() {
         ".".to_owned()
     } else {
@@ -140,8 +133,8 @@ fn folder(
 async fn browse(
     State(app): State<Arc<App>>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
-    ApiQuery(q): ApiQuery<BrowseQuery>,
+    ApiParts(Path(name)): ApiPath<String>,
+    ApiParts(Query(q)): ApiQuery<BrowseQuery>,
 ) -> Result<Json<ShareListing>, ApiError> {
     let (_, root, rel) = folder(&app, &caller.user, &name, &q.path, false)?;
     let dir = root.open_dir(&rel).map_err(|e| match e.kind() {
@@ -191,7 +184,7 @@ async fn browse(
 async fn mkdir(
     State(app): State<Arc<App>>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiParts(Path(name)): ApiPath<String>,
     ApiJson(req): ApiJson<NewFolder>,
 ) -> Result<StatusCode, ApiError> {
     let (_, root, rel) = folder(&app, &caller.user, &name, &req.path, true)?;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use ferry_api::{
     JobDetail, JobInfo, JobLine, JobList, PriorityChange, PurgeRequest, RateChange, TaskInfo, codes,
@@ -24,7 +24,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiJson, ApiPath, ApiQuery};
+use super::api::{ApiJson, ApiParts, ApiPath, ApiQuery};
 use super::auth::{Caller, ClientAddr};
 use super::error::ApiError;
 use crate::app::App;
@@ -119,7 +119,7 @@ struct ListQuery {
 async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiParts(Query(q)): ApiQuery<ListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     let user = &caller.user;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -287,7 +287,7 @@ pub fn lines(tasks: &[Task]) -> Vec<JobLine> {
 async fn show(
     State(app): State<Arc<App>>,
     caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiParts(Path(id)): ApiPath<i64>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let job = visible_job(&app, &caller.user, id)?;
     Ok(Json(job_detail(&app, &job)?))
@@ -344,7 +344,7 @@ async fn act(
     State(app): State<Arc<App>>,
     caller: Caller,
     ClientAddr(ip): ClientAddr,
-    ApiPath((id, action)): ApiPath<(i64, String)>,
+    ApiParts(Path((id, action))): ApiPath<(i64, String)>,
 ) -> Result<Json<JobInfo>, ApiError> {
     let job = control(&app, &caller.user, ip, id, &action)?;
     Ok(Json(job_info(&app, &job)))
@@ -428,7 +428,7 @@ async fn purge(
     State(app): State<Arc<App>>,
     caller: Caller,
     ClientAddr(ip): ClientAddr,
-    ApiPath(id): ApiPath<i64>,
+    ApiParts(Path(id)): ApiPath<i64>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     let req: PurgeRequest = if body.is_empty() {
@@ -502,7 +502,7 @@ async fn rate(
     State(app): State<Arc<App>>,
     caller: Caller,
     ClientAddr(ip): ClientAddr,
-    ApiPath(id): ApiPath<i64>,
+    ApiParts(Path(id)): ApiPath<i64>,
     ApiJson(req): ApiJson<RateChange>,
 ) -> Result<Json<JobInfo>, ApiError> {
     let user = &caller.user;
@@ -546,7 +546,7 @@ async fn priority(
     State(app): State<Arc<App>>,
     caller: Caller,
     ClientAddr(ip): ClientAddr,
-    ApiPath(id): ApiPath<i64>,
+    ApiParts(Path(id)): ApiPath<i64>,
     ApiJson(req): ApiJson<PriorityChange>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let (job, _) = reprioritise(&app, &caller.user, ip, id, &req.glob, &req.priority)?;
