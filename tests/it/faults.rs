@@ -519,21 +519,6 @@ fn a_full_appliance_disk_fails_clearly_and_resumes_when_freed() {
     );
 }
 
-/// ferryd's resident memory high-water mark and open descriptors now.
-fn rss_peak_and_fds(pid: u32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    (hwm_kib * 1024, fds)
-}
-
 /// Load: 100 client processes at once, each with its own session, on the
 /// appliance's 21 data ports (50 uploads, 50 downloads). All complete with
 /// every byte right; ferryd's memory and descriptors stay bounded.
@@ -579,7 +564,7 @@ fn a_hundred_sessions_at_once_on_twenty_one_ports() {
     for child in children {
         let mut child = child;
         while matches!(child.try_wait(), Ok(None)) {
-            peak_fds = peak_fds.max(rss_peak_and_fds(pid).1);
+            peak_fds = peak_fds.max(ferry_tests::rss_peak_and_fds(pid).1);
             std::thread::sleep(Duration::from_millis(50));
         }
         runs.push(ferry_tests::finish(child));
@@ -606,7 +591,7 @@ fn a_hundred_sessions_at_once_on_twenty_one_ports() {
             "client {i}"
         );
     }
-    let (peak_rss, fds_after) = rss_peak_and_fds(pid);
+    let (peak_rss, fds_after) = ferry_tests::rss_peak_and_fds(pid);
     // Bounds: far above what was seen, far below what a leak per session
     // would reach.
     assert!(
@@ -618,7 +603,7 @@ fn a_hundred_sessions_at_once_on_twenty_one_ports() {
     ferry_tests::wait_for(
         "ferryd to give back its sessions' descriptors",
         Duration::from_secs(60),
-        || rss_peak_and_fds(pid).1 < 64,
+        || ferry_tests::rss_peak_and_fds(pid).1 < 64,
     );
     record_scenario(
         "load-100-sessions",

@@ -371,8 +371,9 @@ fn unknown_shares_bad_keys_and_wrong_certificates_are_refused() {
     assert!(list_files(&a.share).is_empty(), "nothing was written");
 }
 
-mod wire {
+pub(crate) mod wire {
     //! Bad input below the CLI: through the client library and the engine.
+    //! The helpers serve tests/it/abuse.rs too.
 
     use std::time::Duration;
 
@@ -385,7 +386,7 @@ mod wire {
     use ferry_proto::{ErrorCode, ProtoError};
     use ferry_tests::Appliance;
 
-    fn api(a: &Appliance, key: &str) -> Api {
+    pub(crate) fn api(a: &Appliance, key: &str) -> Api {
         Api::from_credentials(&Credentials {
             server: a.url.clone(),
             user: None,
@@ -395,7 +396,7 @@ mod wire {
         .unwrap()
     }
 
-    fn token(hex: &str) -> [u8; 32] {
+    pub(crate) fn token(hex: &str) -> [u8; 32] {
         let mut t = [0u8; 32];
         for (i, b) in t.iter_mut().enumerate() {
             *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
@@ -403,7 +404,10 @@ mod wire {
         t
     }
 
-    async fn open(a: &Appliance, api: &Api) -> (ferry_api::SessionGrant, std::net::SocketAddr) {
+    pub(crate) async fn open(
+        a: &Appliance,
+        api: &Api,
+    ) -> (ferry_api::SessionGrant, std::net::SocketAddr) {
         let grant = api
             .create_session(&SessionRequest {
                 kind: SessionKind::Put,
@@ -418,7 +422,7 @@ mod wire {
 
     /// Greets the data port; the endpoint comes back too, because the
     /// connection lives only as long as it does.
-    async fn hello(
+    pub(crate) async fn hello(
         a: &Appliance,
         addr: std::net::SocketAddr,
         tok: [u8; 32],

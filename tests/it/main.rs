@@ -3,6 +3,7 @@
 // A test fails by panicking; unwrap says where.
 #![allow(clippy::unwrap_used)]
 
+mod abuse;
 mod api;
 mod browser;
 mod deliveries;

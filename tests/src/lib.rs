@@ -611,3 +611,19 @@ impl Drop for Running {
         self.kill();
     }
 }
+
+/// A process's peak resident memory (VmHWM) in bytes and its open file
+/// descriptors, from /proc.
+pub fn rss_peak_and_fds(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (hwm_kib * 1024, fds)
+}

@@ -195,6 +195,9 @@ async fn run(
 ) -> Result<(), EngineError> {
     let mut reprioritise = r.reprioritise.take();
     let (sink, opts, progress, stop) = (&r.sink, &r.opts, &r.progress, &r.stop);
+    if let Some((total, _)) = sink.capacity() {
+        lock(core).proto.set_room(total);
+    }
     let (events, claims, allowed) = (r.events.as_ref(), r.claims.as_ref(), r.allowed.as_ref());
     let mut commits: JoinSet<(FileId, Result<(), EngineError>)> = JoinSet::new();
     let mut to_commit: VecDeque<FileId> = VecDeque::new();
@@ -220,13 +223,6 @@ async fn run(
                     progress
                         .bytes_total
                         .store(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
-                    if let (Some((total, _)), Some(bytes)) = (sink.capacity(), bytes)
-                        && bytes > total
-                    {
-                        return Err(EngineError::TooLarge(format!(
-                            "the transfer holds {bytes} bytes but the destination filesystem is only {total} bytes"
-                        )));
-                    }
                 }
                 ReceiverEvent::Planned { first, count } => {
                     if open_plan {

@@ -585,6 +585,8 @@ pub struct Receiver {
     layout: Option<ChunkLayout>,
     announced: Option<(Option<u64>, Option<u64>)>,
     planned_bytes: u64,
+    /// The most bytes the destination can hold, when known.
+    room: Option<u64>,
     paths: HashSet<SharePath>,
     files: Vec<RecvFile>,
     plan_ended: bool,
@@ -600,6 +602,23 @@ pub struct Receiver {
 impl Receiver {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The most bytes the destination can hold. A plan that announces or
+    /// lists more is refused as too large as soon as it says so, before
+    /// anything is kept for its files: a hostile sender cannot make the
+    /// receiver hold bitmaps for a petabyte.
+    pub fn set_room(&mut self, bytes: u64) {
+        self.room = Some(bytes);
+    }
+
+    fn too_large_for_room(&self, bytes: u64) -> Result<(), ProtoError> {
+        match self.room {
+            Some(room) if bytes > room => Err(ProtoError::TooLarge(format!(
+                "the transfer holds {bytes} bytes but the destination filesystem is only {room} bytes"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub fn layout(&self) -> Option<ChunkLayout> {
@@ -655,6 +674,7 @@ impl Receiver {
                         limits::MAX_FILES
                     )));
                 }
+                self.too_large_for_room(bytes.unwrap_or(0))?;
                 self.layout = Some(layout);
                 self.announced = Some((files, bytes));
                 self.events
@@ -737,6 +757,7 @@ impl Receiver {
                 )));
             }
             self.planned_bytes = self.planned_bytes.saturating_add(f.size);
+            self.too_large_for_room(self.planned_bytes)?;
             if self.planned_bytes > announced_bytes {
                 return Err(ProtoError::violation(
                     "files add up to more bytes than announced",

@@ -74,6 +74,17 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, ApiError> {
+        // serde_urlencoded decodes a query lossily: bytes that are not
+        // UTF-8 (overlong dots such as %C0%AE among them) would become
+        // U+FFFD, and two different names one. Refuse them instead, as
+        // path parameters and JSON bodies are refused.
+        if let Some(q) = parts.uri.query()
+            && percent_encoding::percent_decode_str(q)
+                .decode_utf8()
+                .is_err()
+        {
+            return Err(rejection("the query string is not valid UTF-8"));
+        }
         E::from_request_parts(parts, state)
             .await
             .map(ApiParts)

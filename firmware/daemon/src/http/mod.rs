@@ -4,7 +4,7 @@
 //! The accept loop is ours rather than `axum::serve` so that the TLS
 //! handshake and the request headers each have a deadline (a slow client
 //! cannot hold a connection open for free) and the peer address reaches the
-//! handlers.
+//! handlers, and so that one address cannot take every connection slot.
 
 mod api;
 pub(crate) mod auth;
@@ -14,8 +14,9 @@ pub mod jobs;
 mod openapi;
 mod settings;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +34,10 @@ pub use error::ApiError;
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 1024;
+/// Connections one address may hold at once. A slowloris from one host
+/// fills its own share and is cut at the deadlines below; everyone else
+/// keeps the rest. Generous, because a whole office may sit behind one NAT.
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,6 +78,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
     };
     let router = router(app.clone());
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = Arc::new(PerAddress::default());
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
@@ -85,9 +91,13 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
                 continue;
             }
         };
+        let Some(held) = per_address.enter(peer.ip()) else {
+            log::debug!("{peer} holds {MAX_CONNECTIONS_PER_ADDRESS} connections already; closing");
+            continue;
+        };
         let (tls, router) = (tls.clone(), router.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, held);
             let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -101,6 +111,43 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             };
             serve_connection(stream, peer, router).await;
         });
+    }
+}
+
+/// How many connections each peer address holds.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection of an address; dropping it gives the place back.
+struct AddressHeld {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<AddressHeld> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddressHeld {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressHeld {
+    fn drop(&mut self) {
+        let mut counts = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 

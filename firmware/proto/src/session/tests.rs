@@ -412,6 +412,43 @@ fn receiver_refuses_protocol_abuse() {
 }
 
 #[test]
+fn a_plan_beyond_the_destinations_room_is_refused_before_it_is_kept() {
+    // Announced up front.
+    let mut r = Receiver::new();
+    r.set_room(1000);
+    assert!(matches!(
+        r.handle_frame(Frame::PlanStart {
+            chunk_size: CHUNK,
+            files: Some(1),
+            bytes: Some(1001),
+        }),
+        Err(ProtoError::TooLarge(m)) if m.contains("1001 bytes") && m.contains("only 1000")
+    ));
+    // An open plan: refused at the file that goes past the room, which is
+    // not kept.
+    let mut r = Receiver::new();
+    r.set_room(1000);
+    r.handle_frame(Frame::PlanStart {
+        chunk_size: CHUNK,
+        files: None,
+        bytes: None,
+    })
+    .unwrap();
+    r.handle_frame(Frame::PlanFiles {
+        files: vec![pf(0, "a", 600)],
+    })
+    .unwrap();
+    assert!(matches!(
+        r.handle_frame(Frame::PlanFiles {
+            files: vec![pf(1, "b", 401)]
+        }),
+        Err(ProtoError::TooLarge(_))
+    ));
+    assert_eq!(r.file_count(), 1);
+    assert!(r.file(FileId(1)).is_none());
+}
+
+#[test]
 fn sender_refuses_protocol_abuse() {
     let layout = ChunkLayout::new(CHUNK).unwrap();
     let mut s = Sender::new(layout, vec![pf(0, "a", 100)]).unwrap();
