@@ -1,7 +1,12 @@
 //! Runs each hostile-input target: first the committed corpus
 //! (`fuzz/corpus/<target>/`, seeds and every input that ever found a bug),
-//! then bolero's generated inputs — a bounded number here, as many as
-//! `FERRY_FUZZ_ITERATIONS` says in `tests/fuzz/long`.
+//! then bolero's generated inputs: a bounded number of random ones under
+//! `cargo test` (`FERRY_FUZZ_ITERATIONS`, default 20,000), or
+//! coverage-guided ones from libFuzzer under `cargo bolero test`
+//! (`tests/fuzz/long`).
+//!
+//! Each test calls `bolero::check!()` itself: bolero names a target after
+//! the function the macro is in.
 
 use std::path::PathBuf;
 
@@ -28,47 +33,55 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
     inputs
 }
 
-/// Replays the corpus, then arbitrary bytes.
-fn run(target: &str, f: fn(&[u8])) {
+/// Replays a target's committed corpus.
+fn replay(target: &str, f: fn(&[u8])) {
     for input in corpus(target) {
         f(&input);
     }
-    bolero::check!()
-        .with_iterations(iterations())
-        .for_each(|input: &[u8]| f(input));
-}
-
-/// For text parsers: the corpus, arbitrary bytes, then arbitrary strings
-/// (which get past the UTF-8 check and into the parser).
-fn run_text(target: &str, f: fn(&[u8])) {
-    run(target, f);
-    bolero::check!()
-        .with_type::<String>()
-        .with_iterations(iterations())
-        .for_each(|input: &String| f(input.as_bytes()));
 }
 
 #[test]
 fn frame_decoder() {
-    run("frame", ferry_fuzz::frame);
+    replay("frame", ferry_fuzz::frame);
+    bolero::check!()
+        .with_iterations(iterations())
+        .for_each(|input: &[u8]| ferry_fuzz::frame(input));
 }
+
+// The text parsers get arbitrary strings, which pass the UTF-8 check and
+// reach the parser; the corpus holds the inputs that are not UTF-8.
 
 #[test]
 fn share_path_checker() {
-    run_text("share_path", ferry_fuzz::share_path);
+    replay("share_path", ferry_fuzz::share_path);
+    bolero::check!()
+        .with_type::<String>()
+        .with_iterations(iterations())
+        .for_each(|input: &String| ferry_fuzz::share_path(input.as_bytes()));
 }
 
 #[test]
 fn sequence_notation() {
-    run_text("sequence", ferry_fuzz::sequence);
+    replay("sequence", ferry_fuzz::sequence);
+    bolero::check!()
+        .with_type::<String>()
+        .with_iterations(iterations())
+        .for_each(|input: &String| ferry_fuzz::sequence(input.as_bytes()));
 }
 
 #[test]
 fn config_file() {
-    run_text("config", ferry_fuzz::config);
+    replay("config", ferry_fuzz::config);
+    bolero::check!()
+        .with_type::<String>()
+        .with_iterations(iterations())
+        .for_each(|input: &String| ferry_fuzz::config(input.as_bytes()));
 }
 
 #[test]
 fn portguard_requests() {
-    run("portguard", ferry_fuzz::portguard);
+    replay("portguard", ferry_fuzz::portguard);
+    bolero::check!()
+        .with_iterations(iterations())
+        .for_each(|input: &[u8]| ferry_fuzz::portguard(input));
 }
