@@ -7,6 +7,7 @@ mod abuse;
 mod api;
 mod browser;
 mod deliveries;
+mod desktop;
 mod faults;
 mod foundation;
 mod mail;

@@ -67,8 +67,12 @@ impl Credentials {
 
     /// Credentials from the environment, then from the stored file.
     pub fn load() -> Result<Self, ClientError> {
-        let path = Self::path()?;
-        let stored: Stored = match std::fs::read_to_string(&path) {
+        Self::load_from(&Self::path()?)
+    }
+
+    /// Credentials from the environment, then from the file at `path`.
+    pub fn load_from(path: &std::path::Path) -> Result<Self, ClientError> {
+        let stored: Stored = match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).map_err(|e| {
                 ClientError::NotConfigured(format!(
                     "{} is damaged ({e}); run ferry login again",
@@ -112,7 +116,11 @@ impl Credentials {
 
     /// Stores the credentials, readable by this user only.
     pub fn save(&self) -> Result<PathBuf, ClientError> {
-        let path = Self::path()?;
+        self.save_to(Self::path()?)
+    }
+
+    /// Stores the credentials at `path`, readable by this user only.
+    pub fn save_to(&self, path: PathBuf) -> Result<PathBuf, ClientError> {
         let io = |e| ClientError::Io {
             path: path.display().to_string(),
             source: e,

@@ -236,6 +236,14 @@ pub struct UserList {
     pub next_cursor: Option<i64>,
 }
 
+/// `GET /api/v1/recipients?q=…` (the facility's staff): addresses that
+/// complete what a sender types, for the desktop app's recipient field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecipientList {
+    pub emails: Vec<String>,
+}
+
 /// `POST /api/v1/users` (admins): invite someone by email.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

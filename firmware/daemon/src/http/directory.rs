@@ -1,5 +1,6 @@
 //! People and folders over the API: listing and inviting users (admins),
-//! browsing a share's folders and making new ones.
+//! completing recipients' addresses (staff), browsing a share's folders and
+//! making new ones.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cap_std::fs::Dir;
-use ferry_api::{Invitation, NewFolder, ShareEntry, ShareListing, UserInfo, UserList, codes};
+use ferry_api::{
+    Invitation, NewFolder, RecipientList, ShareEntry, ShareListing, UserInfo, UserList, codes,
+};
 use ferry_store::{Role, Share, User};
 use ferry_webadmin::Appliance as _;
 use serde::Deserialize;
@@ -23,6 +26,7 @@ use crate::app::App;
 pub fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
         .routes(routes!(users, invite))
+        .routes(routes!(recipients))
         .routes(routes!(browse))
         .routes(routes!(mkdir))
 }
@@ -55,6 +59,47 @@ async fn users(
         next_cursor: more.then(|| users.last().map(|u| u.id)).flatten(),
         users,
     }))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+struct Typed {
+    /// What has been typed so far (at least two characters).
+    q: String,
+}
+
+/// The most addresses one completion returns.
+const COMPLETIONS: usize = 20;
+
+#[utoipa::path(get, path = "/api/v1/recipients", tag = "users", summary = "Addresses that complete what a sender typed (admins and employees)", params(Typed), responses((status = 200, body = RecipientList)))]
+async fn recipients(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiParts(Query(typed)): ApiQuery<Typed>,
+) -> Result<Json<RecipientList>, ApiError> {
+    // The facility's staff send to collaborators; collaborators do not get
+    // to list who else works with the facility.
+    if caller.user.role == Role::Collaborator {
+        return Err(ApiError::forbidden(
+            "completing addresses is for the facility's staff",
+        ));
+    }
+    let q = typed.q.trim().to_lowercase();
+    if q.chars().count() < 2 {
+        return Ok(Json(RecipientList { emails: Vec::new() }));
+    }
+    let mut emails: Vec<String> = app
+        .store
+        .list_users()?
+        .into_iter()
+        .filter(|u| u.id != caller.user.id)
+        .map(|u| u.email)
+        .filter(|e| e.to_lowercase().contains(&q))
+        .collect();
+    emails.sort();
+    emails.truncate(COMPLETIONS);
+    Ok(Json(RecipientList { emails }))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", summary = "Invite someone: an account and an email to set a password (admins)", request_body = Invitation, responses((status = 201, body = UserInfo)))]

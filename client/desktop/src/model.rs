@@ -1,0 +1,710 @@
+//! What the window shows and edits, without the window: the Send form
+//! (dropped files grouped into sequences, recipients, destination,
+//! priorities, the job's name), the rows of the Transfers list, and the
+//! settings. Everything here is plain data and pure functions, so the
+//! view-model tests need no display and no appliance.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ferry_api::JobInfo;
+use ferry_client::deliver::SendRequest;
+use ferry_proto::sequence::{Grouped, group};
+
+/// The app's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Extensions whose files start at high priority (the proxies people
+    /// review first).
+    pub high_extensions: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            high_extensions: vec!["mov".into(), "mp4".into()],
+        }
+    }
+}
+
+/// The priority a producer picks per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Priority {
+    High,
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Priority::High => "High",
+            Priority::Normal => "Normal",
+            Priority::Low => "Low",
+        }
+    }
+
+    /// The word of `--priority GLOB=WORD`; `None` for the default.
+    fn rule_word(self) -> Option<&'static str> {
+        match self {
+            Priority::High => Some("high"),
+            Priority::Normal => None,
+            Priority::Low => Some("low"),
+        }
+    }
+}
+
+/// What one line of the Send list stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemKind {
+    File,
+    Folder,
+    /// Numbered frames in one folder.
+    Sequence {
+        first: u64,
+        last: u64,
+        frames: usize,
+        /// Inclusive ranges of frames absent between first and last.
+        missing: Vec<(u64, u64)>,
+        /// `prefix####suffix[first-last]` in its folder.
+        notation: PathBuf,
+    },
+}
+
+/// One line of the Send list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// What the producer reads: a file name, a folder name, or
+    /// `shot.####.exr`.
+    pub label: String,
+    /// What identifies the line: the file, the folder, or the sequence's
+    /// notation in its folder.
+    pub path: PathBuf,
+    /// The local files and folders it sends. Frames go by name, as the
+    /// producer dropped them, not inside their folder.
+    pub files: Vec<PathBuf>,
+    pub kind: ItemKind,
+    pub bytes: u64,
+    pub priority: Priority,
+}
+
+impl Item {
+    /// `1001-1100 (100 frames, missing 1050-1052)` for a sequence.
+    pub fn detail(&self) -> String {
+        match &self.kind {
+            ItemKind::File => human_bytes(self.bytes),
+            ItemKind::Folder => format!("folder, {}", human_bytes(self.bytes)),
+            ItemKind::Sequence {
+                first,
+                last,
+                frames,
+                missing,
+                ..
+            } => {
+                let mut s = format!(
+                    "frames {first}-{last} ({frames} frames, {}",
+                    human_bytes(self.bytes)
+                );
+                if !missing.is_empty() {
+                    let list: Vec<String> = missing
+                        .iter()
+                        .map(|&(a, b)| {
+                            if a == b {
+                                a.to_string()
+                            } else {
+                                format!("{a}-{b}")
+                            }
+                        })
+                        .collect();
+                    s.push_str(&format!(", missing {}", list.join(", ")));
+                }
+                s.push(')');
+                s
+            }
+        }
+    }
+
+    /// The glob that picks out this line's files for a priority rule.
+    fn glob(&self) -> String {
+        match &self.kind {
+            ItemKind::Sequence { notation, .. } => {
+                let name = notation
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                // `shot.####.exr[1-9]` → `shot.*.exr`
+                let name = name.split('[').next().unwrap_or_default().to_owned();
+                let start = name.find('#').unwrap_or(name.len());
+                let end = name.rfind('#').map_or(start, |i| i + 1);
+                format!(
+                    "{}*{}",
+                    escape_glob(&name[..start]),
+                    escape_glob(&name[end..])
+                )
+            }
+            ItemKind::Folder => format!("{}/**", escape_glob(&self.label)),
+            ItemKind::File => escape_glob(&self.label),
+        }
+    }
+}
+
+/// Glob metacharacters in a name, taken literally.
+fn escape_glob(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            out.push('[');
+            out.push(c);
+            out.push(']');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Why the form cannot be sent yet, in the producer's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    #[error("drop the files to send onto the window first")]
+    NoFiles,
+    #[error("add at least one recipient")]
+    NoRecipients,
+    #[error("pick a destination folder on the appliance")]
+    NoDestination,
+    #[error("{0:?} is not an email address")]
+    NotAnEmail(String),
+}
+
+/// The Send form.
+#[derive(Debug, Clone, Default)]
+pub struct SendForm {
+    pub items: Vec<Item>,
+    pub recipients: Vec<String>,
+    /// What is being typed into the recipient field.
+    pub recipient_input: String,
+    /// The share and the folder inside it that the files go into.
+    pub share: Option<String>,
+    pub folder: String,
+    pub name: String,
+}
+
+impl SendForm {
+    /// Adds dropped files and folders. Frames of one folder are grouped
+    /// into a sequence line with its range and its gaps; files already in
+    /// the list are not added twice. Returns what could not be read.
+    pub fn add_paths(&mut self, paths: &[PathBuf], settings: &Settings) -> Vec<String> {
+        let mut problems = Vec::new();
+        // Files by folder, so that frames group.
+        let mut by_dir: BTreeMap<PathBuf, Vec<(String, u64)>> = BTreeMap::new();
+        for p in paths {
+            if self.items.iter().any(|i| &i.path == p) {
+                continue;
+            }
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_dir() => {
+                    let label = file_name(p);
+                    self.items.push(Item {
+                        priority: Priority::Normal,
+                        bytes: folder_bytes(p),
+                        label,
+                        path: p.clone(),
+                        files: vec![p.clone()],
+                        kind: ItemKind::Folder,
+                    });
+                }
+                Ok(m) => {
+                    let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                    by_dir.entry(dir).or_default().push((file_name(p), m.len()));
+                }
+                Err(e) => problems.push(format!("{}: {e}", p.display())),
+            }
+        }
+        for (dir, files) in by_dir {
+            let sizes: BTreeMap<&str, u64> = files.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+            for g in group(files.iter().map(|(n, _)| n.as_str())) {
+                match g {
+                    Grouped::Single(name) => {
+                        let priority = settings.default_priority(&name);
+                        self.items.push(Item {
+                            bytes: sizes.get(name.as_str()).copied().unwrap_or(0),
+                            path: dir.join(&name),
+                            files: vec![dir.join(&name)],
+                            label: name,
+                            kind: ItemKind::File,
+                            priority,
+                        });
+                    }
+                    Grouped::Sequence(seq) => {
+                        let names: Vec<String> = seq
+                            .frames
+                            .iter()
+                            .map(|f| {
+                                format!(
+                                    "{}{:0width$}{}",
+                                    seq.prefix,
+                                    f,
+                                    seq.suffix,
+                                    width = seq.padding
+                                )
+                            })
+                            .collect();
+                        let bytes = names.iter().filter_map(|n| sizes.get(n.as_str())).sum();
+                        let label =
+                            format!("{}{}{}", seq.prefix, "#".repeat(seq.padding), seq.suffix);
+                        let notation = dir.join(seq.notation());
+                        if self.items.iter().any(|i| match &i.kind {
+                            ItemKind::Sequence { notation: n, .. } => n == &notation,
+                            _ => false,
+                        }) {
+                            continue;
+                        }
+                        self.items.push(Item {
+                            priority: settings.default_priority(&label),
+                            path: notation.clone(),
+                            files: names.iter().map(|n| dir.join(n)).collect(),
+                            label,
+                            bytes,
+                            kind: ItemKind::Sequence {
+                                first: seq.first(),
+                                last: seq.last(),
+                                frames: seq.frames.len(),
+                                missing: seq.missing(),
+                                notation,
+                            },
+                        });
+                    }
+                }
+            }
+        }
+        if self.name.is_empty()
+            && let Some(first) = self.items.first()
+        {
+            self.name = first.label.clone();
+        }
+        problems
+    }
+
+    /// Adds the typed recipient (or `email`), if it looks like an address
+    /// and is not there yet.
+    pub fn add_recipient(&mut self, email: &str) -> Result<(), FormError> {
+        let email = email.trim();
+        let valid = email.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && host.contains('.') && !host.ends_with('.')
+        }) && !email.chars().any(|c| c.is_whitespace() || c == ',');
+        if !valid {
+            return Err(FormError::NotAnEmail(email.to_owned()));
+        }
+        if !self
+            .recipients
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(email))
+        {
+            self.recipients.push(email.to_owned());
+        }
+        self.recipient_input.clear();
+        Ok(())
+    }
+
+    /// Known addresses that complete what is typed, not yet added.
+    pub fn suggestions<'a>(&self, known: &'a [String]) -> Vec<&'a str> {
+        let typed = self.recipient_input.trim().to_lowercase();
+        if typed.is_empty() {
+            return Vec::new();
+        }
+        known
+            .iter()
+            .filter(|k| k.to_lowercase().contains(&typed))
+            .filter(|k| !self.recipients.iter().any(|r| r.eq_ignore_ascii_case(k)))
+            .map(String::as_str)
+            .take(8)
+            .collect()
+    }
+
+    /// `share=NAME/folder`, the destination as the appliance reads it.
+    pub fn destination(&self) -> Option<String> {
+        let share = self.share.as_ref()?;
+        let folder = self.folder.trim_matches('/');
+        Some(if folder.is_empty() {
+            format!("share={share}/")
+        } else {
+            format!("share={share}/{folder}/")
+        })
+    }
+
+    /// The request Transmit sends, or what is missing.
+    pub fn request(&self) -> Result<SendRequest, FormError> {
+        if self.items.is_empty() {
+            return Err(FormError::NoFiles);
+        }
+        if self.recipients.is_empty() {
+            return Err(FormError::NoRecipients);
+        }
+        let dest = self.destination().ok_or(FormError::NoDestination)?;
+        // Each line's choice is a rule of its own, first; everything else
+        // keeps the appliance's default.
+        let priorities = self
+            .items
+            .iter()
+            .filter_map(|i| i.priority.rule_word().map(|w| format!("{}={w}", i.glob())))
+            .collect();
+        Ok(SendRequest {
+            paths: self
+                .items
+                .iter()
+                .flat_map(|i| &i.files)
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            recipients: self.recipients.clone(),
+            dest: Some(dest),
+            name: Some(self.name.trim().to_owned()).filter(|n| !n.is_empty()),
+            priorities,
+            ..Default::default()
+        })
+    }
+}
+
+impl Settings {
+    pub fn default_priority(&self, name: &str) -> Priority {
+        let ext = Path::new(name)
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase());
+        if ext.is_some_and(|e| {
+            self.high_extensions
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&e))
+        }) {
+            Priority::High
+        } else {
+            Priority::Normal
+        }
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+fn folder_bytes(p: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The Transfers tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Finished,
+}
+
+/// One row of the Transfers list, as shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: i64,
+    pub name: String,
+    /// "upload", "to ann@example.com", …
+    pub direction: String,
+    pub status: String,
+    pub fraction: f32,
+    pub progress: String,
+    pub rate: String,
+    pub eta: String,
+    /// Moving right now: a marker in the list.
+    pub in_motion: bool,
+    pub error: Option<String>,
+}
+
+impl JobRow {
+    pub fn of(j: &JobInfo) -> Self {
+        let total = j.bytes_total.max(0) as u64;
+        let done = (j.bytes_done.max(0) as u64).min(total.max(j.bytes_done.max(0) as u64));
+        let fraction = if total == 0 {
+            if j.status == "done" { 1.0 } else { 0.0 }
+        } else {
+            (done as f64 / total as f64).clamp(0.0, 1.0) as f32
+        };
+        let in_motion = j.status == "running";
+        let rate = if in_motion && j.rate > 0 {
+            format!("{}/s", human_bytes(j.rate as u64))
+        } else {
+            String::new()
+        };
+        let eta = if in_motion && j.rate > 0 && total > done {
+            human_duration((total - done) / j.rate as u64)
+        } else {
+            String::new()
+        };
+        let direction = match (j.kind.as_str(), &j.recipient) {
+            ("download", Some(r)) => format!("to {r}"),
+            ("upload", _) => "upload to the appliance".to_owned(),
+            (k, _) => k.to_owned(),
+        };
+        JobRow {
+            id: j.id,
+            name: j.delivery_name.clone().unwrap_or_else(|| j.name.clone()),
+            direction,
+            status: j.status.clone(),
+            fraction,
+            progress: format!(
+                "{} of {} · {}/{} files",
+                human_bytes(done),
+                human_bytes(total),
+                j.files_done,
+                j.files_total
+            ),
+            rate,
+            eta,
+            in_motion,
+            error: j.error.clone(),
+        }
+    }
+
+    pub fn shown_in(&self, filter: Filter) -> bool {
+        match filter {
+            Filter::All => true,
+            Filter::Finished => self.status == "done",
+        }
+    }
+
+    /// The actions that make sense for this job now.
+    pub fn actions(&self) -> Vec<Action> {
+        let mut out = Vec::new();
+        match self.status.as_str() {
+            "running" | "queued" => out.extend([Action::Pause, Action::Abort]),
+            "paused" => out.extend([Action::Resume, Action::Abort]),
+            "failed" => out.extend([Action::Retry, Action::Abort]),
+            _ => {}
+        }
+        out.push(Action::Purge);
+        out
+    }
+}
+
+/// What can be done to a job from the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pause,
+    Resume,
+    Abort,
+    Retry,
+    Purge,
+}
+
+impl Action {
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Pause => "Pause",
+            Action::Resume => "Resume",
+            Action::Abort => "Abort",
+            Action::Retry => "Retry",
+            Action::Purge => "Purge",
+        }
+    }
+
+    /// The API's word for it (purge has its own call).
+    pub fn api_word(self) -> &'static str {
+        match self {
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Abort => "abort",
+            Action::Retry => "retry",
+            Action::Purge => "purge",
+        }
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, name: &str, len: usize) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, vec![0u8; len]).unwrap();
+        p
+    }
+
+    #[test]
+    fn dropped_frames_group_into_a_sequence_with_its_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = vec![touch(dir.path(), "review.mov", 10)];
+        for f in (1001..=1010).filter(|f| !(1004..=1005).contains(f)) {
+            paths.push(touch(dir.path(), &format!("sh010.{f}.exr"), 100));
+        }
+        let mut form = SendForm::default();
+        assert!(form.add_paths(&paths, &Settings::default()).is_empty());
+        assert_eq!(form.items.len(), 2, "{:?}", form.items);
+        let seq = form
+            .items
+            .iter()
+            .find(|i| i.label == "sh010.####.exr")
+            .unwrap();
+        assert_eq!(
+            seq.detail(),
+            "frames 1001-1010 (8 frames, 800 B, missing 1004-1005)"
+        );
+        assert_eq!(seq.priority, Priority::Normal);
+        let mov = form.items.iter().find(|i| i.label == "review.mov").unwrap();
+        assert_eq!(mov.priority, Priority::High, ".mov starts high");
+        assert_eq!(form.name, form.items[0].label, "named after the first line");
+        // Dropped again: nothing doubles.
+        form.add_paths(&paths, &Settings::default());
+        assert_eq!(form.items.len(), 2);
+    }
+
+    #[test]
+    fn the_high_extensions_are_a_setting() {
+        let s = Settings {
+            high_extensions: vec!["exr".into()],
+        };
+        assert_eq!(s.default_priority("a.EXR"), Priority::High);
+        assert_eq!(s.default_priority("a.mov"), Priority::Normal);
+    }
+
+    #[test]
+    fn recipients_are_checked_deduplicated_and_completed() {
+        let mut form = SendForm::default();
+        form.add_recipient("ann@studio.example").unwrap();
+        form.add_recipient("ANN@studio.example").unwrap();
+        assert_eq!(form.recipients, ["ann@studio.example"]);
+        assert_eq!(
+            form.add_recipient("not an address"),
+            Err(FormError::NotAnEmail("not an address".into()))
+        );
+        let known = vec![
+            "ann@studio.example".to_owned(),
+            "bob@studio.example".to_owned(),
+            "director@client.example".to_owned(),
+        ];
+        form.recipient_input = "studio".into();
+        assert_eq!(form.suggestions(&known), ["bob@studio.example"]);
+    }
+
+    #[test]
+    fn the_request_carries_each_lines_priority_and_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = vec![
+            touch(dir.path(), "cut[v2].mov", 10),
+            touch(dir.path(), "notes.pdf", 10),
+            touch(dir.path(), "a.0001.exr", 10),
+            touch(dir.path(), "a.0002.exr", 10),
+        ];
+        let mut form = SendForm::default();
+        form.add_paths(&paths, &Settings::default());
+        assert_eq!(form.request().unwrap_err(), FormError::NoRecipients);
+        form.add_recipient("dir@client.example").unwrap();
+        assert_eq!(form.request().unwrap_err(), FormError::NoDestination);
+        form.share = Some("media".into());
+        form.folder = "/20261127/review/".into();
+        let seq = form
+            .items
+            .iter_mut()
+            .find(|i| matches!(i.kind, ItemKind::Sequence { .. }))
+            .unwrap();
+        seq.priority = Priority::Low;
+        let req = form.request().unwrap();
+        assert_eq!(req.dest.as_deref(), Some("share=media/20261127/review/"));
+        assert_eq!(req.recipients, ["dir@client.example"]);
+        let rules = ferry_proto::PriorityRules::parse(&req.priorities).unwrap();
+        let of = |p: &str| rules.of(&ferry_proto::SharePath::parse(p).unwrap());
+        assert_eq!(of("cut[v2].mov"), ferry_proto::Priority::HIGH);
+        assert!(of("cut[v2].mov") > of("notes.pdf"));
+        assert!(of("a.0001.exr") < of("notes.pdf"));
+        let names: Vec<&str> = req
+            .paths
+            .iter()
+            .map(|p| p.rsplit('/').next().unwrap())
+            .collect();
+        // In name order, as the folder lists them.
+        assert_eq!(
+            names,
+            ["a.0001.exr", "a.0002.exr", "cut[v2].mov", "notes.pdf"]
+        );
+    }
+
+    fn job(status: &str, done: i64, total: i64, rate: i64) -> JobInfo {
+        JobInfo {
+            id: 7,
+            kind: "download".into(),
+            name: "job".into(),
+            status: status.into(),
+            owner: "me@studio.example".into(),
+            recipient: Some("dir@client.example".into()),
+            delivery: Some(1),
+            delivery_name: Some("Review 27".into()),
+            share: None,
+            folder: String::new(),
+            files_total: 3,
+            files_done: 1,
+            bytes_total: total,
+            bytes_done: done,
+            bytes_skipped: 0,
+            rate,
+            target_rate: None,
+            pace: None,
+            retries: 0,
+            error: None,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            next_retry_at: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn rows_show_progress_rate_eta_and_the_actions_that_apply() {
+        let row = JobRow::of(&job("running", 250_000_000, 1_000_000_000, 50_000_000));
+        assert!(row.in_motion);
+        assert_eq!(row.fraction, 0.25);
+        assert_eq!(row.rate, "50.0 MB/s");
+        assert_eq!(row.eta, "15 s");
+        assert_eq!(row.direction, "to dir@client.example");
+        assert_eq!(row.name, "Review 27");
+        assert_eq!(row.actions(), [Action::Pause, Action::Abort, Action::Purge]);
+        assert!(!row.shown_in(Filter::Finished));
+        let done = JobRow::of(&job("done", 10, 10, 0));
+        assert!(!done.in_motion && done.shown_in(Filter::Finished));
+        assert_eq!(done.eta, "");
+        assert_eq!(done.actions(), [Action::Purge]);
+        assert_eq!(
+            JobRow::of(&job("failed", 0, 10, 0)).actions(),
+            [Action::Retry, Action::Abort, Action::Purge]
+        );
+    }
+}

@@ -1,0 +1,388 @@
+//! The desktop app against a real ferryd on loopback: its window driven
+//! headless through AccessKit with egui_kittest — controls found by their
+//! labels, clicked and typed into as a person would — and the same app in a
+//! real window under Xvfb, photographed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use ferry_desktop::{FerryApp, Tab};
+use ferry_tests::{Appliance, write_random};
+
+/// Steps the window until `cond` holds: the app's network work runs on
+/// its own threads, so frames are drawn while it answers.
+fn until(
+    h: &mut Harness<'_, FerryApp>,
+    what: &str,
+    mut cond: impl FnMut(&Harness<'_, FerryApp>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        h.step();
+        if cond(h) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; the window last said {:?}",
+            h.state().said()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn has_label(h: &Harness<'_, FerryApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+fn app(credentials: &Path) -> Harness<'static, FerryApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1000.0, 900.0))
+        .build_state(
+            |ctx, app: &mut FerryApp| app.show(ctx),
+            FerryApp::new(Arc::new(|| {}), credentials.to_path_buf()),
+        )
+}
+
+/// The review session a coordinator drops in: a proxy movie and five
+/// frames with one missing.
+fn session(dir: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![dir.join("review_v3.mov")];
+    write_random(&paths[0], 3 << 20, 1);
+    for f in [1001u64, 1002, 1004, 1005, 1006] {
+        let p = dir.join(format!("sh010.{f}.exr"));
+        write_random(&p, 256 << 10, f);
+        paths.push(p);
+    }
+    paths
+}
+
+/// Login with the certificate confirmed, drop a review session, two
+/// recipients, priorities, Transmit; both recipients' jobs show in
+/// Transfers, one is aborted from the list, the other is not.
+#[test]
+fn the_desktop_app_transmits_to_two_recipients_and_aborts_one() {
+    let a = Appliance::start();
+    a.media_user("coordinator@studio.example");
+    a.user("director@client.example", "collaborator");
+    a.user("editor@client.example", "collaborator");
+    let home = tempfile::tempdir().unwrap();
+    let mut h = app(&home.path().join("credentials.toml"));
+    h.step();
+
+    // Login: the server, then the certificate shown for confirmation
+    // before the password leaves this computer.
+    h.get_by_label("Server").click();
+    h.step();
+    h.get_by_label("Server")
+        .type_text(a.url.trim_start_matches("https://"));
+    h.get_by_label("Email").click();
+    h.step();
+    h.get_by_label("Email")
+        .type_text("coordinator@studio.example");
+    h.get_by_label("Password").click();
+    h.step();
+    h.get_by_label("Password").type_text("password123");
+    h.step();
+    h.get_by_label("Connect").click();
+    until(&mut h, "the certificate to confirm", |h| {
+        has_label(h, "Trust and sign in")
+    });
+    assert!(has_label(&h, &a.fingerprint), "the fingerprint is shown");
+    h.get_by_label("Trust and sign in").click();
+    until(&mut h, "the signed-in window", |h| {
+        has_label(h, "Transfers")
+    });
+    assert!(home.path().join("credentials.toml").is_file());
+
+    // Drop the session onto the window.
+    let src = tempfile::tempdir().unwrap();
+    for p in session(src.path()) {
+        h.input_mut().dropped_files.push(egui::DroppedFile {
+            path: Some(p),
+            ..Default::default()
+        });
+    }
+    h.step();
+    h.step();
+    assert!(has_label(&h, "review_v3.mov"));
+    assert!(has_label(&h, "sh010.####.exr"));
+    assert!(has_label(&h, "frames 1001-1006 (5 frames"));
+    assert!(has_label(&h, "missing 1003"));
+
+    // Two recipients: one from completion, one typed.
+    h.get_by_label("Recipient email").click();
+    h.step();
+    h.get_by_label("Recipient email").type_text("director");
+    until(&mut h, "a completion from known users", |h| {
+        h.query_by_label("director@client.example").is_some()
+    });
+    h.get_by_label("director@client.example").click();
+    h.step();
+    h.get_by_label("Recipient email").click();
+    h.step();
+    h.get_by_label("Recipient email")
+        .type_text("editor@client.example");
+    h.step();
+    h.get_by_label("Add recipient").click();
+    h.step();
+    assert_eq!(
+        h.state().form_recipients(),
+        ["director@client.example", "editor@client.example"]
+    );
+
+    // The movie starts high; the frames go low.
+    assert_eq!(h.state().priority_of("review_v3.mov"), Some("High"));
+    h.get_by_label("Priority of sh010.####.exr").click();
+    h.step();
+    h.get_by_label("Low").click();
+    h.step();
+    assert_eq!(h.state().priority_of("sh010.####.exr"), Some("Low"));
+
+    // Into a folder of the share the app picked (the one writable share).
+    h.get_by_label("Folder").click();
+    h.step();
+    h.get_by_label("Folder").type_text("review-27");
+    h.get_by_label("Job name").click();
+    h.step();
+    h.get_by_label("Job name").type_text(" for the director");
+    h.step();
+
+    h.get_by_label("Transmit").click();
+    h.step();
+    assert_eq!(h.state().tab, Tab::Transfers);
+    until(&mut h, "both recipients' jobs in Transfers", |h| {
+        has_label(h, "to director@client.example") && has_label(h, "to editor@client.example")
+    });
+
+    // Abort the editor's job from its context menu.
+    let editor = h.state().job_of("editor@client.example").unwrap();
+    let director = h.state().job_of("director@client.example").unwrap();
+    h.get_by_label_contains(&format!("#{editor} "))
+        .click_secondary();
+    // A menu is measured in its first frame and shown in the next.
+    until(&mut h, "the job's context menu", |h| {
+        h.query_by_label("Abort")
+            .is_some_and(|n| n.rect().width() > 0.0)
+    });
+    h.step();
+    h.get_by_label("Abort").click();
+
+    until(&mut h, "the editor's job aborted", |h| {
+        h.state().status_of(editor).as_deref() == Some("aborted")
+    });
+    assert_ne!(h.state().status_of(director).as_deref(), Some("aborted"));
+
+    // Expanding a job shows its lines: the movie and the sequence.
+    h.get_by_label_contains(&format!("#{director} ")).click();
+    until(&mut h, "the director's job lines", |h| {
+        has_label(h, "review_v3.mov") && has_label(h, "sh010.####.exr")
+    });
+    // The upload landed intact in the chosen folder.
+    until(&mut h, "the upload to finish", |h| {
+        h.state().uploads_running() == 0
+    });
+    let landed = a.share.join("review-27/review_v3.mov");
+    assert_eq!(
+        ferry_tests::blake3_file(&landed),
+        ferry_tests::blake3_file(&src.path().join("review_v3.mov"))
+    );
+}
+
+/// An X server of the test's own, gone when dropped.
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Self {
+        // A display number nobody holds.
+        let n = (90..190)
+            .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
+            .expect("a free X display");
+        let display = format!(":{n}");
+        let child = std::process::Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Xvfb (Debian's xvfb)");
+        ferry_tests::wait_for("Xvfb", Duration::from_secs(20), || {
+            Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+        });
+        Xvfb { child, display }
+    }
+
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(program);
+        c.env("DISPLAY", &self.display)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1");
+        c
+    }
+
+    /// The first window named `name`, once it is mapped.
+    fn window(&self, name: &str) -> String {
+        let mut id = String::new();
+        ferry_tests::wait_for(
+            &format!("the {name} window"),
+            Duration::from_secs(60),
+            || {
+                let out = self
+                    .command("xdotool")
+                    .args(["search", "--onlyvisible", "--name", name])
+                    .output()
+                    .unwrap();
+                id = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                !id.is_empty()
+            },
+        );
+        id
+    }
+
+    /// A window as a binary PPM (xwd, then netpbm's xwdtopnm).
+    fn grab(&self, window: &str) -> Vec<u8> {
+        let xwd = self
+            .command("xwd")
+            .args(["-id", window, "-silent"])
+            .output()
+            .unwrap();
+        assert!(xwd.status.success(), "xwd failed");
+        // Through a file: xwdtopnm writes while it reads, and a pipe both
+        // ways would need a thread to keep from filling up.
+        let dump = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(dump.path(), &xwd.stdout).unwrap();
+        let out = std::process::Command::new("xwdtopnm")
+            .stdin(std::fs::File::open(dump.path()).unwrap())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "xwdtopnm failed");
+        out.stdout
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Distinct colours in a binary PPM: a blank or black window has one or two.
+fn colours(ppm: &[u8]) -> usize {
+    // Header: P6, width, height, maxval, each followed by whitespace.
+    let mut fields = 0;
+    let mut at = 0;
+    while fields < 4 {
+        while ppm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        while !ppm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        fields += 1;
+    }
+    let pixels = &ppm[at + 1..];
+    let set: std::collections::HashSet<&[u8]> = pixels.chunks_exact(3).collect();
+    set.len()
+}
+
+fn save_png(ppm: &[u8], name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("desktop-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    let mut png = std::process::Command::new("pnmtopng")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    png.stdin.take().unwrap().write_all(ppm).unwrap();
+    assert!(png.wait().unwrap().success(), "pnmtopng failed");
+    path
+}
+
+/// The real app in a real window (Xvfb, Mesa's software GL): opened with a
+/// review session to send and signed in from stored credentials, it draws
+/// the Send view, and after a click on its tab the Transfers view with a
+/// delivery waiting for its recipient. Both are photographed into the test output
+/// (target/tmp/desktop-screenshots/).
+#[test]
+fn the_real_window_under_xvfb_shows_send_and_transfers() {
+    let a = Appliance::start();
+    let key = a.media_user("coordinator@studio.example");
+    let sender = a.client(&key);
+    a.user("director@client.example", "collaborator");
+    let src = tempfile::tempdir().unwrap();
+    let files = session(src.path());
+    // A delivery already on its way, for the Transfers view.
+    let run = sender.run(&[
+        "send",
+        files[0].to_str().unwrap(),
+        "--to",
+        "director@client.example",
+        "--dest",
+        "share=media/dailies/",
+        "--name",
+        "Dailies 27 Nov",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+
+    let x = Xvfb::start();
+    let config = tempfile::tempdir().unwrap();
+    let mut app = x.command(ferry_tests::bin("ferry-desktop").to_str().unwrap());
+    app.args(files.iter().map(|p| p.as_os_str()))
+        .env("FERRY_CONFIG", config.path().join("credentials.toml"))
+        .env("FERRY_SERVER", &a.url)
+        .env("FERRY_API_KEY", &key)
+        .env("FERRY_FINGERPRINT", &a.fingerprint)
+        .env("FERRY_USER", "coordinator@studio.example")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = app.spawn().unwrap();
+    let window = x.window("Ferry");
+    // The first frames take a moment under software GL: wait until the
+    // window shows more than a blank.
+    let mut send = Vec::new();
+    ferry_tests::wait_for("the Send view drawn", Duration::from_secs(60), || {
+        send = x.grab(&window);
+        colours(&send) > 20
+    });
+    let send_png = save_png(&send, "send");
+    // There is no window manager to give keyboard focus, so the pointer
+    // clicks the tab: the second of the bar, right of the name.
+    let status = x
+        .command("xdotool")
+        .args(["mousemove", "--window", &window, "146", "12", "click", "1"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "xdotool");
+    let mut transfers = Vec::new();
+    ferry_tests::wait_for("the Transfers view drawn", Duration::from_secs(60), || {
+        transfers = x.grab(&window);
+        colours(&transfers) > 20 && transfers != send
+    });
+    let transfers_png = save_png(&transfers, "transfers");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the app is still running"
+    );
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    eprintln!(
+        "screenshots: {} and {}",
+        send_png.display(),
+        transfers_png.display()
+    );
+}
