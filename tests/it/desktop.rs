@@ -386,3 +386,95 @@ fn the_real_window_under_xvfb_shows_send_and_transfers() {
         transfers_png.display()
     );
 }
+
+/// A director receives in the app: Receive runs the agent, which saves the
+/// delivery into the chosen folder. Then, from Shares, a file already on
+/// the appliance goes to an editor with nothing uploaded again.
+#[test]
+fn the_desktop_app_receives_and_sends_from_a_share() {
+    let a = Appliance::start();
+    let coordinator = a.client(&a.media_user("coordinator@studio.example"));
+    let director_key = a.media_user("director@client.example");
+    a.user("editor@client.example", "collaborator");
+    let src = tempfile::tempdir().unwrap();
+    let files = session(src.path());
+    let mut args = vec!["send"];
+    args.extend(files.iter().map(|p| p.to_str().unwrap()));
+    args.extend([
+        "--to",
+        "director@client.example",
+        "--dest",
+        "share=media/review/",
+        "--name",
+        "Review 27",
+    ]);
+    let run = coordinator.run(&args);
+    assert!(run.ok, "{}", run.stderr);
+
+    // Signed in from stored credentials, as after `ferry login`.
+    let home = tempfile::tempdir().unwrap();
+    let credentials = home.path().join("credentials.toml");
+    ferry_client::Credentials {
+        server: a.url.clone(),
+        user: Some("director@client.example".into()),
+        api_key: director_key,
+        fingerprint: a.fingerprint.parse().unwrap(),
+    }
+    .save_to(credentials.clone())
+    .unwrap();
+    let mut h = app(&credentials);
+    until(&mut h, "the signed-in window", |h| has_label(h, "Receive"));
+
+    h.get_by_label("Receive").click();
+    h.step();
+    let into = tempfile::tempdir().unwrap();
+    h.get_by_label("Save into").focus();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label("Save into")
+        .type_text(into.path().to_str().unwrap());
+    h.step();
+    h.get_by_label("Start receiving").click();
+    until(&mut h, "the delivery received", |h| {
+        has_label(h, "received in full")
+    });
+    assert!(has_label(
+        &h,
+        "Receiving “Review 27” from coordinator@studio.example"
+    ));
+    ferry_tests::assert_same_tree(src.path(), &into.path().join("Review 27"));
+
+    // From the share, to someone else: a delivery without an upload.
+    h.get_by_label("Shares").click();
+    until(&mut h, "the share's folders", |h| {
+        h.query_by_label("📁 review").is_some()
+    });
+    h.get_by_label("📁 review").click();
+    until(&mut h, "the folder's files", |h| {
+        h.query_by_label("review_v3.mov").is_some()
+    });
+    h.get_by_label("review_v3.mov").click();
+    h.get_by_label("Recipient email").click();
+    h.step();
+    h.get_by_label("Recipient email")
+        .type_text("editor@client.example");
+    h.step();
+    h.get_by_label("Add recipient").click();
+    h.step();
+    h.get_by_label("Send from the share").click();
+    until(&mut h, "the editor's job", |h| {
+        h.state().job_of("editor@client.example").is_some()
+    });
+    let jobs = h.state().jobs();
+    let editor = jobs
+        .iter()
+        .find(|j| j.recipient.as_deref() == Some("editor@client.example"))
+        .unwrap();
+    assert_eq!(editor.files_total, 1);
+    assert!(
+        !jobs
+            .iter()
+            .any(|j| j.kind == "upload" && j.delivery == editor.delivery),
+        "nothing is uploaded again"
+    );
+}

@@ -232,6 +232,11 @@ impl FerryApp {
             .map(|j| j.id)
     }
 
+    /// The jobs as last listed.
+    pub fn jobs(&self) -> &[JobInfo] {
+        &self.jobs
+    }
+
     /// A job's status, as listed.
     pub fn status_of(&self, job: i64) -> Option<String> {
         self.jobs
@@ -868,6 +873,11 @@ fn recipients_editor(
         if let Some(p) = problem {
             ui.colored_label(Color32::from_rgb(200, 60, 40), p);
         }
+        ui.label(
+            RichText::new("Someone without an account gets an invitation with the delivery.")
+                .weak()
+                .small(),
+        );
         typed
     })
     .inner
