@@ -263,7 +263,12 @@ async fn chunks_that_are_not_the_sessions_own_are_refused() {
     let mut stranger = stranger;
     let (code, message) = refusal(&mut stranger.s).await;
     assert_eq!(code, ErrorCode::Protocol, "{message}");
-    assert!(message.contains("chunk for unknown file #0"), "{message}");
+    // The chunk's stream and the plan's frame race each other: either
+    // way the stranger's session ends and the owner's file is untouched.
+    assert!(
+        message.contains("chunk for unknown file #0") || message.contains("chunk before plan"),
+        "{message}"
+    );
 
     let cases: [(&str, u32, u32, usize, &str); 3] = [
         (
@@ -451,34 +456,53 @@ async fn silent_connection(fingerprint: String, addr: SocketAddr) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// One slowloris connection: it trickles one byte a second of `drip`
-/// after `opening`, and returns how long the appliance let it live.
+/// One slowloris connection: after its opening (half a TLS record, or a
+/// whole handshake and half a request head) it trickles one byte a second.
+/// Returns how long the appliance let it live — an error at any step means
+/// the appliance cut it — or `None` if it was still alive after 60 s.
 async fn slow_connection(
     from: std::net::IpAddr,
     to: SocketAddr,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Option<f64> {
-    let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket.bind(SocketAddr::new(from, 0)).ok()?;
-    let tcp = socket.connect(to).await.ok()?;
     let started = Instant::now();
+    let cut = || Some(started.elapsed().as_secs_f64());
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .expect("bind to the test's own loopback address");
+    let Ok(tcp) = socket.connect(to).await else {
+        return cut();
+    };
     let mut stream: Box<dyn Trickle> = match tls {
         // A TLS record header announcing a ClientHello that never comes.
         None => {
             let mut tcp = tcp;
-            tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).await.ok()?;
+            if tcp
+                .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+                .await
+                .is_err()
+            {
+                return cut();
+            }
             Box::new(tcp)
         }
         // A finished handshake, then a request head that never ends.
         Some(config) => {
             let name = rustls_pki_types::ServerName::try_from("ferry").unwrap();
-            let mut tls = tokio_rustls::TlsConnector::from(config)
+            let Ok(mut tls) = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .ok()?;
-            tls.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: ferry\r\n")
+            else {
+                return cut();
+            };
+            if tls
+                .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: ferry\r\n")
                 .await
-                .ok()?;
+                .is_err()
+            {
+                return cut();
+            }
             Box::new(tls)
         }
     };
@@ -487,12 +511,12 @@ async fn slow_connection(
     loop {
         tokio::select! {
             r = stream.read(&mut buf) => match r {
-                Ok(0) | Err(_) => return Some(started.elapsed().as_secs_f64()),
+                Ok(0) | Err(_) => return cut(),
                 Ok(_) => {}
             },
             _ = tick.tick() => {
                 if stream.write_all(b"X").await.is_err() {
-                    return Some(started.elapsed().as_secs_f64());
+                    return cut();
                 }
             }
         }

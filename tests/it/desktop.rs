@@ -200,20 +200,32 @@ struct Xvfb {
 
 impl Xvfb {
     fn start() -> Self {
-        // A display number nobody holds.
-        let n = (90..190)
-            .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
-            .expect("a free X display");
-        let display = format!(":{n}");
-        let child = std::process::Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+        // Xvfb picks a free display itself and names it on stdout.
+        let mut child = std::process::Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("Xvfb (Debian's xvfb)");
-        ferry_tests::wait_for("Xvfb", Duration::from_secs(20), || {
-            Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        });
-        Xvfb { child, display }
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let n: u32 = line.trim().parse().expect("Xvfb names its display");
+        Xvfb {
+            child,
+            display: format!(":{n}"),
+        }
     }
 
     fn command(&self, program: &str) -> std::process::Command {
@@ -372,9 +384,11 @@ fn the_real_window_under_xvfb_shows_send_and_transfers() {
         colours(&transfers) > 20 && transfers != send
     });
     let transfers_png = save_png(&transfers, "transfers");
+    // The title names the view: the click reached the Transfers tab.
+    assert_eq!(x.window("Ferry - Transfers"), window);
     assert!(
         child.try_wait().unwrap().is_none(),
-        "the app is still running"
+        "the app exited while being photographed"
     );
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
@@ -477,4 +491,40 @@ fn the_desktop_app_receives_and_sends_from_a_share() {
             .any(|j| j.kind == "upload" && j.delivery == editor.delivery),
         "nothing is uploaded again"
     );
+}
+
+/// The recipient field's completion: the facility's staff get matching
+/// addresses (not their own, not disabled accounts); collaborators are
+/// refused, so they cannot list who works with the facility.
+#[test]
+fn recipient_completion_is_for_staff_and_leaves_out_disabled_accounts() {
+    let a = Appliance::start();
+    let staff = a.media_user("coordinator@studio.example");
+    a.user("director@client.example", "collaborator");
+    a.user("gone@client.example", "collaborator");
+    a.admin(&["user", "disable", "gone@client.example"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = |key: &str| {
+        ferry_client::Api::from_credentials(&ferry_client::Credentials {
+            server: a.url.clone(),
+            user: None,
+            api_key: key.to_owned(),
+            fingerprint: a.fingerprint.parse().unwrap(),
+        })
+        .unwrap()
+    };
+    let list: ferry_api::RecipientList = rt
+        .block_on(api(&staff).get("/recipients?q=example"))
+        .unwrap();
+    assert_eq!(list.emails, ["director@client.example"]);
+    let list: ferry_api::RecipientList = rt.block_on(api(&staff).get("/recipients?q=d")).unwrap();
+    assert!(list.emails.is_empty(), "one letter completes nothing");
+    let collaborator = a.user("editor@client.example", "collaborator");
+    let refused = rt
+        .block_on(api(&collaborator).get::<ferry_api::RecipientList>("/recipients?q=studio"))
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("forbidden"), "{refused}");
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use ferry_client::credentials::normalise_server;
+use ferry_client::signin;
 use ferry_engine::handshake::PaceRequest;
 use ferry_proto::{Policy, PriorityRules, Rate};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use ferry_client::deliver::{self, Manifest, SendRequest};
 use ferry_client::transfer::{self, Options, Report};
 use ferry_client::{Api, ClientError, Credentials};
 use ferry_engine::StopSignal;
-use ferry_engine::tls::{Fingerprint, PinnedCert};
+use ferry_engine::tls::Fingerprint;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -790,7 +790,6 @@ async fn login(
     yes: bool,
     new_password_stdin: bool,
 ) -> Result<()> {
-    let server = normalise_server(&server)?;
     let expected: Option<Fingerprint> = fingerprint
         .or_else(|| std::env::var("FERRY_FINGERPRINT").ok())
         .map(|f| f.parse())
@@ -798,15 +797,8 @@ async fn login(
         .context("--fingerprint")?;
     // First contact: learn (or check) the certificate before sending any
     // secret.
-    let probe_pin = match expected {
-        Some(fp) => PinnedCert::new(fp),
-        None => PinnedCert::first_contact(),
-    };
-    let probe = Api::new(&server, probe_pin, None, None)?;
-    probe.health().await?;
-    let seen = probe
-        .seen_fingerprint()
-        .ok_or_else(|| anyhow!("the appliance presented no certificate"))?;
+    let contact = signin::first_contact(&server, expected).await?;
+    let (server, seen) = (contact.server.clone(), contact.fingerprint);
     if expected.is_none() {
         eprintln!("The appliance at {server} presents the certificate fingerprint (SHA-256)");
         eprintln!("  {seen}");
@@ -843,18 +835,9 @@ async fn login(
     } else {
         rpassword::prompt_password("Password: ")?
     };
-    let api = Api::new(&server, PinnedCert::new(seen), None, None)?;
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this computer".into());
-    let resp = api
-        .login(&email, &password, Some(format!("ferry login on {host}")))
-        .await?;
-    let creds = Credentials {
-        server: server.clone(),
-        user: Some(resp.user.email.clone()),
-        api_key: resp.api_key,
-        fingerprint: seen,
-    };
-    if resp.must_change_password {
+    let key_name = format!("ferry login on {}", signin::this_computer());
+    let signed = signin::sign_in(&contact, &email, &password, key_name).await?;
+    if signed.must_change_password {
         let new = if new_password_stdin {
             stdin_lines.get(1).cloned().ok_or_else(|| {
                 anyhow!("the password is one-time: give the new one on the next line of stdin")
@@ -863,16 +846,14 @@ async fn login(
             eprintln!("This password is one-time: choose a new one (at least 8 characters).");
             rpassword::prompt_password("New password: ")?
         };
-        Api::from_credentials(&creds)?
-            .change_password(&password, &new)
-            .await?;
+        signin::change_password(&signed.credentials, &password, &new).await?;
         eprintln!("password changed");
     }
-    let path = creds.save()?;
+    let path = signed.credentials.save()?;
     eprintln!(
         "logged in to {server} as {} ({}); credentials in {}",
-        resp.user.email,
-        resp.user.role,
+        signed.credentials.user.as_deref().unwrap_or(&email),
+        signed.role,
         path.display()
     );
     Ok(())

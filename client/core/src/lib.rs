@@ -7,6 +7,8 @@
 //!   that resume;
 //! - [`deliver`]: `ferry send` and resumable uploads;
 //! - [`agent`]: receiving every delivery addressed to the user;
+//! - [`signin`]: first contact with an appliance and trading a password
+//!   for a key;
 //! - [`error`]: what went wrong, in words a user can act on.
 
 pub mod agent;
@@ -14,6 +16,7 @@ pub mod api;
 pub mod credentials;
 pub mod deliver;
 pub mod error;
+pub mod signin;
 pub mod transfer;
 
 pub use api::Api;

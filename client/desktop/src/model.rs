@@ -11,19 +11,49 @@ use ferry_api::JobInfo;
 use ferry_client::deliver::SendRequest;
 use ferry_proto::sequence::{Grouped, group};
 
-/// The app's own settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The app's own settings, kept in `desktop.toml` beside the
+/// credentials.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Settings {
     /// Extensions whose files start at high priority (the proxies people
     /// review first).
     pub high_extensions: Vec<String>,
+    /// Where Receive saves deliveries.
+    pub receive_into: Option<PathBuf>,
+    /// Receive was on when the app closed: it starts again with the app.
+    pub receiving: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             high_extensions: vec!["mov".into(), "mp4".into()],
+            receive_into: None,
+            receiving: false,
         }
+    }
+}
+
+impl Settings {
+    /// The settings at `path`; the defaults when there are none or they
+    /// cannot be read (a damaged file must not keep the app from opening).
+    pub fn load(path: &Path) -> Self {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the settings to `path`, through a temporary file.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = toml::to_string(self).map_err(std::io::Error::other)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, path)
     }
 }
 
@@ -46,12 +76,12 @@ impl Priority {
         }
     }
 
-    /// The word of `--priority GLOB=WORD`; `None` for the default.
-    fn rule_word(self) -> Option<&'static str> {
+    /// The word of `--priority GLOB=WORD`.
+    fn rule_word(self) -> &'static str {
         match self {
-            Priority::High => Some("high"),
-            Priority::Normal => None,
-            Priority::Low => Some("low"),
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
         }
     }
 }
@@ -197,12 +227,26 @@ impl SendForm {
     /// the list are not added twice. Returns what could not be read.
     pub fn add_paths(&mut self, paths: &[PathBuf], settings: &Settings) -> Vec<String> {
         let mut problems = Vec::new();
+        // A file already on the list (alone, in a sequence line, or in a
+        // dropped folder) is not added again: the appliance would refuse
+        // a delivery that names it twice.
+        let listed: std::collections::HashSet<&Path> = self
+            .items
+            .iter()
+            .flat_map(|i| i.files.iter().map(PathBuf::as_path))
+            .collect();
+        let inside_listed_folder = |p: &Path| {
+            self.items
+                .iter()
+                .any(|i| i.kind == ItemKind::Folder && p.starts_with(&i.path))
+        };
+        let fresh: Vec<&PathBuf> = paths
+            .iter()
+            .filter(|p| !listed.contains(p.as_path()) && !inside_listed_folder(p))
+            .collect();
         // Files by folder, so that frames group.
         let mut by_dir: BTreeMap<PathBuf, Vec<(String, u64)>> = BTreeMap::new();
-        for p in paths {
-            if self.items.iter().any(|i| &i.path == p) {
-                continue;
-            }
+        for p in fresh {
             match std::fs::metadata(p) {
                 Ok(m) if m.is_dir() => {
                     let label = file_name(p);
@@ -335,7 +379,7 @@ impl SendForm {
     }
 
     /// The request Transmit sends, or what is missing.
-    pub fn request(&self) -> Result<SendRequest, FormError> {
+    pub fn request(&self, settings: &Settings) -> Result<SendRequest, FormError> {
         if self.items.is_empty() {
             return Err(FormError::NoFiles);
         }
@@ -343,13 +387,23 @@ impl SendForm {
             return Err(FormError::NoRecipients);
         }
         let dest = self.destination().ok_or(FormError::NoDestination)?;
-        // Each line's choice is a rule of its own, first; everything else
-        // keeps the appliance's default.
-        let priorities = self
+        // Each line's choice is a rule of its own, first (the first rule
+        // that matches wins); files inside dropped folders then get the
+        // high-priority extensions; everything else keeps the default.
+        let mut priorities: Vec<String> = self
             .items
             .iter()
-            .filter_map(|i| i.priority.rule_word().map(|w| format!("{}={w}", i.glob())))
+            .filter(|i| i.kind != ItemKind::Folder || i.priority != Priority::Normal)
+            .map(|i| format!("{}={}", i.glob(), i.priority.rule_word()))
             .collect();
+        if self.items.iter().any(|i| i.kind == ItemKind::Folder) {
+            priorities.extend(
+                settings
+                    .high_extensions
+                    .iter()
+                    .map(|e| format!("*.{}=high", escape_glob(e))),
+            );
+        }
         Ok(SendRequest {
             paths: self
                 .items
@@ -430,7 +484,10 @@ pub struct JobRow {
 impl JobRow {
     pub fn of(j: &JobInfo) -> Self {
         let total = j.bytes_total.max(0) as u64;
-        let done = (j.bytes_done.max(0) as u64).min(total.max(j.bytes_done.max(0) as u64));
+        // Skipped and resent bytes can count past the total: never show
+        // "12 MB of 10 MB".
+        let raw = j.bytes_done.max(0) as u64;
+        let done = if total > 0 { raw.min(total) } else { raw };
         let fraction = if total == 0 {
             if j.status == "done" { 1.0 } else { 0.0 }
         } else {
@@ -588,9 +645,54 @@ mod tests {
     }
 
     #[test]
+    fn files_already_listed_are_not_listed_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames: Vec<PathBuf> = (1..=3)
+            .map(|f| touch(dir.path(), &format!("a.{f:04}.exr"), 10))
+            .collect();
+        let mut form = SendForm::default();
+        form.add_paths(&frames, &Settings::default());
+        // One frame again, alone: already in the sequence line.
+        form.add_paths(&frames[1..2], &Settings::default());
+        let sub = dir.path().join("plates");
+        std::fs::create_dir(&sub).unwrap();
+        let inside = touch(&sub, "p.mov", 10);
+        form.add_paths(std::slice::from_ref(&sub), &Settings::default());
+        // A file inside a folder already on the list.
+        form.add_paths(&[inside], &Settings::default());
+        let files: Vec<&PathBuf> = form.items.iter().flat_map(|i| &i.files).collect();
+        assert_eq!(files.len(), 4, "{files:?}");
+        // Files inside the folder get the high extensions too.
+        form.add_recipient("d@client.example").unwrap();
+        form.share = Some("media".into());
+        let req = form.request(&Settings::default()).unwrap();
+        let rules = ferry_proto::PriorityRules::parse(&req.priorities).unwrap();
+        let of = |p: &str| rules.of(&ferry_proto::SharePath::parse(p).unwrap());
+        assert_eq!(of("plates/p.mov"), ferry_proto::Priority::HIGH);
+        assert_eq!(of("a.0002.exr"), ferry_proto::Priority::DEFAULT);
+    }
+
+    #[test]
+    fn settings_survive_a_restart_and_a_damaged_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desktop.toml");
+        assert_eq!(Settings::load(&path), Settings::default());
+        let s = Settings {
+            high_extensions: vec!["mxf".into()],
+            receive_into: Some(dir.path().join("in")),
+            receiving: true,
+        };
+        s.save(&path).unwrap();
+        assert_eq!(Settings::load(&path), s);
+        std::fs::write(&path, "high_extensions = 3").unwrap();
+        assert_eq!(Settings::load(&path), Settings::default());
+    }
+
+    #[test]
     fn the_high_extensions_are_a_setting() {
         let s = Settings {
             high_extensions: vec!["exr".into()],
+            ..Default::default()
         };
         assert_eq!(s.default_priority("a.EXR"), Priority::High);
         assert_eq!(s.default_priority("a.mov"), Priority::Normal);
@@ -626,9 +728,15 @@ mod tests {
         ];
         let mut form = SendForm::default();
         form.add_paths(&paths, &Settings::default());
-        assert_eq!(form.request().unwrap_err(), FormError::NoRecipients);
+        assert_eq!(
+            form.request(&Settings::default()).unwrap_err(),
+            FormError::NoRecipients
+        );
         form.add_recipient("dir@client.example").unwrap();
-        assert_eq!(form.request().unwrap_err(), FormError::NoDestination);
+        assert_eq!(
+            form.request(&Settings::default()).unwrap_err(),
+            FormError::NoDestination
+        );
         form.share = Some("media".into());
         form.folder = "/20261127/review/".into();
         let seq = form
@@ -637,7 +745,7 @@ mod tests {
             .find(|i| matches!(i.kind, ItemKind::Sequence { .. }))
             .unwrap();
         seq.priority = Priority::Low;
-        let req = form.request().unwrap();
+        let req = form.request(&Settings::default()).unwrap();
         assert_eq!(req.dest.as_deref(), Some("share=media/20261127/review/"));
         assert_eq!(req.recipients, ["dir@client.example"]);
         let rules = ferry_proto::PriorityRules::parse(&req.priorities).unwrap();

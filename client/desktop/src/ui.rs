@@ -10,7 +10,9 @@ use std::sync::mpsc::Receiver;
 
 use egui::{Color32, RichText};
 use ferry_api::{JobDetail, JobInfo, ShareEntry, ShareInfo};
+use ferry_client::Credentials;
 use ferry_client::deliver::SendRequest;
+use ferry_client::signin::FirstContact;
 use ferry_engine::tls::Fingerprint;
 
 use crate::model::{Filter, JobRow, Priority, SendForm, Settings};
@@ -40,8 +42,13 @@ struct LoginForm {
     email: String,
     password: String,
     api_key: String,
-    /// The certificate shown on first contact, waiting for a yes.
-    seen: Option<(String, Fingerprint)>,
+    /// The certificate shown on first contact, waiting for a yes, and the
+    /// one this computer trusted before for the same appliance.
+    seen: Option<(FirstContact, Option<Fingerprint>)>,
+    /// A one-time password was accepted: a new one is needed.
+    renew: Option<(Box<Credentials>, Secret)>,
+    new_password: String,
+    repeat_password: String,
     busy: bool,
 }
 
@@ -51,6 +58,8 @@ struct Browser {
     share: Option<String>,
     folder: String,
     entries: Vec<ShareEntry>,
+    /// The (share, folder) asked for last, so each is asked once.
+    asked: Option<(String, String)>,
     new_folder: String,
 }
 
@@ -70,6 +79,7 @@ pub struct FerryApp {
     pub tab: Tab,
     settings: Settings,
     high_extensions_text: String,
+    settings_path: PathBuf,
     form: SendForm,
     add_path: String,
     dest: Browser,
@@ -87,6 +97,10 @@ pub struct FerryApp {
     message: Option<(String, bool)>,
     asking_to_close: bool,
     quit_anyway: bool,
+    /// The Send form's delivery is being made and uploaded.
+    form_sending: bool,
+    /// The window's title says which view is open.
+    title: Option<Tab>,
 }
 
 impl FerryApp {
@@ -94,11 +108,18 @@ impl FerryApp {
     /// the sign-in is kept in `credentials` (`ferry login`'s file by
     /// default, so one sign-in serves both).
     pub fn new(wake: Arc<dyn Fn() + Send + Sync>, credentials: PathBuf) -> Self {
+        let settings_path = credentials.with_file_name("desktop.toml");
+        let settings = Settings::load(&settings_path);
         let (worker, updates) = Worker::start(wake, credentials);
-        let settings = Settings::default();
-        let receive_into = dirs::download_dir()
-            .or_else(dirs::home_dir)
-            .map(|d| d.join("Ferry").display().to_string())
+        let receive_into = settings
+            .receive_into
+            .clone()
+            .or_else(|| {
+                dirs::download_dir()
+                    .or_else(dirs::home_dir)
+                    .map(|d| d.join("Ferry"))
+            })
+            .map(|d| d.display().to_string())
             .unwrap_or_default();
         let mut app = FerryApp {
             worker,
@@ -111,6 +132,7 @@ impl FerryApp {
             tab: Tab::Send,
             high_extensions_text: settings.high_extensions.join(", "),
             settings,
+            settings_path,
             form: SendForm::default(),
             add_path: String::new(),
             dest: Browser::default(),
@@ -127,6 +149,8 @@ impl FerryApp {
             message: None,
             asking_to_close: false,
             quit_anyway: false,
+            form_sending: false,
+            title: None,
         };
         if app.worker.resume_session() {
             app.login.busy = true;
@@ -138,17 +162,35 @@ impl FerryApp {
     fn absorb(&mut self) {
         while let Ok(u) = self.updates.try_recv() {
             match u {
-                Update::Seen {
-                    server,
-                    fingerprint,
+                Update::Seen { contact, pinned } => {
+                    self.login.busy = false;
+                    if pinned == Some(contact.fingerprint) {
+                        // The certificate this computer already trusts.
+                        self.sign_in(contact);
+                    } else {
+                        self.login.seen = Some((contact, pinned));
+                    }
+                }
+                Update::NewPasswordNeeded {
+                    credentials,
+                    current,
                 } => {
                     self.login.busy = false;
-                    self.login.seen = Some((server, fingerprint));
+                    self.login.seen = None;
+                    self.login.renew = Some((credentials, current));
+                }
+                Update::ReceivingEnded { start, why } => {
+                    self.worker.receiving_ended(start);
+                    self.say(why, false);
                 }
                 Update::SignedIn { email, server } => {
                     self.login = LoginForm::default();
                     self.signed_in = Some((email, server));
                     self.worker.run(Command::LoadShares);
+                    if self.settings.receiving {
+                        // Receive was on when the app closed.
+                        self.start_receiving();
+                    }
                     self.worker.run(Command::RefreshJobs);
                 }
                 Update::Shares(s) => {
@@ -180,7 +222,17 @@ impl FerryApp {
                         }
                     }
                 }
-                Update::Transmitted { jobs, missing } => {
+                Update::Transmitted {
+                    from_form,
+                    jobs,
+                    missing,
+                } => {
+                    if from_form {
+                        // Only now: a failed send keeps the list to try again.
+                        self.form_sending = false;
+                        self.form.items.clear();
+                        self.form.name.clear();
+                    }
                     let mut text = format!(
                         "Sent: {} job{} made.",
                         jobs.len(),
@@ -191,6 +243,12 @@ impl FerryApp {
                     }
                     self.say(text, false);
                     self.worker.run(Command::RefreshJobs);
+                }
+                Update::TransmitFailed { from_form, why } => {
+                    if from_form {
+                        self.form_sending = false;
+                    }
+                    self.say(why, true);
                 }
                 Update::Jobs(j) => {
                     let live: BTreeSet<i64> = j.iter().map(|j| j.id).collect();
@@ -272,11 +330,21 @@ impl FerryApp {
         if now - self.last_refresh > 1.0 {
             self.last_refresh = now;
             self.worker.run(Command::RefreshJobs);
-            for (&id, _) in self.details.iter() {
+            for &id in self.details.keys() {
                 self.worker.run(Command::LoadJob(id));
             }
         }
         ctx.request_repaint_after(std::time::Duration::from_secs(1));
+        if self.title != Some(self.tab) {
+            // The title names the view: for people switching windows, and
+            // for the screenshot test, which reads it.
+            self.title = Some(self.tab);
+            let label = Tab::ALL
+                .iter()
+                .find(|(t, _)| *t == self.tab)
+                .map_or("", |(_, l)| l);
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(format!("Ferry - {label}")));
+        }
         ctx.input(|i| {
             for (n, (tab, _)) in Tab::ALL.iter().enumerate() {
                 let key = [
@@ -385,44 +453,89 @@ impl FerryApp {
             });
     }
 
+    fn sign_in(&mut self, contact: FirstContact) {
+        let secret = if self.login.api_key.is_empty() {
+            Secret::Password(self.login.password.clone())
+        } else {
+            Secret::ApiKey(self.login.api_key.clone())
+        };
+        self.login.busy = true;
+        self.login.seen = None;
+        self.worker.run(Command::SignIn {
+            contact,
+            email: self.login.email.clone(),
+            secret,
+        });
+    }
+
     fn login_view(&mut self, ui: &mut egui::Ui) {
         ui.heading("Sign in to your Ferry appliance");
         ui.add_space(8.0);
-        egui::Grid::new("login").num_columns(2).show(ui, |ui| {
-            labelled_edit(ui, "Server", &mut self.login.server, false);
-            labelled_edit(ui, "Email", &mut self.login.email, false);
-            labelled_edit(ui, "Password", &mut self.login.password, true);
-            labelled_edit(ui, "or API key", &mut self.login.api_key, true);
-        });
+        if let Some((credentials, current)) = self.login.renew.clone() {
+            ui.label("This password was for the first sign-in only: choose your own (at least 8 characters).");
+            egui::Grid::new("renew").num_columns(2).show(ui, |ui| {
+                labelled_edit(ui, "New password", &mut self.login.new_password, true);
+                labelled_edit(ui, "Repeat it", &mut self.login.repeat_password, true);
+            });
+            let same = self.login.new_password == self.login.repeat_password;
+            if !same {
+                ui.label(RichText::new("The two do not match yet.").weak());
+            }
+            if ui
+                .add_enabled(
+                    same && !self.login.new_password.is_empty() && !self.login.busy,
+                    egui::Button::new("Change password and sign in"),
+                )
+                .clicked()
+            {
+                self.login.busy = true;
+                self.worker.run(Command::ChangePassword {
+                    credentials,
+                    current,
+                    new: self.login.new_password.clone(),
+                });
+            }
+        } else {
+            egui::Grid::new("login").num_columns(2).show(ui, |ui| {
+                labelled_edit(ui, "Server", &mut self.login.server, false);
+                labelled_edit(ui, "Email", &mut self.login.email, false);
+                labelled_edit(ui, "Password", &mut self.login.password, true);
+                labelled_edit(ui, "or API key", &mut self.login.api_key, true);
+            });
+        }
         ui.add_space(8.0);
-        if let Some((server, fp)) = self.login.seen.clone() {
-            ui.label(format!(
-                "{server} presents this certificate (SHA-256). Check it against the one your \
-                 facility gave you before you go on:"
-            ));
-            ui.monospace(fp.to_string());
+        if let Some((contact, pinned)) = self.login.seen.clone() {
+            let server = &contact.server;
+            let trust = match pinned {
+                Some(before) => {
+                    ui.colored_label(
+                        Color32::from_rgb(200, 60, 40),
+                        format!(
+                            "{server} now presents a different certificate from the one this                              computer trusted ({before}). Do not go on unless the facility's IT                              tells you it was changed. The new one (SHA-256):"
+                        ),
+                    );
+                    "Trust the new certificate and sign in"
+                }
+                None => {
+                    ui.label(format!(
+                        "{server} presents this certificate (SHA-256). Check it against the one                          your facility gave you before you go on:"
+                    ));
+                    "Trust and sign in"
+                }
+            };
+            ui.monospace(contact.fingerprint.to_string());
             ui.horizontal(|ui| {
-                if ui.button("Trust and sign in").clicked() {
-                    let secret = if self.login.api_key.is_empty() {
-                        Secret::Password(self.login.password.clone())
-                    } else {
-                        Secret::ApiKey(self.login.api_key.clone())
-                    };
-                    self.login.busy = true;
-                    self.worker.run(Command::SignIn {
-                        server,
-                        fingerprint: fp,
-                        email: self.login.email.clone(),
-                        secret,
-                    });
+                if ui.button(trust).clicked() {
+                    self.sign_in(contact.clone());
                 }
                 if ui.button("Cancel").clicked() {
                     self.login.seen = None;
                 }
             });
-        } else if ui
-            .add_enabled(!self.login.busy, egui::Button::new("Connect"))
-            .clicked()
+        } else if self.login.renew.is_none()
+            && ui
+                .add_enabled(!self.login.busy, egui::Button::new("Connect"))
+                .clicked()
         {
             self.login.busy = true;
             self.message = None;
@@ -505,30 +618,38 @@ impl FerryApp {
                     &mut self.high_extensions_text,
                 );
             });
-            self.settings.high_extensions = self
+            let high: Vec<String> = self
                 .high_extensions_text
                 .split([',', ' '])
                 .map(|e| e.trim().trim_start_matches('.').to_lowercase())
                 .filter(|e| !e.is_empty())
                 .collect();
+            if high != self.settings.high_extensions {
+                self.settings.high_extensions = high;
+                self.keep_settings();
+            }
         });
         ui.add_space(8.0);
-        let request = self.form.request();
+        let request = self.form.request(&self.settings);
         ui.horizontal(|ui| {
             let transmit = ui.add_enabled(
-                request.is_ok(),
+                request.is_ok() && !self.form_sending,
                 egui::Button::new(RichText::new("Transmit").size(18.0)),
             );
-            if let Err(why) = &request {
+            if self.form_sending {
+                ui.label(RichText::new("Uploading: follow it in Transfers.").weak());
+            } else if let Err(why) = &request {
                 ui.label(RichText::new(why.to_string()).weak());
             }
             if transmit.clicked()
                 && let Ok(req) = request.clone()
             {
-                self.worker.run(Command::Transmit(req));
+                self.worker.run(Command::Transmit {
+                    request: req,
+                    from_form: true,
+                });
+                self.form_sending = true;
                 self.say("Sending…".into(), false);
-                self.form.items.clear();
-                self.form.name.clear();
                 self.tab = Tab::Transfers;
             }
         });
@@ -668,7 +789,7 @@ impl FerryApp {
                         glob: glob.clone(),
                         priority: match prio {
                             Priority::High => "high",
-                            Priority::Normal => "500",
+                            Priority::Normal => "normal",
                             Priority::Low => "low",
                         }
                         .into(),
@@ -698,6 +819,27 @@ impl FerryApp {
         }
     }
 
+    fn start_receiving(&mut self) {
+        let into = PathBuf::from(&self.receive_into);
+        self.worker
+            .run(Command::StartReceiving { into: into.clone() });
+        self.settings.receiving = true;
+        self.settings.receive_into = Some(into);
+        self.keep_settings();
+    }
+
+    fn keep_settings(&mut self) {
+        if let Err(e) = self.settings.save(&self.settings_path) {
+            self.say(
+                format!(
+                    "Could not keep the settings in {}: {e}",
+                    self.settings_path.display()
+                ),
+                true,
+            );
+        }
+    }
+
     fn receive_view(&mut self, ui: &mut egui::Ui) {
         ui.heading("Receive");
         ui.label("Deliveries sent to you are saved here, each in a folder of its own name.");
@@ -714,11 +856,11 @@ impl FerryApp {
             ui.label("▶ Receiving: new deliveries come in by themselves.");
             if ui.button("Stop receiving").clicked() {
                 self.worker.run(Command::StopReceiving);
+                self.settings.receiving = false;
+                self.keep_settings();
             }
         } else if ui.button("Start receiving").clicked() {
-            self.worker.run(Command::StartReceiving {
-                into: PathBuf::from(&self.receive_into),
-            });
+            self.start_receiving();
         }
         ui.separator();
         for line in self.incoming.iter().rev().take(200) {
@@ -779,11 +921,14 @@ impl FerryApp {
                 .iter()
                 .map(|p| format!("share={share}/{p}"))
                 .collect();
-            self.worker.run(Command::Transmit(SendRequest {
-                paths,
-                recipients: view.recipients.recipients.clone(),
-                ..Default::default()
-            }));
+            self.worker.run(Command::Transmit {
+                request: SendRequest {
+                    paths,
+                    recipients: view.recipients.recipients.clone(),
+                    ..Default::default()
+                },
+                from_form: false,
+            });
             view.selected.clear();
             self.say(
                 "Sending from the share: nothing is uploaded again.".into(),
@@ -929,12 +1074,9 @@ fn browse_folders(
                     }
                 }
                 if let Some(f) = into {
+                    // Listed at the end of this frame, once.
                     b.folder = f;
                     b.entries.clear();
-                    worker.run(Command::Browse {
-                        share: share.clone(),
-                        folder: b.folder.clone(),
-                    });
                 }
                 ui.horizontal(|ui| {
                     labelled_line(ui, "New folder", &mut b.new_folder);
@@ -944,24 +1086,23 @@ fn browse_folders(
                             share: share.clone(),
                             folder: folder.clone(),
                         });
+                        // The worker lists it once it is made.
+                        b.asked = Some((share.clone(), folder.clone()));
                         b.folder = folder;
                         b.entries.clear();
                         b.new_folder.clear();
                     }
                 });
             });
-    if header.fully_open() && b.entries.is_empty() {
-        // Load on open, once per folder.
+    let here = (share.clone(), b.folder.clone());
+    if header.fully_open() && b.asked.as_ref() != Some(&here) {
+        // Load on open, once per folder (an empty folder stays asked).
+        b.entries.clear();
         worker.run(Command::Browse {
             share,
             folder: b.folder.clone(),
         });
-        b.entries.push(ShareEntry {
-            name: String::new(),
-            kind: "loading".into(),
-            size: 0,
-            mtime: None,
-        });
+        b.asked = Some(here);
     }
 }
 

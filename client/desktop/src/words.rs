@@ -46,6 +46,10 @@ pub fn in_words(e: &ClientError, server: &str) -> String {
                 format!("This computer's sign-in to {host} is no longer valid: sign in again.")
             }
             codes::RATE_LIMITED => "Too many attempts: wait a minute, then try again.".to_owned(),
+            codes::PASSWORD_CHANGE_REQUIRED => {
+                "Your password was for the first sign-in only: sign in again to choose your own."
+                    .to_owned()
+            }
             codes::FORBIDDEN => format!("Your account may not do that: {message}"),
             codes::NO_PORTS => {
                 format!("{host} is busy with other transfers: Ferry tries again in a moment.")

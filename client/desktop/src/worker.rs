@@ -4,7 +4,7 @@
 //! to the window, which never blocks on the network.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,10 +12,11 @@ use std::time::Duration;
 use ferry_api::{JobDetail, JobInfo, RecipientList, ShareEntry, ShareInfo};
 use ferry_client::agent::{Agent, AgentEvent, Until};
 use ferry_client::deliver::{self, Manifest, SendRequest};
+use ferry_client::signin::{self, FirstContact};
 use ferry_client::transfer::Options;
 use ferry_client::{Api, ClientError, Credentials};
 use ferry_engine::stop::StopSignal;
-use ferry_engine::tls::{Fingerprint, PinnedCert};
+use ferry_engine::tls::Fingerprint;
 
 use crate::model::Action;
 use crate::words::in_words;
@@ -30,10 +31,15 @@ pub enum Command {
     /// Sign in with a password or an API key against a confirmed
     /// certificate; the credentials are kept for the next start.
     SignIn {
-        server: String,
-        fingerprint: Fingerprint,
+        contact: FirstContact,
         email: String,
         secret: Secret,
+    },
+    /// Replace a one-time password, then carry on signing in.
+    ChangePassword {
+        credentials: Box<Credentials>,
+        current: Secret,
+        new: String,
     },
     LoadShares,
     /// Addresses that complete what is typed in a recipient field.
@@ -48,7 +54,12 @@ pub enum Command {
         share: String,
         folder: String,
     },
-    Transmit(SendRequest),
+    /// Make a delivery (uploading local files); `from_form` tells the
+    /// window whether its Send form can be cleared when it is made.
+    Transmit {
+        request: SendRequest,
+        from_form: bool,
+    },
     RefreshJobs,
     LoadJob(i64),
     Act {
@@ -66,10 +77,28 @@ pub enum Command {
     StopReceiving,
 }
 
-#[derive(Debug, Clone)]
+/// A password or an API key. Its Debug form shows neither.
+#[derive(Clone)]
 pub enum Secret {
     Password(String),
     ApiKey(String),
+}
+
+impl Secret {
+    pub fn reveal(&self) -> &str {
+        match self {
+            Secret::Password(s) | Secret::ApiKey(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Secret::Password(_) => "Password(…)",
+            Secret::ApiKey(_) => "ApiKey(…)",
+        })
+    }
 }
 
 /// What the window hears back.
@@ -77,8 +106,13 @@ pub enum Secret {
 pub enum Update {
     /// The certificate the appliance presented, to be confirmed.
     Seen {
-        server: String,
-        fingerprint: Fingerprint,
+        contact: FirstContact,
+        pinned: Option<Fingerprint>,
+    },
+    /// The password was one-time: ask for a new one.
+    NewPasswordNeeded {
+        credentials: Box<Credentials>,
+        current: Secret,
     },
     SignedIn {
         email: String,
@@ -91,15 +125,25 @@ pub enum Update {
         folder: String,
         entries: Vec<ShareEntry>,
     },
-    /// A delivery was made; its jobs.
+    /// A delivery was made (and its local files uploaded); its jobs.
     Transmitted {
+        from_form: bool,
         jobs: Vec<i64>,
         missing: Vec<String>,
+    },
+    TransmitFailed {
+        from_form: bool,
+        why: String,
     },
     Jobs(Vec<JobInfo>),
     Job(Box<JobDetail>),
     /// A line for the Receive view.
     Incoming(String),
+    /// The agent stopped (asked to, or on an error it cannot ride out).
+    ReceivingEnded {
+        start: u64,
+        why: String,
+    },
     /// Something to tell the person, in their words.
     Said(String),
     Failed(String),
@@ -113,7 +157,11 @@ pub struct Worker {
     wake: Arc<dyn Fn() + Send + Sync>,
     signed_in: SignedIn,
     uploads: Arc<AtomicUsize>,
-    receiving: Option<StopSignal>,
+    /// A job listing is on its way.
+    refreshing: Arc<AtomicBool>,
+    /// The running agent, and which start of it this is.
+    receiving: Option<(u64, StopSignal)>,
+    starts: u64,
     /// Where the sign-in is kept between starts.
     credentials: PathBuf,
 }
@@ -138,7 +186,9 @@ impl Worker {
                 wake,
                 signed_in: Arc::default(),
                 uploads: Arc::default(),
+                refreshing: Arc::default(),
                 receiving: None,
+                starts: 0,
                 credentials,
             },
             rx,
@@ -168,6 +218,14 @@ impl Worker {
         self.receiving.is_some()
     }
 
+    /// The agent of start `start` has ended: unless a newer one runs,
+    /// Receive can be started again.
+    pub fn receiving_ended(&mut self, start: u64) {
+        if self.receiving.as_ref().is_some_and(|(n, _)| *n == start) {
+            self.receiving = None;
+        }
+    }
+
     fn post(&self) -> Poster {
         Poster {
             tx: self.updates.clone(),
@@ -183,14 +241,17 @@ impl Worker {
     }
 
     fn adopt(&self, api: Api, creds: Credentials) {
-        adopt(
-            &self.signed_in,
-            &self.uploads,
-            self.runtime.handle(),
-            &self.post(),
-            api,
-            creds,
-        );
+        self.keeper().adopt(api, creds);
+    }
+
+    fn keeper(&self) -> Keeper {
+        Keeper {
+            signed_in: self.signed_in.clone(),
+            uploads: self.uploads.clone(),
+            runtime: self.runtime.handle().clone(),
+            post: self.post(),
+            path: self.credentials.clone(),
+        }
     }
 
     /// Does what the window asked, in the background.
@@ -198,64 +259,76 @@ impl Worker {
         let post = self.post();
         match command {
             Command::FirstContact { server } => {
+                let stored = Credentials::load_from(&self.credentials).ok();
                 self.runtime.spawn(async move {
-                    let result = async {
-                        let server = ferry_client::credentials::normalise_server(&server)?;
-                        let probe = Api::new(&server, PinnedCert::first_contact(), None, None)?;
-                        probe.health().await?;
-                        let fingerprint = probe.seen_fingerprint().ok_or_else(|| {
-                            ClientError::Invalid("the appliance presented no certificate".into())
-                        })?;
-                        Ok::<_, ClientError>(Update::Seen {
-                            server,
-                            fingerprint,
-                        })
-                    }
-                    .await;
-                    post.send(result.unwrap_or_else(|e| Update::Failed(in_words(&e, &server))));
+                    post.send(match signin::first_contact(&server, None).await {
+                        Ok(contact) => {
+                            // What this computer trusted before for the
+                            // same appliance, if anything.
+                            let pinned = stored
+                                .filter(|c| c.server == contact.server)
+                                .map(|c| c.fingerprint);
+                            Update::Seen { contact, pinned }
+                        }
+                        Err(e) => Update::Failed(in_words(&e, &server)),
+                    });
                 });
             }
             Command::SignIn {
-                server,
-                fingerprint,
+                contact,
                 email,
                 secret,
             } => {
-                let (signed_in, uploads) = (self.signed_in.clone(), self.uploads.clone());
-                let handle = self.runtime.handle().clone();
-                let keep = self.credentials.clone();
+                let keep = self.keeper();
                 self.runtime.spawn(async move {
+                    let server = contact.server.clone();
                     let result = async {
-                        let (api_key, user) = match secret {
-                            Secret::ApiKey(key) => {
-                                (key, Some(email.clone()).filter(|e| !e.is_empty()))
-                            }
+                        let credentials = match secret {
+                            Secret::ApiKey(key) => Credentials {
+                                server: contact.server.clone(),
+                                user: Some(email.clone()).filter(|e| !e.is_empty()),
+                                api_key: key,
+                                fingerprint: contact.fingerprint,
+                            },
                             Secret::Password(password) => {
-                                let api =
-                                    Api::new(&server, PinnedCert::new(fingerprint), None, None)?;
-                                let host = std::env::var("HOSTNAME")
-                                    .unwrap_or_else(|_| "this computer".into());
-                                let resp = api
-                                    .login(&email, &password, Some(format!("Ferry app on {host}")))
-                                    .await?;
-                                (resp.api_key, Some(resp.user.email))
+                                let key_name = format!("Ferry app on {}", signin::this_computer());
+                                let signed =
+                                    signin::sign_in(&contact, &email, &password, key_name).await?;
+                                if signed.must_change_password {
+                                    return Ok(Some(Update::NewPasswordNeeded {
+                                        credentials: Box::new(signed.credentials),
+                                        current: Secret::Password(password),
+                                    }));
+                                }
+                                signed.credentials
                             }
                         };
-                        let creds = Credentials {
-                            server: server.clone(),
-                            user,
-                            api_key,
-                            fingerprint,
-                        };
-                        let api = Api::from_credentials(&creds)?;
-                        api.me().await?;
-                        creds.save_to(keep)?;
-                        Ok::<_, ClientError>((api, creds))
+                        keep.keep(credentials).await?;
+                        Ok::<_, ClientError>(None)
                     }
                     .await;
                     match result {
-                        Ok((api, creds)) => adopt(&signed_in, &uploads, &handle, &post, api, creds),
+                        Ok(Some(update)) => post.send(update),
+                        Ok(None) => {}
                         Err(e) => post.send(Update::Failed(in_words(&e, &server))),
+                    }
+                });
+            }
+            Command::ChangePassword {
+                credentials,
+                current,
+                new,
+            } => {
+                let keep = self.keeper();
+                self.runtime.spawn(async move {
+                    let server = credentials.server.clone();
+                    let result = async {
+                        signin::change_password(&credentials, current.reveal(), &new).await?;
+                        keep.keep(*credentials).await
+                    }
+                    .await;
+                    if let Err(e) = result {
+                        post.send(Update::Failed(in_words(&e, &server)));
                     }
                 });
             }
@@ -273,7 +346,9 @@ impl Worker {
         let server = api.server().to_owned();
         let fail = move |e: ClientError| Update::Failed(in_words(&e, &server));
         match command {
-            Command::FirstContact { .. } | Command::SignIn { .. } => {}
+            Command::FirstContact { .. }
+            | Command::SignIn { .. }
+            | Command::ChangePassword { .. } => {}
             Command::LoadShares => {
                 self.runtime.spawn(async move {
                     post.send(api.shares().await.map_or_else(fail, Update::Shares));
@@ -281,9 +356,10 @@ impl Worker {
             }
             Command::Complete { typed } => {
                 self.runtime.spawn(async move {
-                    // Collaborators may not list people: they complete
-                    // from what they typed before, so a refusal is quiet.
-                    let path = format!("/recipients?q={}", utf8_percent(&typed));
+                    // Completion is for the facility's staff; for anyone
+                    // else the appliance refuses, and the field simply
+                    // does not complete.
+                    let path = format!("/recipients?q={}", component(&typed));
                     if let Ok(list) = api.get::<RecipientList>(&path).await {
                         post.send(Update::Users(list.emails));
                     }
@@ -291,7 +367,11 @@ impl Worker {
             }
             Command::Browse { share, folder } => {
                 self.runtime.spawn(async move {
-                    let path = format!("/shares/{share}/files?path={}", utf8_percent(&folder));
+                    let path = format!(
+                        "/shares/{}/files?path={}",
+                        component(&share),
+                        component(&folder)
+                    );
                     post.send(api.get::<ferry_api::ShareListing>(&path).await.map_or_else(
                         fail,
                         |l| Update::Listing {
@@ -306,19 +386,29 @@ impl Worker {
                 self.runtime.spawn(async move {
                     let made: Result<serde_json::Value, _> = api
                         .post(
-                            &format!("/shares/{share}/folders"),
+                            &format!("/shares/{}/folders", component(&share)),
                             &ferry_api::NewFolder {
                                 path: folder.clone(),
                             },
                         )
                         .await;
-                    post.send(match made {
-                        Ok(_) => Update::Said(format!("Made the folder {folder} in {share}.")),
-                        Err(e) => fail(e),
-                    });
+                    match made {
+                        Ok(_) => {
+                            post.send(Update::Said(format!(
+                                "Made the folder {folder} in {share}."
+                            )));
+                            // The new folder is where the window now looks.
+                            post.send(Update::Listing {
+                                share,
+                                folder,
+                                entries: Vec::new(),
+                            });
+                        }
+                        Err(e) => post.send(fail(e)),
+                    }
                 });
             }
-            Command::Transmit(request) => {
+            Command::Transmit { request, from_form } => {
                 let uploads = self.uploads.clone();
                 uploads.fetch_add(1, Ordering::Relaxed);
                 self.runtime.spawn(async move {
@@ -328,15 +418,26 @@ impl Worker {
                     uploads.fetch_sub(1, Ordering::Relaxed);
                     post.send(match sent {
                         Ok(s) => Update::Transmitted {
+                            from_form,
                             jobs: s.created.jobs.iter().map(|j| j.id).collect(),
                             missing: s.missing,
                         },
-                        Err(e) => fail(e),
+                        Err(e) => Update::TransmitFailed {
+                            from_form,
+                            why: in_words(&e, api.server()),
+                        },
                     });
                 });
             }
             Command::RefreshJobs => {
+                // One listing at a time: on a slow link, refreshes must not
+                // pile up or answer out of order.
+                if self.refreshing.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                let refreshing = self.refreshing.clone();
                 self.runtime.spawn(async move {
+                    let _done = Reset(refreshing);
                     post.send(
                         api.jobs("all=true&limit=200")
                             .await
@@ -385,7 +486,10 @@ impl Worker {
                     return;
                 }
                 let stop = StopSignal::new();
-                self.receiving = Some(stop.clone());
+                self.starts += 1;
+                let start = self.starts;
+                self.receiving = Some((start, stop.clone()));
+                let api_server = api.server().to_owned();
                 let agent = Agent {
                     api,
                     into,
@@ -404,14 +508,17 @@ impl Worker {
                         }
                     }
                 });
+                let server = api_server;
                 self.runtime.spawn(async move {
-                    if let Err(e) = agent.run(Until::Stopped, tx).await {
-                        post.send(fail(e));
-                    }
+                    let why = match agent.run(Until::Stopped, tx).await {
+                        Ok(_) => "Receiving stopped.".to_owned(),
+                        Err(e) => in_words(&e, &server),
+                    };
+                    post.send(Update::ReceivingEnded { start, why });
                 });
             }
             Command::StopReceiving => {
-                if let Some(stop) = self.receiving.take() {
+                if let Some((_, stop)) = self.receiving.take() {
                     stop.stop(
                         ferry_proto::ErrorCode::Aborted,
                         "receiving stopped in the app",
@@ -424,46 +531,51 @@ impl Worker {
 
 type SignedIn = Arc<Mutex<Option<(Api, Credentials)>>>;
 
-/// Keeps the signed-in client and carries on the uploads this computer
-/// started and did not finish.
-fn adopt(
-    signed_in: &SignedIn,
-    uploads: &Arc<AtomicUsize>,
-    runtime: &tokio::runtime::Handle,
-    post: &Poster,
-    api: Api,
-    creds: Credentials,
-) {
-    post.send(Update::SignedIn {
-        email: creds.user.clone().unwrap_or_default(),
-        server: creds.server.clone(),
-    });
-    *signed_in.lock().unwrap_or_else(|e| e.into_inner()) = Some((api.clone(), creds));
-    for manifest in Manifest::pending(api.server()) {
-        let (api, post, uploads) = (api.clone(), post.clone(), uploads.clone());
-        uploads.fetch_add(1, Ordering::Relaxed);
-        runtime.spawn(async move {
-            let job = manifest.job;
-            match manifest.resume(&api, &Options::default()).await {
-                Ok(_) => post.send(Update::Said(format!("The upload of job {job} finished."))),
-                Err(e) => post.send(Update::Failed(in_words(&e, api.server()))),
-            }
-            uploads.fetch_sub(1, Ordering::Relaxed);
+/// What signing in needs to finish from a background task: checks the
+/// key, keeps the credentials, and takes the signed-in client into use.
+struct Keeper {
+    signed_in: SignedIn,
+    uploads: Arc<AtomicUsize>,
+    runtime: tokio::runtime::Handle,
+    post: Poster,
+    path: PathBuf,
+}
+
+impl Keeper {
+    async fn keep(&self, credentials: Credentials) -> Result<(), ClientError> {
+        let api = Api::from_credentials(&credentials)?;
+        api.me().await?;
+        credentials.save_to(self.path.clone())?;
+        self.adopt(api, credentials);
+        Ok(())
+    }
+
+    /// Keeps the signed-in client and carries on the uploads this computer
+    /// started and did not finish.
+    fn adopt(&self, api: Api, creds: Credentials) {
+        self.post.send(Update::SignedIn {
+            email: creds.user.clone().unwrap_or_default(),
+            server: creds.server.clone(),
         });
+        *self.signed_in.lock().unwrap_or_else(|e| e.into_inner()) = Some((api.clone(), creds));
+        for manifest in Manifest::pending(api.server()) {
+            let (api, post, uploads) = (api.clone(), self.post.clone(), self.uploads.clone());
+            uploads.fetch_add(1, Ordering::Relaxed);
+            self.runtime.spawn(async move {
+                let job = manifest.job;
+                match manifest.resume(&api, &Options::default()).await {
+                    Ok(_) => post.send(Update::Said(format!("The upload of job {job} finished."))),
+                    Err(e) => post.send(Update::Failed(in_words(&e, api.server()))),
+                }
+                uploads.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
     }
 }
 
-/// The query-string form of a folder path.
-fn utf8_percent(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// A name or path as one URL component (query value or path segment).
+fn component(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// A line for the Receive view, in words.
@@ -494,6 +606,15 @@ fn describe(e: &AgentEvent) -> Option<String> {
         AgentEvent::UploadDone { job, .. } => format!("The upload of job {job} finished."),
         AgentEvent::File { .. } => return None,
     })
+}
+
+/// Clears a flag when dropped, however the task ends.
+struct Reset(Arc<AtomicBool>);
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Clone)]

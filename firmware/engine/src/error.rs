@@ -14,9 +14,6 @@ pub enum EngineError {
     /// The destination filesystem is full.
     #[error("no space left on the destination for {path}")]
     NoSpace { path: String },
-    /// A plan that could never fit.
-    #[error("{0}")]
-    TooLarge(String),
     /// A planned file that is not one of the job's files.
     #[error("{path} is not one of this job's files")]
     NotAllowed { path: String },
@@ -94,7 +91,6 @@ impl EngineError {
                 ErrorCode::PathRefused
             }
             EngineError::NoSpace { .. } => ErrorCode::NoSpace,
-            EngineError::TooLarge(_) => ErrorCode::TooLarge,
             EngineError::NotFound { .. }
             | EngineError::Io { .. }
             | EngineError::SourceChanged { .. } => ErrorCode::Io,

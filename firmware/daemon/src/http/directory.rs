@@ -12,7 +12,7 @@ use cap_std::fs::Dir;
 use ferry_api::{
     Invitation, NewFolder, RecipientList, ShareEntry, ShareListing, UserInfo, UserList, codes,
 };
-use ferry_store::{Role, Share, User};
+use ferry_store::{Role, Share, User, UserStatus};
 use ferry_webadmin::Appliance as _;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -80,7 +80,7 @@ async fn recipients(
 ) -> Result<Json<RecipientList>, ApiError> {
     // The facility's staff send to collaborators; collaborators do not get
     // to list who else works with the facility.
-    if caller.user.role == Role::Collaborator {
+    if !matches!(caller.user.role, Role::Admin | Role::Employee) {
         return Err(ApiError::forbidden(
             "completing addresses is for the facility's staff",
         ));
@@ -93,7 +93,7 @@ async fn recipients(
         .store
         .list_users()?
         .into_iter()
-        .filter(|u| u.id != caller.user.id)
+        .filter(|u| u.id != caller.user.id && u.status != UserStatus::Disabled)
         .map(|u| u.email)
         .filter(|e| e.to_lowercase().contains(&q))
         .collect();

@@ -91,7 +91,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
                 continue;
             }
         };
-        let Some(held) = per_address.enter(peer.ip()) else {
+        let Some(held) = per_address.enter(address_key(peer.ip())) else {
             log::debug!("{peer} holds {MAX_CONNECTIONS_PER_ADDRESS} connections already; closing");
             continue;
         };
@@ -111,6 +111,19 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             };
             serve_connection(stream, peer, router).await;
         });
+    }
+}
+
+/// The address a connection counts against: an IPv4 address (also when
+/// mapped into IPv6), or an IPv6 host's /64, since one host holds a whole
+/// /64 and could otherwise open 256 connections from each of its addresses.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -172,5 +185,21 @@ async fn serve_connection(
         .await
     {
         log::debug!("connection with {peer} ended: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 }
