@@ -34,6 +34,14 @@ fn until(
     }
 }
 
+/// Clicks the field labelled `label` and types `text` into it.
+fn type_into(h: &mut Harness<'_, FerryApp>, label: &str, text: &str) {
+    h.get_by_label(label).click();
+    h.step();
+    h.get_by_label(label).type_text(text);
+    h.step();
+}
+
 fn has_label(h: &Harness<'_, FerryApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
@@ -75,18 +83,9 @@ fn the_desktop_app_transmits_to_two_recipients_and_aborts_one() {
 
     // Login: the server, then the certificate shown for confirmation
     // before the password leaves this computer.
-    h.get_by_label("Server").click();
-    h.step();
-    h.get_by_label("Server")
-        .type_text(a.url.trim_start_matches("https://"));
-    h.get_by_label("Email").click();
-    h.step();
-    h.get_by_label("Email")
-        .type_text("coordinator@studio.example");
-    h.get_by_label("Password").click();
-    h.step();
-    h.get_by_label("Password").type_text("password123");
-    h.step();
+    type_into(&mut h, "Server", a.url.trim_start_matches("https://"));
+    type_into(&mut h, "Email", "coordinator@studio.example");
+    type_into(&mut h, "Password", "password123");
     h.get_by_label("Connect").click();
     until(&mut h, "the certificate to confirm", |h| {
         has_label(h, "Trust and sign in")
@@ -114,19 +113,13 @@ fn the_desktop_app_transmits_to_two_recipients_and_aborts_one() {
     assert!(has_label(&h, "missing 1003"));
 
     // Two recipients: one from completion, one typed.
-    h.get_by_label("Recipient email").click();
-    h.step();
-    h.get_by_label("Recipient email").type_text("director");
+    type_into(&mut h, "Recipient email", "director");
     until(&mut h, "a completion from known users", |h| {
         h.query_by_label("director@client.example").is_some()
     });
     h.get_by_label("director@client.example").click();
     h.step();
-    h.get_by_label("Recipient email").click();
-    h.step();
-    h.get_by_label("Recipient email")
-        .type_text("editor@client.example");
-    h.step();
+    type_into(&mut h, "Recipient email", "editor@client.example");
     h.get_by_label("Add recipient").click();
     h.step();
     assert_eq!(
@@ -143,13 +136,8 @@ fn the_desktop_app_transmits_to_two_recipients_and_aborts_one() {
     assert_eq!(h.state().priority_of("sh010.####.exr"), Some("Low"));
 
     // Into a folder of the share the app picked (the one writable share).
-    h.get_by_label("Folder").click();
-    h.step();
-    h.get_by_label("Folder").type_text("review-27");
-    h.get_by_label("Job name").click();
-    h.step();
-    h.get_by_label("Job name").type_text(" for the director");
-    h.step();
+    type_into(&mut h, "Folder", "review-27");
+    type_into(&mut h, "Job name", " for the director");
 
     h.get_by_label("Transmit").click();
     h.step();
@@ -361,7 +349,19 @@ fn the_real_window_under_xvfb_shows_send_and_transfers() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut child = app.spawn().unwrap();
-    let window = x.window("Ferry");
+    let window = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| x.window("Ferry")))
+    {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{:?}; the app said: {}",
+                e.downcast_ref::<String>(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
     // The first frames take a moment under software GL: wait until the
     // window shows more than a blank.
     let mut send = Vec::new();
@@ -468,11 +468,7 @@ fn the_desktop_app_receives_and_sends_from_a_share() {
         h.query_by_label("review_v3.mov").is_some()
     });
     h.get_by_label("review_v3.mov").click();
-    h.get_by_label("Recipient email").click();
-    h.step();
-    h.get_by_label("Recipient email")
-        .type_text("editor@client.example");
-    h.step();
+    type_into(&mut h, "Recipient email", "editor@client.example");
     h.get_by_label("Add recipient").click();
     h.step();
     h.get_by_label("Send from the share").click();

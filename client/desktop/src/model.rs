@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_api::JobInfo;
 use ferry_client::deliver::SendRequest;
-use ferry_proto::sequence::{Grouped, group};
+use ferry_proto::sequence::{Grouped, group, range_texts};
 
 /// The app's own settings, kept in `desktop.toml` beside the
 /// credentials.
@@ -138,17 +138,7 @@ impl Item {
                     human_bytes(self.bytes)
                 );
                 if !missing.is_empty() {
-                    let list: Vec<String> = missing
-                        .iter()
-                        .map(|&(a, b)| {
-                            if a == b {
-                                a.to_string()
-                            } else {
-                                format!("{a}-{b}")
-                            }
-                        })
-                        .collect();
-                    s.push_str(&format!(", missing {}", list.join(", ")));
+                    s.push_str(&format!(", missing {}", range_texts(missing).join(", ")));
                 }
                 s.push(')');
                 s

@@ -365,8 +365,15 @@ impl FerryApp {
                 for (tab, label) in Tab::ALL {
                     ui.selectable_value(&mut self.tab, tab, label);
                 }
-                if let Some((email, server)) = &self.signed_in {
+                if let Some((email, server)) = self.signed_in.clone() {
                     ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        if ui.small_button("Sign out").clicked() {
+                            self.worker.sign_out();
+                            self.signed_in = None;
+                            self.jobs.clear();
+                            self.details.clear();
+                            self.incoming.clear();
+                        }
                         ui.label(RichText::new(format!("{email} · {server}")).weak());
                     });
                 }

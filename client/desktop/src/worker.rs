@@ -196,17 +196,39 @@ impl Worker {
     }
 
     /// Signs in with stored credentials (`ferry login`'s, or the app's own
-    /// from an earlier start), and resumes the uploads this computer left
-    /// unfinished. Returns false when there are none.
+    /// from an earlier start) once the appliance accepts them, and resumes
+    /// the uploads this computer left unfinished. Returns false when there
+    /// are none; a key the appliance refuses ends in `Update::Failed`, and
+    /// the window stays at Login.
     pub fn resume_session(&self) -> bool {
         let Ok(creds) = Credentials::load_from(&self.credentials) else {
             return false;
         };
-        let Ok(api) = Api::from_credentials(&creds) else {
-            return false;
-        };
-        self.adopt(api, creds);
+        let (keep, post) = (self.keeper(), self.post());
+        self.runtime.spawn(async move {
+            let server = creds.server.clone();
+            if let Err(e) = keep.keep(creds, false).await {
+                post.send(Update::Failed(in_words(&e, &server)));
+            }
+        });
         true
+    }
+
+    /// Forgets the sign-in (this computer's stored credentials included)
+    /// and stops receiving.
+    pub fn sign_out(&mut self) {
+        if let Some((_, stop)) = self.receiving.take() {
+            stop.stop(ferry_proto::ErrorCode::Aborted, "signed out");
+        }
+        *self.signed_in.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Err(e) = std::fs::remove_file(&self.credentials)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            self.post().send(Update::Failed(format!(
+                "Could not forget the sign-in in {}: {e}",
+                self.credentials.display()
+            )));
+        }
     }
 
     /// Uploads running now: closing the window asks first.
@@ -238,10 +260,6 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    fn adopt(&self, api: Api, creds: Credentials) {
-        self.keeper().adopt(api, creds);
     }
 
     fn keeper(&self) -> Keeper {
@@ -303,7 +321,7 @@ impl Worker {
                                 signed.credentials
                             }
                         };
-                        keep.keep(credentials).await?;
+                        keep.keep(credentials, true).await?;
                         Ok::<_, ClientError>(None)
                     }
                     .await;
@@ -324,7 +342,7 @@ impl Worker {
                     let server = credentials.server.clone();
                     let result = async {
                         signin::change_password(&credentials, current.reveal(), &new).await?;
-                        keep.keep(*credentials).await
+                        keep.keep(*credentials, true).await
                     }
                     .await;
                     if let Err(e) = result {
@@ -542,10 +560,15 @@ struct Keeper {
 }
 
 impl Keeper {
-    async fn keep(&self, credentials: Credentials) -> Result<(), ClientError> {
+    /// Checks the key with the appliance, stores the credentials when
+    /// `save` (not when they were read from the file or the environment),
+    /// and takes the client into use.
+    async fn keep(&self, credentials: Credentials, save: bool) -> Result<(), ClientError> {
         let api = Api::from_credentials(&credentials)?;
         api.me().await?;
-        credentials.save_to(self.path.clone())?;
+        if save {
+            credentials.save_to(self.path.clone())?;
+        }
         self.adopt(api, credentials);
         Ok(())
     }

@@ -199,22 +199,26 @@ impl Sequence {
     }
 }
 
+/// Frame ranges as people write them: `1004` alone, `1007-1008`.
+pub fn range_texts(ranges: &[(u64, u64)]) -> Vec<String> {
+    ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect()
+}
+
 impl fmt::Display for Sequence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({} frames", self.notation(), self.frames.len())?;
         let missing = self.missing();
         if !missing.is_empty() {
-            let list: Vec<String> = missing
-                .iter()
-                .map(|&(a, b)| {
-                    if a == b {
-                        a.to_string()
-                    } else {
-                        format!("{a}-{b}")
-                    }
-                })
-                .collect();
-            write!(f, ", missing {}", list.join(", "))?;
+            write!(f, ", missing {}", range_texts(&missing).join(", "))?;
         }
         f.write_str(")")
     }

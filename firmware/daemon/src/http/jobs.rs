@@ -258,17 +258,7 @@ pub fn lines(tasks: &[Task]) -> Vec<JobLine> {
                     kind: "sequence".into(),
                     name: seq.notation(),
                     files: members.len() as u64,
-                    missing: seq
-                        .missing()
-                        .iter()
-                        .map(|&(a, b)| {
-                            if a == b {
-                                a.to_string()
-                            } else {
-                                format!("{a}-{b}")
-                            }
-                        })
-                        .collect(),
+                    missing: ferry_proto::sequence::range_texts(&seq.missing()),
                     size: members.iter().map(|t| t.size).sum(),
                     bytes_done: members.iter().map(|t| t.bytes_done).sum(),
                     priority: members.iter().map(|t| t.priority).max().unwrap_or(500),
