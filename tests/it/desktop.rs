@@ -210,10 +210,21 @@ impl Xvfb {
         )
         .unwrap();
         let n: u32 = line.trim().parse().expect("Xvfb names its display");
-        Xvfb {
+        let x = Xvfb {
             child,
             display: format!(":{n}"),
-        }
+        };
+        // Named is not yet serving: wait until a client can connect (an
+        // app started sooner fails with XOpenDisplayFailed).
+        ferry_tests::wait_for("Xvfb to accept clients", Duration::from_secs(20), || {
+            x.command("xdotool")
+                .arg("getdisplaygeometry")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        x
     }
 
     fn command(&self, program: &str) -> std::process::Command {

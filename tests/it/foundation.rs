@@ -579,24 +579,7 @@ fn first_login_changes_the_one_time_password_and_remembers_the_appliance() {
         run.stderr
     );
 
-    let mut login = bare.command(&[
-        "login",
-        &a.url,
-        "--email",
-        "admin@localhost",
-        "--fingerprint",
-        &a.fingerprint,
-        "--password-stdin",
-        "--new-password-stdin",
-    ]);
-    login
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = login.spawn().unwrap();
-    use std::io::Write as _;
-    writeln!(child.stdin.take().unwrap(), "{otp}\na much better password").unwrap();
-    let run = finish(child);
+    let run = log_in_once(&bare, &a, &otp);
     assert!(run.ok, "{}", run.stderr);
     assert!(run.stderr.contains("password changed"), "{}", run.stderr);
 
@@ -632,6 +615,7 @@ fn first_login_changes_the_one_time_password_and_remembers_the_appliance() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = again.spawn().unwrap();
+    use std::io::Write as _;
     writeln!(child.stdin.take().unwrap(), "{otp}").unwrap();
     let run = finish(child);
     assert!(
@@ -771,6 +755,12 @@ fn first_login(a: &Appliance, password: &str) -> bool {
         ],
         netns: None,
     };
+    log_in_once(&bare, a, password).ok
+}
+
+/// `ferry login` as admin@localhost with a one-time password on stdin,
+/// changing it to "a much better password".
+fn log_in_once(bare: &ferry_tests::Client, a: &Appliance, password: &str) -> ferry_tests::Run {
     let mut login = bare.command(&[
         "login",
         &a.url,
@@ -792,7 +782,7 @@ fn first_login(a: &Appliance, password: &str) -> bool {
         "{password}\na much better password"
     )
     .unwrap();
-    finish(child).ok
+    finish(child)
 }
 
 /// An appliance whose console shows the first password (`--console`, the

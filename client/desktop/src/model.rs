@@ -368,15 +368,21 @@ impl SendForm {
         })
     }
 
-    /// The request Transmit sends, or what is missing.
-    pub fn request(&self, settings: &Settings) -> Result<SendRequest, FormError> {
+    /// Whether Transmit can go, and the destination it would use; cheap
+    /// enough for every frame (a request lists every file).
+    pub fn ready(&self) -> Result<String, FormError> {
         if self.items.is_empty() {
             return Err(FormError::NoFiles);
         }
         if self.recipients.is_empty() {
             return Err(FormError::NoRecipients);
         }
-        let dest = self.destination().ok_or(FormError::NoDestination)?;
+        self.destination().ok_or(FormError::NoDestination)
+    }
+
+    /// The request Transmit sends, or what is missing.
+    pub fn request(&self, settings: &Settings) -> Result<SendRequest, FormError> {
+        let dest = self.ready()?;
         // Each line's choice is a rule of its own, first (the first rule
         // that matches wins); files inside dropped folders then get the
         // high-priority extensions; everything else keeps the default.

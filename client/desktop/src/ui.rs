@@ -637,19 +637,20 @@ impl FerryApp {
             }
         });
         ui.add_space(8.0);
-        let request = self.form.request(&self.settings);
+        let ready = self.form.ready();
         ui.horizontal(|ui| {
             let transmit = ui.add_enabled(
-                request.is_ok() && !self.form_sending,
+                ready.is_ok() && !self.form_sending,
                 egui::Button::new(RichText::new("Transmit").size(18.0)),
             );
             if self.form_sending {
                 ui.label(RichText::new("Uploading: follow it in Transfers.").weak());
-            } else if let Err(why) = &request {
+            } else if let Err(why) = &ready {
                 ui.label(RichText::new(why.to_string()).weak());
             }
+            // The full request (every file, every rule) only on the click.
             if transmit.clicked()
-                && let Ok(req) = request.clone()
+                && let Ok(req) = self.form.request(&self.settings)
             {
                 self.worker.run(Command::Transmit {
                     request: req,
