@@ -1,0 +1,34 @@
+//! Ferry's domain: the typed states every layer shares and the rules that
+//! decide what happens, as pure functions with the clock passed in.
+//!
+//! Nothing here does IO, reads a clock or holds a lock, so every rule is
+//! tested as a value. The daemon's services ask these rules and apply what
+//! they decide; the REST API's types and the clients use the same enums,
+//! so a state or an action is never a string that could drift.
+//!
+//! - [`status`]: ids, and the states of jobs, tasks and accounts;
+//! - [`action`]: job actions and audit actions;
+//! - [`rules`]: the rulebook (who may do what, and why not);
+//! - [`ending`]: what a session's end means for its job;
+//! - [`password`]: the one password policy;
+//! - [`throttle`]: login throttling and per-address budgets;
+//! - [`address`]: the client's address behind trusted proxies;
+//! - [`settings`]: the site settings and their one validator;
+//! - [`email`]: the shape of an address.
+
+#[macro_use]
+pub mod status;
+pub mod action;
+pub mod address;
+pub mod email;
+pub mod ending;
+pub mod password;
+pub mod rules;
+pub mod settings;
+pub mod throttle;
+
+pub use action::{AuditAction, JobAction};
+pub use status::{
+    AccountKind, DeliveryId, JobId, JobKind, JobStatus, Party, Role, ShareId, TaskId, TaskStatus,
+    UnknownValue, UserId, UserStatus,
+};

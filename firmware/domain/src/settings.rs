@@ -1,0 +1,289 @@
+//! Site settings: what admins change while the appliance runs, and the one
+//! validator the web admin's form, the REST API and the configuration
+//! file all pass through. Whatever the source, a value that would break
+//! something later (an expiry of zero days, a huge one that overflows,
+//! an address with a path in it) is refused here with the field named.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ferry_proto::{Pace, Policy, Rate};
+
+/// The longest a delivery may live, in days.
+pub const MAX_EXPIRY_DAYS: u64 = 366;
+/// Seconds in a day.
+const DAY: u64 = 24 * 3600;
+
+/// The settings in force.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SiteSettings {
+    /// The name or address clients send data to (the edge router's).
+    pub public_address: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// The site's congestion policy and its cap on each session.
+    pub pace: Pace,
+    /// How long a delivery lives unless its sender says otherwise.
+    pub default_expiry_days: u64,
+    /// Where email goes out; `None`: messages wait in the outbox.
+    pub smtp: Option<SmtpSettings>,
+}
+
+/// An SMTP server to send through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (STARTTLS with `?tls=required`) or `smtps://…`.
+    pub url: String,
+    pub user: Option<String>,
+    /// A file on the appliance holding the password.
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+}
+
+/// Settings as people type them (the web form, the API's JSON): text,
+/// where an empty field means "none".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SettingsText {
+    pub public_address: String,
+    pub trusted_proxies: Vec<String>,
+    pub policy: String,
+    pub target_rate: String,
+    pub default_expiry_days: String,
+    pub smtp_url: String,
+    pub smtp_user: String,
+    pub smtp_password_file: String,
+    pub smtp_from: String,
+}
+
+/// A field that does not hold, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {why}")]
+pub struct SettingsError {
+    pub field: &'static str,
+    pub why: String,
+}
+
+fn bad(field: &'static str, why: impl Into<String>) -> SettingsError {
+    SettingsError {
+        field,
+        why: why.into(),
+    }
+}
+
+/// Reads typed settings from text, checking every field.
+pub fn parse(t: &SettingsText) -> Result<SiteSettings, SettingsError> {
+    let public_address = Some(t.public_address.trim().to_owned()).filter(|a| !a.is_empty());
+    let trusted_proxies = t
+        .trusted_proxies
+        .iter()
+        .flat_map(|p| p.split([',', ' ']))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<IpAddr>()
+                .map_err(|_| bad("trusted proxies", format!("{p:?} is not an IP address")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy: Policy = t
+        .policy
+        .parse()
+        .map_err(|e: ferry_proto::pace::PolicyError| bad("policy", e.to_string()))?;
+    let target = match t.target_rate.trim() {
+        "" => None,
+        r => Some(
+            r.parse::<Rate>()
+                .map_err(|e| bad("target rate", e.to_string()))?,
+        ),
+    };
+    let days = t.default_expiry_days.trim();
+    let default_expiry_days = days.parse::<u64>().map_err(|_| {
+        bad(
+            "default expiry",
+            format!("{days:?} is not a number of days from 1 to {MAX_EXPIRY_DAYS}"),
+        )
+    })?;
+    let smtp = if t.smtp_url.trim().is_empty() {
+        None
+    } else {
+        Some(SmtpSettings {
+            url: t.smtp_url.trim().to_owned(),
+            user: Some(t.smtp_user.trim().to_owned()).filter(|u| !u.is_empty()),
+            password_file: Some(t.smtp_password_file.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            from: t.smtp_from.trim().to_owned(),
+        })
+    };
+    let s = SiteSettings {
+        public_address,
+        trusted_proxies,
+        pace: Pace { policy, target },
+        default_expiry_days,
+        smtp,
+    };
+    s.validate()?;
+    Ok(s)
+}
+
+impl SiteSettings {
+    /// Checks every field, whatever the settings came from.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(a) = &self.public_address {
+            check_host(a).map_err(|why| bad("public address", why))?;
+        }
+        if !(1..=MAX_EXPIRY_DAYS).contains(&self.default_expiry_days) {
+            return Err(bad(
+                "default expiry",
+                format!(
+                    "{} days is not from 1 to {MAX_EXPIRY_DAYS}",
+                    self.default_expiry_days
+                ),
+            ));
+        }
+        if let Some(s) = &self.smtp {
+            let rest = s
+                .url
+                .strip_prefix("smtp://")
+                .or_else(|| s.url.strip_prefix("smtps://"))
+                .ok_or_else(|| bad("SMTP server", "write smtp://host:port or smtps://host:port"))?;
+            let host = rest.split(['/', '?']).next().unwrap_or("");
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            if host.is_empty() || host.chars().any(char::is_whitespace) {
+                return Err(bad("SMTP server", format!("{:?} names no host", s.url)));
+            }
+            if s.from.is_empty() {
+                return Err(bad("SMTP From", "an SMTP server needs a From address"));
+            }
+            crate::email::check(&s.from).map_err(|e| bad("SMTP From", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The settings as text, for a form or the API.
+    pub fn to_text(&self) -> SettingsText {
+        let smtp = self.smtp.as_ref();
+        SettingsText {
+            public_address: self.public_address.clone().unwrap_or_default(),
+            trusted_proxies: self
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            policy: self.pace.policy.to_string(),
+            target_rate: self.pace.target.map(|r| r.to_string()).unwrap_or_default(),
+            default_expiry_days: self.default_expiry_days.to_string(),
+            smtp_url: smtp.map(|s| s.url.clone()).unwrap_or_default(),
+            smtp_user: smtp.and_then(|s| s.user.clone()).unwrap_or_default(),
+            smtp_password_file: smtp
+                .and_then(|s| s.password_file.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            smtp_from: smtp.map(|s| s.from.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// How long a new delivery lives, in seconds: what its sender asked
+    /// for, else the site's default; between a second and a year.
+    pub fn delivery_lifetime(&self, asked_secs: Option<u64>) -> Result<u64, SettingsError> {
+        let secs = asked_secs.unwrap_or(self.default_expiry_days.saturating_mul(DAY));
+        if secs == 0 || secs > MAX_EXPIRY_DAYS * DAY {
+            return Err(bad(
+                "expiry",
+                format!("a delivery lives between one second and {MAX_EXPIRY_DAYS} days"),
+            ));
+        }
+        Ok(secs)
+    }
+}
+
+/// A host name or an IP address, without scheme, port, path or spaces.
+fn check_host(a: &str) -> Result<(), String> {
+    if a.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let ok = a.len() <= 253
+        && a.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{a:?} is not a host name or IP address"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text() -> SettingsText {
+        SettingsText {
+            public_address: "ferry.example.com".into(),
+            trusted_proxies: vec!["10.0.0.1, 10.0.0.2".into()],
+            policy: "fair".into(),
+            target_rate: "100M".into(),
+            default_expiry_days: "30".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn settings_round_trip_through_text() {
+        let s = parse(&text()).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(parse(&s.to_text()).unwrap(), s);
+    }
+
+    #[test]
+    fn values_that_would_break_deliveries_are_refused_with_the_field_named() {
+        for (days, ok) in [
+            ("0", false),
+            ("1", true),
+            ("366", true),
+            ("367", false),
+            ("99999999999999999999", false),
+            ("x", false),
+        ] {
+            let t = SettingsText {
+                default_expiry_days: days.into(),
+                ..text()
+            };
+            let r = parse(&t);
+            assert_eq!(r.is_ok(), ok, "{days}: {r:?}");
+            if let Err(e) = r {
+                assert_eq!(e.field, "default expiry");
+            }
+        }
+        for addr in ["https://x.example", "x.example/path", "a b", "-x.example"] {
+            let t = SettingsText {
+                public_address: addr.into(),
+                ..text()
+            };
+            assert_eq!(parse(&t).unwrap_err().field, "public address", "{addr}");
+        }
+        let t = SettingsText {
+            smtp_url: "smtp://mail.example:25".into(),
+            ..text()
+        };
+        assert_eq!(parse(&t).unwrap_err().field, "SMTP From");
+        let t = SettingsText {
+            smtp_url: "http://mail.example".into(),
+            smtp_from: "f@example.com".into(),
+            ..text()
+        };
+        assert_eq!(parse(&t).unwrap_err().field, "SMTP server");
+    }
+
+    #[test]
+    fn a_delivery_lives_between_a_second_and_a_year() {
+        let s = parse(&text()).unwrap();
+        assert_eq!(s.delivery_lifetime(None), Ok(30 * DAY));
+        assert!(s.delivery_lifetime(Some(0)).is_err());
+        assert!(s.delivery_lifetime(Some(400 * DAY)).is_err());
+        assert_eq!(s.delivery_lifetime(Some(60)), Ok(60));
+    }
+}
