@@ -327,7 +327,7 @@ fn sending_again_from_the_share_uploads_nothing_and_recipients_stay_apart() {
     // Give the newcomer a way in, and let them pull it.
     app.admin_stdin(
         &["user", "passwd", "newcomer@elsewhere.example"],
-        "password123\n",
+        "harbour lights at dawn\n",
     );
     let newcomer = app.client(
         app.admin(&["apikey", "create", "newcomer@elsewhere.example"])

@@ -85,7 +85,7 @@ fn the_desktop_app_transmits_to_two_recipients_and_aborts_one() {
     // before the password leaves this computer.
     type_into(&mut h, "Server", a.url.trim_start_matches("https://"));
     type_into(&mut h, "Email", "coordinator@studio.example");
-    type_into(&mut h, "Password", "password123");
+    type_into(&mut h, "Password", "harbour lights at dawn");
     h.get_by_label("Connect").click();
     until(&mut h, "the certificate to confirm", |h| {
         has_label(h, "Trust and sign in")
@@ -160,9 +160,12 @@ fn the_desktop_app_transmits_to_two_recipients_and_aborts_one() {
     h.get_by_label("Abort").click();
 
     until(&mut h, "the editor's job aborted", |h| {
-        h.state().status_of(editor).as_deref() == Some("aborted")
+        h.state().status_of(editor) == Some(ferry_api::JobStatus::Aborted)
     });
-    assert_ne!(h.state().status_of(director).as_deref(), Some("aborted"));
+    assert_ne!(
+        h.state().status_of(director),
+        Some(ferry_api::JobStatus::Aborted)
+    );
 
     // Expanding a job shows its lines: the movie and the sequence.
     h.get_by_label_contains(&format!("#{director} ")).click();
@@ -495,7 +498,7 @@ fn the_desktop_app_receives_and_sends_from_a_share() {
     assert!(
         !jobs
             .iter()
-            .any(|j| j.kind == "upload" && j.delivery == editor.delivery),
+            .any(|j| j.kind == ferry_api::JobKind::Upload && j.delivery == editor.delivery),
         "nothing is uploaded again"
     );
 }

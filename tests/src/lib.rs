@@ -260,7 +260,7 @@ impl Appliance {
     pub fn user(&self, email: &str, role: &str) -> String {
         self.admin_stdin(
             &["user", "add", email, "--role", role, "--password-stdin"],
-            "password123\n",
+            "harbour lights at dawn\n",
         );
         self.admin(&["apikey", "create", email]).trim().to_owned()
     }

@@ -34,6 +34,7 @@ impl Notice {
             "root-added" => "Root share added.",
             "granted" => "Access saved.",
             "invited" => "User invited.",
+            "service-added" => "Service account added: make it an API key below.",
             "role" => "Role changed.",
             "status" => "User updated.",
             "revoked" => "API key revoked.",

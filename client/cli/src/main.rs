@@ -627,10 +627,10 @@ async fn job(command: JobCommand) -> Result<()> {
         JobCommand::Pause { id } => report(api.job_action(id, "pause").await?),
         JobCommand::Resume { id } => {
             let job = api.job(id).await?.job;
-            if job.status == "paused" {
+            if job.status == ferry_api::JobStatus::Paused {
                 report(api.job_action(id, "resume").await?);
             }
-            if job.kind == "upload" {
+            if job.kind == ferry_api::JobKind::Upload {
                 match Manifest::load(api.server(), id)? {
                     Some(m) => {
                         let (opts, bar) = options(5, PriorityRules::default(), false);
@@ -644,7 +644,7 @@ async fn job(command: JobCommand) -> Result<()> {
                             progress::bytes(r.bytes_transferred)
                         );
                     }
-                    None if job.status != "done" => {
+                    None if job.status != ferry_api::JobStatus::Done => {
                         bail!("job {id}'s files were sent from another computer: resume it there")
                     }
                     None => {}

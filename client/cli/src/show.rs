@@ -27,7 +27,7 @@ fn who(j: &JobInfo) -> &str {
 fn progress(j: &JobInfo) -> String {
     let pct = if j.bytes_total > 0 {
         (j.bytes_done as f64 * 100.0 / j.bytes_total as f64).min(100.0)
-    } else if j.status == "done" {
+    } else if j.status == ferry_api::JobStatus::Done {
         100.0
     } else {
         0.0
@@ -45,7 +45,7 @@ pub fn jobs_table(jobs: &[JobInfo]) {
         "ID", "KIND", "STATUS", "NAME", "WHO", "PROGRESS"
     );
     for j in jobs {
-        let rate = if j.status == "running" {
+        let rate = if j.status == ferry_api::JobStatus::Running {
             format!("{}/s", ibytes(j.rate))
         } else {
             j.error.clone().unwrap_or_default()
@@ -105,7 +105,7 @@ pub fn job_detail(d: &JobDetail) {
     );
     for l in &d.lines {
         let mut name = l.name.clone();
-        if l.kind == "sequence" {
+        if l.kind == ferry_api::LineKind::Sequence {
             name.push_str(&format!(" ({} frames", l.files));
             if !l.missing.is_empty() {
                 name.push_str(&format!(", missing {}", l.missing.join(", ")));

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_api::{JobInfo, codes};
+use ferry_api::{JobInfo, JobStatus, codes};
+use ferry_domain::agent::{self, Vanished};
 use ferry_engine::{FileEvent, Progress, StopSignal};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -329,7 +330,7 @@ impl Agent {
         for job in running {
             let why = match self.api.job(job).await {
                 Err(e) if withdrawn(&e) => e.to_string(),
-                Ok(d) if matches!(d.job.status.as_str(), "aborted" | "paused") => {
+                Ok(d) if agent::stop_ours(d.job.status) => {
                     format!("job {job} was {} on the appliance", d.job.status)
                 }
                 Ok(d) => {
@@ -356,12 +357,12 @@ impl Agent {
     fn stop_orphaned<'a>(jobs: impl Iterator<Item = &'a JobInfo>, st: &mut State) {
         let now = Instant::now();
         for job in jobs {
-            if !st.active.contains(&job.id) || job.status == "running" {
+            if !st.active.contains(&job.id) || job.status == JobStatus::Running {
                 st.unseen.remove(&job.id);
                 continue;
             }
             let since = *st.unseen.entry(job.id).or_insert(now);
-            if now.duration_since(since) >= ORPHANED_AFTER
+            if agent::orphaned(job.status, now.duration_since(since), ORPHANED_AFTER)
                 && let Some(stop) = st.stops.get(&job.id)
             {
                 stop.stop(
@@ -401,7 +402,7 @@ impl Agent {
                         reason: e.to_string(),
                     });
                 }
-                Ok(d) if d.job.status == "aborted" => {
+                Ok(d) if agent::vanished(d.job.status) == Vanished::Withdrawn => {
                     st.watched.remove(&job);
                     st.ignored.insert(job);
                     st.summary.withdrawn.push(job);
@@ -413,11 +414,11 @@ impl Agent {
                         ),
                     });
                 }
-                Ok(d) if d.job.status == "paused" => {
+                Ok(d) if agent::vanished(d.job.status) == Vanished::Paused => {
                     st.watched.remove(&job);
                     let _ = events.send(AgentEvent::Paused { job });
                 }
-                Ok(d) if d.job.status == "done" => {
+                Ok(d) if agent::vanished(d.job.status) == Vanished::Finished => {
                     st.watched.remove(&job);
                 }
                 _ => {}

@@ -193,7 +193,7 @@ pub async fn send(
     let upload_job = created
         .jobs
         .iter()
-        .find(|j| j.kind == "upload")
+        .find(|j| j.kind == ferry_api::JobKind::Upload)
         .map(|j| j.id);
     let upload = match upload_job {
         Some(job) => {

@@ -45,7 +45,7 @@ pub async fn first_contact(
 #[derive(Debug, Clone)]
 pub struct SignedIn {
     pub credentials: Credentials,
-    pub role: String,
+    pub role: ferry_api::Role,
     /// The password was one-time: call [`change_password`] before anything
     /// else works.
     pub must_change_password: bool,
@@ -67,7 +67,7 @@ pub async fn sign_in(
     )?;
     let resp: LoginResponse = api.login(email, password, Some(key_name)).await?;
     Ok(SignedIn {
-        role: resp.user.role.clone(),
+        role: resp.user.role,
         must_change_password: resp.must_change_password,
         credentials: Credentials {
             server: contact.server.clone(),

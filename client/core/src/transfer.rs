@@ -17,7 +17,7 @@ use ferry_engine::receive::{Receiving, receive};
 use ferry_engine::send::{Sending, send};
 use ferry_engine::tls::Fingerprint;
 use ferry_engine::transport::{Tuning, client_endpoint};
-use ferry_engine::{EngineError, FileEvent, Outcome, Progress, StopSignal};
+use ferry_engine::{ConnectError, EngineError, FileEvent, Outcome, Progress, StopSignal};
 use ferry_proto::{ChunkLayout, PriorityRules};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
@@ -337,13 +337,18 @@ where
 /// Adds what the user can do about an unreachable data port.
 fn explain_connect(e: EngineError, grant: &SessionGrant) -> ClientError {
     match e {
-        EngineError::Connect(msg) if msg.contains("not reachable") => {
-            ClientError::Engine(EngineError::Connect(format!(
-                "{msg}. The appliance uses UDP ports {} on {}: ask the facility's IT to forward them to the \
-                 appliance and to let them out of your network. The appliance saw this computer as {} over HTTPS \
-                 and lets only that address in: a network that sends UDP out through another address is refused too",
-                grant.ports, grant.host, grant.client_address
-            )))
+        EngineError::Connect(ConnectError::Unreachable { addr, secs, .. }) => {
+            ClientError::Engine(EngineError::Connect(ConnectError::Unreachable {
+                addr,
+                secs,
+                hint: format!(
+                    ". The appliance uses UDP ports {} on {}: ask the facility's IT to forward them to the \
+                     appliance and to let them out of your network. The appliance saw this computer as {} over \
+                     HTTPS and lets only that address in: a network that sends UDP out through another address \
+                     is refused too",
+                    grant.ports, grant.host, grant.client_address
+                ),
+            }))
         }
         other => ClientError::Engine(other),
     }

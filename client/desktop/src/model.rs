@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ferry_api::JobInfo;
+use ferry_api::{JobAction, JobInfo, JobKind, JobStatus};
 use ferry_client::deliver::SendRequest;
 use ferry_proto::sequence::{Grouped, group, range_texts};
 
@@ -272,22 +272,9 @@ impl SendForm {
                         });
                     }
                     Grouped::Sequence(seq) => {
-                        let names: Vec<String> = seq
-                            .frames
-                            .iter()
-                            .map(|f| {
-                                format!(
-                                    "{}{:0width$}{}",
-                                    seq.prefix,
-                                    f,
-                                    seq.suffix,
-                                    width = seq.padding
-                                )
-                            })
-                            .collect();
+                        let names: Vec<String> = seq.frame_names().collect();
                         let bytes = names.iter().filter_map(|n| sizes.get(n.as_str())).sum();
-                        let label =
-                            format!("{}{}{}", seq.prefix, "#".repeat(seq.padding), seq.suffix);
+                        let label = seq.pattern();
                         let notation = dir.join(seq.notation());
                         if self.items.iter().any(|i| match &i.kind {
                             ItemKind::Sequence { notation: n, .. } => n == &notation,
@@ -467,7 +454,7 @@ pub struct JobRow {
     pub name: String,
     /// "upload", "to ann@example.com", …
     pub direction: String,
-    pub status: String,
+    pub status: JobStatus,
     pub fraction: f32,
     pub progress: String,
     pub rate: String,
@@ -475,6 +462,8 @@ pub struct JobRow {
     /// Moving right now: a marker in the list.
     pub in_motion: bool,
     pub error: Option<String>,
+    /// What the appliance's rulebook lets this user do to the job now.
+    pub allowed: Vec<JobAction>,
 }
 
 impl JobRow {
@@ -485,11 +474,15 @@ impl JobRow {
         let raw = j.bytes_done.max(0) as u64;
         let done = if total > 0 { raw.min(total) } else { raw };
         let fraction = if total == 0 {
-            if j.status == "done" { 1.0 } else { 0.0 }
+            if j.status == JobStatus::Done {
+                1.0
+            } else {
+                0.0
+            }
         } else {
             (done as f64 / total as f64).clamp(0.0, 1.0) as f32
         };
-        let in_motion = j.status == "running";
+        let in_motion = j.status == JobStatus::Running;
         let rate = if in_motion && j.rate > 0 {
             format!("{}/s", human_bytes(j.rate as u64))
         } else {
@@ -500,16 +493,16 @@ impl JobRow {
         } else {
             String::new()
         };
-        let direction = match (j.kind.as_str(), &j.recipient) {
-            ("download", Some(r)) => format!("to {r}"),
-            ("upload", _) => "upload to the appliance".to_owned(),
-            (k, _) => k.to_owned(),
+        let direction = match (j.kind, &j.recipient) {
+            (JobKind::Download, Some(r)) => format!("to {r}"),
+            (JobKind::Upload, _) => "upload to the appliance".to_owned(),
+            (k, _) => k.to_string(),
         };
         JobRow {
             id: j.id,
             name: j.delivery_name.clone().unwrap_or_else(|| j.name.clone()),
             direction,
-            status: j.status.clone(),
+            status: j.status,
             fraction,
             progress: format!(
                 "{} of {} · {}/{} files",
@@ -522,60 +515,54 @@ impl JobRow {
             eta,
             in_motion,
             error: j.error.clone(),
+            allowed: j.actions.clone(),
         }
     }
 
     pub fn shown_in(&self, filter: Filter) -> bool {
         match filter {
             Filter::All => true,
-            Filter::Finished => self.status == "done",
+            Filter::Finished => self.status == JobStatus::Done,
         }
     }
 
-    /// The actions that make sense for this job now.
-    pub fn actions(&self) -> Vec<Action> {
-        let mut out = Vec::new();
-        match self.status.as_str() {
-            "running" | "queued" => out.extend([Action::Pause, Action::Abort]),
-            "paused" => out.extend([Action::Resume, Action::Abort]),
-            "failed" => out.extend([Action::Retry, Action::Abort]),
-            _ => {}
-        }
-        out.push(Action::Purge);
-        out
+    /// The buttons for this job: the actions the appliance says this
+    /// user may take now (its rulebook's answer, in the job itself), so the
+    /// window never offers what would be refused. Priority and rate have
+    /// their own controls.
+    pub fn actions(&self) -> Vec<JobAction> {
+        self.allowed
+            .iter()
+            .copied()
+            .filter(|a| BUTTONS.contains(a))
+            .collect()
+    }
+
+    /// Whether its files' priorities may be changed now.
+    pub fn may_reprioritise(&self) -> bool {
+        self.allowed.contains(&JobAction::Priority)
     }
 }
 
-/// What can be done to a job from the list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Pause,
-    Resume,
-    Abort,
-    Retry,
-    Purge,
-}
+/// Actions that are buttons, in the order they show.
+const BUTTONS: [JobAction; 5] = [
+    JobAction::Resume,
+    JobAction::Pause,
+    JobAction::Retry,
+    JobAction::Abort,
+    JobAction::Purge,
+];
 
-impl Action {
-    pub fn label(self) -> &'static str {
-        match self {
-            Action::Pause => "Pause",
-            Action::Resume => "Resume",
-            Action::Abort => "Abort",
-            Action::Retry => "Retry",
-            Action::Purge => "Purge",
-        }
-    }
-
-    /// The API's word for it (purge has its own call).
-    pub fn api_word(self) -> &'static str {
-        match self {
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::Abort => "abort",
-            Action::Retry => "retry",
-            Action::Purge => "purge",
-        }
+/// A job action's label on a button.
+pub fn label(a: JobAction) -> &'static str {
+    match a {
+        JobAction::Pause => "Pause",
+        JobAction::Resume => "Resume",
+        JobAction::Abort => "Abort",
+        JobAction::Retry => "Retry",
+        JobAction::Purge => "Purge",
+        JobAction::Priority => "Priority",
+        JobAction::Rate => "Rate",
     }
 }
 
@@ -761,12 +748,12 @@ mod tests {
         );
     }
 
-    fn job(status: &str, done: i64, total: i64, rate: i64) -> JobInfo {
+    fn job(status: JobStatus, done: i64, total: i64, rate: i64) -> JobInfo {
         JobInfo {
             id: 7,
-            kind: "download".into(),
+            kind: JobKind::Download,
             name: "job".into(),
-            status: status.into(),
+            status,
             owner: "me@studio.example".into(),
             recipient: Some("dir@client.example".into()),
             delivery: Some(1),
@@ -788,27 +775,41 @@ mod tests {
             finished_at: None,
             next_retry_at: None,
             expires_at: None,
+            // A recipient's view of their download.
+            actions: match status {
+                JobStatus::Running => vec![JobAction::Pause, JobAction::Priority, JobAction::Rate],
+                JobStatus::Failed => vec![JobAction::Retry, JobAction::Priority, JobAction::Rate],
+                _ => vec![],
+            },
         }
     }
 
     #[test]
-    fn rows_show_progress_rate_eta_and_the_actions_that_apply() {
-        let row = JobRow::of(&job("running", 250_000_000, 1_000_000_000, 50_000_000));
+    fn rows_show_progress_rate_eta_and_the_actions_the_appliance_allows() {
+        let row = JobRow::of(&job(
+            JobStatus::Running,
+            250_000_000,
+            1_000_000_000,
+            50_000_000,
+        ));
         assert!(row.in_motion);
         assert_eq!(row.fraction, 0.25);
         assert_eq!(row.rate, "50.0 MB/s");
         assert_eq!(row.eta, "15 s");
         assert_eq!(row.direction, "to dir@client.example");
         assert_eq!(row.name, "Review 27");
-        assert_eq!(row.actions(), [Action::Pause, Action::Abort, Action::Purge]);
+        // A recipient may pause their download, but neither abort nor
+        // purge it: those buttons are not offered.
+        assert_eq!(row.actions(), [JobAction::Pause]);
+        assert!(row.may_reprioritise());
         assert!(!row.shown_in(Filter::Finished));
-        let done = JobRow::of(&job("done", 10, 10, 0));
+        let done = JobRow::of(&job(JobStatus::Done, 10, 10, 0));
         assert!(!done.in_motion && done.shown_in(Filter::Finished));
         assert_eq!(done.eta, "");
-        assert_eq!(done.actions(), [Action::Purge]);
+        assert!(done.actions().is_empty());
         assert_eq!(
-            JobRow::of(&job("failed", 0, 10, 0)).actions(),
-            [Action::Retry, Action::Abort, Action::Purge]
+            JobRow::of(&job(JobStatus::Failed, 0, 10, 0)).actions(),
+            [JobAction::Retry]
         );
     }
 }

@@ -296,11 +296,8 @@ impl FerryApp {
     }
 
     /// A job's status, as listed.
-    pub fn status_of(&self, job: i64) -> Option<String> {
-        self.jobs
-            .iter()
-            .find(|j| j.id == job)
-            .map(|j| j.status.clone())
+    pub fn status_of(&self, job: i64) -> Option<ferry_api::JobStatus> {
+        self.jobs.iter().find(|j| j.id == job).map(|j| j.status)
     }
 
     /// The last thing the window told the person, if anything.
@@ -746,7 +743,7 @@ impl FerryApp {
             }
             header.header_response.context_menu(|ui| {
                 for action in row.actions() {
-                    if ui.button(action.label()).clicked() {
+                    if ui.button(crate::model::label(action)).clicked() {
                         self.worker.run(Command::Act {
                             job: row.id,
                             action,
@@ -766,8 +763,8 @@ impl FerryApp {
         ui.horizontal(|ui| {
             for action in row.actions() {
                 if ui
-                    .button(action.label())
-                    .on_hover_text(format!("{} job {}", action.label(), row.id))
+                    .button(crate::model::label(action))
+                    .on_hover_text(format!("{} job {}", crate::model::label(action), row.id))
                     .clicked()
                 {
                     self.worker.run(Command::Act {
@@ -777,7 +774,7 @@ impl FerryApp {
                 }
             }
         });
-        if matches!(row.status.as_str(), "running" | "queued" | "paused") {
+        if row.may_reprioritise() {
             let (glob, prio) = self
                 .priority_glob
                 .entry(row.id)
@@ -1063,12 +1060,12 @@ fn browse_folders(
                 }
                 for e in &b.entries {
                     let path = join(&b.folder, &e.name);
-                    if e.kind == "folder" {
+                    if e.kind == ferry_api::EntryKind::Folder {
                         if ui.button(format!("📁 {}", e.name)).clicked() {
                             into = Some(path);
                         }
                     } else if files
-                        && e.kind == "file"
+                        && e.kind == ferry_api::EntryKind::File
                         && let Some(sel) = select.as_deref_mut()
                     {
                         let mut on = sel.contains(&path);

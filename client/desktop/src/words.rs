@@ -5,7 +5,7 @@
 
 use ferry_api::codes;
 use ferry_client::ClientError;
-use ferry_engine::EngineError;
+use ferry_engine::{ConnectError, EngineError};
 
 /// The host name of an appliance URL, for sentences.
 fn host(server: &str) -> &str {
@@ -15,15 +15,6 @@ fn host(server: &str) -> &str {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
         _ => rest,
     }
-}
-
-/// The UDP port an unreachable-port message names.
-fn udp_port(message: &str) -> Option<&str> {
-    let after = message.split("UDP port ").nth(1)?;
-    let end = after
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(after.len());
-    Some(&after[..end]).filter(|p| !p.is_empty())
 }
 
 /// What to tell the person at the window about `e`, which happened while
@@ -60,8 +51,8 @@ pub fn in_words(e: &ClientError, server: &str) -> String {
             "The disk is full where {path} is being saved. Free some space: the transfer carries \
              on from where it stopped."
         ),
-        ClientError::Engine(EngineError::Connect(m)) if m.contains("over UDP") => {
-            let port = udp_port(m).map_or_else(|| "ports".to_owned(), |p| format!("port {p}"));
+        ClientError::Engine(EngineError::Connect(ConnectError::Unreachable { addr, .. })) => {
+            let port = format!("port {}", addr.port());
             format!(
                 "UDP {port} on {host} is not reachable from this network: ask the facility's IT \
                  to forward the appliance's UDP transfer ports (45190–45210 unless they changed \
@@ -90,11 +81,11 @@ mod tests {
 
     #[test]
     fn an_unreachable_udp_port_says_what_to_ask_it_for() {
-        let e = ClientError::Engine(EngineError::Connect(
-            "no answer from 10.0.0.5:45195 over UDP within 10s: UDP port 45195 is not reachable \
-             from this network (a firewall or router between you and the appliance drops it)"
-                .into(),
-        ));
+        let e = ClientError::Engine(EngineError::Connect(ConnectError::Unreachable {
+            addr: "10.0.0.5:45195".parse().unwrap(),
+            secs: 10,
+            hint: String::new(),
+        }));
         assert_eq!(
             in_words(&e, "https://ferry.company.com:443"),
             "UDP port 45195 on ferry.company.com is not reachable from this network: ask the \

@@ -18,8 +18,8 @@ use ferry_client::{Api, ClientError, Credentials};
 use ferry_engine::stop::StopSignal;
 use ferry_engine::tls::Fingerprint;
 
-use crate::model::Action;
 use crate::words::in_words;
+use ferry_api::JobAction as Action;
 
 /// What the window asks for.
 #[derive(Debug, Clone)]
@@ -476,10 +476,13 @@ impl Worker {
                 self.runtime.spawn(async move {
                     let done = match action {
                         Action::Purge => api.purge(job, false).await,
-                        other => api.job_action(job, other.api_word()).await.map(|_| ()),
+                        other => api.job_action(job, other.as_str()).await.map(|_| ()),
                     };
                     post.send(match done {
-                        Ok(()) => Update::Said(format!("{} job {job}: done.", action.label())),
+                        Ok(()) => Update::Said(format!(
+                            "{} job {job}: done.",
+                            crate::model::label(action)
+                        )),
                         Err(e) => fail(e),
                     });
                     if let Ok(l) = api.jobs("all=true&limit=200").await {

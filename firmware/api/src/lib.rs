@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The states and actions every side names the same way (they travel as
+/// lowercase words).
+pub use ferry_domain::{AccountKind, JobAction, JobKind, JobStatus, Role, TaskStatus, UserStatus};
+
 /// Path prefix of every API route.
 pub const PREFIX: &str = "/api/v1";
 
@@ -31,7 +35,18 @@ pub struct ErrorDetail {
 /// Stable error codes.
 pub mod codes {
     pub const UNAUTHORIZED: &str = "unauthorized";
+    /// The key is unknown here: mistyped, or for another appliance.
     pub const BAD_API_KEY: &str = "bad_api_key";
+    /// The key was revoked.
+    pub const KEY_REVOKED: &str = "key_revoked";
+    /// The key's account is disabled.
+    pub const ACCOUNT_DISABLED: &str = "account_disabled";
+    /// The key's account was invited and has not chosen a password yet.
+    pub const ACCOUNT_NOT_ACTIVE: &str = "account_not_active";
+    /// A service account tried to sign in with a password.
+    pub const SERVICE_ACCOUNT: &str = "service_account";
+    /// A new password does not meet the policy.
+    pub const WEAK_PASSWORD: &str = "weak_password";
     pub const BAD_CREDENTIALS: &str = "bad_credentials";
     pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
     pub const FORBIDDEN: &str = "forbidden";
@@ -45,6 +60,11 @@ pub mod codes {
     pub const NO_PORTS: &str = "no_ports";
     pub const JOB_ABORTED: &str = "job_aborted";
     pub const JOB_PAUSED: &str = "job_paused";
+    /// The job may not run now (done, or failed until someone retries it).
+    pub const JOB_NOT_RUNNABLE: &str = "job_not_runnable";
+    /// The caller already holds as many sessions or connections as one
+    /// caller may.
+    pub const TOO_MANY_SESSIONS: &str = "too_many_sessions";
     /// The job was purged or its delivery expired: it cannot be resumed.
     pub const JOB_WITHDRAWN: &str = "job_withdrawn";
     /// ferryd is not logging to the systemd journal on this host.
@@ -98,15 +118,27 @@ pub struct UserInfo {
     pub id: i64,
     pub email: String,
     pub name: String,
-    /// `admin`, `employee` or `collaborator`.
-    pub role: String,
+    pub role: Role,
     /// Whether email notifications reach this user (invitations always do).
     #[serde(default = "yes")]
     pub notify: bool,
+    /// A person, or a service account (keys only).
+    #[serde(default = "person")]
+    pub kind: AccountKind,
+    #[serde(default = "active")]
+    pub status: UserStatus,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn person() -> AccountKind {
+    AccountKind::Person
+}
+
+fn active() -> UserStatus {
+    UserStatus::Active
 }
 
 /// `POST /api/v1/me/notify`: email notifications on or off.
@@ -251,9 +283,13 @@ pub struct Invitation {
     pub email: String,
     #[serde(default)]
     pub name: String,
-    /// `admin`, `employee` or `collaborator` (the default).
+    /// Collaborator when absent.
     #[serde(default)]
-    pub role: Option<String>,
+    pub role: Option<Role>,
+    /// A service account for automation: active at once, keys only, no
+    /// invitation.
+    #[serde(default)]
+    pub service: bool,
 }
 
 /// One file or folder of a share (`GET /api/v1/shares/{name}/files`).
@@ -261,11 +297,19 @@ pub struct Invitation {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareEntry {
     pub name: String,
-    /// `file` or `folder`.
-    pub kind: String,
+    pub kind: EntryKind,
     pub size: u64,
     /// Seconds since the Unix epoch.
     pub mtime: Option<i64>,
+}
+
+/// What a share entry is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Folder,
 }
 
 /// A page of a folder's entries, by name.
@@ -383,8 +427,7 @@ pub struct DeliveryCreated {
 pub struct JobRef {
     pub id: i64,
     pub name: String,
-    /// `upload` or `download`.
-    pub kind: String,
+    pub kind: JobKind,
     /// The recipient of a download job.
     pub recipient: Option<String>,
 }
@@ -394,11 +437,9 @@ pub struct JobRef {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobInfo {
     pub id: i64,
-    /// `upload`, `download`, `put` or `get`.
-    pub kind: String,
+    pub kind: JobKind,
     pub name: String,
-    /// `queued`, `running`, `paused`, `failed`, `aborted` or `done`.
-    pub status: String,
+    pub status: JobStatus,
     pub owner: String,
     pub recipient: Option<String>,
     pub delivery: Option<i64>,
@@ -425,6 +466,10 @@ pub struct JobInfo {
     pub finished_at: Option<i64>,
     pub next_retry_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// What the caller may do to this job now (the rulebook's answer):
+    /// the buttons to show.
+    #[serde(default)]
+    pub actions: Vec<JobAction>,
 }
 
 /// `GET /api/v1/jobs`: a page of jobs, newest first.
@@ -443,8 +488,7 @@ pub struct TaskInfo {
     pub path: String,
     pub size: i64,
     pub priority: u16,
-    /// `queued`, `running`, `done`, `failed` or `excluded`.
-    pub status: String,
+    pub status: TaskStatus,
     pub bytes_done: i64,
     pub digest: Option<String>,
     pub finished_at: Option<i64>,
@@ -454,8 +498,7 @@ pub struct TaskInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobLine {
-    /// `file` or `sequence`.
-    pub kind: String,
+    pub kind: LineKind,
     /// The path, or the sequence as `dir/name.####.exr[1001-1200]`.
     pub name: String,
     pub files: u64,
@@ -465,8 +508,18 @@ pub struct JobLine {
     pub bytes_done: i64,
     pub priority: u16,
     /// The least advanced status among the files.
-    pub status: String,
+    pub status: TaskStatus,
     pub finished_at: Option<i64>,
+}
+
+/// What a line of a job shows.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum LineKind {
+    File,
+    /// A frame sequence, as one line.
+    Sequence,
 }
 
 /// `GET /api/v1/jobs/{id}`.

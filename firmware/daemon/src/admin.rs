@@ -1,32 +1,95 @@
-//! `ferryd admin`: direct administration of the appliance's database, for
-//! first set-up, scripts and recovery. It works whether or not the daemon
-//! is running (SQLite in WAL mode takes both).
+//! `ferryd admin`: administration of the appliance from its own console,
+//! for first set-up, scripts and recovery. It works whether or not the
+//! daemon is running (SQLite in WAL mode takes both), and goes through the
+//! same services, rules and password policy as the web admin and the API:
+//! its caller is the operator ([`By::Operator`]), who holds every right.
 
 use std::io::Read as _;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use ferry_store::{Access, ApiKeyId, Role, Store, User, UserStatus};
+use ferry_domain::UserStatus;
+use ferry_domain::rules::Access;
+use ferry_engine::tls::Fingerprint;
+use ferry_store::{ApiKeyId, Store};
+use ferryd_core::Services;
+use ferryd_core::audit::{Actor, Audit};
+use ferryd_core::authority::By;
+use ferryd_core::clock::SystemClock;
+use ferryd_core::ports::{Appliance, ApplianceFacts, OpenPort};
 
-use crate::app::{certificate_names, open_store};
+use crate::app::{certificate_names, open_store, setup};
 use crate::cli::{AdminCommand, ApikeyCommand, ShareCommand, UserCommand};
-use crate::config::Config;
+use crate::config::{Config, FirewallMode};
 use crate::identity;
 
+/// The appliance as the console sees it: its configuration, no running
+/// data plane.
+struct AtRest {
+    fingerprint: Fingerprint,
+    config: Config,
+}
+
+impl Appliance for AtRest {
+    fn facts(&self) -> ApplianceFacts {
+        ApplianceFacts {
+            fingerprint: self.fingerprint.to_string(),
+            control: self.config.listen,
+            ports: self.config.ports.to_string(),
+            firewall_on: self.config.firewall == FirewallMode::Nft,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+    fn open_ports(&self) -> Vec<OpenPort> {
+        Vec::new()
+    }
+    fn bound_ports(&self) -> Vec<u16> {
+        Vec::new()
+    }
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn install_certificate(&self, _: &str, _: &str) -> Result<String, String> {
+        Err("install a certificate from the web admin of the running appliance".into())
+    }
+}
+
 pub fn run(config: &Config, command: AdminCommand) -> Result<()> {
+    std::fs::create_dir_all(&config.data)?;
+    let id = identity::load_or_create(&config.data, &certificate_names(config))?;
     if let AdminCommand::Fingerprint = command {
-        std::fs::create_dir_all(&config.data)?;
-        let id = identity::load_or_create(&config.data, &certificate_names(config))?;
         println!("{}", id.fingerprint());
         return Ok(());
     }
-    let store = open_store(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(open_store(config)?);
+        let appliance = Arc::new(AtRest {
+            fingerprint: id.fingerprint(),
+            config: config.clone(),
+        });
+        let services = Services::start(
+            store.clone(),
+            Audit::new(store),
+            Arc::new(SystemClock),
+            appliance,
+            setup(config, config.listen),
+        )
+        .await?;
+        command_on(&services, command).await
+    })
+}
+
+async fn command_on(s: &Services, command: AdminCommand) -> Result<()> {
     match command {
-        AdminCommand::User { command } => user(&store, command),
-        AdminCommand::Apikey { command } => apikey(&store, command),
-        AdminCommand::Share { command } => share(&store, command),
+        AdminCommand::User { command } => user(s, command).await,
+        AdminCommand::Apikey { command } => apikey(s, command).await,
+        AdminCommand::Share { command } => share(s, command).await,
         AdminCommand::Fingerprint => Ok(()),
         AdminCommand::Audit { limit, action } => {
-            for e in store.list_events(limit, None, action.as_deref())? {
+            for e in s.audit.list(limit, None, action.as_deref()).await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
                     e.at,
@@ -54,57 +117,79 @@ fn read_password() -> Result<String> {
     Ok(p)
 }
 
-fn find_user(store: &Store, email: &str) -> Result<User> {
-    store
-        .user_by_email(email)?
-        .ok_or_else(|| anyhow!("there is no user {email}"))
-}
-
-fn user(store: &Store, command: UserCommand) -> Result<()> {
+async fn user(s: &Services, command: UserCommand) -> Result<()> {
+    let me = Actor::appliance();
     match command {
         UserCommand::Add {
             email,
             role,
             name,
             password_stdin,
+            service,
         } => {
-            let role: Role = role.parse()?;
+            if service && password_stdin {
+                bail!("a service account has no password: it signs in with API keys only");
+            }
             let password = password_stdin.then(read_password).transpose()?;
-            let u = store.create_user(&email, &name, role, password.as_deref())?;
-            eprintln!("added {} ({}, {})", u.email, u.role, u.status.as_str());
+            let u = s
+                .users
+                .add(&email, &name, role, password.as_deref(), service)
+                .await?;
+            eprintln!("added {} ({}, {}, {})", u.email, u.role, u.status, u.kind);
+            if u.status == UserStatus::Invited {
+                eprintln!(
+                    "{} is invited: they choose a password through the link `ferryd admin user invite-link {}` prints",
+                    u.email, u.email
+                );
+            }
         }
         UserCommand::List => {
-            for u in store.list_users()? {
-                println!("{}\t{}\t{}\t{}", u.email, u.role, u.status.as_str(), u.name);
+            for u in s.users.list(By::Operator).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.email, u.role, u.status, u.kind, u.name
+                );
             }
         }
         UserCommand::Passwd { email } => {
-            let u = find_user(store, &email)?;
-            store.set_password(u.id, &read_password()?)?;
-            eprintln!("password of {email} set");
+            s.users.set_password(&email, &read_password()?).await?;
+            eprintln!("password of {email} set; their web sessions and login keys ended");
         }
         UserCommand::Disable { email } => {
-            store.set_status(find_user(store, &email)?.id, UserStatus::Disabled)?;
-            eprintln!("{email} disabled");
+            let u = s.users.by_email(&email).await?;
+            s.users
+                .set_status(By::Operator, me, u.id, UserStatus::Disabled)
+                .await?;
+            eprintln!("{email} disabled: their sessions stopped and their queued jobs are held");
         }
         UserCommand::Enable { email } => {
-            store.set_status(find_user(store, &email)?.id, UserStatus::Active)?;
+            let u = s.users.by_email(&email).await?;
+            s.users
+                .set_status(By::Operator, me, u.id, UserStatus::Active)
+                .await?;
             eprintln!("{email} enabled");
+        }
+        UserCommand::InviteLink { email } => {
+            let link = s.users.invitation_link(By::Operator, me, &email).await?;
+            // Only the link on stdout, so scripts can capture it.
+            println!("{link}");
+            eprintln!("a new invitation link for {email} (earlier links of theirs stop working)");
         }
     }
     Ok(())
 }
 
-fn apikey(store: &Store, command: ApikeyCommand) -> Result<()> {
+async fn apikey(s: &Services, command: ApikeyCommand) -> Result<()> {
+    let me = Actor::appliance();
     match command {
         ApikeyCommand::Create { email, name } => {
-            let u = find_user(store, &email)?;
-            let key = store.create_api_key(u.id, &name)?;
+            let (_, key) = s.users.create_key(By::Operator, me, &email, &name).await?;
             // Only the key on stdout, so scripts can capture it.
             println!("{}", key.secret);
         }
         ApikeyCommand::List { email } => {
-            for k in store.list_api_keys(find_user(store, &email)?.id)? {
+            let u = s.users.by_email(&email).await?;
+            for k in s.users.keys(By::Operator, u.id).await? {
                 println!(
                     "{}\t{}…\t{}\t{}",
                     k.id.0,
@@ -119,14 +204,18 @@ fn apikey(store: &Store, command: ApikeyCommand) -> Result<()> {
             }
         }
         ApikeyCommand::Revoke { email, id } => {
-            store.revoke_api_key(find_user(store, &email)?.id, ApiKeyId(id))?;
+            let u = s.users.by_email(&email).await?;
+            s.users
+                .revoke_key(By::Operator, me, u.id, ApiKeyId(id))
+                .await?;
             eprintln!("key {id} revoked");
         }
     }
     Ok(())
 }
 
-fn share(store: &Store, command: ShareCommand) -> Result<()> {
+async fn share(s: &Services, command: ShareCommand) -> Result<()> {
+    let me = Actor::appliance();
     match command {
         ShareCommand::Add {
             name,
@@ -140,24 +229,30 @@ fn share(store: &Store, command: ShareCommand) -> Result<()> {
                 } else {
                     std::env::current_dir()?.join(path)
                 };
-                let s = store.add_root_share(&name, &path)?;
-                eprintln!("root share {} at {}", s.name, s.abs_path.display());
+                let sh = s
+                    .shares
+                    .add_root(By::Operator, me, &name, &path.display().to_string())
+                    .await?;
+                eprintln!("root share {} at {}", sh.name, sh.abs_path.display());
             }
             (None, Some(root), Some(folder)) => {
-                let s = crate::shares::add_beneath(store, &name, &root, &folder)?;
-                eprintln!("share {} at {}", s.name, s.abs_path.display());
+                let sh = s
+                    .shares
+                    .add_beneath(By::Operator, me, &name, &root, &folder)
+                    .await?;
+                eprintln!("share {} at {}", sh.name, sh.abs_path.display());
             }
             _ => bail!(
                 "give either NAME PATH (a root share) or NAME --in ROOT --folder REL (a share)"
             ),
         },
         ShareCommand::List => {
-            for s in store.list_shares()? {
+            for sh in s.shares.all(By::Operator).await? {
                 println!(
                     "{}\t{}\t{}",
-                    s.name,
-                    s.parent_name.as_deref().unwrap_or("(root share)"),
-                    s.abs_path.display()
+                    sh.name,
+                    sh.parent_name.as_deref().unwrap_or("(root share)"),
+                    sh.abs_path.display()
                 );
             }
         }
@@ -167,15 +262,16 @@ fn share(store: &Store, command: ShareCommand) -> Result<()> {
             read,
             write,
         } => {
-            let s = store
-                .share_by_name(&name)?
-                .ok_or_else(|| anyhow!("there is no share {name:?}"))?;
-            let u = find_user(store, &email)?;
-            store.grant(s.id, u.id, Access { read, write })?;
+            if s.shares.by_name(&name).await?.is_none() {
+                return Err(anyhow!("there is no share {name:?}"));
+            }
+            s.shares
+                .grant(By::Operator, me, &name, &email, Access { read, write })
+                .await?;
             eprintln!("{email} on {name}: read={read} write={write}");
         }
         ShareCommand::Remove { name } => {
-            store.remove_share(&name)?;
+            s.shares.remove(By::Operator, me, &name).await?;
             eprintln!("share {name} removed (its files are untouched)");
         }
     }

@@ -1,184 +1,43 @@
-//! The running appliance: state shared by the control plane, the data
-//! plane and the background tasks, and the start-up sequence.
+//! The running appliance, wired: the store, the services over it, the
+//! adapters over them, and the background tasks. Nothing here decides
+//! anything; settings changes reach their listeners through the settings'
+//! watch channel.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ferry_engine::claims::Claims;
-use ferry_engine::tls::{Fingerprint, Identity};
 use ferry_engine::transport::{Tuning, server_config};
-use ferry_engine::{Progress, StopSignal};
 use ferry_portguard::client::PortguardClient;
 use ferry_portguard::leases::LeaseTable;
-use ferry_proto::ErrorCode;
-use ferry_store::{JobId, Role, Store, UserId};
+use ferry_proto::{ErrorCode, Rate};
+use ferry_store::{SqliteStore, Store};
+use ferryd_core::Services;
+use ferryd_core::audit::Audit;
+use ferryd_core::clock::SystemClock;
+use ferryd_core::live::Limits;
+use ferryd_core::services::Setup;
+use ferryd_core::settings::SecretDirs;
 use tokio_util::sync::CancellationToken;
 
+use crate::appliance::Running;
 use crate::config::{Config, FirewallMode};
 use crate::dataplane::{DataPlane, Firewall};
-use crate::deliveries::Hub;
+use crate::http::{Api, auth::KeyLimits};
 use crate::nat::SourceWatch;
 use crate::sessions::Sessions;
-use crate::site::Site;
+use crate::transfer::DataSessions;
 use crate::{http, identity};
-
-/// A transfer in progress, for the dashboard and for stopping it.
-#[derive(Debug, Clone)]
-pub struct Live {
-    /// Priority changes for the session (download: the appliance sends;
-    /// upload: the appliance asks the sender).
-    pub priorities:
-        Option<tokio::sync::mpsc::UnboundedSender<(ferry_proto::SharePath, ferry_proto::Priority)>>,
-    pub session: u64,
-    pub job: JobId,
-    pub user: UserId,
-    pub client: SocketAddr,
-    pub port: u16,
-    pub progress: Arc<Progress>,
-    pub stop: StopSignal,
-    pub started: Instant,
-    /// The session's pace, what its client asked for, and the way to tell
-    /// the client of a change.
-    pub pace: ferry_engine::congestion::PaceHandle,
-    pub request: ferry_engine::handshake::PaceRequest,
-    pub conn: quinn::Connection,
-    pub frames: tokio::sync::mpsc::WeakUnboundedSender<ferry_proto::Frame>,
-}
-
-/// Everything the daemon's tasks share.
-pub struct App {
-    pub config: Config,
-    pub store: Arc<Store>,
-    pub identity: Arc<Identity>,
-    pub fingerprint: Fingerprint,
-    pub sessions: Sessions,
-    pub dataplane: Arc<DataPlane>,
-    pub claims: Arc<Claims>,
-    pub tuning: Tuning,
-    pub sources: SourceWatch,
-    pub hub: Hub,
-    live: Mutex<HashMap<u64, Live>>,
-    /// What admins change at run time; read through [`App::site`].
-    site: std::sync::RwLock<Site>,
-    /// A certificate installed from the web admin, in use after a restart.
-    pending_certificate: Mutex<Option<String>>,
-    /// Wakes the mail sender when a message is queued.
-    pub mail_queued: tokio::sync::Notify,
-    /// Where the control plane really listens (the configured port may
-    /// be 0: any).
-    pub control: SocketAddr,
-    /// Whether our log lines go to the systemd journal (and so can be read
-    /// back for admins).
-    pub journal: bool,
-    /// Each API key's request budget.
-    pub key_limits: crate::http::auth::KeyLimits,
-    pub shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("listen", &self.config.listen)
-            .finish_non_exhaustive()
-    }
-}
-
-impl App {
-    pub fn live(&self) -> MutexGuard<'_, HashMap<u64, Live>> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The site settings in force now.
-    pub fn site(&self) -> Site {
-        self.site.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Keeps new site settings and applies them: new sessions take them at
-    /// once, and running ones are re-paced.
-    pub fn set_site(&self, site: Site) -> ferry_store::Result<()> {
-        site.save(&self.store, &Site::from_config(&self.config))?;
-        *self.site.write().unwrap_or_else(|e| e.into_inner()) = site;
-        // The mailer picks up new SMTP settings.
-        self.mail_queued.notify_one();
-        let jobs: Vec<JobId> = self.live().values().map(|l| l.job).collect();
-        for job in jobs {
-            if let Ok(job) = self.store.job(job) {
-                crate::transfer::repace(self, &job);
-            }
-        }
-        Ok(())
-    }
-
-    /// What an admin should fix, in words.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        if !self.dataplane.firewall_on() {
-            w.push(
-                "the per-session firewall is off: while a session is open, any address can reach its UDP port \
-                 (run ferry-portguard and --firewall nft)"
-                    .to_owned(),
-            );
-        }
-        if let Some(nat) = self.sources.warning() {
-            w.push(nat);
-        }
-        if let Some(fp) = self
-            .pending_certificate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            w.push(format!(
-                "a new certificate (SHA-256 {fp}) is installed but not yet in use: restart ferryd; \
-                 clients then log in again to accept its fingerprint"
-            ));
-        }
-        w
-    }
-
-    /// Notes a certificate that waits for the next start.
-    pub fn set_pending_certificate(&self, fingerprint: String) {
-        *self
-            .pending_certificate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(fingerprint);
-    }
-
-    /// The address clients are told to send UDP to: the configured public
-    /// address, else the host the client used to reach us, else our own.
-    pub fn public_host(&self, host_header: Option<&str>) -> String {
-        if let Some(p) = self.site().public_address {
-            return p;
-        }
-        if let Some(h) = host_header.and_then(host_of) {
-            return h;
-        }
-        self.config.listen.ip().to_string()
-    }
-}
-
-/// The host part of a `Host` header (`name`, `name:port`, `[v6]:port`).
-fn host_of(header: &str) -> Option<String> {
-    let h = header.trim();
-    if h.is_empty() {
-        return None;
-    }
-    if let Some(rest) = h.strip_prefix('[') {
-        return rest.split_once(']').map(|(ip, _)| ip.to_owned());
-    }
-    Some(h.rsplit_once(':').map_or(h, |(host, _)| host).to_owned())
-}
 
 /// Name of the first administrator, made on first start.
 pub const FIRST_ADMIN: &str = "admin@localhost";
 
 /// Opens (creating if needed) the data folder and the database.
-pub fn open_store(config: &Config) -> Result<Store> {
+pub fn open_store(config: &Config) -> Result<SqliteStore> {
     create_private_dir(&config.data)?;
-    Store::open(&config.data.join("ferry.db"))
+    SqliteStore::open(&config.data.join("ferry.db"))
         .with_context(|| format!("opening the database in {}", config.data.display()))
 }
 
@@ -207,28 +66,34 @@ pub fn certificate_names(config: &Config) -> Vec<String> {
     names
 }
 
-/// A one-time password people can read off a console: 4 groups of 5 from
-/// an alphabet without look-alikes (about 100 bits).
-pub fn one_time_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
-    let groups: Vec<String> = (0..4)
-        .map(|_| {
-            (0..5)
-                .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-                .collect()
-        })
-        .collect();
-    groups.join("-")
+/// Folders an admin may point the SMTP password file at from the web admin
+/// or the API. A path from ferryd.toml is the operator's choice.
+pub fn secret_dirs(config: &Config) -> SecretDirs {
+    SecretDirs {
+        allowed: vec!["/etc/ferry".into(), config.data.join("secrets")],
+    }
+}
+
+/// Everything the services are made from, given the control address.
+pub fn setup(config: &Config, control: SocketAddr) -> Setup {
+    Setup {
+        baseline: config.baseline(),
+        secrets: secret_dirs(config),
+        own_folders: vec![config.data.clone()],
+        limits: Limits {
+            per_user: config.limits.sessions_per_user,
+            total: config.limits.sessions_total,
+        },
+        control_port: control.port(),
+        fallback_host: control.ip().to_string(),
+    }
 }
 
 /// Runs the appliance until SIGINT or SIGTERM; `journal` says whether
 /// logging goes to the systemd journal.
 pub async fn run(config: Config, journal: bool) -> Result<()> {
-    let store = Arc::new(open_store(&config)?);
-    let interrupted = store.fail_interrupted_jobs("the appliance restarted during the transfer")?;
-    if interrupted > 0 {
-        log::warn!("{interrupted} transfers were cut by a restart; clients resume them");
-    }
+    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let audit = Audit::new(store.clone());
     let identity = Arc::new(identity::load_or_create(
         &config.data,
         &certificate_names(&config),
@@ -258,115 +123,123 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         ..Tuning::default()
     };
     let quic = server_config(&identity, &tuning)?;
-    let dataplane = DataPlane::new(
+    let plane = DataPlane::new(
         config.listen.ip(),
         config.ports,
         quic,
         tuning.clone(),
         firewall,
         Duration::from_secs(config.transfer.lease_ttl_secs),
-        store.clone(),
+        audit.clone(),
+        (config.limits.leases_per_user, config.limits.leases_total),
     );
-    let reclaimed = dataplane.reclaim().await?;
+    let reclaimed = plane.reclaim().await?;
     if reclaimed > 0 {
         log::info!("gave back {reclaimed} port leases left by the previous run");
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the control plane to {}", config.listen))?;
-    let local = listener.local_addr()?;
-    let site = Site::load(&config, &store)?;
+    let control = listener.local_addr()?;
+    let sources = Arc::new(SourceWatch::default());
+    let appliance = Arc::new(Running::new(
+        fingerprint.clone(),
+        control,
+        plane.clone(),
+        config.data.clone(),
+        sources.clone(),
+    ));
+    let services = Services::start(
+        store,
+        audit,
+        Arc::new(SystemClock),
+        appliance,
+        setup(&config, control),
+    )
+    .await?;
+    let interrupted = services
+        .transfers
+        .after_restart("the appliance restarted during the transfer")
+        .await?;
+    if interrupted > 0 {
+        log::warn!("{interrupted} transfers were cut by a restart; clients resume them");
+    }
+    if let Err(e) = crate::mailer::check(&services.settings.current()) {
+        // Not fatal: the web admin, which can fix it, must come up.
+        log::error!("email is held back until the SMTP settings are fixed: {e}");
+    }
     // Made only now that nothing above can fail, so a failed start never
     // leaves an admin whose password nobody saw.
-    let first_password = first_admin(&config, &store)?;
-    let key_limits = crate::http::auth::KeyLimits::new(config.api.requests_per_minute);
-    let app = Arc::new(App {
-        site: std::sync::RwLock::new(site),
-        pending_certificate: Mutex::default(),
-        mail_queued: tokio::sync::Notify::new(),
-        control: local,
-        journal,
-        key_limits,
-        sessions: Sessions::new(Duration::from_secs(config.transfer.token_ttl_secs)),
-        config,
-        store,
-        identity,
-        fingerprint,
-        dataplane,
-        claims: Claims::new(),
+    let first_password = services
+        .users
+        .first_admin(FIRST_ADMIN, config.console.is_some())
+        .await?;
+    let shutdown = CancellationToken::new();
+    let data = Arc::new(DataSessions {
+        services: services.clone(),
+        plane,
+        tokens: Sessions::new(Duration::from_secs(config.transfer.token_ttl_secs)),
         tuning,
-        sources: SourceWatch::default(),
-        hub: Hub::default(),
-        live: Mutex::default(),
-        shutdown: CancellationToken::new(),
+        chunk_size: config.transfer.chunk_size,
+        listen: config.listen,
+        sources,
+        claims: Claims::new(),
     });
-    banner(&app, local, first_password.as_deref())?;
-    tokio::spawn(sweeper(app.clone()));
-    tokio::spawn(crate::service::watchdog(app.clone()));
-    tokio::spawn(crate::deliveries::janitor(app.clone()));
-    if let Some(smtp) = &app.site().smtp
-        && let Err(e) = crate::mail::smtp_config(smtp)
-    {
-        // Not fatal: the web admin, which can fix it, must come up.
-        log::error!("email is held back until the SMTP settings are fixed: {e:#}");
-    }
-    tokio::spawn(crate::mail::run(app.clone()));
-    let server = tokio::spawn(http::serve(app.clone(), listener));
-    crate::service::ready(&format!("serving on https://{local}/"));
+    let api = Arc::new(Api {
+        services: services.clone(),
+        data: data.clone(),
+        keys: KeyLimits::new(config.api.requests_per_minute),
+        journal,
+    });
+    banner(
+        &config,
+        control,
+        &fingerprint.to_string(),
+        first_password.as_deref(),
+    )?;
+    tokio::spawn(sweeper(data.clone(), shutdown.clone()));
+    tokio::spawn(crate::service::watchdog(services.clone(), shutdown.clone()));
+    tokio::spawn(janitor(
+        services.clone(),
+        Duration::from_secs(config.deliveries.janitor_secs.max(1)),
+        shutdown.clone(),
+    ));
+    tokio::spawn(repace_on_change(services.clone(), shutdown.clone()));
+    tokio::spawn(crate::mailer::run(services.clone(), shutdown.clone()));
+    let server = tokio::spawn(http::serve(api, identity, listener));
+    crate::service::ready(&format!("serving on https://{control}/"));
     wait_for_signal().await;
     crate::service::stopping();
     log::info!("shutting down: stopping transfers so that they can resume");
-    app.shutdown.cancel();
-    let live: Vec<Live> = app.live().values().cloned().collect();
-    for l in &live {
-        l.stop.stop(
-            ErrorCode::Internal,
-            "the appliance is restarting; the transfer resumes when it is back",
-        );
-    }
+    shutdown.cancel();
+    services.live.stop_where(
+        |_| true,
+        ErrorCode::Internal,
+        "the appliance is restarting; the transfer resumes when it is back",
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !app.live().is_empty() && Instant::now() < deadline {
+    while !services.live.list().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.abort();
     Ok(())
 }
 
-/// The first administrator's one-time password, when someone must be
-/// shown one: on the very first start; and, on an appliance whose console
-/// shows it (`console`), at every start until it has been changed, with a
-/// new one each time, since the console file of an earlier start is gone
-/// with its runtime folder and nobody may have read it.
-fn first_admin(config: &Config, store: &Store) -> Result<Option<String>> {
-    if store.count_users()? == 0 {
-        let password = one_time_password();
-        let admin =
-            store.create_user(FIRST_ADMIN, "Administrator", Role::Admin, Some(&password))?;
-        store.set_must_change_password(admin.id, true)?;
-        return Ok(Some(password));
-    }
-    if config.console.is_some()
-        && let Some(admin) = store.user_by_email(FIRST_ADMIN)?
-        && admin.must_change_password
-    {
-        let password = one_time_password();
-        store.set_password(admin.id, &password)?;
-        store.set_must_change_password(admin.id, true)?;
-        return Ok(Some(password));
-    }
-    Ok(None)
-}
-
-fn banner(app: &App, local: SocketAddr, first_password: Option<&str>) -> Result<()> {
+fn banner(
+    config: &Config,
+    control: SocketAddr,
+    fingerprint: &str,
+    first_password: Option<&str>,
+) -> Result<()> {
     // These lines go to stdout, once: scripts read them. With a console
     // file (the appliance image), the one-time password goes only there, so
     // that it is shown once on the console and never kept in the journal.
     let mut first_password = first_password;
-    if let Some(path) = &app.config.console {
+    if let Some(path) = &config.console {
         crate::service::write_console(
             path,
-            &format!("https://{local}/"),
-            &app.fingerprint.to_string(),
+            &format!("https://{control}/"),
+            fingerprint,
             first_password,
         )
         .with_context(|| format!("writing the console banner {}", path.display()))?;
@@ -377,12 +250,12 @@ fn banner(app: &App, local: SocketAddr, first_password: Option<&str>) -> Result<
             );
         }
     }
-    println!("ferryd listening on https://{local}/");
-    println!("ferryd certificate SHA-256 {}", app.fingerprint);
+    println!("ferryd listening on https://{control}/");
+    println!("ferryd certificate SHA-256 {fingerprint}");
     println!(
         "ferryd data sessions on UDP {} (firewall {})",
-        app.config.ports,
-        match app.config.firewall {
+        config.ports,
+        match config.firewall {
             FirewallMode::Nft => "nft",
             FirewallMode::Off => "OFF",
         }
@@ -400,7 +273,9 @@ async fn wait_for_signal() {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                log::error!("cannot watch SIGINT either: {e}");
+            }
             return;
         }
     };
@@ -411,43 +286,61 @@ async fn wait_for_signal() {
 }
 
 /// Expires unused session tokens, which gives their ports back.
-async fn sweeper(app: Arc<App>) {
+async fn sweeper(data: Arc<DataSessions>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = app.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
         }
-        let expired = app.sessions.sweep();
+        let expired = data.tokens.sweep();
         if expired > 0 {
             log::info!("{expired} session tokens expired unused");
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_header_forms() {
-        assert_eq!(
-            host_of("ferry.example.com:8443").as_deref(),
-            Some("ferry.example.com")
-        );
-        assert_eq!(
-            host_of("ferry.example.com").as_deref(),
-            Some("ferry.example.com")
-        );
-        assert_eq!(host_of("[2001:db8::1]:443").as_deref(), Some("2001:db8::1"));
-        assert_eq!(host_of(""), None);
+/// Retires expired deliveries and sends reminders that fell due.
+async fn janitor(services: Services, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = services.notifier.reminders().await {
+            log::error!("sending reminders: {e}");
+        }
+        if let Err(e) = services.deliveries.expire_due().await {
+            log::error!("retiring expired deliveries: {e}");
+        }
     }
+}
 
-    #[test]
-    fn one_time_passwords_are_readable_and_differ() {
-        let a = one_time_password();
-        assert_eq!(a.len(), 23);
-        assert!(!a.contains(['0', 'o', '1', 'l', 'i']));
-        assert_ne!(a, one_time_password());
+/// Re-paces running sessions when the site's pace changes.
+async fn repace_on_change(services: Services, shutdown: CancellationToken) {
+    let mut site = services.settings.subscribe();
+    let mut pace = site.borrow_and_update().pace;
+    loop {
+        tokio::select! {
+            r = site.changed() => if r.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        let now = site.borrow_and_update().pace;
+        if now == pace {
+            continue;
+        }
+        pace = now;
+        for s in services.live.list() {
+            // The job's own cap still applies beneath the site's.
+            let cap = match services.transfers.job_cap(s.job).await {
+                Ok(cap) => cap.and_then(|bps| Rate::from_bits_per_sec(bps).ok()),
+                Err(e) => {
+                    log::error!("cannot read the cap of job {}: {e}", s.job);
+                    continue;
+                }
+            };
+            services.live.repace_job(s.job, cap, pace);
+        }
     }
 }

@@ -60,6 +60,12 @@ fn parse_ports(s: &str) -> Result<PortRange, String> {
     s.parse()
 }
 
+/// Roles as the command line writes them.
+fn parse_role(s: &str) -> Result<ferry_domain::Role, String> {
+    s.parse()
+        .map_err(|e: ferry_domain::UnknownValue| e.to_string())
+}
+
 impl RunArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
@@ -116,46 +122,86 @@ pub enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Add a user.
+    /// Add a user: with --password-stdin they are active; with --service
+    /// they are a service account (API keys only, for automation);
+    /// otherwise they are invited and choose a password through a link.
     Add {
+        /// Their email address, which is also their login.
         email: String,
-        #[arg(long, value_parser = ["admin", "employee", "collaborator"])]
-        role: String,
+        /// admin (runs the appliance), employee (sends, sees their own
+        /// deliveries and granted shares) or collaborator (receives).
+        #[arg(long, value_parser = parse_role)]
+        role: ferry_domain::Role,
+        /// Their name, as people see it.
         #[arg(long, default_value = "")]
         name: String,
-        /// Read the password from standard input (otherwise the user is
-        /// invited and sets it later).
+        /// Read the password from standard input (at least 12 characters,
+        /// not a common one).
         #[arg(long)]
         password_stdin: bool,
+        /// A service account: no password and no web login, only API keys
+        /// (ferryd admin apikey create).
+        #[arg(long, conflicts_with = "password_stdin")]
+        service: bool,
     },
-    /// List users.
+    /// List users: email, role, status, kind and name.
     List,
-    /// Set a user's password, read from standard input.
-    Passwd { email: String },
-    /// Disable a user (their keys stop working).
-    Disable { email: String },
+    /// Set a user's password, read from standard input; their web sessions
+    /// and the keys their logins made end.
+    Passwd {
+        /// The user's email address.
+        email: String,
+    },
+    /// Disable a user: their keys stop working, their transfers stop and
+    /// their queued jobs are held.
+    Disable {
+        /// The user's email address.
+        email: String,
+    },
     /// Enable a disabled user.
-    Enable { email: String },
+    Enable {
+        /// The user's email address.
+        email: String,
+    },
+    /// Print a fresh invitation link for someone invited who has not chosen
+    /// a password yet (when no email reaches them); earlier links stop
+    /// working.
+    InviteLink {
+        /// The invited user's email address.
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ApikeyCommand {
-    /// Create a key; prints only the key.
+    /// Create a key; prints only the key. Refused for an account that
+    /// could not use it (disabled, or invited without a password yet).
     Create {
+        /// The email address of the key's owner.
         email: String,
+        /// What the key is for (the script or machine that uses it).
         #[arg(long, default_value = "created with ferryd admin")]
         name: String,
     },
     /// List a user's keys.
-    List { email: String },
-    /// Revoke a key by its id.
-    Revoke { email: String, id: i64 },
+    List {
+        /// The email address of the keys' owner.
+        email: String,
+    },
+    /// Revoke a key by its id; transfers it started stop.
+    Revoke {
+        /// The email address of the key's owner.
+        email: String,
+        /// The key's id, as `apikey list` shows it.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ShareCommand {
     /// Add a root share (NAME PATH) or a share inside one (NAME --in ROOT --folder REL).
     Add {
+        /// The share's name, as `share=NAME/…` writes it.
         name: String,
         /// Absolute folder of a root share.
         path: Option<PathBuf>,
@@ -168,15 +214,24 @@ pub enum ShareCommand {
     },
     /// List shares.
     List,
-    /// Grant a user access to a share.
+    /// Grant a user access to a share (both flags off revokes it; a right
+    /// taken away takes effect at once).
     Grant {
+        /// The share's name.
         name: String,
+        /// The email address of the user (add them first with `user add`).
         email: String,
+        /// They may receive files of the share (ferry get, deliveries from
+        /// it).
         #[arg(long)]
         read: bool,
+        /// They may send files into the share (ferry put, ferry send --dest).
         #[arg(long)]
         write: bool,
     },
     /// Remove a share's record (its files stay).
-    Remove { name: String },
+    Remove {
+        /// The share's name.
+        name: String,
+    },
 }

@@ -61,6 +61,8 @@ pub struct FileConfig {
     pub smtp: SmtpFileConfig,
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Where to write the start-up banner for the appliance's console
     /// (address, fingerprint and the first start's one-time password,
     /// which then stays out of the log).
@@ -82,13 +84,7 @@ pub struct SmtpFileConfig {
 }
 
 /// SMTP settings in force; `None` in [`Config::smtp`] when no server is set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpSettings {
-    pub url: String,
-    pub user: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub from: String,
-}
+pub use ferry_domain::settings::SmtpSettings;
 
 /// The REST API's limits.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +99,34 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             requests_per_minute: 600,
+        }
+    }
+}
+
+/// How much one caller, and everyone together, may hold: sessions, the
+/// data ports granted for them, and connections that have not said who
+/// they are yet. One session per job is always the rule (a newer one takes
+/// the older one's place).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Sessions one account runs at once.
+    pub sessions_per_user: usize,
+    /// Sessions the appliance runs at once.
+    pub sessions_total: usize,
+    /// Data ports one account holds at once (granted, connected or not).
+    pub leases_per_user: usize,
+    /// Data ports the appliance holds at once.
+    pub leases_total: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            sessions_per_user: 128,
+            sessions_total: 512,
+            leases_per_user: 160,
+            leases_total: 1024,
         }
     }
 }
@@ -218,6 +242,7 @@ pub struct Config {
     pub smtp: Option<SmtpSettings>,
     pub console: Option<PathBuf>,
     pub api: ApiConfig,
+    pub limits: LimitsConfig,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -302,10 +327,11 @@ impl Config {
                 from,
             }),
         };
-        Ok(Config {
+        let config = Config {
             smtp,
             console: flags.console.or(file.console),
             api: file.api,
+            limits: file.limits,
             data: flags
                 .data
                 .or(file.data)
@@ -318,7 +344,25 @@ impl Config {
             trusted_proxies: file.trusted_proxies,
             transfer,
             deliveries: file.deliveries,
-        })
+        };
+        // The file's site settings pass the same validator as an admin's
+        // change in the web admin or the API.
+        config
+            .baseline()
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// The site settings the file and flags give, before what admins saved.
+    pub fn baseline(&self) -> ferry_domain::settings::SiteSettings {
+        ferry_domain::settings::SiteSettings {
+            public_address: self.public_address.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            pace: self.transfer.site_pace(),
+            default_expiry_days: self.deliveries.default_expiry_days,
+            smtp: self.smtp.clone(),
+        }
     }
 }
 

@@ -12,21 +12,37 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ferry_domain::{AuditAction, UserId};
 use ferry_engine::transport::{Tuning, server_endpoint};
 use ferry_portguard::PortRange;
 use ferry_portguard::client::PortguardClient;
 use ferry_portguard::leases::LeaseTable;
-use ferry_store::{NewEvent, Store, UserId};
+use ferry_store::NewEvent;
+use ferryd_core::audit::Audit;
 use quinn::{Endpoint, ServerConfig};
 
 /// Why no data port could be opened.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataPlaneError {
     #[error("no UDP port of {0} could be bound on this appliance")]
     NoPort(PortRange),
     #[error("the firewall refused to open a port: {0}")]
     Firewall(String),
+    #[error(
+        "you hold {0} data ports already, the most one account may; finish or cancel a transfer first"
+    )]
+    UserLimit(usize),
+    #[error("the appliance has {0} data ports open, the most it holds at once; try again shortly")]
+    Full(usize),
 }
+
+ferryd_core::failing!(DataPlaneError {
+    DataPlaneError::NoPort(_) => (Unavailable, NO_PORTS),
+    DataPlaneError::Firewall(_) => (Unavailable, NO_PORTS),
+    DataPlaneError::UserLimit(_) => (TooMany { retry_after: 10 }, TOO_MANY_SESSIONS),
+    DataPlaneError::Full(_) => (TooMany { retry_after: 10 }, TOO_MANY_SESSIONS),
+});
 
 /// Who opens ports in the firewall.
 pub enum Firewall {
@@ -44,10 +60,17 @@ pub struct Lease {
     pub port: u16,
 }
 
+/// A lease and whose it is.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    lease: Lease,
+    user: Option<UserId>,
+}
+
 struct Inner {
     /// Live leases, the daemon's own view (checked again on every packet
     /// that opens a connection, whatever the firewall did).
-    leases: HashMap<u64, Lease>,
+    leases: HashMap<u64, Held>,
     endpoints: HashMap<u16, Endpoint>,
 }
 
@@ -59,7 +82,9 @@ pub struct DataPlane {
     tuning: Tuning,
     firewall: Firewall,
     ttl: Duration,
-    store: Arc<Store>,
+    audit: Audit,
+    /// Leases one user, and everyone, may hold at once.
+    limits: (usize, usize),
     inner: Mutex<Inner>,
 }
 
@@ -111,7 +136,8 @@ impl DataPlane {
         tuning: Tuning,
         firewall: Firewall,
         ttl: Duration,
-        store: Arc<Store>,
+        audit: Audit,
+        limits: (usize, usize),
     ) -> Arc<Self> {
         Arc::new(DataPlane {
             bind_ip,
@@ -120,7 +146,8 @@ impl DataPlane {
             tuning,
             firewall,
             ttl,
-            store,
+            audit,
+            limits,
             inner: Mutex::new(Inner {
                 leases: HashMap::new(),
                 endpoints: HashMap::new(),
@@ -140,8 +167,10 @@ impl DataPlane {
         matches!(self.firewall, Firewall::Nft(_))
     }
 
-    fn audit(&self, user: Option<UserId>, lease: Lease, action: &str, detail: String) {
-        let _ = self.store.record_event(NewEvent {
+    /// A lease's audit line: its opening and closing are facts already,
+    /// so a line that cannot be written is logged and counted, not fatal.
+    fn audit(&self, user: Option<UserId>, lease: Lease, action: AuditAction, detail: String) {
+        self.audit.note_later(NewEvent {
             user,
             address: Some(lease.ip.to_string()),
             action,
@@ -161,7 +190,10 @@ impl DataPlane {
             .await
             .map_err(|e| DataPlaneError::Firewall(e.to_string()))?;
         for l in &stale {
-            let _ = pg.release(l.id).await;
+            // Should a release fail, the opening times out within its TTL.
+            if let Err(e) = pg.release(l.id).await {
+                log::warn!(port = l.port; "giving back lease {} of a previous run: {e}", l.id);
+            }
             self.audit(
                 None,
                 Lease {
@@ -169,7 +201,7 @@ impl DataPlane {
                     ip: l.ip,
                     port: l.port,
                 },
-                "lease.reclaim",
+                AuditAction::LeaseReclaim,
                 "left by a previous run of ferryd".into(),
             );
         }
@@ -212,12 +244,32 @@ impl DataPlane {
         user: UserId,
         on_bind: impl Fn(Endpoint, u16),
     ) -> Result<LeaseGuard, DataPlaneError> {
+        {
+            let inner = self.inner();
+            let mine = inner
+                .leases
+                .values()
+                .filter(|h| h.user == Some(user))
+                .count();
+            if mine >= self.limits.0 {
+                return Err(DataPlaneError::UserLimit(mine));
+            }
+            if inner.leases.len() >= self.limits.1 {
+                return Err(DataPlaneError::Full(inner.leases.len()));
+            }
+        }
         let mut unusable = Vec::new();
         loop {
             let lease = self.take_lease(ip, &unusable).await?;
             let bound = {
                 let mut inner = self.inner();
-                inner.leases.insert(lease.id, lease);
+                inner.leases.insert(
+                    lease.id,
+                    Held {
+                        lease,
+                        user: Some(user),
+                    },
+                );
                 if let std::collections::hash_map::Entry::Vacant(e) =
                     inner.endpoints.entry(lease.port)
                 {
@@ -240,7 +292,7 @@ impl DataPlane {
                     self.audit(
                         Some(user),
                         lease,
-                        "lease.open",
+                        AuditAction::LeaseOpen,
                         format!("lease {}", lease.id),
                     );
                     let renewer = self.spawn_renewer(lease, user);
@@ -285,12 +337,17 @@ impl DataPlane {
                     Ok(_) => plane.audit(
                         Some(user),
                         lease,
-                        "lease.renew",
+                        AuditAction::LeaseRenew,
                         format!("lease {}", lease.id),
                     ),
                     Err(e) => {
                         log::warn!(port = lease.port; "renewing lease {} failed: {e}", lease.id);
-                        plane.audit(Some(user), lease, "lease.renew_failed", e.to_string());
+                        plane.audit(
+                            Some(user),
+                            lease,
+                            AuditAction::LeaseRenewFailed,
+                            e.to_string(),
+                        );
                     }
                 }
             }
@@ -325,7 +382,7 @@ impl DataPlane {
         let last = {
             let mut inner = self.inner();
             inner.leases.remove(&lease.id);
-            !inner.leases.values().any(|l| l.port == lease.port)
+            !inner.leases.values().any(|h| h.lease.port == lease.port)
         };
         if last {
             // The session has just closed its connection. QUIC keeps a closed
@@ -349,14 +406,14 @@ impl DataPlane {
         self.audit(
             Some(user),
             lease,
-            "lease.release",
+            AuditAction::LeaseRelease,
             format!("lease {}", lease.id),
         );
     }
 
     fn close_if_unused(&self, port: u16) {
         let mut inner = self.inner();
-        if inner.leases.values().any(|l| l.port == port) {
+        if inner.leases.values().any(|h| h.lease.port == port) {
             return;
         }
         if let Some(endpoint) = inner.endpoints.remove(&port) {
@@ -370,11 +427,11 @@ impl DataPlane {
         self.inner()
             .leases
             .values()
-            .any(|l| l.ip == ip && l.port == port)
+            .any(|h| h.lease.ip == ip && h.lease.port == port)
     }
 
     pub fn leases(&self) -> Vec<Lease> {
-        self.inner().leases.values().copied().collect()
+        self.inner().leases.values().map(|h| h.lease).collect()
     }
 
     pub fn bound_ports(&self) -> Vec<u16> {

@@ -1,36 +1,49 @@
-//! ferryd, the Ferry appliance daemon.
+//! ferryd, the Ferry appliance daemon: adapters over the services of
+//! [`ferryd_core`], and the wiring that runs them.
 //!
-//! - [`config`]: the TOML file, flags and defaults;
-//! - [`app`]: shared state and the start-up sequence;
-//! - [`http`]: the HTTPS control plane and REST API;
-//! - [`sessions`]: single-use session tokens;
-//! - [`dataplane`]: UDP ports that open only for a session, through
-//!   ferry-portguard's firewall;
-//! - [`nat`]: noticing an edge router that rewrites source addresses;
-//! - [`transfer`]: running a data session and its job;
-//! - [`deliveries`]: making deliveries, fan-out to recipients, expiry;
+//! ```text
+//!   app                       wiring: builds everything, starts tasks
+//!   ├─ http (REST)            adapters: translate, never decide
+//!   ├─ ferry-webadmin         (its own crate, mounted by http)
+//!   ├─ transfer (QUIC)
+//!   ├─ mailer (SMTP)
+//!   ├─ admin (ferryd admin)
+//!   └─ appliance, dataplane, sessions, nat, identity, service
+//!        the appliance's own machinery: leases and endpoints, tokens,
+//!        the certificate, systemd
+//!   ferryd-core               services
+//!   ferry-domain              types and rules
+//!   ferry-store               the store
+//! ```
+//!
+//! Modules may import only modules below them in this list, which
+//! `tests/layers` checks:
+//! - [`config`], [`cli`]: the TOML file, flags and defaults;
 //! - [`identity`]: the appliance's certificate;
-//! - [`mail`]: who is told what by email, through the outbox;
-//! - [`shares`]: making root shares and shares beneath them;
-//! - [`site`]: settings admins change at run time;
-//! - [`webadmin`]: what the web admin (ferry-webadmin) asks of the appliance;
 //! - [`service`]: systemd: the journal, readiness, the watchdog, the console
 //!   banner;
-//! - [`admin`]: the `ferryd admin` commands.
+//! - [`nat`]: noticing an edge router that rewrites source addresses;
+//! - [`dataplane`]: UDP ports that open only for a session, through
+//!   ferry-portguard's firewall;
+//! - [`sessions`]: single-use session tokens;
+//! - [`appliance`]: the running appliance as the services see it;
+//! - [`transfer`]: granting and running data sessions (QUIC);
+//! - [`mailer`]: sending the outbox over SMTP;
+//! - [`http`]: the HTTPS control plane and REST API;
+//! - [`app`]: the wiring of the running appliance;
+//! - [`admin`]: the `ferryd admin` commands, wired like the appliance (with
+//!   [`app`]'s helpers) but with the operator at the console as caller.
 
 pub mod admin;
 pub mod app;
+pub mod appliance;
 pub mod cli;
 pub mod config;
 pub mod dataplane;
-pub mod deliveries;
 pub mod http;
 pub mod identity;
-pub mod mail;
+pub mod mailer;
 pub mod nat;
 pub mod service;
 pub mod sessions;
-pub mod shares;
-pub mod site;
 pub mod transfer;
-pub mod webadmin;

@@ -10,13 +10,14 @@
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use ferry_api::{JournalLine, SystemState};
 use thiserror::Error;
 
-use crate::app::App;
+use ferryd_core::Services;
+use tokio_util::sync::CancellationToken;
 
 /// The identifier ferryd's journal entries carry (`SYSLOG_IDENTIFIER`).
 const IDENTIFIER: &str = "ferryd";
@@ -63,7 +64,7 @@ fn notify(state: &[sd_notify::NotifyState]) {
 /// Pings systemd's watchdog, when the unit has one, at half its interval,
 /// and only while the runtime and the database both answer: a daemon that
 /// cannot reach its database is restarted rather than left hanging.
-pub async fn watchdog(app: Arc<App>) {
+pub async fn watchdog(services: Services, shutdown: CancellationToken) {
     let mut usec = 0;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
         return;
@@ -73,18 +74,12 @@ pub async fn watchdog(app: Arc<App>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = app.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
         }
-        let store = app.store.clone();
-        let answered = tokio::time::timeout(
-            interval,
-            tokio::task::spawn_blocking(move || store.count_users()),
-        )
-        .await;
+        let answered = tokio::time::timeout(interval, services.users.count()).await;
         match answered {
-            Ok(Ok(Ok(_))) => notify(&[sd_notify::NotifyState::Watchdog]),
-            Ok(Ok(Err(e))) => log::error!("watchdog: the database does not answer: {e}"),
-            Ok(Err(e)) => log::error!("watchdog: {e}"),
+            Ok(Ok(_)) => notify(&[sd_notify::NotifyState::Watchdog]),
+            Ok(Err(e)) => log::error!("watchdog: the database does not answer: {e}"),
             Err(_) => log::error!("watchdog: the database took longer than {interval:?}"),
         }
     }

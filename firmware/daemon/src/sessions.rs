@@ -13,37 +13,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_proto::{ErrorCode, SharePath};
-use ferry_store::{Delivery, Job, Share, User};
+use ferry_proto::ErrorCode;
+use ferry_store::{ApiKeyId, User};
+use ferryd_core::transfers::Target;
 
 use crate::dataplane::LeaseGuard;
-
-/// What a session moves.
-#[derive(Debug)]
-pub enum Target {
-    /// Files from the client into a folder of a share.
-    Put { share: Share, path: SharePath },
-    /// A file or folder of a share to the client.
-    Get { share: Share, path: SharePath },
-    /// A delivery's files from its sender.
-    Upload {
-        job: Job,
-        delivery: Delivery,
-        share: Share,
-    },
-    /// A delivery's files to one recipient.
-    Download {
-        job: Job,
-        delivery: Delivery,
-        share: Share,
-    },
-}
 
 /// What a session was granted for.
 #[derive(Debug)]
 pub struct SessionSpec {
     pub target: Target,
     pub user: User,
+    /// The API key the grant was made with (revoking it stops the session).
+    pub key: Option<ApiKeyId>,
     pub client_ip: IpAddr,
     pub lease: LeaseGuard,
 }

@@ -1,57 +1,193 @@
-//! Data sessions on the appliance: accepting QUIC connections on a leased
-//! port, checking their token, and running the transfer they were granted
-//! — a direct put or get, or a delivery's upload or download — with a job
-//! row that tells everyone how it goes.
+//! Data sessions on the appliance, the QUIC adapter: granting a session
+//! (a leased port and a token), accepting connections on leased ports,
+//! checking their token, and running the transfer they were granted — a
+//! direct put or get, or a delivery's upload or download.
+//!
+//! Everything a session decides or records goes through the services:
+//! what it may move ([`ferryd_core::transfers::Transfers::target`]), its
+//! job row, the files it finishes, and what its end means for its job
+//! (the domain's [`settle`](ferry_domain::ending::settle)). Here a
+//! session's end is only classified into an [`Ending`], where it arises.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cap_std::fs::Dir;
+use ferry_api::SessionGrant;
+use ferry_domain::ending::Ending;
+use ferry_domain::{AuditAction, JobId};
 use ferry_engine::congestion::PaceHandle;
 use ferry_engine::control::Control;
-use ferry_engine::files::{Origin, Sink, SourceFile, plan_share};
+use ferry_engine::files::{Origin, SourceFile, plan_share};
 use ferry_engine::handshake::{Greeting, PaceRequest, accept_hello, refuse, welcome};
 use ferry_engine::receive::{ClaimScope, Receiving, receive};
 use ferry_engine::send::{PlanUpdate, Sending, send, send_stream};
-use ferry_engine::transport::for_connection;
-use ferry_engine::{EngineError, FileEvent, Outcome, Progress, StopSignal};
+use ferry_engine::share::ShareRoot;
+use ferry_engine::transport::{Tuning, for_connection};
+use ferry_engine::{EngineError, FileEvent, Outcome, Progress, Snapshot, StopSignal};
 use ferry_proto::{ChunkLayout, ErrorCode, Pace, Priority, ProtoError, Rate, SharePath};
-use ferry_store::{Delivery, Job, JobId, JobKind, JobStatus, NewEvent, NewJob, Share, TaskStatus};
+use ferry_store::{ApiKeyId, User};
+use ferryd_core::Services;
+use ferryd_core::audit::Actor;
+use ferryd_core::live::{LiveSession, SessionHandle, pace_for};
+use ferryd_core::transfers::Target;
 use quinn::{Endpoint, Incoming};
 use tokio::sync::mpsc;
 
-use crate::app::{App, Live};
-use crate::sessions::{SessionSpec, Target};
+use crate::dataplane::{DataPlane, DataPlaneError};
+use crate::nat::SourceWatch;
+use crate::sessions::{SessionSpec, Sessions};
 
 /// How long a new connection has to present its token.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Back-off before a failed delivery job is tried again, by failures so
-/// far; after the last it stays failed until someone retries it.
-const RETRY_AFTER: [u64; 5] = [30, 120, 600, 1800, 3600];
+/// Everything data sessions share.
+#[derive(Debug)]
+pub struct DataSessions {
+    pub services: Services,
+    pub plane: Arc<DataPlane>,
+    pub tokens: Sessions,
+    pub tuning: Tuning,
+    /// Chunk size for files sent to the appliance.
+    pub chunk_size: u32,
+    /// Where the control plane listens (a grant's host when nothing better
+    /// is known).
+    pub listen: SocketAddr,
+    /// The symptom of an edge router that rewrites sources.
+    pub sources: Arc<SourceWatch>,
+    /// One session per destination file.
+    pub claims: Arc<ferry_engine::claims::Claims>,
+}
+
+/// Why a session could not be granted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    #[error(transparent)]
+    Plane(#[from] DataPlaneError),
+}
+
+impl ferryd_core::Failing for GrantError {
+    fn failure(&self) -> ferryd_core::Failure {
+        match self {
+            GrantError::Plane(e) => e.failure(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            GrantError::Plane(e) => e.code(),
+        }
+    }
+}
+
+impl DataSessions {
+    /// The host clients are told to send data to: the configured public
+    /// address, else the host the client used to reach us, else our own.
+    pub fn public_host(&self, host_header: Option<&str>) -> String {
+        if let Some(p) = self.services.settings.current().public_address {
+            return p;
+        }
+        if let Some(h) = host_header.and_then(host_of) {
+            return h;
+        }
+        self.listen.ip().to_string()
+    }
+
+    /// Grants a session: leases a port to the client's address, binds its
+    /// endpoint if needed, and mints the single-use token.
+    pub async fn grant(
+        self: &Arc<Self>,
+        user: &User,
+        key: Option<ApiKeyId>,
+        ip: IpAddr,
+        target: Target,
+        host_header: Option<&str>,
+    ) -> Result<SessionGrant, GrantError> {
+        if let Some(warning) = self.sources.observe(user.id, ip) {
+            log::warn!("{warning}");
+            self.services
+                .audit
+                .note(
+                    Actor::appliance()
+                        .line(AuditAction::WarningSourceNat, ip.to_string())
+                        .detail(warning),
+                )
+                .await;
+        }
+        let lease = {
+            let ds = self.clone();
+            self.plane
+                .open(ip, user.id, move |endpoint, port| {
+                    tokio::spawn(accept_loop(ds.clone(), endpoint, port));
+                })
+                .await?
+        };
+        let port = lease.lease.port;
+        let what = target.describe();
+        let (session, token) = self.tokens.mint(SessionSpec {
+            target,
+            user: user.clone(),
+            key,
+            client_ip: ip,
+            lease,
+        });
+        self.services
+            .audit
+            .note(
+                Actor::user(user.id, ip)
+                    .line(AuditAction::SessionGrant, format!("session {session}"))
+                    .detail(format!("{what} on port {port}")),
+            )
+            .await;
+        Ok(SessionGrant {
+            session,
+            host: self.public_host(host_header),
+            port,
+            ports: self.plane.range().to_string(),
+            token: token.iter().map(|b| format!("{b:02x}")).collect(),
+            expires_in: self.tokens.ttl().as_secs(),
+            cert_sha256: self.services.appliance.facts().fingerprint,
+            chunk_size: self.chunk_size,
+            client_address: ip.to_string(),
+        })
+    }
+}
+
+/// The host part of a `Host` header (`name`, `name:port`, `[v6]:port`).
+fn host_of(header: &str) -> Option<String> {
+    let h = header.trim();
+    if h.is_empty() {
+        return None;
+    }
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split_once(']').map(|(ip, _)| ip.to_owned());
+    }
+    Some(h.rsplit_once(':').map_or(h, |(host, _)| host).to_owned())
+}
 
 /// Accepts connections on one data port until the port is closed.
-pub async fn accept_loop(app: Arc<App>, endpoint: Endpoint, port: u16) {
+pub async fn accept_loop(ds: Arc<DataSessions>, endpoint: Endpoint, port: u16) {
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
         // The firewall drops these before they reach us; without it (or if
         // it is misconfigured) the daemon drops them itself.
-        if !app.dataplane.allows(remote.ip(), port) {
+        if !ds.plane.allows(remote.ip(), port) {
             log::warn!(port = port; "data packet from {remote}, which holds no lease on port {port}: dropped");
             incoming.ignore();
             continue;
         }
-        tokio::spawn(handle(app.clone(), incoming, port));
+        tokio::spawn(handle(ds.clone(), incoming, port));
     }
 }
 
-async fn handle(app: Arc<App>, incoming: Incoming, port: u16) {
+async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
     let remote = incoming.remote_address();
     // Each connection gets a pace of its own, so its rate can be set once
     // we know whose session it is, and changed while it runs.
-    let pace = PaceHandle::new(app.site().pace);
-    let config = for_connection(app.dataplane.server_config(), &app.tuning, &pace);
+    let pace = PaceHandle::new(ds.services.settings.pace());
+    let config = for_connection(ds.plane.server_config(), &ds.tuning, &pace);
     let connected = match incoming.accept_with(config) {
         Ok(connecting) => connecting.await,
         Err(e) => Err(e),
@@ -79,30 +215,39 @@ async fn handle(app: Arc<App>, incoming: Incoming, port: u16) {
             return;
         }
     };
-    let (id, spec) = match app.sessions.redeem(&token, remote.ip()) {
+    let (id, spec) = match ds.tokens.redeem(&token, remote.ip()) {
         Ok(x) => x,
         Err((code, message)) => {
             log::warn!(port = port; "session from {remote} refused: {message}");
-            let _ = app.store.record_event(NewEvent {
-                address: Some(remote.ip().to_string()),
-                action: "session.refused",
-                subject: format!("port {port}"),
-                detail: message.clone(),
-                ..Default::default()
-            });
+            ds.services
+                .audit
+                .note(
+                    Actor {
+                        user: None,
+                        from: Some(remote.ip()),
+                    }
+                    .line(AuditAction::SessionRefused, format!("port {port}"))
+                    .detail(message.clone()),
+                )
+                .await;
             refuse(&conn, &mut send, code, &message).await;
             return;
         }
     };
-    let granted = session_pace(&app, &spec, request);
+    let job_cap = match &spec.target {
+        Target::Upload { job, .. } | Target::Download { job, .. } => job.cap(),
+        _ => None,
+    }
+    .and_then(|c| Rate::from_bits_per_sec(c.bits_per_sec).ok());
+    let granted = pace_for(ds.services.settings.pace(), job_cap, request);
     pace.set(granted);
-    app.tuning.size_windows(&conn, granted);
+    ds.tuning.size_windows(&conn, granted);
     if let Err(e) = welcome(&mut send, id, granted).await {
         log::info!(session_id = id; "session {id} lost before it started: {e}");
         return;
     }
     let session = Session {
-        app: app.clone(),
+        ds: ds.clone(),
         conn,
         id,
         spec,
@@ -113,135 +258,130 @@ async fn handle(app: Arc<App>, incoming: Incoming, port: u16) {
     session.run(Control::spawn(send, recv)).await;
 }
 
-fn session_pace(app: &App, spec: &SessionSpec, request: PaceRequest) -> Pace {
-    let job = match &spec.target {
-        Target::Upload { job, .. } | Target::Download { job, .. } => Some(job),
-        Target::Put { .. } | Target::Get { .. } => None,
-    };
-    pace_for(app.site().pace, job, request)
-}
-
-/// A session's pace: the client's policy if it asked for one, else the
-/// site's; the lowest of the site's cap, the job's and the client's.
-pub fn pace_for(site: Pace, job: Option<&Job>, request: PaceRequest) -> Pace {
-    let job_rate = job
-        .and_then(|j| j.target_rate)
-        .and_then(|bps| Rate::from_bits_per_sec(bps).ok());
-    Pace {
-        policy: request.policy.unwrap_or(site.policy),
-        target: site.target,
-    }
-    .capped(job_rate)
-    .capped(request.rate)
-}
-
-/// Applies a job's new rate to its running sessions at once: our side's
-/// controller, the windows, and the client's controller (told by a `Pace`
-/// frame, since on an upload the client sends).
-pub fn repace(app: &App, job: &Job) {
-    let site = app.site().pace;
-    for live in app.live().values().filter(|l| l.job == job.id) {
-        let pace = pace_for(site, Some(job), live.request);
-        live.pace.set(pace);
-        app.tuning.size_windows(&live.conn, pace);
-        if let Some(tx) = live.frames.upgrade() {
-            let _ = tx.send(ferry_proto::Frame::Pace(pace));
-        }
-        log::info!(job_id = job.id.0, session_id = live.session; "session {} now runs at {pace}", live.session);
-    }
-}
-
 /// One redeemed session.
 struct Session {
-    app: Arc<App>,
+    ds: Arc<DataSessions>,
     conn: quinn::Connection,
     id: u64,
     spec: Arc<SessionSpec>,
-    remote: std::net::SocketAddr,
+    remote: SocketAddr,
     pace: PaceHandle,
     request: PaceRequest,
 }
 
-/// What a finished session means for its job.
-enum Ending {
-    Done,
-    /// The job's status was set by whoever stopped it (pause, abort).
-    Stopped,
-    /// Back to the queue: the network or the client went away.
-    Requeue(String),
-    /// A fault that will happen again; retried with back-off.
-    Failed(String),
+/// What services may do to a running QUIC session.
+struct Handle {
+    stop: StopSignal,
+    pace: PaceHandle,
+    conn: quinn::Connection,
+    tuning: Tuning,
+    frames: mpsc::WeakUnboundedSender<ferry_proto::Frame>,
+    priorities: Option<mpsc::UnboundedSender<(SharePath, Priority)>>,
+    progress: Arc<Progress>,
+}
+
+impl SessionHandle for Handle {
+    fn stop(&self, code: ErrorCode, message: &str) {
+        self.stop.stop(code, message);
+    }
+
+    fn repace(&self, pace: Pace) {
+        self.pace.set(pace);
+        self.tuning.size_windows(&self.conn, pace);
+        // The client's controller follows too (on an upload it sends).
+        if let Some(tx) = self.frames.upgrade()
+            && tx.send(ferry_proto::Frame::Pace(pace)).is_err()
+        {
+            log::debug!("the session ended before its new pace could be sent");
+        }
+    }
+
+    fn pace(&self) -> Pace {
+        self.pace.get()
+    }
+
+    fn reprioritise(&self, path: &SharePath, priority: Priority) {
+        if let Some(tx) = &self.priorities
+            && tx.send((path.clone(), priority)).is_err()
+        {
+            log::debug!("the session ended before {path} could be moved");
+        }
+    }
+
+    fn progress(&self) -> Snapshot {
+        self.progress.snapshot()
+    }
 }
 
 impl Session {
+    fn who(&self) -> Actor {
+        Actor::user(self.spec.user.id, self.remote.ip())
+    }
+
     async fn run(self, control: Control) {
+        let services = &self.ds.services;
         let progress = Arc::new(Progress::default());
         let stop = StopSignal::new();
-        let (job, delivery_job) = match &self.spec.target {
-            Target::Put { share, path } | Target::Get { share, path } => {
-                let (kind, verb) = match self.spec.target {
-                    Target::Put { .. } => (JobKind::Put, "put into"),
-                    _ => (JobKind::Get, "get"),
-                };
-                let created = self.app.store.create_job(&NewJob {
-                    kind,
-                    name: format!("{verb} share={}/{}", share.name, path.as_str()),
-                    owner: self.spec.user.id,
-                    share: Some(share.id),
-                    folder: path.as_str().to_owned(),
-                    status: JobStatus::Running,
-                    client_address: Some(self.remote.ip().to_string()),
-                    delivery: None,
-                    recipient: None,
-                });
-                match created {
-                    Ok(j) => (j, false),
-                    Err(e) => {
-                        log::error!("cannot record the job of session {}: {e}", self.id);
-                        self.conn
-                            .close(ErrorCode::Internal.close_code().into(), b"internal error");
-                        return;
-                    }
-                }
-            }
-            Target::Upload { job, .. } | Target::Download { job, .. } => {
-                let _ = self
-                    .app
-                    .store
-                    .set_job_status(job.id, JobStatus::Running, None);
-                (job.id, true)
+        let target = &self.spec.target;
+        let job = match services
+            .transfers
+            .begin(target, &self.spec.user, self.remote.ip())
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => {
+                log::error!("cannot record the job of session {}: {e}", self.id);
+                self.conn
+                    .close(ErrorCode::Internal.close_code().into(), b"internal error");
+                return;
             }
         };
+        let delivery_job = target.delivery().is_some();
         log::info!(
             job_id = job.0, session_id = self.id;
             "session {} from {}: job {job} as {}", self.id, self.remote, self.spec.user.email
         );
         let (prio_tx, prio_rx) = mpsc::unbounded_channel();
-        self.app.live().insert(
-            self.id,
-            Live {
-                session: self.id,
-                job,
-                user: self.spec.user.id,
-                client: self.remote,
-                port: self.spec.lease.lease.port,
-                progress: progress.clone(),
-                stop: stop.clone(),
-                started: Instant::now(),
-                priorities: delivery_job.then_some(prio_tx),
-                pace: self.pace.clone(),
-                request: self.request,
-                conn: self.conn.clone(),
-                frames: control.frames(),
-            },
-        );
+        let handle = Arc::new(Handle {
+            stop: stop.clone(),
+            pace: self.pace.clone(),
+            conn: self.conn.clone(),
+            tuning: self.ds.tuning.clone(),
+            frames: control.frames(),
+            priorities: delivery_job.then_some(prio_tx),
+            progress: progress.clone(),
+        });
+        let admitted = services.live.admit(LiveSession {
+            session: self.id,
+            job,
+            kind: target.kind(),
+            user: self.spec.user.id,
+            share: Some(target.share().id),
+            key: self.spec.key,
+            client: self.remote,
+            port: self.spec.lease.lease.port,
+            started: Instant::now(),
+            asked: self.request,
+            handle,
+        });
+        if let Err(crowded) = admitted {
+            log::warn!(job_id = job.0, session_id = self.id; "session {} refused: {crowded}", self.id);
+            control.send(ferry_proto::Frame::Error {
+                code: ErrorCode::Busy,
+                message: crowded.to_string(),
+            });
+            control.finish().await;
+            let ending = Ending::Interrupted(crowded.to_string());
+            self.settle(job, &ending).await;
+            return;
+        }
         let recorder = tokio::spawn(record_progress(
-            self.app.clone(),
+            self.ds.clone(),
             job,
             progress.clone(),
             !delivery_job,
         ));
-        let result = match &self.spec.target {
+        let result = match target {
             Target::Put { share, path } => {
                 self.put(control, share, path, progress.clone(), stop.clone())
                     .await
@@ -251,13 +391,13 @@ impl Session {
                     .await
             }
             Target::Upload {
-                job,
+                job: j,
                 delivery,
                 share,
             } => {
                 self.upload(
                     control,
-                    job,
+                    j.id,
                     delivery,
                     share,
                     progress.clone(),
@@ -267,13 +407,13 @@ impl Session {
                 .await
             }
             Target::Download {
-                job,
+                job: j,
                 delivery,
                 share,
             } => {
                 self.download(
                     control,
-                    job,
+                    j.id,
                     delivery,
                     share,
                     progress.clone(),
@@ -284,169 +424,102 @@ impl Session {
             }
         };
         recorder.abort();
-        self.app.live().remove(&self.id);
-        let ending = self.ending(job, &result, &stop);
-        self.finish(job, &progress, &result, ending, !delivery_job);
+        services.live.leave(self.id);
+        // The last progress, so a finished direct job shows its totals.
+        if let Err(e) = services
+            .transfers
+            .progress(job, !delivery_job, &progress.snapshot(), 0)
+            .await
+        {
+            log::error!(job_id = job.0; "cannot record the progress of job {job}: {e}");
+        }
+        let ending = self.ending(job, &result, &stop).await;
+        self.settle(job, &ending).await;
     }
 
-    fn ending(
+    async fn settle(&self, job: JobId, ending: &Ending) {
+        if let Err(e) = self
+            .ds
+            .services
+            .transfers
+            .settle(job, ending, &self.spec.target, self.who())
+            .await
+        {
+            log::error!(job_id = job.0; "cannot settle job {job} after its session: {e}");
+        }
+    }
+
+    /// Classifies how the session ended, where it ended.
+    async fn ending(
         &self,
         job: JobId,
         result: &Result<Outcome, EngineError>,
         stop: &StopSignal,
     ) -> Ending {
         match result {
-            Ok(_) => match &self.spec.target {
+            Ok(_) if self.spec.target.delivery().is_some() => {
                 // A delivery job is done when every one of its files is.
-                Target::Upload { .. } | Target::Download { .. } => {
-                    let tasks = self.app.store.tasks(job).unwrap_or_default();
-                    let missing = tasks
-                        .iter()
-                        .filter(|t| !matches!(t.status, TaskStatus::Done | TaskStatus::Excluded))
-                        .count();
-                    if missing == 0 {
-                        Ending::Done
-                    } else {
-                        Ending::Failed(format!(
-                            "{missing} files never reached the appliance (its upload ended without them)"
-                        ))
-                    }
+                match self.ds.services.transfers.all_files_done(job).await {
+                    Ok(0) => Ending::Done,
+                    Ok(missing) => Ending::Failed(format!(
+                        "{missing} files never reached the appliance (its upload ended without them)"
+                    )),
+                    Err(e) => Ending::Interrupted(format!("cannot check the job's files: {e}")),
                 }
-                _ => Ending::Done,
-            },
-            Err(_) if stop.is_stopped() => Ending::Stopped,
-            Err(e @ EngineError::Stopped { .. }) => Ending::Requeue(e.to_string()),
-            Err(e) if e.is_transient() => Ending::Requeue(e.to_string()),
+            }
+            Ok(_) => Ending::Done,
+            Err(_) if stop.is_stopped() => Ending::Stopped(stop.reason().1),
+            Err(e @ EngineError::Stopped { .. }) => Ending::Interrupted(e.to_string()),
+            Err(e) if e.is_transient() => Ending::Interrupted(e.to_string()),
             Err(EngineError::Proto(ProtoError::Peer {
                 code: ErrorCode::Aborted,
                 message,
-            })) => Ending::Requeue(message.clone()),
+            })) => Ending::Interrupted(message.clone()),
             Err(e) => Ending::Failed(e.to_string()),
         }
     }
 
-    fn finish(
-        &self,
-        job: JobId,
-        progress: &Progress,
-        result: &Result<Outcome, EngineError>,
-        ending: Ending,
-        direct: bool,
-    ) {
-        let app = &self.app;
-        let s = progress.snapshot();
-        if direct {
-            let _ = app
-                .store
-                .set_job_totals(job, s.files_total as i64, s.bytes_total as i64);
-            let _ = app.store.set_job_progress(
-                job,
-                s.files_done as i64,
-                s.bytes_done() as i64,
-                s.bytes_skipped as i64,
-                0,
-            );
-        }
-        let retries = app.store.job(job).map(|j| j.retries).unwrap_or(0);
-        let (action, detail) = match &ending {
-            Ending::Done => {
-                let _ = app.store.set_job_status(job, JobStatus::Done, None);
-                crate::mail::job_done(app, job);
-                (
-                    "job.done",
-                    format!(
-                        "{} files, {} bytes sent, {} bytes already there",
-                        s.files_done, s.bytes_transferred, s.bytes_skipped
-                    ),
-                )
-            }
-            Ending::Stopped => (
-                "job.stopped",
-                result
-                    .as_ref()
-                    .err()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default(),
-            ),
-            Ending::Requeue(e) if !direct => {
-                let _ = app.store.set_job_status(job, JobStatus::Queued, Some(e));
-                ("job.interrupted", e.clone())
-            }
-            Ending::Requeue(e) | Ending::Failed(e) => {
-                if direct {
-                    let _ = app.store.set_job_status(job, JobStatus::Failed, Some(e));
-                } else {
-                    let retry_at = RETRY_AFTER
-                        .get(retries as usize)
-                        .map(|secs| ferry_store::now() + *secs as i64);
-                    let _ = app.store.fail_job(job, e, retry_at);
-                    if retry_at.is_none() {
-                        crate::mail::job_failed(app, job, e);
-                    }
-                }
-                ("job.failed", e.clone())
-            }
-        };
-        let _ = app.store.record_event(NewEvent {
-            user: Some(self.spec.user.id),
-            address: Some(self.remote.ip().to_string()),
-            action,
-            subject: format!("job {job}"),
-            detail: detail.clone(),
-        });
-        if let Target::Upload { delivery, .. } | Target::Download { delivery, .. } =
-            &self.spec.target
-        {
-            app.hub.bump(delivery.id);
-        }
-        match ending {
-            Ending::Done => log::info!(job_id = job.0; "job {job} done: {detail}"),
-            _ => log::warn!(job_id = job.0; "job {job} ended: {detail}"),
-        }
+    fn root(&self, share: &ferry_store::Share) -> Result<ShareRoot, EngineError> {
+        ShareRoot::open(&share.abs_path, format!("share={}", share.name))
     }
 
-    fn share_root(share: &Share) -> Result<Dir, EngineError> {
-        Dir::open_ambient_dir(&share.abs_path, cap_std::ambient_authority())
-            .map_err(|e| EngineError::io(format!("share={}", share.name), e))
+    fn claims(&self) -> ClaimScope {
+        ClaimScope {
+            claims: self.ds.claims.clone(),
+            session: self.id,
+        }
     }
 
     async fn put(
         &self,
         control: Control,
-        share: &Share,
+        share: &ferry_store::Share,
         path: &SharePath,
         progress: Arc<Progress>,
         stop: StopSignal,
     ) -> Result<Outcome, EngineError> {
-        let sink = Sink::new(
-            Self::share_root(share)?,
-            path.clone(),
-            format!("share={}", share.name),
-        );
+        let sink = self.root(share)?.sink(path.clone())?;
         let mut r = Receiving::new(sink);
         r.progress = progress;
         r.stop = stop;
-        r.claims = Some(ClaimScope {
-            claims: self.app.claims.clone(),
-            session: self.id,
-        });
+        r.claims = Some(self.claims());
         receive(&self.conn, control, r).await
     }
 
     async fn get(
         &self,
         control: Control,
-        share: &Share,
+        share: &ferry_store::Share,
         path: &SharePath,
         progress: Arc<Progress>,
         stop: StopSignal,
     ) -> Result<Outcome, EngineError> {
-        let root = Arc::new(Self::share_root(share)?);
+        let root = self.root(share)?;
         let path = path.clone();
         let planned =
-            tokio::task::spawn_blocking(move || plan_share(root, &path, &|_| Priority::DEFAULT))
+            tokio::task::spawn_blocking(move || plan_share(&root, &path, &|_| Priority::DEFAULT))
                 .await
-                .map_err(|e| EngineError::Connect(format!("planning task: {e}")))?;
+                .map_err(|e| EngineError::task("planning", e))?;
         let files = match planned {
             Ok(f) => f,
             Err(e) => {
@@ -475,26 +548,25 @@ impl Session {
         stop: StopSignal,
         events: Option<mpsc::UnboundedSender<FileEvent>>,
     ) -> Sending {
-        let mut s =
-            Sending::new(ChunkLayout::new(self.app.config.transfer.chunk_size).unwrap_or_default());
+        let mut s = Sending::new(ChunkLayout::new(self.ds.chunk_size).unwrap_or_default());
         s.progress = progress;
         s.stop = stop;
         s.events = events;
         // Keep as much in flight as the connection's window allows.
-        s.opts.max_bytes_in_flight = self.app.tuning.window_for(self.pace.get(), self.conn.rtt());
+        s.opts.max_bytes_in_flight = self.ds.tuning.window_for(self.pace.get(), self.conn.rtt());
         s
     }
 
     /// The sender's files into the delivery's folder. Only the files
     /// declared with the delivery are accepted; each one done is recorded
-    /// and wakes the recipients' sessions.
+    /// (with what was committed) and wakes the recipients' sessions.
     #[allow(clippy::too_many_arguments)]
     async fn upload(
         &self,
         control: Control,
-        job: &Job,
-        delivery: &Delivery,
-        share: &Share,
+        job: JobId,
+        delivery: &ferry_store::Delivery,
+        share: &ferry_store::Share,
         progress: Arc<Progress>,
         stop: StopSignal,
         priorities: mpsc::UnboundedReceiver<(SharePath, Priority)>,
@@ -504,46 +576,35 @@ impl Session {
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
         })?;
         let declared: HashSet<String> = self
-            .app
-            .store
-            .tasks(job.id)
-            .map_err(|e| EngineError::Connect(e.to_string()))?
+            .ds
+            .services
+            .jobs
+            .tasks(job)
+            .await
+            .map_err(|e| EngineError::task("declared files", e))?
             .into_iter()
-            .filter(|t| t.status != TaskStatus::Excluded)
+            .filter(|t| t.status != ferry_domain::TaskStatus::Excluded)
             .map(|t| t.path)
             .collect();
-        let sink = Sink::new(
-            Self::share_root(share)?,
-            folder,
-            format!("share={}", share.name),
-        );
+        let sink = self.root(share)?.sink(folder)?;
         let mut r = Receiving::new(sink);
         r.progress = progress;
         r.stop = stop;
-        r.claims = Some(ClaimScope {
-            claims: self.app.claims.clone(),
-            session: self.id,
-        });
+        r.claims = Some(self.claims());
         r.allowed = Some(Arc::new(move |p: &SharePath| declared.contains(p.as_str())));
         r.reprioritise = Some(priorities);
-        let (tx, mut events) = mpsc::unbounded_channel();
+        let (tx, events) = mpsc::unbounded_channel();
         r.events = Some(tx);
-        let (app, job_id, delivery_id) = (self.app.clone(), job.id, delivery.id);
-        let recorder = tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                let (path, digest) = match ev {
-                    FileEvent::Done { path, digest, .. } => (path, Some(digest.to_hex())),
-                    FileEvent::Skipped { path, .. } => (path, None),
-                };
-                let _ = app
-                    .store
-                    .task_done(job_id, path.as_str(), digest.as_deref());
-                // The file has landed: recipients may take it now.
-                app.hub.bump(delivery_id);
-            }
-        });
+        let recorder = tokio::spawn(record_files(
+            self.ds.clone(),
+            self.spec.clone(),
+            job,
+            events,
+        ));
         let result = receive(&self.conn, control, r).await;
-        let _ = recorder.await;
+        if recorder.await.is_err() {
+            log::error!(job_id = job.0; "the file recorder of job {job} died");
+        }
         result
     }
 
@@ -553,19 +614,19 @@ impl Session {
     async fn download(
         &self,
         control: Control,
-        job: &Job,
-        delivery: &Delivery,
-        share: &Share,
+        job: JobId,
+        delivery: &ferry_store::Delivery,
+        share: &ferry_store::Share,
         progress: Arc<Progress>,
         stop: StopSignal,
         mut priorities: mpsc::UnboundedReceiver<(SharePath, Priority)>,
     ) -> Result<Outcome, EngineError> {
-        let root = Arc::new(Self::share_root(share)?);
+        let root = self.root(share)?;
         let (updates, plan) = mpsc::unbounded_channel();
-        let (tx, mut events) = mpsc::unbounded_channel();
+        let (tx, events) = mpsc::unbounded_channel();
         let feeder = tokio::spawn(feed(
-            self.app.clone(),
-            job.id,
+            self.ds.clone(),
+            job,
             delivery.clone(),
             root,
             updates.clone(),
@@ -582,18 +643,12 @@ impl Session {
                 }
             }
         });
-        let (app, job_id) = (self.app.clone(), job.id);
-        let recorder = tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                let (path, digest) = match ev {
-                    FileEvent::Done { path, digest, .. } => (path, Some(digest.to_hex())),
-                    FileEvent::Skipped { path, .. } => (path, None),
-                };
-                let _ = app
-                    .store
-                    .task_done(job_id, path.as_str(), digest.as_deref());
-            }
-        });
+        let recorder = tokio::spawn(record_files(
+            self.ds.clone(),
+            self.spec.clone(),
+            job,
+            events,
+        ));
         let result = send_stream(
             &self.conn,
             control,
@@ -603,8 +658,38 @@ impl Session {
         .await;
         feeder.abort();
         forwarder.abort();
-        let _ = recorder.await;
+        if recorder.await.is_err() {
+            log::error!(job_id = job.0; "the file recorder of job {job} died");
+        }
         result
+    }
+}
+
+/// Records each file a delivery session finishes, as it finishes.
+async fn record_files(
+    ds: Arc<DataSessions>,
+    spec: Arc<SessionSpec>,
+    job: JobId,
+    mut events: mpsc::UnboundedReceiver<FileEvent>,
+) {
+    while let Some(ev) = events.recv().await {
+        let (path, committed) = match ev {
+            FileEvent::Done {
+                path,
+                size,
+                mtime_ns,
+                digest,
+            } => (path, Some((size, mtime_ns, digest.to_hex()))),
+            FileEvent::Skipped { path, .. } => (path, None),
+        };
+        if let Err(e) = ds
+            .services
+            .transfers
+            .file_done(&spec.target, job, &path, committed)
+            .await
+        {
+            log::error!(job_id = job.0; "cannot record {path} of job {job} as done: {e}");
+        }
     }
 }
 
@@ -613,69 +698,50 @@ impl Session {
 /// its way to the appliance; the plan ends once the upload is over and
 /// every file is planned.
 async fn feed(
-    app: Arc<App>,
+    ds: Arc<DataSessions>,
     job: JobId,
-    delivery: Delivery,
-    root: Arc<Dir>,
+    delivery: ferry_store::Delivery,
+    root: ShareRoot,
     updates: mpsc::UnboundedSender<PlanUpdate>,
     stop: StopSignal,
 ) {
-    let mut changes = app.hub.subscribe(delivery.id);
+    let services = &ds.services;
+    let mut changes = services.deliveries.hub.subscribe(delivery.id);
     let Ok(folder) = SharePath::parse_dir(&delivery.folder) else {
         return;
     };
-    let upload = app
-        .store
-        .list_jobs(&ferry_store::JobFilter {
-            delivery: Some(delivery.id),
-            kind: Some(JobKind::Upload),
-            all: true,
-            ..Default::default()
-        })
-        .ok()
-        .and_then(|j| j.into_iter().next());
     let mut planned: HashSet<String> = HashSet::new();
     loop {
         changes.mark_unchanged();
-        let tasks = app.store.tasks(job).unwrap_or_default();
-        let (landed, upload_over): (HashSet<String>, bool) = match &upload {
-            None => (tasks.iter().map(|t| t.path.clone()).collect(), true),
-            Some(u) => {
-                let status = app
-                    .store
-                    .job(u.id)
-                    .map(|j| j.status)
-                    .unwrap_or(JobStatus::Aborted);
-                let done = app
-                    .store
-                    .tasks(u.id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|t| t.status == TaskStatus::Done)
-                    .map(|t| t.path)
-                    .collect();
-                (done, status.is_finished())
+        let landing = match services.transfers.landing(job, delivery.id).await {
+            Ok(l) => l,
+            Err(e) => {
+                log::warn!(job_id = job.0; "cannot see what has landed for job {job}: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
         };
-        let waiting: Vec<_> = tasks
+        let Some(ready) = ferryd_core::deliveries::ready_to_plan(
+            &landing.tasks,
+            &landing.landed,
+            landing.upload_over,
+            &planned,
+        ) else {
+            // Every file is planned, or the upload ended without the rest.
+            if updates.send(PlanUpdate::End).is_err() {
+                log::debug!("job {job}'s session ended before its plan did");
+            }
+            return;
+        };
+        let batch: Vec<SourceFile> = ready
             .iter()
-            .filter(|t| t.status != TaskStatus::Excluded && !planned.contains(&t.path))
-            .collect();
-        let blocked_above = waiting
-            .iter()
-            .filter(|t| !landed.contains(&t.path))
-            .map(|t| t.priority)
-            .max();
-        let ready: Vec<SourceFile> = waiting
-            .iter()
-            .filter(|t| landed.contains(&t.path) && blocked_above.is_none_or(|b| t.priority >= b))
             .filter_map(|t| {
                 let rel = SharePath::parse(&t.path).ok()?;
                 let in_share = folder.join(&rel).ok()?;
                 Some(SourceFile {
                     path: rel,
                     origin: Origin::Share {
-                        root: root.clone(),
+                        root: root.dir().clone(),
                         path: in_share,
                     },
                     size: t.size as u64,
@@ -684,16 +750,11 @@ async fn feed(
                 })
             })
             .collect();
-        if !ready.is_empty() {
-            planned.extend(ready.iter().map(|f| f.path.as_str().to_owned()));
-            if updates.send(PlanUpdate::Files(ready)).is_err() {
+        if !batch.is_empty() {
+            planned.extend(batch.iter().map(|f| f.path.as_str().to_owned()));
+            if updates.send(PlanUpdate::Files(batch)).is_err() {
                 return;
             }
-        }
-        let all_planned = waiting.iter().all(|t| planned.contains(&t.path));
-        if upload_over && (all_planned || waiting.iter().all(|t| !landed.contains(&t.path))) {
-            let _ = updates.send(PlanUpdate::End);
-            return;
         }
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
@@ -707,32 +768,36 @@ async fn feed(
 }
 
 /// Writes progress into the job row once a second.
-async fn record_progress(app: Arc<App>, job: JobId, progress: Arc<Progress>, totals: bool) {
+async fn record_progress(ds: Arc<DataSessions>, job: JobId, progress: Arc<Progress>, direct: bool) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = (Instant::now(), 0u64);
-    let mut totals_recorded = !totals;
     loop {
         tick.tick().await;
         let s = progress.snapshot();
-        if !totals_recorded && s.files_total > 0 {
-            let _ = app
-                .store
-                .set_job_totals(job, s.files_total as i64, s.bytes_total as i64);
-            totals_recorded = true;
-        }
         let elapsed = last.0.elapsed().as_secs_f64().max(0.001);
         let rate = (s.bytes_transferred.saturating_sub(last.1) as f64 / elapsed) as i64;
         last = (Instant::now(), s.bytes_transferred);
-        if totals {
-            let _ = app.store.set_job_progress(
-                job,
-                s.files_done as i64,
-                s.bytes_done() as i64,
-                s.bytes_skipped as i64,
-                rate,
-            );
-        } else {
-            let _ = app.store.set_job_rate(job, rate, s.bytes_skipped as i64);
+        if let Err(e) = ds.services.transfers.progress(job, direct, &s, rate).await {
+            log::warn!(job_id = job.0; "cannot record the progress of job {job}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(
+            host_of("ferry.example.com:8443").as_deref(),
+            Some("ferry.example.com")
+        );
+        assert_eq!(
+            host_of("ferry.example.com").as_deref(),
+            Some("ferry.example.com")
+        );
+        assert_eq!(host_of("[2001:db8::1]:443").as_deref(), Some("2001:db8::1"));
+        assert_eq!(host_of(""), None);
     }
 }

@@ -96,7 +96,11 @@ word_enum!(
         MailRetry = "mail.retry",
         MailDiscard = "mail.discard",
         LeaseOpen = "lease.open",
-        LeaseClose = "lease.close",
+        LeaseRenew = "lease.renew",
+        LeaseRelease = "lease.release",
+        /// A lease a previous run of ferryd left with portguard, given back.
+        LeaseReclaim = "lease.reclaim",
+        LeaseRenewFailed = "lease.renew_failed",
         WarningSourceNat = "warning.source_nat",
     }
 );

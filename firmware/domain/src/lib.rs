@@ -10,6 +10,7 @@
 //! - [`action`]: job actions and audit actions;
 //! - [`rules`]: the rulebook (who may do what, and why not);
 //! - [`ending`]: what a session's end means for its job;
+//! - [`agent`]: what a recipient's agent makes of a job's state;
 //! - [`password`]: the one password policy;
 //! - [`throttle`]: login throttling and per-address budgets;
 //! - [`address`]: the client's address behind trusted proxies;
@@ -20,6 +21,7 @@
 pub mod status;
 pub mod action;
 pub mod address;
+pub mod agent;
 pub mod email;
 pub mod ending;
 pub mod password;

@@ -106,6 +106,25 @@ pub fn see(caller: &Caller, job: &JobFacts) -> Result<Party, Refusal> {
 /// in, which the store keeps with a hold or a cap.
 pub fn act(caller: &Caller, job: &JobFacts, action: JobAction) -> Result<Party, Refusal> {
     let party = see(caller, job)?;
+    let no = |why: String| Err(Refusal::Forbidden(why));
+    // What a party may never do comes first, whatever the state: a
+    // recipient is told they may not abort, not that the job is done.
+    match (action, party) {
+        (JobAction::Abort | JobAction::Purge, Party::Recipient) => {
+            return no(format!(
+                "only the sender or an admin may {action} job {}",
+                job.id
+            ));
+        }
+        (JobAction::Retry, Party::Recipient) if job.status == JobStatus::Aborted => {
+            return no(format!(
+                "job {} was aborted by {}; only they can send it again",
+                job.id,
+                holder(job.held_by)
+            ));
+        }
+        _ => {}
+    }
     if !job.status.allows().contains(&action) {
         return Err(Refusal::Conflict(format!(
             "job {} is {}; it allows {}",
@@ -115,20 +134,8 @@ pub fn act(caller: &Caller, job: &JobFacts, action: JobAction) -> Result<Party, 
         )));
     }
     let held_above = job.held_by.is_some_and(|h| !party.outranks_or_equals(h));
-    let no = |why: String| Err(Refusal::Forbidden(why));
-    match (action, party) {
-        (_, Party::Admin) => Ok(party),
-        // Withdrawing a delivery is the sender's, never the recipient's.
-        (JobAction::Abort | JobAction::Purge, Party::Recipient) => no(format!(
-            "only the sender or an admin may {action} job {}",
-            job.id
-        )),
-        (JobAction::Retry, Party::Recipient) if job.status == JobStatus::Aborted => no(format!(
-            "job {} was aborted by {}; only they can send it again",
-            job.id,
-            holder(job.held_by)
-        )),
-        (JobAction::Resume | JobAction::Retry, _) if held_above => no(format!(
+    match action {
+        JobAction::Resume | JobAction::Retry if held_above => no(format!(
             "job {} was {} by {}; only they can undo it",
             job.id,
             if job.status == JobStatus::Paused {

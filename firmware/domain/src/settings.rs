@@ -154,7 +154,13 @@ impl SiteSettings {
             if s.from.is_empty() {
                 return Err(bad("SMTP From", "an SMTP server needs a From address"));
             }
-            crate::email::check(&s.from).map_err(|e| bad("SMTP From", e.to_string()))?;
+            // `Name <address>` or a bare address.
+            let address = s
+                .from
+                .rsplit_once('<')
+                .and_then(|(_, rest)| rest.strip_suffix('>'))
+                .unwrap_or(&s.from);
+            crate::email::check(address.trim()).map_err(|e| bad("SMTP From", e.to_string()))?;
         }
         Ok(())
     }
@@ -276,6 +282,12 @@ mod tests {
             ..text()
         };
         assert_eq!(parse(&t).unwrap_err().field, "SMTP server");
+        let t = SettingsText {
+            smtp_url: "smtps://mail.example:465".into(),
+            smtp_from: "Ferry <ferry@example.com>".into(),
+            ..text()
+        };
+        assert!(parse(&t).is_ok());
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum EngineError {
     NotAllowed { path: String },
     #[error("{path}: not found")]
     NotFound { path: String },
+    /// A file stands where a folder is needed.
+    #[error("{path}: a file is in the way (a folder is needed)")]
+    NotAFolder { path: String },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
     /// The source file changed between planning and sending.
@@ -26,14 +29,72 @@ pub enum EngineError {
     SourceChanged { path: String },
     #[error(transparent)]
     Proto(#[from] ProtoError),
-    /// The QUIC connection could not be made.
-    #[error("{0}")]
-    Connect(String),
+    /// The session could not be set up.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("connection lost: {0}")]
     Connection(quinn::ConnectionError),
+    /// The peer ended the session's control stream without a word.
+    #[error("{0}")]
+    Closed(String),
+    /// One of our own tasks died: a bug, or the runtime shutting down.
+    /// Never transient: running the session again would meet it again.
+    #[error("{what} task failed: {detail}")]
+    Task { what: &'static str, detail: String },
+    /// One chunk's stream failed without the connection failing; that
+    /// chunk is sent again.
+    #[error("chunk stream: {0}")]
+    Stream(String),
     /// Stopped on purpose (pause, abort, a newer session).
     #[error("{message}")]
     Stopped { code: ErrorCode, message: String },
+}
+
+/// Why a session could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The local endpoint refused to start the connection.
+    #[error("cannot connect to {addr}: {reason}")]
+    Local {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
+    /// Nothing came back: the data port is not reachable from here.
+    #[error(
+        "no answer from {addr} over UDP within {secs}s: UDP port {port} is not reachable from this network \
+         (a firewall or router between you and the appliance drops it){hint}",
+        port = addr.port()
+    )]
+    Unreachable {
+        addr: std::net::SocketAddr,
+        secs: u64,
+        /// What the user can do about it, when the caller knows.
+        hint: String,
+    },
+    /// The appliance presented a certificate other than the pinned one.
+    #[error("{0}")]
+    CertificateMismatch(String),
+    /// The QUIC (TLS) handshake failed.
+    #[error("QUIC handshake with {addr} failed: {reason}")]
+    Handshake {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
+    /// The appliance did not answer the session greeting.
+    #[error("{addr} did not answer the session greeting")]
+    NoGreeting { addr: std::net::SocketAddr },
+    /// The appliance closed the connection during the greeting.
+    #[error("the appliance closed the session: {0}")]
+    GreetingClosed(String),
+}
+
+impl ConnectError {
+    /// True when trying again later may succeed (the network), false when
+    /// it will fail the same way (a certificate that is not the pinned one).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ConnectError::CertificateMismatch(_))
+    }
 }
 
 /// A connection the peer closed with an error's close code carries that
@@ -62,6 +123,14 @@ pub fn close_with(conn: &quinn::Connection, e: &EngineError) {
 }
 
 impl EngineError {
+    /// A task of ours that did not finish (it panicked or was cancelled).
+    pub fn task(what: &'static str, e: impl std::fmt::Display) -> Self {
+        EngineError::Task {
+            what,
+            detail: e.to_string(),
+        }
+    }
+
     /// Classifies an IO error on `path`: a full disk and an escape attempt
     /// get their own variants, because users and peers act on them.
     pub fn io(path: impl std::fmt::Display, err: io::Error) -> Self {
@@ -72,14 +141,16 @@ impl EngineError {
             return EngineError::NoSpace { path };
         }
         // cap-std reports an escape (openat2's EXDEV, or a symlink or `..`
-        // that resolves outside the root) as PermissionDenied with this text.
-        if err.kind() == io::ErrorKind::PermissionDenied
-            && err.to_string().contains("outside of the filesystem")
-        {
+        // that resolves outside the root) as PermissionDenied that it makes
+        // itself, with no OS error number; the kernel's own EACCES always
+        // carries one.
+        if err.kind() == io::ErrorKind::PermissionDenied && err.raw_os_error().is_none() {
             return EngineError::OutsideShare { path };
         }
-        if err.kind() == io::ErrorKind::NotFound {
-            return EngineError::NotFound { path };
+        match err.kind() {
+            io::ErrorKind::NotFound => return EngineError::NotFound { path },
+            io::ErrorKind::NotADirectory => return EngineError::NotAFolder { path },
+            _ => {}
         }
         EngineError::Io { path, source: err }
     }
@@ -92,10 +163,15 @@ impl EngineError {
             }
             EngineError::NoSpace { .. } => ErrorCode::NoSpace,
             EngineError::NotFound { .. }
+            | EngineError::NotAFolder { .. }
             | EngineError::Io { .. }
             | EngineError::SourceChanged { .. } => ErrorCode::Io,
             EngineError::Proto(e) => e.code(),
-            EngineError::Connect(_) | EngineError::Connection(_) => ErrorCode::Internal,
+            EngineError::Connect(_)
+            | EngineError::Connection(_)
+            | EngineError::Closed(_)
+            | EngineError::Task { .. }
+            | EngineError::Stream(_) => ErrorCode::Internal,
             EngineError::Stopped { code, .. } => *code,
         }
     }
@@ -104,10 +180,12 @@ impl EngineError {
     /// peer going away), false for faults that will happen again.
     pub fn is_transient(&self) -> bool {
         match self {
-            EngineError::Connection(_) | EngineError::Connect(_) => true,
-            EngineError::Proto(ProtoError::Peer { code, .. }) => {
-                matches!(code, ErrorCode::Superseded | ErrorCode::Internal)
-            }
+            EngineError::Connection(_) | EngineError::Closed(_) => true,
+            EngineError::Connect(e) => e.is_transient(),
+            EngineError::Proto(ProtoError::Peer { code, .. }) => matches!(
+                code,
+                ErrorCode::Superseded | ErrorCode::Internal | ErrorCode::Busy | ErrorCode::Stalled
+            ),
             EngineError::Stopped { code, .. } => matches!(code, ErrorCode::Superseded),
             _ => false,
         }

@@ -24,6 +24,7 @@ use ferry_proto::session::LocalState;
 use ferry_proto::{ChunkBitmap, ChunkLayout, Digest, FileId, PlanFile, Priority, SharePath};
 
 use crate::error::EngineError;
+use crate::share::ShareRoot;
 
 /// Where a file to send comes from.
 #[derive(Debug, Clone)]
@@ -67,11 +68,11 @@ impl SourceFile {
     }
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.modified().ok().map(system_time_ns).unwrap_or(0)
 }
 
-fn system_time_ns(t: SystemTime) -> i64 {
+pub(crate) fn system_time_ns(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
@@ -86,11 +87,7 @@ fn ns_system_time(ns: i64) -> SystemTime {
     }
 }
 
-/// True for names Ferry uses for its own working files, which are never
-/// listed or sent.
-pub fn is_working_file(name: &str) -> bool {
-    name.contains(PART_SUFFIX) || name.contains(STATE_SUFFIX)
-}
+use ferry_proto::path::is_working_name;
 
 /// Lists local files and folders to send. A file goes as its name; a folder
 /// goes as itself with everything beneath it. Symlinks to files are
@@ -146,7 +143,7 @@ fn walk_local(
             log::warn!("skipping {}: name is not UTF-8", path.display());
             continue;
         };
-        if is_working_file(&name) {
+        if is_working_name(&name) {
             continue;
         }
         let child = dest.child(&name).map_err(|e| EngineError::Io {
@@ -178,106 +175,34 @@ fn walk_local(
 /// names start at the file or folder's own name, except for the share's
 /// root, whose contents go directly into the destination.
 pub fn plan_share(
-    root: Arc<Dir>,
+    root: &ShareRoot,
     path: &SharePath,
     priority: &dyn Fn(&SharePath) -> Priority,
 ) -> Result<Vec<SourceFile>, EngineError> {
-    let mut out = Vec::new();
-    let rel = if path.is_root() { "." } else { path.as_str() };
-    let meta = root.metadata(rel).map_err(|e| EngineError::io(path, e))?;
-    if meta.is_dir() {
-        let dest = match path.file_name() {
-            Some(name) => SharePath::parse(name).map_err(|e| EngineError::Io {
-                path: path.to_string(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-            })?,
-            None => SharePath::root(),
-        };
-        walk_share(&root, path, &dest, priority, &mut out)?;
-    } else if meta.is_file() {
-        let name = path.file_name().unwrap_or("file");
-        let dest = SharePath::parse(name).map_err(|e| EngineError::Io {
-            path: path.to_string(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-        })?;
-        let file = root
-            .open(rel)
-            .map_err(|e| EngineError::io(path, e))?
-            .into_std();
-        let meta = file.metadata().map_err(|e| EngineError::io(path, e))?;
-        out.push(SourceFile {
-            priority: priority(&dest),
-            path: dest,
-            origin: Origin::Share {
-                root: root.clone(),
-                path: path.clone(),
-            },
-            size: meta.len(),
-            mtime_ns: mtime_ns(&meta),
-        });
+    // What the destination names are relative to: the parent of what was
+    // named, so a folder arrives as itself; the root as its contents.
+    let base = if path.is_root() {
+        SharePath::root()
     } else {
-        return Err(EngineError::NotFound {
-            path: path.to_string(),
-        });
-    }
-    Ok(out)
-}
-
-fn walk_share(
-    root: &Arc<Dir>,
-    dir: &SharePath,
-    dest: &SharePath,
-    priority: &dyn Fn(&SharePath) -> Priority,
-    out: &mut Vec<SourceFile>,
-) -> Result<(), EngineError> {
-    let rel = if dir.is_root() { "." } else { dir.as_str() };
-    let mut names = Vec::new();
-    for entry in root.read_dir(rel).map_err(|e| EngineError::io(dir, e))? {
-        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
-        match entry.file_name().to_str() {
-            Some(name) if !is_working_file(name) => names.push(name.to_owned()),
-            Some(_) => {}
-            None => log::warn!("skipping a name that is not UTF-8 in {dir}"),
-        }
-    }
-    names.sort();
-    for name in names {
-        let (Ok(src), Ok(child)) = (dir.child(&name), dest.child(&name)) else {
-            log::warn!("skipping {name:?} in {dir}: not a valid share path");
-            continue;
-        };
-        // Stat through cap-std: a symlink leading outside the share is an
-        // error here, reported with its path, rather than silently skipped.
-        let meta = root
-            .metadata(src.as_str())
-            .map_err(|e| EngineError::io(&src, e))?;
-        let link = root
-            .symlink_metadata(src.as_str())
-            .map(|m| m.is_symlink())
-            .unwrap_or(false);
-        if meta.is_dir() {
-            if !link {
-                walk_share(root, &src, &child, priority, out)?;
-            }
-        } else if meta.is_file() {
-            let file = root
-                .open(src.as_str())
-                .map_err(|e| EngineError::io(&src, e))?
-                .into_std();
-            let meta = file.metadata().map_err(|e| EngineError::io(&src, e))?;
-            out.push(SourceFile {
-                priority: priority(&child),
-                path: child,
+        path.parent().unwrap_or_default()
+    };
+    let files = root.files_beneath(path)?;
+    Ok(files
+        .into_iter()
+        .filter_map(|f| {
+            let dest = f.path.strip_prefix(&base)?;
+            Some(SourceFile {
+                priority: priority(&dest),
+                path: dest,
                 origin: Origin::Share {
-                    root: root.clone(),
-                    path: src,
+                    root: root.dir().clone(),
+                    path: f.path,
                 },
-                size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
-            });
-        }
-    }
-    Ok(())
+                size: f.size,
+                mtime_ns: f.mtime_ns,
+            })
+        })
+        .collect())
 }
 
 /// Orders sources highest priority first (stable, so equal priorities keep
@@ -801,17 +726,16 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), share.path().join("escape")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), share.path().join("link"))
             .unwrap();
-        let root =
-            Arc::new(Dir::open_ambient_dir(share.path(), cap_std::ambient_authority()).unwrap());
+        let root = ShareRoot::open(share.path(), "share").unwrap();
         let none = |_: &SharePath| Priority::DEFAULT;
         for p in ["escape/secret", "link"] {
-            let err = plan_share(root.clone(), &SharePath::parse(p).unwrap(), &none).unwrap_err();
+            let err = plan_share(&root, &SharePath::parse(p).unwrap(), &none).unwrap_err();
             assert!(
                 matches!(err, EngineError::OutsideShare { .. }),
                 "{p}: {err:?}"
             );
         }
-        let err = plan_share(root.clone(), &SharePath::root(), &none).unwrap_err();
+        let err = plan_share(&root, &SharePath::root(), &none).unwrap_err();
         assert!(
             matches!(err, EngineError::OutsideShare { .. }),
             "walk: {err:?}"
@@ -845,8 +769,7 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(f), f).unwrap();
         }
-        let root =
-            Arc::new(Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap());
+        let root = ShareRoot::open(dir.path(), "share").unwrap();
         let prio = |p: &SharePath| {
             if p.as_str().ends_with(".mp4") {
                 Priority::HIGH
@@ -854,7 +777,7 @@ mod tests {
                 Priority::DEFAULT
             }
         };
-        let files = plan_share(root, &SharePath::root(), &prio).unwrap();
+        let files = plan_share(&root, &SharePath::root(), &prio).unwrap();
         let (_, plan) = make_plan(files);
         let names: Vec<&str> = plan.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(names, vec!["proxy.mp4", "seq/a.0001.exr", "seq/a.0002.exr"]);

@@ -10,7 +10,7 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 
 use crate::congestion::PaceHandle;
 use crate::control::{read_frame, write_frame};
-use crate::error::EngineError;
+use crate::error::{ConnectError, EngineError};
 use crate::tls::{PinnedCert, find_mismatch};
 use crate::transport::{Tuning, client_config};
 
@@ -72,23 +72,28 @@ pub async fn connect(
     });
     let connecting = endpoint
         .connect_with(client_config(pin, tuning, &pace), addr, "ferry")
-        .map_err(|e| EngineError::Connect(format!("cannot connect to {addr}: {e}")))?;
+        .map_err(|e| ConnectError::Local {
+            addr,
+            reason: e.to_string(),
+        })?;
     let connection = match tokio::time::timeout(handshake_timeout, connecting).await {
         Err(_) => {
-            return Err(EngineError::Connect(format!(
-                "no answer from {addr} over UDP within {}s: UDP port {} is not reachable from this network \
-                 (a firewall or router between you and the appliance drops it)",
-                handshake_timeout.as_secs(),
-                addr.port()
-            )));
+            return Err(ConnectError::Unreachable {
+                addr,
+                secs: handshake_timeout.as_secs(),
+                hint: String::new(),
+            }
+            .into());
         }
         Ok(Err(e)) => {
             if let Some(m) = find_mismatch(&e) {
-                return Err(EngineError::Connect(m.to_string()));
+                return Err(ConnectError::CertificateMismatch(m.to_string()).into());
             }
-            return Err(EngineError::Connect(format!(
-                "QUIC handshake with {addr} failed: {e}"
-            )));
+            return Err(ConnectError::Handshake {
+                addr,
+                reason: e.to_string(),
+            }
+            .into());
         }
         Ok(Ok(c)) => c,
     };
@@ -105,7 +110,7 @@ pub async fn connect(
     .await?;
     let answer = tokio::time::timeout(handshake_timeout, read_frame(&mut recv))
         .await
-        .map_err(|_| EngineError::Connect(format!("{addr} did not answer the session greeting")))?;
+        .map_err(|_| ConnectError::NoGreeting { addr })?;
     match answer {
         Ok(Some(Frame::Welcome {
             session,
@@ -127,15 +132,11 @@ pub async fn connect(
         Ok(Some(other)) => Err(EngineError::Proto(ProtoError::Violation(format!(
             "expected Welcome, got {other:?}"
         )))),
-        Ok(None) => Err(EngineError::Connect(
-            "the appliance closed the session greeting".into(),
-        )),
-        Err(EngineError::Connection(quinn::ConnectionError::ApplicationClosed(close))) => {
-            Err(EngineError::Connect(format!(
-                "the appliance closed the session: {}",
-                String::from_utf8_lossy(&close.reason)
-            )))
-        }
+        Ok(None) => Err(ConnectError::GreetingClosed("without a word".into()).into()),
+        Err(EngineError::Connection(quinn::ConnectionError::ApplicationClosed(close))) => Err(
+            ConnectError::GreetingClosed(String::from_utf8_lossy(&close.reason).into_owned())
+                .into(),
+        ),
         Err(e) => Err(e),
     }
 }

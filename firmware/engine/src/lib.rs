@@ -10,6 +10,7 @@
 //! - [`handshake`]: opening a session with a token from the control plane;
 //! - [`send`] and [`receive`]: the two sides of a session;
 //! - [`files`]: sources, part files, resume state, atomic commit;
+//! - [`share`]: a share's folder as a capability (open, walk, stat, list);
 //! - [`claims`]: one session per destination file;
 //! - [`progress`] and [`stop`]: watching and stopping a session.
 
@@ -22,11 +23,12 @@ pub mod handshake;
 pub mod progress;
 pub mod receive;
 pub mod send;
+pub mod share;
 pub mod stop;
 pub mod tls;
 pub mod transport;
 
-pub use error::EngineError;
+pub use error::{ConnectError, EngineError};
 pub use progress::{FileEvent, Progress, Snapshot};
 pub use send::Outcome;
 pub use stop::StopSignal;

@@ -58,6 +58,8 @@ pub enum FileEvent {
     Done {
         path: SharePath,
         size: u64,
+        /// The modification time it was given (the source's).
+        mtime_ns: i64,
         digest: Digest,
     },
     /// The receiver already had the whole file.

@@ -262,7 +262,7 @@ async fn run(
             commits.spawn(async move {
                 let r = tokio::task::spawn_blocking(move || sink.commit(&plan, part.as_deref()))
                     .await
-                    .unwrap_or_else(|e| Err(EngineError::Connect(format!("commit task: {e}"))));
+                    .unwrap_or_else(|e| Err(EngineError::task("commit", e)));
                 (file, r)
             });
         }
@@ -281,7 +281,7 @@ async fn run(
                 let busy = checkpointing.as_ref().is_some_and(|h| !h.is_finished());
                 if !busy {
                     if let Some(h) = checkpointing.take() {
-                        h.await.map_err(|e| EngineError::Connect(format!("checkpoint task: {e}")))??;
+                        h.await.map_err(|e| EngineError::task("checkpoint", e))??;
                     }
                     let (core, sink) = (core.clone(), sink.clone());
                     *checkpointing = Some(tokio::spawn(async move { checkpoint(&core, &sink).await }));
@@ -300,7 +300,7 @@ async fn run(
                 None => reprioritise = None,
             },
             Some(done) = commits.join_next(), if !commits.is_empty() => {
-                let (file, r) = done.map_err(|e| EngineError::Connect(format!("commit task: {e}")))?;
+                let (file, r) = done.map_err(|e| EngineError::task("commit", e))?;
                 r?;
                 let mut c = lock(core);
                 c.proto.committed(file);
@@ -313,7 +313,12 @@ async fn run(
                         .resume_state(file)
                         .map(|(_, d)| Digest::of_file(d))
                         .unwrap_or_default();
-                    let _ = tx.send(FileEvent::Done { path: plan.path.clone(), size: plan.size, digest });
+                    let _ = tx.send(FileEvent::Done {
+                            path: plan.path.clone(),
+                            size: plan.size,
+                            mtime_ns: plan.mtime_ns,
+                            digest,
+                        });
                 }
             }
             Some(done) = chunks.join_next(), if !chunks.is_empty() => {
@@ -321,13 +326,13 @@ async fn run(
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(e),
                     Err(e) if e.is_cancelled() => {}
-                    Err(e) => return Err(EngineError::Connect(format!("chunk task failed: {e}"))),
+                    Err(e) => return Err(EngineError::task("chunk", e)),
                 }
             }
             frame = control.recv() => match frame {
                 Some(Ok(frame)) => lock(core).proto.handle_frame(frame)?,
                 Some(Err(e)) => return Err(e),
-                None => return Err(EngineError::Connect("the sender closed the session".into())),
+                None => return Err(EngineError::Closed("the sender closed the session".into())),
             },
             stream = conn.accept_uni() => {
                 let stream = stream?;
@@ -390,7 +395,7 @@ async fn plan_files(
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
-        .map_err(|e| EngineError::Connect(format!("lookup task: {e}")))??
+        .map_err(|e| EngineError::task("lookup", e))??
     };
     let mut c = lock(core);
     for (plan, local) in plans.iter().zip(looked_up) {
@@ -456,7 +461,7 @@ async fn receive_chunk(
                 let (sink, plan) = (sink.clone(), plan.clone());
                 tokio::task::spawn_blocking(move || sink.open_part(&plan, fresh).map(Arc::new))
                     .await
-                    .map_err(|e| EngineError::Connect(format!("open task: {e}")))?
+                    .map_err(|e| EngineError::task("open", e))?
             })
             .await?
             .clone();
@@ -492,7 +497,7 @@ async fn receive_chunk(
                     (r, hasher, batch)
                 })
                 .await
-                .map_err(|e| StreamEnd::Fatal(EngineError::Connect(format!("write task: {e}"))))?;
+                .map_err(|e| StreamEnd::Fatal(EngineError::task("write", e)))?;
                 let (r, h, b) = written;
                 hasher = h;
                 batch = b;
@@ -606,5 +611,5 @@ async fn checkpoint(core: &Shared, sink: &Sink) -> Result<(), EngineError> {
         Ok(())
     })
     .await
-    .map_err(|e| EngineError::Connect(format!("checkpoint task: {e}")))?
+    .map_err(|e| EngineError::task("checkpoint", e))?
 }

@@ -224,6 +224,7 @@ async fn run(
                         let _ = tx.send(FileEvent::Done {
                             path: plan.path.clone(),
                             size: plan.size,
+                            mtime_ns: plan.mtime_ns,
                             digest,
                         });
                     }
@@ -268,7 +269,7 @@ async fn run(
             frame = control.recv() => match frame {
                 Some(Ok(frame)) => proto.handle_frame(frame)?,
                 Some(Err(e)) => return Err(e),
-                None => return Err(EngineError::Connect("the receiver closed the session".into())),
+                None => return Err(EngineError::Closed("the receiver closed the session".into())),
             },
             update = async { updates.as_mut()?.recv().await }, if updates.is_some() => match update {
                 Some(update) => apply_update(proto, &mut files, update, progress)?,
@@ -279,7 +280,7 @@ async fn run(
                 }
             },
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                let (chunk, len, result) = done.map_err(|e| EngineError::Connect(format!("chunk task failed: {e}")))?;
+                let (chunk, len, result) = done.map_err(|e| EngineError::task("chunk", e))?;
                 bytes_in_flight -= u64::from(len);
                 match result {
                     Ok(digest) => proto.chunk_sent(chunk, digest)?,
@@ -288,8 +289,11 @@ async fn run(
                         e @ (EngineError::SourceChanged { .. }
                         | EngineError::Io { .. }
                         | EngineError::NotFound { .. }
-                        | EngineError::OutsideShare { .. }),
+                        | EngineError::NotAFolder { .. }
+                        | EngineError::OutsideShare { .. }
+                        | EngineError::Task { .. }),
                     ) => return Err(e),
+                    // Only this chunk's stream failed: it goes again.
                     Err(e) => {
                         log::debug!("chunk {chunk:?} failed, sending again: {e}");
                         proto.chunk_failed(chunk);
@@ -314,7 +318,7 @@ async fn send_chunk(
     let _ = stream.set_priority(priority);
     let write = |e: quinn::WriteError| match e {
         quinn::WriteError::ConnectionLost(c) => EngineError::from(c),
-        other => EngineError::Connect(format!("chunk stream: {other}")),
+        other => EngineError::Stream(other.to_string()),
     };
     stream
         .write_all(&ChunkHeader { chunk, len }.encode())
@@ -326,7 +330,7 @@ async fn send_chunk(
             move || source.open()
         })
         .await
-        .map_err(|e| EngineError::Connect(format!("reader task: {e}")))??,
+        .map_err(|e| EngineError::task("reader", e))??,
     );
     let mut hasher = blake3::Hasher::new();
     let mut done = 0u64;
@@ -343,9 +347,7 @@ async fn send_chunk(
     let first = PIECE.min(len as usize);
     let mut pending = Some(read(offset, first, hasher.clone()));
     while let Some(job) = pending.take() {
-        let (bytes, h) = job
-            .await
-            .map_err(|e| EngineError::Connect(format!("reader task: {e}")))??;
+        let (bytes, h) = job.await.map_err(|e| EngineError::task("reader", e))??;
         hasher = h;
         let n = bytes.len() as u64;
         done += n;
@@ -363,12 +365,12 @@ async fn send_chunk(
     // the window bounds what is on the wire, not what is buffered here.
     match stream.stopped().await {
         Ok(None) => Ok(digest),
-        Ok(Some(code)) => Err(EngineError::Connect(format!(
+        Ok(Some(code)) => Err(EngineError::Stream(format!(
             "the receiver stopped chunk {} of file {} (code {code})",
             chunk.index, chunk.file
         ))),
         Err(quinn::StoppedError::ConnectionLost(c)) => Err(EngineError::from(c)),
-        Err(e) => Err(EngineError::Connect(format!("chunk stream: {e}"))),
+        Err(e) => Err(EngineError::Stream(e.to_string())),
     }
 }
 

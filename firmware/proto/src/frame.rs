@@ -63,10 +63,15 @@ pub enum ErrorCode {
     DigestMismatch,
     /// Anything else on the peer's side.
     Internal,
+    /// The appliance, or the account, runs as many sessions as it may;
+    /// the client tries again shortly.
+    Busy,
+    /// The session made no progress for too long and was closed.
+    Stalled,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 14] = [
+    const ALL: [ErrorCode; 16] = [
         ErrorCode::BadToken,
         ErrorCode::TokenExpired,
         ErrorCode::TokenReused,
@@ -81,6 +86,8 @@ impl ErrorCode {
         ErrorCode::Aborted,
         ErrorCode::DigestMismatch,
         ErrorCode::Internal,
+        ErrorCode::Busy,
+        ErrorCode::Stalled,
     ];
 
     /// The QUIC application close code that carries this error, so a

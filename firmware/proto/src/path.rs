@@ -57,6 +57,13 @@ pub const PART_SUFFIX: &str = ".ferry-part";
 /// Suffix of the resume state kept beside a part file.
 pub const STATE_SUFFIX: &str = ".ferry-state";
 
+/// True for a name Ferry uses for its own working files (a part file or
+/// its resume state). The one test: such a name is never a share path,
+/// never listed, never sent, and never mistaken for a user's file.
+pub fn is_working_name(name: &str) -> bool {
+    name.contains(PART_SUFFIX) || name.contains(STATE_SUFFIX)
+}
+
 impl SharePath {
     /// The share's root folder.
     pub fn root() -> Self {
@@ -102,7 +109,7 @@ impl SharePath {
                 c if c.len() > MAX_COMPONENT_LEN => {
                     return Err(PathError::ComponentTooLong(c.to_owned()));
                 }
-                c if c.contains(PART_SUFFIX) || c.contains(STATE_SUFFIX) => {
+                c if is_working_name(c) => {
                     return Err(PathError::Reserved(c.to_owned()));
                 }
                 _ => {}

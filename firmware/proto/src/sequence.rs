@@ -96,13 +96,7 @@ impl SequencePattern {
 
     /// The name of frame `n`.
     pub fn frame_name(&self, n: u64) -> String {
-        format!(
-            "{}{:0width$}{}",
-            self.prefix,
-            n,
-            self.suffix,
-            width = self.padding
-        )
+        frame_name(&self.prefix, self.padding, &self.suffix, n)
     }
 
     /// Splits the prefix into its folder (before the last `/`) and the file
@@ -158,6 +152,12 @@ fn find_hashes(body: &str) -> Option<(usize, usize, usize)> {
     Some((start, start + len, len))
 }
 
+/// The one way a frame's name is made: prefix, the number padded with
+/// zeros to `padding` digits, suffix.
+pub fn frame_name(prefix: &str, padding: usize, suffix: &str, n: u64) -> String {
+    format!("{prefix}{n:0padding$}{suffix}")
+}
+
 /// A run of numbered frames found among names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sequence {
@@ -177,6 +177,16 @@ impl Sequence {
         self.frames.last().copied().unwrap_or(0)
     }
 
+    /// The name of frame `n` of this sequence.
+    pub fn frame_name(&self, n: u64) -> String {
+        frame_name(&self.prefix, self.padding, &self.suffix, n)
+    }
+
+    /// The names of the frames present, in order.
+    pub fn frame_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.frames.iter().map(|f| self.frame_name(*f))
+    }
+
     /// Gaps between the first and last frame, as inclusive ranges.
     pub fn missing(&self) -> Vec<(u64, u64)> {
         self.frames
@@ -186,16 +196,14 @@ impl Sequence {
             .collect()
     }
 
+    /// The sequence in `####` notation, without its range.
+    pub fn pattern(&self) -> String {
+        format!("{}{}{}", self.prefix, "#".repeat(self.padding), self.suffix)
+    }
+
     /// The sequence in `####` notation with its range.
     pub fn notation(&self) -> String {
-        format!(
-            "{}{}{}[{}-{}]",
-            self.prefix,
-            "#".repeat(self.padding),
-            self.suffix,
-            self.first(),
-            self.last()
-        )
+        format!("{}[{}-{}]", self.pattern(), self.first(), self.last())
     }
 }
 

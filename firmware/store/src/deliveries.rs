@@ -2,21 +2,11 @@
 //! delivery holds an upload job (sender → appliance; none when the files
 //! already lie in a share) and one download job per recipient.
 
+use ferry_domain::{DeliveryId, JobId, ShareId, UserId};
 use rusqlite::{OptionalExtension, Row, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::shares::ShareId;
-use crate::users::UserId;
-use crate::{Result, Store, StoreError, now};
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct DeliveryId(pub i64);
-
-impl std::fmt::Display for DeliveryId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+use crate::{Result, Sqlite, StoreError, now};
 
 #[derive(Clone, Debug)]
 pub struct NewDelivery {
@@ -66,7 +56,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-impl Store {
+impl Sqlite {
     pub fn create_delivery(&self, d: &NewDelivery) -> Result<DeliveryId> {
         let conn = self.conn();
         conn.execute(
@@ -149,7 +139,7 @@ pub struct DeliveryPlan {
     pub client_address: Option<String>,
 }
 
-/// What [`Store::make_delivery`] made.
+/// What [`Sqlite::make_delivery`] made.
 #[derive(Clone, Debug)]
 pub struct DeliveryMade {
     pub id: DeliveryId,
@@ -159,7 +149,7 @@ pub struct DeliveryMade {
     pub invited: Vec<crate::User>,
 }
 
-impl Store {
+impl Sqlite {
     /// Makes a delivery with its jobs, tasks and new recipients, all or
     /// nothing.
     pub fn make_delivery(&self, plan: &DeliveryPlan) -> Result<DeliveryMade> {
@@ -181,14 +171,14 @@ impl Store {
                        name: &str,
                        recipient: Option<i64>,
                        tasks: &[crate::NewTask]|
-         -> Result<crate::JobId> {
+         -> Result<JobId> {
             tx.execute(
                 "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at,
                      delivery_id, recipient_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9)",
                 params![kind, name, d.sender.0, d.share.0, d.folder, plan.client_address, t, id.0, recipient],
             )?;
-            let job = crate::JobId(tx.last_insert_rowid());
+            let job = JobId(tx.last_insert_rowid());
             let mut stmt = tx.prepare(
                 "INSERT INTO tasks (job_id, path, size, mtime_ns, priority, status) VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
             )?;
@@ -253,7 +243,7 @@ impl Store {
         drop(conn);
         let mut made = Vec::new();
         for (job, user, new) in downloads {
-            let user = self.user(crate::UserId(user))?;
+            let user = self.user(UserId(user))?;
             if new {
                 invited.push(user.clone());
             }
@@ -285,7 +275,7 @@ mod tests {
     #[test]
     fn a_delivery_is_made_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let share = s.add_root_share("media", dir.path()).unwrap();
         let sender = s
             .create_user("prod@x.io", "", Role::Employee, Some("password1"))

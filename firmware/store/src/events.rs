@@ -3,19 +3,48 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use crate::users::UserId;
-use crate::{Result, Store, now};
+use crate::{Result, Sqlite, now};
+use ferry_domain::{AuditAction, UserId};
 
 /// An event to record.
-#[derive(Debug, Clone, Default)]
-pub struct NewEvent<'a> {
+#[derive(Debug, Clone)]
+pub struct NewEvent {
     pub user: Option<UserId>,
     pub address: Option<String>,
-    /// A short dotted verb, e.g. `lease.open`, `share.add`, `login.failed`.
-    pub action: &'a str,
+    pub action: AuditAction,
     /// What it was done to (a share name, a job id, an email).
     pub subject: String,
     pub detail: String,
+}
+
+impl NewEvent {
+    /// An event with no user or address (the appliance did it).
+    pub fn new(action: AuditAction, subject: impl Into<String>) -> Self {
+        NewEvent {
+            user: None,
+            address: None,
+            action,
+            subject: subject.into(),
+            detail: String::new(),
+        }
+    }
+
+    /// Done by `user`.
+    pub fn by(mut self, user: UserId) -> Self {
+        self.user = Some(user);
+        self
+    }
+
+    /// From this address.
+    pub fn from(mut self, address: impl ToString) -> Self {
+        self.address = Some(address.to_string());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,11 +59,11 @@ pub struct Event {
     pub detail: String,
 }
 
-impl Store {
-    pub fn record_event(&self, e: NewEvent<'_>) -> Result<()> {
+impl Sqlite {
+    pub fn record_event(&self, e: &NewEvent) -> Result<()> {
         self.conn().execute(
             "INSERT INTO events (at, user_id, address, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![now(), e.user.map(|u| u.0), e.address, e.action, e.subject, e.detail],
+            params![now(), e.user.map(|u| u.0), e.address, e.action.as_str(), e.subject, e.detail],
         )?;
         Ok(())
     }
@@ -78,18 +107,17 @@ mod tests {
 
     #[test]
     fn newest_first_with_filter() {
-        let s = Store::open_in_memory().unwrap();
-        for action in ["lease.open", "share.add", "lease.close"] {
-            s.record_event(NewEvent {
-                action,
-                subject: "x".into(),
-                ..Default::default()
-            })
-            .unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
+        for action in [
+            AuditAction::LeaseOpen,
+            AuditAction::ShareAdd,
+            AuditAction::LeaseRelease,
+        ] {
+            s.record_event(&NewEvent::new(action, "x")).unwrap();
         }
         let all = s.list_events(10, None, None).unwrap();
         assert_eq!(all.len(), 3);
-        assert_eq!(all[0].action, "lease.close");
+        assert_eq!(all[0].action, "lease.release");
         let leases = s.list_events(10, None, Some("lease.")).unwrap();
         assert_eq!(leases.len(), 2);
         let older = s.list_events(10, Some(all[0].id), None).unwrap();

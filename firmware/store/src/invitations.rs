@@ -4,8 +4,10 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::users::{User, UserId};
-use crate::{Result, Store, StoreError, now, random_hex};
+use ferry_domain::UserId;
+
+use crate::users::User;
+use crate::{Result, Sqlite, StoreError, now, random_hex};
 
 /// What a token opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +22,7 @@ fn hash(token: &str) -> Vec<u8> {
     blake3::hash(token.as_bytes()).as_bytes().to_vec()
 }
 
-impl Store {
+impl Sqlite {
     /// A new token for `user`, valid for `ttl_secs`. Earlier unused tokens
     /// of the user stop working: only the newest invitation counts.
     pub fn create_invitation(&self, user: UserId, ttl_secs: i64) -> Result<String> {
@@ -106,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_token_works_once_and_not_after_it_expires() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let u = s
             .create_user("new@example.com", "", Role::Collaborator, None)
             .unwrap();

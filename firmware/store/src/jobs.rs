@@ -1,114 +1,12 @@
 //! Jobs: one transfer of a set of files between two parties, with its
 //! status and progress. (Tasks, one per file, hang off jobs.)
 
-use std::fmt;
-use std::str::FromStr;
-
+use ferry_domain::rules::{JobFacts, RateCap};
+use ferry_domain::{DeliveryId, JobId, JobKind, JobStatus, Party, ShareId, UserId};
 use rusqlite::{OptionalExtension, Row, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::deliveries::DeliveryId;
-use crate::shares::ShareId;
-use crate::users::UserId;
-use crate::{Result, Store, StoreError, now};
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct JobId(pub i64);
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Which way a job moves files. `put` and `get` are direct client
-/// transfers; `upload` and `download` belong to deliveries.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    Upload,
-    Download,
-    Put,
-    Get,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Upload => "upload",
-            JobKind::Download => "download",
-            JobKind::Put => "put",
-            JobKind::Get => "get",
-        }
-    }
-}
-
-impl FromStr for JobKind {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "upload" => Ok(JobKind::Upload),
-            "download" => Ok(JobKind::Download),
-            "put" => Ok(JobKind::Put),
-            "get" => Ok(JobKind::Get),
-            _ => Err(StoreError::Invalid(format!("unknown job kind {s:?}"))),
-        }
-    }
-}
-
-/// `queued → running → done`, with `paused`, `failed` and `aborted`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Paused,
-    Failed,
-    Aborted,
-    Done,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Queued => "queued",
-            JobStatus::Running => "running",
-            JobStatus::Paused => "paused",
-            JobStatus::Failed => "failed",
-            JobStatus::Aborted => "aborted",
-            JobStatus::Done => "done",
-        }
-    }
-
-    /// Finished jobs drop out of default listings.
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Done | JobStatus::Aborted | JobStatus::Failed
-        )
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "queued" => Ok(JobStatus::Queued),
-            "running" => Ok(JobStatus::Running),
-            "paused" => Ok(JobStatus::Paused),
-            "failed" => Ok(JobStatus::Failed),
-            "aborted" => Ok(JobStatus::Aborted),
-            "done" => Ok(JobStatus::Done),
-            _ => Err(StoreError::Invalid(format!("unknown job status {s:?}"))),
-        }
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::{Result, Sqlite, StoreError, now};
 
 #[derive(Clone, Debug)]
 pub struct NewJob {
@@ -152,23 +50,55 @@ pub struct Job {
     pub next_retry_at: Option<i64>,
     /// The job's own cap in bits per second; `None`: the site's.
     pub target_rate: Option<u64>,
+    /// Who set the job's own cap.
+    pub cap_set_by: Option<Party>,
+    /// Who paused or aborted it, while it is paused or aborted.
+    pub held_by: Option<Party>,
+    /// How many times it was retried by hand.
+    pub round: i64,
+    /// Its delivery has expired.
+    pub delivery_expired: bool,
 }
 
 impl Job {
-    /// True when `user` may see this job: its owner, its recipient, or an
-    /// admin.
-    pub fn visible_to(&self, user: &crate::User) -> bool {
-        user.is_admin() || self.owner_id == user.id || self.recipient_id == Some(user.id)
+    /// What the rulebook needs to know of this job.
+    pub fn facts(&self) -> JobFacts {
+        JobFacts {
+            id: self.id,
+            kind: self.kind,
+            owner: self.owner_id,
+            recipient: self.recipient_id,
+            status: self.status,
+            purged: self.purged,
+            held_by: self.held_by,
+            cap: self.cap(),
+            next_retry_at: self.next_retry_at,
+            expired: self.delivery_expired,
+        }
+    }
+
+    /// The job's own cap and who set it.
+    pub fn cap(&self) -> Option<RateCap> {
+        self.target_rate.map(|bits_per_sec| RateCap {
+            bits_per_sec,
+            // A cap from before caps had owners counts as an admin's.
+            set_by: self.cap_set_by.unwrap_or(Party::Admin),
+        })
     }
 }
 
 const JOB_COLUMNS: &str = "j.id, j.kind, j.name, j.owner_id, u.email, j.share_id, j.folder, j.status, j.purged,
     j.files_total, j.files_done, j.bytes_total, j.bytes_done, j.bytes_skipped, j.rate, j.retries, j.error,
     j.client_address, j.created_at, j.started_at, j.finished_at, j.delivery_id, j.recipient_id, r.email,
-    j.next_retry_at, j.target_rate";
+    j.next_retry_at, j.target_rate, j.cap_set_by, j.held_by, j.round, coalesce(d.expired, 0)";
 
 const JOB_FROM: &str =
-    "jobs j JOIN users u ON u.id = j.owner_id LEFT JOIN users r ON r.id = j.recipient_id";
+    "jobs j JOIN users u ON u.id = j.owner_id LEFT JOIN users r ON r.id = j.recipient_id
+    LEFT JOIN deliveries d ON d.id = j.delivery_id";
+
+fn party(v: Option<String>) -> Option<Party> {
+    v.and_then(|p| p.parse().ok())
+}
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let kind: String = r.get(1)?;
@@ -202,6 +132,10 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         target_rate: r
             .get::<_, Option<i64>>(25)?
             .and_then(|v| u64::try_from(v).ok()),
+        cap_set_by: party(r.get(26)?),
+        held_by: party(r.get(27)?),
+        round: r.get(28)?,
+        delivery_expired: r.get(29)?,
     })
 }
 
@@ -251,7 +185,7 @@ fn list_jobs_sql(f: &JobFilter) -> String {
     )
 }
 
-impl Store {
+impl Sqlite {
     pub fn create_job(&self, job: &NewJob) -> Result<JobId> {
         let conn = self.conn();
         let started = (job.status == JobStatus::Running).then(now);
@@ -322,13 +256,13 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a job's own target rate (bits per second), or gives it back
-    /// the site's with `None`.
-    pub fn set_job_target_rate(&self, id: JobId, bps: Option<u64>) -> Result<()> {
-        let bps = bps.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+    /// Sets a job's own cap (bits per second, and who set it), or gives
+    /// it back the site's with `None`.
+    pub fn set_job_cap(&self, id: JobId, cap: Option<RateCap>) -> Result<()> {
+        let bps = cap.map(|c| i64::try_from(c.bits_per_sec).unwrap_or(i64::MAX));
         let n = self.conn().execute(
-            "UPDATE jobs SET target_rate = ?1 WHERE id = ?2",
-            params![bps, id.0],
+            "UPDATE jobs SET target_rate = ?1, cap_set_by = ?2 WHERE id = ?3",
+            params![bps, cap.map(|c| c.set_by.as_str()), id.0],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("job {id}")));
@@ -336,17 +270,44 @@ impl Store {
         Ok(())
     }
 
-    /// Moves a job to `status`, stamping start and finish times.
+    /// Moves a job to `status`, stamping start and finish times. A job
+    /// that leaves a hold (paused, aborted) is no longer held by anyone.
     pub fn set_job_status(&self, id: JobId, status: JobStatus, error: Option<&str>) -> Result<()> {
         let t = now();
         self.conn().execute(
             "UPDATE jobs SET status = ?1, error = ?2,
                 started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?3 ELSE started_at END,
                 finished_at = CASE WHEN ?1 IN ('done', 'failed', 'aborted') THEN ?3 ELSE NULL END,
-                rate = CASE WHEN ?1 = 'running' THEN rate ELSE 0 END
+                rate = CASE WHEN ?1 = 'running' THEN rate ELSE 0 END,
+                held_by = CASE WHEN ?1 IN ('paused', 'aborted') THEN held_by ELSE NULL END
              WHERE id = ?4",
             params![status.as_str(), error, t, id.0],
         )?;
+        Ok(())
+    }
+
+    /// Pauses or aborts a job on behalf of `by`, who then holds it.
+    pub fn hold_job(
+        &self,
+        id: JobId,
+        status: JobStatus,
+        by: Party,
+        error: Option<&str>,
+    ) -> Result<()> {
+        if !matches!(status, JobStatus::Paused | JobStatus::Aborted) {
+            return Err(StoreError::Invalid(format!(
+                "a job is held paused or aborted, not {status}"
+            )));
+        }
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = ?1, error = ?2, held_by = ?3, rate = 0,
+                finished_at = CASE WHEN ?1 = 'aborted' THEN ?4 ELSE NULL END
+             WHERE id = ?5",
+            params![status.as_str(), error, by.as_str(), now(), id.0],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("job {id}")));
+        }
         Ok(())
     }
 
@@ -410,10 +371,12 @@ impl Store {
         Ok(())
     }
 
-    /// Clears the retry counter and queues the job again.
+    /// Clears the retry counter and queues the job again (a new round:
+    /// its failure, if it fails again, is announced again).
     pub fn requeue_job(&self, id: JobId) -> Result<()> {
         self.conn().execute(
-            "UPDATE jobs SET status = 'queued', error = NULL, retries = 0, next_retry_at = NULL, finished_at = NULL
+            "UPDATE jobs SET status = 'queued', error = NULL, retries = 0, next_retry_at = NULL, finished_at = NULL,
+                 held_by = NULL, round = round + 1
              WHERE id = ?1",
             [id.0],
         )?;
@@ -428,7 +391,7 @@ mod tests {
 
     #[test]
     fn a_deep_page_of_100_000_jobs_walks_the_key_without_sorting() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let u = s
             .create_user("a@b.io", "", Role::Employee, Some("password1"))
             .unwrap();
@@ -510,7 +473,7 @@ mod tests {
 
     #[test]
     fn job_lifecycle_and_listing() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let u = s
             .create_user("a@b.io", "", Role::Employee, Some("password1"))
             .unwrap();
@@ -549,13 +512,23 @@ mod tests {
         assert_eq!(finished[0].rate, 0);
 
         assert_eq!(j.target_rate, None);
-        s.set_job_target_rate(id, Some(50_000_000)).unwrap();
-        assert_eq!(s.job(id).unwrap().target_rate, Some(50_000_000));
-        s.set_job_target_rate(id, None).unwrap();
+        let cap = RateCap {
+            bits_per_sec: 50_000_000,
+            set_by: Party::Recipient,
+        };
+        s.set_job_cap(id, Some(cap)).unwrap();
+        assert_eq!(s.job(id).unwrap().cap(), Some(cap));
+        s.set_job_cap(id, None).unwrap();
         assert_eq!(s.job(id).unwrap().target_rate, None);
         assert!(matches!(
-            s.set_job_target_rate(JobId(999), Some(1)),
+            s.set_job_cap(JobId(999), Some(cap)),
             Err(StoreError::NotFound(_))
         ));
+        s.hold_job(id, JobStatus::Paused, Party::Admin, None)
+            .unwrap();
+        assert_eq!(s.job(id).unwrap().held_by, Some(Party::Admin));
+        s.requeue_job(id).unwrap();
+        let j = s.job(id).unwrap();
+        assert_eq!((j.status, j.held_by, j.round), (JobStatus::Queued, None, 1));
     }
 }

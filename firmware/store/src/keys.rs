@@ -5,14 +5,47 @@
 //! key up by its hash is safe against timing attacks because the attacker
 //! does not control the hash.
 
+use ferry_domain::UserId;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::users::{User, UserId};
-use crate::{Result, Store, StoreError, now, random_hex};
+use crate::users::User;
+use crate::{Result, Sqlite, StoreError, now, random_hex};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
 pub struct ApiKeyId(pub i64);
+
+/// How a key came to be. A password change ends the keys its logins
+/// minted (a stolen login must not outlive the password), but not the keys
+/// made on purpose for automation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyOrigin {
+    /// Minted by a password login (`ferry login`, the desktop app).
+    Login,
+    /// Made for someone (`ferryd admin apikey create`, the web admin).
+    Made,
+}
+
+impl KeyOrigin {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyOrigin::Login => "login",
+            KeyOrigin::Made => "made",
+        }
+    }
+}
+
+/// What a presented key turns out to be.
+#[derive(Debug, Clone)]
+pub enum KeyCheck {
+    /// No such key here (mistyped, or for another appliance).
+    Unknown,
+    /// It was revoked.
+    Revoked { user: User },
+    /// A live key; whether its account may use it is the rulebook's call.
+    Live { user: User, key: ApiKeyId },
+}
 
 /// A key as listed: never the secret.
 #[derive(Clone, Debug, Serialize)]
@@ -22,6 +55,7 @@ pub struct ApiKey {
     pub name: String,
     /// The first characters of the key, to recognise it.
     pub prefix: String,
+    pub origin: KeyOrigin,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
@@ -40,14 +74,14 @@ fn key_hash(secret: &str) -> Vec<u8> {
     blake3::hash(secret.as_bytes()).as_bytes().to_vec()
 }
 
-impl Store {
-    pub fn create_api_key(&self, user: UserId, name: &str) -> Result<NewApiKey> {
+impl Sqlite {
+    pub fn create_api_key(&self, user: UserId, name: &str, origin: KeyOrigin) -> Result<NewApiKey> {
         let secret = format!("{KEY_PREFIX}{}", random_hex(32));
         let prefix = secret[..KEY_PREFIX.len() + 8].to_owned();
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO api_keys (user_id, name, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![user.0, name, key_hash(&secret), prefix, now()],
+            "INSERT INTO api_keys (user_id, name, key_hash, prefix, origin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![user.0, name, key_hash(&secret), prefix, origin.as_str(), now()],
         )?;
         Ok(NewApiKey {
             id: ApiKeyId(conn.last_insert_rowid()),
@@ -55,35 +89,42 @@ impl Store {
         })
     }
 
-    /// The active user a key belongs to, recording its use; `None` for an
-    /// unknown or revoked key, or a user who is not active.
-    pub fn authenticate_api_key(&self, secret: &str) -> Result<Option<(User, ApiKeyId)>> {
+    /// What a presented key is, recording the use of a live one. Whether
+    /// its account may use it (disabled, not yet active) is not decided
+    /// here: the rulebook says, and the caller is told which.
+    pub fn check_api_key(&self, secret: &str) -> Result<KeyCheck> {
         if !secret.starts_with(KEY_PREFIX) || secret.len() > 128 {
-            return Ok(None);
+            return Ok(KeyCheck::Unknown);
         }
-        let row: Option<(i64, i64)> = self
+        let row: Option<(i64, i64, Option<i64>)> = self
             .conn()
             .query_row(
-                "SELECT k.id, k.user_id FROM api_keys k JOIN users u ON u.id = k.user_id
-                 WHERE k.key_hash = ?1 AND k.revoked_at IS NULL AND u.status = 'active'",
+                "SELECT id, user_id, revoked_at FROM api_keys WHERE key_hash = ?1",
                 [key_hash(secret)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((key_id, user_id)) = row else {
-            return Ok(None);
+        let Some((key_id, user_id, revoked)) = row else {
+            return Ok(KeyCheck::Unknown);
         };
+        let user = self.user(UserId(user_id))?;
+        if revoked.is_some() {
+            return Ok(KeyCheck::Revoked { user });
+        }
         self.conn().execute(
             "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
             params![now(), key_id],
         )?;
-        Ok(Some((self.user(UserId(user_id))?, ApiKeyId(key_id))))
+        Ok(KeyCheck::Live {
+            user,
+            key: ApiKeyId(key_id),
+        })
     }
 
     pub fn list_api_keys(&self, user: UserId) -> Result<Vec<ApiKey>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at
+            "SELECT id, user_id, name, prefix, origin, created_at, last_used_at, revoked_at
              FROM api_keys WHERE user_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([user.0], |r| {
@@ -92,9 +133,14 @@ impl Store {
                 user_id: UserId(r.get(1)?),
                 name: r.get(2)?,
                 prefix: r.get(3)?,
-                created_at: r.get(4)?,
-                last_used_at: r.get(5)?,
-                revoked_at: r.get(6)?,
+                origin: if r.get::<_, String>(4)? == "login" {
+                    KeyOrigin::Login
+                } else {
+                    KeyOrigin::Made
+                },
+                created_at: r.get(5)?,
+                last_used_at: r.get(6)?,
+                revoked_at: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -111,28 +157,67 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Revokes every live key `user`'s logins minted, but `except` (the
+    /// key a password change was made with); returns how many.
+    pub fn revoke_login_keys(&self, user: UserId, except: Option<ApiKeyId>) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE api_keys SET revoked_at = ?1
+             WHERE user_id = ?2 AND origin = 'login' AND revoked_at IS NULL AND id != ?3",
+            params![now(), user.0, except.map_or(-1, |k| k.0)],
+        )?)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Role, Store};
+    use super::*;
+    use crate::{Role, Sqlite};
 
     #[test]
     fn keys_are_shown_once_and_revocable() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let u = s
             .create_user("a@b.io", "", Role::Employee, Some("password1"))
             .unwrap();
-        let k = s.create_api_key(u.id, "laptop").unwrap();
+        let k = s.create_api_key(u.id, "laptop", KeyOrigin::Made).unwrap();
         assert!(k.secret.starts_with("fk_") && k.secret.len() == 67);
-        let (who, id) = s.authenticate_api_key(&k.secret).unwrap().unwrap();
-        assert_eq!((who.id, id), (u.id, k.id));
-        assert!(s.authenticate_api_key("fk_00").unwrap().is_none());
+        let KeyCheck::Live { user, key } = s.check_api_key(&k.secret).unwrap() else {
+            panic!("a new key is live");
+        };
+        assert_eq!((user.id, key), (u.id, k.id));
+        assert!(matches!(
+            s.check_api_key("fk_00").unwrap(),
+            KeyCheck::Unknown
+        ));
         let listed = s.list_api_keys(u.id).unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].last_used_at.is_some());
         assert!(!format!("{listed:?}").contains(&k.secret));
         s.revoke_api_key(u.id, k.id).unwrap();
-        assert!(s.authenticate_api_key(&k.secret).unwrap().is_none());
+        assert!(matches!(
+            s.check_api_key(&k.secret).unwrap(),
+            KeyCheck::Revoked { .. }
+        ));
+    }
+
+    #[test]
+    fn a_password_change_revokes_only_the_keys_logins_minted() {
+        let s = Sqlite::open_in_memory().unwrap();
+        let u = s
+            .create_user("a@b.io", "", Role::Employee, Some("password1"))
+            .unwrap();
+        let login = s.create_api_key(u.id, "login", KeyOrigin::Login).unwrap();
+        let made = s.create_api_key(u.id, "ftrack", KeyOrigin::Made).unwrap();
+        let other = s.create_api_key(u.id, "login", KeyOrigin::Login).unwrap();
+        assert_eq!(s.revoke_login_keys(u.id, Some(other.id)).unwrap(), 1);
+        assert!(matches!(
+            s.check_api_key(&login.secret).unwrap(),
+            KeyCheck::Revoked { .. }
+        ));
+        assert!(matches!(
+            s.check_api_key(&made.secret).unwrap(),
+            KeyCheck::Live { .. }
+        ));
     }
 }

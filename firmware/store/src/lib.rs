@@ -1,14 +1,22 @@
-//! Ferry's durable state, in one SQLite database.
+//! Ferry's durable state.
 //!
-//! The database runs in WAL mode with foreign keys on; its schema moves
-//! forward only, one numbered migration at a time, recorded in SQLite's
-//! `user_version`. Every query lives in this crate behind a typed method, so
-//! the daemon and the web admin never write SQL, and every value that comes
-//! back is a typed row.
+//! The services of the daemon reach it only through the [`Store`] trait:
+//! async, typed methods, one unit of work each (a delivery with all its
+//! jobs and tasks is one call, one transaction). [`SqliteStore`] is the
+//! embedded implementation: SQLite in WAL mode with foreign keys on, its
+//! schema moving forward only, one numbered migration at a time, recorded
+//! in `user_version`. Its calls run on tokio's blocking pool, never on an
+//! async worker thread, because SQLite blocks (on the disk, on argon2,
+//! and on the one writer's lock). The trait assumes nothing SQLite-only:
+//! times are Unix seconds, ids are integers, and what must be atomic is
+//! one method.
 //!
-//! Secrets never rest in clear: passwords are argon2id hashes and API keys
-//! are stored as their BLAKE3 hash (a key is shown once, when created).
+//! Every query lives in this crate, so the daemon and the web admin never
+//! write SQL, and every value that comes back is a typed row. Secrets
+//! never rest in clear: passwords are argon2id hashes and API keys are
+//! stored as their BLAKE3 hash (a key is shown once, when created).
 
+mod commits;
 mod deliveries;
 mod events;
 mod invitations;
@@ -18,6 +26,7 @@ mod outbox;
 mod schema;
 mod settings;
 mod shares;
+mod sqlite;
 mod tasks;
 mod users;
 mod websessions;
@@ -26,17 +35,25 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ferry_proto::SharePath;
 use rusqlite::Connection;
 
-pub use deliveries::{Delivery, DeliveryId, DeliveryMade, DeliveryPlan, NewDelivery};
+pub use commits::Commit;
+pub use deliveries::{Delivery, DeliveryMade, DeliveryPlan, NewDelivery};
 pub use events::{Event, NewEvent};
+pub use ferry_domain::rules::{Access, RateCap};
+pub use ferry_domain::{
+    AccountKind, AuditAction, DeliveryId, JobAction, JobId, JobKind, JobStatus, Party, Role,
+    ShareId, TaskId, TaskStatus, UserId, UserStatus,
+};
 pub use invitations::Invitation;
-pub use jobs::{Job, JobFilter, JobId, JobKind, JobStatus, NewJob};
-pub use keys::{ApiKey, ApiKeyId, NewApiKey};
+pub use jobs::{Job, JobFilter, NewJob};
+pub use keys::{ApiKey, ApiKeyId, KeyCheck, KeyOrigin, NewApiKey};
 pub use outbox::{NewMail, OutboxCounts, OutboxMail};
-pub use shares::{Access, Share, ShareId};
-pub use tasks::{NewTask, Task, TaskId, TaskStatus};
-pub use users::{Role, User, UserId, UserStatus};
+pub use shares::Share;
+pub use sqlite::SqliteStore;
+pub use tasks::{NewTask, Task};
+pub use users::{User, check_email};
 pub use websessions::{NewWebSession, WebSession};
 
 /// A failure of the store, in terms its callers can act on.
@@ -57,23 +74,346 @@ pub enum StoreError {
     PasswordHash(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The blocking task that ran the call died (a panic in it).
+    #[error("the database call did not finish: {0}")]
+    Lost(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Handle to the database. Cheap to share behind an `Arc`; calls are
-/// serialised by a mutex, which suits SQLite's single writer.
-pub struct Store {
+/// Everything the daemon keeps, as typed, async calls. See the crate's
+/// documentation for what an implementation must keep.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    // --- What uploads committed ---
+
+    /// Records a file the upload of `delivery` committed (again, if it
+    /// wrote the same path twice).
+    async fn record_commit(
+        &self,
+        delivery: DeliveryId,
+        path: &str,
+        size: i64,
+        mtime_ns: i64,
+        digest: &str,
+    ) -> Result<()>;
+
+    /// Everything the upload of `delivery` committed, by path.
+    async fn commits(&self, delivery: DeliveryId) -> Result<Vec<Commit>>;
+
+    // --- Deliveries ---
+
+    async fn create_delivery(&self, d: &NewDelivery) -> Result<DeliveryId>;
+
+    async fn delivery(&self, id: DeliveryId) -> Result<Delivery>;
+
+    /// Deliveries past their expiry that have not been cleaned up yet.
+    async fn expired_deliveries(&self, at: i64) -> Result<Vec<Delivery>>;
+
+    /// Deliveries still live, for reminders.
+    async fn live_deliveries(&self) -> Result<Vec<Delivery>>;
+
+    /// Records that reminder `bit` went out for a delivery; true the first
+    /// time only, so each reminder is queued once.
+    async fn mark_reminder(&self, id: DeliveryId, bit: i64) -> Result<bool>;
+
+    /// Marks a delivery expired and ends its unfinished jobs.
+    async fn expire_delivery(&self, id: DeliveryId) -> Result<()>;
+
+    /// Makes a delivery with its jobs, tasks and new recipients, all or
+    /// nothing.
+    async fn make_delivery(&self, plan: &DeliveryPlan) -> Result<DeliveryMade>;
+
+    // --- The audit log ---
+
+    async fn record_event(&self, e: &NewEvent) -> Result<()>;
+
+    /// Newest first, `limit` events older than `before` (an event id).
+    async fn list_events(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+        action_prefix: Option<&str>,
+    ) -> Result<Vec<Event>>;
+
+    // --- Invitations ---
+
+    /// A new token for `user`, valid for `ttl_secs`. Earlier unused tokens
+    /// of the user stop working: only the newest invitation counts.
+    async fn create_invitation(&self, user: UserId, ttl_secs: i64) -> Result<String>;
+
+    async fn invitation(&self, token: &str) -> Result<Invitation>;
+
+    /// Spends a token: sets the user's password (activating an invited
+    /// user) in the same transaction that marks the token used, so a token
+    /// works exactly once.
+    async fn accept_invitation(&self, token: &str, password: &str) -> Result<User>;
+
+    // --- Jobs ---
+
+    async fn create_job(&self, job: &NewJob) -> Result<JobId>;
+
+    async fn job(&self, id: JobId) -> Result<Job>;
+
+    /// Records the plan's totals once they are known.
+    async fn set_job_totals(&self, id: JobId, files: i64, bytes: i64) -> Result<()>;
+
+    /// Records progress of a running job.
+    async fn set_job_progress(
+        &self,
+        id: JobId,
+        files_done: i64,
+        bytes_done: i64,
+        bytes_skipped: i64,
+        rate: i64,
+    ) -> Result<()>;
+
+    /// Records the current rate of a delivery job (whose done counts come
+    /// from its tasks) and the bytes its session found already there.
+    async fn set_job_rate(&self, id: JobId, rate: i64, bytes_skipped: i64) -> Result<()>;
+
+    /// Sets a job's own cap (bits per second, and who set it), or gives
+    /// it back the site's with `None`.
+    async fn set_job_cap(&self, id: JobId, cap: Option<RateCap>) -> Result<()>;
+
+    /// Moves a job to `status`, stamping start and finish times. A job
+    /// that leaves a hold (paused, aborted) is no longer held by anyone.
+    async fn set_job_status(&self, id: JobId, status: JobStatus, error: Option<&str>)
+    -> Result<()>;
+
+    /// Pauses or aborts a job on behalf of `by`, who then holds it.
+    async fn hold_job(
+        &self,
+        id: JobId,
+        status: JobStatus,
+        by: Party,
+        error: Option<&str>,
+    ) -> Result<()>;
+
+    async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<Job>>;
+
+    /// Jobs left `running` by a daemon that stopped without finishing them:
+    /// direct transfers are marked failed (their client runs them again);
+    /// delivery jobs go back to the queue, for their client to resume.
+    async fn fail_interrupted_jobs(&self, reason: &str) -> Result<usize>;
+
+    /// Records a failure that will be retried at `retry_at` (or not at all
+    /// when `None`), counting it.
+    async fn fail_job(&self, id: JobId, error: &str, retry_at: Option<i64>) -> Result<()>;
+
+    /// Hides a job from listings for good; its tasks stay (audit).
+    async fn purge_job(&self, id: JobId) -> Result<()>;
+
+    /// Clears the retry counter and queues the job again (a new round:
+    /// its failure, if it fails again, is announced again).
+    async fn requeue_job(&self, id: JobId) -> Result<()>;
+
+    // --- Tasks (a job's files) ---
+
+    /// Adds files to a job (one transaction) and updates its totals.
+    async fn add_tasks(&self, job: JobId, tasks: &[NewTask]) -> Result<()>;
+
+    /// A job's tasks, highest priority first, then by path.
+    async fn tasks(&self, job: JobId) -> Result<Vec<Task>>;
+
+    /// Records a file as delivered, and the job's progress with it.
+    async fn task_done(&self, job: JobId, path: &str, digest: Option<&str>) -> Result<()>;
+
+    /// Sets the priority of the named tasks; returns how many changed.
+    async fn set_task_priority(&self, job: JobId, paths: &[String], priority: u16)
+    -> Result<usize>;
+
+    /// How many live jobs (not purged, not finished) outside `except`'s
+    /// delivery use the file at `share_path` (folder and path joined).
+    async fn live_users_of(
+        &self,
+        share: ShareId,
+        share_path: &str,
+        except: DeliveryId,
+    ) -> Result<i64>;
+
+    // --- API keys ---
+
+    async fn create_api_key(
+        &self,
+        user: UserId,
+        name: &str,
+        origin: KeyOrigin,
+    ) -> Result<NewApiKey>;
+
+    /// What a presented key is, recording the use of a live one. Whether
+    /// its account may use it (disabled, not yet active) is not decided
+    /// here: the rulebook says, and the caller is told which.
+    async fn check_api_key(&self, secret: &str) -> Result<KeyCheck>;
+
+    async fn list_api_keys(&self, user: UserId) -> Result<Vec<ApiKey>>;
+
+    /// Revokes a key of `user` (admins pass the key's owner).
+    async fn revoke_api_key(&self, user: UserId, key: ApiKeyId) -> Result<()>;
+
+    /// Revokes every live key `user`'s logins minted; returns how many.
+    async fn revoke_login_keys(&self, user: UserId, except: Option<ApiKeyId>) -> Result<usize>;
+
+    // --- Users ---
+
+    /// Creates a user. With a password the user is active; without one the
+    /// user is invited and sets it later.
+    async fn create_user(
+        &self,
+        email: &str,
+        name: &str,
+        role: Role,
+        password: Option<&str>,
+    ) -> Result<User>;
+
+    /// Creates a service account: active at once, with no password (it
+    /// signs in only with API keys).
+    async fn create_service_account(&self, email: &str, name: &str, role: Role) -> Result<User>;
+
+    async fn user(&self, id: UserId) -> Result<User>;
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+
+    async fn list_users(&self) -> Result<Vec<User>>;
+
+    /// Checks a password. `None` for an unknown, disabled or password-less
+    /// user as for a wrong password: the caller cannot tell which, nor can
+    /// an attacker from the time it takes.
+    async fn verify_password(&self, email: &str, password: &str) -> Result<Option<User>>;
+
+    /// Sets a new password, activates an invited user and clears the
+    /// must-change flag.
+    async fn set_password(&self, id: UserId, password: &str) -> Result<()>;
+
+    /// Marks a password as one-time: the user must change it at next login.
+    async fn set_must_change_password(&self, id: UserId, must: bool) -> Result<()>;
+
+    /// Email notifications on or off for a user (invitations always go).
+    async fn set_notify(&self, id: UserId, notify: bool) -> Result<()>;
+
+    async fn set_role(&self, id: UserId, role: Role) -> Result<()>;
+
+    async fn set_status(&self, id: UserId, status: UserStatus) -> Result<()>;
+
+    async fn set_user_name(&self, id: UserId, name: &str) -> Result<()>;
+
+    async fn count_users(&self) -> Result<i64>;
+
+    // --- Web admin sessions ---
+
+    /// Starts a session for `user` that lasts at most `lifetime_secs`.
+    async fn create_web_session(&self, user: UserId, lifetime_secs: i64) -> Result<NewWebSession>;
+
+    /// The session behind a cookie, when it is known, neither expired nor
+    /// idle for more than `idle_secs`, and its user is active. Using it
+    /// renews the idle deadline.
+    async fn web_session(&self, token: &str, idle_secs: i64) -> Result<Option<WebSession>>;
+
+    /// Whether a session still holds (known, unexpired, user active),
+    /// without renewing it: for a page that stays open, such as a live
+    /// stream, which must not keep the session alive by itself.
+    async fn web_session_alive(&self, token: &str, idle_secs: i64) -> Result<bool>;
+
+    /// Logs a browser out.
+    async fn end_web_session(&self, token: &str) -> Result<()>;
+
+    /// Logs a user out everywhere (disabled, password reset).
+    async fn end_web_sessions_of(&self, user: UserId) -> Result<usize>;
+
+    /// Forgets expired sessions; returns how many.
+    async fn sweep_web_sessions(&self, idle_secs: i64) -> Result<usize>;
+
+    // --- Shares and grants ---
+
+    /// Adds a root share over an absolute folder, which must exist.
+    async fn add_root_share(&self, name: &str, path: &Path) -> Result<Share>;
+
+    /// Adds a share as `folder` inside the root share `root`. The folder is
+    /// created by the caller (which knows how to do it beneath the root).
+    async fn add_share(&self, name: &str, root: &str, folder: &SharePath) -> Result<Share>;
+
+    async fn share_by_name(&self, name: &str) -> Result<Option<Share>>;
+
+    async fn share(&self, id: ShareId) -> Result<Share>;
+
+    async fn list_shares(&self) -> Result<Vec<Share>>;
+
+    /// Removes a share's record (never its files). A root share with shares
+    /// inside cannot be removed.
+    async fn remove_share(&self, name: &str) -> Result<()>;
+
+    /// Grants (or changes) a user's access to a share. Granting neither read
+    /// nor write removes the grant.
+    async fn grant(&self, share: ShareId, user: UserId, access: Access) -> Result<()>;
+
+    /// Who has been granted what on a share.
+    async fn share_acl(&self, share: ShareId) -> Result<Vec<(UserId, String, Access)>>;
+
+    /// A user's access to a share: everything for admins, otherwise the
+    /// grants on the share and on its root share combined.
+    async fn access(&self, user: &User, share: &Share) -> Result<Access>;
+
+    // --- Settings ---
+
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    async fn clear_setting(&self, key: &str) -> Result<()>;
+
+    async fn settings(&self) -> Result<Vec<(String, String)>>;
+
+    // --- The mail outbox ---
+
+    /// Queues a message; `None` when one with the same dedupe key exists.
+    async fn enqueue_mail(&self, m: &NewMail, domain: &str) -> Result<Option<i64>>;
+
+    /// Messages due now, oldest first.
+    async fn due_mail(&self, limit: u32) -> Result<Vec<OutboxMail>>;
+
+    /// Marks a message as in flight, just before its SMTP transaction.
+    async fn mail_sending(&self, id: i64) -> Result<()>;
+
+    /// The SMTP server accepted it.
+    async fn mail_sent(&self, id: i64) -> Result<()>;
+
+    /// A temporary failure: try again at `retry_at`.
+    async fn mail_retry(&self, id: i64, error: &str, retry_at: i64) -> Result<()>;
+
+    /// The server is down: nothing unsent is tried before `until`.
+    async fn mail_hold_all(&self, until: i64) -> Result<()>;
+
+    /// A permanent failure (the server refused the recipient, say).
+    async fn mail_failed(&self, id: i64, error: &str) -> Result<()>;
+
+    /// When the next message falls due, if any is waiting.
+    async fn next_mail_at(&self) -> Result<Option<i64>>;
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts>;
+
+    // --- The database itself ---
+
+    /// The schema version now in force.
+    async fn schema_version(&self) -> Result<i64>;
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    async fn integrity_check(&self) -> Result<String>;
+}
+
+/// The blocking SQLite database behind [`SqliteStore`]. Tools and tests
+/// that run outside an async runtime may use it directly; the daemon goes
+/// through [`Store`].
+pub struct Sqlite {
     conn: Mutex<Connection>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for Sqlite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
+        f.debug_struct("Sqlite").finish_non_exhaustive()
     }
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
@@ -95,7 +435,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         schema::migrate(&mut conn)?;
-        Ok(Store {
+        Ok(Sqlite {
             conn: Mutex::new(conn),
         })
     }

@@ -11,17 +11,17 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::{Result, Store, now, random_hex};
+use crate::{Result, Sqlite, now, random_hex};
 
 /// A message to queue.
 #[derive(Debug, Clone)]
-pub struct NewMail<'a> {
+pub struct NewMail {
     /// What it is about (`invitation`, `delivery.waiting`, …).
-    pub kind: &'a str,
-    pub to: &'a str,
-    pub subject: &'a str,
-    pub text: &'a str,
-    pub html: &'a str,
+    pub kind: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
     /// Messages with the same key are queued once (the same reminder for
     /// the same delivery and recipient, say).
     pub dedupe: Option<String>,
@@ -50,9 +50,9 @@ pub struct OutboxCounts {
     pub failed: i64,
 }
 
-impl Store {
+impl Sqlite {
     /// Queues a message; `None` when one with the same dedupe key exists.
-    pub fn enqueue_mail(&self, m: &NewMail<'_>, domain: &str) -> Result<Option<i64>> {
+    pub fn enqueue_mail(&self, m: &NewMail, domain: &str) -> Result<Option<i64>> {
         let message_id = format!("<{}.{}@{domain}>", now(), random_hex(12));
         let conn = self.conn();
         let n = conn.execute(
@@ -169,20 +169,20 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn mail(dedupe: Option<&str>) -> NewMail<'static> {
+    fn mail(dedupe: Option<&str>) -> NewMail {
         NewMail {
-            kind: "delivery.waiting",
-            to: "ann@example.com",
-            subject: "s",
-            text: "t",
-            html: "<p>h</p>",
+            kind: "delivery.waiting".into(),
+            to: "ann@example.com".into(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
             dedupe: dedupe.map(str::to_owned),
         }
     }
 
     #[test]
     fn a_message_waits_until_sent_and_is_queued_once_per_key() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let id = s
             .enqueue_mail(&mail(Some("waiting:1:ann")), "ferry.test")
             .unwrap()

@@ -183,6 +183,32 @@ const MIGRATIONS: &[&str] = &[
 
     ALTER TABLE deliveries ADD COLUMN reminders INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: the rulebook's facts (who holds a paused or aborted job, who set
+    // its cap, how many times it was retried by hand), service accounts,
+    // keys minted by logins, and what each delivery's upload committed.
+    r#"
+    ALTER TABLE jobs ADD COLUMN held_by TEXT CHECK (held_by IN ('recipient', 'sender', 'admin'));
+    ALTER TABLE jobs ADD COLUMN cap_set_by TEXT CHECK (cap_set_by IN ('recipient', 'sender', 'admin'));
+    ALTER TABLE jobs ADD COLUMN round INTEGER NOT NULL DEFAULT 0;
+    -- Holds and caps from before they had owners bind everyone but admins.
+    UPDATE jobs SET held_by = 'sender' WHERE status IN ('paused', 'aborted');
+    UPDATE jobs SET cap_set_by = 'admin' WHERE target_rate IS NOT NULL;
+
+    ALTER TABLE users ADD COLUMN kind TEXT NOT NULL DEFAULT 'person' CHECK (kind IN ('person', 'service'));
+
+    ALTER TABLE api_keys ADD COLUMN origin TEXT NOT NULL DEFAULT 'made' CHECK (origin IN ('login', 'made'));
+    UPDATE api_keys SET origin = 'login' WHERE name LIKE 'login from %';
+
+    CREATE TABLE commits (
+        delivery_id     INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+        path            TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        mtime_ns        INTEGER NOT NULL,
+        digest          TEXT NOT NULL,
+        committed_at    INTEGER NOT NULL,
+        PRIMARY KEY (delivery_id, path)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -4,9 +4,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::{Result, Store};
+use crate::{Result, Sqlite};
 
-impl Store {
+impl Sqlite {
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
@@ -41,11 +41,11 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::Store;
+    use crate::Sqlite;
 
     #[test]
     fn settings_round_trip() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         assert_eq!(s.setting("public_address").unwrap(), None);
         s.set_setting("public_address", "ferry.example.com")
             .unwrap();

@@ -11,11 +11,11 @@ use ferry_proto::path::{SharePath, check_share_name};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use crate::users::{User, UserId};
-use crate::{Result, Store, StoreError, conflict, now};
+use ferry_domain::rules::Access;
+use ferry_domain::{ShareId, UserId};
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
-pub struct ShareId(pub i64);
+use crate::users::User;
+use crate::{Result, Sqlite, StoreError, conflict, now};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Share {
@@ -38,13 +38,6 @@ impl Share {
     }
 }
 
-/// What a user may do in a share.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize)]
-pub struct Access {
-    pub read: bool,
-    pub write: bool,
-}
-
 struct Raw {
     id: i64,
     name: String,
@@ -63,7 +56,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
     })
 }
 
-impl Store {
+impl Sqlite {
     /// Adds a root share over an absolute folder, which must exist.
     pub fn add_root_share(&self, name: &str, path: &Path) -> Result<Share> {
         check_share_name(name).map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -271,7 +264,7 @@ mod tests {
     #[test]
     fn root_shares_shares_and_access() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let root = s.add_root_share("storage", dir.path()).unwrap();
         assert!(root.is_root());
         let share = s

@@ -2,59 +2,11 @@
 //! never deleted (they are the record of what was sent); a file taken out
 //! of a job is `excluded`.
 
-use std::fmt;
-use std::str::FromStr;
-
+use ferry_domain::{DeliveryId, JobId, ShareId, TaskId, TaskStatus};
 use rusqlite::{Row, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::jobs::JobId;
-use crate::{Result, Store, StoreError, now};
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-pub struct TaskId(pub i64);
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskStatus {
-    Queued,
-    Running,
-    Done,
-    Failed,
-    Excluded,
-}
-
-impl TaskStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Queued => "queued",
-            TaskStatus::Running => "running",
-            TaskStatus::Done => "done",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Excluded => "excluded",
-        }
-    }
-}
-
-impl FromStr for TaskStatus {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "queued" => Ok(TaskStatus::Queued),
-            "running" => Ok(TaskStatus::Running),
-            "done" => Ok(TaskStatus::Done),
-            "failed" => Ok(TaskStatus::Failed),
-            "excluded" => Ok(TaskStatus::Excluded),
-            _ => Err(StoreError::Invalid(format!("unknown task status {s:?}"))),
-        }
-    }
-}
-
-impl fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::{Result, Sqlite, now};
 
 /// A file to add to a job.
 #[derive(Clone, Debug)]
@@ -99,7 +51,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
 const COLUMNS: &str =
     "id, job_id, path, size, mtime_ns, priority, bytes_done, status, digest, finished_at";
 
-impl Store {
+impl Sqlite {
     /// Adds files to a job (one transaction) and updates its totals.
     pub fn add_tasks(&self, job: JobId, tasks: &[NewTask]) -> Result<()> {
         let mut conn = self.conn();
@@ -174,9 +126,9 @@ impl Store {
     /// delivery use the file at `share_path` (folder and path joined).
     pub fn live_users_of(
         &self,
-        share: crate::ShareId,
+        share: ShareId,
         share_path: &str,
-        except: crate::DeliveryId,
+        except: DeliveryId,
     ) -> Result<i64> {
         Ok(self.conn().query_row(
             "SELECT count(*) FROM tasks t JOIN jobs j ON j.id = t.job_id
@@ -197,7 +149,7 @@ mod tests {
 
     #[test]
     fn tasks_track_a_jobs_progress() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let u = s
             .create_user("a@b.io", "", Role::Employee, Some("password1"))
             .unwrap();

@@ -1,95 +1,14 @@
 //! Users: who may log in, with which role, and their password hashes.
 
-use std::fmt;
-use std::str::FromStr;
-
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use ferry_domain::rules::Account;
+use ferry_domain::{AccountKind, Role, UserId, UserStatus};
 use rusqlite::{OptionalExtension, Row, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::{Result, Store, StoreError, conflict, now};
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct UserId(pub i64);
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// What a user may do. Admins run the appliance; employees send and see
-/// their own deliveries and granted shares; collaborators receive.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Employee,
-    Collaborator,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Employee => "employee",
-            Role::Collaborator => "collaborator",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "employee" => Ok(Role::Employee),
-            "collaborator" => Ok(Role::Collaborator),
-            _ => Err(StoreError::Invalid(format!(
-                "unknown role {s:?} (admin, employee or collaborator)"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UserStatus {
-    /// Created by an invitation; no password yet.
-    Invited,
-    Active,
-    Disabled,
-}
-
-impl UserStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserStatus::Invited => "invited",
-            UserStatus::Active => "active",
-            UserStatus::Disabled => "disabled",
-        }
-    }
-}
-
-impl FromStr for UserStatus {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "invited" => Ok(UserStatus::Invited),
-            "active" => Ok(UserStatus::Active),
-            "disabled" => Ok(UserStatus::Disabled),
-            _ => Err(StoreError::Invalid(format!("unknown user status {s:?}"))),
-        }
-    }
-}
+use crate::{Result, Sqlite, StoreError, conflict, now};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -101,19 +20,40 @@ pub struct User {
     pub must_change_password: bool,
     pub notify: bool,
     pub created_at: i64,
+    /// A person's account, or a service account for automation.
+    pub kind: AccountKind,
 }
 
 impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// What the rulebook needs of this account.
+    pub fn account(&self) -> Account<'_> {
+        Account {
+            email: &self.email,
+            role: self.role,
+            status: self.status,
+            kind: self.kind,
+        }
+    }
+
+    /// Who the rulebook sees asking.
+    pub fn caller(&self) -> ferry_domain::rules::Caller {
+        ferry_domain::rules::Caller {
+            user: self.id,
+            role: self.role,
+        }
+    }
 }
 
 const USER_COLUMNS: &str =
-    "id, email, name, role, status, must_change_password, notify, created_at";
+    "id, email, name, role, status, must_change_password, notify, created_at, kind";
 /// The same columns of a `users` table aliased `u`, for joins.
 pub(crate) const USER_COLUMNS_U: &str =
-    "u.id, u.email, u.name, u.role, u.status, u.must_change_password, u.notify, u.created_at";
+    "u.id, u.email, u.name, u.role, u.status, u.must_change_password, u.notify,
+    u.created_at, u.kind";
 
 pub(crate) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
@@ -127,37 +67,22 @@ pub(crate) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         must_change_password: r.get(5)?,
         notify: r.get(6)?,
         created_at: r.get(7)?,
+        kind: r
+            .get::<_, String>(8)?
+            .parse()
+            .unwrap_or(AccountKind::Person),
     })
 }
 
-/// Checks the shape of an email address before it becomes a user or a mail
-/// header: one `@`, no whitespace, commas, angle brackets or control
-/// characters.
+/// Checks the shape of an email address before it becomes a user.
 pub fn check_email(email: &str) -> Result<()> {
-    let bad = || StoreError::Invalid(format!("{email:?} is not a valid email address"));
-    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
-    let forbidden = |c: char| {
-        c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '>' | '@' | '"' | ';' | '\\')
-    };
-    if local.is_empty()
-        || domain.is_empty()
-        || !domain.contains('.') && domain != "localhost"
-        || email.len() > 254
-        || local.chars().any(forbidden)
-        || domain.chars().any(forbidden)
-    {
-        return Err(bad());
-    }
-    Ok(())
+    ferry_domain::email::check(email).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
-/// Hashes a password with argon2id and a random salt (PHC string).
+/// Hashes a password with argon2id and a random salt (PHC string). The
+/// password policy is checked before it gets here
+/// (`ferry_domain::password`); the store keeps whatever it is given.
 pub fn hash_password(password: &str) -> Result<String> {
-    if password.chars().count() < 8 {
-        return Err(StoreError::Invalid(
-            "password must be at least 8 characters".into(),
-        ));
-    }
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
@@ -181,7 +106,7 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("decoy password that nobody has").unwrap_or_default())
 }
 
-impl Store {
+impl Sqlite {
     /// Creates a user. With a password the user is active; without one the
     /// user is invited and sets it later.
     pub fn create_user(
@@ -203,6 +128,22 @@ impl Store {
         conn.execute(
             "INSERT INTO users (email, name, role, status, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![email, name, role.as_str(), status.as_str(), hash, now()],
+        )
+        .map_err(|e| conflict(e, || format!("a user with email {email}")))?;
+        let id = UserId(conn.last_insert_rowid());
+        drop(conn);
+        self.user(id)
+    }
+
+    /// Creates a service account: active at once, with no password (it
+    /// signs in only with API keys).
+    pub fn create_service_account(&self, email: &str, name: &str, role: Role) -> Result<User> {
+        let email = email.trim();
+        check_email(email)?;
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO users (email, name, role, status, kind, created_at) VALUES (?1, ?2, ?3, 'active', 'service', ?4)",
+            params![email, name, role.as_str(), now()],
         )
         .map_err(|e| conflict(e, || format!("a user with email {email}")))?;
         let id = UserId(conn.last_insert_rowid());
@@ -339,7 +280,7 @@ mod tests {
 
     #[test]
     fn create_and_verify() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let u = s
             .create_user("Ann@Example.com", "Ann", Role::Admin, Some("correct horse"))
             .unwrap();
@@ -373,7 +314,7 @@ mod tests {
 
     #[test]
     fn invited_users_activate_with_a_password() {
-        let s = Store::open_in_memory().unwrap();
+        let s = Sqlite::open_in_memory().unwrap();
         let u = s
             .create_user("bob@example.com", "Bob", Role::Collaborator, None)
             .unwrap();
@@ -381,7 +322,23 @@ mod tests {
         assert!(s.verify_password("bob@example.com", "").unwrap().is_none());
         s.set_password(u.id, "a new password").unwrap();
         assert_eq!(s.user(u.id).unwrap().status, UserStatus::Active);
-        assert!(s.set_password(u.id, "short").is_err());
+    }
+
+    #[test]
+    fn a_service_account_is_active_and_has_no_password() {
+        let s = Sqlite::open_in_memory().unwrap();
+        let u = s
+            .create_service_account("ftrack@example.com", "ftrack", Role::Employee)
+            .unwrap();
+        assert_eq!(
+            (u.status, u.kind),
+            (UserStatus::Active, AccountKind::Service)
+        );
+        assert!(
+            s.verify_password("ftrack@example.com", "")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

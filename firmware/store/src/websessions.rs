@@ -5,8 +5,10 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::users::{USER_COLUMNS_U, User, UserId, UserStatus, user_from_row};
-use crate::{Result, Store, now, random_hex};
+use ferry_domain::{UserId, UserStatus};
+
+use crate::users::{USER_COLUMNS_U, User, user_from_row};
+use crate::{Result, Sqlite, now, random_hex};
 
 /// A live session, found from its cookie.
 #[derive(Clone, Debug)]
@@ -29,7 +31,7 @@ fn token_hash(token: &str) -> Vec<u8> {
     blake3::hash(token.as_bytes()).as_bytes().to_vec()
 }
 
-impl Store {
+impl Sqlite {
     /// Starts a session for `user` that lasts at most `lifetime_secs`.
     pub fn create_web_session(&self, user: UserId, lifetime_secs: i64) -> Result<NewWebSession> {
         let token = random_hex(32);
@@ -65,8 +67,8 @@ impl Store {
                 |r| {
                     Ok((
                         user_from_row(r)?,
-                        r.get::<_, String>(8)?,
-                        r.get::<_, i64>(9)?,
+                        r.get::<_, String>(9)?,
+                        r.get::<_, i64>(10)?,
                     ))
                 },
             )
@@ -140,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_session_is_found_by_its_token_only_while_it_lives() {
-        let store = Store::open_in_memory().unwrap();
+        let store = Sqlite::open_in_memory().unwrap();
         let ann = store
             .create_user("ann@example.com", "", Role::Admin, Some("a long password"))
             .unwrap();
@@ -167,7 +169,7 @@ mod tests {
 
     #[test]
     fn the_database_holds_no_usable_token() {
-        let store = Store::open_in_memory().unwrap();
+        let store = Sqlite::open_in_memory().unwrap();
         let ann = store
             .create_user("ann@example.com", "", Role::Admin, Some("a long password"))
             .unwrap();

@@ -11,16 +11,17 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::html;
+use crate::Web;
 use crate::auth::{Admin, Staff};
 use crate::format::{ago, timestamp};
 use crate::layout::{staff_page, url_escape};
-use crate::{Appliance, Web};
 
 const PAGE: u32 = 100;
 
 /// The action families a filter offers.
-const KINDS: [&str; 8] = [
-    "login", "user", "apikey", "share", "job", "lease", "settings", "delivery",
+const KINDS: [&str; 10] = [
+    "login", "password", "user", "apikey", "share", "job", "session", "lease", "settings",
+    "delivery",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,20 +30,20 @@ pub struct AuditQuery {
     before: Option<i64>,
 }
 
-pub async fn page<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn page(
+    State(web): State<Arc<Web>>,
     Admin(staff): Admin,
     Query(q): Query<AuditQuery>,
 ) -> Response {
     let action = q.action.as_deref().filter(|a| !a.is_empty());
-    match web.app.store().list_events(PAGE, q.before, action) {
+    match web.services.audit.list(PAGE, q.before, action).await {
         Ok(events) => html(view(&staff, &events, action, q.before.is_some())),
         Err(e) => crate::layout::error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
 pub fn view(staff: &Staff, events: &[Event], action: Option<&str>, paged: bool) -> Markup {
-    let t = ferry_store::now();
+    let t = jiff::Timestamp::now().as_second();
     let filter = action
         .map(|a| format!("action={}&", url_escape(a)))
         .unwrap_or_default();

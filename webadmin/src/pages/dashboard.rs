@@ -9,7 +9,8 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use ferry_store::{JobId, User};
+use ferry_domain::rules;
+use ferry_store::User;
 use futures::Stream;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -18,36 +19,79 @@ use super::html;
 use crate::auth::Staff;
 use crate::format::{bytes, duration, eta, percent, rate};
 use crate::layout::{Notice, staff_page};
-use crate::{Appliance, LeaseInfo, LiveTransfer, Web};
+use crate::{LeaseInfo, LiveTransfer, Web};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Ok {
     ok: Option<String>,
 }
 
-/// The transfers `user` may watch: all for admins, else their own.
-fn visible<A: Appliance>(app: &A, user: &User) -> Vec<LiveTransfer> {
-    let live = app.live();
-    if user.is_admin() {
-        return live;
+/// The transfers `user` may watch: those whose job the rulebook lets them
+/// see (all of them for admins).
+async fn visible(web: &Web, user: &User) -> Vec<LiveTransfer> {
+    let services = &web.services;
+    let mut out = Vec::new();
+    for l in services.live.list() {
+        let Ok(job) = services.jobs.visible(user, l.job.0).await else {
+            continue;
+        };
+        let who = match services.users.get(l.user).await {
+            Ok(u) => u.email,
+            Err(_) => continue,
+        };
+        let p = l.handle.progress();
+        out.push(LiveTransfer {
+            job: job.id.0,
+            name: job.name,
+            kind: job.kind.to_string(),
+            user: who,
+            client: l.client.to_string(),
+            port: l.port,
+            bytes_done: p.bytes_done(),
+            bytes_total: p.bytes_total,
+            rate: job.rate.max(0) as u64,
+            pace: l.handle.pace().to_string(),
+            seconds: l.started.elapsed().as_secs(),
+        });
     }
-    live.into_iter()
-        .filter(|t| {
-            app.store()
-                .job(JobId(t.job))
-                .is_ok_and(|j| j.visible_to(user))
-        })
-        .collect()
+    out.sort_by_key(|t| t.job);
+    out
 }
 
-pub async fn page<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    staff: Staff,
-    Query(q): Query<Ok>,
-) -> Response {
-    let live = visible(&*web.app, &staff.user);
-    let (leases, warnings) = if staff.is_admin() {
-        (web.app.leases(), web.app.warnings())
+/// The data ports open now, and who holds each (admins).
+async fn leases(web: &Web) -> Vec<LeaseInfo> {
+    let services = &web.services;
+    let live = services.live.list();
+    let mut out = Vec::new();
+    for l in services.appliance.open_ports() {
+        // A lease is taken before its connection arrives; until then
+        // nobody is named.
+        let holder = live
+            .iter()
+            .find(|s| s.port == l.port && s.client.ip() == l.client)
+            .map(|s| s.user);
+        let user = match holder {
+            Some(u) => services
+                .users
+                .get(u)
+                .await
+                .map_or_else(|_| "(unknown)".to_owned(), |u| u.email),
+            None => "(connecting)".to_owned(),
+        };
+        out.push(LeaseInfo {
+            port: l.port,
+            client: l.client,
+            user,
+        });
+    }
+    out.sort_by_key(|l| (l.port, l.client));
+    out
+}
+
+pub async fn page(State(web): State<Arc<Web>>, staff: Staff, Query(q): Query<Ok>) -> Response {
+    let live = visible(&web, &staff.user).await;
+    let (leases, warnings) = if rules::admin(&staff.user.caller(), "leases").is_ok() {
+        (leases(&web).await, web.services.warnings().await)
     } else {
         (Vec::new(), Vec::new())
     };
@@ -150,8 +194,8 @@ pub fn live_row(t: &LiveTransfer) -> Markup {
 /// Server-sent events: the live transfers once a second, as JSON the
 /// page's script renders. The stream ends when the session does (logout,
 /// expiry, the user disabled).
-pub async fn live<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn live(
+    State(web): State<Arc<Web>>,
     headers: axum::http::HeaderMap,
     staff: Staff,
 ) -> impl IntoResponse {
@@ -159,8 +203,8 @@ pub async fn live<A: Appliance>(
     Sse::new(updates(web, staff.user, token)).keep_alive(KeepAlive::default())
 }
 
-fn updates<A: Appliance>(
-    web: Arc<Web<A>>,
+fn updates(
+    web: Arc<Web>,
     user: User,
     token: String,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
@@ -170,15 +214,18 @@ fn updates<A: Appliance>(
             if !first {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            // A live page must not keep its session alive by itself, and
+            // a store that cannot answer ends the stream too.
             let alive = web
-                .app
-                .store()
-                .web_session_alive(&token, crate::auth::IDLE_SECS)
-                .unwrap_or(false);
+                .services
+                .users
+                .web_session_alive(&token)
+                .await
+                .is_ok_and(|a| a);
             if !alive {
                 return None;
             }
-            let live = visible(&*web.app, &user);
+            let live = visible(&web, &user).await;
             let total: u64 = live.iter().map(|t| t.rate).sum();
             let rows: Vec<serde_json::Value> = live
                 .iter()

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use ferry_store::{Invitation, NewEvent};
+use ferry_store::Invitation;
+use ferryd_core::users::UsersError;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::html_status;
+use crate::Web;
 use crate::auth::{ClientIp, PublicForm};
 use crate::format::duration;
 use crate::layout::{Notice, bare};
-use crate::{Appliance, Web};
 
 fn too_many(wait: std::time::Duration) -> Response {
     html_status(
@@ -71,15 +72,24 @@ pub fn form_view(email: &str, notice: Option<&Notice>) -> Markup {
     )
 }
 
-pub async fn form<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+/// Counts a request of `from` against the page's budget.
+fn hit(web: &Web, from: std::net::IpAddr) -> Result<(), Response> {
+    web.invitations
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .hit(from, std::time::Instant::now())
+        .map_err(too_many)
+}
+
+pub async fn form(
+    State(web): State<Arc<Web>>,
     ClientIp(from): ClientIp,
     Path(token): Path<String>,
 ) -> Response {
-    if let Err(wait) = web.invitations.hit(from) {
-        return too_many(wait);
+    if let Err(r) = hit(&web, from) {
+        return r;
     }
-    match web.app.store().invitation(&token) {
+    match web.services.users.invitation(&token).await {
         Ok(Invitation::Valid { user, .. }) => {
             html_status(StatusCode::OK, form_view(&user.email, None))
         }
@@ -94,50 +104,35 @@ pub struct PasswordForm {
     again: String,
 }
 
-pub async fn accept<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn accept(
+    State(web): State<Arc<Web>>,
     Path(token): Path<String>,
     posted: PublicForm<PasswordForm>,
 ) -> Response {
     let PublicForm { form, from, .. } = posted;
-    if let Err(wait) = web.invitations.hit(from) {
-        return too_many(wait);
+    if let Err(r) = hit(&web, from) {
+        return r;
     }
-    let user = match web.app.store().invitation(&token) {
+    let users = &web.services.users;
+    let user = match users.invitation(&token).await {
         Ok(Invitation::Valid { user, .. }) => user,
         Ok(other) => return dead_link(&other),
         Err(e) => {
             return crate::layout::error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
         }
     };
-    let problem = if form.password != form.again {
-        Some("The two passwords differ.")
-    } else if form.password.chars().count() < 12 {
-        Some("A password needs at least 12 characters.")
-    } else {
-        None
-    };
-    if let Some(p) = problem {
+    if form.password != form.again {
         return html_status(
             StatusCode::BAD_REQUEST,
-            form_view(&user.email, Some(&Notice::Error(p.into()))),
+            form_view(
+                &user.email,
+                Some(&Notice::Error("The two passwords differ.".into())),
+            ),
         );
     }
-    let app = web.app.clone();
-    let accepted =
-        tokio::task::spawn_blocking(move || app.store().accept_invitation(&token, &form.password))
-            .await
-            .unwrap_or_else(|e| Err(ferry_store::StoreError::Invalid(e.to_string())));
-    match accepted {
+    match users.accept_invitation(&token, &form.password, from).await {
         Ok(user) => {
-            let _ = web.app.store().record_event(NewEvent {
-                user: Some(user.id),
-                address: Some(from.to_string()),
-                action: "user.invitation.accepted",
-                subject: user.email.clone(),
-                ..Default::default()
-            });
-            let server = web.app.base_url();
+            let server = web.services.notifier.base_url();
             html_status(
                 StatusCode::OK,
                 bare(
@@ -151,10 +146,26 @@ pub async fn accept<A: Appliance>(
                 ),
             )
         }
+        // The policy's words, on the same form, to try again.
+        Err(UsersError::WeakPassword(e)) => html_status(
+            StatusCode::BAD_REQUEST,
+            form_view(
+                &user.email,
+                Some(&Notice::Error(capitalised(&e.to_string()))),
+            ),
+        ),
         Err(e) => html_status(
             StatusCode::GONE,
             bare("Invitation", Some(&Notice::Error(e.to_string())), html! {}),
         ),
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect::<String>() + ".",
+        None => String::new(),
     }
 }
 

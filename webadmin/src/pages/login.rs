@@ -6,29 +6,31 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use ferry_store::{NewEvent, Role};
+use ferry_domain::rules::AccountRefusal;
+use ferryd_core::Failing as _;
+use ferryd_core::users::{Through, UsersError};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{html, html_status};
-use crate::auth::{COLLABORATORS, IDLE_SECS, LIFETIME_SECS, Posted, PublicForm, Staff};
+use crate::auth::{COLLABORATORS, Posted, PublicForm, Staff};
 use crate::format::duration;
 use crate::layout::{Notice, bare, local_path, staff_page};
-use crate::{Appliance, Web, auth};
+use crate::{Web, auth};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Next {
     next: Option<String>,
 }
 
-pub async fn form<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn form(
+    State(web): State<Arc<Web>>,
     headers: HeaderMap,
     Query(q): Query<Next>,
 ) -> Response {
     // Already logged in: straight on.
     if let Some(token) = auth::session_token(&headers)
-        && let Ok(Some(_)) = web.app.store().web_session(&token, IDLE_SECS)
+        && let Ok(Some(_)) = web.services.users.web_session(&token).await
     {
         return Redirect::to(&local_path(q.next.as_deref())).into_response();
     }
@@ -58,96 +60,58 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-pub async fn submit<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    posted: PublicForm<LoginForm>,
-) -> Response {
+pub async fn submit(State(web): State<Arc<Web>>, posted: PublicForm<LoginForm>) -> Response {
     let PublicForm {
         form,
         from,
         headers,
     } = posted;
     let email = form.email.trim().to_owned();
-    let store = web.app.store();
-    if let Err(wait) = web.throttle.attempt(&email, from) {
-        let _ = store.record_event(NewEvent {
-            address: Some(from.to_string()),
-            action: "login.throttled",
-            subject: email.clone(),
-            ..Default::default()
-        });
-        let msg = format!(
-            "Too many failed logins for this account or from this address. Try again in {}.",
-            duration(wait.as_secs().max(1))
-        );
-        return html_status(
-            StatusCode::TOO_MANY_REQUESTS,
+    let users = &web.services.users;
+    let refuse = |status, msg: String| {
+        html_status(
+            status,
             login_view(form.next.as_deref(), &email, Some(&Notice::Error(msg))),
-        );
-    }
-    // argon2 takes tens of milliseconds of CPU: off the async threads.
-    let app = web.app.clone();
-    let (e2, p2) = (email.clone(), form.password);
-    let verified = tokio::task::spawn_blocking(move || app.store().verify_password(&e2, &p2))
-        .await
-        .unwrap_or_else(|e| Err(ferry_store::StoreError::Invalid(e.to_string())));
-    let user = match verified {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            let _ = store.record_event(NewEvent {
-                address: Some(from.to_string()),
-                action: "login.failed",
-                subject: email.clone(),
-                detail: "web admin".into(),
-                ..Default::default()
-            });
-            return html_status(
-                StatusCode::UNAUTHORIZED,
-                login_view(
-                    form.next.as_deref(),
-                    &email,
-                    Some(&Notice::Error("Wrong email or password.".into())),
+        )
+    };
+    let (user, session) = match users.web_login(&email, &form.password, from).await {
+        Ok(x) => x,
+        Err(UsersError::Throttled(wait)) => {
+            return refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many failed logins for this account or from this address. Try again in {}.",
+                    duration(wait.as_secs().max(1))
                 ),
             );
+        }
+        Err(UsersError::BadCredentials) => {
+            return refuse(StatusCode::UNAUTHORIZED, "Wrong email or password.".into());
+        }
+        Err(UsersError::Account(AccountRefusal::NotStaff(_))) => {
+            return refuse(StatusCode::FORBIDDEN, COLLABORATORS.into());
         }
         Err(e) => {
-            return html_status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                login_view(
-                    form.next.as_deref(),
-                    &email,
-                    Some(&Notice::Error(e.to_string())),
-                ),
-            );
+            let status = if e.code() == ferry_api::codes::INTERNAL {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            return refuse(status, e.to_string());
         }
     };
-    web.throttle.succeeded_from(&email, from);
-    if user.role == Role::Collaborator {
-        return html_status(
-            StatusCode::FORBIDDEN,
-            login_view(None, &email, Some(&Notice::Error(COLLABORATORS.into()))),
-        );
-    }
     // A fresh token on every login; an old one the browser held is ended.
-    if let Some(old) = auth::session_token(&headers) {
-        let _ = store.end_web_session(&old);
+    if let Some(old) = auth::session_token(&headers)
+        && let Err(e) = users
+            .logout(
+                &old,
+                ferryd_core::audit::Actor::user(user.id, from),
+                &user.email,
+            )
+            .await
+    {
+        log::warn!("ending the session a browser held before logging in: {e}");
     }
-    let session = match store.create_web_session(user.id, LIFETIME_SECS) {
-        Ok(s) => s,
-        Err(e) => {
-            return html_status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                login_view(None, &email, Some(&Notice::Error(e.to_string()))),
-            );
-        }
-    };
-    let _ = store.record_event(NewEvent {
-        user: Some(user.id),
-        address: Some(from.to_string()),
-        action: "login.ok",
-        subject: user.email.clone(),
-        detail: "web admin".into(),
-    });
     let to = if user.must_change_password {
         "/setup".to_owned()
     } else {
@@ -160,21 +124,20 @@ pub async fn submit<A: Appliance>(
     response
 }
 
-pub async fn logout<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn logout(
+    State(web): State<Arc<Web>>,
     headers: HeaderMap,
     posted: Posted<Empty>,
 ) -> Response {
-    if let Some(token) = auth::session_token(&headers) {
-        let _ = web.app.store().end_web_session(&token);
+    if let Some(token) = auth::session_token(&headers)
+        && let Err(e) = web
+            .services
+            .users
+            .logout(&token, posted.staff.actor(), &posted.staff.user.email)
+            .await
+    {
+        log::error!("logging {} out: {e}", posted.staff.user.email);
     }
-    let _ = web.app.store().record_event(NewEvent {
-        user: Some(posted.staff.user.id),
-        address: Some(posted.staff.from.to_string()),
-        action: "logout",
-        subject: posted.staff.user.email.clone(),
-        ..Default::default()
-    });
     let mut response = Redirect::to("/login").into_response();
     response
         .headers_mut()
@@ -186,8 +149,13 @@ pub async fn logout<A: Appliance>(
 #[derive(Debug, Deserialize)]
 pub struct Empty {}
 
-pub async fn setup_form<A: Appliance>(State(web): State<Arc<Web<A>>>, staff: Staff) -> Response {
-    let public = web.app.site().public_address.unwrap_or_default();
+pub async fn setup_form(State(web): State<Arc<Web>>, staff: Staff) -> Response {
+    let public = web
+        .services
+        .settings
+        .current()
+        .public_address
+        .unwrap_or_default();
     html(setup_view(&staff, &public, None))
 }
 
@@ -236,10 +204,7 @@ pub struct SetupForm {
     public_address: Option<String>,
 }
 
-pub async fn setup<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    posted: Posted<SetupForm>,
-) -> Response {
+pub async fn setup(State(web): State<Arc<Web>>, posted: Posted<SetupForm>) -> Response {
     let Posted { staff, form } = posted;
     let public = form.public_address.clone().unwrap_or_default();
     let fail = |msg: String| {
@@ -251,64 +216,50 @@ pub async fn setup<A: Appliance>(
     if form.password != form.again {
         return fail("The two passwords differ.".into());
     }
-    if form.password.chars().count() < 12 {
-        return fail("A password needs at least 12 characters.".into());
+    let services = &web.services;
+    if staff.is_admin()
+        && let Some(p) = form.public_address.as_deref()
+    {
+        let mut text = services.settings.current().to_text();
+        text.public_address = p.trim().to_owned();
+        if let Err(e) = services
+            .settings
+            .change(staff.by(), staff.actor(), &text)
+            .await
+        {
+            return fail(e.to_string());
+        }
     }
     // Someone at an unattended browser must not be able to take the
-    // account: changing a password asks for the current one (the first
-    // run proved it at login a moment ago).
-    if !staff.user.must_change_password {
-        if let Err(wait) = web.throttle.attempt(&staff.user.email, staff.from) {
+    // account: changing a password asks for the current one, unless it is
+    // the one-time one the login proved a moment ago.
+    let current = (!staff.user.must_change_password).then_some(form.current.as_str());
+    let session = match services
+        .users
+        .change_password(
+            &staff.user,
+            current,
+            &form.password,
+            Through::Web,
+            staff.from,
+        )
+        .await
+    {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(UsersError::Throttled(wait)) => {
             return fail(format!(
                 "Too many wrong passwords. Try again in {}.",
                 duration(wait.as_secs().max(1))
             ));
         }
-        let app = web.app.clone();
-        let (email, current) = (staff.user.email.clone(), form.current.clone());
-        let ok = tokio::task::spawn_blocking(move || app.store().verify_password(&email, &current))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
-            .is_some();
-        if !ok {
+        Err(UsersError::WrongCurrentPassword) => {
             return fail("The current password is wrong.".into());
         }
-        web.throttle.succeeded_from(&staff.user.email, staff.from);
-    }
-    if staff.is_admin()
-        && let Some(p) = form.public_address.as_deref()
-    {
-        let mut site = web.app.site();
-        let p = p.trim();
-        site.public_address = (!p.is_empty()).then(|| p.to_owned());
-        if let Err(e) = web.app.change_site(&staff.user, staff.from, site) {
-            return fail(e.message);
-        }
-    }
-    let app = web.app.clone();
-    let (id, pw) = (staff.user.id, form.password);
-    let set = tokio::task::spawn_blocking(move || app.store().set_password(id, &pw))
-        .await
-        .unwrap_or_else(|e| Err(ferry_store::StoreError::Invalid(e.to_string())));
-    if let Err(e) = set {
-        return fail(e.to_string());
-    }
-    let store = web.app.store();
-    // Other browsers logged in with the old password are logged out, and
-    // this one gets a fresh session.
-    let _ = store.end_web_sessions_of(staff.user.id);
-    let _ = store.record_event(NewEvent {
-        user: Some(staff.user.id),
-        address: Some(staff.from.to_string()),
-        action: "user.password",
-        subject: staff.user.email.clone(),
-        detail: "web admin".into(),
-    });
-    let Ok(session) = store.create_web_session(staff.user.id, LIFETIME_SECS) else {
-        return Redirect::to("/login").into_response();
+        Err(e) => return fail(e.to_string()),
     };
+    // Other browsers logged in with the old password are logged out, and
+    // this one has a fresh session.
     let mut response = super::done("/", "welcome");
     response
         .headers_mut()

@@ -32,7 +32,7 @@ pub fn done(path: &str, code: &str) -> Response {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use ferry_store::{Role, User, UserId, UserStatus};
+    use ferry_store::{AccountKind, Role, User, UserId, UserStatus};
 
     use crate::auth::Staff;
 
@@ -48,6 +48,7 @@ pub(crate) mod tests {
                 must_change_password: false,
                 notify: true,
                 created_at: 0,
+                kind: AccountKind::Person,
             },
             csrf: "c5rf".into(),
             from: std::net::IpAddr::from([127, 0, 0, 1]),

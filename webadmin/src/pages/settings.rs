@@ -3,19 +3,56 @@
 //! the default expiry — beside what the appliance reports and is set in its
 //! configuration file (port range, certificate fingerprint, SMTP).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use ferry_domain::settings::{MAX_EXPIRY_DAYS, SettingsText};
+use ferryd_core::ports::ApplianceFacts;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{done, html, html_status};
+use crate::Web;
 use crate::auth::{Admin, AdminPost, Staff};
 use crate::layout::{Notice, csrf, staff_page};
-use crate::{Appliance, ApplianceInfo, SiteSettings, Web};
+
+/// What the page reports of the appliance.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub facts: ApplianceFacts,
+    /// The SMTP server and From address, when email is configured.
+    pub smtp: Option<String>,
+    /// Messages waiting, sent and refused for good.
+    pub outbox: (i64, i64, i64),
+}
+
+async fn info(web: &Web) -> Info {
+    let s = &web.services;
+    let site = s.settings.current();
+    Info {
+        facts: s.appliance.facts(),
+        smtp: site.smtp.map(|m| format!("{} as {}", m.url, m.from)),
+        outbox: match s.notifier.counts().await {
+            Ok(c) => (c.waiting, c.sent, c.failed),
+            Err(e) => {
+                log::error!("cannot read the outbox's counts: {e}");
+                (0, 0, 0)
+            }
+        },
+    }
+}
+
+/// The page with the settings in force and a notice.
+async fn render(web: &Web, staff: &Staff, notice: Option<&Notice>) -> Markup {
+    view(
+        staff,
+        &web.services.settings.current().to_text(),
+        &info(web).await,
+        notice,
+    )
+}
 
 const POLICIES: [(&str, &str); 4] = [
     (
@@ -38,30 +75,16 @@ pub struct PageQuery {
     ok: Option<String>,
 }
 
-pub async fn page<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn page(
+    State(web): State<Arc<Web>>,
     Admin(staff): Admin,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    html(view(
-        &staff,
-        &web.app.site(),
-        &web.app.info(),
-        Notice::from_code(q.ok.as_deref()).as_ref(),
-    ))
+    html(render(&web, &staff, Notice::from_code(q.ok.as_deref()).as_ref()).await)
 }
 
-pub fn view(
-    staff: &Staff,
-    site: &SiteSettings,
-    info: &ApplianceInfo,
-    notice: Option<&Notice>,
-) -> Markup {
-    let proxies: Vec<String> = site
-        .trusted_proxies
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Notice>) -> Markup {
+    let proxies = site.trusted_proxies.join(", ");
     staff_page(
         "Settings",
         "/settings",
@@ -72,12 +95,12 @@ pub fn view(
                 (csrf(staff))
                 h2 { "Network" }
                 label { "Public address"
-                    input type="text" name="public_address" value=(site.public_address.as_deref().unwrap_or(""))
+                    input type="text" name="public_address" value=(site.public_address)
                         placeholder="ferry.example.com (empty: the address a client used)";
                     span.hint { "The name or IP that clients send UDP to: your edge router's public address." }
                 }
                 label { "Trusted proxies"
-                    input type="text" name="trusted_proxies" value=(proxies.join(", ")) placeholder="10.0.0.5, 10.0.0.6";
+                    input type="text" name="trusted_proxies" value=(proxies) placeholder="10.0.0.5, 10.0.0.6";
                     span.hint { "Reverse proxies in front of this appliance whose X-Forwarded-For is believed." }
                 }
                 h2 { "Transfers" }
@@ -87,12 +110,12 @@ pub fn view(
                     }
                 }
                 label { "Target rate (site cap per transfer)"
-                    input type="text" name="target_rate" value=(site.target_rate.as_deref().unwrap_or(""))
+                    input type="text" name="target_rate" value=(site.target_rate)
                         placeholder="e.g. 500M or 1.5G; empty: no cap";
                     span.hint { "Bits per second. Jobs may be capped lower; clients may ask for less, never more." }
                 }
                 label { "Default expiry of a delivery, in days"
-                    input type="number" name="default_expiry_days" min="1" max="3650" value=(site.default_expiry_days);
+                    input type="number" name="default_expiry_days" min="1" max=(MAX_EXPIRY_DAYS) value=(site.default_expiry_days);
                 }
                 h2 { "Email" }
                 label { "SMTP server"
@@ -112,14 +135,14 @@ pub fn view(
             }
             h2 { "This appliance" }
             dl.facts {
-                dt { "Certificate fingerprint (SHA-256)" } dd { code #fingerprint { (info.fingerprint) } }
-                dt { "Control port" } dd { (info.listen) }
+                dt { "Certificate fingerprint (SHA-256)" } dd { code #fingerprint { (info.facts.fingerprint) } }
+                dt { "Control port" } dd { (info.facts.control) }
                 dt { "UDP data ports" } dd {
-                    (info.ports)
+                    (info.facts.ports)
                     br; span.hint { "Set in ferryd.toml and ferry-portguard's configuration; forward the same range on the edge router." }
                 }
                 dt { "Per-session firewall" } dd {
-                    @if info.firewall_on { "on (nftables through ferry-portguard)" }
+                    @if info.facts.firewall_on { "on (nftables through ferry-portguard)" }
                     @else { span.error { "off: any address can reach a leased port" } }
                 }
                 dt { "Email (SMTP)" } dd {
@@ -132,7 +155,7 @@ pub fn view(
                     }
                     (crate::layout::button(staff, "/settings/test-mail", "Send me a test message", "", &[]))
                 }
-                dt { "Version" } dd { (info.version) }
+                dt { "Version" } dd { (info.facts.version) }
             }
             p.hint {
                 "Clients pin the certificate by the fingerprint above; compare it with what "
@@ -175,80 +198,40 @@ pub struct SettingsForm {
     default_expiry_days: String,
 }
 
-/// Reads the form into settings, or says which field is wrong.
-pub fn parse(form: &SettingsForm) -> Result<SiteSettings, String> {
-    let public_address = form.public_address.trim();
-    if public_address.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
-        return Err(format!(
-            "public address {public_address:?} is not a host name or IP address"
-        ));
+impl SettingsForm {
+    /// The form as typed; the settings service checks every field.
+    fn text(&self) -> SettingsText {
+        SettingsText {
+            public_address: self.public_address.clone(),
+            trusted_proxies: vec![self.trusted_proxies.clone()],
+            policy: self.policy.clone(),
+            target_rate: self.target_rate.clone(),
+            default_expiry_days: self.default_expiry_days.clone(),
+            smtp_url: self.smtp_url.clone(),
+            smtp_user: self.smtp_user.clone(),
+            smtp_password_file: self.smtp_password_file.clone(),
+            smtp_from: self.smtp_from.clone(),
+        }
     }
-    let trusted_proxies = form
-        .trusted_proxies
-        .split([',', ' '])
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            s.trim()
-                .parse::<IpAddr>()
-                .map_err(|_| format!("trusted proxy {:?} is not an IP address", s.trim()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if !POLICIES.iter().any(|(p, _)| *p == form.policy) {
-        return Err(format!(
-            "policy {:?} is not one of fair, fixed, cubic, bbr",
-            form.policy
-        ));
-    }
-    let target_rate = form.target_rate.trim();
-    if !target_rate.is_empty() {
-        target_rate
-            .parse::<ferry_proto::Rate>()
-            .map_err(|e| format!("target rate: {e}"))?;
-    }
-    let days: u64 = form
-        .default_expiry_days
-        .trim()
-        .parse()
-        .ok()
-        .filter(|d| (1..=3650).contains(d))
-        .ok_or_else(|| {
-            format!(
-                "default expiry {:?} is not a number of days from 1 to 3650",
-                form.default_expiry_days
-            )
-        })?;
-    Ok(SiteSettings {
-        public_address: (!public_address.is_empty()).then(|| public_address.to_owned()),
-        trusted_proxies,
-        policy: form.policy.clone(),
-        target_rate: (!target_rate.is_empty()).then(|| target_rate.to_owned()),
-        default_expiry_days: days,
-        smtp_url: form.smtp_url.trim().to_owned(),
-        smtp_user: form.smtp_user.trim().to_owned(),
-        smtp_password_file: form.smtp_password_file.trim().to_owned(),
-        smtp_from: form.smtp_from.trim().to_owned(),
-    })
 }
 
-pub async fn save<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    posted: AdminPost<SettingsForm>,
-) -> Response {
+pub async fn save(State(web): State<Arc<Web>>, posted: AdminPost<SettingsForm>) -> Response {
     let AdminPost { staff, form } = posted;
-    let result = parse(&form).and_then(|site| {
-        web.app
-            .change_site(&staff.user, staff.from, site)
-            .map_err(|e| e.message)
-    });
-    match result {
-        Ok(()) => done("/settings", "saved"),
-        Err(msg) => html_status(
+    let changed = web
+        .services
+        .settings
+        .change(staff.by(), staff.actor(), &form.text())
+        .await;
+    match changed {
+        Ok(_) => done("/settings", "saved"),
+        Err(e) => html_status(
             StatusCode::BAD_REQUEST,
+            // The page shows what was typed, with why it does not hold.
             view(
                 &staff,
-                &web.app.site(),
-                &web.app.info(),
-                Some(&Notice::Error(msg)),
+                &form.text(),
+                &info(&web).await,
+                Some(&Notice::Error(e.to_string())),
             ),
         ),
     }
@@ -257,24 +240,16 @@ pub async fn save<A: Appliance>(
 #[derive(Debug, Deserialize)]
 pub struct Empty {}
 
-pub async fn test_mail<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    posted: AdminPost<Empty>,
-) -> Response {
+pub async fn test_mail(State(web): State<Arc<Web>>, posted: AdminPost<Empty>) -> Response {
     let staff = posted.staff;
-    let notice = match web.app.test_mail(&staff.user) {
+    let notice = match web.services.notifier.test_mail(&staff.user).await {
         Ok(()) => Notice::Done(format!(
             "A test message to {} is queued; the counts below show when it has gone.",
             staff.user.email
         )),
-        Err(e) => Notice::Error(e.message),
+        Err(e) => Notice::Error(e.to_string()),
     };
-    html(view(
-        &staff,
-        &web.app.site(),
-        &web.app.info(),
-        Some(&notice),
-    ))
+    html(render(&web, &staff, Some(&notice)).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,31 +258,27 @@ pub struct CertificateForm {
     key: String,
 }
 
-pub async fn certificate<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn certificate(
+    State(web): State<Arc<Web>>,
     posted: AdminPost<CertificateForm>,
 ) -> Response {
     let AdminPost { staff, form } = posted;
-    let notice = match web.app.install_certificate(
-        &staff.user,
-        staff.from,
-        &form.certificate,
-        &form.key,
-    ) {
+    let installed = web
+        .services
+        .install_certificate(staff.by(), staff.actor(), &form.certificate, &form.key)
+        .await;
+    let notice = match installed {
         Ok(fingerprint) => Notice::Done(format!(
             "Certificate installed (SHA-256 {fingerprint}). Restart ferryd to use it; clients then log in again \
              and compare this fingerprint."
         )),
-        Err(e) => Notice::Error(format!("The certificate was not installed: {}", e.message)),
+        Err(e) => Notice::Error(e.to_string()),
     };
     let status = match notice {
         Notice::Done(_) => StatusCode::OK,
         Notice::Error(_) => StatusCode::BAD_REQUEST,
     };
-    html_status(
-        status,
-        view(&staff, &web.app.site(), &web.app.info(), Some(&notice)),
-    )
+    html_status(status, render(&web, &staff, Some(&notice)).await)
 }
 
 #[cfg(test)]
@@ -315,59 +286,42 @@ mod tests {
     use super::*;
     use crate::pages::tests::staff;
 
-    fn form(rate: &str, proxies: &str, days: &str) -> SettingsForm {
-        SettingsForm {
+    #[test]
+    fn the_form_goes_to_the_validator_as_typed() {
+        let form = SettingsForm {
             smtp_url: String::new(),
             smtp_user: String::new(),
             smtp_password_file: String::new(),
             smtp_from: String::new(),
             public_address: " ferry.example.com ".into(),
-            trusted_proxies: proxies.into(),
+            trusted_proxies: "10.0.0.5, 10.0.0.6".into(),
             policy: "fair".into(),
-            target_rate: rate.into(),
-            default_expiry_days: days.into(),
-        }
-    }
-
-    #[test]
-    fn the_form_is_checked_field_by_field() {
-        let s = parse(&form("500M", "10.0.0.5, 10.0.0.6", "14")).unwrap();
-        assert_eq!(s.public_address.as_deref(), Some("ferry.example.com"));
-        assert_eq!(s.trusted_proxies.len(), 2);
-        assert_eq!(s.target_rate.as_deref(), Some("500M"));
-        assert_eq!(s.default_expiry_days, 14);
-        assert!(
-            parse(&form("fast", "", "14"))
-                .unwrap_err()
-                .contains("target rate")
-        );
-        assert!(
-            parse(&form("", "proxy.example", "14"))
-                .unwrap_err()
-                .contains("not an IP address")
-        );
-        assert!(parse(&form("", "", "0")).unwrap_err().contains("1 to 3650"));
-        let mut bad = form("", "", "7");
-        bad.policy = "turbo".into();
-        assert!(parse(&bad).unwrap_err().contains("policy"));
+            target_rate: "500M".into(),
+            default_expiry_days: "14".into(),
+        };
+        let site = ferry_domain::settings::parse(&form.text()).unwrap();
+        assert_eq!(site.public_address.as_deref(), Some("ferry.example.com"));
+        assert_eq!(site.trusted_proxies.len(), 2);
+        assert_eq!(site.default_expiry_days, 14);
     }
 
     #[test]
     fn the_page_shows_the_fingerprint_and_current_values() {
-        let site = SiteSettings {
-            public_address: Some("ferry.example.com".into()),
-            trusted_proxies: vec![],
+        let site = SettingsText {
+            public_address: "ferry.example.com".into(),
             policy: "fixed".into(),
-            target_rate: Some("1G".into()),
-            default_expiry_days: 30,
+            target_rate: "1G".into(),
+            default_expiry_days: "30".into(),
             ..Default::default()
         };
-        let info = ApplianceInfo {
-            fingerprint: "ab:cd".into(),
-            listen: "127.0.0.1:8443".into(),
-            ports: "45190-45210".into(),
-            firewall_on: false,
-            version: "0.1.0",
+        let info = Info {
+            facts: ApplianceFacts {
+                fingerprint: "ab:cd".into(),
+                control: "127.0.0.1:8443".parse().unwrap(),
+                ports: "45190-45210".into(),
+                firewall_on: false,
+                version: "0.1.0",
+            },
             smtp: None,
             outbox: (3, 0, 0),
         };

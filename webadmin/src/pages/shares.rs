@@ -7,9 +7,9 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cap_std::fs::Dir;
-use ferry_proto::SharePath;
-use ferry_store::{Access, Share, UserId};
+use ferry_api::EntryKind;
+use ferry_domain::rules::Access;
+use ferry_store::{Share, UserId};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -17,7 +17,7 @@ use super::{done, html, html_status};
 use crate::auth::{AdminPost, Staff};
 use crate::format::{ago, bytes, timestamp};
 use crate::layout::{Notice, csrf, staff_page, url_escape};
-use crate::{Appliance, Refused, Web};
+use crate::{Refused, Web};
 
 /// A share with who may use it, for the page.
 #[derive(Debug, Clone)]
@@ -26,16 +26,16 @@ pub struct ShareRow {
     pub acl: Vec<(UserId, String, Access)>,
 }
 
-fn rows<A: Appliance>(app: &A, staff: &Staff) -> Result<Vec<ShareRow>, Refused> {
-    let store = app.store();
+/// The shares `staff` may see, with their grants for admins.
+async fn rows(web: &Web, staff: &Staff) -> Result<Vec<ShareRow>, Refused> {
+    let shares = &web.services.shares;
     let mut out = Vec::new();
-    for share in store.list_shares()? {
-        let access = store.access(&staff.user, &share)?;
-        if !access.read && !access.write {
+    for info in shares.visible(&staff.user).await? {
+        let Some(share) = shares.by_name(&info.name).await? else {
             continue;
-        }
+        };
         let acl = if staff.is_admin() {
-            store.share_acl(share.id)?
+            shares.grants(staff.by(), share.id).await?
         } else {
             Vec::new()
         };
@@ -49,26 +49,22 @@ pub struct PageQuery {
     ok: Option<String>,
 }
 
-pub async fn page<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn page(
+    State(web): State<Arc<Web>>,
     staff: Staff,
     Query(q): Query<PageQuery>,
 ) -> Response {
     render(
-        &*web.app,
+        &web,
         &staff,
         Notice::from_code(q.ok.as_deref()),
         StatusCode::OK,
     )
+    .await
 }
 
-fn render<A: Appliance>(
-    app: &A,
-    staff: &Staff,
-    notice: Option<Notice>,
-    status: StatusCode,
-) -> Response {
-    match rows(app, staff) {
+async fn render(web: &Web, staff: &Staff, notice: Option<Notice>, status: StatusCode) -> Response {
+    match rows(web, staff).await {
         Ok(r) => html_status(status, view(staff, &r, notice.as_ref())),
         Err(e) => crate::layout::error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     }
@@ -189,29 +185,20 @@ fn acl(acl: &[(UserId, String, Access)], staff: &Staff) -> Markup {
     }
 }
 
-/// A change made, for the audit log and the confirmation.
-struct Change {
-    action: &'static str,
-    subject: String,
-    detail: String,
-    /// The confirmation's code (see `Notice::from_code`).
-    code: &'static str,
-}
-
-/// After a change: audit it and go back to the page, or show the page
-/// again with why not.
-fn finish(app: &impl Appliance, staff: &Staff, change: Result<Change, Refused>) -> Response {
+/// After a change (audited by the service): back to the page, or the
+/// page again with why not.
+async fn finish(web: &Web, staff: &Staff, change: Result<&'static str, Refused>) -> Response {
     match change {
-        Ok(c) => {
-            staff.audit(app.store(), c.action, &c.subject, c.detail);
-            done("/shares", c.code)
+        Ok(code) => done("/shares", code),
+        Err(e) => {
+            render(
+                web,
+                staff,
+                Some(Notice::Error(e.message)),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
         }
-        Err(e) => render(
-            app,
-            staff,
-            Some(Notice::Error(e.message)),
-            StatusCode::BAD_REQUEST,
-        ),
     }
 }
 
@@ -221,19 +208,19 @@ pub struct RootForm {
     path: String,
 }
 
-pub async fn add_root<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    posted: AdminPost<RootForm>,
-) -> Response {
+pub async fn add_root(State(web): State<Arc<Web>>, posted: AdminPost<RootForm>) -> Response {
     let AdminPost { staff, form } = posted;
-    let result = web.app.add_root_share(&form.name, &form.path);
-    let change = result.map(|s| Change {
-        action: "share.add",
-        subject: s.name.clone(),
-        detail: format!("root share at {}", s.abs_path.display()),
-        code: "root-added",
-    });
-    finish(&*web.app, &staff, change)
+    let result = web
+        .services
+        .shares
+        .add_root(staff.by(), staff.actor(), &form.name, &form.path)
+        .await;
+    finish(
+        &web,
+        &staff,
+        result.map(|_| "root-added").map_err(Refused::from),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,19 +230,25 @@ pub struct ShareForm {
     folder: String,
 }
 
-pub async fn add_share<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    posted: AdminPost<ShareForm>,
-) -> Response {
+pub async fn add_share(State(web): State<Arc<Web>>, posted: AdminPost<ShareForm>) -> Response {
     let AdminPost { staff, form } = posted;
-    let result = web.app.add_share(&form.name, &form.root, &form.folder);
-    let change = result.map(|s| Change {
-        action: "share.add",
-        subject: s.name.clone(),
-        detail: format!("in {} at {}", form.root, s.path),
-        code: "share-added",
-    });
-    finish(&*web.app, &staff, change)
+    let result = web
+        .services
+        .shares
+        .add_beneath(
+            staff.by(),
+            staff.actor(),
+            &form.name,
+            &form.root,
+            &form.folder,
+        )
+        .await;
+    finish(
+        &web,
+        &staff,
+        result.map(|_| "share-added").map_err(Refused::from),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,41 +259,27 @@ pub struct GrantForm {
     write: Option<String>,
 }
 
-pub async fn grant<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    posted: AdminPost<GrantForm>,
-) -> Response {
+pub async fn grant(State(web): State<Arc<Web>>, posted: AdminPost<GrantForm>) -> Response {
     let AdminPost { staff, form } = posted;
     let access = Access {
         read: form.read.is_some(),
         write: form.write.is_some(),
     };
-    let result = (|| {
-        let store = web.app.store();
-        let share = store
-            .share_by_name(&form.share)?
-            .ok_or_else(|| Refused::new(format!("there is no share {:?}", form.share)))?;
-        let user = store.user_by_email(form.email.trim())?.ok_or_else(|| {
-            Refused::new(format!(
-                "there is no user {}; invite them first",
-                form.email.trim()
-            ))
-        })?;
-        store.grant(share.id, user.id, access)?;
-        Ok::<_, Refused>(())
-    })();
-    let change = result.map(|()| Change {
-        action: "share.grant",
-        subject: form.share.clone(),
-        detail: format!(
-            "{}: read={} write={}",
-            form.email.trim(),
-            access.read,
-            access.write
-        ),
-        code: "granted",
-    });
-    finish(&*web.app, &staff, change)
+    let result = web
+        .services
+        .shares
+        .grant(staff.by(), staff.actor(), &form.share, &form.email, access)
+        .await
+        .map_err(|e| match e {
+            ferryd_core::shares::SharesError::Store(ferry_store::StoreError::NotFound(_)) => {
+                Refused::new(format!(
+                    "there is no user {}; invite them first",
+                    form.email.trim()
+                ))
+            }
+            other => other.into(),
+        });
+    finish(&web, &staff, result.map(|()| "granted")).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,60 +299,43 @@ pub struct Entry {
 /// Entries shown per folder; the rest are counted.
 const BROWSE_LIMIT: usize = 2000;
 
-pub async fn browse<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn browse(
+    State(web): State<Arc<Web>>,
     staff: Staff,
     Path(name): Path<String>,
     Query(q): Query<BrowseQuery>,
 ) -> Response {
-    let result = (|| {
-        let store = web.app.store();
-        let share = store
-            .share_by_name(&name)?
-            .ok_or_else(|| Refused::new(format!("there is no share {name:?}")))?;
-        if !store.access(&staff.user, &share)?.read {
-            return Err(Refused::new(format!("share {name} is not granted to you")));
+    let sub = q.path.as_deref().unwrap_or("").trim_matches('/').to_owned();
+    let shares = &web.services.shares;
+    let listed = shares
+        .browse(&staff.user, &name, &sub, None, BROWSE_LIMIT)
+        .await
+        .map_err(Refused::from);
+    let share = match shares.by_name(&name).await {
+        Ok(Some(s)) => s,
+        _ => {
+            return crate::layout::error_page(
+                StatusCode::NOT_FOUND,
+                &format!("there is no share named {name:?}"),
+            );
         }
-        let sub = q.path.as_deref().unwrap_or("").trim_matches('/');
-        let root = Dir::open_ambient_dir(&share.abs_path, cap_std::ambient_authority())
-            .map_err(|e| Refused::new(format!("cannot open share {name}: {e}")))?;
-        let dir = if sub.is_empty() {
-            root
-        } else {
-            let p = SharePath::parse(sub).map_err(|e| Refused::new(format!("{sub:?}: {e}")))?;
-            root.open_dir(p.as_str())
-                .map_err(|e| Refused::new(format!("cannot open {p} in {name}: {e}")))?
-        };
-        let mut entries = Vec::new();
-        let mut more = 0usize;
-        for e in dir.entries().map_err(|e| Refused::new(e.to_string()))? {
-            let Ok(e) = e else { continue };
-            let file_name = e.file_name().to_string_lossy().into_owned();
-            // Part and state files are Ferry's working files, not content.
-            if file_name.ends_with(".ferry-part") || file_name.ends_with(".ferry-state") {
-                continue;
-            }
-            if entries.len() >= BROWSE_LIMIT {
-                more += 1;
-                continue;
-            }
-            let Ok(meta) = e.metadata() else { continue };
-            entries.push(Entry {
-                name: file_name,
-                dir: meta.is_dir(),
-                size: meta.len(),
-                modified: meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.into_std().duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs() as i64),
-            });
+    };
+    match listed {
+        Ok(listing) => {
+            let more = usize::from(listing.next_cursor.is_some());
+            let mut entries: Vec<Entry> = listing
+                .entries
+                .into_iter()
+                .map(|e| Entry {
+                    dir: e.kind == EntryKind::Folder,
+                    name: e.name,
+                    size: e.size,
+                    modified: e.mtime,
+                })
+                .collect();
+            entries.sort_by(|a, b| b.dir.cmp(&a.dir).then(a.name.cmp(&b.name)));
+            html(browse_view(&staff, &share, &sub, &entries, more))
         }
-        entries.sort_by(|a, b| b.dir.cmp(&a.dir).then(a.name.cmp(&b.name)));
-        Ok((share, sub.to_owned(), entries, more))
-    })();
-    match result {
-        Ok((share, sub, entries, more)) => html(browse_view(&staff, &share, &sub, &entries, more)),
         Err(e) => crate::layout::error_page(StatusCode::NOT_FOUND, &e.message),
     }
 }
@@ -385,7 +347,7 @@ pub fn browse_view(
     entries: &[Entry],
     more: usize,
 ) -> Markup {
-    let t = ferry_store::now();
+    let t = jiff::Timestamp::now().as_second();
     let base = format!("/shares/browse/{}", url_escape(&share.name));
     let join = |name: &str| {
         if sub.is_empty() {
@@ -429,7 +391,7 @@ pub fn browse_view(
                         }
                     }
                 }
-                @if more > 0 { p.hint { "and " (more) " more not shown" } }
+                @if more > 0 { p.hint { "and more, not shown" } }
             }
         },
     )
@@ -522,6 +484,6 @@ mod tests {
         assert!(out.contains(r#"href="/shares/browse/media?path=review/day1""#));
         assert!(out.contains(r#"href="/shares/browse/media?path=review/day1/shot010""#));
         assert!(out.contains("2.00 MB"));
-        assert!(out.contains("and 3 more not shown"));
+        assert!(out.contains("and more, not shown"));
     }
 }

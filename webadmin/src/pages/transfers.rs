@@ -1,15 +1,17 @@
 //! Transfers: every job, newest first, with tabs for unfinished and
 //! finished, filters by user and status, cursor paging (fast at any depth:
 //! it walks the primary key), a job's files and sequences, and the actions
-//! the API offers (pause, resume, abort, retry, purge, priority).
+//! the rulebook gives the viewer on each job (the same the API, the CLI and
+//! the desktop app offer).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use ferry_api::{JobDetail, JobInfo, JobLine};
-use ferry_store::now;
+use ferry_api::{JobAction, JobDetail, JobInfo, JobKind, JobLine, JobStatus};
+use ferry_domain::JobId;
+use ferryd_core::jobs::Listing;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -17,7 +19,7 @@ use super::{done, html, html_status};
 use crate::auth::{Posted, Staff};
 use crate::format::{ago, bytes, percent, rate, timestamp};
 use crate::layout::{Notice, button, csrf, staff_page, url_escape};
-use crate::{Appliance, JobAction, JobQuery, Web};
+use crate::{Refused, Web};
 
 /// Jobs per page.
 pub const PAGE: u32 = 50;
@@ -59,20 +61,46 @@ impl ListQuery {
     }
 }
 
-pub async fn page<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+/// The page's filters as a listing for the jobs service.
+async fn listing(web: &Web, q: &ListQuery) -> Result<Listing, Refused> {
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<JobStatus>()
+                .map_err(|e| Refused::new(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let person = match q.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        Some(email) => Some(web.services.users.by_email(email).await?.id),
+        None => None,
+    };
+    Ok(Listing {
+        finished: q.finished(),
+        all: !q.finished(),
+        status,
+        person,
+        before: q.before.map(JobId),
+        limit: PAGE,
+        ..Default::default()
+    })
+}
+
+pub async fn page(
+    State(web): State<Arc<Web>>,
     staff: Staff,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let query = JobQuery {
-        finished: q.finished(),
-        user: q.user.clone().filter(|u| !u.trim().is_empty()),
-        status: q.status.clone().filter(|s| !s.is_empty()),
-        before: q.before,
-        limit: PAGE,
-    };
     let notice = Notice::from_code(q.ok.as_deref());
-    match web.app.jobs(&staff.user, &query) {
+    let listed = match listing(&web, &q).await {
+        Ok(l) => web
+            .services
+            .jobs
+            .list(&staff.user, &l)
+            .await
+            .map_err(Refused::from),
+        Err(e) => Err(e),
+    };
+    match listed {
         Ok(list) => html(view(
             &staff,
             &q,
@@ -87,8 +115,6 @@ pub async fn page<A: Appliance>(
     }
 }
 
-const STATUSES: [&str; 6] = ["queued", "running", "paused", "failed", "aborted", "done"];
-
 fn view(
     staff: &Staff,
     q: &ListQuery,
@@ -96,7 +122,7 @@ fn view(
     next: Option<i64>,
     notice: Option<&Notice>,
 ) -> Markup {
-    let t = now();
+    let t = jiff::Timestamp::now().as_second();
     let back = q.with_before(q.before);
     staff_page(
         "Transfers",
@@ -114,8 +140,8 @@ fn view(
                 label { "Status"
                     select name="status" {
                         option value="" { "any" }
-                        @for s in STATUSES {
-                            option value=(s) selected[q.status.as_deref() == Some(s)] { (s) }
+                        @for s in JobStatus::ALL {
+                            option value=(s) selected[q.status.as_deref() == Some(s.as_str())] { (s) }
                         }
                     }
                 }
@@ -147,8 +173,8 @@ fn view(
 fn row(staff: &Staff, j: &JobInfo, t: i64, back: &str) -> Markup {
     let pct = percent(j.bytes_done.max(0) as u64, j.bytes_total.max(0) as u64);
     let to = j.recipient.as_deref().map_or_else(
-        || match (&j.share, j.kind.as_str()) {
-            (Some(s), "get") => format!("share {s} → {}", j.owner),
+        || match (&j.share, j.kind) {
+            (Some(s), JobKind::Get) => format!("share {s} → {}", j.owner),
             (Some(s), _) => format!("{} → share {s}", j.owner),
             (None, _) => j.owner.clone(),
         },
@@ -171,14 +197,16 @@ fn row(staff: &Staff, j: &JobInfo, t: i64, back: &str) -> Markup {
                 progress max="100" value=(pct) {}
                 " " span.hint { (bytes(j.bytes_done.max(0) as u64)) " of " (bytes(j.bytes_total.max(0) as u64)) " (" (pct) " %)" }
             }
-            td.num { @if j.status == "running" { (rate(j.rate.max(0) as u64)) } @else { "–" } }
+            td.num { @if j.status == JobStatus::Running { (rate(j.rate.max(0) as u64)) } @else { "–" } }
             td title=(timestamp(j.created_at)) { (ago(j.created_at, t)) }
             td.actions { (actions(staff, j, back)) }
         }
     }
 }
 
-/// The buttons that make sense in the job's state.
+/// The buttons the rulebook gives this viewer on this job (`actions`,
+/// computed by the jobs service): nothing is offered that would be
+/// refused.
 fn actions(staff: &Staff, j: &JobInfo, back: &str) -> Markup {
     let url = format!("/transfers/{}/action", j.id);
     let b = |action: JobAction, label: &str, class: &str| {
@@ -190,13 +218,13 @@ fn actions(staff: &Staff, j: &JobInfo, back: &str) -> Markup {
             &[("action", action.as_str()), ("back", back)],
         )
     };
-    let unfinished = matches!(j.status.as_str(), "queued" | "running" | "paused");
+    let may = |a: JobAction| j.actions.contains(&a);
     html! {
-        @if j.status == "paused" { (b(JobAction::Resume, "Resume", "")) }
-        @else if unfinished { (b(JobAction::Pause, "Pause", "")) }
-        @if unfinished || j.status == "failed" { (b(JobAction::Abort, "Abort", "danger")) }
-        @if matches!(j.status.as_str(), "failed" | "aborted") { (b(JobAction::Retry, "Retry", "")) }
-        (b(JobAction::Purge, "Purge", "danger"))
+        @if may(JobAction::Resume) { (b(JobAction::Resume, "Resume", "")) }
+        @if may(JobAction::Pause) { (b(JobAction::Pause, "Pause", "")) }
+        @if may(JobAction::Abort) { (b(JobAction::Abort, "Abort", "danger")) }
+        @if may(JobAction::Retry) { (b(JobAction::Retry, "Retry", "")) }
+        @if may(JobAction::Purge) { (b(JobAction::Purge, "Purge", "danger")) }
     }
 }
 
@@ -206,16 +234,21 @@ pub struct ActionForm {
     back: Option<String>,
 }
 
-pub async fn act<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn act(
+    State(web): State<Arc<Web>>,
     Path(id): Path<i64>,
     posted: Posted<ActionForm>,
 ) -> Response {
     let Posted { staff, form } = posted;
     let back = crate::layout::local_path(form.back.as_deref());
-    match web.app.act(&staff.user, staff.from, id, form.action).await {
-        Ok(()) => done(&back, form.action.as_str()),
-        Err(e) => crate::layout::error_page(StatusCode::CONFLICT, &e.message),
+    match web
+        .services
+        .jobs
+        .act(&staff.user, staff.from, id, form.action)
+        .await
+    {
+        Ok(_) => done(&back, form.action.as_str()),
+        Err(e) => crate::layout::error_page(StatusCode::CONFLICT, &e.to_string()),
     }
 }
 
@@ -224,25 +257,25 @@ pub struct DetailQuery {
     ok: Option<String>,
 }
 
-pub async fn detail<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn detail(
+    State(web): State<Arc<Web>>,
     staff: Staff,
     Path(id): Path<i64>,
     Query(q): Query<DetailQuery>,
 ) -> Response {
-    match web.app.job(&staff.user, id) {
+    match web.services.jobs.detail(&staff.user, id).await {
         Ok(d) => html(detail_view(
             &staff,
             &d,
             Notice::from_code(q.ok.as_deref()).as_ref(),
         )),
-        Err(e) => crate::layout::error_page(StatusCode::NOT_FOUND, &e.message),
+        Err(e) => crate::layout::error_page(StatusCode::NOT_FOUND, &e.to_string()),
     }
 }
 
 pub fn detail_view(staff: &Staff, d: &JobDetail, notice: Option<&Notice>) -> Markup {
     let j = &d.job;
-    let t = now();
+    let t = jiff::Timestamp::now().as_second();
     let back = format!("/transfers/{}", j.id);
     staff_page(
         &format!("Job {}: {}", j.id, j.name),
@@ -268,7 +301,7 @@ pub fn detail_view(staff: &Staff, d: &JobDetail, notice: Option<&Notice>) -> Mar
             h2 { "Files and sequences" }
             @if d.lines.is_empty() {
                 p.empty {
-                    @if matches!(j.kind.as_str(), "put" | "get") {
+                    @if !j.kind.is_delivery() {
                         "A direct transfer (ferry put or ferry get) is tracked as a whole; deliveries list their files here."
                     } @else {
                         "No files yet: the sender's plan has not arrived."
@@ -282,12 +315,14 @@ pub fn detail_view(staff: &Staff, d: &JobDetail, notice: Option<&Notice>) -> Mar
                     }
                 }
             }
-            h2 { "Change priority" }
-            form.inline-form method="post" action={"/transfers/" (j.id) "/priority"} {
-                (csrf(staff))
-                label { "Files matching" input type="text" name="glob" required placeholder="*.mp4 or shot010/*"; }
-                label { "Priority" input type="text" name="priority" required placeholder="high, low or 1–1000"; }
-                button type="submit" { "Set" }
+            @if j.actions.contains(&JobAction::Priority) {
+                h2 { "Change priority" }
+                form.inline-form method="post" action={"/transfers/" (j.id) "/priority"} {
+                    (csrf(staff))
+                    label { "Files matching" input type="text" name="glob" required placeholder="*.mp4 or shot010/*"; }
+                    label { "Priority" input type="text" name="priority" required placeholder="high, low or 1–1000"; }
+                    button type="submit" { "Set" }
+                }
             }
         },
     )
@@ -316,23 +351,24 @@ pub struct PriorityForm {
     priority: String,
 }
 
-pub async fn priority<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn priority(
+    State(web): State<Arc<Web>>,
     Path(id): Path<i64>,
     posted: Posted<PriorityForm>,
 ) -> Response {
     let Posted { staff, form } = posted;
-    match web
-        .app
+    let jobs = &web.services.jobs;
+    match jobs
         .reprioritise(&staff.user, staff.from, id, &form.glob, &form.priority)
+        .await
     {
         Ok(_) => done(&format!("/transfers/{id}"), "priority"),
-        Err(e) => match web.app.job(&staff.user, id) {
+        Err(e) => match jobs.detail(&staff.user, id).await {
             Ok(d) => html_status(
                 StatusCode::BAD_REQUEST,
-                detail_view(&staff, &d, Some(&Notice::Error(e.message))),
+                detail_view(&staff, &d, Some(&Notice::Error(e.to_string()))),
             ),
-            Err(e) => crate::layout::error_page(StatusCode::NOT_FOUND, &e.message),
+            Err(e) => crate::layout::error_page(StatusCode::NOT_FOUND, &e.to_string()),
         },
     }
 }
@@ -342,15 +378,17 @@ mod tests {
     use super::*;
     use crate::pages::tests::staff;
 
-    fn job(id: i64, status: &str) -> JobInfo {
-        serde_json::from_value(serde_json::json!({
+    fn job(id: i64, status: JobStatus) -> JobInfo {
+        let mut j: JobInfo = serde_json::from_value(serde_json::json!({
             "id": id, "kind": "download", "name": "review-<b>0412</b>", "status": status,
             "owner": "ann@example.com", "recipient": "director@example.com",
             "folder": "", "files_total": 3, "files_done": 1,
             "bytes_total": 3_000_000_000i64, "bytes_done": 1_000_000_000i64, "bytes_skipped": 0,
             "rate": 11_000_000, "retries": 0, "created_at": 0
         }))
-        .unwrap()
+        .unwrap();
+        j.actions = status.allows().to_vec();
+        j
     }
 
     #[test]
@@ -360,7 +398,7 @@ mod tests {
         let out = view(
             &s,
             &q,
-            &[job(12, "running"), job(11, "failed")],
+            &[job(12, JobStatus::Running), job(11, JobStatus::Failed)],
             Some(11),
             None,
         )
@@ -376,6 +414,13 @@ mod tests {
         // A running job pauses and aborts; a failed one retries.
         assert!(out.contains(r#"value="pause""#));
         assert!(out.contains(r#"value="retry""#));
+        // Nothing the viewer may not do is offered.
+        let mut bare = job(13, JobStatus::Running);
+        bare.actions = vec![JobAction::Pause];
+        let out = view(&s, &q, &[bare], None, None).into_string();
+        assert!(out.contains(r#"value="pause""#));
+        assert!(!out.contains(r#"value="abort""#));
+        assert!(!out.contains(r#"value="purge""#));
         assert!(out.contains(&format!(r#"name="csrf" value="{}""#, s.csrf)));
     }
 
@@ -397,17 +442,17 @@ mod tests {
     fn a_sequence_reads_as_one_line_with_its_gaps() {
         let s = staff(false);
         let d = JobDetail {
-            job: job(3, "running"),
+            job: job(3, JobStatus::Running),
             tasks: vec![],
             lines: vec![JobLine {
-                kind: "sequence".into(),
+                kind: ferry_api::LineKind::Sequence,
                 name: "shot010.####.exr [1001-1100]".into(),
                 files: 98,
                 missing: vec!["1050-1051".into()],
                 size: 98_000_000,
                 bytes_done: 49_000_000,
                 priority: 500,
-                status: "running".into(),
+                status: ferry_api::TaskStatus::Running,
                 finished_at: None,
             }],
         };

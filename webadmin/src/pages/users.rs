@@ -1,13 +1,16 @@
-//! Users (admins only): invite by email, set the role, disable and enable,
-//! reset a password to a one-time one, and manage API keys (a new key is
-//! shown once; keys list with their last use and can be revoked).
+//! Users (admins only): invite by email or add a service account for
+//! automation, set the role, disable and enable, reset a password to a
+//! one-time one, and manage API keys (a new key is shown once; keys list
+//! with their last use and can be revoked). The users service decides and
+//! audits each of these.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use ferry_store::{ApiKey, ApiKeyId, Role, User, UserId, UserStatus};
+use ferry_domain::{AccountKind, Role, UserStatus};
+use ferry_store::{ApiKey, ApiKeyId, User, UserId};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -15,7 +18,7 @@ use super::{done, html_status};
 use crate::auth::{Admin, AdminPost, Staff};
 use crate::format::{ago, timestamp};
 use crate::layout::{Notice, button, csrf, staff_page};
-use crate::{Appliance, Refused, Web};
+use crate::{Refused, Web};
 
 /// A user with their API keys.
 #[derive(Debug, Clone)]
@@ -31,16 +34,14 @@ pub struct Secret {
     pub value: String,
 }
 
-fn rows(app: &impl Appliance) -> Result<Vec<UserRow>, Refused> {
-    let store = app.store();
-    store
-        .list_users()?
-        .into_iter()
-        .map(|user| {
-            let keys = store.list_api_keys(user.id)?;
-            Ok(UserRow { user, keys })
-        })
-        .collect()
+async fn rows(web: &Web, staff: &Staff) -> Result<Vec<UserRow>, Refused> {
+    let users = &web.services.users;
+    let mut out = Vec::new();
+    for user in users.list(staff.by()).await? {
+        let keys = users.keys(staff.by(), user.id).await?;
+        out.push(UserRow { user, keys });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,28 +49,29 @@ pub struct PageQuery {
     ok: Option<String>,
 }
 
-pub async fn page<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn page(
+    State(web): State<Arc<Web>>,
     Admin(staff): Admin,
     Query(q): Query<PageQuery>,
 ) -> Response {
     render(
-        &*web.app,
+        &web,
         &staff,
         Notice::from_code(q.ok.as_deref()),
         None,
         StatusCode::OK,
     )
+    .await
 }
 
-fn render(
-    app: &impl Appliance,
+async fn render(
+    web: &Web,
     staff: &Staff,
     notice: Option<Notice>,
     secret: Option<&Secret>,
     status: StatusCode,
 ) -> Response {
-    match rows(app) {
+    match rows(web, staff).await {
         Ok(r) => html_status(status, view(staff, &r, notice.as_ref(), secret)),
         Err(e) => crate::layout::error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     }
@@ -83,7 +85,7 @@ pub fn view(
     notice: Option<&Notice>,
     secret: Option<&Secret>,
 ) -> Markup {
-    let t = ferry_store::now();
+    let t = jiff::Timestamp::now().as_second();
     staff_page(
         "Users",
         "/users",
@@ -108,11 +110,14 @@ pub fn view(
                             @for r in ROLES { option value=(r.as_str()) selected[r == Role::Collaborator] { (r.as_str()) } }
                         }
                     }
-                    button.primary type="submit" { "Invite" }
+                    label.check { input type="checkbox" name="service" value="on"; " Service account" }
+                    button.primary type="submit" { "Add" }
                 }
                 p.hint {
                     "Admins run the appliance; employees send deliveries and see their own; "
-                    "collaborators receive deliveries with the Ferry client and cannot open these pages."
+                    "collaborators receive deliveries with the Ferry client and cannot open these pages. "
+                    "A service account is for automation (an ftrack action, a render farm): it has no password "
+                    "and no web login, only API keys, and is active at once; everyone else gets an invitation."
                 }
             }
             section {
@@ -144,7 +149,10 @@ fn row(staff: &Staff, r: &UserRow, t: i64) -> Markup {
                     button type="submit" { "Set" }
                 }
             }
-            td { span class={"badge " (u.status.as_str())} { (u.status.as_str()) } }
+            td {
+                span class={"badge " (u.status.as_str())} { (u.status.as_str()) }
+                @if u.kind == AccountKind::Service { " " span.badge.service { "service" } }
+            }
             td title=(timestamp(u.created_at)) { (ago(u.created_at, t)) }
             td {
                 @if live_keys.is_empty() { span.hint { "none" } }
@@ -169,30 +177,37 @@ fn row(staff: &Staff, r: &UserRow, t: i64) -> Markup {
                 } @else if u.id != staff.user.id {
                     (button(staff, &format!("/users/{id}/status"), "Disable", "danger", &[("status", "disabled")]))
                 }
-                (button(staff, &format!("/users/{id}/reset"), "Reset password", "", &[]))
+                @if u.kind == AccountKind::Person {
+                    (button(staff, &format!("/users/{id}/reset"), "Reset password", "", &[]))
+                }
             }
         }
     }
 }
 
-fn target(app: &impl Appliance, id: i64) -> Result<User, Refused> {
-    app.store()
-        .user(UserId(id))
+async fn target(web: &Web, id: i64) -> Result<User, Refused> {
+    web.services
+        .users
+        .get(UserId(id))
+        .await
         .map_err(|_| Refused::new(format!("there is no user {id}")))
 }
 
 /// Runs a change and answers with the page: a redirect when it worked, the
 /// page with the error when not.
-fn finish(app: &impl Appliance, staff: &Staff, result: Result<&str, Refused>) -> Response {
+async fn finish(web: &Web, staff: &Staff, result: Result<&str, Refused>) -> Response {
     match result {
         Ok(code) => done("/users", code),
-        Err(e) => render(
-            app,
-            staff,
-            Some(Notice::Error(e.message)),
-            None,
-            StatusCode::BAD_REQUEST,
-        ),
+        Err(e) => {
+            render(
+                web,
+                staff,
+                Some(Notice::Error(e.message)),
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
     }
 }
 
@@ -202,25 +217,32 @@ pub struct InviteForm {
     #[serde(default)]
     name: String,
     role: String,
+    /// A service account instead of an invitation.
+    service: Option<String>,
 }
 
-pub async fn invite<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
-    posted: AdminPost<InviteForm>,
-) -> Response {
+pub async fn invite(State(web): State<Arc<Web>>, posted: AdminPost<InviteForm>) -> Response {
     let AdminPost { staff, form } = posted;
-    let result = (|| {
-        let role: Role = form.role.parse()?;
-        web.app.invite(
-            &staff.user,
-            staff.from,
-            form.email.trim(),
-            form.name.trim(),
-            role,
-        )?;
-        Ok("invited")
-    })();
-    finish(&*web.app, &staff, result)
+    let result = async {
+        let role: Role = form
+            .role
+            .parse()
+            .map_err(|e: ferry_domain::UnknownValue| Refused::new(e.to_string()))?;
+        let users = &web.services.users;
+        if form.service.is_some() {
+            users
+                .add_service_account(staff.by(), staff.actor(), &form.email, &form.name, role)
+                .await?;
+            Ok("service-added")
+        } else {
+            users
+                .invite(staff.by(), staff.actor(), &form.email, &form.name, role)
+                .await?;
+            Ok("invited")
+        }
+    }
+    .await;
+    finish(&web, &staff, result).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,30 +250,31 @@ pub struct RoleForm {
     role: String,
 }
 
-pub async fn role<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn role(
+    State(web): State<Arc<Web>>,
     Path(id): Path<i64>,
     posted: AdminPost<RoleForm>,
 ) -> Response {
     let AdminPost { staff, form } = posted;
-    let result = (|| {
-        let u = target(&*web.app, id)?;
-        let role: Role = form.role.parse()?;
-        if u.id == staff.user.id && role != Role::Admin {
+    let result = async {
+        let u = target(&web, id).await?;
+        let role: Role = form
+            .role
+            .parse()
+            .map_err(|e: ferry_domain::UnknownValue| Refused::new(e.to_string()))?;
+        if u.id == staff.user.id {
             return Err(Refused::new(
-                "You cannot take away your own admin role; ask another admin.",
+                "You cannot change your own role; ask another admin.",
             ));
         }
-        web.app.store().set_role(u.id, role)?;
-        staff.audit(
-            web.app.store(),
-            "user.role",
-            &u.email,
-            role.as_str().to_owned(),
-        );
+        web.services
+            .users
+            .set_role(staff.by(), staff.actor(), u.id, role)
+            .await?;
         Ok("role")
-    })();
-    finish(&*web.app, &staff, result)
+    }
+    .await;
+    finish(&web, &staff, result).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,14 +282,14 @@ pub struct StatusForm {
     status: String,
 }
 
-pub async fn status<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn status(
+    State(web): State<Arc<Web>>,
     Path(id): Path<i64>,
     posted: AdminPost<StatusForm>,
 ) -> Response {
     let AdminPost { staff, form } = posted;
-    let result = (|| {
-        let u = target(&*web.app, id)?;
+    let result = async {
+        let u = target(&web, id).await?;
         let status = match form.status.as_str() {
             "active" => UserStatus::Active,
             "disabled" => UserStatus::Disabled,
@@ -279,64 +302,43 @@ pub async fn status<A: Appliance>(
         if u.id == staff.user.id {
             return Err(Refused::new("You cannot disable yourself."));
         }
-        let store = web.app.store();
-        store.set_status(u.id, status)?;
-        if status == UserStatus::Disabled {
-            // Logged out at once; API keys stop working with the account.
-            store.end_web_sessions_of(u.id)?;
-        }
-        staff.audit(
-            web.app.store(),
-            "user.status",
-            &u.email,
-            status.as_str().to_owned(),
-        );
+        web.services
+            .users
+            .set_status(staff.by(), staff.actor(), u.id, status)
+            .await?;
         Ok("status")
-    })();
-    finish(&*web.app, &staff, result)
+    }
+    .await;
+    finish(&web, &staff, result).await
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Empty {}
 
-pub async fn reset<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn reset(
+    State(web): State<Arc<Web>>,
     Path(id): Path<i64>,
     posted: AdminPost<Empty>,
 ) -> Response {
     let staff = posted.staff;
-    let u = match target(&*web.app, id) {
-        Ok(u) => u,
-        Err(e) => return finish(&*web.app, &staff, Err(e)),
-    };
-    let password = ferry_store::random_hex(9);
-    let app = web.app.clone();
-    let (uid, pw) = (u.id, password.clone());
-    let set = tokio::task::spawn_blocking(move || {
-        let store = app.store();
-        store.set_password(uid, &pw)?;
-        store.set_must_change_password(uid, true)?;
-        store.end_web_sessions_of(uid)
-    })
-    .await
-    .unwrap_or_else(|e| Err(ferry_store::StoreError::Invalid(e.to_string())));
-    if let Err(e) = set {
-        return finish(&*web.app, &staff, Err(e.into()));
+    let reset = web
+        .services
+        .users
+        .reset_password(staff.by(), staff.actor(), UserId(id))
+        .await;
+    match reset {
+        Ok((u, password)) => {
+            let secret = Secret {
+                what: format!(
+                    "One-time password for {}: they choose their own at the next login.",
+                    u.email
+                ),
+                value: password,
+            };
+            render(&web, &staff, None, Some(&secret), StatusCode::OK).await
+        }
+        Err(e) => finish(&web, &staff, Err(e.into())).await,
     }
-    staff.audit(
-        web.app.store(),
-        "user.reset",
-        &u.email,
-        "one-time password".into(),
-    );
-    let secret = Secret {
-        what: format!(
-            "One-time password for {}: they choose their own at the next login.",
-            u.email
-        ),
-        value: password,
-    };
-    render(&*web.app, &staff, None, Some(&secret), StatusCode::OK)
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,51 +346,47 @@ pub struct KeyForm {
     name: String,
 }
 
-pub async fn create_key<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn create_key(
+    State(web): State<Arc<Web>>,
     Path(id): Path<i64>,
     posted: AdminPost<KeyForm>,
 ) -> Response {
     let AdminPost { staff, form } = posted;
-    let result = (|| {
-        let u = target(&*web.app, id)?;
-        let name = form.name.trim();
-        if name.is_empty() {
-            return Err(Refused::new(
-                "Give the key a name (the script or machine that uses it).",
-            ));
-        }
-        let key = web.app.store().create_api_key(u.id, name)?;
-        staff.audit(web.app.store(), "apikey.create", &u.email, name.to_owned());
-        Ok(Secret {
-            what: format!("API key {name:?} for {}:", u.email),
+    let result = async {
+        let u = target(&web, id).await?;
+        let (_, key) = web
+            .services
+            .users
+            .create_key(staff.by(), staff.actor(), &u.email, &form.name)
+            .await?;
+        Ok::<_, Refused>(Secret {
+            what: format!("API key {:?} for {}:", form.name.trim(), u.email),
             value: key.secret,
         })
-    })();
+    }
+    .await;
     match result {
-        Ok(secret) => render(&*web.app, &staff, None, Some(&secret), StatusCode::OK),
-        Err(e) => finish(&*web.app, &staff, Err(e)),
+        Ok(secret) => render(&web, &staff, None, Some(&secret), StatusCode::OK).await,
+        Err(e) => finish(&web, &staff, Err(e)).await,
     }
 }
 
-pub async fn revoke_key<A: Appliance>(
-    State(web): State<Arc<Web<A>>>,
+pub async fn revoke_key(
+    State(web): State<Arc<Web>>,
     Path((id, key)): Path<(i64, i64)>,
     posted: AdminPost<Empty>,
 ) -> Response {
     let staff = posted.staff;
-    let result = (|| {
-        let u = target(&*web.app, id)?;
-        web.app.store().revoke_api_key(u.id, ApiKeyId(key))?;
-        staff.audit(
-            web.app.store(),
-            "apikey.revoke",
-            &u.email,
-            format!("key {key}"),
-        );
+    let result = async {
+        let u = target(&web, id).await?;
+        web.services
+            .users
+            .revoke_key(staff.by(), staff.actor(), u.id, ApiKeyId(key))
+            .await?;
         Ok("revoked")
-    })();
-    finish(&*web.app, &staff, result)
+    }
+    .await;
+    finish(&web, &staff, result).await
 }
 
 #[cfg(test)]
@@ -406,6 +404,7 @@ mod tests {
             must_change_password: false,
             notify: true,
             created_at: 0,
+            kind: AccountKind::Person,
         }
     }
 
@@ -429,6 +428,7 @@ mod tests {
                     user_id: UserId(3),
                     name: "render farm".into(),
                     prefix: "fk_1234abcd".into(),
+                    origin: ferry_store::KeyOrigin::Made,
                     created_at: 0,
                     last_used_at: None,
                     revoked_at: None,

@@ -1,5 +1,6 @@
-//! Who is calling: API keys (`Authorization: Bearer fk_…`) and the
-//! client's address.
+//! Who is calling: API keys (`Authorization: Bearer fk_…`), checked by the
+//! users service, and the client's address, read by the one function for
+//! it ([`ferry_domain::address::client_address`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -8,10 +9,11 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use ferry_api::{USER_HEADER, codes};
-use ferry_store::User;
+use ferry_store::{ApiKeyId, User};
+use ferryd_core::audit::Actor;
 
+use super::Api;
 use super::ApiError;
-use crate::app::App;
 
 /// Each API key's budget of requests (`[api] requests_per_minute`): a
 /// burst of that many, refilled evenly over the minute. One pipeline
@@ -64,16 +66,24 @@ impl std::fmt::Debug for KeyLimits {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: User,
+    /// The key it came with.
+    pub key: ApiKeyId,
+    pub from: IpAddr,
+}
+
+impl Caller {
+    /// The caller, for audit lines.
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.user.id, self.from)
+    }
 }
 
 /// An authenticated caller who may still have to change a one-time
 /// password (only the password route accepts this).
 #[derive(Debug, Clone)]
-pub struct PendingCaller {
-    pub user: User,
-}
+pub struct PendingCaller(pub Caller);
 
-async fn authenticate(parts: &Parts, app: &App) -> Result<User, ApiError> {
+async fn authenticate(parts: &Parts, api: &Api) -> Result<Caller, ApiError> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
@@ -90,13 +100,8 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<User, ApiError> {
             "expected 'Authorization: Bearer <API key>'",
         )
     })?;
-    let (user, key_id) = app.store.authenticate_api_key(key.trim())?.ok_or_else(|| {
-        ApiError::unauthorized(
-            codes::BAD_API_KEY,
-            "the API key is not valid: it may be mistyped, revoked, or for another appliance",
-        )
-    })?;
-    app.key_limits.check(key_id.0)?;
+    let (user, key_id) = api.services.users.authenticate(key.trim()).await?;
+    api.keys.check(key_id.0)?;
     if let Some(expected) = parts.headers.get(USER_HEADER).and_then(|v| v.to_str().ok())
         && !expected.trim().eq_ignore_ascii_case(&user.email)
     {
@@ -108,103 +113,69 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<User, ApiError> {
             ),
         ));
     }
-    Ok(user)
+    Ok(Caller {
+        user,
+        key: key_id,
+        from: client_address(parts, api)?,
+    })
 }
 
-impl FromRequestParts<Arc<App>> for Caller {
+impl FromRequestParts<Arc<Api>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let user = authenticate(parts, app).await?;
-        if user.must_change_password {
-            return Err(ApiError::forbidden(
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, api).await?;
+        if caller.user.must_change_password {
+            let mut e = ApiError::forbidden(
                 "change the one-time password first (POST /api/v1/me/password, or the web admin)",
-            ))
-            .map_err(|mut e| {
-                e.code = codes::PASSWORD_CHANGE_REQUIRED;
-                e
-            });
+            );
+            e.code = codes::PASSWORD_CHANGE_REQUIRED;
+            return Err(e);
         }
-        Ok(Caller { user })
+        Ok(caller)
     }
 }
 
-impl FromRequestParts<Arc<App>> for PendingCaller {
+impl FromRequestParts<Arc<Api>> for PendingCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        Ok(PendingCaller {
-            user: authenticate(parts, app).await?,
-        })
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        Ok(PendingCaller(authenticate(parts, api).await?))
     }
 }
 
-/// The client's address: the TCP peer, or for a configured trusted proxy,
-/// the last address in `X-Forwarded-For` that is not itself a trusted proxy.
+/// The client's address, for requests without a key (the login).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
-impl FromRequestParts<Arc<App>> for ClientAddr {
+impl FromRequestParts<Arc<Api>> for ClientAddr {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .ok_or_else(|| ApiError::internal("request without peer address"))?;
-        Ok(ClientAddr(client_ip(
-            peer,
-            &app.site().trusted_proxies,
-            parts,
-        )))
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        Ok(ClientAddr(client_address(parts, api)?))
     }
 }
 
-fn client_ip(peer: IpAddr, trusted: &[IpAddr], parts: &Parts) -> IpAddr {
-    if !trusted.contains(&peer) {
-        return peer;
-    }
-    let forwarded: Vec<IpAddr> = parts
-        .headers
+fn client_address(parts: &Parts, api: &Api) -> Result<IpAddr, ApiError> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .ok_or_else(|| ApiError::internal("request without peer address"))?;
+    Ok(from_headers(
+        peer,
+        &api.services.settings.trusted_proxies(),
+        &parts.headers,
+    ))
+}
+
+/// The client's address from the peer and the `X-Forwarded-For` headers,
+/// by the one rule (the web admin reads it the same way).
+pub fn from_headers(peer: IpAddr, trusted: &[IpAddr], headers: &axum::http::HeaderMap) -> IpAddr {
+    let forwarded: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
         .collect();
-    forwarded
-        .iter()
-        .rev()
-        .find(|a| !trusted.contains(a))
-        .copied()
-        .unwrap_or(peer)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(xff: &[&str]) -> Parts {
-        let mut b = axum::http::Request::builder();
-        for v in xff {
-            b = b.header("x-forwarded-for", *v);
-        }
-        b.body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn forwarded_for_only_from_trusted_proxies() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let client: IpAddr = "198.51.100.2".parse().unwrap();
-        let p = parts(&["203.0.113.9, 198.51.100.2"]);
-        assert_eq!(client_ip(proxy, &[proxy], &p), client);
-        // From an untrusted peer the header is ignored.
-        assert_eq!(client_ip(client, &[proxy], &p), client);
-        let spoof: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(client_ip(spoof, &[proxy], &parts(&["1.2.3.4"])), spoof);
-        // A chain of trusted proxies is skipped.
-        let p = parts(&["198.51.100.2", "10.0.0.1"]);
-        assert_eq!(client_ip(proxy, &[proxy], &p), client);
-    }
+    ferry_domain::address::client_address(peer, trusted, &forwarded)
 }

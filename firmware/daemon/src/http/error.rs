@@ -1,11 +1,13 @@
-//! Errors at the HTTP edge: one type that maps every failure to a status
-//! and a stable code, with a message for people.
+//! Errors at the HTTP edge: every service error says what kind of failure
+//! it is and which stable code goes with it ([`ferryd_core::Failing`]);
+//! here that becomes a status and the JSON error shape. Nothing is decided
+//! by reading a message.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ferry_api::{ErrorBody, ErrorDetail, codes};
-use ferry_store::StoreError;
+use ferryd_core::{Failing, Failure};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -59,7 +61,52 @@ impl ApiError {
             "internal error; the appliance's log has the details",
         )
     }
+
+    /// A service's error, by its kind and code.
+    pub fn from_failing(e: &dyn Failing) -> Self {
+        let status = match e.failure() {
+            Failure::Unauthorized => StatusCode::UNAUTHORIZED,
+            Failure::Forbidden => StatusCode::FORBIDDEN,
+            Failure::NotFound => StatusCode::NOT_FOUND,
+            Failure::Conflict => StatusCode::CONFLICT,
+            Failure::Gone => StatusCode::GONE,
+            Failure::Invalid => StatusCode::BAD_REQUEST,
+            Failure::TooMany { retry_after } => {
+                return ApiError {
+                    retry_after: Some(retry_after),
+                    ..Self::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string())
+                };
+            }
+            Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => return Self::internal(e),
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
 }
+
+/// Each service error becomes an API error by what it says of itself.
+macro_rules! from_failing {
+    ($($ty:ty),* $(,)?) => {
+        $(impl From<$ty> for ApiError {
+            fn from(e: $ty) -> Self {
+                ApiError::from_failing(&e)
+            }
+        })*
+    };
+}
+
+from_failing!(
+    ferry_store::StoreError,
+    ferry_domain::rules::Refusal,
+    ferryd_core::jobs::JobsError,
+    ferryd_core::users::UsersError,
+    ferryd_core::shares::SharesError,
+    ferryd_core::deliveries::DeliveriesError,
+    ferryd_core::transfers::TransfersError,
+    ferryd_core::settings::SettingsFailure,
+    ferryd_core::live::Crowded,
+    crate::transfer::GrantError,
+);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -80,21 +127,6 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::Conflict(what) => ApiError::new(
-                StatusCode::CONFLICT,
-                codes::CONFLICT,
-                format!("{what} already exists"),
-            ),
-            StoreError::Invalid(msg) => ApiError::bad_request(codes::INVALID_REQUEST, msg),
-            other => ApiError::internal(other),
-        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The HTTPS control plane: TLS (rustls) in front of an axum router that
-//! serves the REST API under `/api/v1`.
+//! serves the REST API under `/api/v1` and the web admin beside it. The
+//! handlers are an adapter: they read the request, ask a service, and
+//! write what it answers.
 //!
 //! The accept loop is ours rather than `axum::serve` so that the TLS
 //! handshake and the request headers each have a deadline (a slow client
@@ -7,10 +9,10 @@
 //! handlers, and so that one address cannot take every connection slot.
 
 mod api;
-pub(crate) mod auth;
+pub mod auth;
 mod directory;
 mod error;
-pub mod jobs;
+mod jobs;
 mod openapi;
 mod settings;
 
@@ -27,10 +29,24 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::app::App;
+use ferryd_core::Services;
 
-pub use api::{check_target, resolve_target};
+use crate::transfer::DataSessions;
+
 pub use error::ApiError;
+
+/// What the REST handlers share.
+#[derive(Debug)]
+pub struct Api {
+    pub services: Services,
+    /// Data sessions: leases, tokens and the QUIC endpoints.
+    pub data: Arc<DataSessions>,
+    /// Each API key's request budget.
+    pub keys: auth::KeyLimits,
+    /// Whether ferryd logs to the systemd journal (and so can read it
+    /// back for admins).
+    pub journal: bool,
+}
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 1024;
@@ -42,9 +58,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole router: the REST API under `/api/v1`, the web admin beside it.
-pub fn router(app: Arc<App>) -> Router {
-    let web = ferry_webadmin::router(Arc::new(crate::webadmin::ForWeb(app.clone())));
-    let (api, doc) = utoipa_axum::router::OpenApiRouter::with_openapi(
+pub fn router(state: Arc<Api>) -> Router {
+    let web = ferry_webadmin::router(state.services.clone());
+    let (routes, doc) = utoipa_axum::router::OpenApiRouter::with_openapi(
         <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
     )
     .merge(jobs::routes())
@@ -55,28 +71,33 @@ pub fn router(app: Arc<App>) -> Router {
     let mut doc = doc;
     utoipa::Modify::modify(&openapi::ErrorsEverywhere, &mut doc);
     let doc = Arc::new(doc);
-    api.route(
-        "/api/v1/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )
-    .fallback(api::not_found)
-    .with_state(app)
-    .merge(web)
+    routes
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(api::not_found)
+        .with_state(state)
+        .merge(web)
 }
 
 /// Serves HTTPS on `listener` until the task is aborted.
-pub async fn serve(app: Arc<App>, listener: TcpListener) {
-    let tls = match app.identity.server_config(&[b"h2", b"http/1.1"], false) {
+pub async fn serve(
+    api: Arc<Api>,
+    identity: Arc<ferry_engine::tls::Identity>,
+    listener: TcpListener,
+) {
+    let tls = match identity.server_config(&[b"h2", b"http/1.1"], false) {
         Ok(c) => TlsAcceptor::from(Arc::new(c)),
         Err(e) => {
             log::error!("cannot configure TLS for the control plane: {e}");
             return;
         }
     };
-    let router = router(app.clone());
+    let router = router(api.clone());
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let per_address = Arc::new(PerAddress::default());
     loop {

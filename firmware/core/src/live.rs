@@ -1,0 +1,394 @@
+//! The data sessions running now: the registry every service asks to stop,
+//! re-pace or re-prioritise a transfer, and the limits on how many one
+//! caller may run.
+//!
+//! A session is admitted only within the limits: at most one per job (a
+//! newer session of the same job supersedes the older one, which is
+//! stopped, so a client that reconnects after a network change does not
+//! race its own ghost), a budget per user and one for the whole
+//! appliance. The data plane implements [`SessionHandle`] for each
+//! session; nothing here knows QUIC.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use ferry_domain::{JobId, JobKind, ShareId, UserId};
+use ferry_engine::Snapshot;
+use ferry_engine::handshake::PaceRequest;
+use ferry_proto::{ErrorCode, Pace, Priority, Rate, SharePath};
+use ferry_store::ApiKeyId;
+
+/// What a service may do to a running session.
+pub trait SessionHandle: Send + Sync {
+    /// Ends the session, telling its peer why.
+    fn stop(&self, code: ErrorCode, message: &str);
+    /// Changes its pace at both ends at once.
+    fn repace(&self, pace: Pace);
+    /// The pace it runs at now.
+    fn pace(&self) -> Pace;
+    /// Moves a file up or down the queue.
+    fn reprioritise(&self, path: &SharePath, priority: Priority);
+    fn progress(&self) -> Snapshot;
+}
+
+/// A session running now.
+#[derive(Clone)]
+pub struct LiveSession {
+    pub session: u64,
+    pub job: JobId,
+    pub kind: JobKind,
+    pub user: UserId,
+    /// The share it reads or writes.
+    pub share: Option<ShareId>,
+    /// The API key its grant was made with.
+    pub key: Option<ApiKeyId>,
+    pub client: SocketAddr,
+    pub port: u16,
+    pub started: Instant,
+    /// What its client asked for (a policy, a cap of its own).
+    pub asked: PaceRequest,
+    pub handle: Arc<dyn SessionHandle>,
+}
+
+impl std::fmt::Debug for LiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSession")
+            .field("session", &self.session)
+            .field("job", &self.job)
+            .field("user", &self.user)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many sessions may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Sessions one user runs at once: an agent pulls a few deliveries
+    /// at a time, never dozens.
+    pub per_user: usize,
+    /// Sessions the appliance runs at once.
+    pub total: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_user: 16,
+            total: 256,
+        }
+    }
+}
+
+/// Why a session was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Crowded {
+    #[error("you are running {0} transfers already, the most one account may; one must end first")]
+    User(usize),
+    #[error("the appliance is running {0} transfers, the most it takes at once; try again shortly")]
+    Appliance(usize),
+}
+
+crate::failing!(Crowded {
+    Crowded::User(_) => (TooMany { retry_after: 10 }, TOO_MANY_SESSIONS),
+    Crowded::Appliance(_) => (TooMany { retry_after: 10 }, TOO_MANY_SESSIONS),
+});
+
+/// The registry.
+#[derive(Default)]
+pub struct LiveSessions {
+    limits: Limits,
+    running: Mutex<HashMap<u64, LiveSession>>,
+}
+
+impl std::fmt::Debug for LiveSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSessions")
+            .field("limits", &self.limits)
+            .field("running", &self.running().len())
+            .finish()
+    }
+}
+
+/// A session's pace: the client's policy if it asked for one, else the
+/// site's; the lowest of the site's cap, the job's and the client's.
+pub fn pace_for(site: Pace, job_cap: Option<Rate>, asked: PaceRequest) -> Pace {
+    Pace {
+        policy: asked.policy.unwrap_or(site.policy),
+        target: site.target,
+    }
+    .capped(job_cap)
+    .capped(asked.rate)
+}
+
+impl LiveSessions {
+    pub fn new(limits: Limits) -> Self {
+        LiveSessions {
+            limits,
+            running: Mutex::default(),
+        }
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashMap<u64, LiveSession>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a session within the limits; an older session of the same
+    /// job is stopped (superseded) and counted out first. Returns the ids
+    /// it superseded.
+    pub fn admit(&self, s: LiveSession) -> Result<Vec<u64>, Crowded> {
+        let older: Vec<LiveSession> = {
+            let mut running = self.running();
+            let older: Vec<u64> = running
+                .values()
+                .filter(|o| o.job == s.job)
+                .map(|o| o.session)
+                .collect();
+            let older: Vec<LiveSession> =
+                older.iter().filter_map(|id| running.remove(id)).collect();
+            let mine = running.values().filter(|o| o.user == s.user).count();
+            if mine >= self.limits.per_user || running.len() >= self.limits.total {
+                // Nothing changes for a session that is refused.
+                for o in older {
+                    running.insert(o.session, o);
+                }
+                return Err(if mine >= self.limits.per_user {
+                    Crowded::User(mine)
+                } else {
+                    Crowded::Appliance(running.len())
+                });
+            }
+            running.insert(s.session, s.clone());
+            older
+        };
+        for o in &older {
+            o.handle.stop(
+                ErrorCode::Superseded,
+                &format!("session {} of job {} took its place", s.session, s.job),
+            );
+        }
+        Ok(older.iter().map(|o| o.session).collect())
+    }
+
+    /// The session ended.
+    pub fn leave(&self, session: u64) {
+        self.running().remove(&session);
+    }
+
+    /// Every session, by id.
+    pub fn list(&self) -> Vec<LiveSession> {
+        let mut all: Vec<LiveSession> = self.running().values().cloned().collect();
+        all.sort_by_key(|s| s.session);
+        all
+    }
+
+    pub fn of_job(&self, job: JobId) -> Vec<LiveSession> {
+        self.list().into_iter().filter(|s| s.job == job).collect()
+    }
+
+    /// The pace of a job's running session, if it runs.
+    pub fn pace_of(&self, job: JobId) -> Option<Pace> {
+        self.running()
+            .values()
+            .find(|s| s.job == job)
+            .map(|s| s.handle.pace())
+    }
+
+    /// Stops the sessions `which` picks, telling their peers why; returns
+    /// how many.
+    pub fn stop_where(
+        &self,
+        which: impl Fn(&LiveSession) -> bool,
+        code: ErrorCode,
+        message: &str,
+    ) -> usize {
+        let hit: Vec<LiveSession> = self
+            .running()
+            .values()
+            .filter(|s| which(s))
+            .cloned()
+            .collect();
+        for s in &hit {
+            s.handle.stop(code, message);
+        }
+        hit.len()
+    }
+
+    pub fn stop_job(&self, job: JobId, code: ErrorCode, message: &str) -> usize {
+        self.stop_where(|s| s.job == job, code, message)
+    }
+
+    /// Applies a job's cap to its running sessions at once.
+    pub fn repace_job(&self, job: JobId, cap: Option<Rate>, site: Pace) {
+        for s in self.of_job(job) {
+            s.handle.repace(pace_for(site, cap, s.asked));
+        }
+    }
+
+    /// Sends a priority change to a job's running sessions.
+    pub fn reprioritise(&self, job: JobId, paths: &[SharePath], priority: Priority) {
+        for s in self.of_job(job) {
+            for p in paths {
+                s.handle.reprioritise(p, priority);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A session that records what was done to it.
+    #[derive(Default)]
+    pub(crate) struct Recorded {
+        pub stopped: Mutex<Option<(ErrorCode, String)>>,
+        pub paces: Mutex<Vec<Pace>>,
+        pub moved: Mutex<Vec<(SharePath, Priority)>>,
+        pub done: AtomicBool,
+    }
+
+    impl SessionHandle for Recorded {
+        fn stop(&self, code: ErrorCode, message: &str) {
+            *self.stopped.lock().unwrap() = Some((code, message.to_owned()));
+        }
+        fn repace(&self, pace: Pace) {
+            self.paces.lock().unwrap().push(pace);
+        }
+        fn pace(&self) -> Pace {
+            self.paces
+                .lock()
+                .unwrap()
+                .last()
+                .copied()
+                .unwrap_or_default()
+        }
+        fn reprioritise(&self, path: &SharePath, priority: Priority) {
+            self.moved.lock().unwrap().push((path.clone(), priority));
+        }
+        fn progress(&self) -> Snapshot {
+            Snapshot::default()
+        }
+    }
+
+    pub(crate) fn session(id: u64, job: i64, user: i64, handle: Arc<Recorded>) -> LiveSession {
+        LiveSession {
+            session: id,
+            job: JobId(job),
+            kind: JobKind::Download,
+            user: UserId(user),
+            share: Some(ShareId(1)),
+            key: None,
+            client: "192.0.2.1:5000".parse().unwrap(),
+            port: 45190,
+            started: Instant::now(),
+            asked: PaceRequest::default(),
+            handle,
+        }
+    }
+
+    #[test]
+    fn a_newer_session_of_a_job_supersedes_the_older() {
+        let live = LiveSessions::new(Limits::default());
+        let first = Arc::new(Recorded::default());
+        live.admit(session(1, 7, 1, first.clone())).unwrap();
+        let second = Arc::new(Recorded::default());
+        assert_eq!(
+            live.admit(session(2, 7, 1, second.clone())).unwrap(),
+            vec![1]
+        );
+        let stopped = first.stopped.lock().unwrap().clone().unwrap();
+        assert_eq!(stopped.0, ErrorCode::Superseded);
+        assert!(second.stopped.lock().unwrap().is_none());
+        assert_eq!(live.list().len(), 1);
+    }
+
+    #[test]
+    fn one_user_and_the_appliance_each_have_a_budget() {
+        let live = LiveSessions::new(Limits {
+            per_user: 2,
+            total: 3,
+        });
+        let h = || Arc::new(Recorded::default());
+        live.admit(session(1, 1, 1, h())).unwrap();
+        live.admit(session(2, 2, 1, h())).unwrap();
+        assert_eq!(live.admit(session(3, 3, 1, h())), Err(Crowded::User(2)));
+        live.admit(session(4, 4, 2, h())).unwrap();
+        assert_eq!(
+            live.admit(session(5, 5, 3, h())),
+            Err(Crowded::Appliance(3))
+        );
+        live.leave(1);
+        live.admit(session(7, 7, 3, h())).unwrap();
+        // Superseding its own job's session is within the user's budget.
+        live.admit(session(8, 2, 1, h())).unwrap();
+        assert_eq!(live.list().len(), 3);
+    }
+
+    #[test]
+    fn a_refused_session_changes_nothing_not_even_for_its_jobs_older_one() {
+        let live = LiveSessions::new(Limits {
+            per_user: 1,
+            total: 10,
+        });
+        let theirs = Arc::new(Recorded::default());
+        live.admit(session(1, 5, 2, theirs.clone())).unwrap();
+        live.admit(session(2, 1, 1, Arc::new(Recorded::default())))
+            .unwrap();
+        // User 1 is at their limit: their session of job 5 is refused, and
+        // user 2's session of it goes on.
+        assert_eq!(
+            live.admit(session(3, 5, 1, Arc::new(Recorded::default()))),
+            Err(Crowded::User(1))
+        );
+        assert!(theirs.stopped.lock().unwrap().is_none());
+        assert_eq!(live.of_job(JobId(5)).len(), 1);
+    }
+
+    #[test]
+    fn stopping_repacing_and_moving_files_reach_the_sessions_of_a_job() {
+        let live = LiveSessions::new(Limits::default());
+        let a = Arc::new(Recorded::default());
+        let b = Arc::new(Recorded::default());
+        live.admit(session(1, 1, 1, a.clone())).unwrap();
+        live.admit(session(2, 2, 1, b.clone())).unwrap();
+        let site = Pace {
+            policy: ferry_proto::Policy::Fair,
+            target: Some("1G".parse().unwrap()),
+        };
+        live.repace_job(JobId(1), Some("100M".parse().unwrap()), site);
+        assert_eq!(a.pace().target, Some("100M".parse().unwrap()));
+        assert!(b.paces.lock().unwrap().is_empty());
+        live.reprioritise(
+            JobId(2),
+            &[SharePath::parse("a.mov").unwrap()],
+            Priority::HIGH,
+        );
+        assert_eq!(b.moved.lock().unwrap().len(), 1);
+        assert_eq!(live.stop_job(JobId(2), ErrorCode::Aborted, "aborted"), 1);
+        assert!(b.stopped.lock().unwrap().is_some());
+        assert!(a.stopped.lock().unwrap().is_none());
+        assert!(!a.done.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_sessions_pace_is_the_lowest_cap_with_the_clients_policy() {
+        let site = Pace {
+            policy: ferry_proto::Policy::Fair,
+            target: Some("1G".parse().unwrap()),
+        };
+        let asked = PaceRequest {
+            policy: Some(ferry_proto::Policy::Fixed),
+            rate: Some("300M".parse().unwrap()),
+        };
+        let p = pace_for(site, Some("500M".parse().unwrap()), asked);
+        assert_eq!(p.policy, ferry_proto::Policy::Fixed);
+        assert_eq!(p.target, Some("300M".parse().unwrap()));
+        let p = pace_for(site, Some("100M".parse().unwrap()), asked);
+        assert_eq!(p.target, Some("100M".parse().unwrap()));
+    }
+}
