@@ -327,6 +327,7 @@ impl Manifest {
                 size: meta.len(),
                 mtime_ns,
                 priority: ferry_proto::Priority::new(f.priority).unwrap_or_default(),
+                digest: None,
             });
         }
         Ok(out)

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::appliance::Running;
 use crate::config::{Config, FirewallMode};
-use crate::dataplane::{DataPlane, Firewall};
+use crate::dataplane::{DataPlane, Firewall, Leasing};
 use crate::http::{Api, auth::KeyLimits};
 use crate::nat::SourceWatch;
 use crate::sessions::Sessions;
@@ -129,9 +129,12 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         quic,
         tuning.clone(),
         firewall,
-        Duration::from_secs(config.transfer.lease_ttl_secs),
+        Leasing {
+            ttl: Duration::from_secs(config.transfer.lease_ttl_secs),
+            per_user: config.limits.leases_per_user,
+            total: config.limits.leases_total,
+        },
         audit.clone(),
-        (config.limits.leases_per_user, config.limits.leases_total),
     );
     let reclaimed = plane.reclaim().await?;
     if reclaimed > 0 {
@@ -143,7 +146,7 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
     let control = listener.local_addr()?;
     let sources = Arc::new(SourceWatch::default());
     let appliance = Arc::new(Running::new(
-        fingerprint.clone(),
+        fingerprint,
         control,
         plane.clone(),
         config.data.clone(),

@@ -52,6 +52,15 @@ pub enum Firewall {
     Nft(PortguardClient),
 }
 
+/// How leases are held: how long an opening lasts unrenewed, and how many
+/// one user, and everyone, may hold at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Leasing {
+    pub ttl: Duration,
+    pub per_user: usize,
+    pub total: usize,
+}
+
 /// A port held for one client address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
@@ -135,9 +144,8 @@ impl DataPlane {
         config: ServerConfig,
         tuning: Tuning,
         firewall: Firewall,
-        ttl: Duration,
+        leasing: Leasing,
         audit: Audit,
-        limits: (usize, usize),
     ) -> Arc<Self> {
         Arc::new(DataPlane {
             bind_ip,
@@ -145,9 +153,9 @@ impl DataPlane {
             config,
             tuning,
             firewall,
-            ttl,
+            ttl: leasing.ttl,
             audit,
-            limits,
+            limits: (leasing.per_user, leasing.total),
             inner: Mutex::new(Inner {
                 leases: HashMap::new(),
                 endpoints: HashMap::new(),

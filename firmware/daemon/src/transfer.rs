@@ -552,6 +552,9 @@ impl Session {
         s.progress = progress;
         s.stop = stop;
         s.events = events;
+        // Done means every byte went from here, or the recipient proved
+        // what it held: a claimed receipt is not a delivery.
+        s.verify_receipts = true;
         // Keep as much in flight as the connection's window allows.
         s.opts.max_bytes_in_flight = self.ds.tuning.window_for(self.pace.get(), self.conn.rtt());
         s
@@ -713,6 +716,15 @@ async fn feed(
     let mut planned: HashSet<String> = HashSet::new();
     loop {
         changes.mark_unchanged();
+        // What the upload verified as it received each file: a recipient's
+        // claim to hold one is checked against it, without reading it here.
+        let known = match services.transfers.known_digests(delivery.id).await {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!(job_id = job.0; "cannot read the digests of job {job}'s files: {e}");
+                Default::default()
+            }
+        };
         let landing = match services.transfers.landing(job, delivery.id).await {
             Ok(l) => l,
             Err(e) => {
@@ -747,6 +759,9 @@ async fn feed(
                     size: t.size as u64,
                     mtime_ns: t.mtime_ns,
                     priority: Priority::new(t.priority).unwrap_or_default(),
+                    digest: known
+                        .get(&t.path)
+                        .and_then(|d| ferry_proto::Digest::from_hex(d)),
                 })
             })
             .collect();

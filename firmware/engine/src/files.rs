@@ -44,9 +44,34 @@ pub struct SourceFile {
     pub size: u64,
     pub mtime_ns: i64,
     pub priority: Priority,
+    /// The file's digest (BLAKE3 over its chunk digests), when the sender
+    /// knows it already: a receiver's claim to hold the file is checked
+    /// against it without reading the file here.
+    pub digest: Option<Digest>,
 }
 
 impl SourceFile {
+    /// Our own digests of some of this file's chunks (a receiver claims to
+    /// hold them), read from the source.
+    pub fn chunk_digests(
+        &self,
+        layout: ChunkLayout,
+        chunks: &[u32],
+    ) -> Result<Vec<(u32, Digest)>, EngineError> {
+        let file = self.open()?;
+        let mut out = Vec::with_capacity(chunks.len());
+        for &i in chunks {
+            let len = layout
+                .chunk_len(self.size, i)
+                .ok_or_else(|| EngineError::SourceChanged {
+                    path: self.path.to_string(),
+                })?;
+            let bytes = read_piece(&file, layout.offset(i), len as usize, &self.path)?;
+            out.push((i, Digest::of_chunk(&bytes)));
+        }
+        Ok(out)
+    }
+
     /// Opens the source and checks it is still the file that was planned.
     pub fn open(&self) -> Result<File, EngineError> {
         let file = match &self.origin {
@@ -120,6 +145,7 @@ pub fn plan_local(
                 origin: Origin::Local(p.clone()),
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
+                digest: None,
             });
         }
     }
@@ -164,6 +190,7 @@ fn walk_local(
                     origin: Origin::Local(path),
                     size: meta.len(),
                     mtime_ns: mtime_ns(&meta),
+                    digest: None,
                 });
             }
         }
@@ -200,6 +227,7 @@ pub fn plan_share(
                 },
                 size: f.size,
                 mtime_ns: f.mtime_ns,
+                digest: None,
             })
         })
         .collect())
@@ -253,6 +281,43 @@ pub fn read_piece(
         });
     }
     Ok(Bytes::from(buf))
+}
+
+/// The extended attribute that keeps a received file's digest beside it,
+/// so a later session can prove it holds the file without reading it.
+const DIGEST_ATTR: &str = "user.ferry.digest";
+
+/// Keeps a committed file's digest in its extended attributes. A
+/// filesystem without them only costs a later proof a read of the file.
+fn record_digest(file: &File, digest: Digest) {
+    use xattr::FileExt as _;
+    if let Err(e) = file.set_xattr(DIGEST_ATTR, &digest.0) {
+        log::debug!("cannot keep a file's digest in its attributes: {e}");
+    }
+}
+
+/// The digest kept with a file, if any.
+fn recorded_digest(file: &File) -> Option<Digest> {
+    use xattr::FileExt as _;
+    let bytes = file.get_xattr(DIGEST_ATTR).ok()??;
+    let raw: [u8; 32] = bytes.try_into().ok()?;
+    Some(Digest(raw))
+}
+
+/// A file's digest, read from it: BLAKE3 over its chunks' digests.
+pub fn file_digest(
+    file: &File,
+    layout: ChunkLayout,
+    size: u64,
+    path: &SharePath,
+) -> Result<Digest, EngineError> {
+    let mut chunks = Vec::new();
+    for i in 0..layout.chunk_count(size) as u32 {
+        let len = layout.chunk_len(size, i).unwrap_or(0);
+        let bytes = read_piece(file, layout.offset(i), len as usize, path)?;
+        chunks.push(Digest::of_chunk(&bytes));
+    }
+    Ok(Digest::of_file(&chunks))
 }
 
 // ------------------------------------------------------------------ sink
@@ -432,7 +497,18 @@ impl Sink {
                     .map(|t| system_time_ns(t.into_std()))
                     .unwrap_or(0);
                 if meta.len() == plan.size && mtime == plan.mtime_ns {
-                    return Ok(LocalState::Complete);
+                    let file = self
+                        .root
+                        .open(final_path.as_str())
+                        .map_err(|e| EngineError::io(&final_path, e))?
+                        .into_std();
+                    let digest = match recorded_digest(&file) {
+                        Some(d) => d,
+                        // Not written by Ferry (or the filesystem keeps no
+                        // attributes): the proof is made by reading it.
+                        None => file_digest(&file, layout, plan.size, &plan.path)?,
+                    };
+                    return Ok(LocalState::Complete(digest));
                 }
             }
             Ok(meta) if meta.is_dir() => {
@@ -568,7 +644,12 @@ impl Sink {
     /// Moves a verified file into place: data to disk, the source's
     /// modification time, an atomic rename over any older version, then
     /// the working files go.
-    pub fn commit(&self, plan: &PlanFile, part: Option<&PartFile>) -> Result<(), EngineError> {
+    pub fn commit(
+        &self,
+        plan: &PlanFile,
+        part: Option<&PartFile>,
+        digest: Digest,
+    ) -> Result<(), EngineError> {
         let final_path = self.final_path(&plan.path)?;
         let opened;
         let part = match part {
@@ -592,6 +673,7 @@ impl Sink {
         part.file
             .set_modified(ns_system_time(plan.mtime_ns))
             .map_err(|e| EngineError::io(&final_path, e))?;
+        record_digest(&part.file, digest);
         part.file
             .sync_all()
             .map_err(|e| EngineError::io(&final_path, e))?;
@@ -686,10 +768,19 @@ mod tests {
         assert!(!dir.path().join("sub/dir/a.bin").exists());
         let part = sink.open_part(&p, false).unwrap();
         part.write_at(&vec![8u8; 100_000 - 65536], 65536).unwrap();
-        sink.commit(&p, Some(&part)).unwrap();
+        let written = std::fs::read(dir.path().join("sub/dir/a.bin.ferry-part")).unwrap();
+        let chunks: Vec<Digest> = written.chunks(65536).map(Digest::of_chunk).collect();
+        let digest = Digest::of_file(&chunks);
+        sink.commit(&p, Some(&part), digest).unwrap();
         let meta = std::fs::metadata(dir.path().join("sub/dir/a.bin")).unwrap();
         assert_eq!(meta.len(), 100_000);
-        assert_eq!(sink.local_state(&p, layout).unwrap(), LocalState::Complete);
+        // A complete file answers with its digest, kept beside it or read.
+        assert_eq!(
+            sink.local_state(&p, layout).unwrap(),
+            LocalState::Complete(digest)
+        );
+        let f = std::fs::File::open(dir.path().join("sub/dir/a.bin")).unwrap();
+        assert_eq!(file_digest(&f, layout, 100_000, &p.path).unwrap(), digest);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub/dir"))
             .unwrap()
             .collect();

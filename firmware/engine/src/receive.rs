@@ -200,7 +200,7 @@ async fn run(
     }
     let (events, claims, allowed) = (r.events.as_ref(), r.claims.as_ref(), r.allowed.as_ref());
     let mut commits: JoinSet<(FileId, Result<(), EngineError>)> = JoinSet::new();
-    let mut to_commit: VecDeque<FileId> = VecDeque::new();
+    let mut to_commit: VecDeque<(FileId, Digest)> = VecDeque::new();
     let mut ticker = tokio::time::interval(opts.checkpoint_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut finished = false;
@@ -241,12 +241,12 @@ async fn run(
                     )
                     .await?;
                 }
-                ReceiverEvent::FileComplete { file, .. } => to_commit.push_back(file),
+                ReceiverEvent::FileComplete { file, digest } => to_commit.push_back((file, digest)),
                 ReceiverEvent::Finished => finished = true,
             }
         }
         while commits.len() < opts.commit_parallelism {
-            let Some(file) = to_commit.pop_front() else {
+            let Some((file, digest)) = to_commit.pop_front() else {
                 break;
             };
             let (plan, part) = {
@@ -260,9 +260,11 @@ async fn run(
             let Some(plan) = plan else { continue };
             let sink = sink.clone();
             commits.spawn(async move {
-                let r = tokio::task::spawn_blocking(move || sink.commit(&plan, part.as_deref()))
-                    .await
-                    .unwrap_or_else(|e| Err(EngineError::task("commit", e)));
+                let r = tokio::task::spawn_blocking(move || {
+                    sink.commit(&plan, part.as_deref(), digest)
+                })
+                .await
+                .unwrap_or_else(|e| Err(EngineError::task("commit", e)));
                 (file, r)
             });
         }
@@ -400,7 +402,7 @@ async fn plan_files(
     let mut c = lock(core);
     for (plan, local) in plans.iter().zip(looked_up) {
         match &local {
-            LocalState::Complete => {
+            LocalState::Complete(_) => {
                 Progress::add(&progress.bytes_skipped, plan.size);
                 Progress::add(&progress.files_done, 1);
                 if let Some(tx) = events {

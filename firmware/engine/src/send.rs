@@ -53,6 +53,10 @@ pub struct Sending {
     /// Per-file news (delivered, skipped), for job bookkeeping.
     pub events: Option<UnboundedSender<FileEvent>>,
     pub stop: StopSignal,
+    /// Check every receipt: a file counts only when every byte was sent
+    /// from here or the receiver's digest of what it held matches ours.
+    /// The appliance checks its recipients; a client trusts its appliance.
+    pub verify_receipts: bool,
 }
 
 impl Sending {
@@ -63,6 +67,7 @@ impl Sending {
             progress: Arc::default(),
             events: None,
             stop: StopSignal::new(),
+            verify_receipts: false,
         }
     }
 }
@@ -112,7 +117,8 @@ pub async fn send(
         .files_total
         .store(plan.len() as u64, Ordering::Relaxed);
     s.progress.bytes_total.store(total, Ordering::Relaxed);
-    let proto = Sender::new(s.layout, plan)?;
+    let mut proto = Sender::new(s.layout, plan)?;
+    know_digests(&mut proto, &files, 0);
     drive(conn, control, proto, files, None, s).await
 }
 
@@ -127,6 +133,15 @@ pub async fn send_stream(
     drive(conn, control, proto, Vec::new(), Some(updates), s).await
 }
 
+/// Tells the protocol the digests known of files numbered from `first`.
+fn know_digests(proto: &mut Sender, files: &[SourceFile], first: u32) {
+    for (i, f) in files.iter().enumerate() {
+        if let Some(d) = f.digest {
+            proto.know(FileId(first + i as u32), d);
+        }
+    }
+}
+
 async fn drive(
     conn: &Connection,
     mut control: Control,
@@ -135,6 +150,9 @@ async fn drive(
     updates: Option<UnboundedReceiver<PlanUpdate>>,
     s: Sending,
 ) -> Result<Outcome, EngineError> {
+    if s.verify_receipts {
+        proto.verify_receipts();
+    }
     let result = run(conn, &mut control, &mut proto, files, updates, &s).await;
     if let Err(e) = &result {
         tell_peer(&control, e);
@@ -172,10 +190,12 @@ fn apply_update(
 ) -> Result<(), EngineError> {
     match update {
         PlanUpdate::Files(batch) => {
-            let (batch, plan) = plan_batch(batch, files.len() as u32);
+            let first = files.len() as u32;
+            let (batch, plan) = plan_batch(batch, first);
             Progress::add(&progress.files_total, plan.len() as u64);
             Progress::add(&progress.bytes_total, plan.iter().map(|f| f.size).sum());
             proto.add_files(plan)?;
+            know_digests(proto, &batch, first);
             files.extend(batch);
         }
         PlanUpdate::Priority { path, priority } => {
@@ -198,6 +218,8 @@ async fn run(
 ) -> Result<(), EngineError> {
     let progress = &s.progress;
     let mut tasks: JoinSet<(ChunkRef, u32, Result<Digest, EngineError>)> = JoinSet::new();
+    // Our digests of chunks receivers claim to hold, being made.
+    let mut hashing: JoinSet<(FileId, Result<Vec<(u32, Digest)>, EngineError>)> = JoinSet::new();
     let mut bytes_in_flight = 0u64;
     let mut sequence = 0u32;
     loop {
@@ -228,6 +250,18 @@ async fn run(
                             digest,
                         });
                     }
+                }
+                SenderEvent::HashHeld { file, chunks } => {
+                    let source = files[file.0 as usize].clone();
+                    let layout = s.layout;
+                    hashing.spawn(async move {
+                        let r = tokio::task::spawn_blocking(move || {
+                            source.chunk_digests(layout, &chunks)
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(EngineError::task("hashing", e)));
+                        (file, r)
+                    });
                 }
                 SenderEvent::Finished => {}
             }
@@ -279,6 +313,10 @@ async fn run(
                     proto.end_plan();
                 }
             },
+            Some(hashed) = hashing.join_next(), if !hashing.is_empty() => {
+                let (file, digests) = hashed.map_err(|e| EngineError::task("hashing", e))?;
+                proto.held_hashed(file, digests?)?;
+            }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 let (chunk, len, result) = done.map_err(|e| EngineError::task("chunk", e))?;
                 bytes_in_flight -= u64::from(len);

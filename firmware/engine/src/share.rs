@@ -231,7 +231,13 @@ impl ShareRoot {
     pub fn make_folder(&self, folder: &SharePath) -> Result<(), EngineError> {
         self.dir
             .create_dir_all(rel(folder))
-            .map_err(|e| EngineError::io(self.name_of(folder), e))
+            .map_err(|e| match e.kind() {
+                // A file stands where a folder of the path should be.
+                std::io::ErrorKind::AlreadyExists => EngineError::NotAFolder {
+                    path: self.name_of(folder),
+                },
+                _ => EngineError::io(self.name_of(folder), e),
+            })
     }
 
     /// Removes a file; `false` when it was not there.
@@ -303,6 +309,11 @@ mod tests {
             Err(EngineError::NotAFolder { .. })
         ));
         root.make_folder(&p("new/deep")).unwrap();
+        std::fs::write(share.join("file"), b"f").unwrap();
+        assert!(matches!(
+            root.make_folder(&p("file")),
+            Err(EngineError::NotAFolder { .. })
+        ));
         assert!(share.join("new/deep").is_dir());
         assert!(root.remove_file(&p("a.mov")).unwrap());
         assert!(!root.remove_file(&p("a.mov")).unwrap());

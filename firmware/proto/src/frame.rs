@@ -26,8 +26,10 @@ pub enum HaveState {
     Nothing,
     /// Some chunks, kept from an earlier session: send the others.
     Partial(ChunkBitmap),
-    /// The file is already in place with the same size and time: skip it.
-    Complete,
+    /// The file is already in place with the same size and time, and this
+    /// is its digest (BLAKE3 over its chunk digests): skip it. A sender
+    /// that must be sure of a receipt checks the digest against its own.
+    Complete(Digest),
 }
 
 /// Why a peer ended a session, as a stable code the other side can act on.

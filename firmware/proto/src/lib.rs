@@ -45,4 +45,4 @@ pub use session::{ProtoError, Receiver, ReceiverEvent, Sender, SenderEvent};
 pub const ALPN: &[u8] = b"ferry/1";
 
 /// Protocol version carried in `Hello`; a peer with another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

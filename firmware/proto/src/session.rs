@@ -83,6 +83,10 @@ pub enum SenderEvent {
     },
     /// The receiver verified the file and moved it into place.
     Delivered { file: FileId, digest: Digest },
+    /// The receiver claims to hold these chunks of the file; a sender that
+    /// checks receipts must hash its own copy of them and report the
+    /// digests with [`Sender::held_hashed`] before the file counts.
+    HashHeld { file: FileId, chunks: Vec<u32> },
     /// Every file is delivered; `Bye` is queued.
     Finished,
 }
@@ -91,6 +95,9 @@ pub enum SenderEvent {
 enum SendState {
     AwaitingHave,
     Sending,
+    /// The receiver claimed the whole file; our own digest of it is being
+    /// made to check the claim.
+    Verifying,
     Done,
 }
 
@@ -105,8 +112,16 @@ struct SendFile {
     /// file digest can be checked end to end.
     whole: bool,
     /// The receiver's `FileDone` digest, when it arrived before we heard
-    /// that our last chunk streams finished.
+    /// that our last chunk streams finished (or before the chunks it held
+    /// were hashed here).
     pending_done: Option<Digest>,
+    /// The file's digest, when the sender knows it already (a delivery's
+    /// file, verified as it was uploaded).
+    known: Option<Digest>,
+    /// The digest the receiver claimed for the whole file.
+    claimed: Option<Digest>,
+    /// Held chunks are being hashed here.
+    hashing: bool,
 }
 
 /// The sending side of a session.
@@ -124,6 +139,13 @@ pub struct Sender {
     remaining: usize,
     plan_ended: bool,
     finished: bool,
+    /// Receipts are checked: a file counts as delivered only when every
+    /// byte was sent from here, or the receiver's digest of what it held
+    /// matches ours. The appliance checks; a client trusts the appliance.
+    verify: bool,
+    /// Chunks the receiver asked for again while their stream was still
+    /// in flight: sent again once that stream has finished.
+    resend_after: HashSet<ChunkRef>,
 }
 
 impl Sender {
@@ -172,7 +194,71 @@ impl Sender {
             remaining: 0,
             plan_ended: false,
             finished: false,
+            verify: false,
+            resend_after: HashSet::new(),
         })
+    }
+
+    /// Checks every receipt from now on: a receiver's claim to hold a file
+    /// or some of its chunks counts only once its digest matches ours.
+    pub fn verify_receipts(&mut self) {
+        self.verify = true;
+    }
+
+    /// Tells the sender a file's digest (BLAKE3 over its chunk digests),
+    /// so a receipt is checked without hashing the file here.
+    pub fn know(&mut self, file: FileId, digest: Digest) {
+        if let Some(f) = self.files.get_mut(file.0 as usize) {
+            f.known = Some(digest);
+        }
+    }
+
+    /// Our digests of chunks the receiver said it held (after a
+    /// [`SenderEvent::HashHeld`]).
+    pub fn held_hashed(
+        &mut self,
+        file: FileId,
+        digests: Vec<(u32, Digest)>,
+    ) -> Result<(), ProtoError> {
+        let f = self
+            .files
+            .get_mut(file.0 as usize)
+            .ok_or_else(|| ProtoError::violation(format!("hashed unknown file {file}")))?;
+        for (i, d) in digests {
+            if let Some(slot) = f.sent.get_mut(i as usize) {
+                *slot = Some(d);
+            }
+        }
+        f.hashing = false;
+        if f.state == SendState::Verifying {
+            let ours: Option<Vec<Digest>> = f.sent.iter().copied().collect();
+            let claimed = f.claimed.take();
+            return match (ours, claimed) {
+                (Some(ours), Some(c)) if Digest::of_file(&ours) == c => {
+                    self.accept_held_whole(file);
+                    Ok(())
+                }
+                _ => Err(ProtoError::DigestMismatch {
+                    path: f.plan.path.clone(),
+                }),
+            };
+        }
+        match f.pending_done {
+            Some(done) if f.sent.iter().all(Option::is_some) => self.finish_file(file, done),
+            _ => Ok(()),
+        }
+    }
+
+    /// The receiver holds the whole file (checked when receipts are).
+    fn accept_held_whole(&mut self, id: FileId) {
+        let size = self.files[id.0 as usize].plan.size;
+        self.mark_done(id);
+        self.events.push_back(SenderEvent::Skipped {
+            file: id,
+            bytes: size,
+            whole: true,
+        });
+        self.check_finished();
     }
 
     /// Adds files to the plan. Their ids continue from the files already
@@ -211,6 +297,9 @@ impl Sender {
                 state: SendState::AwaitingHave,
                 whole: false,
                 pending_done: None,
+                known: None,
+                claimed: None,
+                hashing: false,
             });
         }
         self.remaining += self.files.len() - first;
@@ -303,6 +392,13 @@ impl Sender {
         if !self.in_flight.remove(&chunk) {
             return Ok(());
         }
+        if self.resend_after.remove(&chunk) {
+            // The receiver already asked for it again (its copy failed the
+            // check) before we heard the stream finish: it goes again.
+            let priority = self.files[chunk.file.0 as usize].plan.priority;
+            self.scheduler.requeue(chunk, priority);
+            return Ok(());
+        }
         let Some(f) = self.files.get_mut(chunk.file.0 as usize) else {
             return Ok(());
         };
@@ -317,6 +413,7 @@ impl Sender {
 
     /// The chunk's stream failed on our side: send it again later.
     pub fn chunk_failed(&mut self, chunk: ChunkRef) {
+        self.resend_after.remove(&chunk);
         if self.in_flight.remove(&chunk) {
             let priority = self.files[chunk.file.0 as usize].plan.priority;
             self.scheduler.requeue(chunk, priority);
@@ -386,7 +483,18 @@ impl Sender {
                 let slot = f.sent.get_mut(index as usize).ok_or_else(|| {
                     ProtoError::violation("resend of a chunk past the file's end")
                 })?;
-                if f.state != SendState::Sending || slot.is_none() {
+                if f.state != SendState::Sending {
+                    return Err(ProtoError::violation(
+                        "resend of a chunk of a file not being sent",
+                    ));
+                }
+                if slot.is_none() {
+                    // A resend may overtake our notice that its stream
+                    // finished: it goes again once the stream has.
+                    if self.in_flight.contains(&chunk) {
+                        self.resend_after.insert(chunk);
+                        return Ok(());
+                    }
                     return Err(ProtoError::violation("resend of a chunk that was not sent"));
                 }
                 *slot = None;
@@ -408,8 +516,10 @@ impl Sender {
                     f.sent[index as usize].is_none()
                         && in_flight.contains(&ChunkRef { file, index })
                 });
-                if f.whole && unreported {
-                    // Our own stream-finished notice is still on its way.
+                let checked = f.whole || (self.verify && f.known.is_none());
+                if (checked && unreported) || f.hashing {
+                    // Our own stream-finished notice, or our digests of
+                    // the chunks it held, are still on their way.
                     f.pending_done = Some(digest);
                     return Ok(());
                 }
@@ -440,15 +550,29 @@ impl Sender {
         }
         let chunks = f.sent.len() as u32;
         match state {
-            HaveState::Complete => {
-                let size = f.plan.size;
-                self.mark_done(id);
-                self.events.push_back(SenderEvent::Skipped {
-                    file: id,
-                    bytes: size,
-                    whole: true,
-                });
-                self.check_finished();
+            HaveState::Complete(claimed) => {
+                if !self.verify {
+                    self.accept_held_whole(id);
+                    return Ok(());
+                }
+                match f.known {
+                    Some(k) if k == claimed => self.accept_held_whole(id),
+                    Some(_) => {
+                        return Err(ProtoError::DigestMismatch {
+                            path: f.plan.path.clone(),
+                        });
+                    }
+                    None => {
+                        // A claim is not a delivery: hash our copy first.
+                        f.state = SendState::Verifying;
+                        f.claimed = Some(claimed);
+                        f.hashing = true;
+                        self.events.push_back(SenderEvent::HashHeld {
+                            file: id,
+                            chunks: (0..chunks).collect(),
+                        });
+                    }
+                }
             }
             HaveState::Nothing => {
                 f.state = SendState::Sending;
@@ -476,6 +600,13 @@ impl Sender {
                         whole: false,
                     });
                 }
+                if self.verify && f.known.is_none() && skipped > 0 {
+                    f.hashing = true;
+                    self.events.push_back(SenderEvent::HashHeld {
+                        file: id,
+                        chunks: bitmap.present().collect(),
+                    });
+                }
                 self.scheduler.add(id, f.plan.priority, bitmap.missing());
             }
         }
@@ -483,8 +614,15 @@ impl Sender {
     }
 
     fn finish_file(&mut self, file: FileId, digest: Digest) -> Result<(), ProtoError> {
+        let verify = self.verify;
         let f = &mut self.files[file.0 as usize];
-        if f.whole {
+        if verify && let Some(k) = f.known {
+            if k != digest {
+                return Err(ProtoError::DigestMismatch {
+                    path: f.plan.path.clone(),
+                });
+            }
+        } else if f.whole || verify {
             let ours: Option<Vec<Digest>> = f.sent.iter().copied().collect();
             match ours {
                 Some(ours) if Digest::of_file(&ours) == digest => {}
@@ -549,8 +687,8 @@ pub enum LocalState {
         have: ChunkBitmap,
         digests: Vec<Digest>,
     },
-    /// Already in place.
-    Complete,
+    /// Already in place, with its digest (BLAKE3 over its chunk digests).
+    Complete(Digest),
 }
 
 /// The receiver's answer to a chunk stream's header.
@@ -798,10 +936,10 @@ impl Receiver {
         }
         let chunks = f.have.len();
         let have = match local {
-            LocalState::Complete => {
+            LocalState::Complete(digest) => {
                 f.state = RecvState::Done;
                 self.done += 1;
-                HaveState::Complete
+                HaveState::Complete(digest)
             }
             LocalState::Partial { have, digests }
                 if have.len() == chunks && digests.len() == chunks as usize && have.count() > 0 =>

@@ -72,13 +72,13 @@ pub fn form_view(email: &str, notice: Option<&Notice>) -> Markup {
     )
 }
 
-/// Counts a request of `from` against the page's budget.
-fn hit(web: &Web, from: std::net::IpAddr) -> Result<(), Response> {
+/// Counts a request of `from` against the page's budget; how long to wait
+/// when it is spent.
+fn hit(web: &Web, from: std::net::IpAddr) -> Result<(), std::time::Duration> {
     web.invitations
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .hit(from, std::time::Instant::now())
-        .map_err(too_many)
 }
 
 pub async fn form(
@@ -86,8 +86,8 @@ pub async fn form(
     ClientIp(from): ClientIp,
     Path(token): Path<String>,
 ) -> Response {
-    if let Err(r) = hit(&web, from) {
-        return r;
+    if let Err(wait) = hit(&web, from) {
+        return too_many(wait);
     }
     match web.services.users.invitation(&token).await {
         Ok(Invitation::Valid { user, .. }) => {
@@ -110,8 +110,8 @@ pub async fn accept(
     posted: PublicForm<PasswordForm>,
 ) -> Response {
     let PublicForm { form, from, .. } = posted;
-    if let Err(r) = hit(&web, from) {
-        return r;
+    if let Err(wait) = hit(&web, from) {
+        return too_many(wait);
     }
     let users = &web.services.users;
     let user = match users.invitation(&token).await {

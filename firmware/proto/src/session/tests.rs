@@ -89,6 +89,8 @@ fn run_session(
 ) -> Outcome {
     let layout = ChunkLayout::new(CHUNK).unwrap();
     let mut sender = Sender::new(layout, src.plan.clone()).unwrap();
+    // The appliance's way: every receipt is checked.
+    sender.verify_receipts();
     let mut receiver = Receiver::new();
     let mut in_flight: Vec<(ChunkRef, Vec<u8>, Digest)> = Vec::new();
     let mut out = Outcome::default();
@@ -113,8 +115,8 @@ fn run_session(
                 ReceiverEvent::Planned { first, count } => {
                     for id in first.0..first.0 + count {
                         let plan = receiver.file(FileId(id)).unwrap().clone();
-                        let local = if disk.finals.contains_key(&plan.path) {
-                            LocalState::Complete
+                        let local = if let Some(data) = disk.finals.get(&plan.path) {
+                            LocalState::Complete(file_digest(data))
                         } else {
                             match disk.parts.get(&plan.path).and_then(|p| p.saved.clone()) {
                                 Some((have, digests)) => LocalState::Partial { have, digests },
@@ -148,6 +150,19 @@ fn run_session(
             match ev {
                 SenderEvent::Skipped { bytes, .. } => out.skipped += bytes,
                 SenderEvent::Delivered { file, .. } => out.delivered.push(file),
+                SenderEvent::HashHeld { file, chunks } => {
+                    // The sender's IO: hash its own copy of those chunks.
+                    let data = &src.data[file.0 as usize];
+                    let digests = chunks
+                        .iter()
+                        .map(|i| {
+                            let at = layout.offset(*i) as usize;
+                            let len = layout.chunk_len(data.len() as u64, *i).unwrap() as usize;
+                            (*i, Digest::of_chunk(&data[at..at + len]))
+                        })
+                        .collect();
+                    sender.held_hashed(file, digests).unwrap();
+                }
                 SenderEvent::Finished => {}
             }
         }
@@ -208,6 +223,12 @@ fn run_session(
         }
     }
     panic!("session did not settle");
+}
+
+/// A file's digest: BLAKE3 over its chunks' digests.
+fn file_digest(data: &[u8]) -> Digest {
+    let chunks: Vec<Digest> = data.chunks(CHUNK as usize).map(Digest::of_chunk).collect();
+    Digest::of_file(&chunks)
 }
 
 fn assert_delivered(src: &Source, disk: &Disk) {
@@ -543,6 +564,8 @@ fn a_lower_priority_file_starts_only_after_higher_ones_are_delivered() {
     );
     let layout = ChunkLayout::new(CHUNK).unwrap();
     let mut sender = Sender::new(layout, src.plan.clone()).unwrap();
+    // The appliance's way: every receipt is checked.
+    sender.verify_receipts();
     let mut receiver = Receiver::new();
     let mut delivered = Vec::new();
     let mut started_low_after = None;
@@ -663,4 +686,168 @@ fn an_open_plan_takes_files_as_they_come_and_ends_when_told() {
     pump(&mut sender, &mut receiver);
     assert!(sender.is_finished() && receiver.is_finished());
     assert!(sender.add_files(vec![pf(3, "too-late", 1)]).is_err());
+}
+
+/// A sender that checks receipts, with one 3-chunk file planned and its
+/// plan read by the receiver's side.
+fn checked_sender(known: Option<Digest>) -> (Sender, Vec<u8>) {
+    let layout = ChunkLayout::new(CHUNK).unwrap();
+    let data: Vec<u8> = (0..CHUNK as usize * 3).map(|i| (i % 251) as u8).collect();
+    let plan = vec![PlanFile {
+        id: FileId(0),
+        path: SharePath::parse("a.mov").unwrap(),
+        size: data.len() as u64,
+        mtime_ns: 0,
+        priority: Priority::DEFAULT,
+    }];
+    let mut sender = Sender::new(layout, plan).unwrap();
+    sender.verify_receipts();
+    if let Some(k) = known {
+        sender.know(FileId(0), k);
+    }
+    while sender.poll_frame().is_some() {}
+    (sender, data)
+}
+
+fn hash_held(sender: &mut Sender, data: &[u8]) {
+    while let Some(ev) = sender.poll_event() {
+        if let SenderEvent::HashHeld { file, chunks } = ev {
+            let digests = chunks
+                .iter()
+                .map(|i| {
+                    let at = *i as usize * CHUNK as usize;
+                    (*i, Digest::of_chunk(&data[at..at + CHUNK as usize]))
+                })
+                .collect();
+            sender
+                .held_hashed(file, digests)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[test]
+fn a_claimed_receipt_is_not_a_delivery() {
+    let forged = Digest::of_chunk(b"made up");
+    // Claiming the whole file with a made-up digest: refused, whether the
+    // sender knows the digest or hashes its own copy.
+    let (mut known, data) = checked_sender(Some(file_digest(&[0u8; 1])));
+    let err = known
+        .handle_frame(Frame::Have {
+            files: vec![(FileId(0), HaveState::Complete(forged))],
+        })
+        .unwrap_err();
+    assert!(matches!(err, ProtoError::DigestMismatch { .. }), "{err:?}");
+    let (mut unknown, _) = checked_sender(None);
+    unknown
+        .handle_frame(Frame::Have {
+            files: vec![(FileId(0), HaveState::Complete(forged))],
+        })
+        .unwrap();
+    let Some(SenderEvent::HashHeld { chunks, .. }) = unknown.poll_event() else {
+        panic!("the claim is checked against our own copy");
+    };
+    assert_eq!(chunks, [0, 1, 2]);
+    let digests = chunks
+        .iter()
+        .map(|i| {
+            let at = *i as usize * CHUNK as usize;
+            (*i, Digest::of_chunk(&data[at..at + CHUNK as usize]))
+        })
+        .collect();
+    assert!(matches!(
+        unknown.held_hashed(FileId(0), digests),
+        Err(ProtoError::DigestMismatch { .. })
+    ));
+    assert!(!unknown.is_finished());
+
+    // Every bit set, then a made-up digest: refused too.
+    let (mut partial, data) = checked_sender(None);
+    let mut all = ChunkBitmap::new(3);
+    for i in 0..3 {
+        all.set(i);
+    }
+    partial
+        .handle_frame(Frame::Have {
+            files: vec![(FileId(0), HaveState::Partial(all.clone()))],
+        })
+        .unwrap();
+    hash_held(&mut partial, &data);
+    assert!(matches!(
+        partial.handle_frame(Frame::FileDone {
+            file: FileId(0),
+            digest: forged
+        }),
+        Err(ProtoError::DigestMismatch { .. })
+    ));
+
+    // The truth passes, held or claimed whole.
+    let (mut honest, data) = checked_sender(None);
+    honest
+        .handle_frame(Frame::Have {
+            files: vec![(FileId(0), HaveState::Partial(all))],
+        })
+        .unwrap();
+    hash_held(&mut honest, &data);
+    honest
+        .handle_frame(Frame::FileDone {
+            file: FileId(0),
+            digest: file_digest(&data),
+        })
+        .unwrap();
+    assert!(honest.is_finished());
+    let (mut whole, data) = checked_sender(Some(file_digest(
+        &(0..CHUNK as usize * 3)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )));
+    whole
+        .handle_frame(Frame::Have {
+            files: vec![(FileId(0), HaveState::Complete(file_digest(&data)))],
+        })
+        .unwrap();
+    assert!(whole.is_finished());
+}
+
+#[test]
+fn a_resend_that_overtakes_its_streams_notice_is_honoured() {
+    let (mut sender, data) = checked_sender(None);
+    sender
+        .handle_frame(Frame::Have {
+            files: vec![(FileId(0), HaveState::Nothing)],
+        })
+        .unwrap();
+    let chunk = sender.next_chunk().unwrap();
+    // The receiver found the chunk corrupt and asks again before we heard
+    // that its stream finished.
+    sender
+        .handle_frame(Frame::Resend {
+            file: chunk.file,
+            index: chunk.index,
+        })
+        .unwrap();
+    let at = chunk.index as usize * CHUNK as usize;
+    let digest = Digest::of_chunk(&data[at..at + CHUNK as usize]);
+    sender.chunk_sent(chunk, digest).unwrap();
+    // It goes again.
+    let mut again = Vec::new();
+    while let Some(c) = sender.next_chunk() {
+        again.push(c);
+    }
+    assert!(again.contains(&chunk), "{again:?}");
+    // A resend of a chunk never sent is still a violation.
+    let (mut fresh, _) = checked_sender(None);
+    fresh
+        .handle_frame(Frame::Have {
+            files: vec![(FileId(0), HaveState::Nothing)],
+        })
+        .unwrap();
+    assert!(
+        fresh
+            .handle_frame(Frame::Resend {
+                file: FileId(0),
+                index: 2
+            })
+            .is_err()
+    );
 }
