@@ -31,6 +31,9 @@ pub trait SessionHandle: Send + Sync {
     /// Moves a file up or down the queue.
     fn reprioritise(&self, path: &SharePath, priority: Priority);
     fn progress(&self) -> Snapshot;
+    /// The most memory its windows and read-ahead may hold now, in bytes
+    /// of window (the session's share of the appliance's budget).
+    fn share_memory(&self, window: u64);
 }
 
 /// A session running now.
@@ -63,23 +66,44 @@ impl std::fmt::Debug for LiveSession {
     }
 }
 
-/// How many sessions may run.
+/// How many sessions may run, and the memory they share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Sessions one user runs at once: an agent pulls a few deliveries
-    /// at a time, never dozens.
+    /// Sessions one user runs at once.
     pub per_user: usize,
     /// Sessions the appliance runs at once.
     pub total: usize,
+    /// Bytes of flow-control windows and read-ahead all sessions together
+    /// may hold: each session holds up to its window in buffers and as
+    /// much again read ahead, so a session counts twice its window.
+    pub memory: u64,
+    /// No session's window is made smaller than this (below it a transfer
+    /// crawls); when the memory cannot give every session this much, a new
+    /// session waits.
+    pub min_window: u64,
+    /// No session's window is larger than this (`max_window_mib`).
+    pub max_window: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            per_user: 16,
+            per_user: 128,
             total: 256,
+            memory: 2 << 30,
+            min_window: 4 << 20,
+            max_window: 256 << 20,
         }
     }
+}
+
+/// The window each of `sessions` sessions gets when `memory` is shared
+/// fairly (each counts twice its window), within the bounds; `None` when
+/// even the smallest window does not fit.
+pub fn fair_window(limits: &Limits, sessions: usize) -> Option<u64> {
+    let n = sessions.max(1) as u64;
+    let share = limits.memory / (2 * n);
+    (share >= limits.min_window).then(|| share.min(limits.max_window))
 }
 
 /// Why a session was not admitted.
@@ -90,11 +114,16 @@ pub enum Crowded {
     User(usize),
     #[error("the appliance is running {0} transfers, the most it takes at once; try again shortly")]
     Appliance(usize),
+    /// The transfers running now hold all the memory the appliance gives
+    /// transfers (per account, half of it).
+    #[error("the appliance's transfer memory is spoken for by {0} transfers; try again shortly")]
+    Memory(usize),
 }
 
 crate::failing!(Crowded {
     Crowded::User(_) => (TooMany { retry_after: 10 }, TOO_MANY_SESSIONS),
     Crowded::Appliance(_) => (TooMany { retry_after: 10 }, TOO_MANY_SESSIONS),
+    Crowded::Memory(_) => (TooMany { retry_after: 10 }, TOO_MANY_SESSIONS),
 });
 
 /// The registry.
@@ -137,8 +166,9 @@ impl LiveSessions {
     }
 
     /// Admits a session within the limits; an older session of the same
-    /// job is stopped (superseded) and counted out first. Returns the ids
-    /// it superseded.
+    /// job is stopped (superseded) and counted out first. Every session's
+    /// share of the memory is made fair again, the new one's included.
+    /// Returns the ids it superseded.
     pub fn admit(&self, s: LiveSession) -> Result<Vec<u64>, Crowded> {
         let older: Vec<LiveSession> = {
             let mut running = self.running();
@@ -150,20 +180,34 @@ impl LiveSessions {
             let older: Vec<LiveSession> =
                 older.iter().filter_map(|id| running.remove(id)).collect();
             let mine = running.values().filter(|o| o.user == s.user).count();
-            if mine >= self.limits.per_user || running.len() >= self.limits.total {
+            // One account may fill half the memory, so others always find
+            // room; everyone together, all of it.
+            let own_memory = Limits {
+                memory: self.limits.memory / 2,
+                ..self.limits
+            };
+            let refusal = if mine >= self.limits.per_user {
+                Some(Crowded::User(mine))
+            } else if running.len() >= self.limits.total {
+                Some(Crowded::Appliance(running.len()))
+            } else if fair_window(&self.limits, running.len() + 1).is_none()
+                || fair_window(&own_memory, mine + 1).is_none()
+            {
+                Some(Crowded::Memory(running.len()))
+            } else {
+                None
+            };
+            if let Some(refusal) = refusal {
                 // Nothing changes for a session that is refused.
                 for o in older {
                     running.insert(o.session, o);
                 }
-                return Err(if mine >= self.limits.per_user {
-                    Crowded::User(mine)
-                } else {
-                    Crowded::Appliance(running.len())
-                });
+                return Err(refusal);
             }
             running.insert(s.session, s.clone());
             older
         };
+        self.reshare();
         for o in &older {
             o.handle.stop(
                 ErrorCode::Superseded,
@@ -173,9 +217,28 @@ impl LiveSessions {
         Ok(older.iter().map(|o| o.session).collect())
     }
 
-    /// The session ended.
+    /// The session ended; the others may grow into its share.
     pub fn leave(&self, session: u64) {
         self.running().remove(&session);
+        self.reshare();
+    }
+
+    /// Gives every session its fair share of the memory: the appliance's
+    /// split among all sessions, and no more than half of it to the
+    /// sessions of one account.
+    fn reshare(&self) {
+        let all = self.list();
+        let per_user_memory = Limits {
+            memory: self.limits.memory / 2,
+            ..self.limits
+        };
+        for s in &all {
+            let theirs = all.iter().filter(|o| o.user == s.user).count();
+            let share = fair_window(&self.limits, all.len())
+                .unwrap_or(self.limits.min_window)
+                .min(fair_window(&per_user_memory, theirs).unwrap_or(self.limits.min_window));
+            s.handle.share_memory(share);
+        }
     }
 
     /// Every session, by id.
@@ -250,6 +313,7 @@ pub(crate) mod tests {
         pub paces: Mutex<Vec<Pace>>,
         pub moved: Mutex<Vec<(SharePath, Priority)>>,
         pub done: AtomicBool,
+        pub memory: Mutex<Option<u64>>,
     }
 
     impl SessionHandle for Recorded {
@@ -272,6 +336,9 @@ pub(crate) mod tests {
         }
         fn progress(&self) -> Snapshot {
             Snapshot::default()
+        }
+        fn share_memory(&self, window: u64) {
+            *self.memory.lock().unwrap() = Some(window);
         }
     }
 
@@ -308,10 +375,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn memory_is_shared_fairly_and_one_account_takes_half_at_most() {
+        let mib = 1 << 20;
+        let limits = Limits {
+            per_user: 100,
+            total: 100,
+            memory: 64 * mib,
+            min_window: 4 * mib,
+            max_window: 16 * mib,
+        };
+        assert_eq!(fair_window(&limits, 1), Some(16 * mib));
+        assert_eq!(fair_window(&limits, 4), Some(8 * mib));
+        assert_eq!(fair_window(&limits, 8), Some(4 * mib));
+        assert_eq!(fair_window(&limits, 9), None);
+        let live = LiveSessions::new(limits);
+        let first = Arc::new(Recorded::default());
+        live.admit(session(1, 1, 1, first.clone())).unwrap();
+        assert_eq!(*first.memory.lock().unwrap(), Some(16 * mib));
+        let mine: Vec<_> = (2..=4)
+            .map(|i| {
+                let h = Arc::new(Recorded::default());
+                live.admit(session(i, i as i64, 1, h.clone())).unwrap();
+                h
+            })
+            .collect();
+        // Four sessions of one account: half the memory among them.
+        assert_eq!(*first.memory.lock().unwrap(), Some(4 * mib));
+        assert_eq!(
+            live.admit(session(5, 5, 1, Arc::new(Recorded::default()))),
+            Err(Crowded::Memory(4))
+        );
+        // Someone else still gets in, and their session is larger.
+        let other = Arc::new(Recorded::default());
+        live.admit(session(6, 6, 2, other.clone())).unwrap();
+        assert_eq!(*other.memory.lock().unwrap(), Some(6_710_886));
+        live.leave(1);
+        assert!(mine.iter().all(|h| h.memory.lock().unwrap().is_some()));
+    }
+
+    #[test]
     fn one_user_and_the_appliance_each_have_a_budget() {
         let live = LiveSessions::new(Limits {
             per_user: 2,
             total: 3,
+            ..Limits::default()
         });
         let h = || Arc::new(Recorded::default());
         live.admit(session(1, 1, 1, h())).unwrap();
@@ -334,6 +441,7 @@ pub(crate) mod tests {
         let live = LiveSessions::new(Limits {
             per_user: 1,
             total: 10,
+            ..Limits::default()
         });
         let theirs = Arc::new(Recorded::default());
         live.admit(session(1, 5, 2, theirs.clone())).unwrap();

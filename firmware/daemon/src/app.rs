@@ -83,6 +83,9 @@ pub fn setup(config: &Config, control: SocketAddr) -> Setup {
         limits: Limits {
             per_user: config.limits.sessions_per_user,
             total: config.limits.sessions_total,
+            memory: config.limits.memory_mib << 20,
+            max_window: config.transfer.max_window_mib << 20,
+            ..Limits::default()
         },
         control_port: control.port(),
         fallback_host: control.ip().to_string(),
@@ -187,6 +190,7 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         listen: config.listen,
         sources,
         claims: Claims::new(),
+        ungreeted: Default::default(),
     });
     let api = Arc::new(Api {
         services: services.clone(),

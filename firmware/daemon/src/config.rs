@@ -118,15 +118,20 @@ pub struct LimitsConfig {
     pub leases_per_user: usize,
     /// Data ports the appliance holds at once.
     pub leases_total: usize,
+    /// Memory all sessions' flow-control windows and read-ahead may hold
+    /// together, in MiB. It is shared fairly (one account at most half),
+    /// so a caller who stalls sessions cannot take it from others.
+    pub memory_mib: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             sessions_per_user: 128,
-            sessions_total: 512,
+            sessions_total: 256,
             leases_per_user: 160,
             leases_total: 1024,
+            memory_mib: 2048,
         }
     }
 }
@@ -298,6 +303,11 @@ impl Config {
         if !(16..=4096).contains(&transfer.max_window_mib) {
             return Err(ConfigError::Invalid(
                 "transfer.max_window_mib must be 16-4096".into(),
+            ));
+        }
+        if file.limits.memory_mib < 64 {
+            return Err(ConfigError::Invalid(
+                "limits.memory_mib must be at least 64".into(),
             ));
         }
         if file.api.requests_per_minute == 0 {

@@ -41,6 +41,48 @@ use crate::sessions::{SessionSpec, Sessions};
 
 /// How long a new connection has to present its token.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections from one address that have not presented a token yet: a
+/// client opens one per session, so a few are plenty.
+const UNGREETED_PER_ADDRESS: usize = 8;
+/// Connections from anyone that have not presented a token yet.
+const UNGREETED_TOTAL: usize = 128;
+
+/// Connections that have not said who they are, by address.
+#[derive(Debug, Default)]
+pub struct Ungreeted(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+/// One ungreeted connection's place; given back when dropped.
+struct Waiting<'a> {
+    table: &'a Ungreeted,
+    ip: IpAddr,
+}
+
+impl Ungreeted {
+    /// A place for a new connection from `ip`, unless its address or
+    /// everyone already holds as many as they may.
+    fn enter(&self, ip: IpAddr) -> Option<Waiting<'_>> {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = t.values().sum();
+        let mine = t.entry(ip).or_default();
+        if *mine >= UNGREETED_PER_ADDRESS || total >= UNGREETED_TOTAL {
+            return None;
+        }
+        *mine += 1;
+        Some(Waiting { table: self, ip })
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut t = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Everything data sessions share.
 #[derive(Debug)]
@@ -58,6 +100,8 @@ pub struct DataSessions {
     pub sources: Arc<SourceWatch>,
     /// One session per destination file.
     pub claims: Arc<ferry_engine::claims::Claims>,
+    /// Connections that have not said who they are yet.
+    pub ungreeted: Ungreeted,
 }
 
 /// Why a session could not be granted.
@@ -184,6 +228,13 @@ pub async fn accept_loop(ds: Arc<DataSessions>, endpoint: Endpoint, port: u16) {
 
 async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
     let remote = incoming.remote_address();
+    // Until it presents a token, a connection is held short: few of them
+    // per address, and each with a small window and no streams to push.
+    let Some(waiting) = ds.ungreeted.enter(remote.ip()) else {
+        log::warn!(port = port; "{remote} holds too many connections that have not greeted; refused");
+        incoming.refuse();
+        return;
+    };
     // Each connection gets a pace of its own, so its rate can be set once
     // we know whose session it is, and changed while it runs.
     let pace = PaceHandle::new(ds.services.settings.pace());
@@ -215,6 +266,7 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
             return;
         }
     };
+    drop(waiting);
     let (id, spec) = match ds.tokens.redeem(&token, remote.ip()) {
         Ok(x) => x,
         Err((code, message)) => {
@@ -241,7 +293,7 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
     .and_then(|c| Rate::from_bits_per_sec(c.bits_per_sec).ok());
     let granted = pace_for(ds.services.settings.pace(), job_cap, request);
     pace.set(granted);
-    ds.tuning.size_windows(&conn, granted);
+    // Its windows are sized, within its memory share, once it is admitted.
     if let Err(e) = welcome(&mut send, id, granted).await {
         log::info!(session_id = id; "session {id} lost before it started: {e}");
         return;
@@ -278,6 +330,9 @@ struct Handle {
     frames: mpsc::WeakUnboundedSender<ferry_proto::Frame>,
     priorities: Option<mpsc::UnboundedSender<(SharePath, Priority)>>,
     progress: Arc<Progress>,
+    /// The session's share of the appliance's memory, in bytes of window;
+    /// also the cap on what its sender reads ahead.
+    share: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SessionHandle for Handle {
@@ -287,7 +342,11 @@ impl SessionHandle for Handle {
 
     fn repace(&self, pace: Pace) {
         self.pace.set(pace);
-        self.tuning.size_windows(&self.conn, pace);
+        self.tuning.size_windows_within(
+            &self.conn,
+            pace,
+            self.share.load(std::sync::atomic::Ordering::Relaxed),
+        );
         // The client's controller follows too (on an upload it sends).
         if let Some(tx) = self.frames.upgrade()
             && tx.send(ferry_proto::Frame::Pace(pace)).is_err()
@@ -310,6 +369,13 @@ impl SessionHandle for Handle {
 
     fn progress(&self) -> Snapshot {
         self.progress.snapshot()
+    }
+
+    fn share_memory(&self, window: u64) {
+        self.share
+            .store(window, std::sync::atomic::Ordering::Relaxed);
+        self.tuning
+            .size_windows_within(&self.conn, self.pace.get(), window);
     }
 }
 
@@ -342,6 +408,9 @@ impl Session {
             "session {} from {}: job {job} as {}", self.id, self.remote, self.spec.user.email
         );
         let (prio_tx, prio_rx) = mpsc::unbounded_channel();
+        let share = Arc::new(std::sync::atomic::AtomicU64::new(
+            ferry_engine::transport::MIN_WINDOW,
+        ));
         let handle = Arc::new(Handle {
             stop: stop.clone(),
             pace: self.pace.clone(),
@@ -350,6 +419,7 @@ impl Session {
             frames: control.frames(),
             priorities: delivery_job.then_some(prio_tx),
             progress: progress.clone(),
+            share: share.clone(),
         });
         let admitted = services.live.admit(LiveSession {
             session: self.id,
@@ -375,19 +445,34 @@ impl Session {
             self.settle(job, &ending).await;
             return;
         }
+        // Admitted: its peer may open streams now, within its share.
+        self.ds.tuning.open_up(
+            &self.conn,
+            self.pace.get(),
+            share.load(std::sync::atomic::Ordering::Relaxed),
+        );
         let recorder = tokio::spawn(record_progress(
             self.ds.clone(),
             job,
             progress.clone(),
             !delivery_job,
         ));
+        let watchdog = tokio::spawn(watch_for_stall(
+            self.ds.clone(),
+            self.id,
+            job,
+            progress.clone(),
+            stop.clone(),
+            self.who(),
+        ));
+        let memory = Some(share);
         let result = match target {
             Target::Put { share, path } => {
                 self.put(control, share, path, progress.clone(), stop.clone())
                     .await
             }
             Target::Get { share, path } => {
-                self.get(control, share, path, progress.clone(), stop.clone())
+                self.get(control, share, path, progress.clone(), stop.clone(), memory)
                     .await
             }
             Target::Upload {
@@ -419,11 +504,13 @@ impl Session {
                     progress.clone(),
                     stop.clone(),
                     prio_rx,
+                    memory,
                 )
                 .await
             }
         };
         recorder.abort();
+        watchdog.abort();
         services.live.leave(self.id);
         // The last progress, so a finished direct job shows its totals.
         if let Err(e) = services
@@ -468,6 +555,11 @@ impl Session {
                 }
             }
             Ok(_) => Ending::Done,
+            // A stalled session is the network's or the peer's doing: the
+            // job waits for its client as after any interruption.
+            Err(_) if stop.is_stopped() && stop.reason().0 == ErrorCode::Stalled => {
+                Ending::Interrupted(stop.reason().1)
+            }
             Err(_) if stop.is_stopped() => Ending::Stopped(stop.reason().1),
             Err(e @ EngineError::Stopped { .. }) => Ending::Interrupted(e.to_string()),
             Err(e) if e.is_transient() => Ending::Interrupted(e.to_string()),
@@ -513,6 +605,7 @@ impl Session {
         path: &SharePath,
         progress: Arc<Progress>,
         stop: StopSignal,
+        memory: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> Result<Outcome, EngineError> {
         let root = self.root(share)?;
         let path = path.clone();
@@ -537,7 +630,7 @@ impl Session {
             &self.conn,
             control,
             files,
-            self.sending(progress, stop, None),
+            self.sending(progress, stop, None, memory),
         )
         .await
     }
@@ -547,6 +640,7 @@ impl Session {
         progress: Arc<Progress>,
         stop: StopSignal,
         events: Option<mpsc::UnboundedSender<FileEvent>>,
+        memory: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> Sending {
         let mut s = Sending::new(ChunkLayout::new(self.ds.chunk_size).unwrap_or_default());
         s.progress = progress;
@@ -555,8 +649,10 @@ impl Session {
         // Done means every byte went from here, or the recipient proved
         // what it held: a claimed receipt is not a delivery.
         s.verify_receipts = true;
-        // Keep as much in flight as the connection's window allows.
+        // Keep as much in flight as the connection's window allows, and no
+        // more than the session's share of the memory.
         s.opts.max_bytes_in_flight = self.ds.tuning.window_for(self.pace.get(), self.conn.rtt());
+        s.opts.limit = memory;
         s
     }
 
@@ -623,6 +719,7 @@ impl Session {
         progress: Arc<Progress>,
         stop: StopSignal,
         mut priorities: mpsc::UnboundedReceiver<(SharePath, Priority)>,
+        memory: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> Result<Outcome, EngineError> {
         let root = self.root(share)?;
         let (updates, plan) = mpsc::unbounded_channel();
@@ -656,7 +753,7 @@ impl Session {
             &self.conn,
             control,
             plan,
-            self.sending(progress, stop, Some(tx)),
+            self.sending(progress, stop, Some(tx), memory),
         )
         .await;
         feeder.abort();
@@ -778,6 +875,44 @@ async fn feed(
             // A change that slipped past (several processes write the
             // store) is picked up within a few seconds anyway.
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Closes a session that has stopped making progress (see
+/// [`ferry_domain::stall`]), giving its lease and memory back; its client
+/// resumes with a new session.
+async fn watch_for_stall(
+    ds: Arc<DataSessions>,
+    session: u64,
+    job: JobId,
+    progress: Arc<Progress>,
+    stop: StopSignal,
+    who: Actor,
+) {
+    let start = Instant::now();
+    let mut watch = ferry_domain::stall::Watch::new(Duration::ZERO);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let s = progress.snapshot();
+        let waiting = s.bytes_done() < s.bytes_total || s.files_done < s.files_total;
+        if watch.observe(start.elapsed(), s.bytes_transferred, waiting) {
+            let why = format!(
+                "session {session} moved nothing for {} s while {} bytes waited; closed to free its port and memory",
+                ferry_domain::stall::STALL_AFTER.as_secs(),
+                s.bytes_total.saturating_sub(s.bytes_done())
+            );
+            log::warn!(job_id = job.0, session_id = session; "{why}");
+            ds.services
+                .audit
+                .note(
+                    who.line(AuditAction::SessionStalled, format!("session {session}"))
+                        .detail(why.clone()),
+                )
+                .await;
+            stop.stop(ErrorCode::Stalled, why);
+            return;
         }
     }
 }

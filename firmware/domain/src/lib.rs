@@ -15,6 +15,7 @@
 //! - [`throttle`]: login throttling and per-address budgets;
 //! - [`address`]: the client's address behind trusted proxies;
 //! - [`settings`]: the site settings and their one validator;
+//! - [`stall`]: when a session that makes no progress is closed;
 //! - [`email`]: the shape of an address.
 
 #[macro_use]
@@ -27,6 +28,7 @@ pub mod ending;
 pub mod password;
 pub mod rules;
 pub mod settings;
+pub mod stall;
 pub mod throttle;
 
 pub use action::{AuditAction, JobAction};

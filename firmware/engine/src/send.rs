@@ -6,7 +6,7 @@
 //! landed on the appliance and takes the others as their upload finishes.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use ferry_proto::{
@@ -33,6 +33,9 @@ pub struct SendOptions {
     pub max_streams: usize,
     /// Chunk bytes in flight at once (large chunks are bounded by this).
     pub max_bytes_in_flight: u64,
+    /// A cap on bytes in flight that its owner may change while the
+    /// session runs (the appliance shares its memory among sessions).
+    pub limit: Option<Arc<AtomicU64>>,
 }
 
 impl Default for SendOptions {
@@ -40,6 +43,17 @@ impl Default for SendOptions {
         SendOptions {
             max_streams: 128,
             max_bytes_in_flight: 64 << 20,
+            limit: None,
+        }
+    }
+}
+
+impl SendOptions {
+    /// Bytes that may be in flight now.
+    fn in_flight_cap(&self) -> u64 {
+        match &self.limit {
+            Some(l) => self.max_bytes_in_flight.min(l.load(Ordering::Relaxed)),
+            None => self.max_bytes_in_flight,
         }
     }
 }
@@ -208,6 +222,9 @@ fn apply_update(
     Ok(())
 }
 
+/// One file's chunks, by index, with our digest of each.
+type ChunkDigests = Vec<(u32, Digest)>;
+
 async fn run(
     conn: &Connection,
     control: &mut Control,
@@ -219,7 +236,7 @@ async fn run(
     let progress = &s.progress;
     let mut tasks: JoinSet<(ChunkRef, u32, Result<Digest, EngineError>)> = JoinSet::new();
     // Our digests of chunks receivers claim to hold, being made.
-    let mut hashing: JoinSet<(FileId, Result<Vec<(u32, Digest)>, EngineError>)> = JoinSet::new();
+    let mut hashing: JoinSet<(FileId, Result<ChunkDigests, EngineError>)> = JoinSet::new();
     let mut bytes_in_flight = 0u64;
     let mut sequence = 0u32;
     loop {
@@ -269,7 +286,7 @@ async fn run(
         if proto.is_finished() {
             return Ok(());
         }
-        while tasks.len() < s.opts.max_streams && bytes_in_flight < s.opts.max_bytes_in_flight {
+        while tasks.len() < s.opts.max_streams && bytes_in_flight < s.opts.in_flight_cap() {
             let Some(chunk) = proto.next_chunk() else {
                 break;
             };

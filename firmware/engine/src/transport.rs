@@ -61,7 +61,11 @@ impl Default for Tuning {
 }
 
 /// The smallest connection window: enough for a few chunks at any rate.
-const MIN_WINDOW: u64 = 16 << 20;
+pub const MIN_WINDOW: u64 = 16 << 20;
+/// What a connection that has not said who it is may send us: its
+/// greeting, and not much more. No unidirectional stream is granted
+/// before `Hello`, so nothing else can be pushed.
+const PRE_HELLO_WINDOW: u64 = 256 << 10;
 /// Bandwidth-delay products a window holds. At 1 % loss a lost packet holds
 /// up its stream for another round trip or two while the rest keep coming,
 /// so one BDP is not enough: quinn's default 1.25 MB window halved the rate
@@ -87,10 +91,23 @@ impl Tuning {
 
     /// Sizes the windows of a connection whose pace and RTT are known.
     pub fn size_windows(&self, conn: &quinn::Connection, pace: Pace) -> u64 {
-        let window = self.window_for(pace, conn.rtt());
+        self.size_windows_within(conn, pace, u64::MAX)
+    }
+
+    /// Like [`Tuning::size_windows`], but never past `cap` bytes (the
+    /// session's share of the appliance's memory).
+    pub fn size_windows_within(&self, conn: &quinn::Connection, pace: Pace, cap: u64) -> u64 {
+        let window = self.window_for(pace, conn.rtt()).min(cap);
         conn.set_receive_window(VarInt::from_u64(window).unwrap_or(VarInt::MAX));
         conn.set_send_window(window);
         window
+    }
+
+    /// Opens a connection up once it has said who it is: its windows, and
+    /// the chunk streams its peer may open.
+    pub fn open_up(&self, conn: &quinn::Connection, pace: Pace, cap: u64) -> u64 {
+        conn.set_max_concurrent_uni_streams(VarInt::from_u32(self.max_uni_streams));
+        self.size_windows_within(conn, pace, cap)
     }
 
     /// Transport settings of one connection, whose congestion controller
@@ -136,14 +153,21 @@ pub fn server_config(identity: &Identity, tuning: &Tuning) -> Result<ServerConfi
 
 /// The server configuration for one incoming connection: its congestion
 /// controller follows `pace`, which the session sets once it knows who
-/// connected and what they may do.
+/// connected and what they may do. Until then the connection is held
+/// short: a small receive window and no unidirectional streams, so a peer
+/// that never greets can push a few hundred KiB, not the session's window
+/// ([`Tuning::open_up`] lifts this after `Hello`).
 pub fn for_connection(
     base: &ServerConfig,
     tuning: &Tuning,
     pace: &PaceHandle,
 ) -> Arc<ServerConfig> {
     let mut config = base.clone();
-    config.transport_config(Arc::new(tuning.transport_config(pace)));
+    let mut transport = tuning.transport_config(pace);
+    transport
+        .receive_window(VarInt::from_u64(PRE_HELLO_WINDOW).unwrap_or(VarInt::MAX))
+        .max_concurrent_uni_streams(VarInt::from_u32(0));
+    config.transport_config(Arc::new(transport));
     Arc::new(config)
 }
 
