@@ -13,5 +13,6 @@ mod foundation;
 mod mail;
 mod nat;
 mod python;
+mod rules;
 mod wan;
 mod webadmin;

@@ -81,7 +81,7 @@ impl Browser {
         self.send(req)
     }
 
-    fn login(&mut self, email: &str, password: &str) -> Page {
+    pub(crate) fn login(&mut self, email: &str, password: &str) -> Page {
         let page = self.post("/login", &[("email", email), ("password", password)]);
         if let Some(c) = session_cookie(&page) {
             self.cookie = Some(c);

@@ -168,6 +168,22 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
     (status, Html(body.into_string())).into_response()
 }
 
+/// A service's refusal as a page, with the status the REST API gives the
+/// same failure (a job the caller may not know of is a 404 here too).
+pub fn failure_page(e: &dyn ferryd_core::Failing) -> Response {
+    let status = StatusCode::from_u16(e.failure().http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        // The detail goes to the log, not to the page.
+        log::error!("web admin: {e}");
+        return error_page(
+            status,
+            "Something went wrong on the appliance; its log says what.",
+        );
+    }
+    error_page(status, &e.to_string())
+}
+
 /// Percent-encodes a value for a query string.
 pub fn url_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

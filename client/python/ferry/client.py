@@ -164,9 +164,15 @@ class Session:
             if not cursor:
                 return out
 
-    def invite(self, email, name="", role="collaborator"):
-        """Makes an account and emails its owner a link to set a password (admins)."""
-        return User.from_json(self._post("/users", {"email": email, "name": name, "role": role}))
+    def invite(self, email, name="", role="collaborator", service=False):
+        """Makes an account and emails its owner a link to set a password (admins).
+
+        With ``service=True`` it is a service account for automation instead:
+        no password, no web login, no mail; an admin makes its API keys
+        (``ferryd admin apikey create EMAIL``, or Users in the web admin).
+        """
+        body = {"email": email, "name": name, "role": role, "service": service}
+        return User.from_json(self._post("/users", body))
 
     # --- jobs -------------------------------------------------------------
 

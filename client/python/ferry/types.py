@@ -17,6 +17,9 @@ class User:
     role: str
     notify: bool = True
     status: Optional[str] = None
+    # "person", or "service" for an account that only ever uses API keys
+    # (automation such as the ftrack action).
+    kind: str = "person"
 
     @classmethod
     def from_json(cls, data):

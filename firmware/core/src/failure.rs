@@ -30,6 +30,24 @@ pub enum Failure {
     Internal,
 }
 
+impl Failure {
+    /// The HTTP status this kind of failure answers with, the same on the
+    /// REST API and in the web admin.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Failure::Unauthorized => 401,
+            Failure::Forbidden => 403,
+            Failure::NotFound => 404,
+            Failure::Conflict => 409,
+            Failure::Gone => 410,
+            Failure::Invalid => 400,
+            Failure::TooMany { .. } => 429,
+            Failure::Unavailable => 503,
+            Failure::Internal => 500,
+        }
+    }
+}
+
 /// An error that knows its kind and its stable code.
 pub trait Failing: std::error::Error {
     fn failure(&self) -> Failure;

@@ -268,6 +268,17 @@ impl LiveSessions {
         code: ErrorCode,
         message: &str,
     ) -> usize {
+        self.stop_jobs_where(which, code, message).len()
+    }
+
+    /// Stops the sessions `which` picks, telling their peers why; returns
+    /// the jobs they ran (for a revocation to hold them).
+    pub fn stop_jobs_where(
+        &self,
+        which: impl Fn(&LiveSession) -> bool,
+        code: ErrorCode,
+        message: &str,
+    ) -> Vec<JobId> {
         let hit: Vec<LiveSession> = self
             .running()
             .values()
@@ -277,7 +288,7 @@ impl LiveSessions {
         for s in &hit {
             s.handle.stop(code, message);
         }
-        hit.len()
+        hit.iter().map(|s| s.job).collect()
     }
 
     pub fn stop_job(&self, job: JobId, code: ErrorCode, message: &str) -> usize {

@@ -470,7 +470,7 @@ impl Shares {
             return Ok(());
         }
         let why = format!("your access to share {} was revoked", share.name);
-        let stopped = self.live.stop_where(
+        let stopped_jobs = self.live.stop_jobs_where(
             |s| {
                 s.user == user.id
                     && s.share == Some(share.id)
@@ -483,7 +483,21 @@ impl Shares {
             ErrorCode::Aborted,
             &why,
         );
+        let stopped = stopped_jobs.len();
         let mut held = 0;
+        // The jobs whose sessions stopped are held, so that their clients
+        // do not take them up again by themselves.
+        for job in stopped_jobs {
+            self.store
+                .hold_job(
+                    job,
+                    ferry_domain::JobStatus::Paused,
+                    ferry_domain::Party::Admin,
+                    Some(&why),
+                )
+                .await?;
+            held += 1;
+        }
         if lost_write {
             let uploads = self
                 .store

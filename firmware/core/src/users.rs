@@ -671,11 +671,18 @@ impl Users {
         by.owner_or_admin(owner, "revoking others' keys")?;
         let user = self.store.user(owner).await?;
         self.store.revoke_api_key(owner, key).await?;
-        let stopped = self.live.stop_where(
-            |s| s.key == Some(key),
-            ErrorCode::Aborted,
-            "the API key this transfer was started with was revoked",
-        );
+        let why = "the API key this transfer was started with was revoked";
+        let jobs = self
+            .live
+            .stop_jobs_where(|s| s.key == Some(key), ErrorCode::Aborted, why);
+        let stopped = jobs.len();
+        // Held, so that the job waits for its owner (with another key) or
+        // an admin rather than looking as if it still ran.
+        for job in jobs {
+            self.store
+                .hold_job(job, JobStatus::Paused, Party::Admin, Some(why))
+                .await?;
+        }
         self.audit
             .record(
                 who.line(AuditAction::KeyRevoke, user.email.clone())

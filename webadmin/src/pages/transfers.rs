@@ -248,7 +248,7 @@ pub async fn act(
         .await
     {
         Ok(_) => done(&back, form.action.as_str()),
-        Err(e) => crate::layout::error_page(StatusCode::CONFLICT, &e.to_string()),
+        Err(e) => crate::layout::failure_page(&e),
     }
 }
 
@@ -269,7 +269,7 @@ pub async fn detail(
             &d,
             Notice::from_code(q.ok.as_deref()).as_ref(),
         )),
-        Err(e) => crate::layout::error_page(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e) => crate::layout::failure_page(&e),
     }
 }
 
@@ -368,7 +368,7 @@ pub async fn priority(
                 StatusCode::BAD_REQUEST,
                 detail_view(&staff, &d, Some(&Notice::Error(e.to_string()))),
             ),
-            Err(e) => crate::layout::error_page(StatusCode::NOT_FOUND, &e.to_string()),
+            Err(e) => crate::layout::failure_page(&e),
         },
     }
 }

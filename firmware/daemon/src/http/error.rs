@@ -64,22 +64,19 @@ impl ApiError {
 
     /// A service's error, by its kind and code.
     pub fn from_failing(e: &dyn Failing) -> Self {
-        let status = match e.failure() {
-            Failure::Unauthorized => StatusCode::UNAUTHORIZED,
-            Failure::Forbidden => StatusCode::FORBIDDEN,
-            Failure::NotFound => StatusCode::NOT_FOUND,
-            Failure::Conflict => StatusCode::CONFLICT,
-            Failure::Gone => StatusCode::GONE,
-            Failure::Invalid => StatusCode::BAD_REQUEST,
+        let failure = e.failure();
+        match failure {
+            Failure::Internal => return Self::internal(e),
             Failure::TooMany { retry_after } => {
                 return ApiError {
                     retry_after: Some(retry_after),
                     ..Self::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string())
                 };
             }
-            Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => return Self::internal(e),
-        };
+            _ => {}
+        }
+        let status = StatusCode::from_u16(failure.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self::new(status, e.code(), e.to_string())
     }
 }
