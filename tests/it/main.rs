@@ -10,6 +10,7 @@ mod deliveries;
 mod desktop;
 mod faults;
 mod foundation;
+mod limits;
 mod mail;
 mod nat;
 mod python;

@@ -1,0 +1,275 @@
+//! How much one caller may take, tried with a hostile client through the
+//! real data ports of a real ferryd: many download sessions that ask for
+//! data and then never read it, and connections that push before saying
+//! who they are. ferryd's memory stays within its budget, another user's
+//! transfer goes on, and stalled sessions are closed.
+
+use std::time::{Duration, Instant};
+
+use ferry_api::{SessionKind, SessionRequest};
+use ferry_engine::congestion::PaceHandle;
+use ferry_engine::control::{read_frame, write_frame};
+use ferry_engine::tls::PinnedCert;
+use ferry_engine::transport::{Tuning, client_config, client_endpoint};
+use ferry_proto::frame::HaveState;
+use ferry_proto::{ErrorCode, Frame};
+use ferry_tests::{Appliance, record_scenario, rss_peak_and_fds, write_random};
+
+use crate::foundation::wire::{api, hello, open, token};
+
+const MIB: u64 = 1 << 20;
+/// The file the stalled sessions ask for and another user fetches.
+const SIZE: u64 = 128 * MIB;
+
+/// A download of `target` that asks for every chunk and then reads none:
+/// its connection stays alive (keep-alives) while the appliance's chunks
+/// wait on flow control. `None` when the appliance refused the session.
+async fn stalled_get(
+    a: &Appliance,
+    api: &ferry_client::Api,
+    target: &str,
+) -> Option<(quinn::Endpoint, ferry_engine::handshake::Session)> {
+    let grant = api
+        .create_session(&SessionRequest {
+            kind: SessionKind::Get,
+            target: Some(target.into()),
+            job: None,
+        })
+        .await
+        .ok()?;
+    let addr = format!("{}:{}", a.ip, grant.port).parse().unwrap();
+    let (endpoint, mut s) = hello(a, addr, token(&grant.token)).await.ok()?;
+    let mut files = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s.recv)).await {
+            Ok(Ok(Some(Frame::PlanFiles { files: f }))) => files.extend(f.iter().map(|f| f.id)),
+            Ok(Ok(Some(Frame::PlanEnd))) => break,
+            Ok(Ok(Some(Frame::Error { .. }))) | Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                return None;
+            }
+            Ok(Ok(Some(_))) => {}
+        }
+    }
+    let have = Frame::Have {
+        files: files.into_iter().map(|f| (f, HaveState::Nothing)).collect(),
+    };
+    write_frame(&mut s.send, &have).await.ok()?;
+    Some((endpoint, s))
+}
+
+/// The stalled-session attack of the review: a collaborator opened dozens
+/// of downloads that never read, each pinning about 66 MiB in ferryd, until
+/// it died. Now the sessions share a memory budget (here 256 MiB, one
+/// account at most half), the sessions past it are refused, another user's
+/// transfer completes at a fair rate, and a minute without progress closes
+/// every stalled session.
+#[test]
+fn stalled_sessions_cannot_exhaust_the_appliance() {
+    // Its gigabytes of reads would skew the other heavy tests' figures.
+    let _serial = ferry_tests::heavy_io();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(stalled_sessions());
+}
+
+async fn stalled_sessions() {
+    let conf = tempfile::tempdir().unwrap();
+    let config = conf.path().join("ferryd.toml");
+    std::fs::write(&config, "[limits]\nmemory_mib = 256\n").unwrap();
+    let a = Appliance::start_with(&["--config", config.to_str().unwrap()]);
+    let big = a.share.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    write_random(&big.join("plate.exr"), SIZE, 11);
+    let attacker = api(&a, &a.media_user("mallory@client.example"));
+    let other_key = a.media_user("ann@studio.example");
+    let other = a.client(&other_key);
+    let pid = a.pid().unwrap();
+    attacker.health().await.unwrap();
+
+    // Another user's get, unloaded: the baseline of this run.
+    let fair = |label: &str| {
+        let into = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let run = other.run(&[
+            "get",
+            "share=media/big/plate.exr",
+            into.path().to_str().unwrap(),
+        ]);
+        assert!(run.ok, "{label}: {}", run.stderr);
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(
+            ferry_tests::blake3_file(&into.path().join("plate.exr")),
+            ferry_tests::blake3_file(&big.join("plate.exr"))
+        );
+        (SIZE * 8) as f64 / 1e6 / secs
+    };
+    let baseline = tokio::task::block_in_place(|| fair("unloaded"));
+    let (rss_before, _) = rss_peak_and_fds(pid);
+
+    const TRIED: usize = 40;
+    let mut stalled = Vec::new();
+    let mut refused = 0;
+    for _ in 0..TRIED {
+        match stalled_get(&a, &attacker, "share=media/big/plate.exr").await {
+            Some(s) => stalled.push(s),
+            None => refused += 1,
+        }
+    }
+    // Let the admitted sessions fill what they may.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let loaded = tokio::task::block_in_place(|| fair("beside the stalled sessions"));
+    let (rss_peak, _) = rss_peak_and_fds(pid);
+    let grew = rss_peak.saturating_sub(rss_before);
+    println!(
+        "stalled sessions: {} admitted, {refused} refused of {TRIED}; ferryd's peak grew {} MiB; \
+         another user's get: {loaded:.0} Mbit/s beside them, {baseline:.0} Mbit/s alone ({:.2}x)",
+        stalled.len(),
+        grew / MIB,
+        loaded / baseline
+    );
+    assert!(refused > 0, "the budget admitted all {TRIED} sessions");
+    assert!(!stalled.is_empty(), "no session was admitted at all");
+    // The budget (256 MiB) plus what a running ferryd keeps besides.
+    assert!(
+        grew < 256 * MIB + 96 * MIB,
+        "ferryd's peak grew by {} MiB",
+        grew / MIB
+    );
+    assert!(
+        loaded > baseline / 5.0,
+        "another user's get ran at {loaded:.0} Mbit/s beside the stalled sessions, \
+         {baseline:.0} Mbit/s alone"
+    );
+
+    // A minute without progress closes every stalled session, saying why.
+    let started = Instant::now();
+    for (_endpoint, s) in &stalled {
+        let closed = tokio::time::timeout(Duration::from_secs(120), s.connection.closed())
+            .await
+            .expect("a stalled session was closed within two minutes");
+        match closed {
+            quinn::ConnectionError::ApplicationClosed(c) => assert_eq!(
+                ErrorCode::from_close_code(c.error_code.into_inner()),
+                Some(ErrorCode::Stalled),
+                "{}",
+                String::from_utf8_lossy(&c.reason)
+            ),
+            other => panic!("closed otherwise: {other}"),
+        }
+    }
+    let closed_after = started.elapsed().as_secs_f64();
+    let audit = a.admin(&["audit", "--action", "session.stalled"]);
+    assert_eq!(audit.lines().count(), stalled.len(), "{audit}");
+    record_scenario(
+        "limits-stalled-sessions",
+        serde_json::json!({
+            "scenario": "a collaborator's downloads that ask for data and never read it",
+            "injected": format!("{TRIED} get sessions of a {} MiB file from one account, each sending Have and never accepting a stream", SIZE / MIB),
+            "checked": "sessions past the memory budget refused; ferryd's peak memory within the budget; another user's get completes byte-identical at a fair rate; every stalled session closed with Stalled and audited",
+            "faults_survived": TRIED,
+            "bytes_compared": 2 * SIZE,
+            "sessions_admitted": stalled.len(),
+            "sessions_refused": refused,
+            "ferryd_peak_rss_growth_mib": grew / MIB,
+            "other_user_mbit_s_alone": baseline.round(),
+            "other_user_mbit_s_beside": loaded.round(),
+            "seconds_until_all_closed": closed_after.round(),
+        }),
+    );
+}
+
+/// Before `Hello` a connection could push 128 MiB, and a lease admitted
+/// any number of them. Now an address holds at most 8 connections that
+/// have not greeted, each may push 256 KiB, and none may open a stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_has_not_greeted_may_push_little() {
+    let a = Appliance::start();
+    let key = a.media_user("mallory@client.example");
+    let api = api(&a, &key);
+    let pid = a.pid().unwrap();
+    api.health().await.unwrap();
+    let (rss_before, _) = rss_peak_and_fds(pid);
+    let (_grant, addr) = open(&a, &api).await;
+    let pin = PinnedCert::new(a.fingerprint.parse().unwrap());
+    let endpoint = client_endpoint(addr).unwrap();
+    let mut connected = Vec::new();
+    let mut refused = 0;
+    for _ in 0..12 {
+        let config = client_config(
+            &pin,
+            &Tuning::default(),
+            &PaceHandle::new(Default::default()),
+        );
+        match endpoint.connect_with(config, addr, "ferry").unwrap().await {
+            Ok(c) => connected.push(c),
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(connected.len(), 8, "{refused} refused");
+    let mut pushed = Vec::new();
+    for conn in &connected {
+        // No stream but the control stream may be opened.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), conn.open_uni())
+                .await
+                .is_err(),
+            "a unidirectional stream was granted before Hello"
+        );
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        let mut sent = 0u64;
+        let block = vec![0x5a; 64 << 10];
+        // Push until flow control holds us (or the appliance hangs up).
+        while let Ok(Ok(())) =
+            tokio::time::timeout(Duration::from_secs(1), send.write_all(&block)).await
+        {
+            sent += block.len() as u64;
+            if sent > 64 * MIB {
+                break;
+            }
+        }
+        pushed.push(sent);
+    }
+    let most = *pushed.iter().max().unwrap();
+    let (rss_after, _) = rss_peak_and_fds(pid);
+    let grew = rss_after.saturating_sub(rss_before);
+    println!(
+        "before Hello: {} connections, {refused} refused; each pushed at most {} KiB; ferryd grew {} MiB",
+        connected.len(),
+        most >> 10,
+        grew / MIB
+    );
+    assert!(
+        most <= 512 << 10,
+        "a connection pushed {most} bytes before Hello"
+    );
+    assert!(grew < 64 * MIB, "ferryd's peak grew by {} MiB", grew / MIB);
+    // Their places come back when they go: a real client gets in.
+    drop(connected);
+    let other = a.client(&key);
+    let src = tempfile::tempdir().unwrap();
+    write_random(&src.path().join("after.mov"), 4 * MIB, 3);
+    let run = tokio::task::block_in_place(|| {
+        other.run(&[
+            "put",
+            src.path().join("after.mov").to_str().unwrap(),
+            "share=media/after/",
+        ])
+    });
+    assert!(run.ok, "{}", run.stderr);
+    record_scenario(
+        "limits-before-hello",
+        serde_json::json!({
+            "scenario": "connections that push data before saying who they are",
+            "injected": "12 QUIC connections to one lease from one address, each writing as fast as flow control lets it on its control stream and trying a unidirectional stream, none sending Hello",
+            "checked": "8 admitted and the rest refused; no unidirectional stream granted; each held to a small window; ferryd's memory bounded; a real client's put completes afterwards",
+            "faults_survived": 12,
+            "bytes_compared": 0,
+            "connections_admitted": 8,
+            "most_pushed_kib": most >> 10,
+            "ferryd_peak_rss_growth_mib": grew / MIB,
+        }),
+    );
+}
