@@ -261,6 +261,20 @@ impl Xvfb {
         id
     }
 
+    /// The window once it shows more than a blank and two grabs in a row
+    /// agree (software GL takes a few frames to settle).
+    fn settled(&self, window: &str) -> Vec<u8> {
+        let mut last = Vec::new();
+        let mut shot = Vec::new();
+        ferry_tests::wait_for("the window to settle", Duration::from_secs(60), || {
+            shot = self.grab(window);
+            let settled = colours(&shot) > 20 && shot == last;
+            last = shot.clone();
+            settled
+        });
+        shot
+    }
+
     /// A window as a binary PPM (xwd, then netpbm's xwdtopnm).
     fn grab(&self, window: &str) -> Vec<u8> {
         let xwd = self
@@ -376,13 +390,12 @@ fn the_real_window_under_xvfb_shows_send_and_transfers() {
             );
         }
     };
-    // The first frames take a moment under software GL: wait until the
-    // window shows more than a blank.
-    let mut send = Vec::new();
-    ferry_tests::wait_for("the Send view drawn", Duration::from_secs(60), || {
-        send = x.grab(&window);
-        colours(&send) > 20
-    });
+    // The app names its view in the title once it has signed in and drawn
+    // it (the sign-in form has no such title); the photograph is taken
+    // when the window shows more than a blank and two grabs agree, so it
+    // is the view the title names, not a frame on the way to it.
+    assert_eq!(x.window("Ferry - Send"), window, "the Send view is shown");
+    let send = x.settled(&window);
     let send_png = save_png(&send, "send");
     // There is no window manager to give keyboard focus, so the pointer
     // clicks the tab: the second of the bar, right of the name.
@@ -392,14 +405,14 @@ fn the_real_window_under_xvfb_shows_send_and_transfers() {
         .status()
         .unwrap();
     assert!(status.success(), "xdotool");
-    let mut transfers = Vec::new();
-    ferry_tests::wait_for("the Transfers view drawn", Duration::from_secs(60), || {
-        transfers = x.grab(&window);
-        colours(&transfers) > 20 && transfers != send
-    });
-    let transfers_png = save_png(&transfers, "transfers");
     // The title names the view: the click reached the Transfers tab.
     assert_eq!(x.window("Ferry - Transfers"), window);
+    let transfers = x.settled(&window);
+    assert_ne!(
+        transfers, send,
+        "the Transfers view looks like the Send view"
+    );
+    let transfers_png = save_png(&transfers, "transfers");
     assert!(
         child.try_wait().unwrap().is_none(),
         "the app exited while being photographed"

@@ -273,3 +273,263 @@ async fn a_connection_that_has_not_greeted_may_push_little() {
         }),
     );
 }
+
+/// A sender's delivery of one file to a recipient, uploaded: (the
+/// appliance, the recipient's key, the download job, the file).
+struct Delivered {
+    a: Appliance,
+    recipient: String,
+    job: i64,
+    src: tempfile::TempDir,
+}
+
+fn delivered() -> Delivered {
+    let a = Appliance::start();
+    let sender = a.media_user("sender@studio.example");
+    let recipient = a.user("recipient@client.example", "collaborator");
+    let src = tempfile::tempdir().unwrap();
+    write_random(&src.path().join("shot.mov"), 2 * MIB, 21);
+    let sent = a
+        .client(&sender)
+        .run(&[
+            "send",
+            src.path().join("shot.mov").to_str().unwrap(),
+            "--to",
+            "recipient@client.example",
+            "--dest",
+            "share=media/review/",
+            "--json",
+        ])
+        .json();
+    let job = sent["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "download")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    Delivered {
+        a,
+        recipient,
+        job,
+        src,
+    }
+}
+
+/// The recipient's download session of `job`, greeted, with its plan read.
+async fn planned(
+    a: &Appliance,
+    key: &str,
+    job: i64,
+) -> Result<
+    (
+        quinn::Endpoint,
+        ferry_engine::handshake::Session,
+        Vec<ferry_proto::FileId>,
+    ),
+    String,
+> {
+    let api = api(a, key);
+    let grant = api
+        .create_session(&SessionRequest {
+            kind: SessionKind::Download,
+            target: None,
+            job: Some(job),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = format!("{}:{}", a.ip, grant.port).parse().unwrap();
+    let (endpoint, mut s) = hello(a, addr, token(&grant.token))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut files = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s.recv)).await {
+            Ok(Ok(Some(Frame::PlanFiles { files: f }))) => files.extend(f.iter().map(|f| f.id)),
+            Ok(Ok(Some(Frame::PlanEnd))) => return Ok((endpoint, s, files)),
+            Ok(Ok(Some(Frame::Error { code, message }))) => {
+                return Err(format!("{code:?}: {message}"));
+            }
+            Ok(Ok(Some(_))) => {}
+            other => return Err(format!("the plan did not come: {other:?}")),
+        }
+    }
+}
+
+/// How the appliance ended a session: its error frame's code, or its
+/// close code.
+async fn ended(s: &mut ferry_engine::handshake::Session) -> Option<ErrorCode> {
+    let end = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match read_frame(&mut s.recv).await {
+                Ok(Some(Frame::Error { code, .. })) => return Some(code),
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(ferry_engine::EngineError::Connection(
+                    quinn::ConnectionError::ApplicationClosed(c),
+                )) => return ErrorCode::from_close_code(c.error_code.into_inner()),
+                Err(_) => return None,
+            }
+        }
+    });
+    end.await
+        .expect("the appliance ended the session within 20 s")
+}
+
+async fn job_status(a: &Appliance, key: &str, job: i64) -> ferry_api::JobStatus {
+    api(a, key).job(job).await.unwrap().job.status
+}
+
+/// Forged receipts: a recipient that claimed every file complete, with a
+/// made-up digest, had its job marked done with nothing sent. Now the
+/// claim is checked against the upload's digest and refused; the job is
+/// not done until the bytes go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_receipts_do_not_finish_a_delivery() {
+    let d = tokio::task::block_in_place(delivered);
+    let (_endpoint, mut s, files) = planned(&d.a, &d.recipient, d.job).await.unwrap();
+    assert_eq!(files.len(), 1);
+    let forged = Frame::Have {
+        files: files
+            .iter()
+            .map(|f| (*f, HaveState::Complete(ferry_proto::Digest([7; 32]))))
+            .collect(),
+    };
+    write_frame(&mut s.send, &forged).await.unwrap();
+    let code = ended(&mut s).await;
+    assert_eq!(code, Some(ErrorCode::DigestMismatch), "{code:?}");
+    drop(s);
+    let status = job_status(&d.a, &d.recipient, d.job).await;
+    assert_ne!(status, ferry_api::JobStatus::Done);
+    // The refused claim counted as a failure of the job; the recipient
+    // tries again, and this time the bytes go.
+    assert_eq!(status, ferry_api::JobStatus::Failed);
+    api(&d.a, &d.recipient)
+        .job_action(d.job, "retry")
+        .await
+        .unwrap();
+    let into = tempfile::tempdir().unwrap();
+    let run = tokio::task::block_in_place(|| {
+        d.a.client(&d.recipient)
+            .run(&["pull", "--into", into.path().to_str().unwrap()])
+    });
+    assert!(run.ok, "{}", run.stderr);
+    let got = ferry_tests::list_files(into.path());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        ferry_tests::blake3_file(&into.path().join(&got[0])),
+        ferry_tests::blake3_file(&d.src.path().join("shot.mov"))
+    );
+    let status = job_status(&d.a, &d.recipient, d.job).await;
+    assert_eq!(status, ferry_api::JobStatus::Done);
+}
+
+/// The early Resend: a Resend that reaches the appliance before it has
+/// noted the chunk as sent was taken as a protocol violation. Now it is
+/// honoured and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_resend_is_honoured() {
+    let d = tokio::task::block_in_place(delivered);
+    let (_endpoint, mut s, files) = planned(&d.a, &d.recipient, d.job).await.unwrap();
+    let first = files[0];
+    // Have and a Resend of the first chunk back to back: the Resend
+    // overtakes the chunk it names.
+    write_frame(
+        &mut s.send,
+        &Frame::Have {
+            files: vec![(first, HaveState::Nothing)],
+        },
+    )
+    .await
+    .unwrap();
+    write_frame(
+        &mut s.send,
+        &Frame::Resend {
+            file: first,
+            index: 0,
+        },
+    )
+    .await
+    .unwrap();
+    // Chunks come, and no error.
+    let mut chunk = tokio::time::timeout(Duration::from_secs(10), s.connection.accept_uni())
+        .await
+        .expect("a chunk within 10 s")
+        .expect("a chunk stream");
+    let mut head = [0u8; 4];
+    chunk.read_exact(&mut head).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(3), read_frame(&mut s.recv)).await {
+        Err(_) => {}
+        Ok(Ok(Some(Frame::Error { code, message }))) => {
+            panic!("the early Resend ended the session: {code:?} {message}")
+        }
+        Ok(other) => assert!(
+            !matches!(other, Ok(None) | Err(_)),
+            "the session ended: {other:?}"
+        ),
+    }
+    assert!(s.connection.close_reason().is_none());
+}
+
+/// The mail storm: once a job had used up its retries, every session that
+/// failed on purpose mailed "job failed" to every admin and the sender
+/// again. Now a job failed for good takes no new session, and its failure
+/// is mailed once to each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_is_mailed_once() {
+    let d = tokio::task::block_in_place(delivered);
+    // The job has used up its retries (as after five failures).
+    {
+        let db = rusqlite::Connection::open(d.a.data.join("ferry.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.execute("UPDATE jobs SET retries = 5 WHERE id = ?1", [d.job])
+            .unwrap();
+    }
+    const TRIES: usize = 20;
+    let (mut opened, mut refused) = (0, 0);
+    for _ in 0..TRIES {
+        match planned(&d.a, &d.recipient, d.job).await {
+            Ok((_endpoint, mut s, _)) => {
+                opened += 1;
+                // Have for a file that is not in the plan: a violation.
+                let bad = Frame::Have {
+                    files: vec![(ferry_proto::FileId(9999), HaveState::Nothing)],
+                };
+                write_frame(&mut s.send, &bad).await.unwrap();
+                let code = ended(&mut s).await;
+                assert_eq!(code, Some(ErrorCode::Protocol), "{code:?}");
+            }
+            Err(e) => {
+                assert!(
+                    e.contains("job_not_runnable") || e.contains("failed"),
+                    "{e}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    println!("a failing job: {opened} sessions opened, {refused} refused of {TRIES}");
+    assert_eq!(opened, 1, "a job failed for good took another session");
+    let status = job_status(&d.a, &d.recipient, d.job).await;
+    assert_eq!(status, ferry_api::JobStatus::Failed);
+    // One mail to each admin (admin@localhost) and the sender, once.
+    let mails: Vec<String> = {
+        let db = rusqlite::Connection::open(d.a.data.join("ferry.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        let mut q = db
+            .prepare("SELECT recipient FROM outbox WHERE dedupe LIKE 'job-failed/%'")
+            .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut sorted = mails.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["admin@localhost", "sender@studio.example"],
+        "{mails:?}"
+    );
+}

@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use ferry_api::{JobAction, JobInfo, JobStatus};
 use ferry_engine::tls::PinnedCert;
 use ferry_tests::{Appliance, Running, write_random};
 use reqwest::Method;
@@ -970,14 +971,17 @@ fn message(reply: &Value) -> &str {
     reply["error"]["message"].as_str().unwrap_or("")
 }
 
-fn job(w: &World, who: Who, id: i64) -> Value {
-    w.rest.ok(
+/// A job as `who` sees it, as the API's own type.
+fn job(w: &World, who: Who, id: i64) -> JobInfo {
+    let detail = w.rest.ok(
         "GET",
         &format!("/api/v1/jobs/{id}"),
         w.key(who).unwrap(),
         None,
-    )["job"]
-        .clone()
+    );
+    serde_json::from_value::<ferry_api::JobDetail>(detail)
+        .unwrap()
+        .job
 }
 
 /// The review's hole 1: the sender aborts the recipient's download; the
@@ -1006,11 +1010,12 @@ fn hole_1_a_recipient_cannot_undo_the_senders_abort() {
     );
     assert_eq!((status, code(&reply)), (409, "job_aborted"), "{reply}");
     // The recipient is offered nothing; the sender may send it again.
-    assert_eq!(job(&w, Who::Recipient, d)["actions"], json!([]));
-    assert_eq!(job(&w, Who::Recipient, d)["status"], "aborted");
+    let seen = job(&w, Who::Recipient, d);
+    assert!(seen.actions.is_empty(), "{:?}", seen.actions);
+    assert_eq!(seen.status, JobStatus::Aborted);
     w.rest
         .ok("POST", &format!("/api/v1/jobs/{d}/retry"), sender, None);
-    assert_eq!(job(&w, Who::Recipient, d)["status"], "queued");
+    assert_eq!(job(&w, Who::Recipient, d).status, JobStatus::Queued);
 }
 
 /// Hole 2: an admin pauses and caps a recipient's job; the recipient
@@ -1049,15 +1054,12 @@ fn hole_2_a_recipient_cannot_override_an_admin() {
     assert!(message(&reply).contains("only lower"), "{reply}");
     let (status, reply) = rate("500k");
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(job(&w, Who::Recipient, d)["target_rate"], 500_000);
+    assert_eq!(job(&w, Who::Recipient, d).target_rate, Some(500_000));
     // The lowered cap is still the admin's: the recipient cannot raise it
     // back, and is not offered Resume.
     assert_eq!(rate("1M").0, 403);
-    let actions = job(&w, Who::Recipient, d)["actions"].clone();
-    assert!(
-        !actions.as_array().unwrap().contains(&json!("resume")),
-        "{actions}"
-    );
+    let actions = job(&w, Who::Recipient, d).actions;
+    assert!(!actions.contains(&JobAction::Resume), "{actions:?}");
     w.rest
         .ok("POST", &format!("/api/v1/jobs/{d}/resume"), admin, None);
 }
@@ -1345,7 +1347,7 @@ fn hole_7_settings_are_bounded_in_one_place() {
     assert_eq!(w.rest.ok("GET", "/api/v1/settings", admin, None), before);
     // A delivery with no expiry of its own still gets the default.
     let (_, d) = w.delivery();
-    let expires = job(&w, Who::Sender, d)["expires_at"].as_i64().unwrap();
+    let expires = job(&w, Who::Sender, d).expires_at.unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
