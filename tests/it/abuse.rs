@@ -695,3 +695,47 @@ async fn overlong_utf8_is_refused_by_the_api_and_the_data_port() {
             .all(|p| !p.to_string_lossy().contains("x.mov"))
     );
 }
+
+/// Reads one HTTP/1.1 response whose body has a Content-Length; its status.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> u16 {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).await.expect("the response head");
+        assert_eq!(n, 1, "the connection closed mid-head: {got:?}");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    head[9..12].parse().unwrap()
+}
+
+/// A keep-alive connection left idle for longer than the request-head
+/// deadline (10 s) still answers its next request: only a head that has
+/// begun is timed, so a client reusing an idle connection is never cut
+/// (the Schemathesis flake under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_outlives_the_head_deadline() {
+    let a = Appliance::start();
+    let pin = PinnedCert::new(a.fingerprint.parse().unwrap());
+    let tls = Arc::new(pin.client_config(&[b"http/1.1"], false));
+    let to: SocketAddr = format!("{}:{}", a.ip, a.port()).parse().unwrap();
+    let tcp = tokio::net::TcpStream::connect(to).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("ferry").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let request = b"GET /api/v1/health HTTP/1.1\r\nHost: ferry\r\n\r\n";
+    s.write_all(request).await.unwrap();
+    assert_eq!(read_response(&mut s).await, 200);
+    // Idle past the head deadline: the idle time is what is waited for.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    s.write_all(request).await.unwrap();
+    assert_eq!(read_response(&mut s).await, 200);
+}

@@ -763,8 +763,23 @@ mod tests {
         )
         .await
         .unwrap();
+        let job = s
+            .store
+            .create_job(&ferry_store::NewJob {
+                kind: ferry_domain::JobKind::Put,
+                name: "a put".into(),
+                owner: f.emp.id,
+                share: Some(share.id),
+                folder: "in/".into(),
+                status: ferry_domain::JobStatus::Running,
+                client_address: None,
+                delivery: None,
+                recipient: None,
+            })
+            .await
+            .unwrap();
         let handle = Arc::new(crate::live::tests::Recorded::default());
-        let mut put = crate::live::tests::session(1, 5, f.emp.id.0, handle.clone());
+        let mut put = crate::live::tests::session(1, job.0, f.emp.id.0, handle.clone());
         put.kind = ferry_domain::JobKind::Put;
         put.share = Some(share.id);
         s.live.admit(put).unwrap();
@@ -782,5 +797,10 @@ mod tests {
         .unwrap();
         let stopped = handle.stopped.lock().unwrap().clone();
         assert!(stopped.unwrap().1.contains("revoked"));
+        // Its job is held, not left looking as if it ran.
+        assert_eq!(
+            s.store.job(job).await.unwrap().status,
+            ferry_domain::JobStatus::Paused
+        );
     }
 }

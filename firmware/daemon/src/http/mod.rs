@@ -4,12 +4,14 @@
 //! write what it answers.
 //!
 //! The accept loop is ours rather than `axum::serve` so that the TLS
-//! handshake and the request headers each have a deadline (a slow client
-//! cannot hold a connection open for free) and the peer address reaches the
+//! handshake and each request head have a deadline (a slow client cannot
+//! hold a connection open for free, while an idle keep-alive connection is
+//! kept longer; see [`deadline`]) and the peer address reaches the
 //! handlers, and so that one address cannot take every connection slot.
 
 mod api;
 pub mod auth;
+mod deadline;
 mod directory;
 mod error;
 mod jobs;
@@ -55,7 +57,6 @@ const MAX_CONNECTIONS: usize = 1024;
 /// keeps the rest. Generous, because a whole office may sit behind one NAT.
 const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole router: the REST API under `/api/v1`, the web admin beside it.
 pub fn router(state: Arc<Api>) -> Router {
@@ -82,6 +83,23 @@ pub fn router(state: Arc<Api>) -> Router {
         .fallback(api::not_found)
         .with_state(state)
         .merge(web)
+        // A handler that panics answers 500 like any internal error, and
+        // the connection stays up: a client never sees it cut without an
+        // answer.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+/// A handler that panicked answers 500 like any internal error, and the
+/// connection stays up: a client never sees it cut without an answer.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    axum::response::IntoResponse::into_response(error::ApiError::internal(format!(
+        "a request handler panicked: {what}"
+    )))
 }
 
 /// Serves HTTPS on `listener` until the task is aborted.
@@ -196,11 +214,16 @@ async fn serve_connection(
         req
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Each request head has deadline::HEAD to arrive (the wrapper's
+    // deadline); hyper's own header timer, which also runs while a
+    // keep-alive connection waits for its next request, is the idle time.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(deadline::IDLE);
     builder.http2().timer(TokioTimer::new());
+    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let stream = deadline::HeadDeadline::new(stream, deadline::HEAD, http2);
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
         .await
@@ -212,6 +235,35 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_in_our_error_shape() {
+        use tower::ServiceExt;
+        let app = Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if true {
+                        panic!("index out of bounds");
+                    }
+                }),
+            )
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
+        let response = app
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: ferry_api::ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.error.code, ferry_api::codes::INTERNAL);
+    }
 
     #[test]
     fn an_ipv6_host_counts_as_its_64_and_mapped_ipv4_as_ipv4() {
