@@ -146,6 +146,8 @@ async fn send_files(
         // Keep as much in flight as the connection's window allows.
         sending.opts.max_bytes_in_flight =
             tuning.window_for(session.pace.get(), session.connection.rtt());
+        // The pace the appliance set (and later changes) holds at any RTT.
+        sending.pace = Some(session.pace.clone());
         async move {
             let (conn, control) = session.into_control(&tuning);
             send(&conn, control, files, sending).await

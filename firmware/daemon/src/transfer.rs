@@ -653,6 +653,8 @@ impl Session {
         // more than the session's share of the memory.
         s.opts.max_bytes_in_flight = self.ds.tuning.window_for(self.pace.get(), self.conn.rtt());
         s.opts.limit = memory;
+        // The job's and the site's cap hold at any RTT.
+        s.pace = Some(self.pace.clone());
         s
     }
 
