@@ -381,6 +381,23 @@ async fn job_status(a: &Appliance, key: &str, job: i64) -> ferry_api::JobStatus 
     api(a, key).job(job).await.unwrap().job.status
 }
 
+/// The job's status once the appliance has settled its last session (it
+/// does so just after the session's connection closes).
+async fn settled(a: &Appliance, key: &str, job: i64) -> ferry_api::JobStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = job_status(a, key, job).await;
+        if status != ferry_api::JobStatus::Running {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} still running 10 s after its session ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Forged receipts: a recipient that claimed every file complete, with a
 /// made-up digest, had its job marked done with nothing sent. Now the
 /// claim is checked against the upload's digest and refused; the job is
@@ -400,7 +417,7 @@ async fn forged_receipts_do_not_finish_a_delivery() {
     let code = ended(&mut s).await;
     assert_eq!(code, Some(ErrorCode::DigestMismatch), "{code:?}");
     drop(s);
-    let status = job_status(&d.a, &d.recipient, d.job).await;
+    let status = settled(&d.a, &d.recipient, d.job).await;
     assert_ne!(status, ferry_api::JobStatus::Done);
     // The refused claim counted as a failure of the job; the recipient
     // tries again, and this time the bytes go.
@@ -499,6 +516,7 @@ async fn a_failing_job_is_mailed_once() {
                 write_frame(&mut s.send, &bad).await.unwrap();
                 let code = ended(&mut s).await;
                 assert_eq!(code, Some(ErrorCode::Protocol), "{code:?}");
+                settled(&d.a, &d.recipient, d.job).await;
             }
             Err(e) => {
                 assert!(
