@@ -201,6 +201,11 @@ impl Xvfb {
                 "1280x800x24",
                 "-nolisten",
                 "tcp",
+                // Without it Xvfb resets whenever its last client leaves,
+                // and a client connecting during the reset (the app, just
+                // after the readiness probe below) fails to open the
+                // display.
+                "-noreset",
             ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
