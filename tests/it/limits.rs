@@ -39,17 +39,7 @@ async fn stalled_get(
         .ok()?;
     let addr = format!("{}:{}", a.ip, grant.port).parse().unwrap();
     let (endpoint, mut s) = hello(a, addr, token(&grant.token)).await.ok()?;
-    let mut files = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s.recv)).await {
-            Ok(Ok(Some(Frame::PlanFiles { files: f }))) => files.extend(f.iter().map(|f| f.id)),
-            Ok(Ok(Some(Frame::PlanEnd))) => break,
-            Ok(Ok(Some(Frame::Error { .. }))) | Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
-                return None;
-            }
-            Ok(Ok(Some(_))) => {}
-        }
-    }
+    let files = read_plan(&mut s).await.ok()?;
     let have = Frame::Have {
         files: files.into_iter().map(|f| (f, HaveState::Nothing)).collect(),
     };
@@ -343,11 +333,19 @@ async fn planned(
     let (endpoint, mut s) = hello(a, addr, token(&grant.token))
         .await
         .map_err(|e| e.to_string())?;
+    let files = read_plan(&mut s).await?;
+    Ok((endpoint, s, files))
+}
+
+/// The file ids of the plan the appliance sends, once it has ended it.
+async fn read_plan(
+    s: &mut ferry_engine::handshake::Session,
+) -> Result<Vec<ferry_proto::FileId>, String> {
     let mut files = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s.recv)).await {
             Ok(Ok(Some(Frame::PlanFiles { files: f }))) => files.extend(f.iter().map(|f| f.id)),
-            Ok(Ok(Some(Frame::PlanEnd))) => return Ok((endpoint, s, files)),
+            Ok(Ok(Some(Frame::PlanEnd))) => return Ok(files),
             Ok(Ok(Some(Frame::Error { code, message }))) => {
                 return Err(format!("{code:?}: {message}"));
             }
