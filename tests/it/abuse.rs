@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use ferry_engine::EngineError;
 use ferry_engine::congestion::PaceHandle;
-use ferry_engine::control::{read_frame, write_frame};
 use ferry_engine::handshake::Session;
 use ferry_engine::tls::PinnedCert;
 use ferry_engine::transport::{Tuning, client_config, client_endpoint};
@@ -33,7 +32,7 @@ const MEMORY_BOUND: u64 = 96 * MIB;
 async fn refusal(s: &mut Session) -> (ErrorCode, String) {
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            match read_frame(&mut s.recv).await {
+            match s.recv.read_frame().await {
                 Ok(Some(Frame::Error { code, message })) => return Some((code, message)),
                 Ok(Some(_)) => continue,
                 Ok(None) => break,
@@ -77,7 +76,7 @@ fn plan_file(id: u32, path: &str, size: u64) -> PlanFile {
 async fn send_all(s: &mut Session, frames: &[Frame]) {
     for f in frames {
         // The appliance may hang up part-way; what it said is read after.
-        if write_frame(&mut s.send, f).await.is_err() {
+        if s.send.write_frame(f).await.is_err() {
             break;
         }
     }
@@ -207,7 +206,7 @@ impl Upload {
         .await;
         let mut answered = 0;
         while answered < files.len() {
-            match read_frame(&mut s.recv).await.unwrap() {
+            match s.recv.read_frame().await.unwrap() {
                 Some(Frame::Have { files }) => {
                     assert!(files.iter().all(|(_, h)| *h == HaveState::Nothing));
                     answered += files.len();
@@ -224,7 +223,7 @@ impl Upload {
 
     /// One chunk stream: header, bytes, the BLAKE3 of the bytes.
     async fn chunk(&self, file: u32, index: u32, bytes: &[u8]) {
-        let mut stream = self.s.connection.open_uni().await.unwrap();
+        let mut stream = self.s.link.quic().unwrap().open_uni().await.unwrap();
         let header = ChunkHeader {
             chunk: ChunkRef {
                 file: FileId(file),
@@ -306,7 +305,7 @@ async fn chunks_that_are_not_the_sessions_own_are_refused() {
     let mut owner = owner;
     owner.chunk(0, 1, second).await;
     loop {
-        match read_frame(&mut owner.s.recv).await.unwrap() {
+        match owner.s.recv.read_frame().await.unwrap() {
             Some(Frame::FileDone {
                 file: FileId(0), ..
             }) => break,
@@ -315,7 +314,7 @@ async fn chunks_that_are_not_the_sessions_own_are_refused() {
             None => panic!("the owner's session ended early"),
         }
     }
-    write_frame(&mut owner.s.send, &Frame::Bye).await.unwrap();
+    owner.s.send.write_frame(&Frame::Bye).await.unwrap();
     let landed = a.share.join("in/a.mov");
     ferry_tests::wait_for(
         "a.mov under its final name",
@@ -365,8 +364,11 @@ async fn stream_floods_and_silent_connections_are_held_to_their_limits() {
     let mut opened = Vec::new();
     let flood_started = Instant::now();
     // Half a chunk header on each: the appliance waits for the rest.
-    while let Ok(Ok(mut stream)) =
-        tokio::time::timeout(Duration::from_secs(2), flood.s.connection.open_uni()).await
+    while let Ok(Ok(mut stream)) = tokio::time::timeout(
+        Duration::from_secs(2),
+        flood.s.link.quic().unwrap().open_uni(),
+    )
+    .await
     {
         stream
             .write_all(&[0x46, 0x52, 0x59, 0x43, 0, 0, 0, 0])
@@ -376,8 +378,11 @@ async fn stream_floods_and_silent_connections_are_held_to_their_limits() {
         assert!(opened.len() <= limit, "more streams than granted");
     }
     assert_eq!(opened.len(), limit, "the grant is used up, then no more");
-    let second_control =
-        tokio::time::timeout(Duration::from_secs(2), flood.s.connection.open_bi()).await;
+    let second_control = tokio::time::timeout(
+        Duration::from_secs(2),
+        flood.s.link.quic().unwrap().open_bi(),
+    )
+    .await;
     assert!(
         second_control.is_err(),
         "a second control stream was granted"
@@ -684,7 +689,7 @@ async fn overlong_utf8_is_refused_by_the_api_and_the_data_port() {
     .unwrap();
     let at = raw.windows(4).position(|w| w == b"qqqq").unwrap();
     raw[at..at + 4].copy_from_slice(&[0xc0, 0xae, 0xc0, 0xae]);
-    s.send.write_all(&raw).await.unwrap();
+    crate::quic_send(&mut s.send).write_all(&raw).await.unwrap();
     let (code, message) = refusal(&mut s).await;
     assert_eq!(code, ErrorCode::Protocol, "{message}");
     api.health().await.unwrap();

@@ -517,11 +517,14 @@ pub(crate) mod wire {
         let (_endpoint, mut s) = hello(&a, addr, token(&grant.token)).await.unwrap();
         // A length prefix of 64 MiB, then a trickle of bytes.
         let huge = (64u32 << 20).to_be_bytes();
-        s.send.write_all(&huge).await.unwrap();
-        let _ = s.send.write_all(&[0u8; 1024]).await;
+        crate::quic_send(&mut s.send)
+            .write_all(&huge)
+            .await
+            .unwrap();
+        let _ = crate::quic_send(&mut s.send).write_all(&[0u8; 1024]).await;
         // The appliance explains in an error frame, or in the reason it
         // closes the connection with, whichever arrives first.
-        match ferry_engine::control::read_frame(&mut s.recv).await {
+        match s.recv.read_frame().await {
             Ok(Some(ferry_proto::Frame::Error { code, message })) => {
                 assert_eq!(code, ErrorCode::Protocol);
                 assert!(message.contains("exceeds"), "{message}");

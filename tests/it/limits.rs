@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use ferry_api::{SessionKind, SessionRequest};
 use ferry_engine::congestion::PaceHandle;
-use ferry_engine::control::{read_frame, write_frame};
 use ferry_engine::tls::PinnedCert;
 use ferry_engine::transport::{Tuning, client_config, client_endpoint};
 use ferry_proto::frame::HaveState;
@@ -43,7 +42,7 @@ async fn stalled_get(
     let have = Frame::Have {
         files: files.into_iter().map(|f| (f, HaveState::Nothing)).collect(),
     };
-    write_frame(&mut s.send, &have).await.ok()?;
+    s.send.write_frame(&have).await.ok()?;
     Some((endpoint, s))
 }
 
@@ -137,9 +136,10 @@ async fn stalled_sessions() {
     // A minute without progress closes every stalled session, saying why.
     let started = Instant::now();
     for (_endpoint, s) in &stalled {
-        let closed = tokio::time::timeout(Duration::from_secs(120), s.connection.closed())
-            .await
-            .expect("a stalled session was closed within two minutes");
+        let closed =
+            tokio::time::timeout(Duration::from_secs(120), s.link.quic().unwrap().closed())
+                .await
+                .expect("a stalled session was closed within two minutes");
         match closed {
             quinn::ConnectionError::ApplicationClosed(c) => assert_eq!(
                 ErrorCode::from_close_code(c.error_code.into_inner()),
@@ -343,7 +343,7 @@ async fn read_plan(
 ) -> Result<Vec<ferry_proto::FileId>, String> {
     let mut files = Vec::new();
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s.recv)).await {
+        match tokio::time::timeout(Duration::from_secs(10), s.recv.read_frame()).await {
             Ok(Ok(Some(Frame::PlanFiles { files: f }))) => files.extend(f.iter().map(|f| f.id)),
             Ok(Ok(Some(Frame::PlanEnd))) => return Ok(files),
             Ok(Ok(Some(Frame::Error { code, message }))) => {
@@ -360,7 +360,7 @@ async fn read_plan(
 async fn ended(s: &mut ferry_engine::handshake::Session) -> Option<ErrorCode> {
     let end = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            match read_frame(&mut s.recv).await {
+            match s.recv.read_frame().await {
                 Ok(Some(Frame::Error { code, .. })) => return Some(code),
                 Ok(Some(_)) => continue,
                 Ok(None) => return None,
@@ -411,7 +411,7 @@ async fn forged_receipts_do_not_finish_a_delivery() {
             .map(|f| (*f, HaveState::Complete(ferry_proto::Digest([7; 32]))))
             .collect(),
     };
-    write_frame(&mut s.send, &forged).await.unwrap();
+    s.send.write_frame(&forged).await.unwrap();
     let code = ended(&mut s).await;
     assert_eq!(code, Some(ErrorCode::DigestMismatch), "{code:?}");
     drop(s);
@@ -450,31 +450,28 @@ async fn an_early_resend_is_honoured() {
     let first = files[0];
     // Have and a Resend of the first chunk back to back: the Resend
     // overtakes the chunk it names.
-    write_frame(
-        &mut s.send,
-        &Frame::Have {
+    s.send
+        .write_frame(&Frame::Have {
             files: vec![(first, HaveState::Nothing)],
-        },
-    )
-    .await
-    .unwrap();
-    write_frame(
-        &mut s.send,
-        &Frame::Resend {
+        })
+        .await
+        .unwrap();
+    s.send
+        .write_frame(&Frame::Resend {
             file: first,
             index: 0,
-        },
-    )
-    .await
-    .unwrap();
-    // Chunks come, and no error.
-    let mut chunk = tokio::time::timeout(Duration::from_secs(10), s.connection.accept_uni())
+        })
         .await
-        .expect("a chunk within 10 s")
-        .expect("a chunk stream");
+        .unwrap();
+    // Chunks come, and no error.
+    let mut chunk =
+        tokio::time::timeout(Duration::from_secs(10), s.link.quic().unwrap().accept_uni())
+            .await
+            .expect("a chunk within 10 s")
+            .expect("a chunk stream");
     let mut head = [0u8; 4];
     chunk.read_exact(&mut head).await.unwrap();
-    match tokio::time::timeout(Duration::from_secs(3), read_frame(&mut s.recv)).await {
+    match tokio::time::timeout(Duration::from_secs(3), s.recv.read_frame()).await {
         Err(_) => {}
         Ok(Ok(Some(Frame::Error { code, message }))) => {
             panic!("the early Resend ended the session: {code:?} {message}")
@@ -484,7 +481,7 @@ async fn an_early_resend_is_honoured() {
             "the session ended: {other:?}"
         ),
     }
-    assert!(s.connection.close_reason().is_none());
+    assert!(s.link.quic().unwrap().close_reason().is_none());
 }
 
 /// The mail storm: once a job had used up its retries, every session that
@@ -511,7 +508,7 @@ async fn a_failing_job_is_mailed_once() {
                 let bad = Frame::Have {
                     files: vec![(ferry_proto::FileId(9999), HaveState::Nothing)],
                 };
-                write_frame(&mut s.send, &bad).await.unwrap();
+                s.send.write_frame(&bad).await.unwrap();
                 let code = ended(&mut s).await;
                 assert_eq!(code, Some(ErrorCode::Protocol), "{code:?}");
                 settled(&d.a, &d.recipient, d.job).await;

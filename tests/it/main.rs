@@ -14,6 +14,16 @@ mod limits;
 mod mail;
 mod nat;
 mod python;
+mod reach;
 mod rules;
 mod wan;
 mod webadmin;
+
+/// The QUIC control stream under a session opened over QUIC, for tests
+/// that write raw bytes to it.
+pub(crate) fn quic_send(s: &mut ferry_engine::link::ControlSend) -> &mut quinn::SendStream {
+    match s {
+        ferry_engine::link::ControlSend::Quic(q) => q,
+        other => panic!("not a QUIC session: {other:?}"),
+    }
+}

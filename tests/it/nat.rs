@@ -345,12 +345,16 @@ fn udp_from_another_address_gets_a_clear_error_not_a_hang() {
     write_random(&s.a.share.join("x.mov"), MIB, 5);
     let dl = tempfile::tempdir().unwrap();
     let started = Instant::now();
+    // QUIC only: with `auto`, TCP through the router's main address would
+    // carry it (the NAT tests of issue 19 show that).
     let run = c.run(&[
         "get",
         "share=media/x.mov",
         dl.path().to_str().unwrap(),
         "--retries",
         "0",
+        "--transport",
+        "quic",
     ]);
     assert!(!run.ok);
     assert!(
@@ -573,4 +577,229 @@ fn a_link_cut_for_a_minute_mid_delivery_heals_by_itself() {
             "resume": done,
         }),
     );
+}
+
+/// Issue 19: a recipient whose router drops every UDP datagram it would
+/// forward (a hotel, a locked-down studio).
+fn drop_udp_at_home(s: &Site) {
+    s.topo.net.nft(
+        "home",
+        "table inet noudp {\n chain forwarding {\n  type filter hook forward priority 0; policy accept;\n  \
+         meta l4proto udp counter drop\n }\n}\n",
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn with_udp_dropped_a_delivery_arrives_over_tcp_and_quic_returns_later() {
+    let _serial = ferry_tests::heavy_io();
+    let s = site(false, "45190-45210");
+    drop_udp_at_home(&s);
+    s.topo.shape("200mbit");
+    let rcpt = s.topo.ns("rcpt");
+    let sender =
+        s.a.client(&s.a.media_user("producer@studio.example"))
+            .in_netns(&rcpt);
+    let recipient =
+        s.a.client(&s.a.user("director@client.example", "collaborator"))
+            .in_netns(&rcpt);
+    let reel = s.a.share.join("cut/reel.mov");
+    write_random(&reel, 120 * MIB, 91);
+    let sent = sender.run(&[
+        "send",
+        "share=media/cut/reel.mov",
+        "--to",
+        "director@client.example",
+        "--name",
+        "cut",
+        "--json",
+    ]);
+    assert!(sent.ok, "{}", sent.stderr);
+    let into = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let agent = ferry_tests::Running::start(
+        &recipient,
+        &[
+            "agent",
+            "--into",
+            into.path().to_str().unwrap(),
+            "--poll",
+            "1",
+        ],
+    );
+    let got = into.path().join("cut");
+    wait_for(
+        "the agent's first checkpoint",
+        Duration::from_secs(60),
+        || got.join("reel.mov.ferry-state").exists(),
+    );
+    let first_checkpoint = started.elapsed();
+    // While it runs: the opening is the recipient's, and an intruder's TCP
+    // connection to that port is dropped by the ferry table.
+    let open = s.topo.openings();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let port = open[0].split_once(" . ").unwrap().1.to_owned();
+    let before = s.topo.dropped_of("tcp");
+    let knock = s.topo.net.try_exec(
+        "intr",
+        &[
+            "timeout",
+            "3",
+            "bash",
+            "-c",
+            &format!("echo x > /dev/tcp/{EDGE}/{port}"),
+        ],
+    );
+    assert!(
+        !knock.status.success(),
+        "the intruder connected to the leased TCP port"
+    );
+    assert!(
+        s.topo.dropped_of("tcp") > before,
+        "the intruder's SYNs were not counted as dropped"
+    );
+    let done = agent.wait_line(": complete", Duration::from_secs(120));
+    assert_eq!(blake3_file(&reel), blake3_file(&got.join("reel.mov")));
+    assert!(!got.join("reel.mov.ferry-part").exists());
+    let log = s.a.log();
+    assert!(
+        log.contains("over tcp"),
+        "the session did not run over TCP:\n{log}"
+    );
+    assert!(!log.contains("over quic"), "{log}");
+    assert!(!log.contains(INTRUDER), "the appliance saw the intruder");
+    drop(agent);
+
+    // How much the fallback adds to a transfer's start: a small get, from
+    // a client that has no memory of this appliance.
+    let fresh =
+        s.a.client(&s.a.media_user("editor@client.example"))
+            .in_netns(&rcpt);
+    write_random(&s.a.share.join("small.mov"), 2 * MIB, 92);
+    let dl = tempfile::tempdir().unwrap();
+    let j = fresh
+        .run(&[
+            "get",
+            "share=media/small.mov",
+            dl.path().to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(j["transport"], "tcp", "{j}");
+    let fallback_start = j["seconds"].as_f64().unwrap();
+    assert!(fallback_start < 12.0, "the fallback took {fallback_start}s");
+    // Remembered: the next get starts on TCP at once.
+    let dl2 = tempfile::tempdir().unwrap();
+    let j = fresh
+        .run(&[
+            "get",
+            "share=media/small.mov",
+            dl2.path().to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(j["transport"], "tcp", "{j}");
+    let remembered_start = j["seconds"].as_f64().unwrap();
+
+    // UDP passes again; once the memory lapses (here at once), QUIC is
+    // tried first again and wins.
+    s.topo.net.nft("home", "delete table inet noudp\n");
+    let mut later = fresh.clone();
+    later
+        .env
+        .push(("FERRY_TRANSPORT_MEMORY_SECS".into(), "0".into()));
+    let dl3 = tempfile::tempdir().unwrap();
+    let j = later
+        .run(&[
+            "get",
+            "share=media/small.mov",
+            dl3.path().to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(j["transport"], "quic", "{j}");
+    ferry_tests::record_scenario(
+        "udp-dropped",
+        serde_json::json!({
+            "scenario": "UDP dropped at the recipient's router; then allowed again",
+            "injected": "nft forward drop of every UDP datagram in the recipient's router namespace",
+            "checked": "a 120 MiB delivery reached the agent over TCP, BLAKE3 equal; an intruder's TCP connection to the leased port was dropped by the ferry table; with UDP back and the memory lapsed, a get used QUIC",
+            "faults_survived": 1,
+            "bytes_compared": 120 * MIB,
+            "seconds_to_first_checkpoint": first_checkpoint.as_secs_f64(),
+            "seconds_small_get_with_fallback": fallback_start,
+            "seconds_small_get_remembered": remembered_start,
+            "done": done,
+        }),
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn behind_a_proxy_that_allows_only_443_a_put_goes_over_https() {
+    let s = site(false, "45190-45210");
+    let dir = tempfile::tempdir().unwrap();
+    // The recipient's network routes nothing out; its router runs a real
+    // HTTP proxy that asks for credentials and tunnels only to port 443.
+    let conf = dir.path().join("tinyproxy.conf");
+    std::fs::write(
+        &conf,
+        "Port 8888\nListen 192.168.77.1\nAllow 192.168.77.0/24\nConnectPort 443\n\
+         BasicAuth ferry s3cret\nMaxClients 64\nLogLevel Info\nTimeout 600\n",
+    )
+    .unwrap();
+    s.topo.net.nft(
+        "home",
+        "table inet office {\n chain forwarding {\n  type filter hook forward priority 0; policy drop;\n }\n \
+         chain outgoing {\n  type filter hook output priority 0; policy accept;\n  \
+         oifname \"h-wan\" tcp dport != 443 drop\n  oifname \"h-wan\" meta l4proto != tcp drop\n }\n}\n",
+    );
+    let proxy = ferry_tests::netns::spawn_in(
+        &s.topo.ns("home"),
+        &["tinyproxy", "-d", "-c", conf.to_str().unwrap()],
+    );
+    wait_for("tinyproxy listening", Duration::from_secs(10), || {
+        s.topo
+            .net
+            .try_exec("home", &["ss", "-ltn", "sport = :8888"])
+            .stdout
+            .windows(4)
+            .any(|w| w == b"8888")
+    });
+    let mut c =
+        s.a.client(&s.a.media_user("ann@example.com"))
+            .in_netns(&s.topo.ns("rcpt"));
+    c.env.push((
+        "HTTPS_PROXY".into(),
+        "http://ferry:s3cret@192.168.77.1:8888".into(),
+    ));
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("plate.mov");
+    write_random(&file, 24 * MIB, 93);
+    let j = c
+        .run(&["put", file.to_str().unwrap(), "share=media/in/", "--json"])
+        .json();
+    assert_eq!(j["transport"], "https", "{j}");
+    assert_eq!(
+        blake3_file(&file),
+        blake3_file(&s.a.share.join("in/plate.mov"))
+    );
+    // Without the proxy's credentials nothing gets out.
+    let mut wrong = c.clone();
+    wrong.env.retain(|(k, _)| k != "HTTPS_PROXY");
+    wrong
+        .env
+        .push(("HTTPS_PROXY".into(), "http://192.168.77.1:8888".into()));
+    let run = wrong.run(&[
+        "put",
+        file.to_str().unwrap(),
+        "share=media/other/",
+        "--transport",
+        "https",
+        "--retries",
+        "0",
+    ]);
+    assert!(!run.ok);
+    assert!(!s.a.share.join("other/plate.mov").exists());
+    drop(proxy);
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! [rcpt 192.168.77.2] --LAN-- [home: masquerade, WAN 198.51.100.2]
-//!     --WAN (198.51.100.1 | 203.0.113.254)-- [edge 203.0.113.1: DNAT tcp 443, udp 45190-45210]
+//!     --WAN (198.51.100.1 | 203.0.113.254)-- [edge 203.0.113.1: DNAT tcp 443, udp and tcp 45190-45210]
 //!     --DMZ-- [appl 172.20.0.10]
 //! plus [intr 198.51.100.66] on the WAN.
 //! ```
@@ -257,7 +257,7 @@ impl Topology {
             &format!(
                 "table ip nat {{\n chain pre {{\n  type nat hook prerouting priority -100;\n  \
                  iifname \"e-wan\" tcp dport 443 dnat to 172.20.0.10:443\n  \
-                 iifname \"e-wan\" udp dport 45190-45210 dnat to 172.20.0.10\n }}\n \
+                 iifname \"e-wan\" meta l4proto {{ udp, tcp }} th dport 45190-45210 dnat to 172.20.0.10\n }}\n \
                  chain post {{\n  type nat hook postrouting priority 100;\n{snat} }}\n}}\n"
             ),
         );
@@ -311,6 +311,11 @@ impl Topology {
 
     /// Packets dropped by the guard's last rule so far.
     pub fn dropped(&self) -> u64 {
+        self.dropped_of("udp")
+    }
+
+    /// Packets of `proto` ("udp" or "tcp") dropped by the guard so far.
+    pub fn dropped_of(&self, proto: &str) -> u64 {
         let out = self.net.exec(
             "appl",
             &["nft", "-j", "list", "chain", "inet", "ferry", "input"],
@@ -320,7 +325,11 @@ impl Topology {
             let Some(expr) = item["rule"]["expr"].as_array() else {
                 continue;
             };
-            if expr.iter().any(|e| e.get("drop").is_some())
+            let of_proto = expr
+                .iter()
+                .any(|e| e["match"]["left"]["payload"]["protocol"] == proto);
+            if of_proto
+                && expr.iter().any(|e| e.get("drop").is_some())
                 && let Some(c) = expr.iter().find_map(|e| e.get("counter"))
             {
                 return c["packets"].as_u64().unwrap_or(0);
@@ -442,4 +451,26 @@ pub fn wait_line(child: &mut Child, needle: &str) -> Option<String> {
 /// `ADDR:PORT` of the appliance inside the topology.
 pub fn appliance_listen() -> SocketAddr {
     SocketAddr::new(APPLIANCE.parse().expect("ip"), 443)
+}
+
+/// A program running inside a namespace, killed when dropped.
+pub struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` inside namespace `name`, its output discarded.
+pub fn spawn_in(name: &str, cmd: &[&str]) -> Background {
+    let child = Command::new("ip")
+        .args(["netns", "exec", name])
+        .args(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} in {name}: {e}"));
+    Background(child)
 }

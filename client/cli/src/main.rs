@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use ferry_client::reach::Choice;
 use ferry_client::signin;
 use ferry_engine::handshake::PaceRequest;
 use ferry_proto::{Policy, PriorityRules, Rate};
@@ -35,9 +36,15 @@ struct Cli {
     command: Command,
 }
 
-/// How a transfer shares the network, when the appliance allows it.
+/// How a transfer travels and shares the network, when the appliance
+/// allows it.
 #[derive(Debug, Clone, Default, clap::Args)]
 struct PaceArgs {
+    /// How the bytes travel: auto (QUIC, falling back to TCP then HTTPS
+    /// when UDP does not get through), quic, tcp (TLS on the leased port)
+    /// or https (the appliance's web port, through HTTPS_PROXY if set).
+    #[arg(long, default_value = "auto")]
+    transport: Choice,
     /// Congestion policy: fair (yield to other traffic), fixed (hold the
     /// rate), cubic or bbr. Default: the appliance's.
     #[arg(long)]
@@ -480,6 +487,7 @@ async fn run(command: Command) -> Result<()> {
             let api = Api::from_credentials(&Credentials::load()?)?;
             let (mut opts, bar) = options(retries, PriorityRules::parse(&priority)?, json);
             opts.pace = pace.request();
+            opts.transport = pace.transport;
             let result = transfer::put(&api, &locals, &target, &opts).await;
             finish(result, bar, json)
         }
@@ -499,6 +507,7 @@ async fn run(command: Command) -> Result<()> {
             let api = Api::from_credentials(&creds)?;
             let (mut opts, bar) = options(retries, PriorityRules::default(), json);
             opts.pace = pace.request();
+            opts.transport = pace.transport;
             let req = SendRequest {
                 paths,
                 recipients: to,
@@ -567,6 +576,7 @@ async fn run(command: Command) -> Result<()> {
                 once: false,
                 stop: StopSignal::new(),
                 pace: pace.request(),
+                transport: pace.transport,
             };
             run_agent(agent, Until::Stopped).await.map(|_| ())
         }
@@ -585,6 +595,7 @@ async fn run(command: Command) -> Result<()> {
                 once,
                 stop: StopSignal::new(),
                 pace: pace.request(),
+                transport: pace.transport,
             };
             let until = job.map_or(Until::Idle, Until::Job);
             let summary = run_agent(agent, until).await?;
@@ -606,6 +617,7 @@ async fn run(command: Command) -> Result<()> {
             let api = Api::from_credentials(&Credentials::load()?)?;
             let (mut opts, bar) = options(retries, PriorityRules::default(), json);
             opts.pace = pace.request();
+            opts.transport = pace.transport;
             let result = transfer::get(&api, &source, &dir, &opts).await;
             finish(result, bar, json)
         }
@@ -765,8 +777,12 @@ fn finish(
 
 /// A finished transfer in one line.
 fn summary(r: &ferry_client::transfer::Report) -> String {
+    let over = r
+        .transport
+        .map(|t| format!(" over {t}"))
+        .unwrap_or_default();
     format!(
-        "{} files, {} sent, {} already there, in {:.1}s",
+        "{} files, {} transferred{over}, {} already there, in {:.1}s",
         r.files,
         progress::bytes(r.bytes_transferred),
         progress::bytes(r.bytes_skipped),

@@ -94,6 +94,8 @@ pub struct Agent {
     pub stop: StopSignal,
     /// The policy and cap asked for each download.
     pub pace: ferry_engine::handshake::PaceRequest,
+    /// Which transports downloads may use.
+    pub transport: crate::reach::Choice,
 }
 
 /// What became of the jobs the agent ran.
@@ -292,6 +294,7 @@ impl Agent {
             on_attempt,
             stop: self.stop.clone(),
             pace: self.pace,
+            transport: self.transport,
             ..Options::default()
         }
     }

@@ -7,6 +7,7 @@
 //!   that resume;
 //! - [`deliver`]: `ferry send` and resumable uploads;
 //! - [`agent`]: receiving every delivery addressed to the user;
+//! - [`reach`]: QUIC, TCP or HTTPS, which to try and how to connect;
 //! - [`signin`]: first contact with an appliance and trading a password
 //!   for a key;
 //! - [`error`]: what went wrong, in words a user can act on.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod credentials;
 pub mod deliver;
 pub mod error;
+pub mod reach;
 pub mod signin;
 pub mod transfer;
 

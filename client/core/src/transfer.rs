@@ -12,18 +12,20 @@ use std::time::{Duration, Instant};
 
 use ferry_api::{SessionGrant, SessionKind, SessionRequest};
 use ferry_engine::files::{Sink, SourceFile, plan_local};
-use ferry_engine::handshake::{PaceRequest, Session, connect};
+use ferry_engine::handshake::{PaceRequest, Session, connect, connect_lanes};
+use ferry_engine::lanes::DEFAULT_LANES;
 use ferry_engine::receive::{Receiving, receive};
 use ferry_engine::send::{Sending, send};
 use ferry_engine::tls::Fingerprint;
 use ferry_engine::transport::{Tuning, client_endpoint};
-use ferry_engine::{ConnectError, EngineError, FileEvent, Outcome, Progress, StopSignal};
-use ferry_proto::{ChunkLayout, PriorityRules};
+use ferry_engine::{ConnectError, EngineError, FileEvent, Link, Outcome, Progress, StopSignal};
+use ferry_proto::{ChunkLayout, PriorityRules, Transport};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::Api;
 use crate::error::ClientError;
+use crate::reach::{self, Choice};
 
 /// What a transfer did, as `--json` prints it.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -41,6 +43,8 @@ pub struct Report {
     pub bytes_lost: u64,
     /// The round-trip time at the end of the last attempt, in ms.
     pub rtt_ms: f64,
+    /// How the last attempt's bytes travelled.
+    pub transport: Option<Transport>,
 }
 
 /// How hard to try, and who listens.
@@ -59,6 +63,8 @@ pub struct Options {
     pub stop: StopSignal,
     /// The policy and cap this client asks for.
     pub pace: PaceRequest,
+    /// Which transports the sessions may use.
+    pub transport: Choice,
 }
 
 impl Default for Options {
@@ -71,6 +77,7 @@ impl Default for Options {
             events: None,
             stop: StopSignal::new(),
             pace: PaceRequest::default(),
+            transport: Choice::Auto,
         }
     }
 }
@@ -145,7 +152,8 @@ async fn send_files(
         let tuning = Tuning::default();
         // Keep as much in flight as the connection's window allows.
         sending.opts.max_bytes_in_flight =
-            tuning.window_for(session.pace.get(), session.connection.rtt());
+            tuning.window_for(session.pace.get(), session.link.rtt());
+        sending.opts.max_streams = session.link.chunk_streams(sending.opts.max_streams);
         // The pace the appliance set (and later changes) holds at any RTT.
         sending.pace = Some(session.pace.clone());
         async move {
@@ -272,10 +280,62 @@ where
     F: Fn(Session, SessionGrant, Arc<Progress>) -> Fut,
     Fut: std::future::Future<Output = Result<Outcome, EngineError>>,
 {
-    log::debug!("asking for a {:?} session", request.kind);
-    let grant = api.create_session(request).await?;
-    let addr = resolve(&grant).await?;
-    log::debug!("session {} granted on {addr}", grant.session);
+    let order = reach::order(
+        opts.transport,
+        reach::remembered(api.server()),
+        reach::remember_for(),
+    );
+    let mut tried = Vec::new();
+    for (i, transport) in order.iter().copied().enumerate() {
+        let last = i + 1 == order.len();
+        // A fresh grant for each transport: its token is single-use and
+        // short-lived, and the one before may have lapsed while waiting.
+        log::debug!("asking for a {:?} session over {transport}", request.kind);
+        let grant = api.create_session(request).await?;
+        let opened = open(api, &grant, transport, opts, last).await;
+        let (session, endpoint) = match opened {
+            Ok(x) => x,
+            Err(ClientError::Engine(e)) if !last && reach::worth_another(&e) => {
+                log::warn!(
+                    "{transport} did not get through ({e}); trying {}",
+                    order[i + 1]
+                );
+                tried.push(format!("{transport}: {e}"));
+                continue;
+            }
+            Err(e) => {
+                if !tried.is_empty() {
+                    log::warn!("also tried: {}", tried.join("; "));
+                }
+                return Err(e);
+            }
+        };
+        if opts.transport == Choice::Auto {
+            reach::remember(api.server(), transport);
+        }
+        log::info!(
+            "session {} over {transport} runs at {}",
+            grant.session,
+            session.pace.get()
+        );
+        net.transport = Some(transport);
+        let link = session.link.clone();
+        let result = run(session, grant, progress).await;
+        settle(&link, endpoint, net).await;
+        return result.map_err(ClientError::from);
+    }
+    Err(ClientError::Invalid("no transport is allowed".into()))
+}
+
+/// Opens a session over `transport` with `grant`. `last`: no other
+/// transport follows, so the full handshake time is allowed.
+async fn open(
+    api: &Api,
+    grant: &SessionGrant,
+    transport: Transport,
+    opts: &Options,
+    last: bool,
+) -> Result<(Session, Option<quinn::Endpoint>), ClientError> {
     let token = parse_token(&grant.token)?;
     let fingerprint: Fingerprint = grant.cert_sha256.parse().map_err(|_| {
         ClientError::Invalid("the appliance sent a malformed certificate fingerprint".into())
@@ -287,24 +347,70 @@ where
             "the appliance announced a data-port certificate that differs from its HTTPS certificate".into(),
         ));
     }
-    let endpoint = client_endpoint(addr).map_err(|e| ClientError::Io {
-        path: "UDP socket".into(),
-        source: e,
-    })?;
-    let session = connect(
-        &endpoint,
-        addr,
-        &pin,
-        &Tuning::default(),
-        token,
-        opts.handshake_timeout,
-        opts.pace,
-    )
-    .await
-    .map_err(|e| explain_connect(e, &grant))?;
-    log::info!("session {} runs at {}", grant.session, session.pace.get());
-    let conn = session.connection.clone();
-    let result = run(session, grant, progress).await;
+    let patience = |quick: Duration| {
+        if last { opts.handshake_timeout } else { quick }
+    };
+    match transport {
+        Transport::Quic => {
+            let addr = resolve(grant).await?;
+            let endpoint = client_endpoint(addr).map_err(|e| ClientError::Io {
+                path: "UDP socket".into(),
+                source: e,
+            })?;
+            let session = connect(
+                &endpoint,
+                addr,
+                &pin,
+                &Tuning::default(),
+                token,
+                patience(reach::QUIC_PATIENCE),
+                opts.pace,
+            )
+            .await
+            .map_err(|e| explain_connect(e, grant))?;
+            Ok((session, Some(endpoint)))
+        }
+        Transport::Tcp => {
+            let addr = resolve(grant).await?;
+            let dial = reach::tcp_dialer(addr, pin, patience(reach::LANE_PATIENCE));
+            let session = connect_lanes(
+                dial,
+                Transport::Tcp,
+                &addr.to_string(),
+                token,
+                opts.handshake_timeout,
+                opts.pace,
+                DEFAULT_LANES,
+            )
+            .await?;
+            Ok((session, None))
+        }
+        Transport::Https => {
+            let server = api.server().to_owned();
+            let dial = reach::https_dialer(server.clone(), pin, patience(reach::LANE_PATIENCE));
+            let session = connect_lanes(
+                dial,
+                Transport::Https,
+                &server,
+                token,
+                opts.handshake_timeout,
+                opts.pace,
+                DEFAULT_LANES,
+            )
+            .await?;
+            Ok((session, None))
+        }
+    }
+}
+
+/// After a session: its network figures, and time for our close to reach
+/// the appliance before the connection goes away.
+async fn settle(link: &Link, endpoint: Option<quinn::Endpoint>, net: &mut Report) {
+    let (Some(conn), Some(endpoint)) = (link.quic(), endpoint) else {
+        // Lanes: our close record goes out before the lanes shut.
+        let _ = tokio::time::timeout(Duration::from_secs(3), link.closed()).await;
+        return;
+    };
     let stats = conn.stats();
     net.udp_bytes_sent += stats.udp_tx.bytes;
     net.bytes_lost += stats.path.lost_bytes;
@@ -333,7 +439,6 @@ where
         let grace = (stats.path.rtt * 2).clamp(Duration::from_millis(50), Duration::from_secs(3));
         let _ = tokio::time::timeout(grace, endpoint.wait_idle()).await;
     }
-    result.map_err(ClientError::from)
 }
 
 /// Adds what the user can do about an unreachable data port.

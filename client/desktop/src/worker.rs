@@ -519,6 +519,7 @@ impl Worker {
                     once: false,
                     stop,
                     pace: Default::default(),
+                    transport: Default::default(),
                 };
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let news = post.clone();

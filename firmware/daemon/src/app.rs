@@ -126,6 +126,7 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         ..Tuning::default()
     };
     let quic = server_config(&identity, &tuning)?;
+    let tcp_tls = ferry_engine::tcp::acceptor(&identity)?;
     let plane = DataPlane::new(
         config.listen.ip(),
         config.ports,
@@ -191,6 +192,8 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         sources,
         claims: Claims::new(),
         ungreeted: Default::default(),
+        lanes: Default::default(),
+        tcp_tls,
     });
     let api = Arc::new(Api {
         services: services.clone(),

@@ -1,11 +1,13 @@
-//! The data plane: QUIC endpoints that exist only while a lease needs them.
+//! The data plane: QUIC endpoints and TCP listeners that exist only while a
+//! lease needs them.
 //!
-//! No UDP port listens while the appliance is idle. Granting a session
+//! No data port listens while the appliance is idle. Granting a session
 //! leases a port to the client's address — from ferry-portguard, which
-//! opens it in nftables for that address only, or from an in-process table
-//! when the firewall is off — and binds the endpoint on that port if it is
-//! not bound yet. The lease is renewed while the session lives; when the
-//! last lease on a port goes, the endpoint closes and the socket with it.
+//! opens it in nftables (UDP and TCP) for that address only, or from an
+//! in-process table when the firewall is off — and binds the QUIC endpoint
+//! and the TCP listener on that port if they are not bound yet. The lease
+//! is renewed while the session lives; when the last lease on a port goes,
+//! the endpoint and the listener close and their sockets with them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,7 +27,7 @@ use quinn::{Endpoint, ServerConfig};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataPlaneError {
-    #[error("no UDP port of {0} could be bound on this appliance")]
+    #[error("no port of {0} could be bound (UDP and TCP) on this appliance")]
     NoPort(PortRange),
     #[error("the firewall refused to open a port: {0}")]
     Firewall(String),
@@ -81,6 +83,8 @@ struct Inner {
     /// that opens a connection, whatever the firewall did).
     leases: HashMap<u64, Held>,
     endpoints: HashMap<u16, Endpoint>,
+    /// The task accepting TCP lanes on each bound port.
+    listeners: HashMap<u16, tokio::task::AbortHandle>,
 }
 
 /// The endpoints and leases of the appliance.
@@ -159,6 +163,7 @@ impl DataPlane {
             inner: Mutex::new(Inner {
                 leases: HashMap::new(),
                 endpoints: HashMap::new(),
+                listeners: HashMap::new(),
             }),
         })
     }
@@ -243,14 +248,15 @@ impl DataPlane {
         }
     }
 
-    /// Leases a port to `ip` for `user`, binding its endpoint if needed.
-    /// `on_bind` is called with each newly bound endpoint, to start
-    /// accepting on it.
+    /// Leases a port to `ip` for `user`, binding its endpoint and TCP
+    /// listener if needed. `on_bind` is called with each newly bound pair,
+    /// to start accepting on them; it returns the TCP accept task, which
+    /// is stopped when the port closes.
     pub async fn open(
         self: &Arc<Self>,
         ip: IpAddr,
         user: UserId,
-        on_bind: impl Fn(Endpoint, u16),
+        on_bind: impl Fn(Endpoint, tokio::net::TcpListener, u16) -> tokio::task::AbortHandle,
     ) -> Result<LeaseGuard, DataPlaneError> {
         {
             let inner = self.inner();
@@ -282,11 +288,14 @@ impl DataPlane {
                     inner.endpoints.entry(lease.port)
                 {
                     let addr = SocketAddr::new(self.bind_ip, lease.port);
-                    match server_endpoint(addr, self.config.clone(), &self.tuning) {
-                        Ok(endpoint) => {
-                            log::info!(port = lease.port; "data port {addr} bound");
+                    match server_endpoint(addr, self.config.clone(), &self.tuning)
+                        .and_then(|endpoint| Ok((endpoint, bind_tcp(addr)?)))
+                    {
+                        Ok((endpoint, tcp)) => {
+                            log::info!(port = lease.port; "data port {addr} bound (UDP and TCP)");
                             e.insert(endpoint.clone());
-                            on_bind(endpoint, lease.port);
+                            let accepting = on_bind(endpoint, tcp, lease.port);
+                            inner.listeners.insert(lease.port, accepting);
                             Ok(())
                         }
                         Err(e) => Err(e),
@@ -428,6 +437,10 @@ impl DataPlane {
             endpoint.close(0u32.into(), b"no session on this port");
             log::info!(port = port; "data port {port} closed");
         }
+        // The accept task owns the listener: stopping it closes the socket.
+        if let Some(accepting) = inner.listeners.remove(&port) {
+            accepting.abort();
+        }
     }
 
     /// True when `ip` may use `port` now.
@@ -447,4 +460,16 @@ impl DataPlane {
         ports.sort_unstable();
         ports
     }
+}
+
+/// A TCP listener on a data port. `SO_REUSEADDR` lets a port be bound
+/// again while connections of an earlier lease on it linger in TIME_WAIT.
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(64)
 }

@@ -1,7 +1,9 @@
-//! Data sessions on the appliance, the QUIC adapter: granting a session
-//! (a leased port and a token), accepting connections on leased ports,
-//! checking their token, and running the transfer they were granted — a
-//! direct put or get, or a delivery's upload or download.
+//! Data sessions on the appliance, the transport adapter: granting a
+//! session (a leased port and a token), accepting QUIC connections and TCP
+//! lanes on leased ports and HTTPS lanes on the control port, checking
+//! their token, and running the transfer they were granted — a direct put
+//! or get, or a delivery's upload or download. Whatever carries it, a
+//! session is the same from its greeting on.
 //!
 //! Everything a session decides or records goes through the services:
 //! what it may move ([`ferryd_core::transfers::Transfers::target`]), its
@@ -20,13 +22,17 @@ use ferry_domain::{AuditAction, JobId};
 use ferry_engine::congestion::PaceHandle;
 use ferry_engine::control::Control;
 use ferry_engine::files::{Origin, SourceFile, plan_share};
-use ferry_engine::handshake::{Greeting, PaceRequest, accept_hello, refuse, welcome};
+use ferry_engine::handshake::{
+    Greeting, PaceRequest, accept_hello, lane_greeting, refuse, welcome,
+};
+use ferry_engine::lanes::{self, BoxedLane, Lanes, Opening};
+use ferry_engine::link::Link;
 use ferry_engine::receive::{ClaimScope, Receiving, receive};
 use ferry_engine::send::{PlanUpdate, Sending, send, send_stream};
 use ferry_engine::share::ShareRoot;
 use ferry_engine::transport::{Tuning, for_connection};
 use ferry_engine::{EngineError, FileEvent, Outcome, Progress, Snapshot, StopSignal};
-use ferry_proto::{ChunkLayout, ErrorCode, Pace, Priority, ProtoError, Rate, SharePath};
+use ferry_proto::{ChunkLayout, ErrorCode, Pace, Priority, ProtoError, Rate, SharePath, Transport};
 use ferry_store::{ApiKeyId, User};
 use ferryd_core::Services;
 use ferryd_core::audit::Actor;
@@ -102,6 +108,44 @@ pub struct DataSessions {
     pub claims: Arc<ferry_engine::claims::Claims>,
     /// Connections that have not said who they are yet.
     pub ungreeted: Ungreeted,
+    /// Sessions over lanes, which their data lanes join.
+    pub lanes: LaneSessions,
+    /// TLS for lanes on leased ports.
+    pub tcp_tls: ferry_engine::tcp::Acceptor,
+}
+
+/// Sessions over TCP or HTTPS lanes, by id, for their data lanes to join:
+/// a lane must bring the session's key, from the session's address.
+#[derive(Debug, Default)]
+pub struct LaneSessions(
+    std::sync::Mutex<std::collections::HashMap<u64, (std::sync::Weak<Lanes>, IpAddr)>>,
+);
+
+impl LaneSessions {
+    fn table(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, (std::sync::Weak<Lanes>, IpAddr)>>
+    {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, session: u64, lanes: &Arc<Lanes>, ip: IpAddr) {
+        let mut t = self.table();
+        t.retain(|_, (l, _)| l.strong_count() > 0);
+        t.insert(session, (Arc::downgrade(lanes), ip));
+    }
+
+    fn remove(&self, session: u64) {
+        self.table().remove(&session);
+    }
+
+    /// The session a data lane from `ip` asks to join, if its key is right.
+    fn find(&self, session: u64, ip: IpAddr, key: &lanes::LaneKey) -> Option<Arc<Lanes>> {
+        let t = self.table();
+        let (lanes, owner) = t.get(&session)?;
+        let lanes = lanes.upgrade()?;
+        (*owner == ip && lanes.key_matches(key)).then_some(lanes)
+    }
 }
 
 /// Why a session could not be granted.
@@ -163,8 +207,9 @@ impl DataSessions {
         let lease = {
             let ds = self.clone();
             self.plane
-                .open(ip, user.id, move |endpoint, port| {
+                .open(ip, user.id, move |endpoint, tcp, port| {
                     tokio::spawn(accept_loop(ds.clone(), endpoint, port));
+                    tokio::spawn(tcp_accept_loop(ds.clone(), tcp, port)).abort_handle()
                 })
                 .await?
         };
@@ -250,12 +295,7 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
             return;
         }
     };
-    let Greeting {
-        mut send,
-        recv,
-        token,
-        request,
-    } = match accept_hello(&conn, HELLO_TIMEOUT).await {
+    let greeting = match accept_hello(&conn, HELLO_TIMEOUT).await {
         Ok(x) => x,
         Err(e) => {
             log::info!(port = port; "session from {remote} did not greet properly: {e}");
@@ -267,10 +307,144 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
         }
     };
     drop(waiting);
+    greeted(ds, greeting, remote, port, pace).await;
+}
+
+/// Accepts TCP lanes on one leased port until the port is closed.
+pub async fn tcp_accept_loop(ds: Arc<DataSessions>, listener: tokio::net::TcpListener, port: u16) {
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!(port = port; "accepting a TCP lane: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // As for QUIC: the firewall drops these first; without it the
+        // daemon does.
+        if !ds.plane.allows(remote.ip(), port) {
+            log::warn!(port = port; "TCP connection from {remote}, which holds no lease on port {port}: dropped");
+            continue;
+        }
+        let ds = ds.clone();
+        tokio::spawn(async move {
+            let Some(waiting) = ds.ungreeted.enter(remote.ip()) else {
+                log::warn!(port = port; "{remote} holds too many connections that have not greeted; refused");
+                return;
+            };
+            ferry_engine::tcp::tune(&tcp);
+            let tls = match tokio::time::timeout(HELLO_TIMEOUT, ds.tcp_tls.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    log::info!(port = port; "TLS handshake from {remote} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    log::info!(port = port; "TLS handshake from {remote} timed out");
+                    return;
+                }
+            };
+            lane_arrived(&ds, Box::new(tls), remote, port, Transport::Tcp, waiting).await;
+        });
+    }
+}
+
+/// An HTTPS lane, upgraded on the control port from `remote` (the client's
+/// address by the control plane's one rule).
+pub async fn https_lane(ds: Arc<DataSessions>, lane: BoxedLane, remote: SocketAddr) {
+    let Some(waiting) = ds.ungreeted.enter(remote.ip()) else {
+        log::warn!(
+            "{remote} holds too many connections that have not greeted; an HTTPS lane refused"
+        );
+        return;
+    };
+    // HTTPS lanes come in on the control port; logs and audit lines name it.
+    lane_arrived(
+        &ds,
+        lane,
+        remote,
+        ds.listen.port(),
+        Transport::Https,
+        waiting,
+    )
+    .await;
+}
+
+/// A new lane, TCP or HTTPS: a session's control lane greets, a data lane
+/// joins its session.
+async fn lane_arrived(
+    ds: &Arc<DataSessions>,
+    lane: BoxedLane,
+    remote: SocketAddr,
+    port: u16,
+    transport: Transport,
+    waiting: Waiting<'_>,
+) {
+    let opening = match tokio::time::timeout(HELLO_TIMEOUT, lanes::accept(lane, transport)).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            log::info!(port = port; "{transport} lane from {remote} did not open properly: {e}");
+            return;
+        }
+        Err(_) => {
+            log::info!(port = port; "{transport} lane from {remote} said nothing in time");
+            return;
+        }
+    };
+    drop(waiting);
+    match opening {
+        Opening::Join { session, key, lane } => {
+            let found = ds.lanes.find(session, remote.ip(), &key);
+            if found.is_none() {
+                log::warn!(port = port; "a {transport} lane from {remote} asked to join session {session} without its key: refused");
+                ds.services
+                    .audit
+                    .note(
+                        Actor {
+                            user: None,
+                            from: Some(remote.ip()),
+                        }
+                        .line(AuditAction::SessionRefused, format!("session {session}"))
+                        .detail(format!("a {transport} data lane without the session's key")),
+                    )
+                    .await;
+            }
+            lanes::answer_join(found.as_ref(), lane).await;
+        }
+        control => match lane_greeting(control) {
+            Ok(greeting) => {
+                let pace = PaceHandle::new(ds.services.settings.pace());
+                greeted(ds.clone(), greeting, remote, port, pace).await;
+            }
+            Err(e) => {
+                log::info!(port = port; "{transport} lane from {remote} did not greet properly: {e}")
+            }
+        },
+    }
+}
+
+/// A session that has greeted, whatever carries it: its token is checked
+/// (single use, bound to the address it was granted to), and it runs.
+async fn greeted(
+    ds: Arc<DataSessions>,
+    greeting: Greeting,
+    remote: SocketAddr,
+    port: u16,
+    pace: PaceHandle,
+) {
+    let Greeting {
+        link,
+        mut send,
+        recv,
+        token,
+        request,
+    } = greeting;
+    let transport = link.transport();
     let (id, spec) = match ds.tokens.redeem(&token, remote.ip()) {
         Ok(x) => x,
         Err((code, message)) => {
-            log::warn!(port = port; "session from {remote} refused: {message}");
+            log::warn!(port = port; "{transport} session from {remote} refused: {message}");
             ds.services
                 .audit
                 .note(
@@ -279,10 +453,10 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
                         from: Some(remote.ip()),
                     }
                     .line(AuditAction::SessionRefused, format!("port {port}"))
-                    .detail(message.clone()),
+                    .detail(format!("{message} (over {transport})")),
                 )
                 .await;
-            refuse(&conn, &mut send, code, &message).await;
+            refuse(&link, &mut send, code, &message).await;
             return;
         }
     };
@@ -293,14 +467,20 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
     .and_then(|c| Rate::from_bits_per_sec(c.bits_per_sec).ok());
     let granted = pace_for(ds.services.settings.pace(), job_cap, request);
     pace.set(granted);
+    // Its data lanes may join from now on, with the key `welcome` gives.
+    if let Link::Lanes(l) = &link {
+        ds.lanes.add(id, l, remote.ip());
+    }
     // Its windows are sized, within its memory share, once it is admitted.
     if let Err(e) = welcome(&mut send, id, granted).await {
         log::info!(session_id = id; "session {id} lost before it started: {e}");
+        ds.lanes.remove(id);
         return;
     }
+    log::info!(session_id = id; "session {id} from {remote} over {transport}");
     let session = Session {
         ds: ds.clone(),
-        conn,
+        conn: link,
         id,
         spec,
         remote,
@@ -308,12 +488,13 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
         request,
     };
     session.run(Control::spawn(send, recv)).await;
+    ds.lanes.remove(id);
 }
 
 /// One redeemed session.
 struct Session {
     ds: Arc<DataSessions>,
-    conn: quinn::Connection,
+    conn: Link,
     id: u64,
     spec: Arc<SessionSpec>,
     remote: SocketAddr,
@@ -321,11 +502,11 @@ struct Session {
     request: PaceRequest,
 }
 
-/// What services may do to a running QUIC session.
+/// What services may do to a running session.
 struct Handle {
     stop: StopSignal,
     pace: PaceHandle,
-    conn: quinn::Connection,
+    conn: Link,
     tuning: Tuning,
     frames: mpsc::WeakUnboundedSender<ferry_proto::Frame>,
     priorities: Option<mpsc::UnboundedSender<(SharePath, Priority)>>,
@@ -342,8 +523,8 @@ impl SessionHandle for Handle {
 
     fn repace(&self, pace: Pace) {
         self.pace.set(pace);
-        self.tuning.size_windows_within(
-            &self.conn,
+        self.conn.size_windows(
+            &self.tuning,
             pace,
             self.share.load(std::sync::atomic::Ordering::Relaxed),
         );
@@ -374,8 +555,8 @@ impl SessionHandle for Handle {
     fn share_memory(&self, window: u64) {
         self.share
             .store(window, std::sync::atomic::Ordering::Relaxed);
-        self.tuning
-            .size_windows_within(&self.conn, self.pace.get(), window);
+        self.conn
+            .size_windows(&self.tuning, self.pace.get(), window);
     }
 }
 
@@ -398,7 +579,7 @@ impl Session {
             Err(e) => {
                 log::error!("cannot record the job of session {}: {e}", self.id);
                 self.conn
-                    .close(ErrorCode::Internal.close_code().into(), b"internal error");
+                    .close(ErrorCode::Internal.close_code(), b"internal error");
                 return;
             }
         };
@@ -446,8 +627,8 @@ impl Session {
             return;
         }
         // Admitted: its peer may open streams now, within its share.
-        self.ds.tuning.open_up(
-            &self.conn,
+        self.conn.open_up(
+            &self.ds.tuning,
             self.pace.get(),
             share.load(std::sync::atomic::Ordering::Relaxed),
         );
@@ -652,6 +833,7 @@ impl Session {
         // Keep as much in flight as the connection's window allows, and no
         // more than the session's share of the memory.
         s.opts.max_bytes_in_flight = self.ds.tuning.window_for(self.pace.get(), self.conn.rtt());
+        s.opts.max_streams = self.conn.chunk_streams(s.opts.max_streams);
         s.opts.limit = memory;
         // The job's and the site's cap hold at any RTT.
         s.pace = Some(self.pace.clone());

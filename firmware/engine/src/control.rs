@@ -1,5 +1,5 @@
 //! The control stream: frames in both directions over one bidirectional
-//! QUIC stream.
+//! QUIC stream, or over a session's control lane.
 //!
 //! Reading and writing each run in their own task, so the session loops can
 //! `select!` on a channel (cancel-safe) instead of on a half-read frame.
@@ -12,6 +12,7 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
 
 use crate::error::EngineError;
+use crate::link::{ControlRecv, ControlSend};
 
 /// Reads one frame; `None` when the peer finished the stream cleanly.
 pub async fn read_frame(recv: &mut RecvStream) -> Result<Option<Frame>, EngineError> {
@@ -58,33 +59,32 @@ pub struct Control {
 pub type OnPace = Box<dyn Fn(Pace) + Send + Sync>;
 
 impl Control {
-    pub fn spawn(send: SendStream, recv: RecvStream) -> Self {
+    pub fn spawn(send: ControlSend, recv: ControlRecv) -> Self {
         Self::spawn_paced(send, recv, None)
     }
 
     /// A control stream whose `Pace` frames go to `on_pace` (a client's:
     /// the appliance sets the pace).
     pub fn spawn_paced(
-        mut send: SendStream,
-        mut recv: RecvStream,
+        mut send: ControlSend,
+        mut recv: ControlRecv,
         on_pace: Option<OnPace>,
     ) -> Self {
         let (tx, mut out) = mpsc::unbounded_channel::<Frame>();
         let (inc, rx) = mpsc::channel(64);
         let writer = tokio::spawn(async move {
             while let Some(frame) = out.recv().await {
-                if write_frame(&mut send, &frame).await.is_err() {
+                if send.write_frame(&frame).await.is_err() {
                     return;
                 }
             }
-            let _ = send.finish();
             // Give the last frames (often an error that explains the end)
             // a moment to arrive before the caller closes the connection.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped()).await;
+            send.finish().await;
         });
         tokio::spawn(async move {
             loop {
-                match read_frame(&mut recv).await {
+                match recv.read_frame().await {
                     Ok(Some(Frame::Pace(pace))) => match &on_pace {
                         Some(f) => f(pace),
                         None => log::debug!("ignored a Pace frame from the client side"),

@@ -34,6 +34,9 @@ pub enum EngineError {
     Connect(#[from] ConnectError),
     #[error("connection lost: {0}")]
     Connection(quinn::ConnectionError),
+    /// A TCP or HTTPS lane failed under the session.
+    #[error("connection lost: {0}")]
+    Lost(String),
     /// The peer ended the session's control stream without a word.
     #[error("{0}")]
     Closed(String),
@@ -81,9 +84,17 @@ pub enum ConnectError {
         addr: std::net::SocketAddr,
         reason: String,
     },
+    /// A TCP or HTTPS connection could not be made (refused, timed out,
+    /// or the proxy said no).
+    #[error("cannot reach {addr} over {transport}: {reason}")]
+    Dial {
+        transport: ferry_proto::Transport,
+        addr: String,
+        reason: String,
+    },
     /// The appliance did not answer the session greeting.
     #[error("{addr} did not answer the session greeting")]
-    NoGreeting { addr: std::net::SocketAddr },
+    NoGreeting { addr: String },
     /// The appliance closed the connection during the greeting.
     #[error("the appliance closed the session: {0}")]
     GreetingClosed(String),
@@ -115,11 +126,8 @@ impl From<quinn::ConnectionError> for EngineError {
 
 /// Closes a connection so that the peer learns why, even when the error
 /// frame that said it is lost with the connection.
-pub fn close_with(conn: &quinn::Connection, e: &EngineError) {
-    let message = e.to_string();
-    // A close reason must fit in a packet.
-    let reason = &message.as_bytes()[..message.len().min(800)];
-    conn.close(e.code().close_code().into(), reason);
+pub fn close_with(link: &crate::Link, e: &EngineError) {
+    link.close(e.code().close_code(), e.to_string().as_bytes());
 }
 
 impl EngineError {
@@ -169,6 +177,7 @@ impl EngineError {
             EngineError::Proto(e) => e.code(),
             EngineError::Connect(_)
             | EngineError::Connection(_)
+            | EngineError::Lost(_)
             | EngineError::Closed(_)
             | EngineError::Task { .. }
             | EngineError::Stream(_) => ErrorCode::Internal,
@@ -180,7 +189,7 @@ impl EngineError {
     /// peer going away), false for faults that will happen again.
     pub fn is_transient(&self) -> bool {
         match self {
-            EngineError::Connection(_) | EngineError::Closed(_) => true,
+            EngineError::Connection(_) | EngineError::Lost(_) | EngineError::Closed(_) => true,
             EngineError::Connect(e) => e.is_transient(),
             EngineError::Proto(ProtoError::Peer { code, .. }) => matches!(
                 code,

@@ -1,16 +1,20 @@
 //! Opening a data session: the client proves it holds a session token
-//! minted on the control plane, before any plan or chunk flows.
+//! minted on the control plane, before any plan or chunk flows. The same
+//! greeting opens a session over QUIC and over TCP or HTTPS lanes.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ferry_proto::{ErrorCode, Frame, PROTOCOL_VERSION, Pace, Policy, ProtoError, Rate};
-use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use ferry_proto::{ErrorCode, Frame, PROTOCOL_VERSION, Pace, Policy, ProtoError, Rate, Transport};
+use quinn::{Connection, Endpoint};
 
 use crate::congestion::PaceHandle;
-use crate::control::{read_frame, write_frame};
 use crate::error::{ConnectError, EngineError};
+use crate::lanes::{self, BoxedLane, Opening};
+use crate::link::{ControlRecv, ControlSend, Link};
 use crate::tls::{PinnedCert, find_mismatch};
 use crate::transport::{Tuning, client_config};
 
@@ -26,9 +30,9 @@ pub struct PaceRequest {
 /// An authenticated data connection, ready for a sender or receiver.
 #[derive(Debug)]
 pub struct Session {
-    pub connection: Connection,
-    pub send: SendStream,
-    pub recv: RecvStream,
+    pub link: Link,
+    pub send: ControlSend,
+    pub recv: ControlRecv,
     pub id: u64,
     /// The session's pace, as the appliance set it; the control stream
     /// applies later changes here.
@@ -38,19 +42,19 @@ pub struct Session {
 impl Session {
     /// The connection and its control stream. `Pace` frames from the
     /// appliance set the session's pace and resize its windows.
-    pub fn into_control(self, tuning: &Tuning) -> (Connection, crate::control::Control) {
-        let (pace, conn, tuning) = (self.pace, self.connection.clone(), tuning.clone());
-        let conn2 = conn.clone();
+    pub fn into_control(self, tuning: &Tuning) -> (Link, crate::control::Control) {
+        let (pace, link, tuning) = (self.pace, self.link.clone(), tuning.clone());
+        let link2 = link.clone();
         let control = crate::control::Control::spawn_paced(
             self.send,
             self.recv,
             Some(Box::new(move |p| {
                 log::info!("the appliance set this session's pace to {p}");
                 pace.set(p);
-                tuning.size_windows(&conn2, p);
+                link2.size_windows(&tuning, p, u64::MAX);
             })),
         );
-        (conn, control)
+        (link, control)
     }
 }
 
@@ -97,34 +101,47 @@ pub async fn connect(
         }
         Ok(Ok(c)) => c,
     };
-    let (mut send, mut recv) = connection.open_bi().await?;
-    write_frame(
-        &mut send,
-        &Frame::Hello {
-            version: PROTOCOL_VERSION,
-            token,
-            policy: request.policy,
-            rate: request.rate,
-        },
-    )
-    .await?;
-    let answer = tokio::time::timeout(handshake_timeout, read_frame(&mut recv))
+    let (send, recv) = connection.open_bi().await?;
+    let (mut send, mut recv) = (ControlSend::Quic(send), ControlRecv::Quic(recv));
+    send.write_frame(&hello(token, request)).await?;
+    let answer = tokio::time::timeout(handshake_timeout, recv.read_frame())
         .await
-        .map_err(|_| ConnectError::NoGreeting { addr })?;
+        .map_err(|_| ConnectError::NoGreeting {
+            addr: addr.to_string(),
+        })?;
+    let session = welcomed(answer, &pace)?;
+    tuning.size_windows(&connection, pace.get());
+    Ok(Session {
+        link: Link::Quic(connection),
+        send,
+        recv,
+        id: session,
+        pace,
+    })
+}
+
+fn hello(token: [u8; 32], request: PaceRequest) -> Frame {
+    Frame::Hello {
+        version: PROTOCOL_VERSION,
+        token,
+        policy: request.policy,
+        rate: request.rate,
+    }
+}
+
+/// Reads the appliance's answer to `Hello`: the session's id, with its
+/// pace set on `pace`, or why it was refused.
+fn welcomed(
+    answer: Result<Option<Frame>, EngineError>,
+    pace: &PaceHandle,
+) -> Result<u64, EngineError> {
     match answer {
         Ok(Some(Frame::Welcome {
             session,
             pace: granted,
         })) => {
             pace.set(granted);
-            tuning.size_windows(&connection, granted);
-            Ok(Session {
-                connection,
-                send,
-                recv,
-                id: session,
-                pace,
-            })
+            Ok(session)
         }
         Ok(Some(Frame::Error { code, message })) => {
             Err(EngineError::Proto(ProtoError::Peer { code, message }))
@@ -141,13 +158,147 @@ pub async fn connect(
     }
 }
 
+/// Opens one lane to the appliance (a TLS connection, or an upgraded
+/// HTTPS one), ready for its opening byte.
+pub type Dial = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<BoxedLane, EngineError>> + Send>> + Send + Sync,
+>;
+
+/// Opens a session over lanes: a control lane that greets with the token,
+/// then up to `want` data lanes joined with the key the appliance gives.
+/// `timeout` bounds the greeting and the lanes' joining.
+pub async fn connect_lanes(
+    dial: Dial,
+    transport: Transport,
+    addr: &str,
+    token: [u8; 32],
+    timeout: Duration,
+    request: PaceRequest,
+    want: usize,
+) -> Result<Session, EngineError> {
+    let pace = PaceHandle::new(Pace {
+        policy: request.policy.unwrap_or_default(),
+        target: request.rate,
+    });
+    let started = Instant::now();
+    let first = tokio::time::timeout(timeout, dial())
+        .await
+        .map_err(|_| ConnectError::Dial {
+            transport,
+            addr: addr.to_owned(),
+            reason: format!("no connection within {}s", timeout.as_secs()),
+        })??;
+    let rtt = started.elapsed();
+    let (lanes, reader) =
+        lanes::open_control(first, transport, &hello(token, request), rtt).await?;
+    let (mut recv, send) = (ControlRecv::Lane(reader), ControlSend::Lane(lanes.clone()));
+    let greeted = async {
+        let session = welcomed(recv.read_frame().await, &pace)?;
+        let ControlRecv::Lane(reader) = &mut recv else {
+            unreachable!("a lane session's control stream is a lane")
+        };
+        let (key, max) = lanes::read_offer(reader).await?;
+        Ok::<_, EngineError>((session, key, max))
+    };
+    let (session, key, max) =
+        tokio::time::timeout(timeout, greeted)
+            .await
+            .map_err(|_| ConnectError::NoGreeting {
+                addr: addr.to_owned(),
+            })??;
+    // The data lanes open side by side; the session goes on with those
+    // that joined, and fails only if none did.
+    let mut joining = tokio::task::JoinSet::new();
+    for _ in 0..want.clamp(1, max.max(1)) {
+        let (dial, lanes) = (dial.clone(), lanes.clone());
+        joining.spawn(async move {
+            let lane = dial().await?;
+            lanes::join(&lanes, lane, session, &key).await
+        });
+    }
+    let mut failure = None;
+    let joined = tokio::time::timeout(timeout, async {
+        while let Some(r) = joining.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(e),
+                Err(e) => failure = Some(EngineError::task("lane", e)),
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        log::debug!("{} of {want} data lanes joined in time", lanes.joined());
+    }
+    if lanes.joined() == 0 {
+        let e = failure.unwrap_or_else(|| EngineError::Lost("no data lane could join".into()));
+        lanes.close(ErrorCode::Internal.close_code(), e.to_string().as_bytes());
+        return Err(e);
+    }
+    log::debug!(
+        "session {session} over {transport} with {} data lanes",
+        lanes.joined()
+    );
+    Ok(Session {
+        link: Link::Lanes(lanes),
+        send,
+        recv,
+        id: session,
+        pace,
+    })
+}
+
 /// A client's greeting, as the appliance received it.
 #[derive(Debug)]
 pub struct Greeting {
-    pub send: SendStream,
-    pub recv: RecvStream,
+    pub link: Link,
+    pub send: ControlSend,
+    pub recv: ControlRecv,
     pub token: [u8; 32],
     pub request: PaceRequest,
+}
+
+/// Reads a greeting's `Hello` into what it asks.
+fn read_hello(frame: Option<Frame>) -> Result<([u8; 32], PaceRequest), EngineError> {
+    match frame {
+        Some(Frame::Hello {
+            version,
+            token,
+            policy,
+            rate,
+        }) if version == PROTOCOL_VERSION => Ok((token, PaceRequest { policy, rate })),
+        Some(Frame::Hello { version, .. }) => Err(EngineError::Proto(ProtoError::Peer {
+            code: ErrorCode::Version,
+            message: format!("client speaks protocol {version}, the appliance {PROTOCOL_VERSION}"),
+        })),
+        _ => Err(EngineError::Proto(ProtoError::Violation(
+            "expected Hello first".into(),
+        ))),
+    }
+}
+
+/// Server side, over lanes: the greeting of a control lane
+/// [`lanes::accept`] opened.
+pub fn lane_greeting(opening: Opening) -> Result<Greeting, EngineError> {
+    match opening {
+        Opening::Control {
+            lanes,
+            reader,
+            hello,
+        } => {
+            let (token, request) = read_hello(hello)?;
+            Ok(Greeting {
+                link: Link::Lanes(lanes.clone()),
+                send: ControlSend::Lane(lanes),
+                recv: ControlRecv::Lane(reader),
+                token,
+                request,
+            })
+        }
+        Opening::Join { .. } => Err(EngineError::Proto(ProtoError::Violation(
+            "a data lane is not a greeting".into(),
+        ))),
+    }
 }
 
 /// Server side: waits for the client's greeting on a new connection and
@@ -158,29 +309,16 @@ pub async fn accept_hello(
     timeout: Duration,
 ) -> Result<Greeting, EngineError> {
     let greet = async {
-        let (send, mut recv) = connection.accept_bi().await?;
-        match read_frame(&mut recv).await? {
-            Some(Frame::Hello {
-                version,
-                token,
-                policy,
-                rate,
-            }) if version == PROTOCOL_VERSION => Ok(Greeting {
-                send,
-                recv,
-                token,
-                request: PaceRequest { policy, rate },
-            }),
-            Some(Frame::Hello { version, .. }) => Err(EngineError::Proto(ProtoError::Peer {
-                code: ErrorCode::Version,
-                message: format!(
-                    "client speaks protocol {version}, the appliance {PROTOCOL_VERSION}"
-                ),
-            })),
-            _ => Err(EngineError::Proto(ProtoError::Violation(
-                "expected Hello first".into(),
-            ))),
-        }
+        let (send, recv) = connection.accept_bi().await?;
+        let mut recv = ControlRecv::Quic(recv);
+        let (token, request) = read_hello(recv.read_frame().await?)?;
+        Ok(Greeting {
+            link: Link::Quic(connection.clone()),
+            send: ControlSend::Quic(send),
+            recv,
+            token,
+            request,
+        })
     };
     tokio::time::timeout(timeout, greet).await.map_err(|_| {
         EngineError::Proto(ProtoError::Violation(
@@ -190,28 +328,27 @@ pub async fn accept_hello(
 }
 
 /// Accepts the session at `pace`, which the caller has set on the
-/// connection's handle.
-pub async fn welcome(send: &mut SendStream, session: u64, pace: Pace) -> Result<(), EngineError> {
-    write_frame(send, &Frame::Welcome { session, pace }).await
+/// connection's handle. Over lanes, the key its data lanes join with
+/// follows.
+pub async fn welcome(send: &mut ControlSend, session: u64, pace: Pace) -> Result<(), EngineError> {
+    send.write_frame(&Frame::Welcome { session, pace }).await?;
+    if let ControlSend::Lane(l) = send {
+        lanes::offer_lanes(l).await?;
+    }
+    Ok(())
 }
 
 /// Refuses the session with a reason, then closes the connection once the
 /// reason has had a chance to arrive.
-pub async fn refuse(
-    connection: &Connection,
-    send: &mut SendStream,
-    code: ErrorCode,
-    message: &str,
-) {
-    let _ = write_frame(
-        send,
-        &Frame::Error {
+pub async fn refuse(link: &Link, send: &mut ControlSend, code: ErrorCode, message: &str) {
+    // The close below says it again, should this frame be lost.
+    let _ = send
+        .write_frame(&Frame::Error {
             code,
             message: message.to_owned(),
-        },
-    )
-    .await;
-    let _ = send.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
-    connection.close(code.close_code().into(), message.as_bytes());
+        })
+        .await;
+    send.finish().await;
+    link.close(code.close_code(), message.as_bytes());
+    link.closed().await;
 }

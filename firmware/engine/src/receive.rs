@@ -1,5 +1,5 @@
 //! The receiving side of a session: runs a `ferry_proto::Receiver` over a
-//! QUIC connection, writes verified chunks into part files beneath the
+//! session's [`Link`], writes verified chunks into part files beneath the
 //! sink, checkpoints resume state every second, and commits complete files.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -7,10 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferry_proto::session::{Admission, LocalState};
-use ferry_proto::{
-    ChunkHeader, Digest, FileId, Priority, ProtoError, Receiver, ReceiverEvent, SharePath,
-};
-use quinn::{Connection, RecvStream};
+use ferry_proto::{Digest, FileId, Priority, Receiver, ReceiverEvent, SharePath};
 use tokio::sync::OnceCell;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
@@ -19,6 +16,7 @@ use crate::claims::{Claim, Claims};
 use crate::control::Control;
 use crate::error::EngineError;
 use crate::files::{PartFile, Sink};
+use crate::link::{ChunkEnd, ChunkIn, Link};
 use crate::progress::{FileEvent, Progress};
 use crate::send::{Outcome, tell_peer};
 use crate::stop::StopSignal;
@@ -143,7 +141,7 @@ impl std::fmt::Debug for Receiving {
 
 /// Receives a session's files.
 pub async fn receive(
-    conn: &Connection,
+    conn: &Link,
     mut control: Control,
     mut r: Receiving,
 ) -> Result<Outcome, EngineError> {
@@ -178,14 +176,14 @@ pub async fn receive(
     }
     control.finish().await;
     match &result {
-        Ok(()) => conn.close(0u32.into(), b"done"),
+        Ok(()) => conn.close(0, b"done"),
         Err(e) => crate::error::close_with(conn, e),
     }
     result.map(|()| Outcome::from_progress(&r.progress))
 }
 
 async fn run(
-    conn: &Connection,
+    conn: &Link,
     control: &mut Control,
     r: &mut Receiving,
     core: &Shared,
@@ -336,7 +334,7 @@ async fn run(
                 Some(Err(e)) => return Err(e),
                 None => return Err(EngineError::Closed("the sender closed the session".into())),
             },
-            stream = conn.accept_uni() => {
+            stream = conn.accept_chunk() => {
                 let stream = stream?;
                 let (core, sink, progress) = (core.clone(), sink.clone(), progress.clone());
                 chunks.spawn(async move { receive_chunk(stream, core, sink, progress).await });
@@ -431,18 +429,17 @@ async fn plan_files(
 
 /// Receives one chunk stream: header, bytes (written as they come), digest.
 async fn receive_chunk(
-    mut stream: RecvStream,
+    mut stream: ChunkIn,
     core: Shared,
     sink: Sink,
     progress: Arc<Progress>,
 ) -> Result<(), EngineError> {
-    let mut header = [0u8; ChunkHeader::LEN];
-    if let Err(e) = stream.read_exact(&mut header).await {
-        return stream_error(e);
-    }
-    let header = ChunkHeader::decode(&header).ok_or_else(|| {
-        EngineError::Proto(ProtoError::Violation("a stream that is not a chunk".into()))
-    })?;
+    let header = match stream.header().await {
+        Ok(h) => h,
+        // A stream reset before its header: nothing was started.
+        Err(ChunkEnd::Abandoned) => return Ok(()),
+        Err(ChunkEnd::Lost(e)) => return Err(e),
+    };
     let chunk = header.chunk;
     let (admission, plan, cell, fresh, pool) = {
         let mut c = lock(&core);
@@ -454,7 +451,7 @@ async fn receive_chunk(
     };
     let (Admission::Write { offset }, Some(plan)) = (admission, plan) else {
         // Already held or being written by another stream: drain and drop.
-        while let Ok(Some(_)) = stream.read_chunk(usize::MAX, true).await {}
+        stream.drain().await;
         return Ok(());
     };
     let result = async {
@@ -465,7 +462,8 @@ async fn receive_chunk(
                     .await
                     .map_err(|e| EngineError::task("open", e))?
             })
-            .await?
+            .await
+            .map_err(StreamEnd::Fatal)?
             .clone();
         let mut hasher = blake3::Hasher::new();
         let mut remaining = header.len as usize;
@@ -474,19 +472,14 @@ async fn receive_chunk(
         // lets BLAKE3 hash many blocks at once and the disk take big writes.
         let mut batch = pool.take();
         while remaining > 0 {
-            let piece = match stream.read_chunk(remaining, true).await {
-                Ok(Some(piece)) => piece.bytes,
-                Ok(None) => {
-                    pool.give(batch);
-                    return Err(StreamEnd::Abandoned);
-                }
+            let room = remaining.min(WRITE_BATCH.saturating_sub(batch.len()).max(1));
+            match stream.read_into(&mut batch, room).await {
+                Ok(n) => remaining -= n,
                 Err(e) => {
                     pool.give(batch);
                     return Err(StreamEnd::from(e));
                 }
-            };
-            remaining -= piece.len();
-            batch.extend_from_slice(&piece);
+            }
             if batch.len() >= WRITE_BATCH || remaining == 0 {
                 let part = part.clone();
                 let path = plan.path.clone();
@@ -510,10 +503,10 @@ async fn receive_chunk(
         }
         pool.give(batch);
         let mut claimed = [0u8; Digest::LEN];
-        stream.read_exact(&mut claimed).await.map_err(|e| match e {
-            quinn::ReadExactError::ReadError(e) => StreamEnd::from(e),
-            quinn::ReadExactError::FinishedEarly(_) => StreamEnd::Abandoned,
-        })?;
+        stream
+            .read_exact(&mut claimed)
+            .await
+            .map_err(StreamEnd::from)?;
         Ok((Digest::from(hasher.finalize()), Digest(claimed)))
     }
     .await;
@@ -536,11 +529,7 @@ async fn receive_chunk(
             c.proto.chunk_abandoned(chunk);
             Ok(())
         }
-        Err(StreamEnd::Lost(e)) => {
-            c.proto.chunk_abandoned(chunk);
-            Err(EngineError::from(e))
-        }
-        Err(StreamEnd::Fatal(e)) => {
+        Err(StreamEnd::Lost(e) | StreamEnd::Fatal(e)) => {
             c.proto.chunk_abandoned(chunk);
             Err(e)
         }
@@ -552,32 +541,17 @@ enum StreamEnd {
     /// The sender reset or cut the stream: it will be sent again.
     Abandoned,
     /// The connection is gone.
-    Lost(quinn::ConnectionError),
+    Lost(EngineError),
     /// Our side failed (disk full, IO error): the session must end.
     Fatal(EngineError),
 }
 
-impl From<quinn::ReadError> for StreamEnd {
-    fn from(e: quinn::ReadError) -> Self {
+impl From<ChunkEnd> for StreamEnd {
+    fn from(e: ChunkEnd) -> Self {
         match e {
-            quinn::ReadError::ConnectionLost(c) => StreamEnd::Lost(c),
-            _ => StreamEnd::Abandoned,
+            ChunkEnd::Abandoned => StreamEnd::Abandoned,
+            ChunkEnd::Lost(e) => StreamEnd::Lost(e),
         }
-    }
-}
-
-impl From<EngineError> for StreamEnd {
-    fn from(e: EngineError) -> Self {
-        StreamEnd::Fatal(e)
-    }
-}
-
-fn stream_error(e: quinn::ReadExactError) -> Result<(), EngineError> {
-    match e {
-        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => {
-            Err(EngineError::from(c))
-        }
-        _ => Ok(()),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The sending side of a session: runs a `ferry_proto::Sender` over a QUIC
-//! connection, one unidirectional stream per chunk, many in flight.
+//! The sending side of a session: runs a `ferry_proto::Sender` over a
+//! session's [`Link`], one chunk stream per chunk, many in flight.
 //!
 //! A plan is either known whole ([`send`]) or grows while the session runs
 //! ([`send_stream`]): a delivery's download starts on the files that have
@@ -14,7 +14,6 @@ use ferry_proto::{
     ChunkHeader, ChunkLayout, ChunkRef, Digest, FileId, Frame, Priority, Sender, SenderEvent,
     SharePath,
 };
-use quinn::Connection;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -23,6 +22,7 @@ use crate::congestion::PaceHandle;
 use crate::control::Control;
 use crate::error::EngineError;
 use crate::files::{SourceFile, plan_batch, read_piece};
+use crate::link::Link;
 use crate::progress::{FileEvent, Progress};
 use crate::stop::StopSignal;
 
@@ -128,7 +128,7 @@ impl Outcome {
 
 /// Sends `files`, all known now.
 pub async fn send(
-    conn: &Connection,
+    conn: &Link,
     control: Control,
     files: Vec<SourceFile>,
     s: Sending,
@@ -146,7 +146,7 @@ pub async fn send(
 
 /// Sends files as they arrive on `updates`, until [`PlanUpdate::End`].
 pub async fn send_stream(
-    conn: &Connection,
+    conn: &Link,
     control: Control,
     updates: UnboundedReceiver<PlanUpdate>,
     s: Sending,
@@ -165,7 +165,7 @@ fn know_digests(proto: &mut Sender, files: &[SourceFile], first: u32) {
 }
 
 async fn drive(
-    conn: &Connection,
+    conn: &Link,
     mut control: Control,
     mut proto: Sender,
     files: Vec<SourceFile>,
@@ -195,7 +195,9 @@ async fn drive(
 /// the connection is gone.
 pub(crate) fn tell_peer(control: &Control, e: &EngineError) {
     match e {
-        EngineError::Proto(ferry_proto::ProtoError::Peer { .. }) | EngineError::Connection(_) => {}
+        EngineError::Proto(ferry_proto::ProtoError::Peer { .. })
+        | EngineError::Connection(_)
+        | EngineError::Lost(_) => {}
         e => control.send(Frame::Error {
             code: e.code(),
             message: e.to_string(),
@@ -269,7 +271,7 @@ impl RateGate {
 type ChunkDigests = Vec<(u32, Digest)>;
 
 async fn run(
-    conn: &Connection,
+    conn: &Link,
     control: &mut Control,
     proto: &mut Sender,
     mut files: Vec<SourceFile>,
@@ -396,7 +398,11 @@ async fn run(
                 bytes_in_flight -= u64::from(len);
                 match result {
                     Ok(digest) => proto.chunk_sent(chunk, digest)?,
-                    Err(e @ (EngineError::Connection(_) | EngineError::Proto(_))) => return Err(e),
+                    Err(
+                        e @ (EngineError::Connection(_)
+                        | EngineError::Lost(_)
+                        | EngineError::Proto(_)),
+                    ) => return Err(e),
                     Err(
                         e @ (EngineError::SourceChanged { .. }
                         | EngineError::Io { .. }
@@ -418,7 +424,7 @@ async fn run(
 
 /// Puts one chunk on its own stream: header, bytes, BLAKE3 digest.
 async fn send_chunk(
-    conn: &Connection,
+    conn: &Link,
     source: SourceFile,
     chunk: ChunkRef,
     offset: u64,
@@ -426,16 +432,10 @@ async fn send_chunk(
     priority: i32,
     progress: &Progress,
 ) -> Result<Digest, EngineError> {
-    let mut stream = conn.open_uni().await?;
-    let _ = stream.set_priority(priority);
-    let write = |e: quinn::WriteError| match e {
-        quinn::WriteError::ConnectionLost(c) => EngineError::from(c),
-        other => EngineError::Stream(other.to_string()),
-    };
+    let mut stream = conn.open_chunk(priority).await?;
     stream
         .write_all(&ChunkHeader { chunk, len }.encode())
-        .await
-        .map_err(write)?;
+        .await?;
     let file = Arc::new(
         tokio::task::spawn_blocking({
             let source = source.clone();
@@ -467,26 +467,23 @@ async fn send_chunk(
             let next = PIECE.min((u64::from(len) - done) as usize);
             pending = Some(read(offset + done, next, hasher.clone()));
         }
-        stream.write_chunk(bytes).await.map_err(write)?;
+        stream.write(bytes).await?;
         Progress::add(&progress.bytes_transferred, n);
     }
     let digest = Digest::from(hasher.finalize());
-    stream.write_all(&digest.0).await.map_err(write)?;
-    let _ = stream.finish();
-    // The chunk counts as in flight until the receiver has all of it, so
-    // the window bounds what is on the wire, not what is buffered here.
-    match stream.stopped().await {
-        Ok(None) => Ok(digest),
-        Ok(Some(code)) => Err(EngineError::Stream(format!(
-            "the receiver stopped chunk {} of file {} (code {code})",
+    stream.write_all(&digest.0).await?;
+    stream.finish().await.map_err(|e| match e {
+        EngineError::Stream(why) => EngineError::Stream(format!(
+            "chunk {} of file {}: {why}",
             chunk.index, chunk.file
-        ))),
-        Err(quinn::StoppedError::ConnectionLost(c)) => Err(EngineError::from(c)),
-        Err(e) => Err(EngineError::Stream(e.to_string())),
-    }
+        )),
+        e => e,
+    })?;
+    Ok(digest)
 }
 
-/// QUIC sends higher-priority streams first and shares bandwidth among
+/// QUIC sends higher-priority streams first (lanes take chunks in the order
+/// they are opened, which is already by priority) and shares bandwidth among
 /// equals. Chunks are ranked by their file's priority, then by the order they
 /// were opened, so that chunks complete one after another (a receiver can
 /// checkpoint and commit early) instead of all together at the end. The

@@ -38,6 +38,9 @@ pub fn table(range: PortRange) -> String {
          \t\tudp dport {ports} ip saddr . udp dport @{SET4} counter meta mark set {LEASED_MARK:#010x} accept\n\
          \t\tudp dport {ports} ip6 saddr . udp dport @{SET6} counter meta mark set {LEASED_MARK:#010x} accept\n\
          \t\tudp dport {ports} counter drop\n\
+         \t\ttcp dport {ports} ip saddr . tcp dport @{SET4} counter meta mark set {LEASED_MARK:#010x} accept\n\
+         \t\ttcp dport {ports} ip6 saddr . tcp dport @{SET6} counter meta mark set {LEASED_MARK:#010x} accept\n\
+         \t\ttcp dport {ports} counter drop\n\
          \t}}\n\
          }}\n"
     )

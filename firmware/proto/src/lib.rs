@@ -18,6 +18,7 @@
 //! - [`sequence`]: frame-sequence notation (`shot.%04d.exr[1001-1100]`).
 //! - [`rules`]: `GLOB=high|low|N` priority rules.
 //! - [`pace`]: congestion policy and target rate of a session.
+//! - [`transport`]: QUIC, TCP or HTTPS, the ways a session's bytes travel.
 
 pub mod bitmap;
 pub mod chunk;
@@ -30,6 +31,7 @@ pub mod rules;
 pub mod schedule;
 pub mod sequence;
 pub mod session;
+pub mod transport;
 
 pub use bitmap::ChunkBitmap;
 pub use chunk::{ChunkHeader, ChunkRef};
@@ -40,6 +42,7 @@ pub use path::{PathError, SharePath, ShareRef};
 pub use plan::{ChunkLayout, FileId, PlanFile, Priority, PriorityError};
 pub use rules::PriorityRules;
 pub use session::{ProtoError, Receiver, ReceiverEvent, Sender, SenderEvent};
+pub use transport::Transport;
 
 /// ALPN protocol name of Ferry's QUIC data plane.
 pub const ALPN: &[u8] = b"ferry/1";

@@ -34,6 +34,7 @@ pub const IDLE: Duration = Duration::from_secs(75);
 
 const BLANK_LINE: &[u8; 4] = b"\r\n\r\n";
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+const SWITCHING: &[u8] = b"HTTP/1.1 101 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -122,10 +123,18 @@ impl<S> HeadDeadline<S> {
         }
     }
 
-    fn wrote(&mut self, n: usize) {
+    /// Follows the response stream through `data`, of which `n` bytes
+    /// were written. A `101 Switching Protocols` hands the connection to
+    /// another protocol (the HTTPS data lanes): it has no heads any more.
+    fn wrote(&mut self, data: &[u8], n: usize) {
         if n > 0
             && let Phase::Served { wrote } = &mut self.phase
         {
+            if !*wrote && data.starts_with(SWITCHING) {
+                self.phase = Phase::Through;
+                self.deadline = None;
+                return;
+            }
             *wrote = true;
         }
     }
@@ -160,7 +169,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
-        self.wrote(n);
+        self.wrote(data, n);
         Poll::Ready(Ok(n))
     }
 
@@ -170,7 +179,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
-        self.wrote(n);
+        let first: &[u8] = bufs.iter().find(|b| !b.is_empty()).map_or(&[], |b| b);
+        self.wrote(first, n);
         Poll::Ready(Ok(n))
     }
 
@@ -272,5 +282,28 @@ mod tests {
         assert!(quiet.is_err(), "an HTTP/2 connection was timed");
         let mut by_alpn = HeadDeadline::new(tokio::io::empty(), LIMIT, true);
         assert_eq!(read_some(&mut by_alpn).await.unwrap(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upgraded_connection_is_not_timed() {
+        let (mut client, server) = duplex(1024);
+        let mut s = HeadDeadline::new(server, LIMIT, false);
+        client
+            .write_all(b"GET /api/v1/lanes HTTP/1.1\r\nUpgrade: ferry-lanes/1\r\n\r\n")
+            .await
+            .unwrap();
+        read_some(&mut s).await.unwrap();
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            .await
+            .unwrap();
+        // Lane bytes, with no blank line among them, for longer than a head
+        // may take.
+        for _ in 0..3 {
+            client.write_all(b"\x01chunk bytes").await.unwrap();
+            read_some(&mut s).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+        }
+        client.write_all(b"more").await.unwrap();
+        assert_eq!(read_some(&mut s).await.unwrap(), 4);
     }
 }

@@ -15,6 +15,7 @@ mod deadline;
 mod directory;
 mod error;
 mod jobs;
+mod lanes;
 mod openapi;
 mod settings;
 
@@ -80,6 +81,7 @@ pub fn router(state: Arc<Api>) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .merge(lanes::routes())
         .fallback(api::not_found)
         .with_state(state)
         .merge(web)

@@ -50,7 +50,7 @@ fn server(dest: PathBuf) -> Server {
                 let (mut s, r) = (g.send, g.recv);
                 welcome(&mut s, n, Pace::default()).await.unwrap();
                 let sink = Sink::local(&dest).unwrap();
-                let r = receive(&conn, Control::spawn(s, r), Receiving::new(sink)).await;
+                let r = receive(&g.link, Control::spawn(s, r), Receiving::new(sink)).await;
                 let _ = tx.send(r);
             });
         }
@@ -329,7 +329,7 @@ async fn the_appliance_decides_the_pace_and_can_change_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(handle.get().policy, Policy::Fair);
-    conn.close(0u32.into(), b"done");
+    conn.close(0, b"done");
     let (_endpoint, server_pace) = server.await.unwrap();
     assert_eq!(server_pace.target, mbit(50));
 }

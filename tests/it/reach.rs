@@ -1,0 +1,204 @@
+//! Issue 19: one session model over three transports. QUIC, TCP (TLS on
+//! the leased port) and HTTPS (upgraded connections to the control port)
+//! each carry a put and a get byte for byte; a transfer cut on one resumes
+//! on another; a token is as single-use over lanes as over QUIC. The NAT
+//! topology's cases (UDP dropped, a proxy the only way out) are in
+//! `nat.rs`.
+
+use std::time::Duration;
+
+use ferry_engine::EngineError;
+use ferry_engine::handshake::connect_lanes;
+use ferry_engine::lanes::DEFAULT_LANES;
+use ferry_engine::tls::PinnedCert;
+use ferry_proto::{ErrorCode, ProtoError, Transport};
+use ferry_tests::{Appliance, blake3_file, heavy_io, list_files, write_random};
+
+use crate::foundation::wire::{api, open, token};
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn each_transport_carries_a_put_and_a_get_intact() {
+    let _serial = heavy_io();
+    let a = Appliance::start();
+    let c = a.client(&a.media_user("ann@example.com"));
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("plate.mov");
+    write_random(&file, 96 * MIB, 19);
+    for (i, t) in ["quic", "tcp", "https"].into_iter().enumerate() {
+        let dest = format!("share=media/{t}/");
+        let j = c
+            .run(&[
+                "put",
+                file.to_str().unwrap(),
+                &dest,
+                "--transport",
+                t,
+                "--json",
+            ])
+            .json();
+        assert_eq!(j["transport"], t, "{j}");
+        assert_eq!(j["bytes_transferred"], 96 * MIB, "{j}");
+        assert_eq!(
+            blake3_file(&file),
+            blake3_file(&a.share.join(format!("{t}/plate.mov")))
+        );
+        let down = tempfile::tempdir().unwrap();
+        let j = c
+            .run(&[
+                "get",
+                &format!("share=media/{t}/plate.mov"),
+                down.path().to_str().unwrap(),
+                "--transport",
+                t,
+                "--json",
+            ])
+            .json();
+        assert_eq!(j["transport"], t, "{j}");
+        assert_eq!(
+            blake3_file(&file),
+            blake3_file(&down.path().join("plate.mov")),
+            "get {i} over {t}"
+        );
+        assert!(
+            list_files(down.path())
+                .iter()
+                .all(|p| !p.to_string_lossy().contains(".ferry-"))
+        );
+    }
+    // The job list says how each session travelled.
+    let jobs = c.run(&["jobs", "--json"]);
+    assert!(jobs.ok, "{}", jobs.stderr);
+}
+
+#[test]
+fn a_put_cut_over_quic_resumes_over_tcp_without_resending() {
+    let _serial = heavy_io();
+    let a = Appliance::start();
+    let c = a.client(&a.media_user("ann@example.com"));
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.mov");
+    write_random(&file, 200 * MIB, 23);
+    // Capped so that the put lasts long enough to be cut.
+    let mut child = c.spawn(&[
+        "put",
+        file.to_str().unwrap(),
+        "share=media/in/",
+        "--transport",
+        "quic",
+        "--rate",
+        "200M",
+        "--json",
+    ]);
+    let state = a.share.join("in/big.mov.ferry-state");
+    ferry_tests::wait_for(
+        "a checkpoint of the QUIC put",
+        Duration::from_secs(30),
+        || state.exists(),
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the put was still running when cut"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !a.share.join("in/big.mov").exists(),
+        "no half file under the final name"
+    );
+    let j = c
+        .run(&[
+            "put",
+            file.to_str().unwrap(),
+            "share=media/in/",
+            "--transport",
+            "tcp",
+            "--json",
+        ])
+        .json();
+    assert_eq!(j["transport"], "tcp");
+    let skipped = j["bytes_skipped"].as_u64().unwrap();
+    assert!(skipped > 0, "{j}");
+    assert!(
+        j["bytes_transferred"].as_u64().unwrap() <= 200 * MIB - skipped,
+        "{j}"
+    );
+    assert_eq!(blake3_file(&file), blake3_file(&a.share.join("in/big.mov")));
+    assert!(!state.exists());
+}
+
+/// Opens a lane session by hand with `tok`, over `transport`.
+async fn lanes_hello(
+    a: &Appliance,
+    transport: Transport,
+    port: u16,
+    tok: [u8; 32],
+) -> Result<ferry_engine::handshake::Session, EngineError> {
+    let pin = PinnedCert::new(a.fingerprint.parse().unwrap());
+    let dial = match transport {
+        Transport::Tcp => ferry_client::reach::tcp_dialer(
+            format!("{}:{port}", a.ip).parse().unwrap(),
+            pin,
+            Duration::from_secs(5),
+        ),
+        _ => ferry_client::reach::https_dialer(a.url.clone(), pin, Duration::from_secs(5)),
+    };
+    connect_lanes(
+        dial,
+        transport,
+        "the appliance",
+        tok,
+        Duration::from_secs(5),
+        Default::default(),
+        DEFAULT_LANES,
+    )
+    .await
+}
+
+fn peer_code(e: &EngineError) -> Option<ErrorCode> {
+    match e {
+        EngineError::Proto(ProtoError::Peer { code, .. }) => Some(*code),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_and_foreign_tokens_are_refused_over_tcp_and_https() {
+    let a = Appliance::start();
+    let api = api(&a, &a.media_user("ann@example.com"));
+    for transport in [Transport::Tcp, Transport::Https] {
+        let (grant, _) = open(&a, &api).await;
+        let first = lanes_hello(&a, transport, grant.port, token(&grant.token))
+            .await
+            .unwrap_or_else(|e| panic!("the first use over {transport}: {e}"));
+        let again = lanes_hello(&a, transport, grant.port, token(&grant.token))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            peer_code(&again),
+            Some(ErrorCode::TokenReused),
+            "{transport}: {again}"
+        );
+        let foreign = lanes_hello(&a, transport, grant.port, [9; 32])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            peer_code(&foreign),
+            Some(ErrorCode::BadToken),
+            "{transport}: {foreign}"
+        );
+        drop(first);
+    }
+    // Nothing was written by the refused sessions.
+    assert!(
+        list_files(&a.share).is_empty(),
+        "{:?}",
+        list_files(&a.share)
+    );
+    let refused = a.admin(&["audit", "--action", "session.refused"]);
+    assert!(
+        refused.contains("over tcp") && refused.contains("over https"),
+        "{refused}"
+    );
+}
