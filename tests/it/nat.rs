@@ -701,6 +701,29 @@ fn with_udp_dropped_a_delivery_arrives_over_tcp_and_quic_returns_later() {
     assert_eq!(j["transport"], "tcp", "{j}");
     let remembered_start = j["seconds"].as_f64().unwrap();
 
+    // The doctor says what gets through from here, and what does not.
+    let doctor = fresh.run(&["doctor", "--json"]).json();
+    let verdicts: Vec<(String, bool)> = doctor["transports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["transport"].as_str().unwrap().to_owned(),
+                t["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("quic".into(), false),
+            ("tcp".into(), true),
+            ("https".into(), true)
+        ],
+        "{doctor}"
+    );
+
     // UDP passes again; once the memory lapses (here at once), QUIC is
     // tried first again and wins.
     s.topo.net.nft("home", "delete table inet noudp\n");

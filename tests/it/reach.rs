@@ -202,3 +202,124 @@ async fn reused_and_foreign_tokens_are_refused_over_tcp_and_https() {
         "{refused}"
     );
 }
+
+#[test]
+fn doctor_checks_each_transport_the_pin_the_clock_and_names_the_ports() {
+    let a = Appliance::start();
+    let c = a.client(&a.media_user("ann@example.com"));
+    let run = c.run(&["doctor", "--json"]);
+    let j = run.json();
+    assert_eq!(j["control"]["ok"], true, "{j}");
+    assert_eq!(j["certificate_pin"]["ok"], true, "{j}");
+    assert!(j["rtt_ms"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["clock_offset_secs"].as_f64().unwrap().abs() < 5.0, "{j}");
+    let transports: Vec<(&str, bool)> = j["transports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["transport"].as_str().unwrap(), t["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        transports,
+        [("quic", true), ("tcp", true), ("https", true)],
+        "{j}"
+    );
+    let ports = j["ports"].to_string();
+    assert!(
+        ports.contains("UDP and TCP ports") && ports.contains("TCP port"),
+        "{ports}"
+    );
+    // In plain words too; probes start no transfer.
+    let words = c.run(&["doctor"]);
+    assert!(words.ok, "{}", words.stderr);
+    assert!(
+        words.stdout.contains("ok   quic: gets through"),
+        "{}",
+        words.stdout
+    );
+    assert!(words.stdout.contains("clock:"), "{}", words.stdout);
+    let jobs = c.run(&["jobs", "--all"]);
+    assert!(
+        jobs.stdout.contains("no jobs"),
+        "the probes made jobs: {}",
+        jobs.stdout
+    );
+    // A client pinned to another certificate is told so.
+    let mut wrong = c.clone();
+    wrong.env.retain(|(k, _)| k != "FERRY_FINGERPRINT");
+    wrong
+        .env
+        .push(("FERRY_FINGERPRINT".into(), "00".repeat(32)));
+    let run = wrong.run(&["doctor", "--json"]);
+    assert!(!run.ok);
+    let j: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(j["certificate_pin"]["ok"], false, "{j}");
+}
+
+#[test]
+fn a_site_that_turns_quic_off_is_reached_over_tcp_at_once() {
+    let _serial = heavy_io();
+    let a = Appliance::start();
+    let admin = a.user("boss@example.com", "admin");
+    let rest = crate::rules::Rest::new(&a);
+    let (status, mut settings) = rest.call("GET", "/api/v1/settings", Some(&admin), None);
+    assert_eq!(status, 200, "{settings}");
+    settings["transports"] = "tcp, https".into();
+    let (status, changed) = rest.call("PUT", "/api/v1/settings", Some(&admin), Some(&settings));
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["transports"], "tcp, https");
+    settings["transports"] = "carrier pigeon".into();
+    let (status, refused) = rest.call("PUT", "/api/v1/settings", Some(&admin), Some(&settings));
+    assert_eq!(status, 400, "{refused}");
+
+    let c = a.client(&a.media_user("ann@example.com"));
+    write_random(&a.share.join("take.mov"), 48 * MIB, 31);
+    let down = tempfile::tempdir().unwrap();
+    // Capped, so that the running session can be seen from outside.
+    let child = c.spawn(&[
+        "get",
+        "share=media/take.mov",
+        down.path().to_str().unwrap(),
+        "--rate",
+        "80M",
+        "--json",
+    ]);
+    let mut seen = None;
+    ferry_tests::wait_for(
+        "the running session in the status",
+        Duration::from_secs(20),
+        || {
+            let (_, s) = rest.call("GET", "/api/v1/status", Some(&admin), None);
+            seen = s["sessions"].as_array().and_then(|v| v.first()).cloned();
+            seen.is_some()
+        },
+    );
+    assert_eq!(seen.unwrap()["transport"], "tcp");
+    let jobs = c.run(&["jobs"]);
+    assert!(jobs.stdout.contains("over tcp"), "{}", jobs.stdout);
+    let j = ferry_tests::finish(child).json();
+    assert_eq!(j["transport"], "tcp", "{j}");
+    // QUIC was not waited for: the grant said it is off.
+    assert!(
+        j["seconds"].as_f64().unwrap() < 3.0 + 48.0 * 8.0 / 80.0,
+        "{j}"
+    );
+    assert_eq!(
+        blake3_file(&a.share.join("take.mov")),
+        blake3_file(&down.path().join("take.mov"))
+    );
+    // Asked for by name, QUIC is refused with a clear word.
+    let run = c.run(&[
+        "get",
+        "share=media/take.mov",
+        down.path().to_str().unwrap(),
+        "--transport",
+        "quic",
+    ]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("does not carry data over quic"),
+        "{}",
+        run.stderr
+    );
+}

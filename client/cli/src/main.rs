@@ -239,6 +239,14 @@ enum Command {
         #[command(flatten)]
         pace: PaceArgs,
     },
+    /// Check what stands between this computer and the appliance: the
+    /// control plane and its certificate, the round trip, the clock, and
+    /// whether QUIC, TCP and HTTPS get through, with the ports to open.
+    Doctor {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -607,6 +615,20 @@ async fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Doctor { json } => {
+            let api = Api::from_credentials(&Credentials::load()?)?;
+            let found = ferry_client::doctor::checkup(&api).await;
+            if json {
+                println!("{}", serde_json::to_string(&found)?);
+            } else {
+                print!("{}", found.words());
+            }
+            let transports_ok = found.transports.iter().any(|t| t.ok);
+            if !(found.control.ok && transports_ok) {
+                bail!("the appliance cannot be used from here as things stand");
+            }
+            Ok(())
+        }
         Command::Get {
             source,
             dir,
@@ -683,7 +705,11 @@ async fn job(command: JobCommand) -> Result<()> {
                 None => eprintln!("job {id} follows the appliance's cap"),
             }
             if let Some(p) = job.pace {
-                eprintln!("its session now runs {p}");
+                let over = job
+                    .transport
+                    .map(|t| format!(" over {t}"))
+                    .unwrap_or_default();
+                eprintln!("its session now runs {p}{over}");
             }
         }
         JobCommand::Priority { id, glob, priority } => {

@@ -46,7 +46,11 @@ pub fn jobs_table(jobs: &[JobInfo]) {
     );
     for j in jobs {
         let rate = if j.status == ferry_api::JobStatus::Running {
-            format!("{}/s", ibytes(j.rate))
+            let over = j
+                .transport
+                .map(|t| format!(" over {t}"))
+                .unwrap_or_default();
+            format!("{}/s{over}", ibytes(j.rate))
         } else {
             j.error.clone().unwrap_or_default()
         };

@@ -5,6 +5,7 @@
 //! - [`api`]: the appliance's REST API over pinned HTTPS;
 //! - [`transfer`]: put, get, upload and download sessions, with retries
 //!   that resume;
+//! - [`doctor`]: what stands between this computer and the appliance;
 //! - [`deliver`]: `ferry send` and resumable uploads;
 //! - [`agent`]: receiving every delivery addressed to the user;
 //! - [`reach`]: QUIC, TCP or HTTPS, which to try and how to connect;
@@ -16,6 +17,7 @@ pub mod agent;
 pub mod api;
 pub mod credentials;
 pub mod deliver;
+pub mod doctor;
 pub mod error;
 pub mod reach;
 pub mod signin;

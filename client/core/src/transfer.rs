@@ -292,6 +292,21 @@ where
         // short-lived, and the one before may have lapsed while waiting.
         log::debug!("asking for a {:?} session over {transport}", request.kind);
         let grant = api.create_session(request).await?;
+        if !grant.transports.contains(&transport) {
+            if last {
+                return Err(ClientError::Invalid(format!(
+                    "the appliance does not carry data over {transport} (it allows {})",
+                    grant
+                        .transports
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            log::info!("the appliance does not carry data over {transport}; trying the next");
+            continue;
+        }
         let opened = open(api, &grant, transport, opts, last).await;
         let (session, endpoint) = match opened {
             Ok(x) => x,
@@ -325,6 +340,23 @@ where
         return result.map_err(ClientError::from);
     }
     Err(ClientError::Invalid("no transport is allowed".into()))
+}
+
+/// Opens a session over `transport` with a token the appliance never
+/// issued, to see whether the path gets through (`ferry doctor`): where it
+/// does, the appliance reads the greeting and answers `BadToken`.
+pub async fn probe(
+    api: &Api,
+    request: &SessionRequest,
+    transport: Transport,
+    opts: &Options,
+) -> Result<(), ClientError> {
+    let mut grant = api.create_session(request).await?;
+    grant.token = "00".repeat(32);
+    let (session, endpoint) = open(api, &grant, transport, opts, true).await?;
+    session.link.close(0, b"probe");
+    settle(&session.link, endpoint, &mut Report::default()).await;
+    Ok(())
 }
 
 /// Opens a session over `transport` with `grant`. `last`: no other

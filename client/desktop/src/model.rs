@@ -484,7 +484,14 @@ impl JobRow {
         };
         let in_motion = j.status == JobStatus::Running;
         let rate = if in_motion && j.rate > 0 {
-            format!("{}/s", human_bytes(j.rate as u64))
+            // How it travels, when it is not the fastest way (a network
+            // that drops UDP is worth knowing about).
+            let over = j
+                .transport
+                .filter(|t| *t != ferry_proto::Transport::Quic)
+                .map(|t| format!(" over {t}"))
+                .unwrap_or_default();
+            format!("{}/s{over}", human_bytes(j.rate as u64))
         } else {
             String::new()
         };
@@ -768,6 +775,7 @@ mod tests {
             rate,
             target_rate: None,
             pace: None,
+            transport: None,
             retries: 0,
             error: None,
             created_at: 0,
@@ -796,6 +804,9 @@ mod tests {
         assert_eq!(row.fraction, 0.25);
         assert_eq!(row.rate, "50.0 MB/s");
         assert_eq!(row.eta, "15 s");
+        let mut over_tcp = job(JobStatus::Running, 250_000_000, 1_000_000_000, 50_000_000);
+        over_tcp.transport = Some(ferry_proto::Transport::Tcp);
+        assert_eq!(JobRow::of(&over_tcp).rate, "50.0 MB/s over tcp");
         assert_eq!(row.direction, "to dir@client.example");
         assert_eq!(row.name, "Review 27");
         // A recipient may pause their download, but neither abort nor

@@ -80,6 +80,10 @@ pub struct Health {
     pub version: String,
     /// SHA-256 of the appliance's certificate, hex.
     pub fingerprint: String,
+    /// The appliance's clock, in seconds since the epoch (`ferry doctor`
+    /// compares it with the client's).
+    #[serde(default)]
+    pub time: Option<i64>,
 }
 
 /// `POST /api/v1/login`: trades a password for a new API key.
@@ -198,6 +202,11 @@ pub struct SessionGrant {
     /// The client's address as the appliance saw it on HTTPS: the only
     /// address the data port lets in for this session.
     pub client_address: String,
+    /// How the session's data may travel, fastest first: the site may
+    /// have turned some transports off.
+    #[serde(default = "all_transports")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub transports: Vec<ferry_proto::Transport>,
 }
 
 /// One share as a user sees it.
@@ -225,6 +234,9 @@ pub struct Status {
     pub leases: Vec<LeaseStatus>,
     /// UDP ports with a bound endpoint right now.
     pub bound_ports: Vec<u16>,
+    /// Data sessions running now, and how each travels.
+    #[serde(default)]
+    pub sessions: Vec<SessionStatus>,
     /// Things an admin should fix, in words.
     pub warnings: Vec<String>,
     /// The host's service manager, when ferryd runs under systemd.
@@ -350,6 +362,13 @@ pub struct Settings {
     /// secrets) holding the SMTP password.
     pub smtp_password_file: String,
     pub smtp_from: String,
+    /// How data may travel: `quic, tcp, https` or fewer; empty: all.
+    #[serde(default)]
+    pub transports: String,
+}
+
+fn all_transports() -> Vec<ferry_proto::Transport> {
+    ferry_proto::Transport::ALL.to_vec()
 }
 
 /// `POST /api/v1/shares` (admins): a root share (`path`, a folder on the
@@ -371,6 +390,19 @@ pub struct NewShare {
 pub struct LeaseStatus {
     pub address: String,
     pub port: u16,
+}
+
+/// A data session running now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionStatus {
+    pub session: u64,
+    pub job: i64,
+    /// The client's address and port.
+    pub client: String,
+    /// `quic`, `tcp` or `https`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub transport: ferry_proto::Transport,
 }
 
 /// A file a sender will upload, declared when the delivery is made.
@@ -459,6 +491,10 @@ pub struct JobInfo {
     /// How a running job's session is paced, e.g. `fair up to 100 Mbit/s`.
     #[serde(default)]
     pub pace: Option<String>,
+    /// How a running job's session travels: `quic`, `tcp` or `https`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub transport: Option<ferry_proto::Transport>,
     pub retries: i64,
     pub error: Option<String>,
     pub created_at: i64,

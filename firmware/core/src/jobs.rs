@@ -148,6 +148,7 @@ impl Jobs {
             rate: job.rate,
             target_rate: job.target_rate,
             pace: self.live.pace_of(job.id).map(|p| p.to_string()),
+            transport: self.live.transport_of(job.id),
             retries: job.retries,
             error: job.error.clone(),
             created_at: job.created_at,

@@ -49,6 +49,8 @@ pub struct LiveSession {
     pub key: Option<ApiKeyId>,
     pub client: SocketAddr,
     pub port: u16,
+    /// How its bytes travel.
+    pub transport: ferry_proto::Transport,
     pub started: Instant,
     /// What its client asked for (a policy, a cap of its own).
     pub asked: PaceRequest,
@@ -252,6 +254,14 @@ impl LiveSessions {
         self.list().into_iter().filter(|s| s.job == job).collect()
     }
 
+    /// How a job's running session travels, if it runs.
+    pub fn transport_of(&self, job: JobId) -> Option<ferry_proto::Transport> {
+        self.running()
+            .values()
+            .find(|s| s.job == job)
+            .map(|s| s.transport)
+    }
+
     /// The pace of a job's running session, if it runs.
     pub fn pace_of(&self, job: JobId) -> Option<Pace> {
         self.running()
@@ -363,6 +373,7 @@ pub(crate) mod tests {
             key: None,
             client: "192.0.2.1:5000".parse().unwrap(),
             port: 45190,
+            transport: ferry_proto::Transport::Quic,
             started: Instant::now(),
             asked: PaceRequest::default(),
             handle,

@@ -28,6 +28,7 @@ const PUBLIC_ADDRESS: &str = "site.public_address";
 const TRUSTED_PROXIES: &str = "site.trusted_proxies";
 const POLICY: &str = "site.policy";
 const TARGET_RATE: &str = "site.target_rate";
+const TRANSPORTS: &str = "site.transports";
 const DEFAULT_EXPIRY_DAYS: &str = "site.default_expiry_days";
 const SMTP_URL: &str = "site.smtp_url";
 const SMTP_USER: &str = "site.smtp_user";
@@ -270,6 +271,13 @@ async fn overlay(
             )
         };
     }
+    if let Some(v) = store.setting(TRANSPORTS).await? {
+        site.transports = v
+            .parse()
+            .map_err(|e: ferry_proto::transport::TransportsError| {
+                bad(TRANSPORTS, &v, e.to_string())
+            })?;
+    }
     if let Some(v) = store.setting(DEFAULT_EXPIRY_DAYS).await? {
         site.default_expiry_days = v
             .parse()
@@ -338,6 +346,13 @@ async fn save(
     .await?;
     keep(
         store,
+        TRANSPORTS,
+        site.transports == baseline.transports,
+        &site.transports.to_string(),
+    )
+    .await?;
+    keep(
+        store,
         TARGET_RATE,
         site.pace.target == baseline.pace.target,
         &site
@@ -396,6 +411,9 @@ fn describe_change(old: &SiteSettings, new: &SiteSettings) -> String {
     if old.default_expiry_days != new.default_expiry_days {
         parts.push(format!("default expiry {} days", new.default_expiry_days));
     }
+    if old.transports != new.transports {
+        parts.push(format!("transports {}", new.transports));
+    }
     if old.smtp != new.smtp {
         parts.push(match &new.smtp {
             Some(s) => format!(
@@ -435,6 +453,7 @@ mod tests {
             },
             default_expiry_days: 30,
             smtp: None,
+            transports: Default::default(),
         }
     }
 
@@ -468,8 +487,10 @@ mod tests {
         text.policy = "fixed".into();
         text.target_rate = "1G".into();
         text.default_expiry_days = "7".into();
+        text.transports = "tcp https".into();
         let who = Actor::user(root.id, "192.0.2.9".parse().unwrap());
         let new = s.change(By::User(&root), who, &text).await.unwrap();
+        assert_eq!(new.transports.to_string(), "tcp, https");
         assert!(heard.has_changed().unwrap());
         assert_eq!(*heard.borrow_and_update(), new);
         // A restart with the same file keeps the change.
@@ -477,7 +498,8 @@ mod tests {
         assert_eq!(again.current(), new);
         let audit = store.list_events(5, None, Some("settings")).await.unwrap();
         assert!(
-            audit[0].detail.contains("pace fixed up to 1 Gbit/s"),
+            audit[0].detail.contains("pace fixed up to 1 Gbit/s")
+                && audit[0].detail.contains("transports tcp, https"),
             "{}",
             audit[0].detail
         );

@@ -172,6 +172,9 @@ pub struct TransferConfig {
     /// do not flood the office link; a job's rate and the client's may
     /// only lower it. Unset: no cap.
     pub target_rate: Option<ferry_proto::Rate>,
+    /// How data may travel (`["quic", "tcp", "https"]`, the default): a
+    /// site whose policy forbids one turns it off here or in Settings.
+    pub transports: ferry_proto::Transports,
     /// The most one session may hold in flow-control windows, in MiB.
     /// Windows are sized to several bandwidth-delay products of the
     /// session's target up to this.
@@ -186,6 +189,7 @@ impl Default for TransferConfig {
             lease_ttl_secs: 30,
             policy: ferry_proto::Policy::Fair,
             target_rate: None,
+            transports: ferry_proto::Transports::default(),
             max_window_mib: 256,
         }
     }
@@ -372,6 +376,7 @@ impl Config {
             pace: self.transfer.site_pace(),
             default_expiry_days: self.deliveries.default_expiry_days,
             smtp: self.smtp.clone(),
+            transports: self.transfer.transports,
         }
     }
 }

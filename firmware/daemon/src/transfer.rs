@@ -240,6 +240,7 @@ impl DataSessions {
             cert_sha256: self.services.appliance.facts().fingerprint,
             chunk_size: self.chunk_size,
             client_address: ip.to_string(),
+            transports: self.services.settings.current().transports.list(),
         })
     }
 }
@@ -441,6 +442,14 @@ async fn greeted(
         request,
     } = greeting;
     let transport = link.transport();
+    // A transport the site turned off is refused before the token is
+    // spent: the client may still use it over another.
+    if !ds.services.settings.current().transports.allows(transport) {
+        let message = format!("this appliance does not carry data over {transport}");
+        log::info!(port = port; "session from {remote} refused: {message}");
+        refuse(&link, &mut send, ErrorCode::PathRefused, &message).await;
+        return;
+    }
     let (id, spec) = match ds.tokens.redeem(&token, remote.ip()) {
         Ok(x) => x,
         Err((code, message)) => {
@@ -611,6 +620,7 @@ impl Session {
             key: self.spec.key,
             client: self.remote,
             port: self.spec.lease.lease.port,
+            transport: self.conn.transport(),
             started: Instant::now(),
             asked: self.request,
             handle,

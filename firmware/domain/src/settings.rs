@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ferry_proto::{Pace, Policy, Rate};
+use ferry_proto::{Pace, Policy, Rate, Transports};
 
 /// The longest a delivery may live, in days.
 pub const MAX_EXPIRY_DAYS: u64 = 366;
@@ -27,6 +27,8 @@ pub struct SiteSettings {
     pub default_expiry_days: u64,
     /// Where email goes out; `None`: messages wait in the outbox.
     pub smtp: Option<SmtpSettings>,
+    /// How data may travel: a site may turn QUIC, TCP or HTTPS off.
+    pub transports: Transports,
 }
 
 /// An SMTP server to send through.
@@ -53,6 +55,8 @@ pub struct SettingsText {
     pub smtp_user: String,
     pub smtp_password_file: String,
     pub smtp_from: String,
+    /// `quic, tcp, https`; empty: all of them.
+    pub transports: String,
 }
 
 /// A field that does not hold, and why.
@@ -114,12 +118,22 @@ pub fn parse(t: &SettingsText) -> Result<SiteSettings, SettingsError> {
             from: t.smtp_from.trim().to_owned(),
         })
     };
+    let transports = if t.transports.trim().is_empty() {
+        Transports::default()
+    } else {
+        t.transports
+            .parse()
+            .map_err(|e: ferry_proto::transport::TransportsError| {
+                bad("transports", e.to_string())
+            })?
+    };
     let s = SiteSettings {
         public_address,
         trusted_proxies,
         pace: Pace { policy, target },
         default_expiry_days,
         smtp,
+        transports,
     };
     s.validate()?;
     Ok(s)
@@ -185,6 +199,7 @@ impl SiteSettings {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             smtp_from: smtp.map(|s| s.from.clone()).unwrap_or_default(),
+            transports: self.transports.to_string(),
         }
     }
 

@@ -42,7 +42,7 @@ pub use path::{PathError, SharePath, ShareRef};
 pub use plan::{ChunkLayout, FileId, PlanFile, Priority, PriorityError};
 pub use rules::PriorityRules;
 pub use session::{ProtoError, Receiver, ReceiverEvent, Sender, SenderEvent};
-pub use transport::Transport;
+pub use transport::{Transport, Transports};
 
 /// ALPN protocol name of Ferry's QUIC data plane.
 pub const ALPN: &[u8] = b"ferry/1";

@@ -63,6 +63,101 @@ impl FromStr for Transport {
     }
 }
 
+/// The transports a site allows (`[transfer] transports`): never none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Transport>", into = "Vec<Transport>")]
+pub struct Transports {
+    quic: bool,
+    tcp: bool,
+    https: bool,
+}
+
+impl Default for Transports {
+    fn default() -> Self {
+        Transports {
+            quic: true,
+            tcp: true,
+            https: true,
+        }
+    }
+}
+
+/// A site must allow at least one transport.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportsError {
+    #[error("allow at least one transport (quic, tcp, https)")]
+    None,
+    #[error(transparent)]
+    Unknown(#[from] UnknownTransport),
+}
+
+impl Transports {
+    /// Exactly `list`.
+    pub fn only(list: &[Transport]) -> Result<Self, TransportsError> {
+        let t = Transports {
+            quic: list.contains(&Transport::Quic),
+            tcp: list.contains(&Transport::Tcp),
+            https: list.contains(&Transport::Https),
+        };
+        if t.list().is_empty() {
+            return Err(TransportsError::None);
+        }
+        Ok(t)
+    }
+
+    pub fn allows(self, t: Transport) -> bool {
+        match t {
+            Transport::Quic => self.quic,
+            Transport::Tcp => self.tcp,
+            Transport::Https => self.https,
+        }
+    }
+
+    /// The allowed transports, fastest first.
+    pub fn list(self) -> Vec<Transport> {
+        Transport::ALL
+            .into_iter()
+            .filter(|t| self.allows(*t))
+            .collect()
+    }
+}
+
+impl TryFrom<Vec<Transport>> for Transports {
+    type Error = TransportsError;
+
+    fn try_from(v: Vec<Transport>) -> Result<Self, Self::Error> {
+        Transports::only(&v)
+    }
+}
+
+impl From<Transports> for Vec<Transport> {
+    fn from(t: Transports) -> Self {
+        t.list()
+    }
+}
+
+impl fmt::Display for Transports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.list().into_iter().map(Transport::as_str).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+/// `quic, tcp` (commas or spaces).
+impl FromStr for Transports {
+    type Err = TransportsError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let list = s
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<Transport>, _>>()?;
+        Transports::only(&list)
+    }
+}
+
 /// ALPN of the TCP data plane (TLS 1.3 on a leased port).
 pub const ALPN_TCP: &[u8] = b"ferry-tcp/1";
 
@@ -84,5 +179,18 @@ mod tests {
         }
         assert_eq!("UDP".parse::<Transport>(), Ok(Transport::Quic));
         assert!("ftp".parse::<Transport>().is_err());
+    }
+
+    #[test]
+    fn a_site_allows_some_transports_never_none() {
+        let t: Transports = "tcp, https".parse().unwrap_or_default();
+        assert!(!t.allows(Transport::Quic) && t.allows(Transport::Tcp));
+        assert_eq!(t.to_string(), "tcp, https");
+        assert_eq!("".parse::<Transports>(), Err(TransportsError::None));
+        assert!("quic, smoke".parse::<Transports>().is_err());
+        assert_eq!(Transports::default().list(), Transport::ALL.to_vec());
+        let back: Transports = serde_json::from_str(r#"["quic"]"#).unwrap_or_default();
+        assert_eq!(back.list(), vec![Transport::Quic]);
+        assert!(serde_json::from_str::<Transports>("[]").is_err());
     }
 }

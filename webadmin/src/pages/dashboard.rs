@@ -50,7 +50,7 @@ async fn visible(web: &Web, user: &User) -> Vec<LiveTransfer> {
             bytes_done: p.bytes_done(),
             bytes_total: p.bytes_total,
             rate: job.rate.max(0) as u64,
-            pace: l.handle.pace().to_string(),
+            pace: format!("{} over {}", l.handle.pace(), l.transport),
             seconds: l.started.elapsed().as_secs(),
         });
     }

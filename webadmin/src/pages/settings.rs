@@ -114,6 +114,11 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
                         placeholder="e.g. 500M or 1.5G; empty: no cap";
                     span.hint { "Bits per second. Jobs may be capped lower; clients may ask for less, never more." }
                 }
+                label { "Transports"
+                    input type="text" name="transports" value=(site.transports)
+                        placeholder="quic, tcp, https";
+                    span.hint { "How data may travel. QUIC (UDP) is the fastest; TCP on the same ports and HTTPS on this port reach networks that drop UDP or allow only a proxy. Clients fall back by themselves among those listed." }
+                }
                 label { "Default expiry of a delivery, in days"
                     input type="number" name="default_expiry_days" min="1" max=(MAX_EXPIRY_DAYS) value=(site.default_expiry_days);
                 }
@@ -196,6 +201,8 @@ pub struct SettingsForm {
     #[serde(default)]
     target_rate: String,
     default_expiry_days: String,
+    #[serde(default)]
+    transports: String,
 }
 
 impl SettingsForm {
@@ -211,6 +218,7 @@ impl SettingsForm {
             smtp_user: self.smtp_user.clone(),
             smtp_password_file: self.smtp_password_file.clone(),
             smtp_from: self.smtp_from.clone(),
+            transports: self.transports.clone(),
         }
     }
 }
@@ -298,11 +306,13 @@ mod tests {
             policy: "fair".into(),
             target_rate: "500M".into(),
             default_expiry_days: "14".into(),
+            transports: "tcp, https".into(),
         };
         let site = ferry_domain::settings::parse(&form.text()).unwrap();
         assert_eq!(site.public_address.as_deref(), Some("ferry.example.com"));
         assert_eq!(site.trusted_proxies.len(), 2);
         assert_eq!(site.default_expiry_days, 14);
+        assert!(!site.transports.allows(ferry_proto::Transport::Quic));
     }
 
     #[test]

@@ -294,6 +294,7 @@ pub fn detail_view(staff: &Staff, d: &JobDetail, notice: Option<&Notice>) -> Mar
                     (bytes(j.bytes_done.max(0) as u64)) " of " (bytes(j.bytes_total.max(0) as u64))
                 }
                 @if let Some(p) = &j.pace { dt { "Pace" } dd { (p) } }
+                @if let Some(t) = &j.transport { dt { "Transport" } dd { (t) } }
                 dt { "Created" } dd title=(timestamp(j.created_at)) { (ago(j.created_at, t)) }
                 @if let Some(e) = j.expires_at { dt { "Expires" } dd title=(timestamp(e)) { (ago(e, t)) } }
             }

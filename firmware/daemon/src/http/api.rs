@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use ferry_api::{
     Health, LeaseStatus, LoginRequest, LoginResponse, PasswordChange, SessionGrant, SessionRequest,
-    ShareInfo, Status, UserInfo, codes,
+    SessionStatus, ShareInfo, Status, UserInfo, codes,
 };
 use ferry_domain::rules;
 use ferry_store::User;
@@ -114,6 +114,7 @@ async fn health(State(api): State<Arc<Api>>) -> Json<Health> {
         product: "ferry".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         fingerprint: api.services.appliance.facts().fingerprint,
+        time: Some(api.services.clock.now()),
     })
 }
 
@@ -216,6 +217,22 @@ async fn status(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Stat
         ports: facts.ports,
         leases,
         bound_ports: api.services.appliance.bound_ports(),
+        sessions: {
+            let mut s: Vec<SessionStatus> = api
+                .services
+                .live
+                .list()
+                .into_iter()
+                .map(|l| SessionStatus {
+                    session: l.session,
+                    job: l.job.0,
+                    client: l.client.to_string(),
+                    transport: l.transport,
+                })
+                .collect();
+            s.sort_by_key(|x| x.session);
+            s
+        },
         warnings: api.services.warnings().await,
         system: crate::service::system_state().await,
     }))

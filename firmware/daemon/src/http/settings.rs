@@ -34,6 +34,7 @@ fn to_api(s: &SiteSettings) -> Settings {
         smtp_user: t.smtp_user,
         smtp_password_file: t.smtp_password_file,
         smtp_from: t.smtp_from,
+        transports: t.transports,
     }
 }
 
@@ -63,6 +64,7 @@ async fn change(
         smtp_user: new.smtp_user,
         smtp_password_file: new.smtp_password_file,
         smtp_from: new.smtp_from,
+        transports: new.transports,
     };
     let site = api
         .services
