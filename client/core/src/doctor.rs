@@ -238,7 +238,7 @@ impl Checkup {
         if let Some(o) = self.clock_offset_secs {
             let ok = o.abs() < 30.0;
             out += &format!(
-                "{} clock: the appliance's is {:+.1} s from this computer's{}\n",
+                "{} clock: the appliance's is {:+.0} s from this computer's (to within a second){}\n",
                 mark(ok),
                 o,
                 if ok {
