@@ -134,20 +134,28 @@ pub fn remembered(server: &str) -> Option<(Transport, Duration)> {
 }
 
 /// Records what worked with `server`. Best effort: a client that cannot
-/// write its memory only tries in the default order next time.
+/// write its memory only tries in the default order next time. QUIC, the
+/// default, is not written down: it only clears a fallback remembered
+/// before, so a client on a network that passes UDP never writes the file.
 pub fn remember(server: &str, transport: Transport) {
     let Some(path) = memory_path() else { return };
     let mut memory: Memory = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| toml::from_str(&t).ok())
         .unwrap_or_default();
-    memory.servers.insert(
-        server.to_owned(),
-        Worked {
-            transport,
-            at: now_secs(),
-        },
-    );
+    if transport == Transport::Quic {
+        if memory.servers.remove(server).is_none() {
+            return;
+        }
+    } else {
+        memory.servers.insert(
+            server.to_owned(),
+            Worked {
+                transport,
+                at: now_secs(),
+            },
+        );
+    }
     let written = toml::to_string(&memory)
         .map_err(std::io::Error::other)
         .and_then(|text| {
@@ -164,15 +172,17 @@ pub fn remember(server: &str, transport: Transport) {
 }
 
 /// Whether a failure to set up a session over one transport is worth
-/// trying the next for: the network did not let it through. A refusal by
-/// the appliance or a certificate that is not the pinned one would be the
-/// same on every transport.
+/// trying the next for: nothing came back over it (no QUIC handshake, no
+/// TCP or HTTPS connection). An appliance that answered and refused (it is
+/// busy, the token was wrong, the certificate is not the pinned one) would
+/// answer the same over any transport: such failures are retried, or
+/// final, as they are. No greeting was sent before these failures, so the
+/// token is still unspent.
 pub fn worth_another(e: &EngineError) -> bool {
-    match e {
-        EngineError::Connect(c) => !matches!(c, ConnectError::CertificateMismatch(_)),
-        EngineError::Lost(_) | EngineError::Connection(_) => true,
-        _ => false,
-    }
+    matches!(
+        e,
+        EngineError::Connect(ConnectError::Unreachable { .. } | ConnectError::Dial { .. })
+    )
 }
 
 /// Dials TCP lanes to a leased port.
@@ -339,6 +349,12 @@ mod tests {
         let text = toml::to_string(&memory).unwrap_or_default();
         let back: Memory = toml::from_str(&text).unwrap_or_default();
         assert_eq!(back.servers["https://a:8443"].transport, Transport::Https);
+        assert!(!worth_another(&EngineError::Connect(
+            ConnectError::Handshake {
+                addr: "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
+                reason: "the server refused to accept a new connection".into(),
+            }
+        )));
         assert!(worth_another(&EngineError::Connect(ConnectError::Dial {
             transport: Transport::Tcp,
             addr: "x".into(),

@@ -286,12 +286,19 @@ where
         reach::remember_for(),
     );
     let mut tried = Vec::new();
+    let mut held: Option<(SessionGrant, Instant)> = None;
     for (i, transport) in order.iter().copied().enumerate() {
         let last = i + 1 == order.len();
-        // A fresh grant for each transport: its token is single-use and
-        // short-lived, and the one before may have lapsed while waiting.
-        log::debug!("asking for a {:?} session over {transport}", request.kind);
-        let grant = api.create_session(request).await?;
+        // The grant of the transport before is used again while its token
+        // is young (it was never presented: nothing got through), so that
+        // a fallback does not lease a port per transport; else a new one.
+        let (grant, granted_at) = match held.take() {
+            Some((g, at)) if at.elapsed().as_secs() * 2 < g.expires_in => (g, at),
+            _ => {
+                log::debug!("asking for a {:?} session over {transport}", request.kind);
+                (api.create_session(request).await?, Instant::now())
+            }
+        };
         if !grant.transports.contains(&transport) {
             if last {
                 return Err(ClientError::Invalid(format!(
@@ -305,6 +312,7 @@ where
                 )));
             }
             log::info!("the appliance does not carry data over {transport}; trying the next");
+            held = Some((grant, granted_at));
             continue;
         }
         let opened = open(api, &grant, transport, opts, last).await;
@@ -316,6 +324,7 @@ where
                     order[i + 1]
                 );
                 tried.push(format!("{transport}: {e}"));
+                held = Some((grant, granted_at));
                 continue;
             }
             Err(e) => {

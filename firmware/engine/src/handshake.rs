@@ -231,7 +231,10 @@ pub async fn connect_lanes(
         log::debug!("{} of {want} data lanes joined in time", lanes.joined());
     }
     if lanes.joined() == 0 {
-        let e = failure.unwrap_or_else(|| EngineError::Lost("no data lane could join".into()));
+        // The token is spent by now: this is a lost session (tried again
+        // with a new grant), not a path that never answered.
+        let why = failure.map_or_else(|| "none in time".to_owned(), |e| e.to_string());
+        let e = EngineError::Lost(format!("no data lane could join the session: {why}"));
         lanes.close(ErrorCode::Internal.close_code(), e.to_string().as_bytes());
         return Err(e);
     }
