@@ -411,28 +411,19 @@ async fn open(
             .map_err(|e| explain_connect(e, grant))?;
             Ok((session, Some(endpoint)))
         }
-        Transport::Tcp => {
-            let addr = resolve(grant).await?;
-            let dial = reach::tcp_dialer(addr, pin, patience(reach::LANE_PATIENCE));
+        Transport::Tcp | Transport::Https => {
+            let patience = patience(reach::LANE_PATIENCE);
+            let (dial, addr) = if transport == Transport::Tcp {
+                let addr = resolve(grant).await?;
+                (reach::tcp_dialer(addr, pin, patience), addr.to_string())
+            } else {
+                let server = api.server().to_owned();
+                (reach::https_dialer(server.clone(), pin, patience), server)
+            };
             let session = connect_lanes(
                 dial,
-                Transport::Tcp,
-                &addr.to_string(),
-                token,
-                opts.handshake_timeout,
-                opts.pace,
-                DEFAULT_LANES,
-            )
-            .await?;
-            Ok((session, None))
-        }
-        Transport::Https => {
-            let server = api.server().to_owned();
-            let dial = reach::https_dialer(server.clone(), pin, patience(reach::LANE_PATIENCE));
-            let session = connect_lanes(
-                dial,
-                Transport::Https,
-                &server,
+                transport,
+                &addr,
                 token,
                 opts.handshake_timeout,
                 opts.pace,

@@ -399,17 +399,13 @@ async fn lane_arrived(
             let found = ds.lanes.find(session, remote.ip(), &key);
             if found.is_none() {
                 log::warn!(port = port; "a {transport} lane from {remote} asked to join session {session} without its key: refused");
-                ds.services
-                    .audit
-                    .note(
-                        Actor {
-                            user: None,
-                            from: Some(remote.ip()),
-                        }
-                        .line(AuditAction::SessionRefused, format!("session {session}"))
-                        .detail(format!("a {transport} data lane without the session's key")),
-                    )
-                    .await;
+                audit_refusal(
+                    ds,
+                    remote.ip(),
+                    format!("session {session}"),
+                    format!("a {transport} data lane without the session's key"),
+                )
+                .await;
             }
             lanes::answer_join(found.as_ref(), lane).await;
         }
@@ -423,6 +419,22 @@ async fn lane_arrived(
             }
         },
     }
+}
+
+/// Audits a refused session or lane: from where, and why. The refusal
+/// has happened; a line that cannot be written is logged and counted.
+async fn audit_refusal(ds: &DataSessions, from: IpAddr, subject: String, detail: String) {
+    ds.services
+        .audit
+        .note(
+            Actor {
+                user: None,
+                from: Some(from),
+            }
+            .line(AuditAction::SessionRefused, subject)
+            .detail(detail),
+        )
+        .await;
 }
 
 /// A session that has greeted, whatever carries it: its token is checked
@@ -454,17 +466,13 @@ async fn greeted(
         Ok(x) => x,
         Err((code, message)) => {
             log::warn!(port = port; "{transport} session from {remote} refused: {message}");
-            ds.services
-                .audit
-                .note(
-                    Actor {
-                        user: None,
-                        from: Some(remote.ip()),
-                    }
-                    .line(AuditAction::SessionRefused, format!("port {port}"))
-                    .detail(format!("{message} (over {transport})")),
-                )
-                .await;
+            audit_refusal(
+                &ds,
+                remote.ip(),
+                format!("port {port}"),
+                format!("{message} (over {transport})"),
+            )
+            .await;
             refuse(&link, &mut send, code, &message).await;
             return;
         }
