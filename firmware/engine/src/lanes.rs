@@ -509,6 +509,16 @@ impl std::fmt::Debug for ControlReader {
     }
 }
 
+/// A control record's body, as it came off the lane.
+enum Read {
+    /// A frame, still to be decoded.
+    Frame(Vec<u8>),
+    Lanes {
+        key: LaneKey,
+        max: u8,
+    },
+}
+
 /// A control record, as read.
 enum Record {
     Frame(Frame),
@@ -542,7 +552,7 @@ impl ControlReader {
                     })?;
                     let mut body = vec![0u8; len];
                     self.reader.read_exact(&mut body).await?;
-                    Ok(Ok(body))
+                    Ok(Ok(Read::Frame(body)))
                 }
                 REC_CLOSE => {
                     let mut head = [0u8; 6];
@@ -557,9 +567,11 @@ impl ControlReader {
                     }))
                 }
                 REC_LANES => {
-                    let mut body = [0u8; 33];
-                    self.reader.read_exact(&mut body).await?;
-                    Ok(Ok([&[REC_LANES], &body[..]].concat()))
+                    let mut key = [0u8; 32];
+                    self.reader.read_exact(&mut key).await?;
+                    let mut max = [0u8; 1];
+                    self.reader.read_exact(&mut max).await?;
+                    Ok(Ok(Read::Lanes { key, max: max[0] }))
                 }
                 other => Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
@@ -576,12 +588,8 @@ impl ControlReader {
                     end => Err(end.error()),
                 }
             }
-            Ok(Ok(body)) if kind[0] == REC_LANES => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&body[1..33]);
-                Ok(Some(Record::Lanes { key, max: body[33] }))
-            }
-            Ok(Ok(body)) => frame::decode_body(&body)
+            Ok(Ok(Read::Lanes { key, max })) => Ok(Some(Record::Lanes { key, max })),
+            Ok(Ok(Read::Frame(body))) => frame::decode_body(&body)
                 .map(|f| Some(Record::Frame(f)))
                 .map_err(|e| EngineError::Proto(ProtoError::Violation(e.to_string()))),
         }
