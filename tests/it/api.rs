@@ -61,7 +61,15 @@ fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
         // Root shares may be made over any folder of the host: on a test
         // machine running as root that is no place for random input.
         .args(["--exclude-operation-id", "add_share"])
-        .args(["--max-examples", "30", "--max-time", "60", "--workers", "2"])
+        // One worker: with two, Hypothesis (which Schemathesis drives)
+        // was seen failing inside itself ("AST constructor recursion depth
+        // mismatch": its lambda-description cache is not thread-safe).
+        .args(["--max-examples", "30", "--max-time", "60", "--workers", "1"])
+        // A request cut at the network level is tried once more: CI saw a
+        // single TLS EOF on one of 8,314 requests while the machine was
+        // loaded, which the appliance's log could not explain. A response
+        // that breaks the document still fails the run.
+        .args(["--request-retries", "1"])
         .args(["--seed", "20261126"])
         .env("NO_COLOR", "1")
         .output()
@@ -69,10 +77,21 @@ fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "schemathesis found failures:\n{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "schemathesis found failures:\n{report}\n{}\nthe appliance's log ends:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        connection_lines(&app.log())
     );
     assert!(report.contains("passed"), "{report}");
     // Every operation but the excluded one was exercised.
     assert!(report.contains("Tested: 23"), "{report}");
+}
+
+/// What the appliance logged about connections it ended, and its
+/// warnings: where a cut connection shows (at `FERRY_TEST_LOG=debug`).
+fn connection_lines(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("connection") || l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }

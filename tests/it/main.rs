@@ -6,6 +6,7 @@
 mod abuse;
 mod api;
 mod browser;
+mod caps;
 mod deliveries;
 mod desktop;
 mod faults;

@@ -301,7 +301,12 @@ impl Appliance {
         };
         let mut child = command
             .args(&self.setup.args)
-            .env("RUST_LOG", "info")
+            // FERRY_TEST_LOG raises the appliances' log level when a
+            // failure needs their debug lines.
+            .env(
+                "RUST_LOG",
+                std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

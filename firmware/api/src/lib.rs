@@ -352,6 +352,10 @@ pub struct Settings {
     pub policy: String,
     /// The site's cap on each transfer in bits per second (`100M`); none: no cap.
     pub target_rate: Option<String>,
+    /// A cap on all transfers together (`300M`), shared fairly among them;
+    /// none: no cap.
+    #[serde(default)]
+    pub site_rate: Option<String>,
     /// How long a delivery lives unless its sender says otherwise.
     pub default_expiry_days: u64,
     /// `smtp://host:port` (STARTTLS with `?tls=required`) or `smtps://…`;
@@ -403,6 +407,13 @@ pub struct SessionStatus {
     /// `quic`, `tcp` or `https`.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub transport: ferry_proto::Transport,
+    /// Payload bytes it has moved so far (the appliance's count, live).
+    #[serde(default)]
+    pub bytes_transferred: u64,
+    /// The cap it runs under now, in bits per second: the lowest of the
+    /// site's, the job's, its client's and its part of the site rate.
+    #[serde(default)]
+    pub target_bps: Option<u64>,
 }
 
 /// A file a sender will upload, declared when the delivery is made.

@@ -54,6 +54,10 @@ pub struct LiveSession {
     pub started: Instant,
     /// What its client asked for (a policy, a cap of its own).
     pub asked: PaceRequest,
+    /// Its own pace: the site's policy and the lowest of the site's, the
+    /// job's and its client's caps. Its part of the site rate may hold it
+    /// lower still (see [`fair_rates`]).
+    pub own: Pace,
     pub handle: Arc<dyn SessionHandle>,
 }
 
@@ -108,6 +112,31 @@ pub fn fair_window(limits: &Limits, sessions: usize) -> Option<u64> {
     (share >= limits.min_window).then(|| share.min(limits.max_window))
 }
 
+/// How `total` is shared among sessions that each want at most
+/// `wants[i]` (`None`: as much as they can get): max-min fairness, so each
+/// gets an equal part, and what a session capped lower leaves over goes to
+/// the others. No total: everyone keeps what they want.
+pub fn fair_rates(total: Option<Rate>, wants: &[Option<Rate>]) -> Vec<Option<Rate>> {
+    let Some(total) = total else {
+        return wants.to_vec();
+    };
+    let mut left = total.bits_per_sec();
+    let mut shares: Vec<Option<u64>> = vec![None; wants.len()];
+    // The smallest wants are met first; each is then out of the sharing.
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    order.sort_by_key(|&i| wants[i].map_or(u64::MAX, Rate::bits_per_sec));
+    for (k, &i) in order.iter().enumerate() {
+        let equal = left / (wants.len() - k) as u64;
+        let got = wants[i].map_or(equal, |w| w.bits_per_sec().min(equal));
+        shares[i] = Some(got);
+        left -= got;
+    }
+    shares
+        .into_iter()
+        .map(|s| s.and_then(|b| Rate::from_bits_per_sec(b.max(1)).ok()))
+        .collect()
+}
+
 /// Why a session was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -133,6 +162,8 @@ crate::failing!(Crowded {
 pub struct LiveSessions {
     limits: Limits,
     running: Mutex<HashMap<u64, LiveSession>>,
+    /// The cap on all sessions together.
+    site_rate: Mutex<Option<Rate>>,
 }
 
 impl std::fmt::Debug for LiveSessions {
@@ -160,6 +191,7 @@ impl LiveSessions {
         LiveSessions {
             limits,
             running: Mutex::default(),
+            site_rate: Mutex::default(),
         }
     }
 
@@ -210,6 +242,7 @@ impl LiveSessions {
             older
         };
         self.reshare();
+        self.share_rate();
         for o in &older {
             o.handle.stop(
                 ErrorCode::Superseded,
@@ -223,6 +256,32 @@ impl LiveSessions {
     pub fn leave(&self, session: u64) {
         self.running().remove(&session);
         self.reshare();
+        self.share_rate();
+    }
+
+    /// Sets the cap on all sessions together and re-paces them at once.
+    pub fn set_site_rate(&self, rate: Option<Rate>) {
+        *self.site_rate.lock().unwrap_or_else(|e| e.into_inner()) = rate;
+        self.share_rate();
+    }
+
+    /// The cap on all sessions together.
+    pub fn site_rate(&self) -> Option<Rate> {
+        *self.site_rate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives every session its pace: its own, held to its fair part of the
+    /// site rate. Only a session whose pace changes is told.
+    fn share_rate(&self) {
+        let all = self.list();
+        let wants: Vec<Option<Rate>> = all.iter().map(|s| s.own.target).collect();
+        let shares = fair_rates(self.site_rate(), &wants);
+        for (s, share) in all.iter().zip(shares) {
+            let pace = s.own.capped(share);
+            if s.handle.pace() != pace {
+                s.handle.repace(pace);
+            }
+        }
     }
 
     /// Gives every session its fair share of the memory: the appliance's
@@ -305,11 +364,13 @@ impl LiveSessions {
         self.stop_where(|s| s.job == job, code, message)
     }
 
-    /// Applies a job's cap to its running sessions at once.
+    /// Applies a job's cap (and the site's pace) to its running sessions
+    /// at once.
     pub fn repace_job(&self, job: JobId, cap: Option<Rate>, site: Pace) {
-        for s in self.of_job(job) {
-            s.handle.repace(pace_for(site, cap, s.asked));
+        for s in self.running().values_mut().filter(|s| s.job == job) {
+            s.own = pace_for(site, cap, s.asked);
         }
+        self.share_rate();
     }
 
     /// Sends a priority change to a job's running sessions.
@@ -376,8 +437,54 @@ pub(crate) mod tests {
             transport: ferry_proto::Transport::Quic,
             started: Instant::now(),
             asked: PaceRequest::default(),
+            own: Pace::default(),
             handle,
         }
+    }
+
+    fn rate(r: &str) -> Rate {
+        r.parse().unwrap()
+    }
+
+    #[test]
+    fn the_site_rate_is_shared_equally_and_what_one_leaves_goes_to_the_others() {
+        let none = fair_rates(None, &[None, Some(rate("10M"))]);
+        assert_eq!(none, vec![None, Some(rate("10M"))]);
+        let equal = fair_rates(Some(rate("300M")), &[None, None, None]);
+        assert_eq!(equal, vec![Some(rate("100M")); 3]);
+        // One is capped at 50M by its job: the other two share the rest.
+        let left = fair_rates(Some(rate("300M")), &[None, Some(rate("50M")), None]);
+        assert_eq!(
+            left,
+            vec![Some(rate("125M")), Some(rate("50M")), Some(rate("125M"))]
+        );
+        // Wants above the equal part are held to it.
+        let held = fair_rates(Some(rate("100M")), &[Some(rate("1G")), Some(rate("80M"))]);
+        assert_eq!(held, vec![Some(rate("50M")), Some(rate("50M"))]);
+        assert!(fair_rates(Some(rate("1G")), &[]).is_empty());
+    }
+
+    #[test]
+    fn sessions_are_repaced_as_they_come_and_go_under_a_site_rate() {
+        let live = LiveSessions::new(Limits::default());
+        live.set_site_rate(Some(rate("300M")));
+        let (a, b) = (Arc::new(Recorded::default()), Arc::new(Recorded::default()));
+        live.admit(session(1, 1, 1, a.clone())).unwrap();
+        assert_eq!(a.pace().target, Some(rate("300M")));
+        live.admit(session(2, 2, 2, b.clone())).unwrap();
+        assert_eq!(a.pace().target, Some(rate("150M")));
+        assert_eq!(b.pace().target, Some(rate("150M")));
+        // A job capped below its part leaves the rest to the other.
+        live.repace_job(JobId(2), Some(rate("100M")), Pace::default());
+        assert_eq!(a.pace().target, Some(rate("200M")));
+        assert_eq!(b.pace().target, Some(rate("100M")));
+        live.leave(2);
+        assert_eq!(a.pace().target, Some(rate("300M")));
+        // No site rate: the session's own pace (none) again.
+        let told = a.paces.lock().unwrap().len();
+        live.set_site_rate(None);
+        assert_eq!(a.pace().target, None);
+        assert_eq!(a.paces.lock().unwrap().len(), told + 1);
     }
 
     #[test]

@@ -29,6 +29,7 @@ const TRUSTED_PROXIES: &str = "site.trusted_proxies";
 const POLICY: &str = "site.policy";
 const TARGET_RATE: &str = "site.target_rate";
 const TRANSPORTS: &str = "site.transports";
+const SITE_RATE: &str = "site.site_rate";
 const DEFAULT_EXPIRY_DAYS: &str = "site.default_expiry_days";
 const SMTP_URL: &str = "site.smtp_url";
 const SMTP_USER: &str = "site.smtp_user";
@@ -271,6 +272,16 @@ async fn overlay(
             )
         };
     }
+    if let Some(v) = store.setting(SITE_RATE).await? {
+        site.site_rate = if v.is_empty() {
+            None
+        } else {
+            Some(
+                v.parse::<Rate>()
+                    .map_err(|e| bad(SITE_RATE, &v, e.to_string()))?,
+            )
+        };
+    }
     if let Some(v) = store.setting(TRANSPORTS).await? {
         site.transports = v
             .parse()
@@ -364,6 +375,16 @@ async fn save(
     .await?;
     keep(
         store,
+        SITE_RATE,
+        site.site_rate == baseline.site_rate,
+        &site
+            .site_rate
+            .map(|r| r.bits_per_sec().to_string())
+            .unwrap_or_default(),
+    )
+    .await?;
+    keep(
+        store,
         DEFAULT_EXPIRY_DAYS,
         site.default_expiry_days == baseline.default_expiry_days,
         &site.default_expiry_days.to_string(),
@@ -408,6 +429,12 @@ fn describe_change(old: &SiteSettings, new: &SiteSettings) -> String {
     if old.pace != new.pace {
         parts.push(format!("pace {}", new.pace));
     }
+    if old.site_rate != new.site_rate {
+        parts.push(match new.site_rate {
+            Some(r) => format!("site rate {r}"),
+            None => "no site rate".to_owned(),
+        });
+    }
     if old.default_expiry_days != new.default_expiry_days {
         parts.push(format!("default expiry {} days", new.default_expiry_days));
     }
@@ -451,6 +478,7 @@ mod tests {
                 policy: Policy::Fair,
                 target: Some("100M".parse().unwrap()),
             },
+            site_rate: None,
             default_expiry_days: 30,
             smtp: None,
             transports: Default::default(),
@@ -488,9 +516,11 @@ mod tests {
         text.target_rate = "1G".into();
         text.default_expiry_days = "7".into();
         text.transports = "tcp https".into();
+        text.site_rate = "300M".into();
         let who = Actor::user(root.id, "192.0.2.9".parse().unwrap());
         let new = s.change(By::User(&root), who, &text).await.unwrap();
         assert_eq!(new.transports.to_string(), "tcp, https");
+        assert_eq!(new.site_rate, Some("300M".parse().unwrap()));
         assert!(heard.has_changed().unwrap());
         assert_eq!(*heard.borrow_and_update(), new);
         // A restart with the same file keeps the change.
@@ -499,7 +529,8 @@ mod tests {
         let audit = store.list_events(5, None, Some("settings")).await.unwrap();
         assert!(
             audit[0].detail.contains("pace fixed up to 1 Gbit/s")
-                && audit[0].detail.contains("transports tcp, https"),
+                && audit[0].detail.contains("transports tcp, https")
+                && audit[0].detail.contains("site rate 300 Mbit/s"),
             "{}",
             audit[0].detail
         );

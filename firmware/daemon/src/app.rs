@@ -327,16 +327,27 @@ async fn janitor(services: Services, every: Duration, shutdown: CancellationToke
     }
 }
 
-/// Re-paces running sessions when the site's pace changes.
+/// Re-paces running sessions when the site's pace or its site rate
+/// changes.
 async fn repace_on_change(services: Services, shutdown: CancellationToken) {
     let mut site = services.settings.subscribe();
-    let mut pace = site.borrow_and_update().pace;
+    let (mut pace, site_rate) = {
+        let now = site.borrow_and_update();
+        (now.pace, now.site_rate)
+    };
+    services.live.set_site_rate(site_rate);
     loop {
         tokio::select! {
             r = site.changed() => if r.is_err() { return },
             () = shutdown.cancelled() => return,
         }
-        let now = site.borrow_and_update().pace;
+        let (now, site_rate) = {
+            let now = site.borrow_and_update();
+            (now.pace, now.site_rate)
+        };
+        if site_rate != services.live.site_rate() {
+            services.live.set_site_rate(site_rate);
+        }
         if now == pace {
             continue;
         }

@@ -172,6 +172,10 @@ pub struct TransferConfig {
     /// do not flood the office link; a job's rate and the client's may
     /// only lower it. Unset: no cap.
     pub target_rate: Option<ferry_proto::Rate>,
+    /// A cap on all sessions together (`300M`), which they share fairly:
+    /// each gets an equal part, and what one capped lower leaves goes to
+    /// the others. Unset: no cap.
+    pub site_rate: Option<ferry_proto::Rate>,
     /// How data may travel (`["quic", "tcp", "https"]`, the default): a
     /// site whose policy forbids one turns it off here or in Settings.
     pub transports: ferry_proto::Transports,
@@ -189,6 +193,7 @@ impl Default for TransferConfig {
             lease_ttl_secs: 30,
             policy: ferry_proto::Policy::Fair,
             target_rate: None,
+            site_rate: None,
             transports: ferry_proto::Transports::default(),
             max_window_mib: 256,
         }
@@ -374,6 +379,7 @@ impl Config {
             public_address: self.public_address.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             pace: self.transfer.site_pace(),
+            site_rate: self.transfer.site_rate,
             default_expiry_days: self.deliveries.default_expiry_days,
             smtp: self.smtp.clone(),
             transports: self.transfer.transports,

@@ -631,6 +631,7 @@ impl Session {
             transport: self.conn.transport(),
             started: Instant::now(),
             asked: self.request,
+            own: self.pace.get(),
             handle,
         });
         if let Err(crowded) = admitted {

@@ -23,6 +23,8 @@ pub struct SiteSettings {
     pub trusted_proxies: Vec<IpAddr>,
     /// The site's congestion policy and its cap on each session.
     pub pace: Pace,
+    /// A cap on all sessions together, which they share fairly.
+    pub site_rate: Option<Rate>,
     /// How long a delivery lives unless its sender says otherwise.
     pub default_expiry_days: u64,
     /// Where email goes out; `None`: messages wait in the outbox.
@@ -50,6 +52,8 @@ pub struct SettingsText {
     pub trusted_proxies: Vec<String>,
     pub policy: String,
     pub target_rate: String,
+    /// The cap on all sessions together; empty: none.
+    pub site_rate: String,
     pub default_expiry_days: String,
     pub smtp_url: String,
     pub smtp_user: String,
@@ -99,6 +103,13 @@ pub fn parse(t: &SettingsText) -> Result<SiteSettings, SettingsError> {
                 .map_err(|e| bad("target rate", e.to_string()))?,
         ),
     };
+    let site_rate = match t.site_rate.trim() {
+        "" => None,
+        r => Some(
+            r.parse::<Rate>()
+                .map_err(|e| bad("site rate", e.to_string()))?,
+        ),
+    };
     let days = t.default_expiry_days.trim();
     let default_expiry_days = days.parse::<u64>().map_err(|_| {
         bad(
@@ -131,6 +142,7 @@ pub fn parse(t: &SettingsText) -> Result<SiteSettings, SettingsError> {
         public_address,
         trusted_proxies,
         pace: Pace { policy, target },
+        site_rate,
         default_expiry_days,
         smtp,
         transports,
@@ -191,6 +203,7 @@ impl SiteSettings {
                 .collect(),
             policy: self.pace.policy.to_string(),
             target_rate: self.pace.target.map(|r| r.to_string()).unwrap_or_default(),
+            site_rate: self.site_rate.map(|r| r.to_string()).unwrap_or_default(),
             default_expiry_days: self.default_expiry_days.to_string(),
             smtp_url: smtp.map(|s| s.url.clone()).unwrap_or_default(),
             smtp_user: smtp.and_then(|s| s.user.clone()).unwrap_or_default(),

@@ -26,6 +26,7 @@ pub mod files;
 pub mod handshake;
 pub mod lanes;
 pub mod link;
+pub mod pacer;
 pub mod progress;
 pub mod receive;
 pub mod send;

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use ferry_proto::{
@@ -16,13 +15,13 @@ use ferry_proto::{
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use crate::congestion::PaceHandle;
 use crate::control::Control;
 use crate::error::EngineError;
 use crate::files::{SourceFile, plan_batch, read_piece};
-use crate::link::Link;
+use crate::link::{ChunkOut, Link};
+use crate::pacer::{Pacer, slice_len};
 use crate::progress::{FileEvent, Progress};
 use crate::stop::StopSignal;
 
@@ -74,9 +73,9 @@ pub struct Sending {
     /// from here or the receiver's digest of what it held matches ours.
     /// The appliance checks its recipients; a client trusts its appliance.
     pub verify_receipts: bool,
-    /// The session's pace: chunks go out no faster than its target rate
-    /// (see [`RateGate`]), read again before each chunk so that a repace
-    /// takes effect at once.
+    /// The session's pace: bytes go out no faster than its target rate
+    /// (see [`crate::pacer`]), read again before each slice so that a
+    /// repace takes effect at once.
     pub pace: Option<PaceHandle>,
 }
 
@@ -232,41 +231,6 @@ fn apply_update(
     Ok(())
 }
 
-/// Holds a sender to its target rate by spacing the chunks it starts.
-///
-/// The congestion controller caps a window (target × RTT), which paces
-/// nothing where the RTT is tiny: on a LAN the smallest window is far above
-/// a cap and a transfer "capped" at 100 Mbit/s ran at 500. So each chunk
-/// is charged to the gate when it starts, and the next may start once the
-/// time its bytes take at the target has passed. A quiet spell earns no
-/// credit (no burst afterwards); within a chunk the bytes still go as fast
-/// as the path takes them, so over any stretch longer than a chunk's time
-/// the rate holds. The clock is passed in.
-#[derive(Debug, Default)]
-pub(crate) struct RateGate {
-    /// When the next chunk may start.
-    next: Option<Instant>,
-}
-
-impl RateGate {
-    /// When the next chunk may start, if not yet (`None`: now).
-    pub(crate) fn wait(&self, now: Instant) -> Option<Instant> {
-        self.next.filter(|at| *at > now)
-    }
-
-    /// A chunk of `len` bytes starts at `now`, under a target of
-    /// `bytes_per_sec` (`None`: no target, and no spacing).
-    pub(crate) fn charge(&mut self, now: Instant, bytes_per_sec: Option<u64>, len: u32) {
-        match bytes_per_sec.filter(|r| *r > 0) {
-            Some(rate) => {
-                let from = self.next.map_or(now, |at| at.max(now));
-                self.next = Some(from + Duration::from_secs_f64(f64::from(len) / rate as f64));
-            }
-            None => self.next = None,
-        }
-    }
-}
-
 /// One file's chunks, by index, with our digest of each.
 type ChunkDigests = Vec<(u32, Digest)>;
 
@@ -284,7 +248,7 @@ async fn run(
     let mut hashing: JoinSet<(FileId, Result<ChunkDigests, EngineError>)> = JoinSet::new();
     let mut bytes_in_flight = 0u64;
     let mut sequence = 0u32;
-    let mut gate = RateGate::default();
+    let pacer = Pacer::new(s.pace.clone());
     loop {
         while let Some(frame) = proto.poll_frame() {
             control.send(frame);
@@ -332,21 +296,11 @@ async fn run(
         if proto.is_finished() {
             return Ok(());
         }
-        let target = || {
-            s.pace
-                .as_ref()
-                .and_then(|p| p.get().target)
-                .map(|r| r.bytes_per_sec())
-        };
-        while tasks.len() < s.opts.max_streams
-            && bytes_in_flight < s.opts.in_flight_cap()
-            && (target().is_none() || gate.wait(Instant::now()).is_none())
-        {
+        while tasks.len() < s.opts.max_streams && bytes_in_flight < s.opts.in_flight_cap() {
             let Some(chunk) = proto.next_chunk() else {
                 break;
             };
             let len = proto.chunk_len(chunk).unwrap_or(0);
-            gate.charge(Instant::now(), target(), len);
             let priority = stream_priority(
                 proto
                     .file(chunk.file)
@@ -356,26 +310,29 @@ async fn run(
             );
             sequence = sequence.wrapping_add(1);
             bytes_in_flight += u64::from(len);
-            let (conn, source, progress) = (
+            let (conn, source, progress, pacer) = (
                 conn.clone(),
                 files[chunk.file.0 as usize].clone(),
                 progress.clone(),
+                pacer.clone(),
             );
             let offset = proto.layout().offset(chunk.index);
             tasks.spawn(async move {
-                let r = send_chunk(&conn, source, chunk, offset, len, priority, &progress).await;
+                let to = Outgoing {
+                    conn: &conn,
+                    pacer: &pacer,
+                    progress: &progress,
+                };
+                let r = send_chunk(to, source, chunk, offset, len, priority).await;
                 (chunk, len, r)
             });
         }
-        let paced = gate.wait(Instant::now()).filter(|_| target().is_some());
         tokio::select! {
             biased;
             () = s.stop.stopped() => {
                 let (code, message) = s.stop.reason();
                 return Err(EngineError::Stopped { code, message });
             }
-            // The next chunk's turn at the target rate.
-            () = async { tokio::time::sleep_until(paced.unwrap_or_else(Instant::now)).await }, if paced.is_some() => {}
             frame = control.recv() => match frame {
                 Some(Ok(frame)) => proto.handle_frame(frame)?,
                 Some(Err(e)) => return Err(e),
@@ -423,16 +380,23 @@ async fn run(
 }
 
 /// Puts one chunk on its own stream: header, bytes, BLAKE3 digest.
+/// Where a chunk's bytes go, and what they are counted against.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    conn: &'a Link,
+    pacer: &'a Pacer,
+    progress: &'a Progress,
+}
+
 async fn send_chunk(
-    conn: &Link,
+    to: Outgoing<'_>,
     source: SourceFile,
     chunk: ChunkRef,
     offset: u64,
     len: u32,
     priority: i32,
-    progress: &Progress,
 ) -> Result<Digest, EngineError> {
-    let mut stream = conn.open_chunk(priority).await?;
+    let mut stream = to.conn.open_chunk(priority).await?;
     stream
         .write_all(&ChunkHeader { chunk, len }.encode())
         .await?;
@@ -467,8 +431,7 @@ async fn send_chunk(
             let next = PIECE.min((u64::from(len) - done) as usize);
             pending = Some(read(offset + done, next, hasher.clone()));
         }
-        stream.write(bytes).await?;
-        Progress::add(&progress.bytes_transferred, n);
+        write_paced(&mut stream, bytes, to).await?;
     }
     let digest = Digest::from(hasher.finalize());
     stream.write_all(&digest.0).await?;
@@ -482,6 +445,25 @@ async fn send_chunk(
     Ok(digest)
 }
 
+/// Writes a piece in slices, each in its turn at the session's target.
+async fn write_paced(
+    stream: &mut ChunkOut,
+    mut bytes: Bytes,
+    to: Outgoing<'_>,
+) -> Result<(), EngineError> {
+    while !bytes.is_empty() {
+        let n = match to.pacer.target() {
+            Some(rate) => slice_len(rate).min(bytes.len()),
+            None => bytes.len(),
+        };
+        let slice = bytes.split_to(n);
+        to.pacer.admit(n).await;
+        stream.write(slice).await?;
+        Progress::add(&to.progress.bytes_transferred, n as u64);
+    }
+    Ok(())
+}
+
 /// QUIC sends higher-priority streams first (lanes take chunks in the order
 /// they are opened, which is already by priority) and shares bandwidth among
 /// equals. Chunks are ranked by their file's priority, then by the order they
@@ -491,31 +473,4 @@ async fn send_chunk(
 /// reorders a few chunks once.
 fn stream_priority(priority: Priority, sequence: u32) -> i32 {
     (i32::from(priority.get()) << 20) | (0xF_FFFF - (sequence & 0xF_FFFF)) as i32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_gate_spaces_chunks_at_the_target_and_earns_no_credit_when_idle() {
-        let t0 = Instant::now();
-        let mut g = RateGate::default();
-        assert_eq!(g.wait(t0), None);
-        // 1 MB chunks at 10 MB/s: one every 100 ms.
-        g.charge(t0, Some(10_000_000), 1_000_000);
-        assert_eq!(g.wait(t0), Some(t0 + Duration::from_millis(100)));
-        let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(g.wait(t1), None);
-        g.charge(t1, Some(10_000_000), 1_000_000);
-        assert_eq!(g.wait(t1), Some(t1 + Duration::from_millis(100)));
-        // A second idle: the next chunk goes at once, and only one.
-        let t2 = t1 + Duration::from_secs(1);
-        assert_eq!(g.wait(t2), None);
-        g.charge(t2, Some(10_000_000), 1_000_000);
-        assert_eq!(g.wait(t2), Some(t2 + Duration::from_millis(100)));
-        // No target: no spacing.
-        g.charge(t2, None, 1_000_000);
-        assert_eq!(g.wait(t2), None);
-    }
 }

@@ -114,6 +114,11 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
                         placeholder="e.g. 500M or 1.5G; empty: no cap";
                     span.hint { "Bits per second. Jobs may be capped lower; clients may ask for less, never more." }
                 }
+                label { "Site rate (cap on all transfers together)"
+                    input type="text" name="site_rate" value=(site.site_rate)
+                        placeholder="e.g. 300M; empty: no cap";
+                    span.hint { "Bits per second for everything the appliance sends and receives at once. Running transfers share it fairly and are re-paced at once." }
+                }
                 label { "Transports"
                     input type="text" name="transports" value=(site.transports)
                         placeholder="quic, tcp, https";
@@ -200,6 +205,8 @@ pub struct SettingsForm {
     policy: String,
     #[serde(default)]
     target_rate: String,
+    #[serde(default)]
+    site_rate: String,
     default_expiry_days: String,
     #[serde(default)]
     transports: String,
@@ -213,6 +220,7 @@ impl SettingsForm {
             trusted_proxies: vec![self.trusted_proxies.clone()],
             policy: self.policy.clone(),
             target_rate: self.target_rate.clone(),
+            site_rate: self.site_rate.clone(),
             default_expiry_days: self.default_expiry_days.clone(),
             smtp_url: self.smtp_url.clone(),
             smtp_user: self.smtp_user.clone(),
@@ -305,6 +313,7 @@ mod tests {
             trusted_proxies: "10.0.0.5, 10.0.0.6".into(),
             policy: "fair".into(),
             target_rate: "500M".into(),
+            site_rate: "2G".into(),
             default_expiry_days: "14".into(),
             transports: "tcp, https".into(),
         };

@@ -228,6 +228,8 @@ async fn status(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Stat
                     job: l.job.0,
                     client: l.client.to_string(),
                     transport: l.transport,
+                    bytes_transferred: l.handle.progress().bytes_transferred,
+                    target_bps: l.handle.pace().target.map(|r| r.bits_per_sec()),
                 })
                 .collect();
             s.sort_by_key(|x| x.session);
