@@ -413,6 +413,7 @@ pub(crate) mod wire {
                 kind: SessionKind::Put,
                 target: Some("share=media/in/".into()),
                 job: None,
+                resume_key: None,
             })
             .await
             .unwrap();
@@ -502,6 +503,7 @@ pub(crate) mod wire {
                     kind: SessionKind::Put,
                     target: Some(target.into()),
                     job: None,
+                    resume_key: None,
                 })
                 .await
                 .unwrap_err();

@@ -33,6 +33,7 @@ async fn stalled_get(
             kind: SessionKind::Get,
             target: Some(target.into()),
             job: None,
+            resume_key: None,
         })
         .await
         .ok()?;
@@ -326,6 +327,7 @@ async fn planned(
             kind: SessionKind::Download,
             target: None,
             job: Some(job),
+            resume_key: None,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -11,6 +11,7 @@ mod deliveries;
 mod desktop;
 mod faults;
 mod foundation;
+mod jobs;
 mod limits;
 mod mail;
 mod nat;

@@ -152,6 +152,7 @@ fn only_the_recipients_wan_address_reaches_only_its_port() {
                 kind: SessionKind::Put,
                 target: Some("share=media/stolen/".into()),
                 job: None,
+                resume_key: None,
             }))
         }
     })

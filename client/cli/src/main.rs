@@ -661,6 +661,13 @@ async fn job(command: JobCommand) -> Result<()> {
         JobCommand::Pause { id } => report(api.job_action(id, "pause").await?),
         JobCommand::Resume { id } => {
             let job = api.job(id).await?.job;
+            if job.status == ferry_api::JobStatus::Interrupted {
+                bail!(
+                    "job {id} ({}) was interrupted: run the same `ferry {}` command again, on the computer it ran on, and it continues from what arrived",
+                    job.name,
+                    job.kind
+                );
+            }
             if job.status == ferry_api::JobStatus::Paused {
                 report(api.job_action(id, "resume").await?);
             }

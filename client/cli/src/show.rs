@@ -24,15 +24,15 @@ fn who(j: &JobInfo) -> &str {
     j.recipient.as_deref().unwrap_or(&j.owner)
 }
 
+/// Progress in bytes, as the web admin and the desktop app show it; the
+/// count of finished files beside it.
 fn progress(j: &JobInfo) -> String {
-    let pct = if j.bytes_total > 0 {
-        (j.bytes_done as f64 * 100.0 / j.bytes_total as f64).min(100.0)
-    } else if j.status == ferry_api::JobStatus::Done {
-        100.0
-    } else {
-        0.0
-    };
-    format!("{}/{} files {:>3.0}%", j.files_done, j.files_total, pct)
+    format!(
+        "{:>3}% · {}/{} files",
+        j.percent(),
+        j.files_done,
+        j.files_total
+    )
 }
 
 pub fn jobs_table(jobs: &[JobInfo]) {

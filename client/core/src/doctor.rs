@@ -171,6 +171,7 @@ async fn probe_target(api: &Api) -> Result<SessionRequest, ClientError> {
         kind: SessionKind::Get,
         target: Some(format!("share={}/", share.name)),
         job: None,
+        resume_key: None,
     })
 }
 

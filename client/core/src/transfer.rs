@@ -117,8 +117,27 @@ pub async fn put(
         kind: SessionKind::Put,
         target: Some(target.to_owned()),
         job: None,
+        resume_key: Some(run_key(api, "put", target, locals)),
     };
     send_files(api, &request, files, opts).await
+}
+
+/// What names a put's or get's run: its kind, its appliance, its target
+/// and its local paths (made absolute), hashed. The same command run again
+/// (after a crash, a lost network, a killed terminal) gives the same key,
+/// so the appliance continues its job instead of opening a second one.
+pub fn run_key(api: &Api, kind: &str, target: &str, locals: &[PathBuf]) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [kind, api.server(), target] {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    for local in locals {
+        let full = std::path::absolute(local).unwrap_or_else(|_| local.clone());
+        h.update(full.as_os_str().as_encoded_bytes());
+        h.update(&[0]);
+    }
+    h.finalize().to_hex()[..32].to_owned()
 }
 
 /// Uploads a delivery's files (as declared when it was made) for its
@@ -133,6 +152,7 @@ pub async fn upload(
         kind: SessionKind::Upload,
         target: None,
         job: Some(job),
+        resume_key: None,
     };
     send_files(api, &request, files, opts).await
 }
@@ -175,6 +195,7 @@ pub async fn get(
         kind: SessionKind::Get,
         target: Some(source.to_owned()),
         job: None,
+        resume_key: Some(run_key(api, "get", source, &[local_dir.to_path_buf()])),
     };
     receive_into(api, &request, local_dir, opts).await
 }
@@ -191,6 +212,7 @@ pub async fn download(
         kind: SessionKind::Download,
         target: None,
         job: Some(job),
+        resume_key: None,
     };
     receive_into(api, &request, local_dir, opts).await
 }

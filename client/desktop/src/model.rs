@@ -473,15 +473,8 @@ impl JobRow {
         // "12 MB of 10 MB".
         let raw = j.bytes_done.max(0) as u64;
         let done = if total > 0 { raw.min(total) } else { raw };
-        let fraction = if total == 0 {
-            if j.status == JobStatus::Done {
-                1.0
-            } else {
-                0.0
-            }
-        } else {
-            (done as f64 / total as f64).clamp(0.0, 1.0) as f32
-        };
+        // The one measure of progress (bytes), as the CLI and the web show.
+        let fraction = f32::from(j.percent()) / 100.0;
         let in_motion = j.status == JobStatus::Running;
         let rate = if in_motion && j.rate > 0 {
             // How it travels, when it is not the fastest way (a network

@@ -179,6 +179,13 @@ pub struct SessionRequest {
     /// The job, for upload and download.
     #[serde(default)]
     pub job: Option<i64>,
+    /// For put and get: what names this run on the client (its kind, its
+    /// appliance, its target and its local paths, hashed; up to 64 hex
+    /// digits). A session whose key matches an unfinished job of the same
+    /// user continues that job instead of opening another, so a rerun of
+    /// an interrupted command is the same job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_key: Option<String>,
 }
 
 /// Where and how to open the data session.
@@ -517,6 +524,29 @@ pub struct JobInfo {
     /// the buttons to show.
     #[serde(default)]
     pub actions: Vec<JobAction>,
+}
+
+impl JobInfo {
+    /// How far the job is, 0–100, in bytes: the one measure the CLI, the
+    /// web admin and the desktop app show. Bytes held already and resent
+    /// bytes may count past the total; a done job is 100 even when it had
+    /// nothing to move.
+    pub fn percent(&self) -> u8 {
+        percent(
+            self.bytes_done,
+            self.bytes_total,
+            self.status == JobStatus::Done,
+        )
+    }
+}
+
+/// Percent done of `total` bytes, 0–100 (see [`JobInfo::percent`]).
+pub fn percent(done: i64, total: i64, finished: bool) -> u8 {
+    if total <= 0 {
+        return if finished { 100 } else { 0 };
+    }
+    let done = done.clamp(0, total) as u128;
+    (done * 100 / total as u128) as u8
 }
 
 /// `GET /api/v1/jobs`: a page of jobs, newest first.

@@ -129,6 +129,28 @@ impl Jobs {
             Some(s) => Some(self.store.share(s).await?),
             None => None,
         };
+        // A running put's or get's row is written every few seconds; its
+        // session counts live, so every view shows the same, latest figure.
+        let live = self
+            .live
+            .of_job(job.id)
+            .first()
+            .map(|s| s.handle.progress())
+            .filter(|s| !job.kind.is_delivery() && s.files_total > 0);
+        let (files_total, files_done, bytes_total, bytes_done) = match live {
+            Some(s) => (
+                s.files_total as i64,
+                s.files_done as i64,
+                s.bytes_total as i64,
+                s.bytes_done() as i64,
+            ),
+            None => (
+                job.files_total,
+                job.files_done,
+                job.bytes_total,
+                job.bytes_done,
+            ),
+        };
         Ok(JobInfo {
             id: job.id.0,
             kind: job.kind,
@@ -140,10 +162,10 @@ impl Jobs {
             delivery_name: delivery.as_ref().map(|d| d.name.clone()),
             share: share.map(|s| s.name),
             folder: job.folder.clone(),
-            files_total: job.files_total,
-            files_done: job.files_done,
-            bytes_total: job.bytes_total,
-            bytes_done: job.bytes_done,
+            files_total,
+            files_done,
+            bytes_total,
+            bytes_done,
             bytes_skipped: job.bytes_skipped,
             rate: job.rate,
             target_rate: job.target_rate,

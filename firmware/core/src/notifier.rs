@@ -467,6 +467,7 @@ mod tests {
                 client_address: None,
                 delivery: None,
                 recipient: None,
+                resume_key: None,
             })
             .await
             .unwrap();

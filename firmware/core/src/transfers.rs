@@ -230,17 +230,25 @@ impl Transfers {
         }
     }
 
-    /// A granted session began: its job is running (a direct put or get
-    /// gets a job of its own now).
+    /// A granted session began: its job is running. A direct put or get
+    /// continues the unfinished job its client's run (`resume_key`)
+    /// opened before, else gets a job of its own now.
     pub async fn begin(
         &self,
         target: &Target,
         user: &User,
         client: IpAddr,
+        resume_key: Option<&str>,
     ) -> Result<JobId, TransfersError> {
         match target {
             Target::Put { share, path } | Target::Get { share, path } => {
                 let kind = target.kind();
+                if let Some(key) = resume_key
+                    && let Some(job) = self.store.resumable_job(user.id, kind, key).await?
+                {
+                    self.store.reopen_job(job, &client.to_string()).await?;
+                    return Ok(job);
+                }
                 Ok(self
                     .store
                     .create_job(&NewJob {
@@ -253,6 +261,7 @@ impl Transfers {
                         client_address: Some(client.to_string()),
                         delivery: None,
                         recipient: None,
+                        resume_key: resume_key.map(str::to_owned),
                     })
                     .await?)
             }
@@ -489,6 +498,7 @@ mod tests {
             kind: SessionKind::Download,
             target: None,
             job: Some(job),
+            resume_key: None,
         }
     }
 
@@ -507,6 +517,7 @@ mod tests {
             kind: SessionKind::Upload,
             target: None,
             job: Some(up),
+            resume_key: None,
         };
         assert!(t.target(&w.sender, &upload).await.is_ok());
         // Done: no session may be opened for it any more.
@@ -575,6 +586,7 @@ mod tests {
                     kind: SessionKind::Upload,
                     target: None,
                     job: Some(up),
+                    resume_key: None,
                 },
             )
             .await

@@ -593,7 +593,10 @@ impl Users {
             if runs_it
                 && matches!(
                     job.status,
-                    JobStatus::Queued | JobStatus::Running | JobStatus::Failed
+                    JobStatus::Queued
+                        | JobStatus::Running
+                        | JobStatus::Interrupted
+                        | JobStatus::Failed
                 )
             {
                 self.store

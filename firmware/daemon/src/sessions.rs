@@ -28,6 +28,9 @@ pub struct SessionSpec {
     pub key: Option<ApiKeyId>,
     pub client_ip: IpAddr,
     pub lease: LeaseGuard,
+    /// What names a put's or get's run on its client (a rerun continues
+    /// the same job).
+    pub resume_key: Option<String>,
 }
 
 #[derive(Debug)]

@@ -191,6 +191,7 @@ impl DataSessions {
         key: Option<ApiKeyId>,
         ip: IpAddr,
         target: Target,
+        resume_key: Option<String>,
         host_header: Option<&str>,
     ) -> Result<SessionGrant, GrantError> {
         if let Some(warning) = self.sources.observe(user.id, ip) {
@@ -221,6 +222,7 @@ impl DataSessions {
             key,
             client_ip: ip,
             lease,
+            resume_key,
         });
         self.services
             .audit
@@ -589,7 +591,12 @@ impl Session {
         let target = &self.spec.target;
         let job = match services
             .transfers
-            .begin(target, &self.spec.user, self.remote.ip())
+            .begin(
+                target,
+                &self.spec.user,
+                self.remote.ip(),
+                self.spec.resume_key.as_deref(),
+            )
             .await
         {
             Ok(j) => j,
@@ -720,7 +727,7 @@ impl Session {
         {
             log::error!(job_id = job.0; "cannot record the progress of job {job}: {e}");
         }
-        let ending = self.ending(job, &result, &stop).await;
+        let ending = self.ending(job, &result, &stop, &progress.snapshot()).await;
         self.settle(job, &ending).await;
     }
 
@@ -742,6 +749,7 @@ impl Session {
         job: JobId,
         result: &Result<Outcome, EngineError>,
         stop: &StopSignal,
+        moved: &ferry_engine::Snapshot,
     ) -> Ending {
         match result {
             Ok(_) if self.spec.target.delivery().is_some() => {
@@ -761,6 +769,18 @@ impl Session {
                 Ending::Interrupted(stop.reason().1)
             }
             Err(_) if stop.is_stopped() => Ending::Stopped(stop.reason().1),
+            // A direct put or get whose every file arrived and was
+            // confirmed is done, however the connection ended after that
+            // (a client that exits on its last receipt, a network that
+            // drops then).
+            Err(e)
+                if self.spec.target.delivery().is_none()
+                    && moved.files_total > 0
+                    && moved.files_done >= moved.files_total =>
+            {
+                log::info!(job_id = job.0; "job {job}: every file arrived before the session ended ({e})");
+                Ending::Done
+            }
             Err(e @ EngineError::Stopped { .. }) => Ending::Interrupted(e.to_string()),
             Err(e) if e.is_transient() => Ending::Interrupted(e.to_string()),
             Err(EngineError::Proto(ProtoError::Peer {

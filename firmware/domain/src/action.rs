@@ -36,6 +36,9 @@ impl JobStatus {
             JobStatus::Queued | JobStatus::Running => &[Pause, Abort, Purge, Priority, Rate],
             JobStatus::Paused => &[Resume, Abort, Purge, Priority, Rate],
             JobStatus::Failed => &[Retry, Abort, Purge, Priority, Rate],
+            // Only its client can run it again (the same command); from
+            // here it may be given up.
+            JobStatus::Interrupted => &[Abort, Purge],
             JobStatus::Aborted => &[Retry, Purge],
             JobStatus::Done => &[Purge],
         }

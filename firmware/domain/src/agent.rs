@@ -27,7 +27,9 @@ pub fn vanished(status: JobStatus) -> Vanished {
         JobStatus::Aborted => Vanished::Withdrawn,
         JobStatus::Paused => Vanished::Paused,
         JobStatus::Done => Vanished::Finished,
-        JobStatus::Queued | JobStatus::Running | JobStatus::Failed => Vanished::Waiting,
+        JobStatus::Queued | JobStatus::Running | JobStatus::Interrupted | JobStatus::Failed => {
+            Vanished::Waiting
+        }
     }
 }
 

@@ -113,7 +113,17 @@ pub fn settle(job: &JobNow, ending: &Ending, now: i64) -> Settled {
             audit: AuditAction::JobInterrupted,
             detail: why.clone(),
         },
-        Ending::Interrupted(why) | Ending::Failed(why) if direct => Settled {
+        // A direct put or get: what arrived is kept, and its client's next
+        // run of the same command continues the job.
+        Ending::Interrupted(why) if direct => Settled {
+            status: Some((JobStatus::Interrupted, Some(why.clone()))),
+            retry_at: None,
+            counted: false,
+            notice: None,
+            audit: AuditAction::JobInterrupted,
+            detail: why.clone(),
+        },
+        Ending::Failed(why) if direct => Settled {
             status: Some((JobStatus::Failed, Some(why.clone()))),
             retry_at: None,
             counted: false,
@@ -211,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupted_delivery_job_waits_and_a_direct_one_fails() {
+    fn an_interrupted_delivery_job_waits_and_a_direct_one_is_interrupted_not_failed() {
         let s = settle(
             &job(JobKind::Download, JobStatus::Running, 0),
             &Ending::Interrupted("lost".into()),
@@ -224,8 +234,17 @@ mod tests {
             &Ending::Interrupted("lost".into()),
             0,
         );
-        assert_eq!(s.status.map(|(st, _)| st), Some(JobStatus::Failed));
+        assert_eq!(s.status.map(|(st, _)| st), Some(JobStatus::Interrupted));
+        assert_eq!(s.audit, AuditAction::JobInterrupted);
+        assert!(!s.counted);
         assert_eq!(s.notice, None);
+        // A fault of its own still fails it.
+        let s = settle(
+            &job(JobKind::Get, JobStatus::Running, 0),
+            &Ending::Failed("disk full".into()),
+            0,
+        );
+        assert_eq!(s.status.map(|(st, _)| st), Some(JobStatus::Failed));
         let s = settle(&job(JobKind::Get, JobStatus::Running, 0), &Ending::Done, 0);
         assert_eq!(s.notice, Some(Notice::Done));
     }

@@ -240,7 +240,8 @@ pub fn run(caller: &Caller, job: &JobFacts, now: i64) -> Result<(), Refusal> {
         )));
     }
     match job.status {
-        JobStatus::Queued | JobStatus::Running => Ok(()),
+        // An interrupted job is its client's to continue.
+        JobStatus::Queued | JobStatus::Running | JobStatus::Interrupted => Ok(()),
         JobStatus::Failed => match job.next_retry_at {
             Some(at) if at <= now => Ok(()),
             Some(at) => Err(Refusal::Conflict(format!(

@@ -2,7 +2,7 @@
 //! its lease, its buffers and its descriptors go back.
 //!
 //! "A while" is [`STALL_AFTER`], 60 seconds without one more byte moved
-//! while bytes are waiting to move. It is twice QUIC's idle timeout (30 s,
+//! while bytes are waiting to move. It is three times QUIC's idle timeout (20 s,
 //! which keep-alives hold off for a peer that answers but does not read),
 //! and far above what a healthy peer ever pauses: a slow satellite link
 //! still moves bytes every second, and a disk flushing gigabytes stalls

@@ -134,6 +134,9 @@ word_enum!(
         Queued = "queued",
         Running = "running",
         Paused = "paused",
+        /// A direct put or get whose client went away mid-transfer: what
+        /// arrived is kept, and the same command run again continues it.
+        Interrupted = "interrupted",
         /// Retried with back-off while retries remain, then left failed.
         Failed = "failed",
         Aborted = "aborted",
@@ -258,7 +261,7 @@ mod tests {
         let e = "stuck".parse::<JobStatus>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown job status \"stuck\" (one of: queued running paused failed aborted done)"
+            "unknown job status \"stuck\" (one of: queued running paused interrupted failed aborted done)"
         );
         assert_eq!("collaborator".parse::<Role>().unwrap(), Role::Collaborator);
         assert_eq!(serde_json::to_string(&UserId(7)).unwrap(), "7");

@@ -32,7 +32,12 @@ pub struct Tuning {
     pub max_uni_streams: u32,
     /// Keep-alive interval: holds NAT mappings open through quiet moments.
     pub keep_alive: Duration,
-    /// A connection silent this long is dead.
+    /// A connection silent this long is dead. 20 s: a client that died (a
+    /// killed terminal, a closed laptop) has its job shown interrupted
+    /// within half a minute, while three keep-alives may still be lost
+    /// before a live one is given up. (A receiver's first keep-alive after
+    /// the peer's last packet restarts the timer once, so the end comes at
+    /// most a keep-alive interval later: 26 s.)
     pub idle_timeout: Duration,
     /// The largest UDP payload MTU discovery may try (Ethernet's 1472
     /// unless the network is known to carry jumbo frames).
@@ -51,8 +56,8 @@ impl Default for Tuning {
             connection_window: 128 << 20,
             send_window: 128 << 20,
             max_uni_streams: 256,
-            keep_alive: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(6),
+            idle_timeout: Duration::from_secs(20),
             max_udp_payload: 1472,
             socket_buffer: 4 << 20,
             max_window: 256 << 20,

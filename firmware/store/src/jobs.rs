@@ -19,6 +19,9 @@ pub struct NewJob {
     pub client_address: Option<String>,
     pub delivery: Option<DeliveryId>,
     pub recipient: Option<UserId>,
+    /// What names a direct put's or get's run on its client (see
+    /// [`Sqlite::resumable_job`]).
+    pub resume_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -191,8 +194,8 @@ impl Sqlite {
         let started = (job.status == JobStatus::Running).then(now);
         conn.execute(
             "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at, started_at,
-                 delivery_id, recipient_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 delivery_id, recipient_id, resume_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 job.kind.as_str(),
                 job.name,
@@ -205,9 +208,42 @@ impl Sqlite {
                 started,
                 job.delivery.map(|d| d.0),
                 job.recipient.map(|r| r.0),
+                job.resume_key,
             ],
         )?;
         Ok(JobId(conn.last_insert_rowid()))
+    }
+
+    /// The latest unfinished job of `owner` of this kind that a run with
+    /// `key` opened: the job a rerun of the same command continues. Done,
+    /// aborted, paused and purged jobs are never continued.
+    pub fn resumable_job(&self, owner: UserId, kind: JobKind, key: &str) -> Result<Option<JobId>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id FROM jobs
+                 WHERE owner_id = ?1 AND kind = ?2 AND resume_key = ?3 AND purged = 0
+                   AND status IN ('queued', 'running', 'interrupted', 'failed')
+                 ORDER BY id DESC LIMIT 1",
+                params![owner.0, kind.as_str(), key],
+                |r| r.get(0),
+            )
+            .optional()?
+            .map(JobId))
+    }
+
+    /// A job runs again for a new session of its client, from `client`.
+    pub fn reopen_job(&self, id: JobId, client: &str) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = 'running', error = NULL, client_address = ?2,
+                 finished_at = NULL, next_retry_at = NULL, rate = 0
+             WHERE id = ?1",
+            params![id.0, client],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("job {id}")));
+        }
+        Ok(())
     }
 
     pub fn job(&self, id: JobId) -> Result<Job> {
@@ -332,14 +368,15 @@ impl Sqlite {
     }
 
     /// Jobs left `running` by a daemon that stopped without finishing them:
-    /// direct transfers are marked failed (their client runs them again);
-    /// delivery jobs go back to the queue, for their client to resume.
+    /// direct transfers are interrupted (their client's next run of the
+    /// same command continues them); delivery jobs go back to the queue,
+    /// for their client to resume.
     pub fn fail_interrupted_jobs(&self, reason: &str) -> Result<usize> {
         let conn = self.conn();
         let direct = conn.execute(
-            "UPDATE jobs SET status = 'failed', error = ?1, finished_at = ?2, rate = 0
+            "UPDATE jobs SET status = 'interrupted', error = ?1, rate = 0
              WHERE status = 'running' AND kind IN ('put', 'get')",
-            params![reason, now()],
+            params![reason],
         )?;
         let delivery = conn.execute(
             "UPDATE jobs SET status = 'queued', error = ?1, rate = 0 WHERE status = 'running' AND kind IN ('upload', 'download')",
@@ -488,6 +525,7 @@ mod tests {
                 client_address: Some("127.0.0.1".into()),
                 delivery: None,
                 recipient: None,
+                resume_key: None,
             })
             .unwrap();
         s.set_job_totals(id, 2, 100).unwrap();

@@ -70,6 +70,9 @@ pub enum StoreError {
         "database schema version {found} is newer than this build knows ({known}); upgrade Ferry"
     )]
     FutureSchema { found: i64, known: i64 },
+    /// A migration left the database inconsistent; it was rolled back.
+    #[error("moving the database to schema version {version} failed: {why}")]
+    Migration { version: i64, why: String },
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
     #[error("database error: {0}")]
@@ -152,6 +155,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // --- Jobs ---
 
     async fn create_job(&self, job: &NewJob) -> Result<JobId>;
+    /// The latest unfinished job of `owner` of this kind that a client run
+    /// named `key` opened (a rerun of the same command continues it).
+    async fn resumable_job(&self, owner: UserId, kind: JobKind, key: &str)
+    -> Result<Option<JobId>>;
+    /// A job runs again for a new session of its client, from `client`.
+    async fn reopen_job(&self, id: JobId, client: &str) -> Result<()>;
 
     async fn job(&self, id: JobId) -> Result<Job>;
 

@@ -209,6 +209,59 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (delivery_id, path)
     );
     "#,
+    // 7: a direct job whose client went away is `interrupted` (what arrived
+    // is kept; the same command continues it), and a job remembers the key
+    // its client's run gave, so that a rerun continues it. SQLite cannot
+    // change a CHECK, so the table is rebuilt (foreign keys are off while
+    // migrations run, and checked after).
+    r#"
+    CREATE TABLE jobs_new (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('upload', 'download', 'put', 'get')),
+        name            TEXT NOT NULL,
+        owner_id        INTEGER NOT NULL REFERENCES users(id),
+        share_id        INTEGER REFERENCES shares(id),
+        folder          TEXT NOT NULL DEFAULT '',
+        status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'paused', 'interrupted', 'failed', 'aborted', 'done')),
+        purged          INTEGER NOT NULL DEFAULT 0,
+        files_total     INTEGER NOT NULL DEFAULT 0,
+        files_done      INTEGER NOT NULL DEFAULT 0,
+        bytes_total     INTEGER NOT NULL DEFAULT 0,
+        bytes_done      INTEGER NOT NULL DEFAULT 0,
+        bytes_skipped   INTEGER NOT NULL DEFAULT 0,
+        rate            INTEGER NOT NULL DEFAULT 0,
+        retries         INTEGER NOT NULL DEFAULT 0,
+        error           TEXT,
+        client_address  TEXT,
+        created_at      INTEGER NOT NULL,
+        started_at      INTEGER,
+        finished_at     INTEGER,
+        delivery_id     INTEGER REFERENCES deliveries(id),
+        recipient_id    INTEGER REFERENCES users(id),
+        next_retry_at   INTEGER,
+        target_rate     INTEGER,
+        held_by         TEXT CHECK (held_by IN ('recipient', 'sender', 'admin')),
+        cap_set_by      TEXT CHECK (cap_set_by IN ('recipient', 'sender', 'admin')),
+        round           INTEGER NOT NULL DEFAULT 0,
+        resume_key      TEXT
+    );
+    INSERT INTO jobs_new (id, kind, name, owner_id, share_id, folder, status, purged,
+        files_total, files_done, bytes_total, bytes_done, bytes_skipped, rate, retries,
+        error, client_address, created_at, started_at, finished_at, delivery_id,
+        recipient_id, next_retry_at, target_rate, held_by, cap_set_by, round)
+    SELECT id, kind, name, owner_id, share_id, folder, status, purged,
+        files_total, files_done, bytes_total, bytes_done, bytes_skipped, rate, retries,
+        error, client_address, created_at, started_at, finished_at, delivery_id,
+        recipient_id, next_retry_at, target_rate, held_by, cap_set_by, round
+    FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_new RENAME TO jobs;
+    CREATE INDEX jobs_owner ON jobs(owner_id, id);
+    CREATE INDEX jobs_status ON jobs(status, id);
+    CREATE INDEX jobs_recipient ON jobs(recipient_id, id);
+    CREATE INDEX jobs_delivery ON jobs(delivery_id);
+    CREATE INDEX jobs_resume ON jobs(owner_id, resume_key);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -222,11 +275,33 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
             known: SCHEMA_VERSION,
         });
     }
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // A migration that rebuilds a table drops the old one: with foreign
+    // keys on, that would cascade into the rows that refer to it. They are
+    // off while migrations run (a pragma a transaction cannot change), and
+    // every reference is checked before they are on again.
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if broken > 0 {
+            return Err(StoreError::Migration {
+                version: i as i64 + 1,
+                why: format!("{broken} rows refer to rows that are not there"),
+            });
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
+    }
+    if enforced {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
     }
     Ok(())
 }
@@ -267,5 +342,53 @@ mod tests {
             migrate(&mut conn),
             Err(StoreError::FutureSchema { .. })
         ));
+    }
+
+    #[test]
+    fn rebuilding_the_jobs_table_keeps_jobs_and_the_tasks_that_refer_to_them() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (email, role, status, created_at) VALUES ('a@b.io', 'admin', 'active', 0);
+             INSERT INTO jobs (kind, name, owner_id, status, created_at, target_rate, held_by)
+                 VALUES ('put', 'a put', 1, 'paused', 5, 1000, 'admin');
+             INSERT INTO tasks (job_id, path, size, status) VALUES (1, 'a.mov', 10, 'queued');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (status, rate, held): (String, i64, String) = conn
+            .query_row(
+                "SELECT status, target_rate, held_by FROM jobs WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (status.as_str(), rate, held.as_str()),
+            ("paused", 1000, "admin")
+        );
+        let tasks: i64 = conn
+            .query_row("SELECT count(*) FROM tasks WHERE job_id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(tasks, 1);
+        // The new status is allowed, foreign keys are enforced again, and
+        // deleting a job still takes its tasks with it.
+        conn.execute("UPDATE jobs SET status = 'interrupted' WHERE id = 1", [])
+            .unwrap();
+        let on: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(on);
+        conn.execute("DELETE FROM jobs WHERE id = 1", []).unwrap();
+        let tasks: i64 = conn
+            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tasks, 0);
     }
 }

@@ -142,6 +142,22 @@ impl Store for SqliteStore {
         self.run(move |db| db.create_job(&job)).await
     }
 
+    async fn resumable_job(
+        &self,
+        owner: UserId,
+        kind: JobKind,
+        key: &str,
+    ) -> Result<Option<JobId>> {
+        let key = key.to_owned();
+        self.run(move |db| db.resumable_job(owner, kind, &key))
+            .await
+    }
+
+    async fn reopen_job(&self, id: JobId, client: &str) -> Result<()> {
+        let client = client.to_owned();
+        self.run(move |db| db.reopen_job(id, &client)).await
+    }
+
     async fn job(&self, id: JobId) -> Result<Job> {
         self.run(move |db| db.job(id)).await
     }

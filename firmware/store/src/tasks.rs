@@ -164,6 +164,7 @@ mod tests {
                 client_address: None,
                 delivery: None,
                 recipient: None,
+                resume_key: None,
             })
             .unwrap();
         let t = |path: &str, size, priority| NewTask {

@@ -37,6 +37,7 @@ fn main() {
                 client_address: None,
                 delivery: None,
                 recipient: None,
+                resume_key: None,
             })
             .unwrap();
         let tasks: Vec<NewTask> = (0..20)

@@ -171,7 +171,7 @@ fn view(
 }
 
 fn row(staff: &Staff, j: &JobInfo, t: i64, back: &str) -> Markup {
-    let pct = percent(j.bytes_done.max(0) as u64, j.bytes_total.max(0) as u64);
+    let pct = j.percent();
     let to = j.recipient.as_deref().map_or_else(
         || match (&j.share, j.kind) {
             (Some(s), JobKind::Get) => format!("share {s} → {}", j.owner),
