@@ -730,3 +730,112 @@ fn the_invitation_page_explains_dead_links_and_limits_guessing() {
             .contains("Too many requests")
     );
 }
+
+/// With no SMTP server, nothing is lost: the admin finds the invitation
+/// waiting in the outbox, makes a fresh link on the Users page, and the
+/// recipient who follows it sets a password and receives the delivery.
+#[test]
+fn without_smtp_an_invited_recipient_gets_in_through_a_copied_link_and_receives() {
+    let app = Appliance::start();
+    let ann = app.media_user("ann@example.com");
+    app.user("ops@example.com", "admin");
+    ferry_tests::write_random(&app.share.join("cut.mov"), 3 << 20, 71);
+    let sent = app
+        .client(&ann)
+        .run(&["send", "share=media/cut.mov", "--to", "dir@client.example"]);
+    assert!(sent.ok, "{}", sent.stderr);
+
+    let mut admin = Browser::new(&app);
+    admin.login("ops@example.com", "harbour lights at dawn");
+    let outbox = admin.get("/outbox");
+    assert_eq!(outbox.status, StatusCode::OK, "{}", outbox.body);
+    for part in ["No SMTP server is set", "dir@client.example", "waiting"] {
+        assert!(outbox.body.contains(part), "{part} not in {}", outbox.body);
+    }
+    let users = admin.get("/users");
+    let at = users
+        .body
+        .find("/invite-link")
+        .expect("an invitation link button for the invited recipient");
+    let action = &users.body[users.body[..at].rfind("/users/").unwrap()..at + "/invite-link".len()];
+    let csrf = admin.csrf("/users");
+    let made = admin.post(action, &[("csrf", &csrf)]);
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let start = made
+        .body
+        .find(r#"<code id="secret">"#)
+        .expect("the link shown")
+        + 18;
+    let link = &made.body[start..start + made.body[start..].find("</code>").unwrap()];
+    assert!(link.starts_with(&format!("{}/invite/", app.url)), "{link}");
+    assert!(made.body.contains("data-copy=\"secret\""), "a Copy button");
+
+    // The recipient follows the link someone handed over.
+    let path = &link[app.url.len()..];
+    let mut guest = Browser::new(&app);
+    let page = guest.post(
+        path,
+        &[
+            ("password", "a director's own password"),
+            ("again", "a director's own password"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Your password is set"), "{}", page.body);
+
+    let home = tempfile::tempdir().unwrap();
+    let client = ferry_tests::Client {
+        env: vec![
+            ("HOME".into(), home.path().display().to_string()),
+            (
+                "FERRY_CONFIG".into(),
+                home.path().join("credentials.toml").display().to_string(),
+            ),
+        ],
+        netns: None,
+    };
+    let mut login = client.command(&[
+        "login",
+        &app.url,
+        "--email",
+        "dir@client.example",
+        "--fingerprint",
+        &app.fingerprint,
+        "--password-stdin",
+    ]);
+    login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap(), "a director's own password").unwrap();
+    let run = finish(child);
+    assert!(run.ok, "{}", run.stderr);
+    let into = tempfile::tempdir().unwrap();
+    let mut agent = client.spawn(&["agent", "--into", into.path().to_str().unwrap()]);
+    let received = || {
+        ferry_tests::list_files(into.path())
+            .into_iter()
+            .find(|p| p.ends_with("cut.mov"))
+    };
+    wait_for(
+        "the agent to receive the delivery",
+        Duration::from_secs(60),
+        || received().is_some(),
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert_eq!(
+        ferry_tests::blake3_file(&app.share.join("cut.mov")),
+        ferry_tests::blake3_file(&into.path().join(received().unwrap()))
+    );
+    // The invitation itself is still in the outbox, where the admin may
+    // discard it now that it served its purpose.
+    let outbox = admin.get("/outbox");
+    let at = outbox.body.find("/discard").expect("a discard button");
+    let action = &outbox.body[outbox.body[..at].rfind("/outbox/").unwrap()..at + "/discard".len()];
+    let csrf = admin.csrf("/outbox");
+    let gone = admin.post(action, &[("csrf", &csrf)]);
+    assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
+}

@@ -765,6 +765,27 @@ fn web_cases(w: &World) -> Vec<Form> {
             [LOGIN, "403", "403", "200"],
         ),
         form(
+            "/users/{id}/invite-link",
+            "an invitation link for someone with none waiting",
+            move |_| format!("/users/{target}/invite-link"),
+            &[],
+            [LOGIN, "403", "403", "400"],
+        ),
+        form(
+            "/outbox/{id}/retry",
+            "sending a message again",
+            |_| "/outbox/999999/retry".into(),
+            &[],
+            [LOGIN, "403", "403", "400"],
+        ),
+        form(
+            "/outbox/{id}/discard",
+            "discarding a message",
+            |_| "/outbox/999999/discard".into(),
+            &[],
+            [LOGIN, "403", "403", "400"],
+        ),
+        form(
             "/users/{id}/keys",
             "a key for someone",
             move |_| format!("/users/{target}/keys"),

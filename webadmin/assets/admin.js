@@ -69,3 +69,27 @@ document.addEventListener("DOMContentLoaded", () => {
   const source = new EventSource("/live");
   source.addEventListener("transfers", (e) => onTransfers(JSON.parse(e.data)));
 });
+
+// A secret shown once (an invitation link, a new API key) has a Copy
+// button beside it.
+document.addEventListener("DOMContentLoaded", () => {
+  for (const b of document.querySelectorAll("button[data-copy]")) {
+    b.hidden = false;
+    b.addEventListener("click", async () => {
+      const text = document.getElementById(b.dataset.copy);
+      if (!text) return;
+      try {
+        await navigator.clipboard.writeText(text.textContent);
+        b.textContent = "Copied";
+      } catch (e) {
+        // No clipboard (a plain-HTTP origin, a refusal): select it instead.
+        const range = document.createRange();
+        range.selectNodeContents(text);
+        const sel = window.getSelection();
+        sel.removeAllRanges();
+        sel.addRange(range);
+        b.textContent = "Selected: press Ctrl+C";
+      }
+    });
+  }
+});

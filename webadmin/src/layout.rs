@@ -15,6 +15,7 @@ const NAV: &[(&str, &str, bool)] = &[
     ("/shares", "Shares", false),
     ("/users", "Users", true),
     ("/settings", "Settings", true),
+    ("/outbox", "Outbox", true),
     ("/audit", "Audit log", true),
 ];
 
@@ -46,6 +47,10 @@ impl Notice {
             "purge" => "Job purged.",
             "priority" => "Priorities changed.",
             "welcome" => "Password changed. Welcome to Ferry.",
+            "mail-again" => {
+                "The message is due again: it goes out as soon as the SMTP server takes it."
+            }
+            "mail-discarded" => "Message discarded.",
             _ => return None,
         };
         Some(Notice::Done(text.to_owned()))

@@ -10,15 +10,18 @@
 
 use std::sync::Arc;
 
+use ferry_domain::rules::Refusal;
 use ferry_domain::settings::SiteSettings;
 use ferry_domain::{AuditAction, JobId, JobKind, JobStatus, Role};
 use ferry_mail::{DeliveryFacts, FileLine, Mail};
 use ferry_store::{
-    Delivery, Job, JobFilter, NewMail, OutboxCounts, OutboxMail, Store, StoreError, User,
+    Delivery, Job, JobFilter, NewMail, OutboxCounts, OutboxMail, Store, StoreError, UnsentMail,
+    User,
 };
 use tokio::sync::{Notify, watch};
 
-use crate::audit::{Audit, line};
+use crate::audit::{Actor, Audit, line};
+use crate::authority::By;
 use crate::clock::Clock;
 
 /// How long an invitation link works.
@@ -390,7 +393,56 @@ impl Notifier {
     pub async fn counts(&self) -> Result<OutboxCounts, StoreError> {
         self.store.outbox_counts().await
     }
+
+    /// What waits in the outbox and what failed, newest first (admins):
+    /// where an admin with no mail server finds what was never sent.
+    pub async fn unsent(&self, by: By<'_>) -> Result<Vec<UnsentMail>, OutboxError> {
+        by.admin("the outbox")?;
+        Ok(self.store.unsent_mail(200).await?)
+    }
+
+    /// An unsent message is tried again now (admins).
+    pub async fn send_again(&self, by: By<'_>, who: Actor, id: i64) -> Result<(), OutboxError> {
+        by.admin("the outbox")?;
+        let to = self.store.mail_again(id).await?;
+        self.audit
+            .record(
+                who.line(AuditAction::MailRetry, to)
+                    .detail(format!("message {id}")),
+            )
+            .await?;
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    /// An unsent message is dropped (admins).
+    pub async fn discard(&self, by: By<'_>, who: Actor, id: i64) -> Result<(), OutboxError> {
+        by.admin("the outbox")?;
+        let to = self.store.mail_discard(id).await?;
+        self.audit
+            .record(
+                who.line(AuditAction::MailDiscard, to)
+                    .detail(format!("message {id}")),
+            )
+            .await?;
+        Ok(())
+    }
 }
+
+/// Why an outbox action was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+crate::failing!(OutboxError {
+    OutboxError::Refused(r) => (r.failure(), r.code()),
+    OutboxError::Store(e) => (e.failure(), e.code()),
+});
 
 #[cfg(test)]
 mod tests {

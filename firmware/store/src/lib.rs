@@ -49,7 +49,7 @@ pub use ferry_domain::{
 pub use invitations::Invitation;
 pub use jobs::{Job, JobFilter, NewJob};
 pub use keys::{ApiKey, ApiKeyId, KeyCheck, KeyOrigin, NewApiKey};
-pub use outbox::{NewMail, OutboxCounts, OutboxMail};
+pub use outbox::{NewMail, OutboxCounts, OutboxMail, UnsentMail};
 pub use shares::Share;
 pub use sqlite::SqliteStore;
 pub use tasks::{NewTask, Task};
@@ -399,6 +399,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn next_mail_at(&self) -> Result<Option<i64>>;
 
     async fn outbox_counts(&self) -> Result<OutboxCounts>;
+
+    /// Messages not sent, newest first: waiting ones and failed ones.
+    async fn unsent_mail(&self, limit: u32) -> Result<Vec<UnsentMail>>;
+
+    /// An unsent message is due again now; returns its recipient.
+    async fn mail_again(&self, id: i64) -> Result<String>;
+
+    /// An unsent message is dropped; returns its recipient.
+    async fn mail_discard(&self, id: i64) -> Result<String>;
 
     // --- The database itself ---
 

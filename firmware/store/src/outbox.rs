@@ -42,6 +42,23 @@ pub struct OutboxMail {
     pub in_doubt: bool,
 }
 
+/// A message not sent (yet), as an admin sees it: waiting for its turn or
+/// for the SMTP server, or failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsentMail {
+    pub id: i64,
+    pub kind: String,
+    pub to: String,
+    pub subject: String,
+    pub created_at: i64,
+    pub attempts: i64,
+    /// When it is tried next (while waiting).
+    pub next_attempt_at: i64,
+    /// When it failed for good; `None` while it waits.
+    pub failed_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
 /// Counts, for the dashboard and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxCounts {
@@ -145,6 +162,58 @@ impl Sqlite {
             )
             .optional()?
             .flatten())
+    }
+
+    /// Messages not sent, newest first: waiting ones and failed ones.
+    pub fn unsent_mail(&self, limit: u32) -> Result<Vec<UnsentMail>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, kind, recipient, subject, created_at, attempts, next_attempt_at, failed_at, last_error
+             FROM outbox WHERE sent_at IS NULL ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok(UnsentMail {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                to: r.get(2)?,
+                subject: r.get(3)?,
+                created_at: r.get(4)?,
+                attempts: r.get(5)?,
+                next_attempt_at: r.get(6)?,
+                failed_at: r.get(7)?,
+                last_error: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// An unsent message is due again now (a failed one too); its recipient
+    /// for the audit line. Sent or unknown messages are not found.
+    pub fn mail_again(&self, id: i64) -> Result<String> {
+        let conn = self.conn();
+        let to: Option<String> = conn
+            .query_row(
+                "UPDATE outbox SET failed_at = NULL, last_error = NULL, next_attempt_at = ?2
+                 WHERE id = ?1 AND sent_at IS NULL AND sending_since IS NULL RETURNING recipient",
+                params![id, now()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        to.ok_or_else(|| crate::StoreError::NotFound(format!("unsent message {id}")))
+    }
+
+    /// An unsent message is dropped; its recipient for the audit line.
+    pub fn mail_discard(&self, id: i64) -> Result<String> {
+        let conn = self.conn();
+        let to: Option<String> = conn
+            .query_row(
+                "DELETE FROM outbox WHERE id = ?1 AND sent_at IS NULL AND sending_since IS NULL
+                 RETURNING recipient",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        to.ok_or_else(|| crate::StoreError::NotFound(format!("unsent message {id}")))
     }
 
     pub fn outbox_counts(&self) -> Result<OutboxCounts> {

@@ -522,6 +522,18 @@ impl Store for SqliteStore {
         self.run(move |db| db.outbox_counts()).await
     }
 
+    async fn unsent_mail(&self, limit: u32) -> Result<Vec<UnsentMail>> {
+        self.run(move |db| db.unsent_mail(limit)).await
+    }
+
+    async fn mail_again(&self, id: i64) -> Result<String> {
+        self.run(move |db| db.mail_again(id)).await
+    }
+
+    async fn mail_discard(&self, id: i64) -> Result<String> {
+        self.run(move |db| db.mail_discard(id)).await
+    }
+
     // --- The database itself ---
 
     async fn schema_version(&self) -> Result<i64> {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod dashboard;
 pub mod invite;
 pub mod login;
+pub mod outbox;
 pub mod settings;
 pub mod shares;
 pub mod transfers;

@@ -46,7 +46,7 @@ async fn rows(web: &Web, staff: &Staff) -> Result<Vec<UserRow>, Refused> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PageQuery {
-    ok: Option<String>,
+    pub(crate) ok: Option<String>,
 }
 
 pub async fn page(
@@ -96,6 +96,7 @@ pub fn view(
                 div.notice.secret role="status" {
                     (s.what) br;
                     code #secret { (s.value) }
+                    " " button type="button" data-copy="secret" hidden { "Copy" }
                     br; span.hint { "Copy it now: it is not shown again and Ferry keeps only its hash." }
                 }
             }
@@ -176,6 +177,9 @@ fn row(staff: &Staff, r: &UserRow, t: i64) -> Markup {
                     (button(staff, &format!("/users/{id}/status"), "Enable", "", &[("status", "active")]))
                 } @else if u.id != staff.user.id {
                     (button(staff, &format!("/users/{id}/status"), "Disable", "danger", &[("status", "disabled")]))
+                }
+                @if u.kind == AccountKind::Person && u.status == UserStatus::Invited {
+                    (button(staff, &format!("/users/{id}/invite-link"), "Invitation link", "", &[]))
                 }
                 @if u.kind == AccountKind::Person {
                     (button(staff, &format!("/users/{id}/reset"), "Reset password", "", &[]))
@@ -338,6 +342,41 @@ pub async fn reset(
             render(&web, &staff, None, Some(&secret), StatusCode::OK).await
         }
         Err(e) => finish(&web, &staff, Err(e.into())).await,
+    }
+}
+
+/// A fresh invitation link for someone invited, shown once to hand over
+/// (by chat, by phone) when mail does not reach them; earlier links of
+/// theirs stop working.
+pub async fn invite_link(
+    State(web): State<Arc<Web>>,
+    Path(id): Path<i64>,
+    posted: AdminPost<Empty>,
+) -> Response {
+    let staff = posted.staff;
+    let result = async {
+        let u = target(&web, id).await?;
+        let link = web
+            .services
+            .users
+            .invitation_link(staff.by(), staff.actor(), &u.email)
+            .await?;
+        Ok::<_, Refused>((u, link))
+    }
+    .await;
+    match result {
+        Ok((u, link)) => {
+            let secret = Secret {
+                what: format!(
+                    "Invitation link for {}: hand it over yourself. It works once, for {} days; earlier links of theirs no longer work.",
+                    u.email,
+                    ferryd_core::notifier::INVITATION_TTL_SECS / 86_400
+                ),
+                value: link,
+            };
+            render(&web, &staff, None, Some(&secret), StatusCode::OK).await
+        }
+        Err(e) => finish(&web, &staff, Err(e)).await,
     }
 }
 
