@@ -29,7 +29,8 @@ use ferry_engine::tls::Fingerprint;
 #[command(
     name = "ferry",
     version,
-    about = "Send review sessions to a Ferry appliance and receive deliveries"
+    about = "Send review sessions to a Ferry appliance and receive deliveries",
+    after_help = "Which to use:\n  put     files from here into a folder of a share (you keep control of the job)\n  get     a file or folder of a share to here\n  send    a delivery: uploaded once, then one job per recipient, who is told\n  agent   leave running on a recipient's computer: receives each delivery as it lands\n  pull    receive your waiting deliveries once, then stop (a script's agent)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -144,7 +145,9 @@ enum Command {
         /// Print one JSON object when done.
         #[arg(long)]
         json: bool,
-        /// GLOB=high|low|N; the first matching rule wins.
+        /// GLOB=high|medium|low|N, N from 1 (lowest) to 1000 (highest);
+        /// high is 999, low 1, unmatched files 500. The first matching
+        /// rule wins.
         #[arg(long)]
         priority: Vec<String>,
         /// New sessions after a lost connection.
@@ -170,7 +173,9 @@ enum Command {
         /// The delivery's name, shown in listings and as the recipients' folder.
         #[arg(long)]
         name: Option<String>,
-        /// GLOB=high|low|N; the first matching rule wins.
+        /// GLOB=high|medium|low|N, N from 1 (lowest) to 1000 (highest);
+        /// high is 999, low 1, unmatched files 500. The first matching
+        /// rule wins.
         #[arg(long)]
         priority: Vec<String>,
         /// How long the delivery lives, e.g. 30d, 12h, 90m, 45s.
@@ -257,21 +262,18 @@ enum JobCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Hold a job: its transfer stops, what arrived is kept, and resume
+    /// continues it.
     Pause {
+        /// The job's number (`ferry jobs` lists them).
         id: i64,
     },
     /// Resume a paused job (and this computer's part of an upload).
-    Resume {
-        id: i64,
-    },
+    Resume { id: i64 },
     /// Stop a job for good (its files stay).
-    Abort {
-        id: i64,
-    },
+    Abort { id: i64 },
     /// Queue a failed or aborted job again.
-    Retry {
-        id: i64,
-    },
+    Retry { id: i64 },
     /// Remove a job from listings and revoke it: the recipient cannot resume it.
     Purge {
         id: i64,
@@ -851,6 +853,7 @@ async fn login(
     if expected.is_none() {
         eprintln!("The appliance at {server} presents the certificate fingerprint (SHA-256)");
         eprintln!("  {seen}");
+        eprintln!("  ({}, as a browser shows it)", seen.colon_pairs());
         eprintln!(
             "Check it against the one your admin gives you (web admin Settings, or `ferryd admin fingerprint`)."
         );

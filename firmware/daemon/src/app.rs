@@ -262,6 +262,9 @@ fn banner(
     }
     println!("ferryd listening on https://{control}/");
     println!("ferryd certificate SHA-256 {fingerprint}");
+    if let Ok(f) = fingerprint.parse::<ferry_engine::tls::Fingerprint>() {
+        println!("ferryd (as a browser shows it: {})", f.colon_pairs());
+    }
     println!(
         "ferryd data sessions on UDP {} (firewall {})",
         config.ports,

@@ -26,6 +26,16 @@ impl Fingerprint {
         Fingerprint(Sha256::digest(cert.as_ref()).into())
     }
 
+    /// `AB:12:…`, as browsers show a certificate's SHA-256 fingerprint, for
+    /// people comparing the two by eye.
+    pub fn colon_pairs(&self) -> String {
+        self.0
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
     /// Compares in constant time: the pin is not secret, but there is no
     /// reason to leak how much of it matched.
     pub fn matches(&self, other: &Fingerprint) -> bool {
@@ -320,8 +330,10 @@ mod tests {
         let plain = fp.to_string();
         assert_eq!(plain.len(), 64);
         assert_eq!(plain.parse::<Fingerprint>().unwrap(), fp);
-        let colons: Vec<String> = fp.0.iter().map(|b| format!("{b:02X}")).collect();
-        assert_eq!(colons.join(":").parse::<Fingerprint>().unwrap(), fp);
+        let colons = fp.colon_pairs();
+        assert_eq!(colons.len(), 32 * 3 - 1);
+        assert_eq!(colons, colons.to_ascii_uppercase());
+        assert_eq!(colons.parse::<Fingerprint>().unwrap(), fp);
         assert!("abc".parse::<Fingerprint>().is_err());
         assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
     }
