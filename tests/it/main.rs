@@ -18,6 +18,7 @@ mod nat;
 mod python;
 mod reach;
 mod rules;
+mod tour;
 mod wan;
 mod webadmin;
 

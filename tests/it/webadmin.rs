@@ -27,7 +27,12 @@ pub(crate) struct Page {
 
 impl Browser {
     pub(crate) fn new(app: &Appliance) -> Self {
-        let pin = PinnedCert::new(app.fingerprint.parse().unwrap());
+        Self::at(&app.url, &app.fingerprint)
+    }
+
+    /// A browser for the appliance at `url` with this certificate.
+    pub(crate) fn at(url: &str, fingerprint: &str) -> Self {
+        let pin = PinnedCert::new(fingerprint.parse().unwrap());
         let tls = pin.client_config(&[b"http/1.1"], false);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -44,7 +49,7 @@ impl Browser {
         drop(guard);
         Browser {
             http,
-            base: app.url.clone(),
+            base: url.to_owned(),
             cookie: None,
             rt,
         }
