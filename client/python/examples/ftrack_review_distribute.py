@@ -16,7 +16,11 @@ Credentials come from the environment: ``FTRACK_SERVER``,
 sent from the share with no upload, others are uploaded by the ``ferry``
 client.
 
+``FERRY_FTRACK_USERS`` (``alice,bob``) limits who sees the action; unset,
+everyone does.
+
 Run it as an action listener:  python ftrack_review_distribute.py
+(deployment, a systemd unit and storage mapping: client/python/README.md)
 """
 
 import datetime
@@ -43,7 +47,7 @@ def selected_review_session(event):
 
 def collaborator_emails(ftrack, session_id):
     invitees = ftrack.query(
-        f'select email from ReviewSessionInvitee where review_session_id is "{session_id}"'
+        f'select email from ReviewSessionInvitee where review_session.id is "{session_id}"'
     ).all()
     seen, out = set(), []
     for i in invitees:
@@ -87,15 +91,23 @@ def sequence_item(pattern, frames):
 
 
 def collect_components(ftrack, location, session_id):
-    """(previews, sequences, skipped): paths of every version's published components."""
+    """(previews, sequences, skipped): paths of every version's published components.
+
+    The queries follow ftrack's schema through its relations
+    (``ReviewSessionObject.asset_version``, ``Component.version``,
+    ``Component.container``), the names its API documents: a review
+    session object's version id attribute is ``version_id``, not
+    ``asset_version_id``, and a sequence's frames are the components whose
+    container it is, each named by its frame number.
+    """
     objects = ftrack.query(
-        f'select asset_version_id from ReviewSessionObject where review_session_id is "{session_id}"'
+        f'select asset_version.id from ReviewSessionObject where review_session.id is "{session_id}"'
     ).all()
     previews, sequences, skipped = [], [], []
     for obj in objects:
-        version_id = obj["asset_version_id"]
+        version_id = obj["asset_version"]["id"]
         components = ftrack.query(
-            f'select name, file_type, members from Component where version_id is "{version_id}"'
+            f'select id, name, file_type from Component where version.id is "{version_id}"'
         ).all()
         for component in components:
             ext = (component["file_type"] or "").lower()
@@ -109,10 +121,12 @@ def collect_components(ftrack, location, session_id):
                 continue
             if ext in PREVIEW_EXTENSIONS:
                 previews.append(path)
-            else:
-                frames = [int(m["name"]) for m in component.get("members") or [] if str(m["name"]).isdigit()]
-                item = sequence_item(path, frames) if frames else path
-                sequences.append(item)
+                continue
+            members = ftrack.query(
+                f'select name from Component where container.id is "{component["id"]}"'
+            ).all()
+            frames = [int(m["name"]) for m in members if str(m["name"]).isdigit()]
+            sequences.append(sequence_item(path, frames) if frames else path)
     return previews, sequences, skipped
 
 
@@ -171,18 +185,33 @@ def distribute(ftrack, ferry, location, session_id, values, mapping):
 
 # --- ftrack glue (thin: needs a live ftrack server) ---------------------
 
+def allowed_users(text):
+    """``FERRY_FTRACK_USERS`` (``alice,bob``): the ftrack usernames who see
+    the action; empty: everyone who can see the review session."""
+    return {u.strip().lower() for u in (text or "").split(",") if u.strip()}
+
+
 class DistributeAction:
-    def __init__(self, ftrack, ferry_session, mapping):
+    def __init__(self, ftrack, ferry_session, mapping, users=frozenset()):
         self.ftrack = ftrack
         self.ferry = ferry_session
         self.mapping = mapping
+        self.users = users
+
+    def allowed(self, event):
+        if not self.users:
+            return True
+        user = ((event.get("source") or {}).get("user") or {}).get("username") or ""
+        return user.lower() in self.users
 
     def discover(self, event):
-        if selected_review_session(event) is None:
+        if selected_review_session(event) is None or not self.allowed(event):
             return None
         return {"items": [{"label": LABEL, "actionIdentifier": IDENTIFIER}]}
 
     def launch(self, event):
+        if not self.allowed(event):
+            return {"success": False, "message": "You may not distribute with Ferry; ask your pipeline team."}
         session_id = selected_review_session(event)
         if session_id is None:
             return {"success": False, "message": "Select one review session."}
@@ -194,12 +223,11 @@ class DistributeAction:
         return distribute(self.ftrack, self.ferry, location, session_id, values, self.mapping)
 
     def register(self):
-        user = self.ftrack.api_user
+        """Listens for every user's discover and launch events (one listener
+        serves the studio); who sees the action is ``FERRY_FTRACK_USERS``."""
         hub = self.ftrack.event_hub
-        hub.subscribe(f"topic=ftrack.action.discover and source.user.username={user}", self.discover)
-        hub.subscribe(
-            f"topic=ftrack.action.launch and data.actionIdentifier={IDENTIFIER} "
-            f"and source.user.username={user}", self.launch)
+        hub.subscribe("topic=ftrack.action.discover", self.discover)
+        hub.subscribe(f"topic=ftrack.action.launch and data.actionIdentifier={IDENTIFIER}", self.launch)
 
 
 def main():
@@ -209,7 +237,8 @@ def main():
 
     logging.basicConfig(level=logging.INFO)
     ftrack = ftrack_api.Session(auto_connect_event_hub=True)  # FTRACK_* from the environment
-    action = DistributeAction(ftrack, ferry.Session(), share_map(os.environ.get("FERRY_SHARE_MAP")))
+    action = DistributeAction(ftrack, ferry.Session(), share_map(os.environ.get("FERRY_SHARE_MAP")),
+                              allowed_users(os.environ.get("FERRY_FTRACK_USERS")))
     action.register()
     log.info("%s is listening for ftrack actions", LABEL)
     ftrack.event_hub.wait()

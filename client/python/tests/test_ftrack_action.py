@@ -38,23 +38,72 @@ class Result:
 
 
 class RecordedFtrack:
-    """Answers the action's queries the way ftrack-python-api does."""
+    """Answers the action's queries the way an ftrack server does, from the
+    recorded entities, and refuses (as the server does) a query that names
+    an attribute the entity type does not have in ftrack's schema."""
+
+    QUERY = re.compile(r'^select (.+) from (\w+) where ([\w.]+) is "([^"]*)"$')
 
     def __init__(self, recorded):
         self.recorded = recorded
+        self.schema = recorded["schema"]
         self.queries = []
+
+    def check(self, entity, path):
+        """The entity type a dotted attribute path ends on; an error like
+        the server's for a name the schema does not have."""
+        for name in path.split("."):
+            attributes = self.schema[entity]
+            if name not in attributes:
+                raise ValueError(f'Server reported error: KeyError("{name}" is not a valid attribute of {entity})')
+            entity = attributes[name] or entity
+        return entity
+
+    def value(self, entity, row, path):
+        """A row's value at a dotted path, following relations by id."""
+        head, _, rest = path.partition(".")
+        target = self.schema[entity][head]
+        if target is None:
+            return row.get(head)
+        if not rest:
+            return self.shaped(target, self.find(target, row.get(head)), ["id"])
+        if rest == "id":
+            return row.get(head)
+        return self.value(target, self.find(target, row.get(head)) or {}, rest)
+
+    def find(self, entity, entity_id):
+        return next((r for r in self.recorded["entities"].get(entity, []) if r["id"] == entity_id), None)
+
+    def shaped(self, entity, row, paths):
+        """What the server returns for a row: the selected attributes, and
+        the selected attributes of related entities as nested entities."""
+        if row is None:
+            return None
+        out = {"id": row["id"]}
+        for path in paths:
+            head, _, rest = path.partition(".")
+            target = self.schema[entity][head]
+            if target is None:
+                out[head] = row.get(head)
+            else:
+                related = self.find(target, row.get(head)) or {"id": row.get(head)}
+                out[head] = self.shaped(target, related, [rest] if rest else [])
+        return out
 
     def query(self, expression):
         self.queries.append(expression)
-        m = re.search(r'from (\w+) where (\w+) is "([^"]+)"', expression)
-        entity, key, value = m.groups()
-        if entity == "ReviewSessionInvitee" and value == SESSION_ID:
-            return Result(self.recorded["invitees"])
-        if entity == "ReviewSessionObject" and value == SESSION_ID:
-            return Result(self.recorded["objects"])
-        if entity == "Component" and key == "version_id":
-            return Result(self.recorded["components"].get(value, []))
-        return Result([])
+        m = self.QUERY.match(expression)
+        if not m:
+            raise ValueError(f"Server reported error: cannot parse {expression!r}")
+        selected, entity, key, wanted = m.groups()
+        if entity not in self.schema:
+            raise ValueError(f"Server reported error: unknown entity type {entity}")
+        paths = [p.strip() for p in selected.split(",")]
+        for path in paths + [key]:
+            self.check(entity, path)
+        rows = [r for r in self.recorded["entities"].get(entity, [])
+                if self.value(entity, r, key) == wanted]
+        return Result([self.shaped(entity, r, paths) for r in rows])
 
     def get(self, entity, entity_id):
         assert entity == "ReviewSession" and entity_id == SESSION_ID
@@ -163,11 +212,39 @@ class FtrackActionTest(unittest.TestCase):
                                    dict(values, recipients=" \n"), self.mapping)
         self.assertFalse(result["success"])
         self.assertIn("No recipients", result["message"])
-        empty = RecordedFtrack(dict(RECORDED, objects=[]))
+        empty = RecordedFtrack(dict(RECORDED, entities=dict(RECORDED["entities"], ReviewSessionObject=[])))
         result = action.distribute(empty, self.ferry, location, SESSION_ID, values, self.mapping)
         self.assertFalse(result["success"])
         self.assertIn("no published movies", result["message"])
         self.assertEqual(self.ferry.calls, [])
+
+    def test_the_stand_in_refuses_what_ftrack_refuses(self):
+        # The query of an earlier version of the action, which a real ftrack
+        # refuses: ReviewSessionObject has no asset_version_id.
+        with self.assertRaisesRegex(ValueError, "asset_version_id"):
+            self.ftrack.query(
+                f'select asset_version_id from ReviewSessionObject where review_session_id is "{SESSION_ID}"')
+        # Nor does a plain Component have members (a sequence's frames are
+        # components whose container it is).
+        with self.assertRaisesRegex(ValueError, "members"):
+            self.ftrack.query('select name, members from Component where version_id is "v-sh010-0003"')
+        # Every query the action makes names only what the schema has.
+        location = RecordedLocation(RECORDED["paths"])
+        action.distribute(self.ftrack, self.ferry, location, SESSION_ID,
+                          {"recipients": "a@b.example", "folder": "f", "share": "media"}, self.mapping)
+        self.assertTrue(any("ReviewSessionObject" in q for q in self.ftrack.queries))
+        self.assertTrue(any("container.id" in q for q in self.ftrack.queries))
+
+    def test_everyone_sees_the_action_unless_a_list_says_who(self):
+        sel = dict(event(ONE_SESSION), source={"user": {"username": "Dana"}})
+        everyone = action.DistributeAction(self.ftrack, self.ferry, self.mapping)
+        self.assertIsNotNone(everyone.discover(sel))
+        listed = action.DistributeAction(self.ftrack, self.ferry, self.mapping,
+                                         action.allowed_users("dana, eli"))
+        self.assertIsNotNone(listed.discover(sel))
+        other = dict(sel, source={"user": {"username": "mallory"}})
+        self.assertIsNone(listed.discover(other))
+        self.assertFalse(listed.launch(other)["success"])
 
     def test_share_map_is_checked_and_the_longest_prefix_wins(self):
         mapping = action.share_map("/mnt=root;/mnt/projects=media")
