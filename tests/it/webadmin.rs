@@ -86,6 +86,28 @@ impl Browser {
         self.send(req)
     }
 
+    /// The first server-sent event of the stream at `path`.
+    pub(crate) fn first_event(&mut self, path: &str) -> String {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, format!("__Host-ferry={c}"));
+        }
+        self.rt.block_on(async {
+            let mut resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let mut text = String::new();
+            while !text.contains("\n\n") {
+                let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+                    .await
+                    .expect("an event within 10 s")
+                    .unwrap()
+                    .expect("the stream stays open");
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            text
+        })
+    }
+
     pub(crate) fn login(&mut self, email: &str, password: &str) -> Page {
         let page = self.post("/login", &[("email", email), ("password", password)]);
         if let Some(c) = session_cookie(&page) {
@@ -328,6 +350,46 @@ fn failed_logins_are_throttled_per_account_and_recorded() {
     let audit = app.admin(&["audit", "--action", "login"]);
     assert!(audit.contains("login.failed"), "{audit}");
     assert!(audit.contains("login.throttled"), "{audit}");
+}
+
+#[test]
+fn the_dashboards_port_leases_follow_sessions_live() {
+    let app = Appliance::start();
+    app.user("ops@example.com", "admin");
+    let mut b = Browser::new(&app);
+    b.login("ops@example.com", "harbour lights at dawn");
+    let idle = b.first_event("/live");
+    assert!(idle.contains(r#""leases":[]"#), "{idle}");
+    // A capped get holds a lease while it runs.
+    let c = app.client(&app.media_user("ann@example.com"));
+    ferry_tests::write_random(&app.share.join("slow.mov"), 8 << 20, 5);
+    let down = tempfile::tempdir().unwrap();
+    let mut get = c.spawn(&[
+        "get",
+        "share=media/slow.mov",
+        down.path().to_str().unwrap(),
+        "--rate",
+        "8M",
+    ]);
+    let mut seen = String::new();
+    let start = std::time::Instant::now();
+    while !seen.contains(r#""user":"ann@example.com""#) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no lease of ann's on the live stream: {seen}"
+        );
+        seen = b.first_event("/live");
+    }
+    assert!(seen.contains(r#""port":"#), "{seen}");
+    get.kill().unwrap();
+    get.wait().unwrap();
+    // The page itself has the elements the script fills.
+    let page = b.get("/");
+    assert!(page.body.contains(r#"id="leases""#) && page.body.contains(r#"id="lease-count""#));
+    // Others see no leases on the stream.
+    let mut employee = Browser::new(&app);
+    employee.login("ann@example.com", "harbour lights at dawn");
+    assert!(!employee.first_event("/live").contains("leases"));
 }
 
 #[test]

@@ -40,6 +40,7 @@ function liveRow(t) {
 }
 
 function onTransfers(data) {
+  onLeases(data.leases);
   const live = document.getElementById("live");
   if (live) {
     const body = live.tBodies[0];
@@ -93,3 +94,22 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+// The dashboard's port leases, for admins: they open and close with
+// sessions.
+function onLeases(leases) {
+  const table = document.getElementById("leases");
+  if (!table || !leases) return;
+  table.tBodies[0].replaceChildren(...leases.map((l) => {
+    const tr = document.createElement("tr");
+    cell(tr, String(l.port), "num");
+    cell(tr, l.client);
+    cell(tr, l.user);
+    return tr;
+  }));
+  table.hidden = leases.length === 0;
+  const empty = document.getElementById("leases-empty");
+  if (empty) empty.hidden = leases.length > 0;
+  const count = document.getElementById("lease-count");
+  if (count) count.textContent = leases.length;
+}

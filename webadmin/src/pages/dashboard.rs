@@ -133,7 +133,7 @@ pub fn view(
                 @if staff.is_admin() {
                     div.card {
                         div.label { "Port leases" }
-                        div.big { (leases.len()) }
+                        div.big #lease-count { (leases.len()) }
                     }
                 }
             }
@@ -155,15 +155,15 @@ pub fn view(
             @if staff.is_admin() {
                 section {
                     h2 { "Port leases" }
-                    @if leases.is_empty() {
-                        p.empty { "No data port is open. A port opens for one client when its session starts and closes when it ends." }
-                    } @else {
-                        table {
-                            thead { tr { th.num { "UDP port" } th { "Client address" } th { "User" } } }
-                            tbody {
-                                @for l in leases {
-                                    tr { td.num { (l.port) } td { (l.client) } td { (l.user) } }
-                                }
+                    // Both follow along live (the page's script).
+                    p.empty #leases-empty hidden[!leases.is_empty()] {
+                        "No data port is open. A port opens for one client when its session starts and closes when it ends."
+                    }
+                    table #leases hidden[leases.is_empty()] {
+                        thead { tr { th.num { "Data port (UDP and TCP)" } th { "Client address" } th { "User" } } }
+                        tbody {
+                            @for l in leases {
+                                tr { td.num { (l.port) } td { (l.client) } td { (l.user) } }
                             }
                         }
                     }
@@ -247,7 +247,15 @@ fn updates(
                     })
                 })
                 .collect();
-            let data = serde_json::json!({ "throughput": rate(total), "transfers": rows });
+            let mut data = serde_json::json!({ "throughput": rate(total), "transfers": rows });
+            // Admins see the port leases, which come and go with sessions.
+            if rules::admin(&user.caller(), "leases").is_ok() {
+                data["leases"] = leases(&web)
+                    .await
+                    .iter()
+                    .map(|l| serde_json::json!({ "port": l.port, "client": l.client.to_string(), "user": l.user }))
+                    .collect();
+            }
             let event = Event::default().event("transfers").data(data.to_string());
             Some((Ok(event), (web, user, token, false)))
         },
