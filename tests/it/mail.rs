@@ -288,35 +288,12 @@ fn a_delivery_tells_each_person_what_they_need_once() {
     assert!(again.body.contains("used already"), "{}", again.body);
 
     // …after which the invited user logs in with the client.
-    let home = dir.path().join("newcomer");
-    let bare = ferry_tests::Client {
-        env: vec![
-            ("HOME".into(), home.display().to_string()),
-            (
-                "FERRY_CONFIG".into(),
-                home.join("credentials.toml").display().to_string(),
-            ),
-        ],
-        netns: None,
-    };
-    let mut login = bare.command(&[
-        "login",
-        &app.url,
-        "--email",
+    let bare = logged_in(
+        &app,
+        &dir.path().join("newcomer"),
         "new@example.com",
-        "--fingerprint",
-        &app.fingerprint,
-        "--password-stdin",
-    ]);
-    login
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = login.spawn().unwrap();
-    use std::io::Write as _;
-    writeln!(child.stdin.take().unwrap(), "a newcomer's password").unwrap();
-    let run = finish(child);
-    assert!(run.ok, "{}", run.stderr);
+        "a newcomer's password",
+    );
     let who = bare.run(&["whoami"]);
     assert!(
         who.stdout.contains("new@example.com (collaborator)"),
@@ -784,34 +761,12 @@ fn without_smtp_an_invited_recipient_gets_in_through_a_copied_link_and_receives(
     assert!(page.body.contains("Your password is set"), "{}", page.body);
 
     let home = tempfile::tempdir().unwrap();
-    let client = ferry_tests::Client {
-        env: vec![
-            ("HOME".into(), home.path().display().to_string()),
-            (
-                "FERRY_CONFIG".into(),
-                home.path().join("credentials.toml").display().to_string(),
-            ),
-        ],
-        netns: None,
-    };
-    let mut login = client.command(&[
-        "login",
-        &app.url,
-        "--email",
+    let client = logged_in(
+        &app,
+        home.path(),
         "dir@client.example",
-        "--fingerprint",
-        &app.fingerprint,
-        "--password-stdin",
-    ]);
-    login
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = login.spawn().unwrap();
-    use std::io::Write as _;
-    writeln!(child.stdin.take().unwrap(), "a director's own password").unwrap();
-    let run = finish(child);
-    assert!(run.ok, "{}", run.stderr);
+        "a director's own password",
+    );
     let into = tempfile::tempdir().unwrap();
     let mut agent = client.spawn(&["agent", "--into", into.path().to_str().unwrap()]);
     let received = || {
@@ -838,4 +793,38 @@ fn without_smtp_an_invited_recipient_gets_in_through_a_copied_link_and_receives(
     let csrf = admin.csrf("/outbox");
     let gone = admin.post(action, &[("csrf", &csrf)]);
     assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
+}
+
+/// A client with a home of its own in `home`, logged in as `email` the way
+/// a person does it (`ferry login … --password-stdin`).
+fn logged_in(app: &Appliance, home: &Path, email: &str, password: &str) -> ferry_tests::Client {
+    let client = ferry_tests::Client {
+        env: vec![
+            ("HOME".into(), home.display().to_string()),
+            (
+                "FERRY_CONFIG".into(),
+                home.join("credentials.toml").display().to_string(),
+            ),
+        ],
+        netns: None,
+    };
+    let mut login = client.command(&[
+        "login",
+        &app.url,
+        "--email",
+        email,
+        "--fingerprint",
+        &app.fingerprint,
+        "--password-stdin",
+    ]);
+    login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let run = finish(child);
+    assert!(run.ok, "{}", run.stderr);
+    client
 }

@@ -93,23 +93,12 @@ pub async fn retry(
     posted: AdminPost<super::users::Empty>,
 ) -> Response {
     let staff = posted.staff;
-    match web
+    let done_now = web
         .services
         .notifier
         .send_again(staff.by(), staff.actor(), id)
-        .await
-    {
-        Ok(()) => done("/outbox", "mail-again"),
-        Err(e) => {
-            render(
-                &web,
-                &staff,
-                Some(Notice::Error(e.to_string())),
-                StatusCode::BAD_REQUEST,
-            )
-            .await
-        }
-    }
+        .await;
+    answer(&web, &staff, done_now, "mail-again").await
 }
 
 pub async fn discard(
@@ -118,17 +107,27 @@ pub async fn discard(
     posted: AdminPost<super::users::Empty>,
 ) -> Response {
     let staff = posted.staff;
-    match web
+    let done_now = web
         .services
         .notifier
         .discard(staff.by(), staff.actor(), id)
-        .await
-    {
-        Ok(()) => done("/outbox", "mail-discarded"),
+        .await;
+    answer(&web, &staff, done_now, "mail-discarded").await
+}
+
+/// Back to the outbox with a confirmation, or the page with the error.
+async fn answer(
+    web: &Web,
+    staff: &Staff,
+    result: Result<(), ferryd_core::notifier::OutboxError>,
+    code: &str,
+) -> Response {
+    match result {
+        Ok(()) => done("/outbox", code),
         Err(e) => {
             render(
-                &web,
-                &staff,
+                web,
+                staff,
                 Some(Notice::Error(e.to_string())),
                 StatusCode::BAD_REQUEST,
             )
