@@ -84,12 +84,11 @@ pub fn timestamp(at: i64) -> String {
         .unwrap_or_else(|_| at.to_string())
 }
 
-/// Percent done, 0–100.
+/// Percent done, 0–100: the one rule, `ferry_api::percent`, for the
+/// byte counts the web admin holds.
 pub fn percent(done: u64, total: u64) -> u64 {
-    if total == 0 {
-        return 0;
-    }
-    (done.min(total) * 100) / total
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    u64::from(ferry_api::percent(as_i64(done), as_i64(total), false))
 }
 
 #[cfg(test)]

@@ -163,6 +163,13 @@ impl Transfers {
         user: &User,
         req: &SessionRequest,
     ) -> Result<Target, TransfersError> {
+        if let Some(key) = &req.resume_key
+            && (key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(TransfersError::Invalid(
+                "resume_key is up to 64 hex digits".into(),
+            ));
+        }
         match req.kind {
             SessionKind::Put | SessionKind::Get => {
                 let text = req.target.as_deref().ok_or_else(|| {

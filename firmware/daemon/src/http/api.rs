@@ -335,15 +335,6 @@ async fn create_session(
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<Json<SessionGrant>, ApiError> {
     let target = api.services.transfers.target(&caller.user, &req).await?;
-    if let Some(key) = &req.resume_key
-        && (key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            codes::INVALID_REQUEST,
-            "resume_key is up to 64 hex digits",
-        ));
-    }
     // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
     let host_header = headers
         .get(axum::http::header::HOST)
