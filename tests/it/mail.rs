@@ -15,14 +15,14 @@ use reqwest::StatusCode;
 use crate::webadmin::Browser;
 
 /// aiosmtpd on a loopback port, storing what it accepts in a maildir.
-struct Smtp {
+pub(crate) struct Smtp {
     port: u16,
     maildir: PathBuf,
     child: Option<Child>,
 }
 
 impl Smtp {
-    fn reserve(dir: &Path) -> Self {
+    pub(crate) fn reserve(dir: &Path) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -35,7 +35,7 @@ impl Smtp {
         }
     }
 
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let child = Command::new("/usr/bin/python3")
             .args([
                 "-m",
@@ -69,7 +69,7 @@ impl Smtp {
     }
 
     /// Every message received so far.
-    fn messages(&self) -> Vec<Mail> {
+    pub(crate) fn messages(&self) -> Vec<Mail> {
         let mut out = Vec::new();
         for sub in ["new", "cur"] {
             let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else {
@@ -85,7 +85,7 @@ impl Smtp {
     }
 
     /// Waits until `n` messages have arrived.
-    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Mail> {
+    pub(crate) fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Mail> {
         wait_for(&format!("{n} messages"), timeout, || {
             self.messages().len() >= n
         });
@@ -94,7 +94,7 @@ impl Smtp {
 }
 
 /// An appliance that mails through `smtp`, with `extra` flags.
-fn mailing_appliance(smtp: &Smtp, from: &str, extra: &[&str]) -> Appliance {
+pub(crate) fn mailing_appliance(smtp: &Smtp, from: &str, extra: &[&str]) -> Appliance {
     let url = smtp.url();
     let mut args = vec!["--smtp", url.as_str(), "--mail-from", from];
     args.extend_from_slice(extra);
@@ -109,9 +109,9 @@ impl Drop for Smtp {
 
 /// A received message, headers unfolded.
 #[derive(Debug, Clone)]
-struct Mail {
+pub(crate) struct Mail {
     headers: HashMap<String, Vec<String>>,
-    raw: String,
+    pub(crate) raw: String,
 }
 
 /// Undoes quoted-printable (soft line breaks, `=XX`), which is how long
@@ -176,7 +176,7 @@ impl Mail {
     }
 }
 
-fn find<'a>(mails: &'a [Mail], to: &str, subject: &str) -> Vec<&'a Mail> {
+pub(crate) fn find<'a>(mails: &'a [Mail], to: &str, subject: &str) -> Vec<&'a Mail> {
     mails
         .iter()
         .filter(|m| m.rcpt() == to && m.subject() == subject)
@@ -281,8 +281,16 @@ fn a_delivery_tells_each_person_what_they_need_once() {
             ("again", "a newcomer's password"),
         ],
     );
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("Your password is set"));
+    // Signed in on the spot, and straight to the delivery.
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let to = page.headers["location"].to_str().unwrap();
+    assert!(to.starts_with("/deliveries/"), "{to}");
+    assert!(
+        page.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("__Host-ferry=")
+    );
     let again = browser.get(path);
     assert_eq!(again.status, StatusCode::GONE);
     assert!(again.body.contains("used already"), "{}", again.body);
@@ -757,8 +765,15 @@ fn without_smtp_an_invited_recipient_gets_in_through_a_copied_link_and_receives(
             ("again", "a director's own password"),
         ],
     );
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("Your password is set"), "{}", page.body);
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(
+        page.headers["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/deliveries/"),
+        "{:?}",
+        page.headers
+    );
 
     let home = tempfile::tempdir().unwrap();
     let client = logged_in(

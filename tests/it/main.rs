@@ -15,6 +15,7 @@ mod jobs;
 mod limits;
 mod mail;
 mod nat;
+mod portal;
 mod python;
 mod reach;
 mod rules;

@@ -638,8 +638,8 @@ fn web_forms() -> BTreeSet<String> {
         .collect()
 }
 
-/// The web admin's callers: collaborators cannot sign in (checked in the
-/// `/login` row), so on every other form they are as anonymous.
+/// The web admin's callers for its staff forms; signed-in collaborators
+/// are refused every one of them (checked on their own below).
 const WEB_CALLERS: [Who; 4] = [Who::Anonymous, Who::Colleague, Who::Sender, Who::Admin];
 
 /// One form of the web admin and what each of [`WEB_CALLERS`] gets: a
@@ -895,13 +895,13 @@ fn every_operation_and_form_answers_each_caller_as_the_rulebook_says() {
         routes, expected_routes,
         "every form of the web admin is in the matrix, and only those"
     );
-    // Collaborators may not sign in; staff may; a wrong password may not.
+    // Everyone with a password signs in (collaborators to their
+    // deliveries); a wrong password does not.
     for who in CALLERS {
         let mut b = Browser::new(&w.a);
         let page = b.login(who.email(), PASSWORD);
         let want = match who {
             Who::Anonymous => "401",
-            Who::Stranger | Who::Recipient => "403",
             _ => "303 /",
         };
         count += 1;
@@ -937,6 +937,85 @@ fn every_operation_and_form_answers_each_caller_as_the_rulebook_says() {
             }
             // Each caller starts from the same place.
             w.restore(w.download);
+        }
+    }
+
+    // Signed-in collaborators post no staff form: each is refused; they
+    // may only sign out (and an invitation is nobody's).
+    for f in &forms {
+        for who in [Who::Stranger, Who::Recipient] {
+            let mut b = Browser::new(&w.a);
+            b.login(who.email(), PASSWORD);
+            let csrf = b.csrf("/deliveries");
+            let mut fields: Vec<(&str, &str)> =
+                f.fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            fields.push(("csrf", &csrf));
+            let page = b.post(&(f.path)(&w), &fields);
+            let want = match f.route {
+                "/logout" => "303 /login",
+                "/invite/{token}" => "404",
+                _ => "403",
+            };
+            count += 1;
+            if answer(&page) != want {
+                wrong.push(format!(
+                    "POST {} ({}) as {who:?}: {} (wanted {want})",
+                    f.route,
+                    f.what,
+                    answer(&page)
+                ));
+            }
+            w.restore(w.download);
+        }
+    }
+
+    // --- Deliveries in the browser, and their files over the API: only
+    // the recipient (whose files have not reached the appliance yet, so a
+    // download is refused as a conflict); nobody else learns it exists.
+    let d = w.download;
+    let pages: Vec<(String, [&str; 6])> = vec![
+        (
+            "/deliveries".into(),
+            [LOGIN, "200", "200", "200", "200", "200"],
+        ),
+        (
+            format!("/deliveries/{d}"),
+            [LOGIN, "404", "200", "404", "404", "404"],
+        ),
+        (
+            format!("/deliveries/{d}/all.zip"),
+            [LOGIN, "404", "409", "404", "404", "404"],
+        ),
+        (
+            format!("/deliveries/{d}/files/b.mov"),
+            [LOGIN, "404", "409", "404", "404", "404"],
+        ),
+    ];
+    for (path, expect) in &pages {
+        for (i, who) in CALLERS.iter().enumerate() {
+            let mut b = Browser::new(&w.a);
+            if *who != Who::Anonymous {
+                b.login(who.email(), PASSWORD);
+            }
+            let got = answer(&b.get(path));
+            count += 1;
+            if got != expect[i] {
+                wrong.push(format!(
+                    "GET {path} as {who:?}: {got} (wanted {})",
+                    expect[i]
+                ));
+            }
+        }
+    }
+    let file = format!("/api/v1/jobs/{d}/files/b.mov");
+    for (i, who) in CALLERS.iter().enumerate() {
+        let (status, reply) = w.rest.call("GET", &file, w.key(*who), None);
+        let want = [A, 404, 409, 404, 404, 404][i];
+        count += 1;
+        if status != want {
+            wrong.push(format!(
+                "GET {file} as {who:?}: {status} (wanted {want}): {reply}"
+            ));
         }
     }
 

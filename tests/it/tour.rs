@@ -259,7 +259,8 @@ fn receive_as_the_recipient(tour: &Tour, agent_line: &str) {
             ("again", "the director's own password"),
         ],
     );
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // Set, signed in, and on to their deliveries in the browser.
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     let (ok, _, err) = sh(
         dir,
         &home,

@@ -116,6 +116,11 @@ impl Browser {
         page
     }
 
+    /// The session cookie's value (after a login).
+    pub(crate) fn cookie(&self) -> &str {
+        self.cookie.as_deref().unwrap_or_default()
+    }
+
     /// The CSRF token on a page.
     pub(crate) fn csrf(&mut self, path: &str) -> String {
         let page = self.get(path);
@@ -417,12 +422,50 @@ fn roles_decide_what_opens() {
         ],
         "collaborator password\n",
     );
-    // Collaborators cannot use the admin pages at all.
+    // Collaborators sign in to their deliveries and never see a staff
+    // page: each sends them back to their deliveries, and a staff form is
+    // refused.
     let mut cat = Browser::new(&app);
     let page = cat.login("cat@example.com", "collaborator password");
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(cat.cookie.is_some());
+    let home = cat.get("/deliveries");
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains("Your deliveries"));
+    for path in [
+        "/users",
+        "/transfers",
+        "/shares",
+        "/settings",
+        "/audit",
+        "/outbox",
+    ] {
+        assert!(
+            !home.body.contains(&format!(r#"href="{path}""#)),
+            "{path} linked"
+        );
+    }
+    for path in [
+        "/",
+        "/transfers",
+        "/shares",
+        "/users",
+        "/settings",
+        "/audit",
+        "/outbox",
+        "/setup",
+    ] {
+        let page = cat.get(path);
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.headers[LOCATION], "/deliveries", "{path}");
+    }
+    let csrf = cat.csrf("/deliveries");
+    let page = cat.post(
+        "/shares/root",
+        &[("csrf", &csrf), ("name", "x"), ("path", "/tmp")],
+    );
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(page.body.contains("Collaborators receive"));
-    assert!(cat.cookie.is_none());
 
     // Employees see the dashboard, transfers and shares, not the admin pages.
     let mut ed = Browser::new(&app);

@@ -131,15 +131,36 @@ fn to_login(parts: &Parts) -> Response {
     Redirect::to(&format!("/login{next}")).into_response()
 }
 
-impl FromRequestParts<Arc<Web>> for Staff {
+/// Anyone signed in: staff, or a collaborator (who sees only their
+/// deliveries).
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user: User,
+    pub csrf: String,
+    pub from: IpAddr,
+}
+
+impl Member {
+    /// This person, for the audit lines services write.
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.user.id, self.from)
+    }
+
+    /// Whether they may open the staff pages.
+    pub fn is_staff(&self) -> bool {
+        ferry_domain::rules::web_admin(&self.user.account()).is_ok()
+    }
+}
+
+impl FromRequestParts<Arc<Web>> for Member {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
         let Some(token) = session_token(&parts.headers) else {
             return Err(to_login(parts));
         };
-        // The users service answers only for sessions whose account may use
-        // the web admin now (staff, enabled, a person).
+        // The users service answers only for sessions whose account may
+        // sign in now (enabled, a person).
         let session =
             web.services.users.web_session(&token).await.map_err(|e| {
                 layout::error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
@@ -147,11 +168,7 @@ impl FromRequestParts<Arc<Web>> for Staff {
         let Some(session) = session else {
             return Err(to_login(parts));
         };
-        // The one-time password must go before anything else happens.
-        if session.user.must_change_password && parts.uri.path() != "/setup" {
-            return Err(Redirect::to("/setup").into_response());
-        }
-        Ok(Staff {
+        Ok(Member {
             from: client_ip(parts, &web.services.settings.trusted_proxies()),
             user: session.user,
             csrf: session.csrf,
@@ -159,8 +176,34 @@ impl FromRequestParts<Arc<Web>> for Staff {
     }
 }
 
+impl FromRequestParts<Arc<Web>> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
+        let member = Member::from_request_parts(parts, web).await?;
+        // Collaborators never see a staff page: a page they open sends them
+        // to their deliveries; anything else is refused.
+        if !member.is_staff() {
+            return Err(if parts.method == axum::http::Method::GET {
+                Redirect::to("/deliveries").into_response()
+            } else {
+                layout::error_page(StatusCode::FORBIDDEN, COLLABORATORS)
+            });
+        }
+        // The one-time password must go before anything else happens.
+        if member.user.must_change_password && parts.uri.path() != "/setup" {
+            return Err(Redirect::to("/setup").into_response());
+        }
+        Ok(Staff {
+            user: member.user,
+            csrf: member.csrf,
+            from: member.from,
+        })
+    }
+}
+
 pub const COLLABORATORS: &str = "The web admin is for the facility's staff. Collaborators receive their \
-     deliveries with the Ferry client (ferry agent or the desktop app).";
+     deliveries on the Deliveries page, or with the Ferry client (ferry agent or the desktop app).";
 
 /// An admin; anyone else gets a page that says why not.
 #[derive(Debug, Clone)]
@@ -199,24 +242,56 @@ impl<T: DeserializeOwned> FromRequest<Arc<Web>> for Posted<T> {
     type Rejection = Response;
 
     async fn from_request(request: Request, web: &Arc<Web>) -> Result<Self, Response> {
-        let (mut parts, body) = request.into_parts();
-        let refuse = |why: CrossSite| layout::error_page(StatusCode::FORBIDDEN, &why.to_string());
-        // Checked before the session, so a forged post learns nothing.
-        same_origin(&parts.headers).map_err(refuse)?;
-        let staff = Staff::from_request_parts(&mut parts, web).await?;
-        let bytes = read_form(body).await?;
-        let token: Token = decode_form(&bytes).map_err(bad_form)?;
-        if !secret_eq(&token.csrf, &staff.csrf) {
-            log::warn!(
-                "form without a valid CSRF token from {} ({})",
-                staff.user.email,
-                staff.from
-            );
-            return Err(refuse(CrossSite::Token));
-        }
-        let form = decode_form(&bytes).map_err(bad_form)?;
+        let (staff, form) =
+            checked_form::<Staff, T>(request, web, |s| (&s.csrf, &s.user.email)).await?;
         Ok(Posted { staff, form })
     }
+}
+
+/// A state-changing form from anyone signed in (collaborators too): the
+/// same checks as [`Posted`].
+#[derive(Debug)]
+pub struct MemberPost<T> {
+    pub member: Member,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<Arc<Web>> for MemberPost<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, web: &Arc<Web>) -> Result<Self, Response> {
+        let (member, form) =
+            checked_form::<Member, T>(request, web, |m| (&m.csrf, &m.user.email)).await?;
+        Ok(MemberPost { member, form })
+    }
+}
+
+/// The checks every state-changing form passes: the browser says it comes
+/// from our own pages (checked before the session, so a forged post
+/// learns nothing), someone is signed in as `W`, and the form carries the
+/// session's CSRF token.
+async fn checked_form<W, T>(
+    request: Request,
+    web: &Arc<Web>,
+    token_of: impl Fn(&W) -> (&String, &String),
+) -> Result<(W, T), Response>
+where
+    W: FromRequestParts<Arc<Web>, Rejection = Response>,
+    T: DeserializeOwned,
+{
+    let (mut parts, body) = request.into_parts();
+    let refuse = |why: CrossSite| layout::error_page(StatusCode::FORBIDDEN, &why.to_string());
+    same_origin(&parts.headers).map_err(refuse)?;
+    let who = W::from_request_parts(&mut parts, web).await?;
+    let bytes = read_form(body).await?;
+    let token: Token = decode_form(&bytes).map_err(bad_form)?;
+    let (csrf, email) = token_of(&who);
+    if !secret_eq(&token.csrf, csrf) {
+        log::warn!("form without a valid CSRF token from {email}");
+        return Err(refuse(CrossSite::Token));
+    }
+    let form = decode_form(&bytes).map_err(bad_form)?;
+    Ok((who, form))
 }
 
 /// A state-changing form that only an admin may send: [`Posted`], then the

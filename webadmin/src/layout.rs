@@ -6,11 +6,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use crate::auth::Staff;
+use crate::auth::{Member, Staff};
 
 /// The navigation, in order: (path, label, admins only).
 const NAV: &[(&str, &str, bool)] = &[
     ("/", "Dashboard", false),
+    ("/deliveries", "My deliveries", false),
     ("/transfers", "Transfers", false),
     ("/shares", "Shares", false),
     ("/users", "Users", true),
@@ -84,6 +85,40 @@ pub fn staff_page(
                         a href="/setup" { "Password" }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(staff.csrf);
+                            button.link type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (notice_box(notice))
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// A whole page of a signed-in person's own deliveries (collaborators see
+/// nothing else; staff find their way back to the admin).
+pub fn member_page(title: &str, member: &Member, notice: Option<&Notice>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body {
+                header.top {
+                    a.brand href="/deliveries" { "Ferry" }
+                    nav {
+                        a href="/deliveries" class="active" { "Deliveries" }
+                        @if member.is_staff() {
+                            a href="/" { "Admin" }
+                        }
+                    }
+                    div.me {
+                        span.who title=(member.user.role.as_str()) { (member.user.email) }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(member.csrf);
                             button.link type="submit" { "Log out" }
                         }
                     }

@@ -12,6 +12,7 @@
 //! to strings.
 
 pub mod auth;
+pub mod fetch;
 pub mod format;
 pub mod layout;
 pub mod pages;
@@ -90,6 +91,7 @@ refused_from!(
     ferryd_core::shares::SharesError,
     ferryd_core::deliveries::DeliveriesError,
     ferryd_core::settings::SettingsFailure,
+    ferryd_core::portal::PortalError,
 );
 
 /// What the handlers share.
@@ -146,6 +148,10 @@ pub fn router(services: Services) -> Router {
         .route("/outbox/{id}/discard", post(outbox::discard))
         .route("/users/{id}/invite-link", post(users::invite_link))
         .route("/invite/{token}", get(invite::form).post(invite::accept))
+        .route("/deliveries", get(deliveries::page))
+        .route("/deliveries/{id}", get(deliveries::detail))
+        .route("/deliveries/{id}/all.zip", get(deliveries::zip))
+        .route("/deliveries/{id}/files/{*path}", get(deliveries::file))
         .route("/static/admin.css", get(layout::stylesheet))
         .route("/static/admin.js", get(layout::script))
         .layer(axum::middleware::from_fn(security::headers))

@@ -38,6 +38,8 @@
 //! - [`deliveries`]: making deliveries, files landing, expiry;
 //! - [`jobs`]: listing, showing and controlling jobs;
 //! - [`transfers`]: granting data sessions and settling how they ended;
+//! - [`portal`]: deliveries fetched over HTTPS (a browser, a script), and
+//!   what counts as received;
 //! - [`ports`]: what services ask of the running appliance;
 //! - [`services`]: all of them together.
 
@@ -58,6 +60,7 @@ pub mod users;
 
 pub mod deliveries;
 pub mod jobs;
+pub mod portal;
 pub mod transfers;
 
 pub mod services;

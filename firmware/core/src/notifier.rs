@@ -210,11 +210,27 @@ impl Notifier {
         recipients: &[User],
     ) -> Result<(), StoreError> {
         let d = self.facts(delivery).await?;
+        let jobs = self
+            .store
+            .list_jobs(&JobFilter {
+                delivery: Some(delivery.id),
+                kind: Some(JobKind::Download),
+                all: true,
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await?;
         for r in recipients {
+            // Straight to the recipient's own download in a browser.
+            let link = match jobs.iter().find(|j| j.recipient_id == Some(r.id)) {
+                Some(j) => format!("{}/deliveries/{}", self.base_url(), j.id),
+                None => format!("{}/deliveries", self.base_url()),
+            };
             self.notify(
                 r,
                 &Mail::DeliveryWaiting {
                     delivery: d.clone(),
+                    link,
                 },
                 format!("waiting:{}:{}", delivery.id, r.id),
             )

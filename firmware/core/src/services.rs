@@ -14,6 +14,7 @@ use crate::deliveries::Deliveries;
 use crate::jobs::Jobs;
 use crate::live::{Limits, LiveSessions};
 use crate::notifier::Notifier;
+use crate::portal::Portal;
 use crate::ports::Appliance;
 use crate::settings::{SecretDirs, Settings, SettingsFailure};
 use crate::shares::Shares;
@@ -48,6 +49,7 @@ pub struct Services {
     pub deliveries: Deliveries,
     pub jobs: Jobs,
     pub transfers: Transfers,
+    pub portal: Portal,
     /// The running appliance (its certificate, ports and firewall).
     pub appliance: Arc<dyn Appliance>,
 }
@@ -110,6 +112,7 @@ impl Services {
             deliveries.clone(),
             notifier.clone(),
         );
+        let portal = Portal::new(store.clone(), transfers.clone());
         Ok(Services {
             clock,
             audit,
@@ -121,6 +124,7 @@ impl Services {
             deliveries,
             jobs,
             transfers,
+            portal,
             appliance,
         })
     }

@@ -212,7 +212,8 @@ impl Users {
         Ok((user, key))
     }
 
-    /// The web admin's login form: a password for a web session.
+    /// The web pages' login form: a password for a web session (staff
+    /// reach the admin with it, collaborators their deliveries).
     pub async fn web_login(
         &self,
         email: &str,
@@ -220,7 +221,7 @@ impl Users {
         from: IpAddr,
     ) -> Result<(User, NewWebSession), UsersError> {
         let user = self.check_password(email, password, from).await?;
-        rules::web_admin(&user.account())?;
+        rules::web_sign_in(&user.account())?;
         let session = self
             .store
             .create_web_session(user.id, WEB_LIFETIME_SECS)
@@ -235,6 +236,29 @@ impl Users {
         Ok((user, session))
     }
 
+    /// A web session for someone who just proved who they are another way
+    /// (they chose their password from their invitation link), so they
+    /// land on their delivery without logging in again.
+    pub async fn web_session_for(
+        &self,
+        user: &User,
+        from: IpAddr,
+    ) -> Result<NewWebSession, UsersError> {
+        rules::web_sign_in(&user.account())?;
+        let session = self
+            .store
+            .create_web_session(user.id, WEB_LIFETIME_SECS)
+            .await?;
+        self.audit
+            .record(
+                Actor::user(user.id, from)
+                    .line(AuditAction::Login, user.email.clone())
+                    .detail("web, from the invitation link"),
+            )
+            .await?;
+        Ok(session)
+    }
+
     /// How long `email` must wait before trying again from `from`.
     pub fn login_wait(&self, email: &str, from: IpAddr) -> Option<Duration> {
         self.throttle().wait(email, from, Instant::now())
@@ -245,7 +269,7 @@ impl Users {
         let Some(s) = self.store.web_session(token, WEB_IDLE_SECS).await? else {
             return Ok(None);
         };
-        Ok(rules::web_admin(&s.user.account()).is_ok().then_some(s))
+        Ok(rules::web_sign_in(&s.user.account()).is_ok().then_some(s))
     }
 
     /// Whether a session holds, without renewing it (a live page).

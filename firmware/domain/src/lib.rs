@@ -16,6 +16,7 @@
 //! - [`address`]: the client's address behind trusted proxies;
 //! - [`settings`]: the site settings and their one validator;
 //! - [`stall`]: when a session that makes no progress is closed;
+//! - [`served`]: when a file downloaded over HTTPS counts as received;
 //! - [`email`]: the shape of an address.
 
 #[macro_use]
@@ -27,6 +28,7 @@ pub mod email;
 pub mod ending;
 pub mod password;
 pub mod rules;
+pub mod served;
 pub mod settings;
 pub mod stall;
 pub mod throttle;

@@ -263,6 +263,38 @@ pub fn run(caller: &Caller, job: &JobFacts, now: i64) -> Result<(), Refusal> {
     }
 }
 
+/// May `caller` download `job`'s files over HTTPS (the browser's
+/// deliveries page, or the API for scripts)? Only its recipient, and no
+/// one else learns it exists, admins included: what a recipient was served
+/// counts as received, so no one may take it in their place. A finished
+/// job's files may be fetched again while its delivery lives.
+pub fn fetch(caller: &Caller, job: &JobFacts) -> Result<(), Refusal> {
+    if job.kind != JobKind::Download || job.recipient != Some(caller.user) {
+        return Err(Refusal::NotFound(format!(
+            "there is no delivery {}",
+            job.id
+        )));
+    }
+    see(caller, job)?;
+    if job.expired {
+        return Err(Refusal::Withdrawn(format!(
+            "the delivery of job {} has expired",
+            job.id
+        )));
+    }
+    match job.status {
+        JobStatus::Paused => Err(Refusal::Paused(format!(
+            "the sender paused delivery {}; it resumes when they let it",
+            job.id
+        ))),
+        JobStatus::Aborted => Err(Refusal::Aborted(format!(
+            "the sender withdrew delivery {}",
+            job.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Rights on a share, from its grants (admins hold both on every share).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Access {
@@ -378,7 +410,13 @@ pub fn key_mint(a: &Account<'_>) -> Result<(), AccountRefusal> {
     key_use(a)
 }
 
-/// May this account open the web admin?
+/// May this account sign in to the web pages at all? Any person with a
+/// password: collaborators land on their deliveries, staff on the admin.
+pub fn web_sign_in(a: &Account<'_>) -> Result<(), AccountRefusal> {
+    password_sign_in(a)
+}
+
+/// May this account open the web admin's (staff) pages?
 pub fn web_admin(a: &Account<'_>) -> Result<(), AccountRefusal> {
     password_sign_in(a)?;
     if a.role.is_staff() {
@@ -454,6 +492,45 @@ mod tests {
         }
         assert_eq!(see(&ADMIN, &job), Ok(Party::Admin));
         assert_eq!(see(&RECIPIENT, &job), Ok(Party::Recipient));
+    }
+
+    #[test]
+    fn only_the_recipient_fetches_a_delivery_and_others_learn_nothing() {
+        let job = download(JobStatus::Queued);
+        assert_eq!(fetch(&RECIPIENT, &job), Ok(()));
+        // Admins and the sender may see the job, but not take its files in
+        // the recipient's place; nobody else learns it exists.
+        for who in [ADMIN, SENDER, STRANGER, COLLEAGUE] {
+            assert!(matches!(fetch(&who, &job), Err(Refusal::NotFound(_))));
+        }
+        // Not an upload, even one's own.
+        let mut upload = download(JobStatus::Queued);
+        upload.kind = JobKind::Upload;
+        upload.recipient = None;
+        assert!(matches!(fetch(&SENDER, &upload), Err(Refusal::NotFound(_))));
+        // Done: fetched again while it lives; not once expired, withdrawn,
+        // paused or aborted.
+        assert_eq!(fetch(&RECIPIENT, &download(JobStatus::Done)), Ok(()));
+        let mut expired = download(JobStatus::Done);
+        expired.expired = true;
+        assert!(matches!(
+            fetch(&RECIPIENT, &expired),
+            Err(Refusal::Withdrawn(_))
+        ));
+        let mut purged = download(JobStatus::Queued);
+        purged.purged = true;
+        assert!(matches!(
+            fetch(&RECIPIENT, &purged),
+            Err(Refusal::Withdrawn(_))
+        ));
+        assert!(matches!(
+            fetch(&RECIPIENT, &download(JobStatus::Paused)),
+            Err(Refusal::Paused(_))
+        ));
+        assert!(matches!(
+            fetch(&RECIPIENT, &download(JobStatus::Aborted)),
+            Err(Refusal::Aborted(_))
+        ));
     }
 
     #[test]

@@ -174,6 +174,30 @@ impl ShareRoot {
         Ok(out)
     }
 
+    /// Opens a file beneath the share for reading, with its facts as
+    /// opened (a browser download reads it from here).
+    pub fn open_file(&self, path: &SharePath) -> Result<(std::fs::File, Found), EngineError> {
+        let file = self
+            .dir
+            .open(rel(path))
+            .map_err(|e| EngineError::io(self.name_of(path), e))?
+            .into_std();
+        let meta = file
+            .metadata()
+            .map_err(|e| EngineError::io(self.name_of(path), e))?;
+        if !meta.is_file() {
+            return Err(EngineError::NotFound {
+                path: self.name_of(path),
+            });
+        }
+        let found = Found {
+            path: path.clone(),
+            size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+        };
+        Ok((file, found))
+    }
+
     fn found(&self, path: &SharePath) -> Result<Found, EngineError> {
         // The size and time of the file as opened, not of the name, so a
         // swap between the stat and the open cannot mislead.

@@ -36,8 +36,11 @@ pub enum Mail {
         link: String,
         expires_at: i64,
     },
-    /// To a recipient: a delivery waits for them.
-    DeliveryWaiting { delivery: DeliveryFacts },
+    /// To a recipient: a delivery waits for them, at `link` in a browser.
+    DeliveryWaiting {
+        delivery: DeliveryFacts,
+        link: String,
+    },
     /// To the sender: one recipient has everything.
     DeliveryComplete {
         delivery: DeliveryFacts,
@@ -103,6 +106,10 @@ fn date(at: i64) -> String {
         .unwrap_or_else(|_| at.to_string())
 }
 
+/// The same, after "Or ".
+const RECEIVE_LOWER: &str = "receive it with the Ferry client, faster on long links: `ferry agent --into ~/Deliveries` \
+     keeps receiving everything addressed to you, `ferry pull --into DIR` receives what is waiting now.";
+
 const RECEIVE: &str = "Receive it with the Ferry client: `ferry agent --into ~/Deliveries` keeps \
      receiving everything addressed to you, `ferry pull --into DIR` receives what is waiting now.";
 
@@ -154,7 +161,7 @@ impl Mail {
                 let text = format!(
                     "{inviter} invited you to Ferry, the appliance your collaborators use to deliver review \
                      sessions to you.\n\nChoose your password here (the link works once, until {}):\n\n  {link}\n\n\
-                     Then log in with the Ferry client to receive your deliveries.\n",
+                     Then download your deliveries in the browser, or receive them with the Ferry client.\n",
                     date(*expires_at)
                 );
                 let html = page(
@@ -162,7 +169,7 @@ impl Mail {
                     html! {
                         p { (inviter) " invited you to Ferry, the appliance your collaborators use to deliver review sessions to you." }
                         p { a href=(link) { "Choose your password" } " (the link works once, until " (date(*expires_at)) ")." }
-                        p { "Then log in with the Ferry client to receive your deliveries." }
+                        p { "Then download your deliveries in the browser, or receive them with the Ferry client." }
                     },
                 );
                 Composed {
@@ -172,10 +179,11 @@ impl Mail {
                     html,
                 }
             }
-            Mail::DeliveryWaiting { delivery: d } => {
+            Mail::DeliveryWaiting { delivery: d, link } => {
                 let subject = single_line(&format!("{} sent you {}", d.sender, d.name));
                 let text = format!(
-                    "{} sent you the delivery \"{}\":\n\n{}\nIt is available until {}.\n\n{RECEIVE}\n",
+                    "{} sent you the delivery \"{}\":\n\n{}\nIt is available until {}.\n\n\
+                     Download it in your browser:\n\n  {link}\n\nOr {RECEIVE_LOWER}\n",
                     single_line(&d.sender),
                     single_line(&d.name),
                     files_text(d),
@@ -187,7 +195,8 @@ impl Mail {
                         p { (d.sender) " sent you the delivery " b { (d.name) } ":" }
                         (files_html(d))
                         p { "It is available until " (date(d.expires_at)) "." }
-                        p { (RECEIVE) }
+                        p { a href=(link) { "Download it in your browser" } }
+                        p { "Or " (RECEIVE_LOWER) }
                     },
                 );
                 Composed {
@@ -344,6 +353,7 @@ mod tests {
     fn a_waiting_delivery_names_files_sizes_sender_and_expiry() {
         let c = Mail::DeliveryWaiting {
             delivery: facts("review-0412"),
+            link: "https://ferry.example.com:8443/deliveries/12".into(),
         }
         .compose();
         assert_eq!(c.subject, "ann@example.com sent you review-0412");
@@ -353,6 +363,7 @@ mod tests {
             "9.7 GB in all",
             "2027",
             "ferry agent",
+            "https://ferry.example.com:8443/deliveries/12",
         ] {
             assert!(c.text.contains(part), "{part} not in {}", c.text);
         }
@@ -363,6 +374,7 @@ mod tests {
     fn names_cannot_break_headers_or_markup() {
         let c = Mail::DeliveryWaiting {
             delivery: facts("evil\r\nBcc: victim@example.com\r\n<script>x</script>"),
+            link: "https://ferry.example.com:8443/deliveries/12".into(),
         }
         .compose();
         assert!(!c.subject.contains('\r') && !c.subject.contains('\n'));

@@ -228,6 +228,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a file as delivered, and the job's progress with it.
     async fn task_done(&self, job: JobId, path: &str, digest: Option<&str>) -> Result<()>;
 
+    /// Records how many bytes of a file not yet delivered have reached its
+    /// recipient (a browser download partly served), and the job's
+    /// progress with it. A delivered file is left as it is.
+    async fn task_progress(&self, job: JobId, path: &str, bytes_done: i64) -> Result<()>;
+
     /// Sets the priority of the named tasks; returns how many changed.
     async fn set_task_priority(&self, job: JobId, paths: &[String], priority: u16)
     -> Result<usize>;

@@ -252,6 +252,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn task_progress(&self, job: JobId, path: &str, bytes_done: i64) -> Result<()> {
+        let path = path.to_owned();
+        self.run(move |db| db.task_progress(job, &path, bytes_done))
+            .await
+    }
+
     async fn set_task_priority(
         &self,
         job: JobId,

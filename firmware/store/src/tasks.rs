@@ -96,12 +96,33 @@ impl Sqlite {
              WHERE job_id = ?3 AND path = ?4 AND status != 'excluded'",
             params![digest, now(), job.0, path],
         )?;
+        Self::count_progress(&tx, job)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The job's counters from its tasks: files delivered, and the bytes
+    /// of every file that have reached the recipient (whole files, and the
+    /// part of a file a browser has been served).
+    fn count_progress(tx: &rusqlite::Transaction<'_>, job: JobId) -> Result<()> {
         tx.execute(
             "UPDATE jobs SET files_done = (SELECT count(*) FROM tasks WHERE job_id = ?1 AND status = 'done'),
-                 bytes_done = (SELECT coalesce(sum(bytes_done), 0) FROM tasks WHERE job_id = ?1 AND status = 'done')
+                 bytes_done = (SELECT coalesce(sum(bytes_done), 0) FROM tasks WHERE job_id = ?1 AND status != 'excluded')
              WHERE id = ?1",
             [job.0],
         )?;
+        Ok(())
+    }
+
+    pub fn task_progress(&self, job: JobId, path: &str, bytes_done: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE tasks SET bytes_done = max(bytes_done, min(?1, size))
+             WHERE job_id = ?2 AND path = ?3 AND status NOT IN ('done', 'excluded')",
+            params![bytes_done, job.0, path],
+        )?;
+        Self::count_progress(&tx, job)?;
         tx.commit()?;
         Ok(())
     }
@@ -183,9 +204,19 @@ mod tests {
         assert_eq!((j.files_total, j.bytes_total), (2, 110));
         let tasks = s.tasks(job).unwrap();
         assert_eq!(tasks[0].path, "a.mp4");
+        // A browser served part of a file: the job counts it, never more
+        // than the file, never less than before.
+        s.task_progress(job, "a.mp4", 60).unwrap();
+        s.task_progress(job, "a.mp4", 40).unwrap();
+        assert_eq!(s.job(job).unwrap().bytes_done, 60);
+        s.task_progress(job, "seq/f.0001.exr", 99).unwrap();
+        assert_eq!(s.job(job).unwrap().bytes_done, 70);
         s.task_done(job, "a.mp4", Some("abc")).unwrap();
         let j = s.job(job).unwrap();
-        assert_eq!((j.files_done, j.bytes_done), (1, 100));
+        assert_eq!((j.files_done, j.bytes_done), (1, 110));
+        // A delivered file stays whole.
+        s.task_progress(job, "a.mp4", 1).unwrap();
+        assert_eq!(s.job(job).unwrap().bytes_done, 110);
         assert_eq!(
             s.set_task_priority(job, &["seq/f.0001.exr".into()], 1)
                 .unwrap(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use ferry_store::Invitation;
 use ferryd_core::users::UsersError;
 use maud::{Markup, html};
@@ -60,7 +60,7 @@ pub fn form_view(email: &str, notice: Option<&Notice>) -> Markup {
         "Welcome to Ferry",
         notice,
         html! {
-            p { "Choose a password for " b { (email) } ". You then log in with the Ferry client to receive your deliveries." }
+            p { "Choose a password for " b { (email) } ". You then download your deliveries here in the browser, or receive them with the Ferry app." }
             form.stack method="post" {
                 label { "Password (at least 12 characters)"
                     input type="password" name="password" minlength="12" required autocomplete="new-password"; }
@@ -131,21 +131,7 @@ pub async fn accept(
         );
     }
     match users.accept_invitation(&token, &form.password, from).await {
-        Ok(user) => {
-            let server = web.services.notifier.base_url();
-            html_status(
-                StatusCode::OK,
-                bare(
-                    "Your password is set",
-                    Some(&Notice::Done("Your password is set.".into())),
-                    html! {
-                        p { "Log in with the Ferry client, then leave it receiving your deliveries:" }
-                        pre { code { "ferry login " (server) " --email " (user.email) "\nferry agent --into ~/Deliveries" } }
-                        p.hint { "The client shows the appliance's certificate fingerprint the first time; the person who invited you can confirm it." }
-                    },
-                ),
-            )
-        }
+        Ok(user) => signed_in(&web, &user, from).await,
         // The policy's words, on the same form, to try again.
         Err(UsersError::WeakPassword(e)) => html_status(
             StatusCode::BAD_REQUEST,
@@ -159,6 +145,52 @@ pub async fn accept(
             bare("Invitation", Some(&Notice::Error(e.to_string())), html! {}),
         ),
     }
+}
+
+/// The password is set: the new account is signed in on the spot and
+/// lands on its newest delivery (or its list of deliveries).
+async fn signed_in(web: &Web, user: &ferry_store::User, from: std::net::IpAddr) -> Response {
+    let session = match web.services.users.web_session_for(user, from).await {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("signing {} in after their invitation: {e}", user.email);
+            let server = web.services.notifier.base_url();
+            return html_status(
+                StatusCode::OK,
+                bare(
+                    "Your password is set",
+                    Some(&Notice::Done("Your password is set.".into())),
+                    html! {
+                        p { a href="/login" { "Log in" } " to download your deliveries in the browser, or receive them with the Ferry client:" }
+                        pre { code { "ferry login " (server) " --email " (user.email) "\nferry agent --into ~/Deliveries" } }
+                    },
+                ),
+            );
+        }
+    };
+    let newest = web
+        .services
+        .jobs
+        .list(
+            user,
+            &ferryd_core::jobs::Listing {
+                all: true,
+                kind: Some(ferry_domain::JobKind::Download),
+                side: ferryd_core::jobs::Side::Recipient,
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .ok()
+        .and_then(|l| l.jobs.first().map(|j| j.id));
+    let to = newest.map_or("/deliveries".to_owned(), |id| format!("/deliveries/{id}"));
+    let mut response = axum::response::Redirect::to(&to).into_response();
+    response.headers_mut().insert(
+        axum::http::header::SET_COOKIE,
+        crate::auth::session_cookie(&session.token),
+    );
+    response
 }
 
 fn capitalised(s: &str) -> String {

@@ -13,7 +13,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{html, html_status};
-use crate::auth::{COLLABORATORS, Posted, PublicForm, Staff};
+use crate::auth::{COLLABORATORS, MemberPost, Posted, PublicForm, Staff};
 use crate::format::duration;
 use crate::layout::{Notice, bare, local_path, staff_page};
 use crate::{Web, auth};
@@ -48,7 +48,7 @@ pub fn login_view(next: Option<&str>, email: &str, notice: Option<&Notice>) -> M
                 label { "Password" input type="password" name="password" required autocomplete="current-password"; }
                 button.primary type="submit" { "Log in" }
             }
-            p.hint { "Collaborators receive their deliveries with the Ferry client, not here." }
+            p.hint { "Collaborators: log in to download your deliveries in the browser, or receive them with the Ferry app." }
         },
     )
 }
@@ -127,16 +127,16 @@ pub async fn submit(State(web): State<Arc<Web>>, posted: PublicForm<LoginForm>) 
 pub async fn logout(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
-    posted: Posted<Empty>,
+    posted: MemberPost<Empty>,
 ) -> Response {
     if let Some(token) = auth::session_token(&headers)
         && let Err(e) = web
             .services
             .users
-            .logout(&token, posted.staff.actor(), &posted.staff.user.email)
+            .logout(&token, posted.member.actor(), &posted.member.user.email)
             .await
     {
-        log::error!("logging {} out: {e}", posted.staff.user.email);
+        log::error!("logging {} out: {e}", posted.member.user.email);
     }
     let mut response = Redirect::to("/login").into_response();
     response

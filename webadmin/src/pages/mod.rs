@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod dashboard;
+pub mod deliveries;
 pub mod invite;
 pub mod login;
 pub mod outbox;

@@ -329,7 +329,7 @@ pub fn detail_view(staff: &Staff, d: &JobDetail, notice: Option<&Notice>) -> Mar
     )
 }
 
-fn line(l: &JobLine) -> Markup {
+pub(crate) fn line(l: &JobLine) -> Markup {
     let pct = percent(l.bytes_done.max(0) as u64, l.size.max(0) as u64);
     html! {
         tr {

@@ -100,6 +100,7 @@ from_failing!(
     ferryd_core::shares::SharesError,
     ferryd_core::deliveries::DeliveriesError,
     ferryd_core::transfers::TransfersError,
+    ferryd_core::portal::PortalError,
     ferryd_core::settings::SettingsFailure,
     ferryd_core::live::Crowded,
     crate::transfer::GrantError,

@@ -35,6 +35,30 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(act))
 }
 
+/// `GET /api/v1/jobs/{id}/files/{*path}`: one file of a download job, for
+/// its recipient's scripts, with `Range`, `If-Range` and `ETag` exactly as
+/// the browser's deliveries page answers (they share
+/// [`ferry_webadmin::fetch`]), and counted as received the same way.
+///
+/// A plain route, not in the OpenAPI document: its path ends in a
+/// wildcard (the file's path, slashes and all) and its body is the file.
+pub fn file_routes() -> axum::Router<Arc<Api>> {
+    axum::Router::new().route("/api/v1/jobs/{id}/files/{*path}", axum::routing::get(file))
+}
+
+async fn file(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    ApiParts(Path((id, path))): ApiPath<(i64, String)>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let portal = &api.services.portal;
+    match portal.open(&caller.user, id, caller.from).await {
+        Ok(opened) => ferry_webadmin::fetch::file(portal, opened, &path, &headers),
+        Err(e) => axum::response::IntoResponse::into_response(ApiError::from(e)),
+    }
+}
+
 /// `recipient`: only jobs I receive; `sender`: only jobs I own.
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -82,6 +82,7 @@ pub fn router(state: Arc<Api>) -> Router {
             }),
         )
         .merge(lanes::routes())
+        .merge(jobs::file_routes())
         .fallback(api::not_found)
         .with_state(state)
         .merge(web)
