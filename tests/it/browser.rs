@@ -49,10 +49,22 @@ fn start_chromedriver() -> (Driver, String) {
 }
 
 async fn browser(driver: &str) -> Client {
+    browser_saving_to(driver, None).await
+}
+
+/// A Chromium session; downloads land in `downloads` without asking.
+async fn browser_saving_to(driver: &str, downloads: Option<&std::path::Path>) -> Client {
+    let prefs = downloads.map_or(serde_json::json!({}), |d| {
+        serde_json::json!({
+            "download.default_directory": d,
+            "download.prompt_for_download": false,
+        })
+    });
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         serde_json::json!({
+            "prefs": prefs,
             "binary": CHROMIUM,
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -373,4 +385,150 @@ async fn walk() {
     shot(&c, "cross-site-refused").await;
     assert!(!app.admin(&["share", "list"]).contains("forged"));
     c.close().await.unwrap();
+}
+
+/// An invited collaborator in Chromium: the invitation from the real SMTP
+/// server's mailbox, a password, the delivery, then one file and the
+/// whole zip through the browser's own download manager into a download
+/// folder, both the very bytes sent (the zip through `unzip -t` first).
+#[test]
+#[ignore = "needs Chromium and chromedriver; tests/run installs them"]
+fn an_invited_collaborator_downloads_a_delivery_in_chromium() {
+    let _serial = ferry_tests::heavy_io();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(collaborator());
+}
+
+async fn collaborator() {
+    use crate::mail::{Smtp, find, mailing_appliance};
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = Smtp::reserve(dir.path());
+    smtp.start();
+    let app = mailing_appliance(&smtp, "Ferry <ferry@example.com>", &[]);
+    let ann = app.media_user("ann@example.com");
+    let src = dir.path().join("review-0501");
+    std::fs::create_dir_all(src.join("shot030")).unwrap();
+    write_random(&src.join("shot030.mp4"), 6 << 20, 5);
+    for f in 1..=12 {
+        write_random(&src.join(format!("shot030/shot030.{f:04}.exr")), 200_000, f);
+    }
+    let send = app.client(&ann).run(&[
+        "send",
+        src.join("shot030.mp4").to_str().unwrap(),
+        src.join("shot030").to_str().unwrap(),
+        "--to",
+        "editor@client.example",
+        "--dest",
+        "share=media/review-0501",
+        "--name",
+        "review-0501",
+    ]);
+    assert!(send.ok, "{}", send.stderr);
+    let mails = smtp.wait_for(2, Duration::from_secs(60));
+    let invitation = find(&mails, "editor@client.example", "ann@example.com invited you to Ferry");
+    assert_eq!(invitation.len(), 1, "{mails:#?}");
+    let link = invitation[0]
+        .raw
+        .split_whitespace()
+        .find(|w| w.starts_with("https://") && w.contains("/invite/"))
+        .expect("the invitation link in the text part")
+        .trim_end_matches(['.', ')'])
+        .to_owned();
+
+    let downloads = dir.path().join("Downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let (_driver, url) = start_chromedriver();
+    let c = browser_saving_to(&url, Some(&downloads)).await;
+    c.goto(&link).await.unwrap();
+    shot(&c, "invitation").await;
+    fill(
+        &c,
+        "form.stack",
+        &[
+            ("password", "an editor's own password"),
+            ("again", "an editor's own password"),
+        ],
+    )
+    .await;
+    // Signed in, on the delivery.
+    let here = c.current_url().await.unwrap();
+    assert!(here.path().starts_with("/deliveries/"), "{here}");
+    assert_eq!(text(&c, "h1").await, "review-0501");
+    assert!(text(&c, "table.files").await.contains("shot030/shot030.####.exr"));
+    shot(&c, "delivery").await;
+
+    // One file, through the download manager.
+    let saved = |name: &str| {
+        let p = downloads.join(name);
+        // Chromium writes `.crdownload` and renames when done.
+        (p.exists() && !downloads.join(format!("{name}.crdownload")).exists()).then_some(p)
+    };
+    c.find(Locator::Css("details summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("a[href$='/files/shot030.mp4']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let movie = loop {
+        if let Some(p) = saved("shot030.mp4") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the movie was not saved: {:?}", std::fs::read_dir(&downloads).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    wait_for_size(&movie, 6 << 20).await;
+    assert_eq!(
+        ferry_tests::blake3_file(&movie),
+        ferry_tests::blake3_file(&src.join("shot030.mp4"))
+    );
+
+    // Everything, as one zip.
+    c.find(Locator::Css("a[href$='/all.zip']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let zip = loop {
+        if let Some(p) = saved("review-0501.zip") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the zip was not saved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let test = Command::new("unzip").arg("-t").arg(&zip).output().unwrap();
+    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stdout));
+    let out = dir.path().join("unzipped");
+    let x = Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&out).output().unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    ferry_tests::assert_same_tree(&src, &out);
+
+    // Every byte served: the page says it has all reached them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        c.goto(here.as_str()).await.unwrap();
+        if text(&c, "dl.facts").await.contains("100 %") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delivery never showed as received");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    shot(&c, "delivery-received").await;
+    c.close().await.unwrap();
+}
+
+/// Waits until a saved file has its whole size.
+async fn wait_for_size(p: &std::path::Path, len: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) != len {
+        assert!(Instant::now() < deadline, "{} never reached {len} bytes", p.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
