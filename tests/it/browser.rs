@@ -429,7 +429,11 @@ async fn collaborator() {
     ]);
     assert!(send.ok, "{}", send.stderr);
     let mails = smtp.wait_for(2, Duration::from_secs(60));
-    let invitation = find(&mails, "editor@client.example", "ann@example.com invited you to Ferry");
+    let invitation = find(
+        &mails,
+        "editor@client.example",
+        "ann@example.com invited you to Ferry",
+    );
     assert_eq!(invitation.len(), 1, "{mails:#?}");
     let link = invitation[0]
         .raw
@@ -458,7 +462,11 @@ async fn collaborator() {
     let here = c.current_url().await.unwrap();
     assert!(here.path().starts_with("/deliveries/"), "{here}");
     assert_eq!(text(&c, "h1").await, "review-0501");
-    assert!(text(&c, "table.files").await.contains("shot030/shot030.####.exr"));
+    assert!(
+        text(&c, "table.files")
+            .await
+            .contains("shot030/shot030.####.exr")
+    );
     shot(&c, "delivery").await;
 
     // One file, through the download manager.
@@ -467,7 +475,12 @@ async fn collaborator() {
         // Chromium writes `.crdownload` and renames when done.
         (p.exists() && !downloads.join(format!("{name}.crdownload")).exists()).then_some(p)
     };
-    c.find(Locator::Css("details summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("details summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.find(Locator::Css("a[href$='/files/shot030.mp4']"))
         .await
         .unwrap()
@@ -479,7 +492,15 @@ async fn collaborator() {
         if let Some(p) = saved("shot030.mp4") {
             break p;
         }
-        assert!(Instant::now() < deadline, "the movie was not saved: {:?}", std::fs::read_dir(&downloads).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "the movie was not saved: {:?}",
+            std::fs::read_dir(&downloads)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     wait_for_size(&movie, 6 << 20).await;
@@ -504,9 +525,19 @@ async fn collaborator() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let test = Command::new("unzip").arg("-t").arg(&zip).output().unwrap();
-    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stdout));
+    assert!(
+        test.status.success(),
+        "{}",
+        String::from_utf8_lossy(&test.stdout)
+    );
     let out = dir.path().join("unzipped");
-    let x = Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&out).output().unwrap();
+    let x = Command::new("unzip")
+        .arg("-q")
+        .arg(&zip)
+        .arg("-d")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
     ferry_tests::assert_same_tree(&src, &out);
 
@@ -517,7 +548,10 @@ async fn collaborator() {
         if text(&c, "dl.facts").await.contains("100 %") {
             break;
         }
-        assert!(Instant::now() < deadline, "the delivery never showed as received");
+        assert!(
+            Instant::now() < deadline,
+            "the delivery never showed as received"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     shot(&c, "delivery-received").await;
@@ -528,7 +562,11 @@ async fn collaborator() {
 async fn wait_for_size(p: &std::path::Path, len: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) != len {
-        assert!(Instant::now() < deadline, "{} never reached {len} bytes", p.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never reached {len} bytes",
+            p.display()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -468,3 +468,283 @@ print("ok")
         String::from_utf8_lossy(&py.stderr)
     );
 }
+
+/// A tus request from the send page's script: same-origin, the session's
+/// CSRF token in its header.
+fn tus(
+    b: &mut Browser,
+    method: &str,
+    path: &str,
+    csrf: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> crate::webadmin::Page {
+    let mut req = b
+        .http
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", b.base),
+        )
+        .header("sec-fetch-site", "same-origin")
+        .header("x-csrf-token", csrf)
+        .header("tus-resumable", "1.0.0");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    b.send(req.body(body))
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!(
+        "sha256 {}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+    )
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The send page's protocol, spoken by hand: a delivery made as `ferry
+/// send` makes one, then each file up with tus: pieces with their SHA-256,
+/// one that does not match refused and not kept, an offset that survives a
+/// restart of ferryd, a piece at the wrong offset refused, termination;
+/// the files land byte-identical with no part left, the recipients' jobs
+/// appear and one of them downloads in the browser. Forged requests
+/// create nothing, and nobody else may touch the uploads.
+#[test]
+fn a_browser_upload_resumes_across_a_restart_and_becomes_a_delivery() {
+    let mut app = Appliance::start();
+    app.media_user("ann@example.com");
+    app.user("colleague@example.com", "employee");
+    app.user("dir@client.example", "collaborator");
+    app.user("ed@client.example", "collaborator");
+    let dir = tempfile::tempdir().unwrap();
+    let movie = dir.path().join("cut.mp4");
+    write_random(&movie, 20 << 20, 9);
+    let movie_bytes = std::fs::read(&movie).unwrap();
+    let frames: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| vec![i; 100_000 + usize::from(i)])
+        .collect();
+
+    let mut ann = Browser::new(&app);
+    ann.login("ann@example.com", "harbour lights at dawn");
+    let page = ann.get("/send");
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for part in [
+        "/static/tus.min.js",
+        "data-high=\".mov .mp4\"",
+        "share=media/",
+    ] {
+        assert!(page.body.contains(part), "{part} not in the page");
+    }
+    let csrf = ann.csrf("/send");
+    let mut files = vec![
+        serde_json::json!({"path": "cut.mp4", "size": movie_bytes.len(), "mtime_ns": 1_700_000_000_000_000_000i64, "priority": 999}),
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        files.push(serde_json::json!({"path": format!("seq/f.{:04}.exr", i + 1), "size": f.len(), "mtime_ns": 1_700_000_000_000_000_000i64, "priority": 500}));
+    }
+    let request = serde_json::json!({
+        "name": "review-0600",
+        "recipients": ["dir@client.example", "ed@client.example"],
+        "dest": "share=media/review-0600",
+        "files": files,
+    });
+    let make = |b: &mut Browser, site: &str, token: &str| {
+        let req = b
+            .http
+            .post(format!("{}/send/deliveries", b.base))
+            .header("sec-fetch-site", site)
+            .header("x-csrf-token", token)
+            .json(&request);
+        b.send(req)
+    };
+    // Forged: from another site, or without the token. Nothing is made.
+    assert_eq!(
+        make(&mut ann, "cross-site", &csrf).status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        make(&mut ann, "same-origin", "wrong").status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(!app.share.join("review-0600").exists());
+    let made = make(&mut ann, "same-origin", &csrf);
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let made: serde_json::Value = serde_json::from_str(&made.body).unwrap();
+    let jobs = made["jobs"].as_array().unwrap();
+    let upload = jobs.iter().find(|j| j["kind"] == "upload").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(jobs.iter().filter(|j| j["kind"] == "download").count(), 2);
+
+    let options = tus(&mut ann, "OPTIONS", "/api/v1/uploads", &csrf, &[], vec![]);
+    assert_eq!(options.headers["tus-version"], "1.0.0");
+    assert!(
+        options.headers["tus-extension"]
+            .to_str()
+            .unwrap()
+            .contains("checksum")
+    );
+    let create = |b: &mut Browser, path: &str, len: usize| {
+        tus(
+            b,
+            "POST",
+            "/api/v1/uploads",
+            &csrf,
+            &[
+                ("upload-length", len.to_string()),
+                (
+                    "upload-metadata",
+                    format!("job {},path {}", b64(&upload.to_string()), b64(path)),
+                ),
+            ],
+            vec![],
+        )
+    };
+    let created = create(&mut ann, "cut.mp4", movie_bytes.len());
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let url = created.headers["location"].to_str().unwrap().to_owned();
+    let offset = |b: &mut Browser| -> u64 {
+        let h = tus(b, "HEAD", &url, &csrf, &[], vec![]);
+        assert_eq!(h.status, StatusCode::OK, "{}", h.body);
+        h.headers["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(offset(&mut ann), 0);
+    let patch = |b: &mut Browser, at: usize, bytes: &[u8], sum: String| {
+        tus(
+            b,
+            "PATCH",
+            &url,
+            &csrf,
+            &[
+                ("content-type", "application/offset+octet-stream".into()),
+                ("upload-offset", at.to_string()),
+                ("upload-checksum", sum),
+            ],
+            bytes.to_vec(),
+        )
+    };
+    let first = &movie_bytes[..8 << 20];
+    let p = patch(&mut ann, 0, first, sha256(first));
+    assert_eq!(p.status, StatusCode::NO_CONTENT, "{}", p.body);
+    assert_eq!(p.headers["upload-offset"], (8 << 20).to_string().as_str());
+    // A piece that does not match its checksum is refused and not kept.
+    let second = &movie_bytes[8 << 20..16 << 20];
+    let p = patch(&mut ann, 8 << 20, second, sha256(b"something else"));
+    assert_eq!(p.status.as_u16(), 460, "{}", p.body);
+    assert_eq!(offset(&mut ann), 8 << 20);
+    // Nobody else may see or touch it.
+    let mut colleague = Browser::new(&app);
+    colleague.login("colleague@example.com", "harbour lights at dawn");
+    let their_csrf = colleague.csrf("/send");
+    let h = tus(&mut colleague, "HEAD", &url, &their_csrf, &[], vec![]);
+    assert_eq!(h.status, StatusCode::NOT_FOUND);
+
+    // ferryd restarts mid-upload: the offset holds, the rest follows (on
+    // a new connection, as a browser retries; the session holds).
+    app.restart();
+    let mut ann = Browser::new(&app).with_cookie(ann.cookie());
+    assert_eq!(offset(&mut ann), 8 << 20);
+    let p = patch(&mut ann, 0, first, sha256(first));
+    assert_eq!(
+        p.status,
+        StatusCode::CONFLICT,
+        "a piece at the wrong offset: {}",
+        p.body
+    );
+    let p = patch(
+        &mut ann,
+        8 << 20,
+        &movie_bytes[8 << 20..],
+        sha256(&movie_bytes[8 << 20..]),
+    );
+    assert_eq!(p.status, StatusCode::NO_CONTENT, "{}", p.body);
+    let landed = app.share.join("review-0600/cut.mp4");
+    assert_eq!(std::fs::read(&landed).unwrap(), movie_bytes);
+    assert!(!app.share.join("review-0600/cut.mp4.ferry-part").exists());
+
+    // Termination: a started upload given up leaves no part behind.
+    let created = create(&mut ann, "seq/f.0001.exr", frames[0].len());
+    let frame_url = created.headers["location"].to_str().unwrap().to_owned();
+    let half = &frames[0][..50_000];
+    let p = tus(
+        &mut ann,
+        "PATCH",
+        &frame_url,
+        &csrf,
+        &[
+            ("content-type", "application/offset+octet-stream".into()),
+            ("upload-offset", "0".into()),
+        ],
+        half.to_vec(),
+    );
+    assert_eq!(p.status, StatusCode::NO_CONTENT, "{}", p.body);
+    assert!(
+        app.share
+            .join("review-0600/seq/f.0001.exr.ferry-part")
+            .exists()
+    );
+    let d = tus(&mut ann, "DELETE", &frame_url, &csrf, &[], vec![]);
+    assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.body);
+    assert!(
+        !app.share
+            .join("review-0600/seq/f.0001.exr.ferry-part")
+            .exists()
+    );
+
+    // The frames, whole, and the delivery is on the appliance.
+    for (i, f) in frames.iter().enumerate() {
+        let path = format!("seq/f.{:04}.exr", i + 1);
+        let created = create(&mut ann, &path, f.len());
+        let u = created.headers["location"].to_str().unwrap().to_owned();
+        let p = tus(
+            &mut ann,
+            "PATCH",
+            &u,
+            &csrf,
+            &[
+                ("content-type", "application/offset+octet-stream".into()),
+                ("upload-offset", "0".into()),
+                ("upload-checksum", sha256(f)),
+            ],
+            f.clone(),
+        );
+        assert_eq!(p.status, StatusCode::NO_CONTENT, "{path}: {}", p.body);
+        assert_eq!(
+            std::fs::read(app.share.join("review-0600").join(&path)).unwrap(),
+            *f
+        );
+    }
+
+    // A recipient sees it and downloads the movie in the browser.
+    let mut director = Browser::new(&app);
+    director.login("dir@client.example", "harbour lights at dawn");
+    let list = director.get("/deliveries");
+    assert!(list.body.contains("review-0600"), "{}", list.body);
+    let at = list.body.find("href=\"/deliveries/").unwrap() + 6;
+    let delivery = list.body[at..at + list.body[at..].find('"').unwrap()].to_owned();
+    let got = dir.path().join("got.mp4");
+    let (ok, head) = curl(
+        &app,
+        director.cookie(),
+        &format!("{delivery}/files/cut.mp4"),
+        &[got.to_str().unwrap()],
+    );
+    assert!(ok && head.contains(" 200"), "{head}");
+    assert_eq!(std::fs::read(&got).unwrap(), movie_bytes);
+    let page = director.get(&delivery);
+    assert!(
+        page.body.contains("/all.zip"),
+        "every file landed: {}",
+        page.body
+    );
+}

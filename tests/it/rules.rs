@@ -688,6 +688,7 @@ fn web_cases(w: &World) -> Vec<Form> {
             .unwrap()
     };
     let download = w.download;
+    std::fs::write(w.a.share.join("matrix-src.mov"), b"a cut").unwrap();
     vec![
         form(
             "/transfers/{id}/action",
@@ -847,6 +848,30 @@ fn web_cases(w: &World) -> Vec<Form> {
                 ("again", PASSWORD),
             ],
             [LOGIN, "400", "400", "400"],
+        ),
+        form(
+            "/send/share",
+            "files already in media, to one more recipient",
+            |_| "/send/share".into(),
+            &[
+                ("sources", "share=media/matrix-src.mov"),
+                ("recipients", Who::Recipient.email()),
+            ],
+            [LOGIN, "404", "200", "200"],
+        ),
+        form(
+            "/send/deliveries",
+            "a delivery from the send page's script, posted as a form without its token header",
+            |_| "/send/deliveries".into(),
+            &[],
+            ["401", "403", "403", "403"],
+        ),
+        form(
+            "/api/v1/uploads",
+            "a tus upload, posted as a form without its token header",
+            |_| "/api/v1/uploads".into(),
+            &[],
+            ["401", "403", "403", "403"],
         ),
         form(
             "/logout",

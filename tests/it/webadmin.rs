@@ -116,6 +116,12 @@ impl Browser {
         page
     }
 
+    /// This browser, signed in with another's session cookie.
+    pub(crate) fn with_cookie(mut self, cookie: &str) -> Self {
+        self.cookie = Some(cookie.to_owned());
+        self
+    }
+
     /// The session cookie's value (after a login).
     pub(crate) fn cookie(&self) -> &str {
         self.cookie.as_deref().unwrap_or_default()

@@ -12,6 +12,7 @@ use crate::auth::{Member, Staff};
 const NAV: &[(&str, &str, bool)] = &[
     ("/", "Dashboard", false),
     ("/deliveries", "My deliveries", false),
+    ("/send", "Send", false),
     ("/transfers", "Transfers", false),
     ("/shares", "Shares", false),
     ("/users", "Users", true),

@@ -152,6 +152,22 @@ pub fn router(services: Services) -> Router {
         .route("/deliveries/{id}", get(deliveries::detail))
         .route("/deliveries/{id}/all.zip", get(deliveries::zip))
         .route("/deliveries/{id}/files/{*path}", get(deliveries::file))
+        .route("/send", get(send::page))
+        .route("/send/deliveries", post(send::make))
+        .route("/send/share", post(send::from_share))
+        .route(
+            "/api/v1/uploads",
+            post(send::tus::create).options(send::tus::options),
+        )
+        .route(
+            "/api/v1/uploads/{job}/{file}",
+            axum::routing::head(send::tus::head)
+                .patch(send::tus::patch)
+                .delete(send::tus::delete)
+                .options(send::tus::options),
+        )
+        .route("/static/tus.min.js", get(send::tus_script))
+        .route("/static/send.js", get(send::send_script))
         .route("/static/admin.css", get(layout::stylesheet))
         .route("/static/admin.js", get(layout::script))
         .layer(axum::middleware::from_fn(security::headers))

@@ -40,6 +40,7 @@
 //! - [`transfers`]: granting data sessions and settling how they ended;
 //! - [`portal`]: deliveries fetched over HTTPS (a browser, a script), and
 //!   what counts as received;
+//! - [`uploads`]: a delivery's files uploaded from a browser, resumable;
 //! - [`ports`]: what services ask of the running appliance;
 //! - [`services`]: all of them together.
 
@@ -62,6 +63,7 @@ pub mod deliveries;
 pub mod jobs;
 pub mod portal;
 pub mod transfers;
+pub mod uploads;
 
 pub mod services;
 

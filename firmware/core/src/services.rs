@@ -19,6 +19,7 @@ use crate::ports::Appliance;
 use crate::settings::{SecretDirs, Settings, SettingsFailure};
 use crate::shares::Shares;
 use crate::transfers::Transfers;
+use crate::uploads::Uploads;
 use crate::users::Users;
 
 /// What the services are made from, besides the store.
@@ -50,6 +51,7 @@ pub struct Services {
     pub jobs: Jobs,
     pub transfers: Transfers,
     pub portal: Portal,
+    pub uploads: Uploads,
     /// The running appliance (its certificate, ports and firewall).
     pub appliance: Arc<dyn Appliance>,
 }
@@ -113,6 +115,7 @@ impl Services {
             notifier.clone(),
         );
         let portal = Portal::new(store.clone(), transfers.clone());
+        let uploads = Uploads::new(store.clone(), clock.clone(), transfers.clone());
         Ok(Services {
             clock,
             audit,
@@ -125,6 +128,7 @@ impl Services {
             jobs,
             transfers,
             portal,
+            uploads,
             appliance,
         })
     }

@@ -346,6 +346,33 @@ impl PartFile {
     pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         self.file.write_all_at(data, offset)
     }
+
+    /// How many bytes it holds. For a part written only by appending (a
+    /// browser's resumable upload, never reserved ahead), that is how far
+    /// the upload has come.
+    pub fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Cuts it back to `len` bytes (what was appended and then refused).
+    pub fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    /// Makes what it holds durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Its digest as a file of `size` bytes, read from it (the same digest
+    /// a QUIC session's chunks make: BLAKE3 over the chunks' digests).
+    pub fn digest(&self, size: u64, path: &SharePath) -> Result<Digest, EngineError> {
+        file_digest(&self.file, ChunkLayout::default(), size, path)
+    }
 }
 
 const STATE_MAGIC: &[u8; 4] = b"FRYS";
@@ -470,6 +497,19 @@ impl Sink {
 
     fn state_name(final_path: &SharePath) -> String {
         format!("{}{STATE_SUFFIX}", final_path.as_str())
+    }
+
+    /// Removes a file's part and resume state, if any (an upload given up).
+    pub fn remove_part(&self, file: &SharePath) -> Result<(), EngineError> {
+        let final_path = self.final_path(file)?;
+        for name in [Self::part_name(&final_path), Self::state_name(&final_path)] {
+            match self.root.remove_file(&name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(EngineError::io(&final_path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Total and available bytes on the destination filesystem.

@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod invite;
 pub mod login;
 pub mod outbox;
+pub mod send;
 pub mod settings;
 pub mod shares;
 pub mod transfers;

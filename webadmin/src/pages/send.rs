@@ -1,0 +1,272 @@
+//! Sending from the browser (`/send`, for staff): drop files and folders,
+//! name recipients, a destination and the delivery, set priorities (`.mov`
+//! and `.mp4` start High), and Transmit. The delivery is made exactly as
+//! `ferry send` makes one (the deliveries service), then each file goes up
+//! with tus 1.0 under `/api/v1/uploads/` ([`tus`]), resumable across a
+//! closed tab, a cut network or a restarted ferryd. Files already on the
+//! appliance go to one more recipient without uploading again.
+//!
+//! The page's script (`send.js`) drives tus-js-client, installed from npm
+//! when the crate is built and served from here, under the same CSP as
+//! every page: nothing from elsewhere, no inline script.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_api::{DeliveryFile, DeliveryRequest};
+use ferryd_core::Failing as _;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{html, html_status};
+use crate::Web;
+use crate::auth::{Member, Posted, Staff};
+use crate::layout::{Notice, csrf, staff_page};
+use crate::security::{same_origin, secret_eq};
+
+pub mod tus;
+
+/// Files that start at High priority on the page: the review's movies,
+/// which a recipient watches first.
+pub const STARTS_HIGH: &[&str] = &[".mov", ".mp4"];
+
+/// The header a page's script sends its session's CSRF token in (a
+/// script's requests have no form to carry it).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A signed-in person's script request: from our own pages (the browser
+/// says so), with the session's CSRF token in [`CSRF_HEADER`].
+pub struct Scripted(pub Member);
+
+impl FromRequestParts<Arc<Web>> for Scripted {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
+        let refuse = |why: String| (StatusCode::FORBIDDEN, why).into_response();
+        same_origin(&parts.headers).map_err(|e| refuse(e.to_string()))?;
+        let member = Member::from_request_parts(parts, web)
+            .await
+            .map_err(|_| (StatusCode::UNAUTHORIZED, "sign in first").into_response())?;
+        let token = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !secret_eq(token, &member.csrf) {
+            return Err(refuse(
+                "the request's security token is missing or out of date; reload the page".into(),
+            ));
+        }
+        Ok(Scripted(member))
+    }
+}
+
+/// The shares `staff` may upload into.
+async fn writable(web: &Web, staff: &Staff) -> Result<Vec<String>, Response> {
+    match web.services.shares.visible(&staff.user).await {
+        Ok(s) => Ok(s.into_iter().filter(|s| s.write).map(|s| s.name).collect()),
+        Err(e) => Err(crate::layout::failure_page(&e)),
+    }
+}
+
+pub async fn page(State(web): State<Arc<Web>>, staff: Staff) -> Response {
+    match writable(&web, &staff).await {
+        Ok(shares) => html(view(&staff, &shares, None)),
+        Err(r) => r,
+    }
+}
+
+pub fn view(staff: &Staff, shares: &[String], notice: Option<&Notice>) -> Markup {
+    staff_page(
+        "Send",
+        "/send",
+        staff,
+        notice,
+        html! {
+            div #send data-csrf=(staff.csrf) data-high=(STARTS_HIGH.join(" ")) {
+                div #resume.notice hidden {}
+                form #send-form.stack {
+                    label { "Files"
+                        input #files type="file" multiple; }
+                    label { "Or a folder (with everything in it)"
+                        input #folder type="file" webkitdirectory multiple; }
+                    div #drop.drop { "…or drop files and folders here" }
+                    table #chosen.files hidden {
+                        thead { tr { th { "File" } th.num { "Size" } th { "Priority" } th { "Upload" } } }
+                        tbody {}
+                    }
+                    label { "Recipients (emails, one per line or separated by commas)"
+                        textarea #recipients name="recipients" rows="3" required placeholder="director@client.example" {} }
+                    label { "Destination on the appliance"
+                        input #dest type="text" required list="shares" placeholder="share=media/review-0412"; }
+                    datalist #shares {
+                        @for s in shares { option value={"share=" (s) "/"} {} }
+                    }
+                    label { "Name of the delivery"
+                        input #name type="text" placeholder="review-0412"; }
+                    button #transmit.primary type="submit" { "Transmit" }
+                    p #status.hint role="status" {}
+                }
+            }
+            h2 { "Send files already on the appliance" }
+            p.hint { "To one more recipient, say: nothing is uploaded again." }
+            form #send-share.stack method="post" action="/send/share" {
+                (csrf(staff))
+                label { "Files or folders on the appliance (one per line)"
+                    textarea name="sources" rows="2" required placeholder="share=media/review-0412" {} }
+                label { "Recipients"
+                    textarea name="recipients" rows="2" required {} }
+                label { "Name of the delivery" input type="text" name="name"; }
+                button.primary type="submit" { "Send" }
+            }
+            script src="/static/tus.min.js" {}
+            script src="/static/send.js" {}
+        },
+    )
+}
+
+/// What the page's script asks for to make a delivery of files it
+/// uploads next.
+#[derive(Debug, Deserialize)]
+pub struct Upload {
+    name: Option<String>,
+    recipients: Vec<String>,
+    dest: String,
+    files: Vec<DeliveryFile>,
+}
+
+/// `POST /send/deliveries`: the delivery, as `ferry send` makes it; the
+/// script then uploads each file to the upload job it names.
+pub async fn make(
+    State(web): State<Arc<Web>>,
+    Scripted(member): Scripted,
+    Json(req): Json<Upload>,
+) -> Response {
+    let made = web
+        .services
+        .deliveries
+        .create(
+            &member.user,
+            member.from,
+            DeliveryRequest {
+                name: req.name,
+                recipients: req.recipients,
+                dest: Some(req.dest),
+                files: req.files,
+                ..Default::default()
+            },
+        )
+        .await;
+    match made {
+        Ok(d) => (StatusCode::CREATED, Json(d)).into_response(),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.failure().http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, Json(serde_json::json!({"error": e.to_string()}))).into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShareForm {
+    sources: String,
+    recipients: String,
+    #[serde(default)]
+    name: String,
+}
+
+fn lines(s: &str) -> Vec<String> {
+    s.split([',', '\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `POST /send/share`: files already on the appliance, to recipients.
+pub async fn from_share(State(web): State<Arc<Web>>, posted: Posted<ShareForm>) -> Response {
+    let Posted { staff, form } = posted;
+    let shares = match writable(&web, &staff).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let made = web
+        .services
+        .deliveries
+        .create(
+            &staff.user,
+            staff.from,
+            DeliveryRequest {
+                name: Some(form.name).filter(|n| !n.trim().is_empty()),
+                recipients: lines(&form.recipients),
+                sources: lines(&form.sources),
+                ..Default::default()
+            },
+        )
+        .await;
+    match made {
+        Ok(d) => {
+            let to: Vec<String> = d.jobs.iter().filter_map(|j| j.recipient.clone()).collect();
+            html(view(
+                &staff,
+                &shares,
+                Some(&Notice::Done(format!(
+                    "Delivery {} sent to {}: nothing was uploaded again.",
+                    d.delivery,
+                    to.join(", ")
+                ))),
+            ))
+        }
+        Err(e) => html_status(
+            StatusCode::from_u16(e.failure().http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+            view(&staff, &shares, Some(&Notice::Error(e.to_string()))),
+        ),
+    }
+}
+
+pub async fn tus_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!(concat!(env!("OUT_DIR"), "/tus.min.js")),
+    )
+}
+
+pub async fn send_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../../assets/send.js"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_and_sources_split_on_lines_and_commas() {
+        assert_eq!(
+            lines(" a@x.io, b@x.io\r\nc@x.io\n\n"),
+            ["a@x.io", "b@x.io", "c@x.io"]
+        );
+    }
+
+    #[test]
+    fn the_page_loads_its_scripts_from_here_only() {
+        let out = view(&crate::pages::tests::staff(false), &["media".into()], None).into_string();
+        assert!(out.contains(r#"src="/static/tus.min.js""#));
+        assert!(out.contains(r#"src="/static/send.js""#));
+        assert!(!out.contains("<script>"), "no inline script");
+        assert!(out.contains("share=media/"));
+        assert!(out.contains(r#"data-csrf="c5rf""#));
+    }
+}
