@@ -570,3 +570,193 @@ async fn wait_for_size(p: &std::path::Path, len: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Sending from the page in Chromium: an mp4 and a 200-frame folder to
+/// two recipients, uploaded with tus; ferryd is restarted in the middle of
+/// the movie's upload and the page carries on where it stopped. The
+/// recipients' jobs appear, the files are the very bytes chosen, and one
+/// recipient downloads the delivery as a zip.
+#[test]
+#[ignore = "needs Chromium and chromedriver; tests/run installs them"]
+fn a_sender_transmits_from_the_page_through_a_restart_in_chromium() {
+    let _serial = ferry_tests::heavy_io();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (app, dir) = rt.block_on(sender());
+    recipients_receive(&app, dir.path());
+}
+
+async fn sender() -> (Appliance, tempfile::TempDir) {
+    let mut app = Appliance::start();
+    app.media_user("ann@example.com");
+    app.user("dir@client.example", "collaborator");
+    app.user("ed@client.example", "collaborator");
+    let dir = tempfile::tempdir().unwrap();
+    let movie = dir.path().join("cut.mp4");
+    write_random(&movie, 400 << 20, 31);
+    let frames = dir.path().join("shot040");
+    std::fs::create_dir_all(&frames).unwrap();
+    for f in 1..=200 {
+        write_random(&frames.join(format!("shot040.{f:04}.exr")), 20_000, f);
+    }
+
+    let (_driver, url) = start_chromedriver();
+    let c = browser(&url).await;
+    let base = app.url.clone();
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(
+        &c,
+        "form",
+        &[
+            ("email", "ann@example.com"),
+            ("password", "harbour lights at dawn"),
+        ],
+    )
+    .await;
+    c.goto(&format!("{base}/send")).await.unwrap();
+    c.find(Locator::Css("#files"))
+        .await
+        .unwrap()
+        .send_keys(movie.to_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Css("#folder"))
+        .await
+        .unwrap()
+        .send_keys(frames.to_str().unwrap())
+        .await
+        .unwrap();
+    let rows = c.find_all(Locator::Css("#chosen tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 201, "the movie and the 200 frames, by path");
+    let movie_row = c
+        .find(Locator::Css("#chosen tr[data-path='cut.mp4'] select"))
+        .await
+        .unwrap();
+    assert_eq!(
+        movie_row.prop("value").await.unwrap().as_deref(),
+        Some("999"),
+        ".mp4 starts High"
+    );
+    let frame_row = c
+        .find(Locator::Css(
+            "#chosen tr[data-path='shot040/shot040.0001.exr'] select",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        frame_row.prop("value").await.unwrap().as_deref(),
+        Some("500")
+    );
+    c.find(Locator::Css("#recipients"))
+        .await
+        .unwrap()
+        .send_keys("dir@client.example, ed@client.example")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#dest"))
+        .await
+        .unwrap()
+        .send_keys("share=media/review-0700")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#name"))
+        .await
+        .unwrap()
+        .send_keys("review-0700")
+        .await
+        .unwrap();
+    shot(&c, "send").await;
+    c.find(Locator::Css("#transmit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The movie's part file grows: ferryd restarts under it.
+    let part = app.share.join("review-0700/cut.mp4.ferry-part");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 16 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the upload did not start: {}",
+            text(&c, "#status").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.restart();
+    let at_restart = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    eventually(
+        "the page to finish the delivery",
+        Duration::from_secs(180),
+        || async {
+            c.execute(
+                "return document.getElementById('send').dataset.done === 'true';",
+                vec![],
+            )
+            .await
+            .is_ok_and(|v| v.as_bool() == Some(true))
+        },
+    )
+    .await;
+    shot(&c, "sent").await;
+    assert!(text(&c, "#status").await.contains("Transmitted"));
+    assert!(
+        at_restart < 400 << 20,
+        "restarted mid-upload ({at_restart} bytes in)"
+    );
+    let landed = app.share.join("review-0700");
+    assert_eq!(
+        ferry_tests::blake3_file(&landed.join("cut.mp4")),
+        ferry_tests::blake3_file(&movie)
+    );
+    ferry_tests::assert_same_tree(&frames, &landed.join("shot040"));
+    assert!(!part.exists());
+    assert!(
+        app.log().contains("uploaded from a browser"),
+        "the appliance logged the browser's uploads"
+    );
+    c.close().await.unwrap();
+    (app, dir)
+}
+
+/// Both recipients have their job; one downloads it all as a zip.
+fn recipients_receive(app: &Appliance, dir: &std::path::Path) {
+    let landed = app.share.join("review-0700");
+    for who in ["dir@client.example", "ed@client.example"] {
+        let mut b = crate::webadmin::Browser::new(app);
+        b.login(who, "harbour lights at dawn");
+        let list = b.get("/deliveries");
+        assert!(list.body.contains("review-0700"), "{who}: {}", list.body);
+        if who == "dir@client.example" {
+            let at = list.body.find("href=\"/deliveries/").unwrap() + 6;
+            let delivery = &list.body[at..at + list.body[at..].find('"').unwrap()];
+            let zip = dir.join("all.zip");
+            let out = Command::new("curl")
+                .args(["-sSfk", "-o"])
+                .arg(&zip)
+                .arg("-H")
+                .arg(format!("Cookie: __Host-ferry={}", b.cookie()))
+                .arg(format!("{}{delivery}/all.zip", app.url))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let x = Command::new("unzip")
+                .arg("-q")
+                .arg(&zip)
+                .arg("-d")
+                .arg(dir.join("received"))
+                .output()
+                .unwrap();
+            assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+            ferry_tests::assert_same_tree(&landed, &dir.join("received"));
+        }
+    }
+}

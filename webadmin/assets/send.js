@@ -64,11 +64,19 @@
     chosen.set(path, { file, select, bar });
   }
 
+  // The list reads in path order, whatever order the browser lists in.
+  function sortRows() {
+    [...tbody.children]
+      .sort((a, b) => a.dataset.path.localeCompare(b.dataset.path))
+      .forEach((tr) => tbody.appendChild(tr));
+  }
   document.getElementById("files").addEventListener("change", (e) => {
     for (const f of e.target.files) add(f, f.name);
+    sortRows();
   });
   document.getElementById("folder").addEventListener("change", (e) => {
     for (const f of e.target.files) add(f, f.webkitRelativePath || f.name);
+    sortRows();
   });
 
   // Dropped folders are walked with the entries API.
@@ -102,7 +110,7 @@
     const entries = [...e.dataTransfer.items]
       .map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry())
       .filter(Boolean);
-    entries.forEach(walk);
+    Promise.all(entries.map(walk)).then(sortRows);
   });
 
   // Each PATCH's body gets its SHA-256 before it leaves.
@@ -206,7 +214,7 @@
     const job = reply.jobs.find((j) => j.kind === "upload");
     return {
       job: job.id,
-      name: job.name,
+      name: document.getElementById("name").value.trim() || job.name,
       files: files.map((f) => ({ path: f.path, size: f.size })),
     };
   }
