@@ -747,4 +747,29 @@ fn a_browser_upload_resumes_across_a_restart_and_becomes_a_delivery() {
         "every file landed: {}",
         page.body
     );
+
+    // A collaborator sends only with a write grant, and only uploads.
+    let one = serde_json::json!({
+        "recipients": ["ann@example.com"],
+        "dest": "share=media/from-ed",
+        "files": [{"path": "notes.txt", "size": 5, "mtime_ns": 0, "priority": 500}],
+    });
+    let mut ed = Browser::new(&app);
+    ed.login("ed@client.example", "harbour lights at dawn");
+    let ed_csrf = ed.csrf("/send");
+    let post = |b: &mut Browser, token: &str| {
+        let req = b
+            .http
+            .post(format!("{}/send/deliveries", b.base))
+            .header("sec-fetch-site", "same-origin")
+            .header("x-csrf-token", token)
+            .json(&one);
+        b.send(req)
+    };
+    assert_eq!(post(&mut ed, &ed_csrf).status, StatusCode::NOT_FOUND);
+    app.admin(&["share", "grant", "media", "ed@client.example", "--write"]);
+    let made = post(&mut ed, &ed_csrf);
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let page = ed.get("/send");
+    assert!(page.body.contains("share=media/") && !page.body.contains("/send/share"));
 }

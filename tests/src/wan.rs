@@ -11,7 +11,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -33,6 +33,21 @@ pub struct Shape {
     /// Drop-tail queue, in packets.
     pub queue: usize,
 }
+
+/// Scenario B of the WAN benchmarks: 100 Mbit/s, 100 ms RTT, 1 % loss,
+/// a 1000-packet drop-tail queue.
+pub const SCENARIO_B: Shape = Shape {
+    mbit: 100,
+    rtt_ms: 100,
+    loss: 0.01,
+    queue: 1000,
+};
+
+/// Scenario A: B's link without loss.
+pub const SCENARIO_A: Shape = Shape {
+    loss: 0.0,
+    ..SCENARIO_B
+};
 
 /// One direction's counters, as ferry-wanem reports them.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -128,8 +143,18 @@ impl Wan {
     /// Sets the TCP congestion control of connections from the left (the
     /// TCP baselines' sender), on the route so no global setting changes.
     pub fn tcp_congestion(&self, name: &str) {
+        self.congestion("left", name);
+    }
+
+    /// The same for connections from the right: the appliance's, when it
+    /// sends (a download over HTTPS).
+    pub fn server_tcp_congestion(&self, name: &str) {
+        self.congestion("right", name);
+    }
+
+    fn congestion(&self, side: &str, name: &str) {
         self.net.exec(
-            "left",
+            side,
             &[
                 "ip",
                 "route",
@@ -334,3 +359,23 @@ pub fn fresh_dir(base: &Path, name: &str) -> PathBuf {
 
 /// How long to let a transfer settle before measuring its steady rate.
 pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// Waits for `child` until `deadline`: `Some(true)` when it exited
+/// successfully, `None` while it still runs.
+pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<bool> {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status.success());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Mbit/s between two readings of (when, bytes arrived so far).
+pub fn rate(first: (Instant, u64), last: (Instant, u64)) -> f64 {
+    let secs = last.0.duration_since(first.0).as_secs_f64().max(0.001);
+    last.1.saturating_sub(first.1) as f64 * 8.0 / secs / 1e6
+}

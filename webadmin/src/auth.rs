@@ -150,6 +150,25 @@ impl Member {
     pub fn is_staff(&self) -> bool {
         ferry_domain::rules::web_admin(&self.user.account()).is_ok()
     }
+
+    /// Them as staff, when they are.
+    pub fn as_staff(&self) -> Option<Staff> {
+        self.is_staff().then(|| Staff {
+            user: self.user.clone(),
+            csrf: self.csrf.clone(),
+            from: self.from,
+        })
+    }
+}
+
+impl From<Staff> for Member {
+    fn from(s: Staff) -> Self {
+        Member {
+            user: s.user,
+            csrf: s.csrf,
+            from: s.from,
+        }
+    }
 }
 
 impl FromRequestParts<Arc<Web>> for Member {

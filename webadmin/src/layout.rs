@@ -111,7 +111,8 @@ pub fn member_page(title: &str, member: &Member, notice: Option<&Notice>, body: 
                 header.top {
                     a.brand href="/deliveries" { "Ferry" }
                     nav {
-                        a href="/deliveries" class="active" { "Deliveries" }
+                        a href="/deliveries" class=[(title != "Send").then_some("active")] { "Deliveries" }
+                        a href="/send" class=[(title == "Send").then_some("active")] { "Send" }
                         @if member.is_staff() {
                             a href="/" { "Admin" }
                         }

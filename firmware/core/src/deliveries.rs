@@ -155,7 +155,12 @@ impl Deliveries {
         from: IpAddr,
         req: DeliveryRequest,
     ) -> Result<DeliveryCreated, DeliveriesError> {
-        rules::send(&sender.caller())?;
+        let sending = if req.sources.is_empty() {
+            rules::Sending::Uploads
+        } else {
+            rules::Sending::FromShares
+        };
+        rules::send(&sender.caller(), sending)?;
         if req.recipients.is_empty() {
             return Err(invalid("name at least one recipient (--to EMAIL)"));
         }

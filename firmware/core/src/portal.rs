@@ -161,60 +161,69 @@ pub struct ZipPlan {
     pub etag: String,
 }
 
-/// Served bytes, per download job and file, CRCs already computed, and
-/// the downloads open now.
+/// Served bytes, per download job and file, and CRCs already computed.
 #[derive(Debug, Default)]
 struct Tallies {
     coverage: HashMap<(JobId, String), FileTally>,
     crcs: HashMap<(ShareId, String, u64, i64), u32>,
+}
+
+/// How many downloads (or uploads) each person and each address has
+/// open, bounded by [`PER_PERSON`] and [`PER_ADDRESS`].
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
     people: HashMap<UserId, usize>,
     addresses: HashMap<IpAddr, usize>,
 }
 
-/// One open delivery's place in its person's and address's count.
-#[derive(Debug)]
-struct Slot {
-    tallies: Arc<Mutex<Tallies>>,
-    user: UserId,
-    from: IpAddr,
-}
-
-impl Slot {
-    fn take(
-        tallies: &Arc<Mutex<Tallies>>,
-        user: UserId,
-        from: IpAddr,
-    ) -> Result<Slot, PortalError> {
-        let mut t = tallies.lock().unwrap_or_else(|e| e.into_inner());
-        let person = t.people.get(&user).copied().unwrap_or(0);
-        let address = t.addresses.get(&from).copied().unwrap_or(0);
+impl Places {
+    /// One more for `user` at `from`, held until the slot drops; how many
+    /// are open already when that is too many.
+    pub fn take(&self, user: UserId, from: IpAddr) -> Result<Slot, usize> {
+        let mut o = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let person = o.people.get(&user).copied().unwrap_or(0);
+        let address = o.addresses.get(&from).copied().unwrap_or(0);
         if person >= PER_PERSON {
-            return Err(PortalError::Busy(person));
+            return Err(person);
         }
         if address >= PER_ADDRESS {
-            return Err(PortalError::Busy(address));
+            return Err(address);
         }
-        *t.people.entry(user).or_default() += 1;
-        *t.addresses.entry(from).or_default() += 1;
+        *o.people.entry(user).or_default() += 1;
+        *o.addresses.entry(from).or_default() += 1;
         Ok(Slot {
-            tallies: tallies.clone(),
+            open: self.open.clone(),
             user,
             from,
         })
     }
 }
 
+/// One open download's or upload's place in its person's and address's
+/// count.
+#[derive(Debug)]
+pub struct Slot {
+    open: Arc<Mutex<Open>>,
+    user: UserId,
+    from: IpAddr,
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = t.people.get_mut(&self.user) {
+        let mut o = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = o.people.get_mut(&self.user) {
             *n = n.saturating_sub(1);
         }
-        t.people.retain(|_, n| *n > 0);
-        if let Some(n) = t.addresses.get_mut(&self.from) {
+        o.people.retain(|_, n| *n > 0);
+        if let Some(n) = o.addresses.get_mut(&self.from) {
             *n = n.saturating_sub(1);
         }
-        t.addresses.retain(|_, n| *n > 0);
+        o.addresses.retain(|_, n| *n > 0);
     }
 }
 
@@ -231,6 +240,7 @@ pub struct Portal {
     store: Arc<dyn Store>,
     transfers: Transfers,
     tallies: Arc<Mutex<Tallies>>,
+    places: Places,
     /// Settling a job happens once, however many downloads finish together.
     settling: Arc<tokio::sync::Mutex<()>>,
 }
@@ -247,6 +257,7 @@ impl Portal {
             store,
             transfers,
             tallies: Arc::default(),
+            places: Places::default(),
             settling: Arc::default(),
         }
     }
@@ -261,7 +272,7 @@ impl Portal {
             other => other.into(),
         })?;
         rules::fetch(&user.caller(), &job.facts())?;
-        let slot = Slot::take(&self.tallies, user.id, from)?;
+        let slot = self.places.take(user.id, from).map_err(PortalError::Busy)?;
         let Some(delivery_id) = job.delivery_id else {
             return Err(Refusal::NotFound(format!("there is no delivery {id}")).into());
         };
@@ -669,5 +680,30 @@ impl FileReader {
             ));
         }
         Ok(Arc::new(file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_bounded_per_person_and_per_address_and_given_back() {
+        let places = Places::default();
+        let office = IpAddr::from([10, 0, 0, 1]);
+        let held: Vec<Slot> = (0..PER_PERSON)
+            .map(|_| places.take(UserId(1), office).unwrap())
+            .collect();
+        assert_eq!(places.take(UserId(1), office).unwrap_err(), PER_PERSON);
+        // Others at the same address, up to the address's bound.
+        let others: Vec<Slot> = (0..PER_ADDRESS - PER_PERSON)
+            .map(|i| places.take(UserId(10 + i as i64), office).unwrap())
+            .collect();
+        assert_eq!(places.take(UserId(99), office).unwrap_err(), PER_ADDRESS);
+        assert!(places.take(UserId(99), IpAddr::from([10, 0, 0, 2])).is_ok());
+        drop(held);
+        drop(others);
+        assert!(places.take(UserId(1), office).is_ok());
+        assert!(places.open.lock().unwrap().people.len() <= 1);
     }
 }

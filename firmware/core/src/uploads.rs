@@ -35,6 +35,7 @@ use sha2::{Digest as _, Sha256};
 use crate::audit::Actor;
 use crate::clock::Clock;
 use crate::failing;
+use crate::portal::{Places, Slot};
 use crate::transfers::{Target, Transfers, TransfersError};
 
 /// Why an upload cannot go on.
@@ -52,6 +53,9 @@ pub enum UploadError {
     /// The piece's checksum does not match its bytes (tus: 460).
     #[error("the piece of {0} did not match its checksum; it was not kept")]
     Checksum(String),
+    /// Too many uploads at once for this person or address.
+    #[error("{0} uploads at once already; try again when one has finished")]
+    Busy(usize),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -67,6 +71,7 @@ failing!(UploadError {
     UploadError::Offset { .. } => (Conflict, CONFLICT),
     UploadError::TooLong { .. } => (Invalid, INVALID_REQUEST),
     UploadError::Checksum(_) => (Invalid, INVALID_REQUEST),
+    UploadError::Busy(_) => (TooMany { retry_after: 5 }, RATE_LIMITED),
     UploadError::Invalid(_) => (Invalid, INVALID_REQUEST),
     UploadError::Engine(EngineError::NoSpace { .. }) => (Unavailable, INTERNAL),
     UploadError::Engine(EngineError::OutsideShare { .. }) => (Forbidden, OUTSIDE_SHARE),
@@ -89,6 +94,9 @@ pub struct Upload {
     share: Share,
     task: Task,
     who: Actor,
+    /// Holds one of the person's and the address's upload places while
+    /// the upload is open (a request's whole body).
+    _slot: Slot,
 }
 
 impl Upload {
@@ -133,15 +141,19 @@ impl Upload {
     }
 }
 
+/// Held while one request appends to one file.
+type FileLock = Arc<tokio::sync::Mutex<()>>;
+
 /// The uploads service.
 #[derive(Clone)]
 pub struct Uploads {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     transfers: Transfers,
+    places: Places,
     /// One append at a time per file: two tabs, or a retry racing the
     /// request it retries, must not interleave their bytes.
-    busy: Arc<Mutex<HashMap<(JobId, String), Arc<tokio::sync::Mutex<()>>>>>,
+    busy: Arc<Mutex<HashMap<(JobId, String), FileLock>>>,
 }
 
 impl std::fmt::Debug for Uploads {
@@ -156,6 +168,7 @@ impl Uploads {
             store,
             clock,
             transfers,
+            places: Places::default(),
             busy: Arc::default(),
         }
     }
@@ -194,7 +207,9 @@ impl Uploads {
         let delivery_id = job.delivery_id.ok_or_else(missing)?;
         let delivery = self.store.delivery(delivery_id).await?;
         let share = self.store.share(delivery.share_id).await?;
+        let slot = self.places.take(user.id, from).map_err(UploadError::Busy)?;
         Ok(Upload {
+            _slot: slot,
             job,
             delivery,
             share,
@@ -222,7 +237,7 @@ impl Uploads {
         up: &Upload,
         offset: u64,
         checksum: Option<Checksum>,
-        mut body: impl Stream<Item = Result<Bytes, io::Error>> + Unpin,
+        body: &mut (impl Stream<Item = Result<Bytes, io::Error>> + Unpin),
     ) -> Result<u64, UploadError> {
         let lock = {
             let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());

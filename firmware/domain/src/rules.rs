@@ -331,14 +331,26 @@ pub fn admin(caller: &Caller, what: &str) -> Result<(), Refusal> {
     }
 }
 
-/// May `caller` send deliveries? The facility's staff send; collaborators
-/// receive.
-pub fn send(caller: &Caller) -> Result<(), Refusal> {
-    if caller.role.is_staff() {
+/// What a delivery is made of: files its sender uploads, or files
+/// already in a share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    Uploads,
+    FromShares,
+}
+
+/// May `caller` send a delivery of this kind? The facility's staff send
+/// anything. A collaborator sends only what they upload, and only into a
+/// share they may write to (checked where the destination is resolved,
+/// which refuses anyone without the grant): handing on files of the
+/// facility's shares is staff's.
+pub fn send(caller: &Caller, sending: Sending) -> Result<(), Refusal> {
+    if caller.role.is_staff() || sending == Sending::Uploads {
         Ok(())
     } else {
         Err(Refusal::Forbidden(
-            "collaborators receive deliveries; they cannot send them".into(),
+            "collaborators receive deliveries; they may send only files they upload into a share they may write to"
+                .into(),
         ))
     }
 }
@@ -734,12 +746,12 @@ mod tests {
             web_admin(&collaborator),
             Err(AccountRefusal::NotStaff(_))
         ));
-        assert!(
-            send(&Caller {
-                user: UserId(1),
-                role: Role::Collaborator
-            })
-            .is_err()
-        );
+        let collaborator = Caller {
+            user: UserId(1),
+            role: Role::Collaborator,
+        };
+        assert!(send(&collaborator, Sending::FromShares).is_err());
+        assert_eq!(send(&collaborator, Sending::Uploads), Ok(()));
+        assert_eq!(send(&SENDER, Sending::FromShares), Ok(()));
     }
 }

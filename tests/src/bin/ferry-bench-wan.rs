@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 
 use ferry_tests::Client;
 use ferry_tests::netns::can_run;
-use ferry_tests::wan::{LinkReport, SETTLE, Shape, Sshd, Wan, bytes_under, fresh_dir, job_bytes};
+use ferry_tests::wan::{
+    LinkReport, SCENARIO_A, SCENARIO_B, SETTLE, Shape, Sshd, Wan, bytes_under, fresh_dir,
+    job_bytes, rate, wait_until,
+};
 use ferry_tests::write_random;
 
 const MB: u64 = 1_000_000;
@@ -116,19 +119,6 @@ impl Measure {
     }
 }
 
-/// Waits for `child` until `deadline`; true when it exited successfully.
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<bool> {
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return Some(status.success());
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn ferry_put(
     wan: &mut Wan,
     client: &Client,
@@ -191,11 +181,6 @@ fn ferry_put(
             }
         }
     }
-}
-
-fn rate(first: (Instant, u64), last: (Instant, u64)) -> f64 {
-    let secs = last.0.duration_since(first.0).as_secs_f64().max(0.001);
-    last.1.saturating_sub(first.1) as f64 * 8.0 / secs / 1e6
 }
 
 fn rsync(wan: &mut Wan, sshd: &Sshd, cc: &str, src: &Path, dest: &Path, max: Duration) -> Measure {
@@ -404,12 +389,7 @@ fn main() {
             write_random(&frames.join(format!("shot010.{:04}.exr", 1001 + i)), MB, i);
         }
     }
-    let b = Shape {
-        mbit: 100,
-        rtt_ms: 100,
-        loss: 0.01,
-        queue: 1000,
-    };
+    let b = SCENARIO_B;
     let policies = ["fair", "fixed", "cubic", "bbr"];
     println!(
         "WAN benchmark: {} MB file, {} × 1 MB frames; at most {} s per run (* marks a steady rate of a run \
@@ -420,11 +400,10 @@ fn main() {
     for s in a.scenarios.chars() {
         match s {
             'A' => {
-                let shape = Shape { loss: 0.0, ..b };
                 scenario(
                     'A',
                     "100 Mbit/s, 100 ms RTT, 0 % loss",
-                    shape,
+                    SCENARIO_A,
                     &big,
                     &a,
                     &policies,

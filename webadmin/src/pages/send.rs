@@ -25,7 +25,7 @@ use serde::Deserialize;
 use super::{html, html_status};
 use crate::Web;
 use crate::auth::{Member, Posted, Staff};
-use crate::layout::{Notice, csrf, staff_page};
+use crate::layout::{Notice, csrf, member_page, staff_page};
 use crate::security::{same_origin, secret_eq};
 
 pub mod tus;
@@ -65,29 +65,43 @@ impl FromRequestParts<Arc<Web>> for Scripted {
     }
 }
 
-/// The shares `staff` may upload into.
-async fn writable(web: &Web, staff: &Staff) -> Result<Vec<String>, Response> {
-    match web.services.shares.visible(&staff.user).await {
+/// The shares `user` may upload into.
+async fn writable(web: &Web, user: &ferry_store::User) -> Result<Vec<String>, Response> {
+    match web.services.shares.visible(user).await {
         Ok(s) => Ok(s.into_iter().filter(|s| s.write).map(|s| s.name).collect()),
         Err(e) => Err(crate::layout::failure_page(&e)),
     }
 }
 
-pub async fn page(State(web): State<Arc<Web>>, staff: Staff) -> Response {
-    match writable(&web, &staff).await {
-        Ok(shares) => html(view(&staff, &shares, None)),
+/// `GET /send`: for staff, and for collaborators with a write grant on
+/// some share (they upload; handing on files of a share is staff's).
+pub async fn page(State(web): State<Arc<Web>>, member: Member) -> Response {
+    match writable(&web, &member.user).await {
+        Ok(shares) => html(view(&member, &shares, None)),
         Err(r) => r,
     }
 }
 
-pub fn view(staff: &Staff, shares: &[String], notice: Option<&Notice>) -> Markup {
-    staff_page(
-        "Send",
-        "/send",
-        staff,
-        notice,
-        html! {
-            div #send data-csrf=(staff.csrf) data-high=(STARTS_HIGH.join(" ")) {
+pub fn view(member: &Member, shares: &[String], notice: Option<&Notice>) -> Markup {
+    let body = html! {
+        @if shares.is_empty() && !member.is_staff() {
+            p.empty { "You may not upload into any share of this appliance. Ask the people who sent you deliveries for a share you may write to." }
+        } @else {
+            (upload_form(member, shares))
+        }
+        @if let Some(staff) = member.as_staff() {
+            (share_form(&staff))
+        }
+    };
+    match member.as_staff() {
+        Some(staff) => staff_page("Send", "/send", &staff, notice, body),
+        None => member_page("Send", member, notice, body),
+    }
+}
+
+fn upload_form(member: &Member, shares: &[String]) -> Markup {
+    html! {
+            div #send data-csrf=(member.csrf) data-high=(STARTS_HIGH.join(" ")) {
                 div #resume.notice hidden {}
                 form #send-form.stack {
                     label { "Files"
@@ -112,6 +126,13 @@ pub fn view(staff: &Staff, shares: &[String], notice: Option<&Notice>) -> Markup
                     p #status.hint role="status" {}
                 }
             }
+            script src="/static/tus.min.js" {}
+            script src="/static/send.js" {}
+    }
+}
+
+fn share_form(staff: &Staff) -> Markup {
+    html! {
             h2 { "Send files already on the appliance" }
             p.hint { "To one more recipient, say: nothing is uploaded again." }
             form #send-share.stack method="post" action="/send/share" {
@@ -123,10 +144,7 @@ pub fn view(staff: &Staff, shares: &[String], notice: Option<&Notice>) -> Markup
                 label { "Name of the delivery" input type="text" name="name"; }
                 button.primary type="submit" { "Send" }
             }
-            script src="/static/tus.min.js" {}
-            script src="/static/send.js" {}
-        },
-    )
+    }
 }
 
 /// What the page's script asks for to make a delivery of files it
@@ -190,10 +208,11 @@ fn lines(s: &str) -> Vec<String> {
 /// `POST /send/share`: files already on the appliance, to recipients.
 pub async fn from_share(State(web): State<Arc<Web>>, posted: Posted<ShareForm>) -> Response {
     let Posted { staff, form } = posted;
-    let shares = match writable(&web, &staff).await {
+    let shares = match writable(&web, &staff.user).await {
         Ok(s) => s,
         Err(r) => return r,
     };
+    let member = Member::from(staff.clone());
     let made = web
         .services
         .deliveries
@@ -212,7 +231,7 @@ pub async fn from_share(State(web): State<Arc<Web>>, posted: Posted<ShareForm>) 
         Ok(d) => {
             let to: Vec<String> = d.jobs.iter().filter_map(|j| j.recipient.clone()).collect();
             html(view(
-                &staff,
+                &member,
                 &shares,
                 Some(&Notice::Done(format!(
                     "Delivery {} sent to {}: nothing was uploaded again.",
@@ -223,7 +242,7 @@ pub async fn from_share(State(web): State<Arc<Web>>, posted: Posted<ShareForm>) 
         }
         Err(e) => html_status(
             StatusCode::from_u16(e.failure().http_status()).unwrap_or(StatusCode::BAD_REQUEST),
-            view(&staff, &shares, Some(&Notice::Error(e.to_string()))),
+            view(&member, &shares, Some(&Notice::Error(e.to_string()))),
         ),
     }
 }
@@ -262,7 +281,8 @@ mod tests {
 
     #[test]
     fn the_page_loads_its_scripts_from_here_only() {
-        let out = view(&crate::pages::tests::staff(false), &["media".into()], None).into_string();
+        let staff = crate::pages::tests::staff(false);
+        let out = view(&Member::from(staff), &["media".into()], None).into_string();
         assert!(out.contains(r#"src="/static/tus.min.js""#));
         assert!(out.contains(r#"src="/static/send.js""#));
         assert!(!out.contains("<script>"), "no inline script");

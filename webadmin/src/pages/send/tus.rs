@@ -63,11 +63,12 @@ fn bad(message: &str) -> Response {
     r
 }
 
-/// Every request but OPTIONS names the protocol version it speaks.
-fn speaks_tus(headers: &HeaderMap) -> Result<(), Response> {
+/// Every request but OPTIONS names the protocol version it speaks; the
+/// refusal for one that does not.
+fn not_tus(headers: &HeaderMap) -> Option<Response> {
     match headers.get("tus-resumable").and_then(|v| v.to_str().ok()) {
-        Some(VERSION) => Ok(()),
-        _ => Err(tus(
+        Some(VERSION) => None,
+        _ => Some(tus(
             StatusCode::PRECONDITION_FAILED,
             &[("tus-version", VERSION.into())],
         )),
@@ -95,24 +96,24 @@ fn metadata(headers: &HeaderMap) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// `Upload-Checksum: sha256 BASE64`.
-fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, Response> {
+/// `Upload-Checksum: sha256 BASE64`, or what is wrong with it.
+fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, &'static str> {
     let Some(v) = headers.get("upload-checksum") else {
         return Ok(None);
     };
-    let text = v.to_str().map_err(|_| bad("Upload-Checksum is not text"))?;
+    let text = v.to_str().map_err(|_| "Upload-Checksum is not text")?;
     let (algorithm, value) = text
         .split_once(' ')
-        .ok_or_else(|| bad("Upload-Checksum is ALGORITHM BASE64"))?;
+        .ok_or("Upload-Checksum is ALGORITHM BASE64")?;
     if algorithm != "sha256" {
-        return Err(bad("the only checksum algorithm here is sha256"));
+        return Err("the only checksum algorithm here is sha256");
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
-        .map_err(|_| bad("the checksum is not base64"))?;
+        .map_err(|_| "the checksum is not base64")?;
     let raw: [u8; 32] = bytes
         .try_into()
-        .map_err(|_| bad("a SHA-256 checksum is 32 bytes"))?;
+        .map_err(|_| "a SHA-256 checksum is 32 bytes")?;
     Ok(Some(Checksum::Sha256(raw)))
 }
 
@@ -135,7 +136,7 @@ pub async fn create(
     Scripted(member): Scripted,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = speaks_tus(&headers) {
+    if let Some(r) = not_tus(&headers) {
         return r;
     }
     let meta = metadata(&headers);
@@ -172,7 +173,7 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())
@@ -205,7 +206,7 @@ pub async fn head(
     Path((job, file)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = speaks_tus(&headers) {
+    if let Some(r) = not_tus(&headers) {
         return r;
     }
     let up = match opened(&web, &member, job, &file).await {
@@ -233,7 +234,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = speaks_tus(&headers) {
+    if let Some(r) = not_tus(&headers) {
         return r;
     }
     if headers
@@ -248,17 +249,42 @@ pub async fn patch(
     };
     let sum = match checksum(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(why) => return bad(why),
     };
+    let mut stream = body.into_data_stream().map_err(std::io::Error::other);
     let up = match opened(&web, &member, job, &file).await {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return drained(r, &mut stream, 0).await,
     };
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    match web.services.uploads.append(&up, offset, sum, stream).await {
+    match web
+        .services
+        .uploads
+        .append(&up, offset, sum, &mut stream)
+        .await
+    {
         Ok(at) => tus(StatusCode::NO_CONTENT, &[("upload-offset", at.to_string())]),
-        Err(e) => refused(&e),
+        Err(e) => drained(refused(&e), &mut stream, up.size()).await,
     }
+}
+
+/// Reads what is left of a refused piece before answering, up to the
+/// file's size (or a little, for an upload that was not found), so the
+/// client reads the answer instead of a connection cut while it was still
+/// sending; a client that sends more than that has its connection closed.
+async fn drained(
+    answer: Response,
+    body: &mut (impl futures::Stream<Item = std::io::Result<axum::body::Bytes>> + Unpin),
+    size: u64,
+) -> Response {
+    use futures::StreamExt as _;
+    let mut left = size.max(1 << 20);
+    while let Some(Ok(piece)) = body.next().await {
+        left = left.saturating_sub(piece.len() as u64);
+        if left == 0 {
+            break;
+        }
+    }
+    answer
 }
 
 /// `DELETE /api/v1/uploads/{job}/{file}` (termination): the part goes.
@@ -268,7 +294,7 @@ pub async fn delete(
     Path((job, file)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = speaks_tus(&headers) {
+    if let Some(r) = not_tus(&headers) {
         return r;
     }
     let up = match opened(&web, &member, job, &file).await {
