@@ -12,7 +12,9 @@ fn main() {
     println!("cargo:rerun-if-changed=js/package.json");
     println!("cargo:rerun-if-changed=js/package-lock.json");
     let tus = js.join("node_modules/tus-js-client/dist/tus.min.js");
-    if !tus.exists() {
+    // Cargo runs this on a first build and whenever the lock file changes:
+    // each time, npm installs exactly what the lock file pins.
+    {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
             .current_dir(&js)

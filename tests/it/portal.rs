@@ -548,6 +548,9 @@ fn a_browser_upload_resumes_across_a_restart_and_becomes_a_delivery() {
     for (i, f) in frames.iter().enumerate() {
         files.push(serde_json::json!({"path": format!("seq/f.{:04}.exr", i + 1), "size": f.len(), "mtime_ns": 1_700_000_000_000_000_000i64, "priority": 500}));
     }
+    files.push(
+        serde_json::json!({"path": "notes/empty.txt", "size": 0, "mtime_ns": 0, "priority": 500}),
+    );
     let request = serde_json::json!({
         "name": "review-0600",
         "recipients": ["dir@client.example", "ed@client.example"],
@@ -724,6 +727,16 @@ fn a_browser_upload_resumes_across_a_restart_and_becomes_a_delivery() {
             *f
         );
     }
+
+    // An empty file: a tus client sends no bytes for it, only creates it.
+    let created = create(&mut ann, "notes/empty.txt", 0);
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(
+        std::fs::metadata(app.share.join("review-0600/notes/empty.txt"))
+            .unwrap()
+            .len(),
+        0
+    );
 
     // A recipient sees it and downloads the movie in the browser.
     let mut director = Browser::new(&app);

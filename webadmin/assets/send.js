@@ -192,6 +192,16 @@
     return text.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
   }
 
+  // What the form asks for besides the files: a remembered delivery is
+  // continued only when this is the same too.
+  function asked() {
+    return [
+      lines(document.getElementById("recipients").value).join(","),
+      document.getElementById("dest").value.trim(),
+      document.getElementById("name").value.trim(),
+    ].join("|");
+  }
+
   async function make() {
     const files = [...chosen.entries()].map(([path, e]) => ({
       path: path,
@@ -209,12 +219,13 @@
         files: files,
       }),
     });
-    const reply = await response.json();
-    if (!response.ok) throw new Error(reply.error || response.statusText);
+    const reply = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(reply.error || response.status + " " + response.statusText);
     const job = reply.jobs.find((j) => j.kind === "upload");
     return {
       job: job.id,
       name: document.getElementById("name").value.trim() || job.name,
+      asked: asked(),
       files: files.map((f) => ({ path: f.path, size: f.size })),
     };
   }
@@ -233,7 +244,7 @@
     button.disabled = true;
     try {
       let pending = JSON.parse(localStorage.getItem(PENDING) || "null");
-      const same = pending && pending.files.length === chosen.size &&
+      const same = pending && pending.asked === asked() && pending.files.length === chosen.size &&
         pending.files.every((f) => chosen.has(f.path) && chosen.get(f.path).file.size === f.size);
       if (!same) {
         say("Making the delivery…");

@@ -14,9 +14,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferryd_core::Failing as _;
 use ferryd_core::portal::{Opened, Portal, PortalError};
 use futures::stream::BoxStream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -36,7 +35,12 @@ pub enum Answer {
 /// `If-Range` names another version (then the whole, current entity). A
 /// request for several ranges gets the whole entity, which HTTP allows
 /// and every download manager handles (none asks for several).
-pub fn answer(headers: &HeaderMap, len: u64, etag: &str) -> Answer {
+pub fn answer(method: &Method, headers: &HeaderMap, len: u64, etag: &str) -> Answer {
+    // HEAD ignores Range (RFC 9110 14.2); an empty file is always whole,
+    // so asking for it is receiving it.
+    if *method == Method::HEAD || len == 0 {
+        return Answer::Whole;
+    }
     let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Answer::Whole;
     };
@@ -51,9 +55,6 @@ pub fn answer(headers: &HeaderMap, len: u64, etag: &str) -> Answer {
         // A Range we cannot read is ignored, as HTTP says.
         return Answer::Whole;
     };
-    if len == 0 {
-        return Answer::Unsatisfiable;
-    }
     match parsed.validate(len).as_deref() {
         Ok([one]) => Answer::Part(*one.start()..*one.end() + 1),
         Ok(_) => Answer::Whole,
@@ -77,11 +78,12 @@ pub struct Entity {
 /// The response to a download request: the headers, and the body `bytes`
 /// streams for the range answered.
 pub fn respond(
+    method: &Method,
     headers: &HeaderMap,
     entity: &Entity,
     bytes: impl FnOnce(Range<u64>) -> BoxStream<'static, io::Result<Bytes>>,
 ) -> Response {
-    let answer = answer(headers, entity.len, &entity.etag);
+    let answer = answer(method, headers, entity.len, &entity.etag);
     let (status, range) = match answer {
         Answer::Whole => (StatusCode::OK, 0..entity.len),
         Answer::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
@@ -180,11 +182,21 @@ fn http_date(secs: i64) -> Option<String> {
 }
 
 /// One file of an opened delivery, resumable.
-pub fn file(portal: &Portal, opened: Opened, path: &str, headers: &HeaderMap) -> Response {
+pub async fn file(
+    portal: &Portal,
+    opened: Opened,
+    path: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
     let index = match opened.file(path) {
         Ok(i) => i,
         Err(e) => return refused(&e),
     };
+    let opened = Arc::new(opened);
+    if let Err(e) = portal.check(&opened, index).await {
+        return refused(&e);
+    }
     let f = &opened.files[index];
     let entity = Entity {
         len: f.size,
@@ -194,14 +206,14 @@ pub fn file(portal: &Portal, opened: Opened, path: &str, headers: &HeaderMap) ->
         content_type: "application/octet-stream",
     };
     let portal = portal.clone();
-    let opened = Arc::new(opened);
-    respond(headers, &entity, move |range| {
-        portal.file_bytes(opened, index, range)
+    let stream_of = opened.clone();
+    respond(method, headers, &entity, move |range| {
+        portal.file_bytes(stream_of, index, range)
     })
 }
 
 /// The whole of an opened delivery as one zip, resumable.
-pub fn zip(portal: &Portal, opened: Opened, headers: &HeaderMap) -> Response {
+pub fn zip(portal: &Portal, opened: Opened, method: &Method, headers: &HeaderMap) -> Response {
     let plan = match portal.zip(&opened) {
         Ok(p) => p,
         Err(e) => return refused(&e),
@@ -215,7 +227,7 @@ pub fn zip(portal: &Portal, opened: Opened, headers: &HeaderMap) -> Response {
     };
     let portal = portal.clone();
     let (opened, plan) = (Arc::new(opened), Arc::new(plan));
-    respond(headers, &entity, move |range| {
+    respond(method, headers, &entity, move |range| {
         portal.zip_bytes(opened, plan, range)
     })
 }
@@ -242,8 +254,7 @@ fn zip_name(name: &str) -> String {
 /// A refusal of a download, in plain text (a download manager or a
 /// script shows it), with the status its kind of failure has everywhere.
 pub fn refused(e: &PortalError) -> Response {
-    let status = StatusCode::from_u16(e.failure().http_status())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = crate::layout::status_of(e);
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         log::error!("download: {e}");
     }
@@ -270,6 +281,8 @@ mod tests {
     #[test]
     fn ranges_are_served_as_asked_unless_the_entity_changed() {
         let tag = "\"b3-abc\"";
+        let get = &Method::GET;
+        let answer = |h: &HeaderMap, len, tag| super::answer(get, h, len, tag);
         assert_eq!(answer(&HeaderMap::new(), 100, tag), Answer::Whole);
         let r = |v: &str| with(&[(header::RANGE, v)]);
         assert_eq!(answer(&r("bytes=10-19"), 100, tag), Answer::Part(10..20));
@@ -277,7 +290,15 @@ mod tests {
         assert_eq!(answer(&r("bytes=-5"), 100, tag), Answer::Part(95..100));
         assert_eq!(answer(&r("bytes=50-500"), 100, tag), Answer::Part(50..100));
         assert_eq!(answer(&r("bytes=100-"), 100, tag), Answer::Unsatisfiable);
-        assert_eq!(answer(&r("bytes=0-"), 0, tag), Answer::Unsatisfiable);
+        assert_eq!(
+            answer(&r("bytes=0-"), 0, tag),
+            Answer::Whole,
+            "an empty file"
+        );
+        assert_eq!(
+            super::answer(&Method::HEAD, &r("bytes=10-19"), 100, tag),
+            Answer::Whole
+        );
         assert_eq!(answer(&r("bytes=0-1,5-6"), 100, tag), Answer::Whole);
         assert_eq!(answer(&r("pages=1"), 100, tag), Answer::Whole);
         // If-Range: the same version resumes; another gets it whole.

@@ -100,9 +100,23 @@ pub fn staff_page(
     }
 }
 
-/// A whole page of a signed-in person's own deliveries (collaborators see
-/// nothing else; staff find their way back to the admin).
-pub fn member_page(title: &str, member: &Member, notice: Option<&Notice>, body: Markup) -> Markup {
+/// The tabs of a signed-in person's own pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberTab {
+    Deliveries,
+    Send,
+}
+
+/// A whole page of a signed-in person's own deliveries and sending
+/// (collaborators see nothing else; staff find their way back to the
+/// admin).
+pub fn member_page(
+    title: &str,
+    tab: MemberTab,
+    member: &Member,
+    notice: Option<&Notice>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -111,8 +125,8 @@ pub fn member_page(title: &str, member: &Member, notice: Option<&Notice>, body: 
                 header.top {
                     a.brand href="/deliveries" { "Ferry" }
                     nav {
-                        a href="/deliveries" class=[(title != "Send").then_some("active")] { "Deliveries" }
-                        a href="/send" class=[(title == "Send").then_some("active")] { "Send" }
+                        a href="/deliveries" class=[(tab == MemberTab::Deliveries).then_some("active")] { "Deliveries" }
+                        a href="/send" class=[(tab == MemberTab::Send).then_some("active")] { "Send" }
                         @if member.is_staff() {
                             a href="/" { "Admin" }
                         }
@@ -210,11 +224,16 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
     (status, Html(body.into_string())).into_response()
 }
 
+/// The status a service's failure answers with, the same the REST API
+/// gives it.
+pub fn status_of(e: &dyn ferryd_core::Failing) -> StatusCode {
+    StatusCode::from_u16(e.failure().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 /// A service's refusal as a page, with the status the REST API gives the
 /// same failure (a job the caller may not know of is a 404 here too).
 pub fn failure_page(e: &dyn ferryd_core::Failing) -> Response {
-    let status = StatusCode::from_u16(e.failure().http_status())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = status_of(e);
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         // The detail goes to the log, not to the page.
         log::error!("web admin: {e}");

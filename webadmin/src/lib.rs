@@ -153,7 +153,11 @@ pub fn router(services: Services) -> Router {
         .route("/deliveries/{id}/all.zip", get(deliveries::zip))
         .route("/deliveries/{id}/files/{*path}", get(deliveries::file))
         .route("/send", get(send::page))
-        .route("/send/deliveries", post(send::make))
+        // A folder of many thousand frames is a large plan.
+        .route(
+            "/send/deliveries",
+            post(send::make).layer(axum::extract::DefaultBodyLimit::max(send::MAX_PLAN)),
+        )
         .route("/send/share", post(send::from_share))
         .route(
             "/api/v1/uploads",

@@ -202,6 +202,12 @@ impl Deliveries {
             Some(n) if !n.is_empty() => clean_name(n)?,
             _ => default_name(&folder, self.clock.now()),
         };
+        // Sending to a new address invites its owner: staff's to do.
+        for r in &req.recipients {
+            if self.store.user_by_email(r.trim()).await?.is_none() {
+                rules::invite_by_sending(&sender.caller(), r.trim())?;
+            }
+        }
         let plan = DeliveryPlan {
             delivery: NewDelivery {
                 name: name.clone(),

@@ -97,6 +97,10 @@ pub struct ReadyFile {
     /// Its BLAKE3, as the upload verified it (none for a delivery of files
     /// already on the appliance).
     pub digest: Option<String>,
+    /// Bytes from its start already served before (kept in its task).
+    pub served: u64,
+    /// Received already (its task is done).
+    pub received: bool,
 }
 
 impl ReadyFile {
@@ -166,6 +170,19 @@ pub struct ZipPlan {
 struct Tallies {
     coverage: HashMap<(JobId, String), FileTally>,
     crcs: HashMap<(ShareId, String, u64, i64), u32>,
+}
+
+/// CRCs kept at most; past this the cache starts again (a zip whose CRCs
+/// are gone reads its files once more for them).
+const MAX_CRCS: usize = 200_000;
+
+impl Tallies {
+    fn remember(&mut self, key: (ShareId, String, u64, i64), crc: u32) {
+        if self.crcs.len() >= MAX_CRCS {
+            self.crcs.clear();
+        }
+        self.crcs.insert(key, crc);
+    }
 }
 
 /// How many downloads (or uploads) each person and each address has
@@ -294,6 +311,8 @@ impl Portal {
                 size: u64::try_from(t.size).unwrap_or(0),
                 mtime_ns: t.mtime_ns,
                 digest: known.get(&t.path).cloned().or_else(|| t.digest.clone()),
+                served: u64::try_from(t.bytes_done).unwrap_or(0),
+                received: t.status == ferry_domain::TaskStatus::Done,
             })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -314,6 +333,16 @@ impl Portal {
             who: Actor::user(user.id, from),
             _slot: slot,
         })
+    }
+
+    /// Whether file `index` is still on the appliance as it was delivered:
+    /// asked before a download's answer goes out, so a file that changed
+    /// or went is a clear refusal, not a download cut short.
+    pub async fn check(&self, opened: &Arc<Opened>, index: usize) -> Result<(), PortalError> {
+        let opened = opened.clone();
+        tokio::task::spawn_blocking(move || open_checked(&opened, index).map(drop))
+            .await
+            .map_err(|e| PortalError::Engine(EngineError::io("download", io::Error::other(e))))?
     }
 
     /// The bytes `range` of file `index` of an opened delivery.
@@ -418,10 +447,13 @@ impl Portal {
             let opened = opened.clone();
             let plan = plan.clone();
             match region.part {
-                Part::Data(m) => {
-                    let index = plan.files[m].unwrap_or_default();
-                    portal.zip_data(opened, index, region.skip..region.skip + region.len)
-                }
+                // Only a file has data; a folder's part is empty.
+                Part::Data(m) => match plan.files[m] {
+                    Some(index) => {
+                        portal.zip_data(opened, index, region.skip..region.skip + region.len)
+                    }
+                    None => stream::empty().boxed(),
+                },
                 part => stream::once(async move {
                     let bytes = portal.zip_part(&opened, &plan, part).await?;
                     let from = region.skip as usize;
@@ -531,7 +563,7 @@ impl Portal {
 
     fn remember_crc(&self, opened: &Opened, index: usize, crc: u32) {
         let key = Self::crc_key(opened, index);
-        self.lock().crcs.insert(key, crc);
+        self.lock().remember(key, crc);
     }
 
     /// A file's CRC-32: remembered from reading it, else read now (a zip
@@ -551,7 +583,7 @@ impl Portal {
             at += len;
         }
         let crc = crc.finish();
-        self.lock().crcs.insert(key, crc);
+        self.lock().remember(key, crc);
         Ok(crc)
     }
 
@@ -567,7 +599,16 @@ impl Portal {
         let job = opened.job.id;
         let (write, received) = {
             let mut t = self.lock();
-            let tally = t.coverage.entry((job, file.path.clone())).or_default();
+            // A file's first bytes served before a restart are kept in its
+            // task (as a prefix); the rest of the tally lives here.
+            let tally = t
+                .coverage
+                .entry((job, file.path.clone()))
+                .or_insert_with(|| FileTally {
+                    coverage: Coverage::from_prefix(file.served),
+                    written: None,
+                    received: file.received,
+                });
             tally.coverage.add(range);
             let whole = tally.coverage.is_whole(file.size);
             let received = whole && !tally.received;
@@ -576,7 +617,7 @@ impl Portal {
             if due || received {
                 tally.written = Some(Instant::now());
             }
-            let write = (due && !whole).then(|| tally.coverage.served());
+            let write = (due && !whole).then(|| tally.coverage.prefix());
             (write, received)
         };
         if write.is_none() && !received {
@@ -594,8 +635,21 @@ impl Portal {
             {
                 log::error!(job_id = job.0; "cannot record the progress of {path} in job {job}: {e}");
             }
-            if received && let Err(e) = portal.received(&opened, index).await {
-                log::error!(job_id = job.0; "cannot record {path} of job {job} as received: {e}");
+            if received {
+                let key = (job, path.clone());
+                match portal.received(&opened, index).await {
+                    // Recorded in the store: the tally's work is done.
+                    Ok(()) => {
+                        portal.lock().coverage.remove(&key);
+                    }
+                    // Tried again with the next bytes served.
+                    Err(e) => {
+                        log::error!(job_id = job.0; "cannot record {path} of job {job} as received: {e}");
+                        if let Some(t) = portal.lock().coverage.get_mut(&key) {
+                            t.received = false;
+                        }
+                    }
+                }
             }
         });
     }
@@ -649,7 +703,11 @@ impl FileReader {
         let file = match &self.file {
             Some(f) => f.clone(),
             None => {
-                let f = self.open()?;
+                let (opened, index) = (self.opened.clone(), self.index);
+                let f = tokio::task::spawn_blocking(move || open_checked(&opened, index))
+                    .await
+                    .map_err(io::Error::other)?
+                    .map_err(|e| io::Error::other(e.to_string()))?;
                 self.file = Some(f.clone());
                 f
             }
@@ -663,24 +721,20 @@ impl FileReader {
         .await
         .map_err(io::Error::other)?
     }
+}
 
-    fn open(&self) -> io::Result<Arc<std::fs::File>> {
-        let f = &self.opened.files[self.index];
-        let path = SharePath::parse(&f.path)
-            .and_then(|p| self.opened.folder.join(&p))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let (file, found) = self
-            .opened
-            .root
-            .open_file(&path)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        if found.size != f.size || found.mtime_ns != f.mtime_ns {
-            return Err(io::Error::other(
-                PortalError::Changed(f.path.clone()).to_string(),
-            ));
-        }
-        Ok(Arc::new(file))
+/// Opens file `index` of a delivery, checking it is still the file that
+/// was delivered (blocking: a name may lead to a slow disk).
+fn open_checked(opened: &Opened, index: usize) -> Result<Arc<std::fs::File>, PortalError> {
+    let f = &opened.files[index];
+    let path = SharePath::parse(&f.path)
+        .and_then(|p| opened.folder.join(&p))
+        .map_err(|e| StoreError::Invalid(format!("{:?}: {e}", f.path)))?;
+    let (file, found) = opened.root.open_file(&path)?;
+    if found.size != f.size || found.mtime_ns != f.mtime_ns {
+        return Err(PortalError::Changed(f.path.clone()));
     }
+    Ok(Arc::new(file))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use ferry_domain::ending::Ending;
 use ferry_domain::rules::{self, Refusal};
-use ferry_domain::{JobId, JobKind, JobStatus, TaskStatus};
+use ferry_domain::{JobId, JobStatus, TaskStatus};
 use ferry_engine::EngineError;
 use ferry_engine::files::{PartFile, Sink};
 use ferry_engine::share::ShareRoot;
@@ -93,6 +93,7 @@ pub struct Upload {
     delivery: Delivery,
     share: Share,
     task: Task,
+    user: User,
     who: Actor,
     /// Holds one of the person's and the address's upload places while
     /// the upload is open (a request's whole body).
@@ -136,13 +137,36 @@ impl Upload {
         Ok(root.sink(folder)?)
     }
 
-    fn part(&self) -> Result<PartFile, UploadError> {
-        Ok(self.sink()?.open_part(&self.plan()?, false)?)
+    /// Its part file, made if it is not there.
+    async fn part_file(&self) -> Result<PartFile, UploadError> {
+        let (sink, plan) = (self.sink()?, self.plan()?);
+        blocking(move || Ok(sink.open_part(&plan, false)?)).await
     }
 }
 
-/// Held while one request appends to one file.
+/// Held while one request works on one file.
 type FileLock = Arc<tokio::sync::Mutex<()>>;
+
+/// A file's lock, held; the file's entry goes from the map with the last
+/// holder, so the map holds only files being worked on.
+struct Held {
+    busy: Arc<Mutex<HashMap<(JobId, String), FileLock>>>,
+    key: (JobId, String),
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if busy
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            busy.remove(&self.key);
+        }
+    }
+}
 
 /// The uploads service.
 #[derive(Clone)]
@@ -173,8 +197,8 @@ impl Uploads {
         }
     }
 
-    /// File `path` of upload job `id`, when `user` may upload it now (its
-    /// sender, while the job may run); anyone else is told nothing.
+    /// File `path` of upload job `id`, when `user` may upload it now
+    /// ([`rules::upload`]); anyone else is told nothing.
     pub async fn open(
         &self,
         user: &User,
@@ -187,23 +211,8 @@ impl Uploads {
             StoreError::NotFound(_) => UploadError::Refused(missing()),
             other => other.into(),
         })?;
-        if job.kind != JobKind::Upload {
-            return Err(missing().into());
-        }
-        // A finished job's files are all in place; its sender may still
-        // ask where an upload stands (`Upload::is_done` answers).
-        if job.status != JobStatus::Done {
-            rules::run(&user.caller(), &job.facts(), self.clock.now())?;
-        } else if job.owner_id != user.id {
-            return Err(missing().into());
-        }
-        let task = self
-            .store
-            .tasks(job.id)
-            .await?
-            .into_iter()
-            .find(|t| t.path == path && t.status != TaskStatus::Excluded)
-            .ok_or_else(missing)?;
+        rules::upload(&user.caller(), &job.facts(), self.clock.now())?;
+        let task = self.task(job.id, path).await?.ok_or_else(missing)?;
         let delivery_id = job.delivery_id.ok_or_else(missing)?;
         let delivery = self.store.delivery(delivery_id).await?;
         let share = self.store.share(delivery.share_id).await?;
@@ -214,18 +223,93 @@ impl Uploads {
             delivery,
             share,
             task,
+            user: user.clone(),
             who: Actor::user(user.id, from),
         })
     }
 
-    /// How many bytes of the file the appliance holds.
-    pub async fn offset(&self, up: &Upload) -> Result<u64, UploadError> {
+    async fn task(&self, job: JobId, path: &str) -> Result<Option<Task>, UploadError> {
+        Ok(self
+            .store
+            .tasks(job)
+            .await?
+            .into_iter()
+            .find(|t| t.path == path && t.status != TaskStatus::Excluded))
+    }
+
+    /// The file's one-at-a-time lock, held until the guard drops; the
+    /// job and the task as they are once it is held (another request may
+    /// have moved them while this one waited).
+    async fn hold(&self, up: &mut Upload) -> Result<Held, UploadError> {
+        let key = (up.job.id, up.task.path.clone());
+        let lock = {
+            let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+            busy.entry(key.clone()).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        let held = Held {
+            busy: self.busy.clone(),
+            key,
+            guard: Some(guard),
+        };
+        up.job = self.store.job(up.job.id).await?;
+        rules::upload(&up.user.caller(), &up.job.facts(), self.clock.now())?;
+        up.task = self
+            .task(up.job.id, &up.task.path)
+            .await?
+            .ok_or_else(|| Refusal::NotFound(format!("there is no upload of {}", up.task.path)))?;
+        Ok(held)
+    }
+
+    /// A new upload of the file begins (tus creation): a part left by an
+    /// earlier attempt goes, since the file chosen now may differ; an empty
+    /// file is complete at once (a tus client sends no bytes for it).
+    pub async fn begin(&self, up: &mut Upload) -> Result<(), UploadError> {
+        let _held = self.hold(up).await?;
+        if up.is_done() {
+            return Ok(());
+        }
+        let sink = up.sink()?;
+        let path = up.plan()?.path;
+        blocking(move || Ok(sink.remove_part(&path)?)).await?;
+        if up.size() == 0 {
+            self.start(up).await?;
+            up.part_file().await?;
+            self.complete(up).await?;
+        }
+        Ok(())
+    }
+
+    /// How many bytes of the file the appliance holds. A part that holds
+    /// every byte but was not moved into place (a crash between the last
+    /// piece and the move) is moved now, so the client's view that it is
+    /// complete is true.
+    pub async fn offset(&self, up: &mut Upload) -> Result<u64, UploadError> {
+        let _held = self.hold(up).await?;
         if up.is_done() {
             return Ok(up.size());
         }
-        let part = up.part()?;
+        let at = self.part_len(up).await?;
+        if at == up.size() && at > 0 {
+            self.complete(up).await?;
+        }
+        Ok(at)
+    }
+
+    async fn part_len(&self, up: &Upload) -> Result<u64, UploadError> {
+        let part = up.part_file().await?;
         let path = up.task.path.clone();
         blocking(move || Ok(part.len().map_err(|e| EngineError::io(path, e))?)).await
+    }
+
+    /// The job runs while its files come in.
+    async fn start(&self, up: &Upload) -> Result<(), UploadError> {
+        if up.job.status != JobStatus::Running {
+            self.store
+                .set_job_status(up.job.id, JobStatus::Running, None)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Appends `body` at `offset`; the new offset, durable. With a
@@ -234,18 +318,12 @@ impl Uploads {
     /// a cut counts (as tus says), so a network cut loses nothing.
     pub async fn append(
         &self,
-        up: &Upload,
+        up: &mut Upload,
         offset: u64,
         checksum: Option<Checksum>,
         body: &mut (impl Stream<Item = Result<Bytes, io::Error>> + Unpin),
     ) -> Result<u64, UploadError> {
-        let lock = {
-            let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-            busy.entry((up.job.id, up.task.path.clone()))
-                .or_default()
-                .clone()
-        };
-        let _one = lock.lock().await;
+        let _held = self.hold(up).await?;
         if up.is_done() {
             return Err(UploadError::Offset {
                 path: up.task.path.clone(),
@@ -253,7 +331,7 @@ impl Uploads {
                 asked: offset,
             });
         }
-        let part = Arc::new(up.part()?);
+        let part = Arc::new(up.part_file().await?);
         let io = |e: io::Error| UploadError::Engine(EngineError::io(&up.task.path, e));
         let at = {
             let p = part.clone();
@@ -266,11 +344,7 @@ impl Uploads {
                 asked: offset,
             });
         }
-        if up.job.status != JobStatus::Running {
-            self.store
-                .set_job_status(up.job.id, JobStatus::Running, None)
-                .await?;
-        }
+        self.start(up).await?;
         let mut end = at;
         let mut sha = checksum.as_ref().map(|_| Sha256::new());
         let mut cut = None;
@@ -373,7 +447,8 @@ impl Uploads {
     }
 
     /// Gives an upload up (tus termination): its part file goes.
-    pub async fn terminate(&self, up: &Upload) -> Result<(), UploadError> {
+    pub async fn terminate(&self, up: &mut Upload) -> Result<(), UploadError> {
+        let _held = self.hold(up).await?;
         if up.is_done() {
             return Ok(());
         }

@@ -295,6 +295,34 @@ pub fn fetch(caller: &Caller, job: &JobFacts) -> Result<(), Refusal> {
     }
 }
 
+/// May `caller` invite `email` by sending it a delivery (a new address
+/// becomes an invited account)? Staff only: a collaborator who may upload
+/// sends to people who already have an account here.
+pub fn invite_by_sending(caller: &Caller, email: &str) -> Result<(), Refusal> {
+    if caller.role.is_staff() {
+        Ok(())
+    } else {
+        Err(Refusal::Forbidden(format!(
+            "{email} has no account on this appliance; collaborators send only to people who have one \
+             (ask the facility to invite them)"
+        )))
+    }
+}
+
+/// May `caller` upload the files of upload job `job` (from a browser), or
+/// ask where an upload stands? Its sender, while the job may run; once it
+/// is done its sender may still ask (every file is in place). Nobody else
+/// learns it exists.
+pub fn upload(caller: &Caller, job: &JobFacts, now: i64) -> Result<(), Refusal> {
+    if job.kind != JobKind::Upload || job.owner != caller.user {
+        return Err(Refusal::NotFound(format!("there is no upload {}", job.id)));
+    }
+    if job.status == JobStatus::Done && !job.purged {
+        return Ok(());
+    }
+    run(caller, job, now)
+}
+
 /// Rights on a share, from its grants (admins hold both on every share).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Access {
@@ -546,6 +574,25 @@ mod tests {
     }
 
     #[test]
+    fn only_the_sender_uploads_and_asks_after_a_finished_upload() {
+        let mut up = download(JobStatus::Queued);
+        up.kind = JobKind::Upload;
+        up.recipient = None;
+        assert_eq!(upload(&SENDER, &up, 0), Ok(()));
+        for who in [ADMIN, RECIPIENT, STRANGER, COLLEAGUE] {
+            assert!(matches!(upload(&who, &up, 0), Err(Refusal::NotFound(_))));
+        }
+        up.status = JobStatus::Done;
+        assert_eq!(upload(&SENDER, &up, 0), Ok(()));
+        up.status = JobStatus::Aborted;
+        assert!(matches!(upload(&SENDER, &up, 0), Err(Refusal::Aborted(_))));
+        assert!(matches!(
+            upload(&SENDER, &download(JobStatus::Queued), 0),
+            Err(Refusal::NotFound(_))
+        ));
+    }
+
+    #[test]
     fn a_recipient_cannot_undo_the_senders_abort() {
         // Hole 1 of the review: abort by the sender, retry by the recipient.
         let mut job = download(JobStatus::Running);
@@ -753,5 +800,7 @@ mod tests {
         assert!(send(&collaborator, Sending::FromShares).is_err());
         assert_eq!(send(&collaborator, Sending::Uploads), Ok(()));
         assert_eq!(send(&SENDER, Sending::FromShares), Ok(()));
+        assert!(invite_by_sending(&collaborator, "new@x.io").is_err());
+        assert_eq!(invite_by_sending(&SENDER, "new@x.io"), Ok(()));
     }
 }

@@ -8,6 +8,12 @@
 
 use std::ops::Range;
 
+/// Disjoint spans kept per file at most. A download manager asks for a
+/// handful of ranges; a client that scatters thousands of tiny ones stops
+/// being counted beyond this (what it was served still reaches it) rather
+/// than growing the appliance's memory.
+pub const MAX_SPANS: usize = 1024;
+
 /// The bytes of one file served so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Coverage {
@@ -26,10 +32,29 @@ impl Coverage {
         let last = self.spans.partition_point(|s| s.start <= range.end);
         let merged = if first < last {
             self.spans[first].start.min(range.start)..self.spans[last - 1].end.max(range.end)
+        } else if self.spans.len() >= MAX_SPANS {
+            return;
         } else {
             range
         };
         self.spans.splice(first..last, [merged]);
+    }
+
+    /// A file whose first `bytes` were served before (the part a restarted
+    /// appliance kept).
+    pub fn from_prefix(bytes: u64) -> Self {
+        let mut c = Coverage::default();
+        c.add(0..bytes);
+        c
+    }
+
+    /// How many bytes from the start have been served without a gap: what
+    /// is kept across a restart.
+    pub fn prefix(&self) -> u64 {
+        self.spans
+            .first()
+            .filter(|s| s.start == 0)
+            .map_or(0, |s| s.end)
     }
 
     /// How many bytes have been served.
@@ -37,10 +62,8 @@ impl Coverage {
         self.spans.iter().map(|s| s.end - s.start).sum()
     }
 
-    /// Whether every byte of a file of `size` bytes has been served. An
-    /// empty file is received once it has been asked for at all, which its
-    /// caller records by calling [`Coverage::add`] with `0..0` and then
-    /// asking this (an empty file has no bytes to miss).
+    /// Whether every byte of a file of `size` bytes has been served (an
+    /// empty file has no bytes to miss: it is whole once asked for).
     pub fn is_whole(&self, size: u64) -> bool {
         size == 0
             || self
@@ -82,6 +105,23 @@ mod tests {
         assert_eq!(c.spans, vec![0..14]);
         c.add(20..20);
         assert_eq!(c.spans, vec![0..14]);
+    }
+
+    #[test]
+    fn scattered_spans_are_bounded_and_the_prefix_survives() {
+        let mut c = Coverage::from_prefix(100);
+        assert_eq!(c.prefix(), 100);
+        for i in 0..(MAX_SPANS as u64 * 2) {
+            c.add(1000 + i * 10..1000 + i * 10 + 1);
+        }
+        assert_eq!(c.spans.len(), MAX_SPANS);
+        // What touches a kept span still counts.
+        c.add(50..200);
+        assert_eq!(c.prefix(), 200);
+        assert_eq!(Coverage::default().prefix(), 0);
+        let mut gap = Coverage::default();
+        gap.add(10..20);
+        assert_eq!(gap.prefix(), 0);
     }
 
     #[test]

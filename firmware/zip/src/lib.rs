@@ -109,6 +109,15 @@ impl Placed {
         self.data_at() + self.member.size + self.descriptor_len()
     }
 
+    /// 4.5 for a member with any ZIP64 field, 2.0 for the others.
+    fn version_needed(&self) -> u16 {
+        if self.big || self.header_at >= MAX32 {
+            45
+        } else {
+            20
+        }
+    }
+
     /// The central directory's ZIP64 extra: the fields that overflow, in
     /// the order the format fixes.
     fn central_extra(&self) -> Vec<u8> {
@@ -278,7 +287,8 @@ impl Layout {
         let (time, date) = dos_time(m.mtime);
         let mut b = Vec::with_capacity(p.header_len as usize);
         put32(&mut b, LOCAL);
-        put16(&mut b, if p.big { 45 } else { 20 });
+        // The same version the central directory names for this member.
+        put16(&mut b, p.version_needed());
         put16(
             &mut b,
             if m.is_folder() {
@@ -336,7 +346,7 @@ impl Layout {
             let folder = m.is_folder();
             put32(&mut b, CENTRAL);
             put16(&mut b, MADE_BY);
-            put16(&mut b, if extra.is_empty() { 20 } else { 45 });
+            put16(&mut b, p.version_needed());
             put16(&mut b, if folder { FLAGS_FOLDER } else { FLAGS_FILE });
             put16(&mut b, 0);
             put16(&mut b, time);

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use ferry_api::{JobDetail, JobInfo};
 use ferry_domain::{JobKind, JobStatus};
@@ -22,7 +22,7 @@ use super::html;
 use super::transfers::line;
 use crate::auth::Member;
 use crate::format::{ago, bytes, timestamp};
-use crate::layout::{failure_page, member_page, url_escape};
+use crate::layout::{MemberTab, failure_page, member_page, url_escape};
 use crate::{Refused, Web};
 
 /// A delivery above this size gets the hint that the Ferry app is faster.
@@ -61,6 +61,7 @@ pub fn list_view(member: &Member, received: &[JobInfo], sent: &[JobInfo]) -> Mar
     let t = jiff::Timestamp::now().as_second();
     member_page(
         "Your deliveries",
+        MemberTab::Deliveries,
         member,
         None,
         html! {
@@ -145,6 +146,7 @@ pub fn detail_view(member: &Member, d: &JobDetail, opened: &Opened) -> Markup {
     let total: u64 = opened.files.iter().map(|f| f.size).sum();
     member_page(
         j.delivery_name.as_deref().unwrap_or(&j.name),
+        MemberTab::Deliveries,
         member,
         None,
         html! {
@@ -193,13 +195,14 @@ pub async fn file(
     State(web): State<Arc<Web>>,
     member: Member,
     Path((id, path)): Path<(i64, String)>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let opened = match opened(&web, &member, id).await {
         Ok(o) => o,
         Err(r) => return r,
     };
-    crate::fetch::file(&web.services.portal, opened, &path, &headers)
+    crate::fetch::file(&web.services.portal, opened, &path, &method, &headers).await
 }
 
 /// `GET /deliveries/{id}/all.zip`: the whole delivery, resumable.
@@ -207,11 +210,12 @@ pub async fn zip(
     State(web): State<Arc<Web>>,
     member: Member,
     Path(id): Path<i64>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let opened = match opened(&web, &member, id).await {
         Ok(o) => o,
         Err(r) => return r,
     };
-    crate::fetch::zip(&web.services.portal, opened, &headers)
+    crate::fetch::zip(&web.services.portal, opened, &method, &headers)
 }

@@ -1,4 +1,5 @@
-//! Sending from the browser (`/send`, for staff): drop files and folders,
+//! Sending from the browser (`/send`: staff, and collaborators who may
+//! write to a share): drop files and folders,
 //! name recipients, a destination and the delivery, set priorities (`.mov`
 //! and `.mp4` start High), and Transmit. The delivery is made exactly as
 //! `ferry send` makes one (the deliveries service), then each file goes up
@@ -18,17 +19,20 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_api::{DeliveryFile, DeliveryRequest};
-use ferryd_core::Failing as _;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{html, html_status};
 use crate::Web;
 use crate::auth::{Member, Posted, Staff};
-use crate::layout::{Notice, csrf, member_page, staff_page};
+use crate::layout::{MemberTab, Notice, csrf, member_page, staff_page};
 use crate::security::{same_origin, secret_eq};
 
 pub mod tus;
+
+/// The largest delivery plan the page may post: room for some 300,000
+/// files' paths and facts.
+pub const MAX_PLAN: usize = 64 << 20;
 
 /// Files that start at High priority on the page: the review's movies,
 /// which a recipient watches first.
@@ -95,7 +99,7 @@ pub fn view(member: &Member, shares: &[String], notice: Option<&Notice>) -> Mark
     };
     match member.as_staff() {
         Some(staff) => staff_page("Send", "/send", &staff, notice, body),
-        None => member_page("Send", member, notice, body),
+        None => member_page("Send", MemberTab::Send, member, notice, body),
     }
 }
 
@@ -182,8 +186,7 @@ pub async fn make(
     match made {
         Ok(d) => (StatusCode::CREATED, Json(d)).into_response(),
         Err(e) => {
-            let status = StatusCode::from_u16(e.failure().http_status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = crate::layout::status_of(&e);
             (status, Json(serde_json::json!({"error": e.to_string()}))).into_response()
         }
     }
@@ -241,7 +244,7 @@ pub async fn from_share(State(web): State<Arc<Web>>, posted: Posted<ShareForm>) 
             ))
         }
         Err(e) => html_status(
-            StatusCode::from_u16(e.failure().http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+            crate::layout::status_of(&e),
             view(&member, &shares, Some(&Notice::Error(e.to_string()))),
         ),
     }

@@ -50,11 +50,12 @@ async fn file(
     State(api): State<Arc<Api>>,
     caller: Caller,
     ApiParts(Path((id, path))): ApiPath<(i64, String)>,
+    method: axum::http::Method,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     let portal = &api.services.portal;
     match portal.open(&caller.user, id, caller.from).await {
-        Ok(opened) => ferry_webadmin::fetch::file(portal, opened, &path, &headers),
+        Ok(opened) => ferry_webadmin::fetch::file(portal, opened, &path, &method, &headers).await,
         Err(e) => axum::response::IntoResponse::into_response(ApiError::from(e)),
     }
 }

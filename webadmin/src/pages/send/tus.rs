@@ -15,7 +15,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use ferryd_core::Failing as _;
 use ferryd_core::uploads::{Checksum, UploadError};
 use futures::TryStreamExt as _;
 
@@ -44,8 +43,7 @@ fn refused(e: &UploadError) -> Response {
     let status = match e {
         UploadError::Checksum(_) => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
         UploadError::Offset { .. } => StatusCode::CONFLICT,
-        e => StatusCode::from_u16(e.failure().http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e => crate::layout::status_of(e),
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         log::error!("upload: {e}");
@@ -149,12 +147,8 @@ pub async fn create(
     let Some(length) = number(&headers, "upload-length") else {
         return bad("Upload-Length is the file's size (deferred lengths are not taken)");
     };
-    let up = match web
-        .services
-        .uploads
-        .open(&member.user, job, path, member.from)
-        .await
-    {
+    let uploads = &web.services.uploads;
+    let mut up = match uploads.open(&member.user, job, path, member.from).await {
         Ok(u) => u,
         Err(e) => return refused(&e),
     };
@@ -163,6 +157,11 @@ pub async fn create(
             "{path} was declared with {} bytes, not {length}",
             up.size()
         ));
+    }
+    // A new upload: what an earlier attempt left goes, and an empty file
+    // is complete already.
+    if let Err(e) = uploads.begin(&mut up).await {
+        return refused(&e);
     }
     let location = format!("/api/v1/uploads/{job}/{}", hex(path));
     tus(StatusCode::CREATED, &[("location", location)])
@@ -209,11 +208,11 @@ pub async fn head(
     if let Some(r) = not_tus(&headers) {
         return r;
     }
-    let up = match opened(&web, &member, job, &file).await {
+    let mut up = match opened(&web, &member, job, &file).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    match web.services.uploads.offset(&up).await {
+    match web.services.uploads.offset(&mut up).await {
         Ok(at) => tus(
             StatusCode::OK,
             &[
@@ -252,14 +251,14 @@ pub async fn patch(
         Err(why) => return bad(why),
     };
     let mut stream = body.into_data_stream().map_err(std::io::Error::other);
-    let up = match opened(&web, &member, job, &file).await {
+    let mut up = match opened(&web, &member, job, &file).await {
         Ok(u) => u,
         Err(r) => return drained(r, &mut stream, 0).await,
     };
     match web
         .services
         .uploads
-        .append(&up, offset, sum, &mut stream)
+        .append(&mut up, offset, sum, &mut stream)
         .await
     {
         Ok(at) => tus(StatusCode::NO_CONTENT, &[("upload-offset", at.to_string())]),
@@ -297,11 +296,11 @@ pub async fn delete(
     if let Some(r) = not_tus(&headers) {
         return r;
     }
-    let up = match opened(&web, &member, job, &file).await {
+    let mut up = match opened(&web, &member, job, &file).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    match web.services.uploads.terminate(&up).await {
+    match web.services.uploads.terminate(&mut up).await {
         Ok(()) => tus(StatusCode::NO_CONTENT, &[]),
         Err(e) => refused(&e),
     }
