@@ -629,8 +629,18 @@ async fn sender() -> (Appliance, tempfile::TempDir) {
         .send_keys(frames.to_str().unwrap())
         .await
         .unwrap();
-    let rows = c.find_all(Locator::Css("#chosen tbody tr")).await.unwrap();
-    assert_eq!(rows.len(), 201, "the movie and the 200 frames, by path");
+    // The page lists what the pickers hand it once their change events
+    // have run.
+    eventually(
+        "the movie and the 200 frames listed",
+        Duration::from_secs(30),
+        || async {
+            c.find_all(Locator::Css("#chosen tbody tr"))
+                .await
+                .is_ok_and(|rows| rows.len() == 201)
+        },
+    )
+    .await;
     let movie_row = c
         .find(Locator::Css("#chosen tr[data-path='cut.mp4'] select"))
         .await
