@@ -146,12 +146,6 @@ impl Wan {
         self.congestion("left", name);
     }
 
-    /// The same for connections from the right: the appliance's, when it
-    /// sends (a download over HTTPS).
-    pub fn server_tcp_congestion(&self, name: &str) {
-        self.congestion("right", name);
-    }
-
     fn congestion(&self, side: &str, name: &str) {
         self.net.exec(
             side,
