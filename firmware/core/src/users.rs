@@ -221,18 +221,7 @@ impl Users {
         from: IpAddr,
     ) -> Result<(User, NewWebSession), UsersError> {
         let user = self.check_password(email, password, from).await?;
-        rules::web_sign_in(&user.account())?;
-        let session = self
-            .store
-            .create_web_session(user.id, WEB_LIFETIME_SECS)
-            .await?;
-        self.audit
-            .record(
-                Actor::user(user.id, from)
-                    .line(AuditAction::Login, user.email.clone())
-                    .detail("web admin"),
-            )
-            .await?;
+        let session = self.start_web_session(&user, from, "web").await?;
         Ok((user, session))
     }
 
@@ -244,6 +233,18 @@ impl Users {
         user: &User,
         from: IpAddr,
     ) -> Result<NewWebSession, UsersError> {
+        self.start_web_session(user, from, "web, from the invitation link")
+            .await
+    }
+
+    /// A new web session for `user`, if they may sign in, audited with
+    /// how it began.
+    async fn start_web_session(
+        &self,
+        user: &User,
+        from: IpAddr,
+        how: &str,
+    ) -> Result<NewWebSession, UsersError> {
         rules::web_sign_in(&user.account())?;
         let session = self
             .store
@@ -253,7 +254,7 @@ impl Users {
             .record(
                 Actor::user(user.id, from)
                     .line(AuditAction::Login, user.email.clone())
-                    .detail("web, from the invitation link"),
+                    .detail(how),
             )
             .await?;
         Ok(session)
