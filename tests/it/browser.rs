@@ -175,6 +175,16 @@ async fn next_page(c: &Client, after: &str) {
     }
 }
 
+/// Types `keys` into the element at `css` (for a file input: the paths).
+async fn type_into(c: &Client, css: &str, keys: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
 async fn text(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -435,13 +445,7 @@ async fn collaborator() {
         "ann@example.com invited you to Ferry",
     );
     assert_eq!(invitation.len(), 1, "{mails:#?}");
-    let link = invitation[0]
-        .raw
-        .split_whitespace()
-        .find(|w| w.starts_with("https://") && w.contains("/invite/"))
-        .expect("the invitation link in the text part")
-        .trim_end_matches(['.', ')'])
-        .to_owned();
+    let link = invitation[0].link("/invite/");
 
     let downloads = dir.path().join("Downloads");
     std::fs::create_dir_all(&downloads).unwrap();
@@ -617,18 +621,8 @@ async fn sender() -> (Appliance, tempfile::TempDir) {
     )
     .await;
     c.goto(&format!("{base}/send")).await.unwrap();
-    c.find(Locator::Css("#files"))
-        .await
-        .unwrap()
-        .send_keys(movie.to_str().unwrap())
-        .await
-        .unwrap();
-    c.find(Locator::Css("#folder"))
-        .await
-        .unwrap()
-        .send_keys(frames.to_str().unwrap())
-        .await
-        .unwrap();
+    type_into(&c, "#files", movie.to_str().unwrap()).await;
+    type_into(&c, "#folder", frames.to_str().unwrap()).await;
     // The page lists what the pickers hand it once their change events
     // have run.
     eventually(
@@ -660,24 +654,9 @@ async fn sender() -> (Appliance, tempfile::TempDir) {
         frame_row.prop("value").await.unwrap().as_deref(),
         Some("500")
     );
-    c.find(Locator::Css("#recipients"))
-        .await
-        .unwrap()
-        .send_keys("dir@client.example, ed@client.example")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#dest"))
-        .await
-        .unwrap()
-        .send_keys("share=media/review-0700")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#name"))
-        .await
-        .unwrap()
-        .send_keys("review-0700")
-        .await
-        .unwrap();
+    type_into(&c, "#recipients", "dir@client.example, ed@client.example").await;
+    type_into(&c, "#dest", "share=media/review-0700").await;
+    type_into(&c, "#name", "review-0700").await;
     shot(&c, "send").await;
     c.find(Locator::Css("#transmit"))
         .await

@@ -174,6 +174,16 @@ impl Mail {
     fn subject(&self) -> &str {
         self.header("subject")
     }
+
+    /// The first link in the text part whose address contains `what`.
+    pub(crate) fn link(&self, what: &str) -> String {
+        self.raw
+            .split_whitespace()
+            .find(|w| w.starts_with("https://") && w.contains(what))
+            .unwrap_or_else(|| panic!("no {what} link in {}", self.raw))
+            .trim_end_matches(['.', ')'])
+            .to_owned()
+    }
 }
 
 pub(crate) fn find<'a>(mails: &'a [Mail], to: &str, subject: &str) -> Vec<&'a Mail> {
@@ -261,13 +271,7 @@ fn a_delivery_tells_each_person_what_they_need_once() {
     assert_eq!(mails.len(), 4, "{mails:#?}");
 
     // The invitation link sets a password, once.
-    let link = invitation[0]
-        .raw
-        .split_whitespace()
-        .find(|w| w.contains("/invite/"))
-        .expect("a link")
-        .trim_end_matches(['.', ')'])
-        .to_owned();
+    let link = invitation[0].link("/invite/");
     assert!(link.starts_with(&app.url), "{link}");
     let path = &link[app.url.len()..];
     let mut browser = Browser::new(&app);

@@ -123,18 +123,8 @@ fn an_invited_collaborator_downloads_in_the_browser_and_the_sender_hears_once() 
         "ann@example.com sent you review-0420",
     );
     assert_eq!(waiting.len(), 1, "{mails:#?}");
-    let link = |raw: &str, what: &str| -> String {
-        raw.split_whitespace()
-            .find(|w| w.contains(what))
-            .map(|w| {
-                w.trim_start_matches("href=\"")
-                    .trim_end_matches(['.', ')', '"', '>'])
-            })
-            .unwrap_or_else(|| panic!("no {what} link in {raw}"))
-            .to_owned()
-    };
-    let invite = link(&invitation[0].raw, "/invite/");
-    let delivery = link(&waiting[0].raw, "/deliveries/");
+    let invite = invitation[0].link("/invite/");
+    let delivery = waiting[0].link("/deliveries/");
     assert!(invite.starts_with(&app.url) && delivery.starts_with(&app.url));
     let delivery = delivery[app.url.len()..].to_owned();
 
