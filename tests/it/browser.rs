@@ -14,9 +14,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use ferry_tests::{Appliance, write_random};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ impl Drop for Driver {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -34,8 +34,18 @@ fn free_port() -> u16 {
 }
 
 fn start_chromedriver() -> (Driver, String) {
+    start_chromedriver_at_home(None)
+}
+
+/// chromedriver, with `HOME` set for the Chromium it starts: Chromium on
+/// Linux keeps its trusted certificates in `$HOME/.pki/nssdb`.
+pub(crate) fn start_chromedriver_at_home(home: Option<&std::path::Path>) -> (Driver, String) {
     let port = free_port();
-    let child = Command::new(CHROMEDRIVER)
+    let mut command = Command::new(CHROMEDRIVER);
+    if let Some(home) = home {
+        command.env("HOME", home);
+    }
+    let child = command
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod abuse;
+mod acme;
 mod api;
 mod browser;
 mod caps;

@@ -108,7 +108,7 @@ fn start(dir: &Path) -> Tour {
             .unwrap()
             .trim_end_matches('/')
             .to_owned(),
-        fingerprint: field("ferryd certificate SHA-256 ").unwrap(),
+        fingerprint: field("ferryd key SHA-256 ").unwrap(),
         one_time: field(
             "ferryd first start: log in as admin@localhost with the one-time password ",
         )

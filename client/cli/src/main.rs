@@ -76,7 +76,7 @@ enum Command {
         /// Read the password from standard input.
         #[arg(long)]
         password_stdin: bool,
-        /// The certificate fingerprint to expect (from the appliance's admin).
+        /// The key fingerprint to expect (from the appliance's admin).
         #[arg(long)]
         fingerprint: Option<String>,
         /// Trust the fingerprint shown without asking (first contact only).
@@ -851,9 +851,11 @@ async fn login(
     let contact = signin::first_contact(&server, expected).await?;
     let (server, seen) = (contact.server.clone(), contact.fingerprint);
     if expected.is_none() {
-        eprintln!("The appliance at {server} presents the certificate fingerprint (SHA-256)");
+        eprintln!(
+            "The appliance at {server} presents a certificate whose key fingerprint (SHA-256) is"
+        );
         eprintln!("  {seen}");
-        eprintln!("  ({}, as a browser shows it)", seen.colon_pairs());
+        eprintln!("  ({})", seen.colon_pairs());
         eprintln!(
             "Check it against the one your admin gives you (web admin Settings, or `ferryd admin fingerprint`)."
         );

@@ -515,14 +515,14 @@ impl FerryApp {
                     ui.colored_label(
                         Color32::from_rgb(200, 60, 40),
                         format!(
-                            "{server} now presents a different certificate from the one this                              computer trusted ({before}). Do not go on unless the facility's IT                              tells you it was changed. The new one (SHA-256):"
+                            "{server} now presents a certificate for another key than the one this                              computer trusted ({before}). Do not go on unless the facility's IT                              tells you it was changed. The new key (SHA-256):"
                         ),
                     );
                     "Trust the new certificate and sign in"
                 }
                 None => {
                     ui.label(format!(
-                        "{server} presents this certificate (SHA-256). Check it against the one                          your facility gave you before you go on:"
+                        "{server} presents a certificate for this key (SHA-256). Check it against the one                          your facility gave you before you go on:"
                     ));
                     "Trust and sign in"
                 }

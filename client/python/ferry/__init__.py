@@ -12,8 +12,9 @@
     for job in session.jobs(all=True):
         print(job.id, job.status, job.name)
 
-The appliance's certificate is pinned by its SHA-256 fingerprint, as the
-`ferry` command does; no certificate authority is consulted.
+The appliance's certificate is pinned by the SHA-256 fingerprint of its
+key, as the `ferry` command does; no certificate authority is consulted,
+and a renewed certificate for the same key is accepted.
 """
 
 from .client import Session

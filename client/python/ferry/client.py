@@ -1,34 +1,68 @@
 """The Session: one appliance, one API key, its certificate pinned."""
 
+import hashlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 from urllib.parse import quote
 
 import requests
+import urllib3
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from requests.adapters import HTTPAdapter
 
 from .errors import FerryError
 from .types import Delivery, Job, JobDetail, Share, ShareEntry, User
 
 
-class _PinnedAdapter(HTTPAdapter):
-    """Accepts exactly the certificate whose SHA-256 fingerprint we hold.
+def _pins_of(der):
+    """The pins a certificate satisfies: the SHA-256 of its public key
+    (SubjectPublicKeyInfo), which outlives renewals, and of the whole
+    certificate, as earlier versions pinned it."""
+    cert = x509.load_der_x509_certificate(der)
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return {hashlib.sha256(spki).hexdigest(), hashlib.sha256(der).hexdigest()}
 
-    The appliance's certificate is self-signed; trust comes from the
-    fingerprint its admin gave out, as with the ``ferry`` command.
+
+class _PinnedConnection(urllib3.connection.HTTPSConnection):
+    """An HTTPS connection that closes unless the server's certificate
+    carries the pinned key."""
+
+    pin = None
+
+    def connect(self):
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True)
+        if der is None or self.pin not in _pins_of(der):
+            self.close()
+            raise ssl.SSLError(f"the server's key is not the pinned {self.pin}")
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Accepts only a certificate for the key whose SHA-256 fingerprint we
+    hold.
+
+    The appliance's certificate is self-signed, or issued by an ACME CA
+    for the same key; trust comes from the fingerprint its admin gave
+    out, as with the ``ferry`` command.
     """
 
     def __init__(self, fingerprint, **kwargs):
-        self._fingerprint = fingerprint
+        connection = type("PinnedConnection", (_PinnedConnection,), {"pin": fingerprint})
+        self._pool = type("PinnedPool", (urllib3.HTTPSConnectionPool,), {"ConnectionCls": connection})
         super().__init__(**kwargs)
 
     def init_poolmanager(self, connections, maxsize, block=False, **kwargs):
-        kwargs["assert_fingerprint"] = self._fingerprint
         kwargs["cert_reqs"] = "CERT_NONE"
         super().init_poolmanager(connections, maxsize, block, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": urllib3.HTTPConnectionPool,
+            "https": self._pool,
+        }
 
 
 def _env(value, name):

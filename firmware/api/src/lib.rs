@@ -376,6 +376,16 @@ pub struct Settings {
     /// How data may travel: `quic, tcp, https` or fewer; empty: all.
     #[serde(default)]
     pub transports: String,
+    /// The public DNS name to get a certificate for from an ACME CA
+    /// (TLS-ALPN-01 on the HTTPS port); empty: no ACME.
+    #[serde(default)]
+    pub acme_name: String,
+    /// The ACME CA's directory URL; empty: Let's Encrypt.
+    #[serde(default)]
+    pub acme_directory: String,
+    /// An email address the CA may write to.
+    #[serde(default)]
+    pub acme_contact: String,
 }
 
 fn all_transports() -> Vec<ferry_proto::Transport> {

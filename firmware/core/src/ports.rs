@@ -8,8 +8,10 @@ use std::net::{IpAddr, SocketAddr};
 /// The appliance at a glance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplianceFacts {
-    /// SHA-256 of the certificate in use, hex.
+    /// The pin: SHA-256 of the certificate's key, hex.
     pub fingerprint: String,
+    /// The certificate served now, in words (issuer, names, expiry).
+    pub certificate: String,
     /// Where the control plane listens.
     pub control: SocketAddr,
     /// The data port range, `FIRST-LAST`.

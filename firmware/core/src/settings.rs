@@ -14,7 +14,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferry_domain::settings::{SettingsError, SettingsText, SiteSettings, SmtpSettings, parse};
+use ferry_domain::settings::{
+    AcmeSettings, SettingsError, SettingsText, SiteSettings, SmtpSettings, parse,
+};
 use ferry_domain::{AuditAction, rules};
 use ferry_proto::{Pace, Rate};
 use ferry_store::{Store, StoreError};
@@ -35,6 +37,9 @@ const SMTP_URL: &str = "site.smtp_url";
 const SMTP_USER: &str = "site.smtp_user";
 const SMTP_PASSWORD_FILE: &str = "site.smtp_password_file";
 const SMTP_FROM: &str = "site.smtp_from";
+const ACME_NAME: &str = "site.acme_name";
+const ACME_DIRECTORY: &str = "site.acme_directory";
+const ACME_CONTACT: &str = "site.acme_contact";
 
 /// Why settings were refused or could not be kept.
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +312,17 @@ async fn overlay(
             })
         };
     }
+    if let Some(name) = store.setting(ACME_NAME).await? {
+        site.acme = if name.is_empty() {
+            None
+        } else {
+            Some(AcmeSettings {
+                name,
+                directory: store.setting(ACME_DIRECTORY).await?.unwrap_or_default(),
+                contact: store.setting(ACME_CONTACT).await?.filter(|c| !c.is_empty()),
+            })
+        };
+    }
     // What was kept by an older version may not hold today's rules.
     site.validate().map_err(|e| SettingsFailure::Stored {
         key: "site",
@@ -411,6 +427,23 @@ async fn save(
     )
     .await?;
     keep(store, SMTP_FROM, same, smtp.map_or("", |s| s.from.as_str())).await?;
+    let same = site.acme == baseline.acme;
+    let acme = site.acme.as_ref();
+    keep(store, ACME_NAME, same, acme.map_or("", |a| a.name.as_str())).await?;
+    keep(
+        store,
+        ACME_DIRECTORY,
+        same,
+        acme.map_or("", |a| a.directory.as_str()),
+    )
+    .await?;
+    keep(
+        store,
+        ACME_CONTACT,
+        same,
+        acme.and_then(|a| a.contact.as_deref()).unwrap_or(""),
+    )
+    .await?;
     Ok(())
 }
 
@@ -455,6 +488,12 @@ fn describe_change(old: &SiteSettings, new: &SiteSettings) -> String {
             None => "SMTP off".into(),
         });
     }
+    if old.acme != new.acme {
+        parts.push(match &new.acme {
+            Some(a) => format!("ACME certificate for {} from {}", a.name, a.directory),
+            None => "no ACME certificate".into(),
+        });
+    }
     if parts.is_empty() {
         "nothing changed".to_owned()
     } else {
@@ -482,6 +521,7 @@ mod tests {
             default_expiry_days: 30,
             smtp: None,
             transports: Default::default(),
+            acme: None,
         }
     }
 
@@ -517,10 +557,18 @@ mod tests {
         text.default_expiry_days = "7".into();
         text.transports = "tcp https".into();
         text.site_rate = "300M".into();
+        text.acme_name = "ferry.example.com".into();
+        text.acme_directory = "https://ca.example/acme".into();
         let who = Actor::user(root.id, "192.0.2.9".parse().unwrap());
         let new = s.change(By::User(&root), who, &text).await.unwrap();
         assert_eq!(new.transports.to_string(), "tcp, https");
         assert_eq!(new.site_rate, Some("300M".parse().unwrap()));
+        assert_eq!(
+            new.acme
+                .as_ref()
+                .map(|a| (a.name.as_str(), a.contact.is_none())),
+            Some(("ferry.example.com", true))
+        );
         assert!(heard.has_changed().unwrap());
         assert_eq!(*heard.borrow_and_update(), new);
         // A restart with the same file keeps the change.
@@ -530,7 +578,10 @@ mod tests {
         assert!(
             audit[0].detail.contains("pace fixed up to 1 Gbit/s")
                 && audit[0].detail.contains("transports tcp, https")
-                && audit[0].detail.contains("site rate 300 Mbit/s"),
+                && audit[0].detail.contains("site rate 300 Mbit/s")
+                && audit[0].detail.contains(
+                    "ACME certificate for ferry.example.com from https://ca.example/acme"
+                ),
             "{}",
             audit[0].detail
         );

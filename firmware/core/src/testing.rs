@@ -26,6 +26,7 @@ impl Appliance for NoAppliance {
     fn facts(&self) -> ApplianceFacts {
         ApplianceFacts {
             fingerprint: "00".into(),
+            certificate: "self-signed for localhost".into(),
             control: "127.0.0.1:8443"
                 .parse()
                 .unwrap_or(([127, 0, 0, 1], 8443).into()),

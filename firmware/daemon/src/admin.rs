@@ -34,6 +34,7 @@ impl Appliance for AtRest {
     fn facts(&self) -> ApplianceFacts {
         ApplianceFacts {
             fingerprint: self.fingerprint.to_string(),
+            certificate: String::new(),
             control: self.config.listen,
             ports: self.config.ports.to_string(),
             firewall_on: self.config.firewall == FirewallMode::Nft,

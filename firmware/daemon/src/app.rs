@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ferry_engine::claims::Claims;
+use ferry_engine::tls::{Fingerprint, Identity};
 use ferry_engine::transport::{Tuning, server_config};
 use ferry_portguard::client::PortguardClient;
 use ferry_portguard::leases::LeaseTable;
@@ -101,7 +102,6 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         &config.data,
         &certificate_names(&config),
     )?);
-    let fingerprint = identity.fingerprint();
     let firewall = match config.firewall {
         FirewallMode::Off => {
             log::warn!(
@@ -149,8 +149,10 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         .with_context(|| format!("binding the control plane to {}", config.listen))?;
     let control = listener.local_addr()?;
     let sources = Arc::new(SourceWatch::default());
+    let certificate = Arc::new(crate::acme::Status::default());
     let appliance = Arc::new(Running::new(
-        fingerprint,
+        identity.clone(),
+        certificate.clone(),
         control,
         plane.clone(),
         config.data.clone(),
@@ -201,12 +203,7 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         keys: KeyLimits::new(config.api.requests_per_minute),
         journal,
     });
-    banner(
-        &config,
-        control,
-        &fingerprint.to_string(),
-        first_password.as_deref(),
-    )?;
+    banner(&config, control, &identity, first_password.as_deref())?;
     tokio::spawn(sweeper(data.clone(), shutdown.clone()));
     tokio::spawn(crate::service::watchdog(services.clone(), shutdown.clone()));
     tokio::spawn(janitor(
@@ -216,6 +213,16 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
     ));
     tokio::spawn(repace_on_change(services.clone(), shutdown.clone()));
     tokio::spawn(crate::mailer::run(services.clone(), shutdown.clone()));
+    tokio::spawn(crate::acme::run(
+        services.clone(),
+        crate::acme::Keeper {
+            identity: identity.clone(),
+            data: config.data.clone(),
+            roots: config.tls.acme_roots.clone(),
+            status: certificate,
+        },
+        shutdown.clone(),
+    ));
     let server = tokio::spawn(http::serve(api, identity, listener));
     crate::service::ready(&format!("serving on https://{control}/"));
     wait_for_signal().await;
@@ -238,9 +245,15 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
 fn banner(
     config: &Config,
     control: SocketAddr,
-    fingerprint: &str,
+    identity: &Identity,
     first_password: Option<&str>,
 ) -> Result<()> {
+    let fingerprint = &identity.fingerprint().to_string();
+    let certificate = identity
+        .chain()
+        .first()
+        .map(|c| Fingerprint::of(c).colon_pairs())
+        .unwrap_or_default();
     // These lines go to stdout, once: scripts read them. With a console
     // file (the appliance image), the one-time password goes only there, so
     // that it is shown once on the console and never kept in the journal.
@@ -261,10 +274,9 @@ fn banner(
         }
     }
     println!("ferryd listening on https://{control}/");
-    println!("ferryd certificate SHA-256 {fingerprint}");
-    if let Ok(f) = fingerprint.parse::<ferry_engine::tls::Fingerprint>() {
-        println!("ferryd (as a browser shows it: {})", f.colon_pairs());
-    }
+    println!("ferryd key SHA-256 {fingerprint}");
+    println!("ferryd (the pin that `ferry login` shows; it outlives certificate renewals)");
+    println!("ferryd certificate SHA-256 {certificate} (as a browser shows it)");
     println!(
         "ferryd data sessions on UDP {} (firewall {})",
         config.ports,

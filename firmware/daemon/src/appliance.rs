@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ferry_engine::tls::Fingerprint;
+use ferry_engine::tls::Identity;
 use ferryd_core::ports::{Appliance, ApplianceFacts, OpenPort};
 
 use crate::dataplane::DataPlane;
@@ -14,7 +14,9 @@ use crate::nat::SourceWatch;
 
 /// The daemon's facts.
 pub struct Running {
-    pub fingerprint: Fingerprint,
+    pub identity: Arc<Identity>,
+    /// What the last ACME order came to.
+    pub certificate: Arc<crate::acme::Status>,
     pub control: SocketAddr,
     pub plane: Arc<DataPlane>,
     pub data: PathBuf,
@@ -26,14 +28,16 @@ pub struct Running {
 
 impl Running {
     pub fn new(
-        fingerprint: Fingerprint,
+        identity: Arc<Identity>,
+        certificate: Arc<crate::acme::Status>,
         control: SocketAddr,
         plane: Arc<DataPlane>,
         data: PathBuf,
         sources: Arc<SourceWatch>,
     ) -> Self {
         Running {
-            fingerprint,
+            identity,
+            certificate,
             control,
             plane,
             data,
@@ -46,7 +50,8 @@ impl Running {
 impl Appliance for Running {
     fn facts(&self) -> ApplianceFacts {
         ApplianceFacts {
-            fingerprint: self.fingerprint.to_string(),
+            fingerprint: self.identity.fingerprint().to_string(),
+            certificate: describe(&self.identity),
             control: self.control,
             ports: self.plane.range().to_string(),
             firewall_on: self.plane.firewall_on(),
@@ -78,6 +83,9 @@ impl Appliance for Running {
                     .to_owned(),
             );
         }
+        if let Some(acme) = self.certificate.failure() {
+            w.push(acme);
+        }
         if let Some(nat) = self.sources.warning() {
             w.push(nat);
         }
@@ -105,5 +113,24 @@ impl Appliance for Running {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(fingerprint.clone());
         Ok(fingerprint)
+    }
+}
+
+/// The certificate served now, in words: who issued it, for what, until
+/// when.
+fn describe(identity: &Identity) -> String {
+    let chain = identity.chain();
+    let Some(issued) = chain.first().and_then(|c| ferry_acme::Issued::read(c).ok()) else {
+        return "unreadable".to_owned();
+    };
+    let until = jiff::Timestamp::try_from(issued.not_after).map_or_else(
+        |_| "?".to_owned(),
+        |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+    );
+    let names = issued.names.join(", ");
+    if issued.self_issued {
+        format!("self-signed for {names}, until {until}")
+    } else {
+        format!("issued by a CA for {names}, until {until}")
     }
 }

@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use ferry_domain::settings::{AcmeSettings, LETS_ENCRYPT};
 use serde::Deserialize;
 
 /// Default data folder, relative to where ferryd starts.
@@ -63,10 +64,36 @@ pub struct FileConfig {
     pub api: ApiConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Where to write the start-up banner for the appliance's console
     /// (address, fingerprint and the first start's one-time password,
     /// which then stays out of the log).
     pub console: Option<PathBuf>,
+}
+
+/// The `[tls]` section: where the certificate comes from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// `[tls.acme]`: a certificate from an ACME CA, renewed while the
+    /// appliance runs. Settings in the web admin override it.
+    pub acme: Option<AcmeFileConfig>,
+    /// A CA certificate (PEM) trusted for the ACME directory's own HTTPS,
+    /// for a private ACME CA; unset: the system's roots.
+    pub acme_roots: Option<PathBuf>,
+}
+
+/// `[tls.acme]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFileConfig {
+    /// The public DNS name browsers use.
+    pub name: String,
+    /// The CA's directory; unset: Let's Encrypt.
+    pub directory: Option<String>,
+    /// An email address the CA may write to.
+    pub contact: Option<String>,
 }
 
 /// The `[smtp]` section: where notifications go out.
@@ -257,6 +284,7 @@ pub struct Config {
     pub console: Option<PathBuf>,
     pub api: ApiConfig,
     pub limits: LimitsConfig,
+    pub tls: TlsConfig,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -351,6 +379,7 @@ impl Config {
             console: flags.console.or(file.console),
             api: file.api,
             limits: file.limits,
+            tls: file.tls,
             data: flags
                 .data
                 .or(file.data)
@@ -383,6 +412,14 @@ impl Config {
             default_expiry_days: self.deliveries.default_expiry_days,
             smtp: self.smtp.clone(),
             transports: self.transfer.transports,
+            acme: self.tls.acme.as_ref().map(|a| AcmeSettings {
+                name: a.name.to_ascii_lowercase(),
+                directory: a
+                    .directory
+                    .clone()
+                    .unwrap_or_else(|| LETS_ENCRYPT.to_owned()),
+                contact: a.contact.clone(),
+            }),
         }
     }
 }
@@ -402,6 +439,45 @@ mod tests {
         let file = FileConfig::parse("[smtp]\nurl = \"smtp://127.0.0.1:25\"\n").unwrap();
         let e = Config::resolve(file, Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("From address"), "{e}");
+    }
+
+    #[test]
+    fn acme_reads_from_the_tls_table_and_passes_the_settings_validator() {
+        let file = FileConfig::parse(
+            "[tls]\nacme_roots = \"/etc/ferry/ca.pem\"\n[tls.acme]\nname = \"Ferry.Example.com\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        let acme = c.baseline().acme.unwrap();
+        assert_eq!(acme.name, "ferry.example.com");
+        assert_eq!(acme.directory, LETS_ENCRYPT);
+        assert_eq!(c.tls.acme_roots, Some(PathBuf::from("/etc/ferry/ca.pem")));
+        let file = FileConfig::parse("[tls.acme]\nname = \"192.0.2.1\"\n").unwrap();
+        let e = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("ACME name"), "{e}");
+        // The example file's table, uncommented, reads.
+        let example = include_str!("../examples/ferryd.toml");
+        let tls = &example[example.find("#[tls]").unwrap()..];
+        let uncommented: String = tls
+            .lines()
+            .filter(|l| {
+                l.starts_with("#[")
+                    || l.starts_with("#a")
+                    || l.starts_with("#n")
+                    || l.starts_with("#c")
+                    || l.starts_with("#d")
+            })
+            .map(|l| format!("{}\n", &l[1..]))
+            .collect();
+        let c = Config::resolve(
+            FileConfig::parse(&uncommented).unwrap(),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.baseline().acme.unwrap().contact.as_deref(),
+            Some("ops@example.com")
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The appliance's certificate: made on first start, kept in the data
 //! folder (key readable by the daemon only), and pinned by clients through
-//! its SHA-256 fingerprint.
+//! the SHA-256 of its key. A certificate from an ACME CA replaces the
+//! self-signed one for the same key.
 
 use std::fs;
 use std::io::Write as _;
@@ -32,6 +33,18 @@ pub fn load_or_create(data: &Path, names: &[String]) -> Result<Identity> {
         identity.fingerprint()
     );
     Ok(identity)
+}
+
+/// Where the ACME account's key is kept.
+pub fn acme_account(data: &Path) -> PathBuf {
+    data.join("tls").join("acme-account.json")
+}
+
+/// Keeps a chain issued for the appliance's key (already checked by
+/// [`Identity::renew`]) for the next start.
+pub fn keep_chain(data: &Path, chain_pem: &[u8]) -> Result<()> {
+    let (cert_path, _) = paths(data);
+    write_atomic(&cert_path, chain_pem, 0o644)
 }
 
 /// Installs a certificate and key (checked to belong together), replacing

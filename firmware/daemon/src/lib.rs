@@ -8,7 +8,7 @@
 //!   ├─ transfer (QUIC)
 //!   ├─ mailer (SMTP)
 //!   ├─ admin (ferryd admin)
-//!   └─ appliance, dataplane, sessions, nat, identity, service
+//!   └─ appliance, dataplane, sessions, nat, acme, identity, service
 //!        the appliance's own machinery: leases and endpoints, tokens,
 //!        the certificate, systemd
 //!   ferryd-core               services
@@ -23,6 +23,7 @@
 //! - [`service`]: systemd: the journal, readiness, the watchdog, the console
 //!   banner;
 //! - [`nat`]: noticing an edge router that rewrites source addresses;
+//! - [`acme`]: ordering and renewing the certificate from an ACME CA;
 //! - [`dataplane`]: UDP ports that open only for a session, through
 //!   ferry-portguard's firewall;
 //! - [`sessions`]: single-use session tokens;
@@ -34,6 +35,7 @@
 //! - [`admin`]: the `ferryd admin` commands, wired like the appliance (with
 //!   [`app`]'s helpers) but with the operator at the console as caller.
 
+pub mod acme;
 pub mod admin;
 pub mod app;
 pub mod appliance;

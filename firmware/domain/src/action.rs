@@ -71,6 +71,10 @@ word_enum!(
         ShareFolder = "share.mkdir",
         SettingsChange = "settings.change",
         SettingsCertificate = "settings.certificate",
+        /// An ACME CA issued the appliance a certificate, now served.
+        CertificateIssued = "certificate.issued",
+        /// An ACME order failed; the old certificate stays.
+        CertificateRefused = "certificate.refused",
         DeliveryCreate = "delivery.create",
         DeliveryExpire = "delivery.expire",
         SessionGrant = "session.grant",

@@ -13,6 +13,9 @@ use ferry_proto::{Pace, Policy, Rate, Transports};
 pub const MAX_EXPIRY_DAYS: u64 = 366;
 /// Seconds in a day.
 const DAY: u64 = 24 * 3600;
+/// Let's Encrypt's production directory: the ACME CA unless an admin
+/// names another.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// The settings in force.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,6 +34,21 @@ pub struct SiteSettings {
     pub smtp: Option<SmtpSettings>,
     /// How data may travel: a site may turn QUIC, TCP or HTTPS off.
     pub transports: Transports,
+    /// A certificate from an ACME CA; `None`: the certificate in the
+    /// data folder (self-signed, or one an admin installed).
+    pub acme: Option<AcmeSettings>,
+}
+
+/// Where the appliance gets a certificate browsers trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// The public DNS name browsers use; the CA checks it reaches the
+    /// appliance.
+    pub name: String,
+    /// The CA's directory URL.
+    pub directory: String,
+    /// An email address the CA may write to.
+    pub contact: Option<String>,
 }
 
 /// An SMTP server to send through.
@@ -61,6 +79,11 @@ pub struct SettingsText {
     pub smtp_from: String,
     /// `quic, tcp, https`; empty: all of them.
     pub transports: String,
+    /// The public name to get an ACME certificate for; empty: no ACME.
+    pub acme_name: String,
+    /// The ACME CA's directory; empty: Let's Encrypt.
+    pub acme_directory: String,
+    pub acme_contact: String,
 }
 
 /// A field that does not hold, and why.
@@ -138,6 +161,17 @@ pub fn parse(t: &SettingsText) -> Result<SiteSettings, SettingsError> {
                 bad("transports", e.to_string())
             })?
     };
+    let acme = match t.acme_name.trim() {
+        "" => None,
+        name => Some(AcmeSettings {
+            name: name.to_ascii_lowercase(),
+            directory: Some(t.acme_directory.trim())
+                .filter(|d| !d.is_empty())
+                .unwrap_or(LETS_ENCRYPT)
+                .to_owned(),
+            contact: Some(t.acme_contact.trim().to_owned()).filter(|c| !c.is_empty()),
+        }),
+    };
     let s = SiteSettings {
         public_address,
         trusted_proxies,
@@ -146,6 +180,7 @@ pub fn parse(t: &SettingsText) -> Result<SiteSettings, SettingsError> {
         default_expiry_days,
         smtp,
         transports,
+        acme,
     };
     s.validate()?;
     Ok(s)
@@ -188,6 +223,9 @@ impl SiteSettings {
                 .unwrap_or(&s.from);
             crate::email::check(address.trim()).map_err(|e| bad("SMTP From", e.to_string()))?;
         }
+        if let Some(a) = &self.acme {
+            a.validate()?;
+        }
         Ok(())
     }
 
@@ -213,6 +251,21 @@ impl SiteSettings {
                 .unwrap_or_default(),
             smtp_from: smtp.map(|s| s.from.clone()).unwrap_or_default(),
             transports: self.transports.to_string(),
+            acme_name: self
+                .acme
+                .as_ref()
+                .map(|a| a.name.clone())
+                .unwrap_or_default(),
+            acme_directory: self
+                .acme
+                .as_ref()
+                .map(|a| a.directory.clone())
+                .unwrap_or_default(),
+            acme_contact: self
+                .acme
+                .as_ref()
+                .and_then(|a| a.contact.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -231,6 +284,37 @@ impl SiteSettings {
 }
 
 /// A host name or an IP address, without scheme, port, path or spaces.
+impl AcmeSettings {
+    /// A CA issues for a DNS name only, and talks ACME over HTTPS.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let name = &self.name;
+        if name.parse::<IpAddr>().is_ok() || !name.contains('.') {
+            return Err(bad(
+                "ACME name",
+                format!("{name:?} is not a public DNS name (such as ferry.example.com)"),
+            ));
+        }
+        check_host(name).map_err(|why| bad("ACME name", why))?;
+        let rest = self.directory.strip_prefix("https://").ok_or_else(|| {
+            bad(
+                "ACME directory",
+                format!("{:?} is not an https:// URL", self.directory),
+            )
+        })?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if host.is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(bad(
+                "ACME directory",
+                format!("{:?} names no host", self.directory),
+            ));
+        }
+        if let Some(c) = &self.contact {
+            crate::email::check(c).map_err(|e| bad("ACME contact", e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
 fn check_host(a: &str) -> Result<(), String> {
     if a.parse::<IpAddr>().is_ok() {
         return Ok(());
@@ -316,6 +400,36 @@ mod tests {
             ..text()
         };
         assert!(parse(&t).is_ok());
+    }
+
+    #[test]
+    fn acme_needs_a_dns_name_and_an_https_directory() {
+        let acme = |name: &str, directory: &str, contact: &str| SettingsText {
+            acme_name: name.into(),
+            acme_directory: directory.into(),
+            acme_contact: contact.into(),
+            ..text()
+        };
+        let s = parse(&acme("Ferry.Example.com", "", "ops@example.com")).unwrap();
+        let a = s.acme.clone().unwrap();
+        assert_eq!(a.name, "ferry.example.com");
+        assert_eq!(a.directory, LETS_ENCRYPT);
+        assert_eq!(a.contact.as_deref(), Some("ops@example.com"));
+        assert_eq!(parse(&s.to_text()).unwrap(), s);
+        assert_eq!(parse(&acme("", "https://x", "")).unwrap().acme, None);
+        for (t, field) in [
+            (acme("10.0.0.1", "", ""), "ACME name"),
+            (acme("localhost", "", ""), "ACME name"),
+            (acme("a b.example", "", ""), "ACME name"),
+            (
+                acme("f.example", "http://ca.example/dir", ""),
+                "ACME directory",
+            ),
+            (acme("f.example", "https:///dir", ""), "ACME directory"),
+            (acme("f.example", "", "not an address"), "ACME contact"),
+        ] {
+            assert_eq!(parse(&t).unwrap_err().field, field, "{t:?}");
+        }
     }
 
     #[test]

@@ -1,17 +1,30 @@
 //! Certificates and pinning.
 //!
-//! The appliance runs on a self-signed certificate made at first start.
-//! Clients do not trust any CA for it: they pin the SHA-256 fingerprint of
-//! the certificate, which an admin reads off the appliance (console, web
-//! admin, `ferryd admin fingerprint`) and which the client shows on first
-//! contact. The same pin protects the HTTPS control plane and QUIC.
+//! The appliance runs on a self-signed certificate made at first start,
+//! or on one an ACME CA issued for the same key. Clients do not trust any
+//! CA for it: they pin the SHA-256 of the certificate's public key (its
+//! SubjectPublicKeyInfo), which an admin reads off the appliance (console,
+//! web admin, `ferryd admin fingerprint`) and which the client shows on
+//! first contact. The same pin protects the HTTPS control plane and QUIC.
+//!
+//! The pin is the key's rather than the certificate's so that a renewal,
+//! which reissues the certificate for the same key, keeps every client
+//! working. A pin taken before (the whole certificate's SHA-256) is still
+//! accepted while that certificate is served.
+//!
+//! The certificate served can change while the appliance runs
+//! ([`Served`]): a renewal swaps it for every new handshake, and an ACME
+//! CA's TLS-ALPN-01 check (RFC 8737) is answered from the same place.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -22,8 +35,20 @@ use sha2::{Digest as _, Sha256};
 pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
+    /// SHA-256 of the whole certificate: the pin of earlier versions, and
+    /// what browsers show.
     pub fn of(cert: &CertificateDer<'_>) -> Self {
         Fingerprint(Sha256::digest(cert.as_ref()).into())
+    }
+
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo: the pin, which
+    /// outlives renewals for the same key (as `openssl x509 -pubkey |
+    /// openssl pkey -pubin -outform der | sha256sum` computes it). `None`
+    /// for a certificate that does not parse.
+    pub fn of_key(cert: &CertificateDer<'_>) -> Option<Self> {
+        let parsed = webpki::EndEntityCert::try_from(cert).ok()?;
+        let spki = parsed.subject_public_key_info();
+        Some(Fingerprint(Sha256::digest(spki.as_ref()).into()))
     }
 
     /// `AB:12:…`, as browsers show a certificate's SHA-256 fingerprint, for
@@ -83,10 +108,11 @@ impl FromStr for Fingerprint {
     }
 }
 
-/// A certificate and its private key.
+/// The appliance's key, and the certificate served for it now.
 pub struct Identity {
-    pub certs: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
+    key: PrivateKeyDer<'static>,
+    served: Arc<Served>,
+    pin: Fingerprint,
 }
 
 impl fmt::Debug for Identity {
@@ -107,6 +133,10 @@ pub enum IdentityError {
     Pem(String),
     #[error("TLS configuration refused the certificate: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("the certificate does not parse as X.509")]
+    Unparsable,
+    #[error("the certificate is for another key than the appliance's")]
+    OtherKey,
 }
 
 impl Identity {
@@ -130,12 +160,59 @@ impl Identity {
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|e| IdentityError::Pem(e.to_string()))?;
-        Ok(Identity { certs, key })
+        let certified = certified(certs, &key)?;
+        let pin = Fingerprint::of_key(&certified.cert[0]).ok_or(IdentityError::Unparsable)?;
+        Ok(Identity {
+            key,
+            served: Arc::new(Served {
+                current: RwLock::new(Arc::new(certified)),
+                challenges: RwLock::default(),
+            }),
+            pin,
+        })
     }
 
-    /// Fingerprint of the end-entity certificate.
+    /// The pin: the SHA-256 of the key, the same for every certificate
+    /// this identity serves.
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of(&self.certs[0])
+        self.pin
+    }
+
+    /// The chain served now, end entity first.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.served.current().cert.clone()
+    }
+
+    /// The appliance's private key, for a certificate request.
+    pub fn key(&self) -> &PrivateKeyDer<'static> {
+        &self.key
+    }
+
+    /// Serves `chain_pem` from the next handshake on, on every endpoint
+    /// made from this identity. The chain must be for this identity's key,
+    /// so every pin holds.
+    pub fn renew(&self, chain_pem: &[u8]) -> Result<(), IdentityError> {
+        let certs = CertificateDer::pem_slice_iter(chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| IdentityError::Pem(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(IdentityError::NoCertificate);
+        }
+        if Fingerprint::of_key(&certs[0]) != Some(self.pin) {
+            return Err(IdentityError::OtherKey);
+        }
+        let certified = certified(certs, &self.key)?;
+        *self
+            .served
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(certified);
+        Ok(())
+    }
+
+    /// Where an ACME CA's TLS-ALPN-01 checks are answered.
+    pub fn challenges(&self) -> &Arc<Served> {
+        &self.served
     }
 
     /// rustls server configuration offering `alpn`.
@@ -153,9 +230,76 @@ impl Identity {
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)?
             .with_no_client_auth()
-            .with_single_cert(self.certs.clone(), self.key.clone_key())?;
+            .with_cert_resolver(self.served.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
+    }
+}
+
+/// A chain with the key that signs for it; checks that they belong
+/// together.
+fn certified(
+    certs: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, IdentityError> {
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(certs, key.clone_key(), &provider)?;
+    Ok(certified)
+}
+
+/// The ALPN protocol of an ACME CA's TLS-ALPN-01 check (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The certificate every handshake gets, and the ACME challenge
+/// certificates a CA's check gets instead, by the name it asks for.
+#[derive(Debug)]
+pub struct Served {
+    current: RwLock<Arc<CertifiedKey>>,
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl Served {
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Answers a CA's check for `name` with `cert` until [`Served::withdraw`].
+    pub fn answer(&self, name: &str, cert: CertifiedKey) {
+        self.challenges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_ascii_lowercase(), Arc::new(cert));
+    }
+
+    /// Stops answering a check for `name`.
+    pub fn withdraw(&self, name: &str) {
+        self.challenges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name.to_ascii_lowercase());
+    }
+}
+
+impl ResolvesServerCert for Served {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A CA's check offers only acme-tls/1 and must get the challenge
+        // certificate; nobody else is ever given one.
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self
+                .challenges
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name)
+                .cloned();
+        }
+        Some(self.current())
     }
 }
 
@@ -244,11 +388,19 @@ impl ServerCertVerifier for PinnedCert {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen = Fingerprint::of(end_entity);
+        let Some(seen) = Fingerprint::of_key(end_entity) else {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding,
+            ));
+        };
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
+        // A pin taken by an earlier version is the whole certificate's.
+        let whole = Fingerprint::of(end_entity);
         match self.expected {
             None => Ok(ServerCertVerified::assertion()),
-            Some(expected) if expected.matches(&seen) => Ok(ServerCertVerified::assertion()),
+            Some(expected) if expected.matches(&seen) || expected.matches(&whole) => {
+                Ok(ServerCertVerified::assertion())
+            }
             Some(expected) => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Other(rustls::OtherError(Arc::new(
                     FingerprintMismatch { expected, seen },
@@ -336,6 +488,30 @@ mod tests {
         assert_eq!(colons.parse::<Fingerprint>().unwrap(), fp);
         assert!("abc".parse::<Fingerprint>().is_err());
         assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn the_pin_is_the_keys_and_outlives_a_new_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = |name: &str| rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        let first = params("a.example").self_signed(&key).unwrap();
+        let second = params("b.example").self_signed(&key).unwrap();
+        let id =
+            Identity::from_pem(first.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+        let pin = id.fingerprint();
+        assert_ne!(pin, Fingerprint::of(first.der()));
+        id.renew(second.pem().as_bytes()).unwrap();
+        assert_eq!(id.fingerprint(), pin);
+        assert_eq!(id.chain()[0].as_ref(), second.der().as_ref());
+        assert_eq!(Fingerprint::of_key(second.der()), Some(pin));
+        // A certificate for another key is refused and changes nothing.
+        let (other, other_pem, _) = Identity::self_signed(&["c.example".into()]).unwrap();
+        assert!(matches!(
+            id.renew(other_pem.as_bytes()),
+            Err(IdentityError::OtherKey)
+        ));
+        assert_ne!(other.fingerprint(), pin);
+        assert_eq!(id.chain()[0].as_ref(), second.der().as_ref());
     }
 
     #[test]

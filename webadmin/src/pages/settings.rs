@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use ferry_domain::settings::{MAX_EXPIRY_DAYS, SettingsText};
+use ferry_domain::settings::{LETS_ENCRYPT, MAX_EXPIRY_DAYS, SettingsText};
 use ferryd_core::ports::ApplianceFacts;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -141,11 +141,30 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
                 label { "From address"
                     input type="text" name="smtp_from" value=(site.smtp_from) placeholder="Ferry <ferry@example.com>";
                 }
+                h2 { "Certificate from an ACME CA" }
+                p.hint {
+                    "So that recipients' browsers trust this appliance without a warning. The CA checks the name with "
+                    "TLS-ALPN-01: the name must resolve to this appliance, and port 443 must reach this HTTPS port. "
+                    "The certificate is issued for the appliance's own key, so pinned clients keep working; "
+                    "it is renewed when two thirds of its life have passed, without a restart."
+                }
+                label { "Public name"
+                    input type="text" name="acme_name" value=(site.acme_name) placeholder="ferry.example.com; empty: no ACME";
+                }
+                label { "CA directory"
+                    input type="text" name="acme_directory" value=(site.acme_directory) placeholder=(LETS_ENCRYPT);
+                    span.hint { "Empty: Let's Encrypt." }
+                }
+                label { "Contact email"
+                    input type="text" name="acme_contact" value=(site.acme_contact) placeholder="ops@example.com";
+                    span.hint { "Where the CA may write about the certificate." }
+                }
                 button.primary type="submit" { "Save settings" }
             }
             h2 { "This appliance" }
             dl.facts {
-                dt { "Certificate fingerprint (SHA-256)" } dd { code #fingerprint { (info.facts.fingerprint) } }
+                dt { "Key fingerprint (SHA-256), the pin" } dd { code #fingerprint { (info.facts.fingerprint) } }
+                dt { "Certificate" } dd #certificate { (info.facts.certificate) }
                 dt { "Control port" } dd { (info.facts.control) }
                 dt { "UDP data ports" } dd {
                     (info.facts.ports)
@@ -168,8 +187,8 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
                 dt { "Version" } dd { (info.facts.version) }
             }
             p.hint {
-                "Clients pin the certificate by the fingerprint above; compare it with what "
-                code { "ferry login" } " shows."
+                "Clients pin the certificate's key by the fingerprint above; compare it with what "
+                code { "ferry login" } " shows. A renewed certificate keeps the key, so the pin holds."
             }
             h2 { "Install a certificate" }
             form.stack #certificate method="post" action="/settings/certificate" {
@@ -210,6 +229,12 @@ pub struct SettingsForm {
     default_expiry_days: String,
     #[serde(default)]
     transports: String,
+    #[serde(default)]
+    acme_name: String,
+    #[serde(default)]
+    acme_directory: String,
+    #[serde(default)]
+    acme_contact: String,
 }
 
 impl SettingsForm {
@@ -227,6 +252,9 @@ impl SettingsForm {
             smtp_password_file: self.smtp_password_file.clone(),
             smtp_from: self.smtp_from.clone(),
             transports: self.transports.clone(),
+            acme_name: self.acme_name.clone(),
+            acme_directory: self.acme_directory.clone(),
+            acme_contact: self.acme_contact.clone(),
         }
     }
 }
@@ -316,8 +344,14 @@ mod tests {
             site_rate: "2G".into(),
             default_expiry_days: "14".into(),
             transports: "tcp, https".into(),
+            acme_name: "Ferry.Example.com".into(),
+            acme_directory: String::new(),
+            acme_contact: "ops@example.com".into(),
         };
         let site = ferry_domain::settings::parse(&form.text()).unwrap();
+        let acme = site.acme.clone().unwrap();
+        assert_eq!(acme.name, "ferry.example.com");
+        assert_eq!(acme.directory, LETS_ENCRYPT);
         assert_eq!(site.public_address.as_deref(), Some("ferry.example.com"));
         assert_eq!(site.trusted_proxies.len(), 2);
         assert_eq!(site.default_expiry_days, 14);
@@ -336,6 +370,7 @@ mod tests {
         let info = Info {
             facts: ApplianceFacts {
                 fingerprint: "ab:cd".into(),
+                certificate: "self-signed for localhost".into(),
                 control: "127.0.0.1:8443".parse().unwrap(),
                 ports: "45190-45210".into(),
                 firewall_on: false,

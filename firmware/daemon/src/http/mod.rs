@@ -111,7 +111,9 @@ pub async fn serve(
     identity: Arc<ferry_engine::tls::Identity>,
     listener: TcpListener,
 ) {
-    let tls = match identity.server_config(&[b"h2", b"http/1.1"], false) {
+    // acme-tls/1 too: an ACME CA's TLS-ALPN-01 check comes to this port.
+    let protocols: [&[u8]; 3] = [b"h2", b"http/1.1", ferry_engine::tls::ACME_TLS_ALPN];
+    let tls = match identity.server_config(&protocols, false) {
         Ok(c) => TlsAcceptor::from(Arc::new(c)),
         Err(e) => {
             log::error!("cannot configure TLS for the control plane: {e}");
@@ -155,6 +157,11 @@ pub async fn serve(
                     return;
                 }
             };
+            // The CA's check ends with the handshake (RFC 8737 §3).
+            if stream.get_ref().1.alpn_protocol() == Some(ferry_engine::tls::ACME_TLS_ALPN) {
+                log::debug!("answered an ACME TLS-ALPN-01 check from {peer}");
+                return;
+            }
             serve_connection(stream, peer, router).await;
         });
     }

@@ -36,6 +36,9 @@ fn to_api(s: &SiteSettings) -> Settings {
         smtp_password_file: t.smtp_password_file,
         smtp_from: t.smtp_from,
         transports: t.transports,
+        acme_name: t.acme_name,
+        acme_directory: t.acme_directory,
+        acme_contact: t.acme_contact,
     }
 }
 
@@ -67,6 +70,9 @@ async fn change(
         smtp_password_file: new.smtp_password_file,
         smtp_from: new.smtp_from,
         transports: new.transports,
+        acme_name: new.acme_name,
+        acme_directory: new.acme_directory,
+        acme_contact: new.acme_contact,
     };
     let site = api
         .services
