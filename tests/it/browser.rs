@@ -207,15 +207,8 @@ async fn text(c: &Client, css: &str) -> String {
 #[test]
 #[ignore = "needs Chromium and chromedriver; tests/run installs them"]
 fn an_admin_works_through_the_web_admin_in_chromium() {
-    // Chromium takes both cores for a moment; timing-sensitive neighbours
-    // (the WAN test) must not share them with it.
     let _serial = ferry_tests::heavy_io();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(walk());
+    in_chromium(walk());
 }
 
 async fn walk() {
@@ -415,12 +408,7 @@ async fn walk() {
 #[ignore = "needs Chromium and chromedriver; tests/run installs them"]
 fn an_invited_collaborator_downloads_a_delivery_in_chromium() {
     let _serial = ferry_tests::heavy_io();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(collaborator());
+    in_chromium(collaborator());
 }
 
 async fn collaborator() {
@@ -594,12 +582,7 @@ async fn wait_for_size(p: &std::path::Path, len: u64) {
 #[ignore = "needs Chromium and chromedriver; tests/run installs them"]
 fn a_sender_transmits_from_the_page_through_a_restart_in_chromium() {
     let _serial = ferry_tests::heavy_io();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (app, dir) = rt.block_on(sender());
+    let (app, dir) = in_chromium(sender());
     recipients_receive(&app, dir.path());
 }
 
@@ -620,16 +603,7 @@ async fn sender() -> (Appliance, tempfile::TempDir) {
     let (_driver, url) = start_chromedriver();
     let c = browser(&url).await;
     let base = app.url.clone();
-    c.goto(&format!("{base}/login")).await.unwrap();
-    fill(
-        &c,
-        "form",
-        &[
-            ("email", "ann@example.com"),
-            ("password", "harbour lights at dawn"),
-        ],
-    )
-    .await;
+    sign_in_as_ann(&c, &base).await;
     c.goto(&format!("{base}/send")).await.unwrap();
     type_into(&c, "#files", movie.to_str().unwrap()).await;
     type_into(&c, "#folder", frames.to_str().unwrap()).await;
@@ -668,39 +642,14 @@ async fn sender() -> (Appliance, tempfile::TempDir) {
     type_into(&c, "#dest", "share=media/review-0700").await;
     type_into(&c, "#name", "review-0700").await;
     shot(&c, "send").await;
-    c.find(Locator::Css("#transmit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    transmit(&c).await;
 
     // The movie's part file grows: ferryd restarts under it.
     let part = app.share.join("review-0700/cut.mp4.ferry-part");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 16 << 20 {
-        assert!(
-            Instant::now() < deadline,
-            "the upload did not start: {}",
-            text(&c, "#status").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_size_at_least(&part, 16 << 20).await;
     app.restart();
     let at_restart = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-    eventually(
-        "the page to finish the delivery",
-        Duration::from_secs(180),
-        || async {
-            c.execute(
-                "return document.getElementById('send').dataset.done === 'true';",
-                vec![],
-            )
-            .await
-            .is_ok_and(|v| v.as_bool() == Some(true))
-        },
-    )
-    .await;
+    page_finishes(&c).await;
     shot(&c, "sent").await;
     assert!(text(&c, "#status").await.contains("Transmitted"));
     assert!(
@@ -714,12 +663,162 @@ async fn sender() -> (Appliance, tempfile::TempDir) {
     );
     ferry_tests::assert_same_tree(&frames, &landed.join("shot040"));
     assert!(!part.exists());
+    // (Whether the page asked where to go on depends on timing: a restart
+    // that falls between two pieces needs no question. The closed-tab
+    // test below checks the resumption itself.)
     assert!(
         app.log().contains("uploaded from a browser"),
         "the appliance logged the browser's uploads"
     );
     c.close().await.unwrap();
     (app, dir)
+}
+
+/// A tab closed mid-upload: opening the page again, the sender is told the
+/// delivery was interrupted; choosing the same file continues it in the
+/// same delivery, from the byte the appliance had, not from zero.
+#[test]
+#[ignore = "needs Chromium and chromedriver; tests/run installs them"]
+fn a_closed_tab_resumes_its_upload_when_the_page_is_opened_again() {
+    let _serial = ferry_tests::heavy_io();
+    in_chromium(closed_tab());
+}
+
+/// Runs a Chromium scenario on a runtime of its own. Callers hold the
+/// heavy-IO turn: Chromium takes both cores for a moment, and
+/// timing-sensitive neighbours (the WAN test) must not share them with it.
+fn in_chromium<T>(scenario: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario)
+}
+
+async fn sign_in_as_ann(c: &Client, base: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(
+        c,
+        "form",
+        &[
+            ("email", "ann@example.com"),
+            ("password", "harbour lights at dawn"),
+        ],
+    )
+    .await;
+}
+
+async fn transmit(c: &Client) {
+    c.find(Locator::Css("#transmit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits for the send page to say the delivery is transmitted.
+async fn page_finishes(c: &Client) {
+    eventually(
+        "the page to finish the delivery",
+        Duration::from_secs(180),
+        || async {
+            c.execute(
+                "return document.getElementById('send').dataset.done === 'true';",
+                vec![],
+            )
+            .await
+            .is_ok_and(|v| v.as_bool() == Some(true))
+        },
+    )
+    .await;
+}
+
+/// The send page with `movie` chosen and the form filled in.
+async fn choose(c: &Client, base: &str, movie: &std::path::Path) {
+    c.goto(&format!("{base}/send")).await.unwrap();
+    type_into(c, "#files", movie.to_str().unwrap()).await;
+    eventually("the movie listed", Duration::from_secs(30), || async {
+        c.find_all(Locator::Css("#chosen tbody tr"))
+            .await
+            .is_ok_and(|rows| rows.len() == 1)
+    })
+    .await;
+    type_into(c, "#recipients", "dir@client.example").await;
+    type_into(c, "#dest", "share=media/dailies-0800").await;
+    type_into(c, "#name", "dailies-0800").await;
+}
+
+async fn closed_tab() {
+    let app = Appliance::start();
+    app.media_user("ann@example.com");
+    app.user("dir@client.example", "collaborator");
+    let dir = tempfile::tempdir().unwrap();
+    let movie = dir.path().join("dailies.mov");
+    write_random(&movie, 300 << 20, 41);
+    let (_driver, url) = start_chromedriver();
+    let c = browser(&url).await;
+    let base = app.url.clone();
+    sign_in_as_ann(&c, &base).await;
+    choose(&c, &base, &movie).await;
+    transmit(&c).await;
+    let part = app.share.join("dailies-0800/dailies.mov.ferry-part");
+    wait_for_size_at_least(&part, 16 << 20).await;
+
+    // The tab closes with its upload in flight; another tab of the same
+    // browser (the same local storage) takes its place.
+    let fresh = c.new_window(true).await.unwrap();
+    c.close_window().await.unwrap();
+    c.switch_to_window(fresh.handle).await.unwrap();
+    let at_close = std::fs::metadata(&part).unwrap().len();
+    assert!(
+        at_close < 300 << 20,
+        "closed mid-upload ({at_close} bytes in)"
+    );
+
+    choose(&c, &base, &movie).await;
+    let note = text(&c, "#resume").await;
+    assert!(
+        note.contains("dailies-0800") && note.contains("was interrupted"),
+        "the page remembers the delivery: {note}"
+    );
+    transmit(&c).await;
+    page_finishes(&c).await;
+    c.close().await.unwrap();
+
+    assert_eq!(
+        ferry_tests::blake3_file(&app.share.join("dailies-0800/dailies.mov")),
+        ferry_tests::blake3_file(&movie)
+    );
+    // It went on from where the appliance stood, in the delivery made
+    // before the tab closed.
+    let log = app.log();
+    let resumed_at: u64 = log
+        .lines()
+        .find_map(|l| l.split("dailies.mov of job ").nth(1))
+        .and_then(|rest| rest.split("resumes at byte ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resumption in the log:\n{log}"));
+    assert!(
+        (8 << 20..=300 << 20).contains(&resumed_at),
+        "resumed at byte {resumed_at}"
+    );
+    let made = app.admin(&["audit", "--action", "delivery.create"]);
+    assert_eq!(made.matches("dailies-0800").count(), 1, "{made}");
+}
+
+async fn wait_for_size_at_least(p: &std::path::Path, len: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) < len {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not reach {len} bytes",
+            p.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Both recipients have their job; one downloads it all as a zip.

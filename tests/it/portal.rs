@@ -526,7 +526,8 @@ fn a_browser_upload_resumes_across_a_restart_and_becomes_a_delivery() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     for part in [
         "/static/tus.min.js",
-        "data-high=\".mov .mp4\"",
+        "data-high=\"mov mp4\"",
+        "data-priorities=\"High=999 Normal=500 Low=1\"",
         "share=media/",
     ] {
         assert!(page.body.contains(part), "{part} not in the page");
@@ -641,6 +642,10 @@ fn a_browser_upload_resumes_across_a_restart_and_becomes_a_delivery() {
     let their_csrf = colleague.csrf("/send");
     let h = tus(&mut colleague, "HEAD", &url, &their_csrf, &[], vec![]);
     assert_eq!(h.status, StatusCode::NOT_FOUND);
+    // A refusal before any handler (no CSRF header) still speaks tus.
+    let no_csrf = tus(&mut colleague, "HEAD", &url, "", &[], vec![]);
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    assert_eq!(no_csrf.headers["tus-resumable"], "1.0.0");
 
     // ferryd restarts mid-upload: the offset holds, the rest follows (on
     // a new connection, as a browser retries; the session holds).

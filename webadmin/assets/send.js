@@ -12,7 +12,10 @@
   if (!root || typeof tus === "undefined") return;
   const csrf = root.dataset.csrf;
   const startsHigh = (root.dataset.high || "").split(" ").filter(Boolean);
-  const PRIORITIES = [["High", 999], ["Normal", 500], ["Low", 1]];
+  // [label, value], High first and Normal second, as the page gives them.
+  const PRIORITIES = (root.dataset.priorities || "").split(" ").filter(Boolean)
+    .map((p) => { const [label, value] = p.split("="); return [label, Number(value)]; });
+  const [HIGH, NORMAL] = [PRIORITIES[0][1], PRIORITIES[1][1]];
   const PENDING = "ferry-send-pending";
   const chosen = new Map(); // path in the delivery -> {file, select, bar}
   const table = document.getElementById("chosen");
@@ -43,12 +46,12 @@
     const prio = document.createElement("td");
     const select = document.createElement("select");
     select.name = "priority";
-    const high = startsHigh.some((ext) => path.toLowerCase().endsWith(ext));
+    const high = startsHigh.some((ext) => path.toLowerCase().endsWith("." + ext));
     for (const [label, value] of PRIORITIES) {
       const o = document.createElement("option");
       o.value = value;
       o.textContent = label;
-      o.selected = high ? value === 999 : value === 500;
+      o.selected = high ? value === HIGH : value === NORMAL;
       select.appendChild(o);
     }
     prio.appendChild(select);

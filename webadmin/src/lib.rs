@@ -161,14 +161,17 @@ pub fn router(services: Services) -> Router {
         .route("/send/share", post(send::from_share))
         .route(
             "/api/v1/uploads",
-            post(send::tus::create).options(send::tus::options),
+            post(send::tus::create)
+                .options(send::tus::options)
+                .layer(axum::middleware::map_response(send::tus::versioned)),
         )
         .route(
             "/api/v1/uploads/{job}/{file}",
             axum::routing::head(send::tus::head)
                 .patch(send::tus::patch)
                 .delete(send::tus::delete)
-                .options(send::tus::options),
+                .options(send::tus::options)
+                .layer(axum::middleware::map_response(send::tus::versioned)),
         )
         .route("/static/tus.min.js", get(send::tus_script))
         .route("/static/send.js", get(send::send_script))

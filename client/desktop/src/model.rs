@@ -28,7 +28,10 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            high_extensions: vec!["mov".into(), "mp4".into()],
+            high_extensions: ferry_proto::Priority::STARTS_HIGH
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
             receive_into: None,
             receiving: false,
         }

@@ -292,6 +292,11 @@ impl Uploads {
         let at = self.part_len(up).await?;
         if at == up.size() && at > 0 {
             self.complete(up).await?;
+        } else if at > 0 {
+            // A browser asks where to go on after a cut, a restart or a
+            // closed tab: what it is told shows that nothing is sent twice.
+            log::info!(job_id = up.job.id.0;
+                "{} of job {}: the browser resumes at byte {at} of {}", up.task.path, up.job.id, up.size());
         }
         Ok(at)
     }

@@ -307,8 +307,8 @@ impl ResolvesServerCert for Served {
 /// certificate than the one pinned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server's certificate fingerprint is {seen}, but {expected} is pinned: \
-     this is not the appliance you trusted (or its certificate changed); refusing to connect"
+    "the server's key fingerprint is {seen}, but {expected} is pinned: \
+     this is not the appliance you trusted (or its key changed); refusing to connect"
 )]
 pub struct FingerprintMismatch {
     pub expected: Fingerprint,

@@ -33,6 +33,12 @@ impl Priority {
     pub const HIGH: Priority = Priority(999);
     pub const MAX: Priority = Priority(1000);
 
+    /// Extensions (without the dot) of the files a sender's tools start
+    /// at High unless told otherwise: the review's movies, which a
+    /// recipient opens first. The desktop app's default and the send
+    /// page both use it.
+    pub const STARTS_HIGH: &[&str] = &["mov", "mp4"];
+
     pub fn new(value: u16) -> Result<Self, PriorityError> {
         if (1..=1000).contains(&value) {
             Ok(Priority(value))

@@ -19,6 +19,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_api::{DeliveryFile, DeliveryRequest};
+use ferry_proto::Priority;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -33,10 +34,6 @@ pub mod tus;
 /// The largest delivery plan the page may post: room for some 300,000
 /// files' paths and facts.
 pub const MAX_PLAN: usize = 64 << 20;
-
-/// Files that start at High priority on the page: the review's movies,
-/// which a recipient watches first.
-pub const STARTS_HIGH: &[&str] = &[".mov", ".mp4"];
 
 /// The header a page's script sends its session's CSRF token in (a
 /// script's requests have no form to carry it).
@@ -103,9 +100,24 @@ pub fn view(member: &Member, shares: &[String], notice: Option<&Notice>) -> Mark
     }
 }
 
+/// The page's priority choices, `Label=value` separated by spaces, from
+/// the protocol's own values: the script holds no numbers of its own.
+fn priorities() -> String {
+    [
+        ("High", Priority::HIGH),
+        ("Normal", Priority::DEFAULT),
+        ("Low", Priority::LOW),
+    ]
+    .iter()
+    .map(|(label, p)| format!("{label}={}", p.get()))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
 fn upload_form(member: &Member, shares: &[String]) -> Markup {
     html! {
-            div #send data-csrf=(member.csrf) data-high=(STARTS_HIGH.join(" ")) {
+            div #send data-csrf=(member.csrf) data-high=(Priority::STARTS_HIGH.join(" "))
+                data-priorities=(priorities()) {
                 div #resume.notice hidden {}
                 form #send-form.stack {
                     label { "Files"

@@ -24,11 +24,21 @@ use crate::Web;
 pub const VERSION: &str = "1.0.0";
 pub const EXTENSIONS: &str = "creation,termination,checksum";
 
-/// A response with the protocol's version header.
+/// Every answer on the tus routes names the protocol's version, the
+/// refusals made before a handler runs (no session, no CSRF header)
+/// included: tus-js-client reads it on every response.
+pub async fn versioned(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry("tus-resumable")
+        .or_insert(HeaderValue::from_static(VERSION));
+    response
+}
+
+/// A response with the protocol's headers.
 fn tus(status: StatusCode, headers: &[(&'static str, String)]) -> Response {
     let mut r = status.into_response();
     let h = r.headers_mut();
-    h.insert("tus-resumable", HeaderValue::from_static(VERSION));
     for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(*name, v);
@@ -48,17 +58,11 @@ fn refused(e: &UploadError) -> Response {
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         log::error!("upload: {e}");
     }
-    let mut r = (status, e.to_string()).into_response();
-    r.headers_mut()
-        .insert("tus-resumable", HeaderValue::from_static(VERSION));
-    r
+    (status, e.to_string()).into_response()
 }
 
 fn bad(message: &str) -> Response {
-    let mut r = (StatusCode::BAD_REQUEST, message.to_owned()).into_response();
-    r.headers_mut()
-        .insert("tus-resumable", HeaderValue::from_static(VERSION));
-    r
+    (StatusCode::BAD_REQUEST, message.to_owned()).into_response()
 }
 
 /// Every request but OPTIONS names the protocol version it speaks; the
