@@ -180,7 +180,7 @@ fn a_delivery_survives_thirty_random_kills() {
         assert_same_tree(src.path(), &dir.path().join("storm"));
     }
     for dir in [on_appliance.as_path(), into[0].path(), into[1].path()] {
-        let parts: Vec<_> = list_files(dir)
+        let parts: Vec<_> = ferry_tests::delivered_files(dir)
             .into_iter()
             .filter(|p| p.to_string_lossy().contains(".ferry-"))
             .collect();

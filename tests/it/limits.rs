@@ -432,7 +432,7 @@ async fn forged_receipts_do_not_finish_a_delivery() {
             .run(&["pull", "--into", into.path().to_str().unwrap()])
     });
     assert!(run.ok, "{}", run.stderr);
-    let got = ferry_tests::list_files(into.path());
+    let got = ferry_tests::delivered_files(into.path());
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(
         ferry_tests::blake3_file(&into.path().join(&got[0])),

@@ -15,6 +15,7 @@ mod foundation;
 mod jobs;
 mod limits;
 mod mail;
+mod manifest;
 mod nat;
 mod portal;
 mod python;

@@ -307,6 +307,15 @@ const NF: u16 = 404;
 /// comes last: it ends the sessions and login keys of whoever makes it.
 fn rest_cases() -> Vec<Case> {
     let download = |w: &World| w.download;
+    let delivery_of = |w: &World| {
+        let detail = w.rest.ok(
+            "GET",
+            &format!("/api/v1/jobs/{}", w.download),
+            w.key(Who::Admin).unwrap(),
+            None,
+        );
+        detail["job"]["delivery"].as_i64().unwrap()
+    };
     vec![
         fixed(
             "GET",
@@ -521,6 +530,32 @@ fn rest_cases() -> Vec<Case> {
             |w| format!("/api/v1/jobs/{}", w.upload),
             None,
             [A, NF, NF, NF, 200, 200],
+        ),
+        // The world's delivery has not been uploaded: whoever may see it
+        // hears that its manifest follows (409); nobody else learns of it.
+        fixed(
+            "GET",
+            "/api/v1/deliveries/{id}/manifest",
+            "the manifest of a delivery still uploading",
+            move |w| format!("/api/v1/deliveries/{}/manifest", delivery_of(w)),
+            None,
+            [A, NF, 409, NF, 409, 409],
+        ),
+        fixed(
+            "GET",
+            "/api/v1/deliveries/{id}/manifest.b3",
+            "the b3sum manifest of a delivery still uploading",
+            move |w| format!("/api/v1/deliveries/{}/manifest.b3", delivery_of(w)),
+            None,
+            [A, NF, 409, NF, 409, 409],
+        ),
+        fixed(
+            "GET",
+            "/api/v1/deliveries/{id}/manifest",
+            "the manifest of a delivery that does not exist",
+            |_| "/api/v1/deliveries/999999/manifest".into(),
+            None,
+            [A, NF, NF, NF, NF, NF],
         ),
         fixed(
             "GET",
@@ -1645,7 +1680,7 @@ print("delivered", d.id, flush=True)
     );
     assert!(rest.contains("delivered"), "{rest}");
     agent.wait_line(": complete", Duration::from_secs(60));
-    let got = ferry_tests::list_files(into.path());
+    let got = ferry_tests::delivered_files(into.path());
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(
         ferry_tests::blake3_file(&into.path().join(&got[0])),

@@ -244,6 +244,16 @@ enum Command {
         #[command(flatten)]
         pace: PaceArgs,
     },
+    /// Check a received delivery's folder against its manifest
+    /// (`.ferry-manifest.b3`, which the agent writes): names each file
+    /// that is missing or differs.
+    Verify {
+        /// The delivery's folder.
+        dir: PathBuf,
+        /// Another manifest to check against (b3sum's format).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
     /// Check what stands between this computer and the appliance: the
     /// control plane and its certificate, the round trip, the clock, and
     /// whether QUIC, TCP and HTTPS get through, with the ports to open.
@@ -615,6 +625,26 @@ async fn run(command: Command) -> Result<()> {
             if let Some(id) = summary.withdrawn.first() {
                 bail!("job {id} was withdrawn or aborted by its sender");
             }
+            Ok(())
+        }
+        Command::Verify { dir, manifest } => {
+            let manifest = manifest.unwrap_or_else(|| dir.join(ferry_client::manifest::FILE));
+            let checked = ferry_client::manifest::verify(&dir, &manifest)?;
+            for path in &checked.missing {
+                println!("missing: {path}");
+            }
+            for path in &checked.differing {
+                println!("differs: {path}");
+            }
+            if !checked.all_match() {
+                bail!(
+                    "{} of {} files do not match {}",
+                    checked.missing.len() + checked.differing.len(),
+                    checked.matching + checked.missing.len() + checked.differing.len(),
+                    manifest.display()
+                );
+            }
+            println!("{} files match {}", checked.matching, manifest.display());
             Ok(())
         }
         Command::Doctor { json } => {

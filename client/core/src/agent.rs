@@ -245,7 +245,7 @@ impl Agent {
                     into: into.clone(),
                     progress: slot,
                 });
-                let (api, id) = (self.api.clone(), job.id);
+                let (api, id, delivery) = (self.api.clone(), job.id, job.delivery);
                 st.running.spawn(async move {
                     let download = transfer::download(&api, id, &into, &opts);
                     tokio::pin!(download);
@@ -257,6 +257,14 @@ impl Agent {
                             download.await
                         }
                     };
+                    // What arrived, as the appliance delivered it: for
+                    // `ferry verify` and `b3sum -c` later. The files are in
+                    // place whether or not the manifest could be had.
+                    if let (Ok(_), Some(delivery)) = (&result, delivery)
+                        && let Err(e) = crate::manifest::keep(&api, delivery, &into).await
+                    {
+                        log::warn!("delivery {delivery}: no manifest kept beside the files: {e}");
+                    }
                     (id, false, result)
                 });
             }

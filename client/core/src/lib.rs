@@ -8,6 +8,7 @@
 //! - [`doctor`]: what stands between this computer and the appliance;
 //! - [`deliver`]: `ferry send` and resumable uploads;
 //! - [`agent`]: receiving every delivery addressed to the user;
+//! - [`manifest`]: a received delivery's manifest, kept and checked;
 //! - [`reach`]: QUIC, TCP or HTTPS, which to try and how to connect;
 //! - [`signin`]: first contact with an appliance and trading a password
 //!   for a key;
@@ -19,6 +20,7 @@ pub mod credentials;
 pub mod deliver;
 pub mod doctor;
 pub mod error;
+pub mod manifest;
 pub mod reach;
 pub mod signin;
 pub mod transfer;

@@ -347,6 +347,27 @@ pub struct NewFolder {
     pub path: String,
 }
 
+/// `GET /api/v1/deliveries/{id}/manifest`: every file of a delivery with
+/// its size and BLAKE3 (of its whole contents, as b3sum computes it).
+/// `.../manifest.b3` gives the same in b3sum's text format.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Manifest {
+    pub delivery: i64,
+    pub name: String,
+    pub files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ManifestFile {
+    /// Relative to the delivery's folder.
+    pub path: String,
+    pub size: u64,
+    /// BLAKE3, 64 hex digits.
+    pub blake3: String,
+}
+
 /// `GET`/`PUT /api/v1/settings` (admins): settings that take effect at once.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

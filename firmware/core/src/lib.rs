@@ -41,6 +41,7 @@
 //! - [`portal`]: deliveries fetched over HTTPS (a browser, a script), and
 //!   what counts as received;
 //! - [`uploads`]: a delivery's files uploaded from a browser, resumable;
+//! - [`manifest`]: a delivery's manifest (path, size, BLAKE3 of each file);
 //! - [`ports`]: what services ask of the running appliance;
 //! - [`services`]: all of them together.
 
@@ -61,6 +62,7 @@ pub mod users;
 
 pub mod deliveries;
 pub mod jobs;
+pub mod manifest;
 pub mod portal;
 pub mod transfers;
 pub mod uploads;

@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::deliveries::Deliveries;
 use crate::jobs::Jobs;
 use crate::live::{Limits, LiveSessions};
+use crate::manifest::Manifests;
 use crate::notifier::Notifier;
 use crate::portal::Portal;
 use crate::ports::Appliance;
@@ -51,6 +52,7 @@ pub struct Services {
     pub jobs: Jobs,
     pub transfers: Transfers,
     pub portal: Portal,
+    pub manifests: Manifests,
     pub uploads: Uploads,
     /// The running appliance (its certificate, ports and firewall).
     pub appliance: Arc<dyn Appliance>,
@@ -115,6 +117,7 @@ impl Services {
             notifier.clone(),
         );
         let portal = Portal::new(store.clone(), transfers.clone());
+        let manifests = Manifests::new(store.clone(), transfers.clone());
         let uploads = Uploads::new(store.clone(), clock.clone(), transfers.clone());
         Ok(Services {
             clock,
@@ -128,6 +131,7 @@ impl Services {
             jobs,
             transfers,
             portal,
+            manifests,
             uploads,
             appliance,
         })

@@ -17,6 +17,7 @@
 //! - [`settings`]: the site settings and their one validator;
 //! - [`stall`]: when a session that makes no progress is closed;
 //! - [`served`]: when a file downloaded over HTTPS counts as received;
+//! - [`manifest`]: a delivery's manifest in b3sum's text format;
 //! - [`email`]: the shape of an address.
 
 #[macro_use]
@@ -26,6 +27,7 @@ pub mod address;
 pub mod agent;
 pub mod email;
 pub mod ending;
+pub mod manifest;
 pub mod password;
 pub mod rules;
 pub mod served;

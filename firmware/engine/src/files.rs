@@ -304,6 +304,39 @@ fn recorded_digest(file: &File) -> Option<Digest> {
     Some(Digest(raw))
 }
 
+/// The extended attribute that keeps a file's plain BLAKE3 (of its whole
+/// contents, as b3sum computes it) with the size and time it was taken
+/// at: a delivery's manifest reads a file once, not once per recipient.
+const CONTENT_ATTR: &str = "user.ferry.blake3";
+
+/// The BLAKE3 of a file's whole contents (b3sum's), `size` bytes last
+/// modified at `mtime_ns`: kept in its attributes, or read from it and
+/// then kept. A filesystem without attributes only costs a read each time.
+pub fn content_digest(file: &File, size: u64, mtime_ns: i64) -> io::Result<blake3::Hash> {
+    use xattr::FileExt as _;
+    let stamp = |digest: &[u8; 32]| {
+        let mut v = digest.to_vec();
+        v.extend_from_slice(&size.to_le_bytes());
+        v.extend_from_slice(&mtime_ns.to_le_bytes());
+        v
+    };
+    if let Ok(Some(kept)) = file.get_xattr(CONTENT_ATTR)
+        && kept.len() == 48
+        && let Ok(digest) = <[u8; 32]>::try_from(&kept[..32])
+        && kept == stamp(&digest)
+    {
+        return Ok(blake3::Hash::from_bytes(digest));
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut reader = file;
+    hasher.update_reader(&mut reader)?;
+    let digest = hasher.finalize();
+    if let Err(e) = file.set_xattr(CONTENT_ATTR, &stamp(digest.as_bytes())) {
+        log::debug!("cannot keep a file's BLAKE3 in its attributes: {e}");
+    }
+    Ok(digest)
+}
+
 /// A file's digest, read from it: BLAKE3 over its chunks' digests.
 pub fn file_digest(
     file: &File,

@@ -33,6 +33,8 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(create_session))
         .routes(routes!(status))
         .routes(routes!(create_delivery))
+        .routes(routes!(manifest))
+        .routes(routes!(manifest_b3))
 }
 
 /// JSON bodies whose errors come back as our JSON errors.
@@ -195,6 +197,39 @@ async fn create_delivery(
         .create(&caller.user, caller.from, req)
         .await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}/manifest", tag = "deliveries",
+    summary = "Every file of a delivery with its size and BLAKE3 (its sender, its recipients, admins)",
+    params(("id" = i64, Path, description = "The delivery")),
+    responses((status = 200, body = ferry_api::Manifest)))]
+async fn manifest(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    ApiParts(axum::extract::Path(id)): ApiPath<i64>,
+) -> Result<Json<ferry_api::Manifest>, ApiError> {
+    Ok(Json(
+        api.services.manifests.of(&caller.user.caller(), id).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}/manifest.b3", tag = "deliveries",
+    summary = "The delivery's manifest in b3sum's format, for `b3sum -c` and `ferry verify`",
+    params(("id" = i64, Path, description = "The delivery")),
+    responses((status = 200, content_type = "text/plain", body = String)))]
+async fn manifest_b3(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    ApiParts(axum::extract::Path(id)): ApiPath<i64>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let m = api.services.manifests.of(&caller.user.caller(), id).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        ferryd_core::manifest::b3_text(&m),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "appliance", summary = "The appliance at a glance (admins)", responses((status = 200, body = Status)))]

@@ -101,6 +101,7 @@ from_failing!(
     ferryd_core::deliveries::DeliveriesError,
     ferryd_core::transfers::TransfersError,
     ferryd_core::portal::PortalError,
+    ferryd_core::manifest::ManifestError,
     ferryd_core::settings::SettingsFailure,
     ferryd_core::live::Crowded,
     crate::transfer::GrantError,
