@@ -16,6 +16,7 @@ mod jobs;
 mod limits;
 mod mail;
 mod manifest;
+mod metrics;
 mod nat;
 mod portal;
 mod python;

@@ -46,6 +46,7 @@ impl Audit {
     /// Writes a line about something already done: a failure is logged as
     /// an error and counted for the dashboard, and the caller goes on.
     pub async fn note(&self, e: NewEvent) {
+        crate::meters::audited(e.action);
         if let Err(err) = self.store.record_event(&e).await {
             self.lost(&e, &err);
         }

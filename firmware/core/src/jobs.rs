@@ -91,6 +91,13 @@ impl std::fmt::Debug for Jobs {
 }
 
 impl Jobs {
+    /// How many jobs are in each status (purged ones left out), every
+    /// status listed: for the appliance's metrics, which only the daemon
+    /// serves, to admins.
+    pub async fn count_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
+        self.store.count_jobs_by_status().await
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         audit: Audit,

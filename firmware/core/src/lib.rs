@@ -24,6 +24,7 @@
 //! The modules, each using only those listed before it:
 //! - [`clock`]: the time services read, replaceable in tests;
 //! - [`failure`]: the kinds of failure adapters answer with;
+//! - [`meters`]: what the appliance counts for its metrics;
 //! - [`view`]: a job's files as people read them (sequences as one line);
 //! - [`audit`]: the audit log, whose failures are errors someone sees;
 //! - [`authority`]: who asks for an admin's act (an admin, or the operator
@@ -47,6 +48,7 @@
 
 pub mod clock;
 pub mod failure;
+pub mod meters;
 pub mod view;
 
 pub mod audit;

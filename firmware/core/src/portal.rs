@@ -595,6 +595,11 @@ impl Portal {
     /// writes the job's progress now and then, and settles the file (and
     /// the job) once every byte has been served.
     fn served(&self, opened: &Arc<Opened>, index: usize, range: Range<u64>) {
+        crate::meters::bytes(
+            crate::meters::Direction::Out,
+            crate::meters::BROWSER,
+            range.end.saturating_sub(range.start),
+        );
         let file = &opened.files[index];
         let job = opened.job.id;
         let (write, received) = {

@@ -392,6 +392,11 @@ impl Uploads {
         }
         let p = part.clone();
         blocking(move || Ok(p.sync())).await?.map_err(io)?;
+        crate::meters::bytes(
+            crate::meters::Direction::In,
+            crate::meters::BROWSER,
+            end - offset,
+        );
         if let Err(e) = self
             .store
             .task_progress(

@@ -197,11 +197,26 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         lanes: Default::default(),
         tcp_tls,
     });
+    let metrics = Arc::new(crate::metrics::Metrics::install(
+        config.metrics.token_file.as_deref(),
+    )?);
+    if let Some(addr) = config.metrics.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics listener to {addr}"))?;
+        log::info!("metrics on http://{}/metrics", listener.local_addr()?);
+        tokio::spawn(crate::metrics::serve_plain(
+            metrics.clone(),
+            services.clone(),
+            listener,
+        ));
+    }
     let api = Arc::new(Api {
         services: services.clone(),
         data: data.clone(),
         keys: KeyLimits::new(config.api.requests_per_minute),
         journal,
+        metrics,
     });
     banner(&config, control, &identity, first_password.as_deref())?;
     tokio::spawn(sweeper(data.clone(), shutdown.clone()));

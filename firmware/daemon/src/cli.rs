@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// one-time password) to this file for a console to show.
     #[arg(long)]
     pub console: Option<PathBuf>,
+    /// Also serve Prometheus metrics at http://ADDR/metrics, without TLS
+    /// or a token: for a management network only.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_ports(s: &str) -> Result<PortRange, String> {
@@ -78,6 +82,7 @@ impl RunArgs {
             smtp: self.smtp.clone(),
             mail_from: self.mail_from.clone(),
             console: self.console.clone(),
+            metrics_listen: self.metrics_listen,
         }
     }
 }

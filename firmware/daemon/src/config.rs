@@ -66,10 +66,24 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Where to write the start-up banner for the appliance's console
     /// (address, fingerprint and the first start's one-time password,
     /// which then stays out of the log).
     pub console: Option<PathBuf>,
+}
+
+/// The `[metrics]` section: who may scrape the Prometheus metrics.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Also serve them on this plain-HTTP address, with no token (a
+    /// management network); `--metrics-listen` overrides it.
+    pub listen: Option<SocketAddr>,
+    /// A file holding a token that may read `/metrics` on the control
+    /// port (`Authorization: Bearer TOKEN`), besides admins' API keys.
+    pub token_file: Option<PathBuf>,
 }
 
 /// The `[tls]` section: where the certificate comes from.
@@ -285,6 +299,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub limits: LimitsConfig,
     pub tls: TlsConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -299,6 +314,7 @@ pub struct Overrides {
     pub smtp: Option<String>,
     pub mail_from: Option<String>,
     pub console: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -380,6 +396,10 @@ impl Config {
             api: file.api,
             limits: file.limits,
             tls: file.tls,
+            metrics: MetricsConfig {
+                listen: flags.metrics_listen.or(file.metrics.listen),
+                token_file: file.metrics.token_file,
+            },
             data: flags
                 .data
                 .or(file.data)
@@ -458,6 +478,7 @@ mod tests {
         // The example file's table, uncommented, reads.
         let example = include_str!("../examples/ferryd.toml");
         let tls = &example[example.find("#[tls]").unwrap()..];
+        let tls = &tls[..tls.find("\n\n").unwrap_or(tls.len())];
         let uncommented: String = tls
             .lines()
             .filter(|l| {

@@ -30,6 +30,7 @@
 //! - [`appliance`]: the running appliance as the services see it;
 //! - [`transfer`]: granting and running data sessions (QUIC);
 //! - [`mailer`]: sending the outbox over SMTP;
+//! - [`metrics`]: the Prometheus metrics and who may scrape them;
 //! - [`http`]: the HTTPS control plane and REST API;
 //! - [`app`]: the wiring of the running appliance;
 //! - [`admin`]: the `ferryd admin` commands, wired like the appliance (with
@@ -45,6 +46,7 @@ pub mod dataplane;
 pub mod http;
 pub mod identity;
 pub mod mailer;
+pub mod metrics;
 pub mod nat;
 pub mod service;
 pub mod sessions;

@@ -112,6 +112,7 @@ async fn send_due(services: &Services, mailer: &Mailer, shutdown: &CancellationT
                 log::info!("sent {} to {}", m.kind, m.to);
             }
             Err(e) if e.is_temporary() => {
+                ferryd_core::meters::mail_failure(false);
                 let wait = RETRY_SECS[(m.attempts as usize).min(RETRY_SECS.len() - 1)];
                 log::warn!(
                     "cannot send {} to {} yet ({e}); trying again in {wait} s",
@@ -128,6 +129,7 @@ async fn send_due(services: &Services, mailer: &Mailer, shutdown: &CancellationT
                 return true;
             }
             Err(e) => {
+                ferryd_core::meters::mail_failure(true);
                 log::error!("{} to {} refused for good: {e}", m.kind, m.to);
                 if let Err(err) = n.refused(&m, &e.to_string()).await {
                     log::error!("cannot mark {} to {} as refused: {err}", m.kind, m.to);

@@ -37,6 +37,7 @@ use ferry_store::{ApiKeyId, User};
 use ferryd_core::Services;
 use ferryd_core::audit::Actor;
 use ferryd_core::live::{LiveSession, SessionHandle, pace_for};
+use ferryd_core::meters;
 use ferryd_core::transfers::Target;
 use quinn::{Endpoint, Incoming};
 use tokio::sync::mpsc;
@@ -658,11 +659,21 @@ impl Session {
             self.pace.get(),
             share.load(std::sync::atomic::Ordering::Relaxed),
         );
+        let direction = match &self.spec.target {
+            Target::Put { .. } | Target::Upload { .. } => meters::Direction::In,
+            Target::Get { .. } | Target::Download { .. } => meters::Direction::Out,
+        };
+        let metered = Metered {
+            link: self.conn.clone(),
+            direction,
+            counted: Arc::default(),
+        };
         let recorder = tokio::spawn(record_progress(
             self.ds.clone(),
             job,
             progress.clone(),
             !delivery_job,
+            metered.clone(),
         ));
         let watchdog = tokio::spawn(watch_for_stall(
             self.ds.clone(),
@@ -718,6 +729,7 @@ impl Session {
         };
         recorder.abort();
         watchdog.abort();
+        metered.count(&progress.snapshot());
         services.live.leave(self.id);
         // The last progress, so a finished direct job shows its totals.
         if let Err(e) = services
@@ -1141,7 +1153,47 @@ async fn watch_for_stall(
 }
 
 /// Writes progress into the job row once a second.
-async fn record_progress(ds: Arc<DataSessions>, job: JobId, progress: Arc<Progress>, direct: bool) {
+/// A session as the metrics see it: its bytes, counted once each, and
+/// its path's round trip and losses.
+#[derive(Clone)]
+struct Metered {
+    link: Link,
+    direction: meters::Direction,
+    /// Bytes counted so far.
+    counted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Metered {
+    /// Counts what moved since the last count.
+    fn count(&self, s: &ferry_engine::Snapshot) {
+        let before = self
+            .counted
+            .swap(s.bytes_transferred, std::sync::atomic::Ordering::Relaxed);
+        meters::bytes(
+            self.direction,
+            self.link.transport().as_str(),
+            s.bytes_transferred.saturating_sub(before),
+        );
+    }
+
+    /// One second's sample of the session's pace.
+    fn sample(&self, rate_bytes: f64) {
+        let loss = self
+            .link
+            .losses()
+            .filter(|(sent, _)| *sent > 0)
+            .map(|(sent, lost)| lost as f64 / sent as f64);
+        meters::session_pace(rate_bytes, self.link.rtt(), loss);
+    }
+}
+
+async fn record_progress(
+    ds: Arc<DataSessions>,
+    job: JobId,
+    progress: Arc<Progress>,
+    direct: bool,
+    metered: Metered,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = (Instant::now(), 0u64);
     loop {
@@ -1150,6 +1202,8 @@ async fn record_progress(ds: Arc<DataSessions>, job: JobId, progress: Arc<Progre
         let elapsed = last.0.elapsed().as_secs_f64().max(0.001);
         let rate = (s.bytes_transferred.saturating_sub(last.1) as f64 / elapsed) as i64;
         last = (Instant::now(), s.bytes_transferred);
+        metered.count(&s);
+        metered.sample(rate as f64);
         if let Err(e) = ds.services.transfers.progress(job, direct, &s, rate).await {
             log::warn!(job_id = job.0; "cannot record the progress of job {job}: {e}");
         }

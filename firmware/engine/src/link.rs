@@ -42,6 +42,18 @@ impl Link {
         }
     }
 
+    /// Packets sent and packets declared lost so far, on QUIC; `None` on
+    /// lanes, where TCP hides its losses.
+    pub fn losses(&self) -> Option<(u64, u64)> {
+        match self {
+            Link::Quic(c) => {
+                let path = c.stats().path;
+                Some((path.sent_packets, path.lost_packets))
+            }
+            Link::Lanes(_) => None,
+        }
+    }
+
     /// Opens a stream for one chunk. QUIC sends higher `priority` first;
     /// lanes carry chunks in the order they are opened.
     pub async fn open_chunk(&self, priority: i32) -> Result<ChunkOut, EngineError> {

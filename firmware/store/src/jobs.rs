@@ -306,6 +306,26 @@ impl Sqlite {
         Ok(())
     }
 
+    /// How many jobs are in each status (purged ones left out), every
+    /// status listed, for the appliance's metrics.
+    pub fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT status, count(*) FROM jobs WHERE NOT purged GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            let (status, n) = row?;
+            let status: JobStatus = status
+                .parse()
+                .map_err(|e| StoreError::Invalid(format!("a job's status: {e}")))?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+                slot.1 = n;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Moves a job to `status`, stamping start and finish times. A job
     /// that leaves a hold (paused, aborted) is no longer held by anyone.
     pub fn set_job_status(&self, id: JobId, status: JobStatus, error: Option<&str>) -> Result<()> {

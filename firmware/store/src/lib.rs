@@ -201,6 +201,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<Job>>;
 
+    /// How many jobs are in each status, purged ones left out; every
+    /// status is listed.
+    async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>>;
+
     /// Jobs left `running` by a daemon that stopped without finishing them:
     /// direct transfers are marked failed (their client runs them again);
     /// delivery jobs go back to the queue, for their client to resume.

@@ -211,6 +211,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>> {
+        self.run(move |db| db.count_jobs_by_status()).await
+    }
+
     async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<Job>> {
         let f = f.clone();
         self.run(move |db| db.list_jobs(&f)).await

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::{IntoResponse as _, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -49,6 +50,8 @@ pub struct Api {
     /// Whether ferryd logs to the systemd journal (and so can read it
     /// back for admins).
     pub journal: bool,
+    /// The Prometheus metrics and their scrape token.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -81,6 +84,7 @@ pub fn router(state: Arc<Api>) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .route("/metrics", axum::routing::get(metrics_page))
         .merge(lanes::routes())
         .merge(jobs::file_routes())
         .fallback(api::not_found)
@@ -90,6 +94,50 @@ pub fn router(state: Arc<Api>) -> Router {
         // the connection stays up: a client never sees it cut without an
         // answer.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn(counted))
+}
+
+/// Counts each answer by its route's template and status, for the
+/// metrics.
+async fn counted(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    ferryd_core::meters::http_request(route, response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: the scrape token, or an admin's API key. The token is
+/// looked at first, so a scrape is never taken for a wrong API key (and
+/// throttled and audited as one).
+async fn metrics_page(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    request: axum::extract::Request,
+) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer.is_some_and(|t| api.metrics.is_token(t)) {
+        return crate::metrics::answer(&api.metrics, &api.services).await;
+    }
+    let caller =
+        match <auth::Caller as axum::extract::FromRequestParts<Arc<Api>>>::from_request_parts(
+            &mut parts, &api,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => return e.into_response(),
+        };
+    match ferry_domain::rules::admin(&caller.user.caller(), "the metrics") {
+        Ok(()) => crate::metrics::answer(&api.metrics, &api.services).await,
+        Err(refusal) => error::ApiError::from(refusal).into_response(),
+    }
 }
 
 /// A handler that panicked answers 500 like any internal error, and the
