@@ -141,8 +141,20 @@ fn prometheus_scrapes_the_appliance_and_only_admins_or_the_token_may_read_it() {
     assert_eq!(curl(&url, Some("not-the-token-at-all-0123456789")).0, 401);
     let (status, by_admin) = curl(&url, Some(&admin));
     assert_eq!(status, 200, "{by_admin}");
-    let (status, text) = curl(&url, Some(TOKEN));
-    assert_eq!(status, 200, "{text}");
+    // The put's job settles just after the client's last frame.
+    let mut text = String::new();
+    wait_for(
+        "the put's job to settle in the metrics",
+        Duration::from_secs(40),
+        || {
+            let (status, body) = curl(&url, Some(TOKEN));
+            text = body;
+            status == 200
+                && sample(&text, r#"ferry_jobs{status="done"}"#) == Some(1.0)
+                && sample(&text, "ferry_sessions_active") == Some(0.0)
+                && sample(&text, "ferry_leases_active") == Some(0.0)
+        },
+    );
 
     // What it says, and that it is valid exposition text.
     let moved = sample(

@@ -40,15 +40,16 @@ impl Audit {
         self.store
             .record_event(&e)
             .await
+            .inspect(|()| crate::meters::audited(e.action))
             .inspect_err(|err| self.lost(&e, err))
     }
 
     /// Writes a line about something already done: a failure is logged as
     /// an error and counted for the dashboard, and the caller goes on.
     pub async fn note(&self, e: NewEvent) {
-        crate::meters::audited(e.action);
-        if let Err(err) = self.store.record_event(&e).await {
-            self.lost(&e, &err);
+        match self.store.record_event(&e).await {
+            Ok(()) => crate::meters::audited(e.action),
+            Err(err) => self.lost(&e, &err),
         }
     }
 

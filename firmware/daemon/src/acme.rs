@@ -59,8 +59,15 @@ pub struct Keeper {
 pub async fn run(services: Services, keeper: Keeper, shutdown: CancellationToken) {
     let mut site = services.settings.subscribe();
     let mut failures = 0u32;
+    let mut asked: Option<AcmeSettings> = None;
     loop {
         let acme = site.borrow_and_update().acme.clone();
+        // The admin may have fixed what made orders fail: a new name or
+        // CA starts again at once; any other change of settings does not.
+        if acme != asked {
+            failures = 0;
+            asked = acme.clone();
+        }
         let wait = match acme {
             None => {
                 keeper.status.set(None);
@@ -96,8 +103,6 @@ pub async fn run(services: Services, keeper: Keeper, shutdown: CancellationToken
                 if changed.is_err() {
                     return;
                 }
-                // The admin may have fixed what made orders fail.
-                failures = 0;
             }
             () = sleep => {}
             () = shutdown.cancelled() => return,
@@ -180,8 +185,13 @@ fn install(keeper: &Keeper, chain_pem: &str) -> Result<String, String> {
         .identity
         .renew(chain_pem.as_bytes())
         .map_err(|e| format!("the CA's certificate is not usable: {e}"))?;
-    crate::identity::keep_chain(&keeper.data, chain_pem.as_bytes())
-        .map_err(|e| format!("{e:#}"))?;
+    // Served from now on whatever happens next; not keeping it for the
+    // next start is logged, not a failed order.
+    if let Err(e) =
+        crate::identity::keep_chain(&keeper.data, &keeper.identity, chain_pem.as_bytes())
+    {
+        log::error!("the CA's certificate is in use but not kept for the next start: {e:#}");
+    }
     let until = keeper
         .identity
         .chain()

@@ -41,9 +41,18 @@ pub fn acme_account(data: &Path) -> PathBuf {
 }
 
 /// Keeps a chain issued for the appliance's key (already checked by
-/// [`Identity::renew`]) for the next start.
-pub fn keep_chain(data: &Path, chain_pem: &[u8]) -> Result<()> {
-    let (cert_path, _) = paths(data);
+/// [`Identity::renew`]) for the next start, unless the key on disk is no
+/// longer that key (an admin installed another certificate and key, which
+/// take over at the next start): the pair on disk must stay a pair.
+pub fn keep_chain(data: &Path, identity: &Identity, chain_pem: &[u8]) -> Result<()> {
+    let (cert_path, key_path) = paths(data);
+    let on_disk = fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    anyhow::ensure!(
+        identity.is_key(&on_disk),
+        "{} holds another key now (a certificate installed in Settings, used from the next start); \
+         the CA's certificate is served until then but not kept",
+        key_path.display()
+    );
     write_atomic(&cert_path, chain_pem, 0o644)
 }
 
@@ -81,6 +90,24 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewed_chain_is_kept_only_beside_its_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = load_or_create(dir.path(), &["localhost".into()]).unwrap();
+        let cert = fs::read(dir.path().join("tls/cert.pem")).unwrap();
+        keep_chain(dir.path(), &id, &cert).unwrap();
+        // An admin installs another certificate and key for the next start.
+        let (_, other_cert, other_key) = Identity::self_signed(&["other".into()]).unwrap();
+        install(dir.path(), other_cert.as_bytes(), other_key.as_bytes()).unwrap();
+        let e = keep_chain(dir.path(), &id, &cert).unwrap_err();
+        assert!(e.to_string().contains("another key"), "{e}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("tls/cert.pem")).unwrap(),
+            other_cert,
+            "the installed pair stays a pair"
+        );
+    }
 
     #[test]
     fn created_once_then_reused_with_a_private_key() {

@@ -188,6 +188,12 @@ impl Identity {
         &self.key
     }
 
+    /// Whether `key_pem` holds this identity's key.
+    pub fn is_key(&self, key_pem: &[u8]) -> bool {
+        PrivateKeyDer::from_pem_slice(key_pem)
+            .is_ok_and(|k| k.secret_der() == self.key.secret_der())
+    }
+
     /// Serves `chain_pem` from the next handshake on, on every endpoint
     /// made from this identity. The chain must be for this identity's key,
     /// so every pin holds.
@@ -285,11 +291,12 @@ impl Served {
 
 impl ResolvesServerCert for Served {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        // A CA's check offers only acme-tls/1 and must get the challenge
-        // certificate; nobody else is ever given one.
-        let acme = hello
-            .alpn()
-            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        // A CA's check offers acme-tls/1 and nothing else (RFC 8737 §3),
+        // and must get the challenge certificate; nobody else ever does.
+        let acme = hello.alpn().is_some_and(|offered| {
+            let offered: Vec<&[u8]> = offered.collect();
+            offered == [ACME_TLS_ALPN]
+        });
         if acme {
             let name = hello.server_name()?.to_ascii_lowercase();
             return self

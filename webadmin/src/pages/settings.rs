@@ -164,7 +164,7 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
             h2 { "This appliance" }
             dl.facts {
                 dt { "Key fingerprint (SHA-256), the pin" } dd { code #fingerprint { (info.facts.fingerprint) } }
-                dt { "Certificate" } dd #certificate { (info.facts.certificate) }
+                dt { "Certificate" } dd #served-certificate { (info.facts.certificate) }
                 dt { "Control port" } dd { (info.facts.control) }
                 dt { "UDP data ports" } dd {
                     (info.facts.ports)

@@ -110,8 +110,7 @@ async fn counted(request: axum::extract::Request, next: axum::middleware::Next) 
 }
 
 /// `GET /metrics`: the scrape token, or an admin's API key. The token is
-/// looked at first, so a scrape is never taken for a wrong API key (and
-/// throttled and audited as one).
+/// looked at first, so a scrape never goes through the API keys' check.
 async fn metrics_page(
     axum::extract::State(api): axum::extract::State<Arc<Api>>,
     request: axum::extract::Request,
