@@ -24,6 +24,7 @@ mod reach;
 mod rules;
 mod tour;
 mod wan;
+mod watch;
 mod webadmin;
 
 /// The QUIC control stream under a session opened over QUIC, for tests

@@ -48,6 +48,12 @@ impl Notice {
             "retry" => "Job queued again.",
             "purge" => "Job purged.",
             "priority" => "Priorities changed.",
+            "urgent" => "Job marked urgent: the bandwidth schedule does not slow it.",
+            "not-urgent" => "Job no longer urgent: it shares the bandwidth schedule's cap.",
+            "watch-added" => {
+                "Watch folder added: what arrives in it from now on is delivered once it settles."
+            }
+            "watch-removed" => "Watch folder removed; its deliveries stay.",
             "welcome" => "Password changed. Welcome to Ferry.",
             "mail-again" => {
                 "The message is due again: it goes out as soon as the SMTP server takes it."

@@ -92,6 +92,7 @@ refused_from!(
     ferryd_core::deliveries::DeliveriesError,
     ferryd_core::settings::SettingsFailure,
     ferryd_core::portal::PortalError,
+    ferryd_core::watches::WatchesError,
 );
 
 /// What the handlers share.
@@ -127,6 +128,7 @@ pub fn router(services: Services) -> Router {
         .route("/transfers/{id}", get(transfers::detail))
         .route("/transfers/{id}/action", post(transfers::act))
         .route("/transfers/{id}/priority", post(transfers::priority))
+        .route("/transfers/{id}/urgent", post(transfers::urgent))
         .route("/shares", get(shares::page))
         .route("/shares/root", post(shares::add_root))
         .route("/shares/share", post(shares::add_share))
@@ -142,6 +144,11 @@ pub fn router(services: Services) -> Router {
         .route("/settings", get(settings::page).post(settings::save))
         .route("/settings/certificate", post(settings::certificate))
         .route("/settings/test-mail", post(settings::test_mail))
+        .route("/settings/watches", post(settings::add_watch))
+        .route(
+            "/settings/watches/{id}/remove",
+            post(settings::remove_watch),
+        )
         .route("/audit", get(audit::page))
         .route("/outbox", get(outbox::page))
         .route("/outbox/{id}/retry", post(outbox::retry))

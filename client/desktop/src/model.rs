@@ -566,6 +566,7 @@ pub fn label(a: JobAction) -> &'static str {
         JobAction::Purge => "Purge",
         JobAction::Priority => "Priority",
         JobAction::Rate => "Rate",
+        JobAction::Urgent => "Urgent",
     }
 }
 
@@ -779,6 +780,7 @@ mod tests {
             finished_at: None,
             next_retry_at: None,
             expires_at: None,
+            urgent: false,
             // A recipient's view of their download.
             actions: match status {
                 JobStatus::Running => vec![JobAction::Pause, JobAction::Priority, JobAction::Rate],

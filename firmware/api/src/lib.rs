@@ -246,9 +246,27 @@ pub struct Status {
     pub sessions: Vec<SessionStatus>,
     /// Things an admin should fix, in words.
     pub warnings: Vec<String>,
+    /// The cap on all transfers together now, from the bandwidth schedule
+    /// or the site rate.
+    #[serde(default)]
+    pub bandwidth: Option<BandwidthNow>,
     /// The host's service manager, when ferryd runs under systemd.
     #[serde(default)]
     pub system: Option<SystemState>,
+}
+
+/// Which cap on all transfers together holds now, and until when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BandwidthNow {
+    /// Bits per second; absent: no cap.
+    pub cap_bps: Option<u64>,
+    /// The schedule's rule that sets it; absent: the site rate does.
+    pub rule: Option<String>,
+    /// When another cap takes over (Unix seconds); absent: never.
+    pub until: Option<i64>,
+    /// All of it in words.
+    pub words: String,
 }
 
 /// What systemd says of the appliance as a whole.
@@ -407,6 +425,59 @@ pub struct Settings {
     /// An email address the CA may write to.
     #[serde(default)]
     pub acme_contact: String,
+    /// The bandwidth schedule, one rule per entry, first match wins:
+    /// `DAYS FROM-TO RATE` in the appliance's time zone, like
+    /// `mon-fri 09:00-19:00 200M` or `sat,sun 00:00-24:00 none`. Outside
+    /// every rule, `site_rate` holds.
+    #[serde(default)]
+    pub schedule: Vec<String>,
+}
+
+/// A watch folder: what settles in it is delivered without anyone at the
+/// keyboard (`[[watch]]` in ferryd.toml, Settings → Watch folders,
+/// `/api/v1/watches`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WatchRequest {
+    /// `share=NAME/dir`.
+    pub folder: String,
+    /// The account its deliveries come from, typically a service account.
+    pub sender: String,
+    pub to: Vec<String>,
+    /// `GLOB=high|normal|low|N`, as `ferry send --priority`.
+    #[serde(default)]
+    pub priorities: Vec<String>,
+    /// How long nothing in an entry may change before it is delivered;
+    /// absent: 30.
+    #[serde(default)]
+    pub settle_secs: Option<u64>,
+    /// `folder` (each new top-level folder is one delivery) or `file`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The deliveries' name: `{folder}` (or `{file}`) and `{date}` are
+    /// filled in; absent: `{folder}`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A watch folder as the appliance runs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WatchInfo {
+    pub id: i64,
+    pub folder: String,
+    pub sender: String,
+    pub to: Vec<String>,
+    pub priorities: Vec<String>,
+    pub settle_secs: u64,
+    pub mode: String,
+    pub name: String,
+    /// `config` (ferryd.toml decides; change it there) or `admin`.
+    pub origin: String,
+    /// Deliveries it has made.
+    pub delivered: u64,
+    /// Files it has seen that are not delivered yet (still settling).
+    pub pending_files: u64,
 }
 
 fn all_transports() -> Vec<ferry_proto::Transport> {
@@ -551,6 +622,9 @@ pub struct JobInfo {
     pub finished_at: Option<i64>,
     pub next_retry_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// An admin marked it urgent: the bandwidth schedule does not slow it.
+    #[serde(default)]
+    pub urgent: bool,
     /// What the caller may do to this job now (the rulebook's answer):
     /// the buttons to show.
     #[serde(default)]
@@ -657,6 +731,14 @@ pub struct RateChange {
     /// the job back the site's cap.
     #[serde(default)]
     pub rate: Option<String>,
+}
+
+/// `POST /api/v1/jobs/{id}/urgent` (admins): the bandwidth schedule does
+/// not slow an urgent job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UrgentChange {
+    pub urgent: bool,
 }
 
 /// `POST /api/v1/jobs/{id}/purge`.

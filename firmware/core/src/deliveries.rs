@@ -27,6 +27,7 @@ use ferry_proto::sequence::SequencePattern;
 use ferry_proto::{ErrorCode, Priority, PriorityRules, SharePath};
 use ferry_store::{
     Delivery, DeliveryPlan, JobFilter, NewDelivery, NewTask, Share, Store, StoreError, User,
+    Watched,
 };
 use tokio::sync::watch;
 
@@ -155,6 +156,34 @@ impl Deliveries {
         from: IpAddr,
         req: DeliveryRequest,
     ) -> Result<DeliveryCreated, DeliveriesError> {
+        self.make(sender, Actor::user(sender.id, from), req, None)
+            .await
+    }
+
+    /// Makes a delivery of an entry a watch found settled, on behalf of
+    /// the watch's sender. The entry is remembered with it, in the same
+    /// transaction: a second try at the same entry is a conflict, and
+    /// nothing of it is left.
+    pub async fn create_watched(
+        &self,
+        sender: &User,
+        req: DeliveryRequest,
+        watched: Watched,
+    ) -> Result<DeliveryCreated, DeliveriesError> {
+        let who = Actor {
+            user: Some(sender.id),
+            from: None,
+        };
+        self.make(sender, who, req, Some(watched)).await
+    }
+
+    async fn make(
+        &self,
+        sender: &User,
+        who: Actor,
+        req: DeliveryRequest,
+        watched: Option<Watched>,
+    ) -> Result<DeliveryCreated, DeliveriesError> {
         let sending = if req.sources.is_empty() {
             rules::Sending::Uploads
         } else {
@@ -221,10 +250,10 @@ impl Deliveries {
             upload: (!onprem).then(|| files.clone()),
             tasks: files,
             recipients: req.recipients.clone(),
-            client_address: Some(from.to_string()),
+            client_address: who.from.map(|a| a.to_string()),
+            watched,
         };
         let made = self.store.make_delivery(&plan).await?;
-        let who = Actor::user(sender.id, from);
         // The delivery exists from here on: what follows is told, not undone.
         self.audit
             .note(

@@ -185,6 +185,7 @@ impl Jobs {
             finished_at: job.finished_at,
             next_retry_at: job.next_retry_at,
             expires_at: delivery.map(|d| d.expires_at),
+            urgent: job.urgent,
             actions: rules::actions(&viewer.caller(), &job.facts()),
         })
     }
@@ -267,7 +268,7 @@ impl Jobs {
     ) -> Result<Job, JobsError> {
         match action {
             JobAction::Purge => return self.purge(user, from, id, false).await.map(|(j, _)| j),
-            JobAction::Priority | JobAction::Rate => {
+            JobAction::Priority | JobAction::Rate | JobAction::Urgent => {
                 return Err(JobsError::Invalid(format!(
                     "{action} takes a value: use the job's {action} form"
                 )));
@@ -311,7 +312,7 @@ impl Jobs {
                 );
             }
             JobAction::Retry => self.store.requeue_job(job.id).await?,
-            JobAction::Purge | JobAction::Priority | JobAction::Rate => {}
+            JobAction::Purge | JobAction::Priority | JobAction::Rate | JobAction::Urgent => {}
         }
         self.audit
             .note(
@@ -417,6 +418,33 @@ impl Jobs {
             self.deliveries.hub.bump(d);
         }
         Ok(job)
+    }
+
+    /// Marks a job urgent or not (admins): the bandwidth schedule's cap
+    /// does not slow an urgent job; its running sessions follow at once.
+    pub async fn set_urgent(
+        &self,
+        user: &User,
+        from: IpAddr,
+        id: i64,
+        urgent: bool,
+    ) -> Result<Job, JobsError> {
+        let job = self.visible(user, id).await?;
+        rules::act(&user.caller(), &job.facts(), JobAction::Urgent)?;
+        self.store.set_job_urgent(job.id, urgent).await?;
+        self.live.set_urgent(job.id, urgent);
+        self.audit
+            .note(
+                Actor::user(user.id, from)
+                    .line(JobAction::Urgent.audit(), format!("job {}", job.id))
+                    .detail(if urgent {
+                        "urgent: the bandwidth schedule does not slow it"
+                    } else {
+                        "no longer urgent"
+                    }),
+            )
+            .await;
+        Ok(self.store.job(job.id).await?)
     }
 
     /// Sets the priority of a job's files that match `glob`; a running

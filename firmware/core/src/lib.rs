@@ -43,6 +43,7 @@
 //!   what counts as received;
 //! - [`uploads`]: a delivery's files uploaded from a browser, resumable;
 //! - [`manifest`]: a delivery's manifest (path, size, BLAKE3 of each file);
+//! - [`watches`]: watch folders and the deliveries they make;
 //! - [`ports`]: what services ask of the running appliance;
 //! - [`services`]: all of them together.
 
@@ -68,6 +69,7 @@ pub mod manifest;
 pub mod portal;
 pub mod transfers;
 pub mod uploads;
+pub mod watches;
 
 pub mod services;
 

@@ -58,6 +58,8 @@ pub struct LiveSession {
     /// job's and its client's caps. Its part of the site rate may hold it
     /// lower still (see [`fair_rates`]).
     pub own: Pace,
+    /// Its job is urgent: a cap from the bandwidth schedule spares it.
+    pub urgent: bool,
     pub handle: Arc<dyn SessionHandle>,
 }
 
@@ -157,13 +159,51 @@ crate::failing!(Crowded {
     Crowded::Memory(_) => (TooMany { retry_after: 10 }, TOO_MANY_SESSIONS),
 });
 
+/// The cap on all sessions together, and whether urgent jobs are spared
+/// it (they are when it comes from the bandwidth schedule).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SiteCap {
+    pub rate: Option<Rate>,
+    pub spares_urgent: bool,
+    /// The schedule's rule that sets it (`mon-fri 09:00-19:00 200 Mbit/s`);
+    /// `None`: the site rate.
+    pub rule: Option<String>,
+    /// When another cap takes over (Unix seconds); `None`: never.
+    pub until: Option<i64>,
+}
+
+impl SiteCap {
+    /// The cap in words, for the log and the dashboard: its rate, where
+    /// it comes from and until when (in the appliance's time zone).
+    pub fn words(&self) -> String {
+        let rate = self.rate.map_or_else(
+            || "no cap on all transfers together".to_owned(),
+            |r| format!("all transfers together capped at {r}"),
+        );
+        let source = match &self.rule {
+            Some(rule) => format!(" (schedule: {rule}; urgent jobs are spared)"),
+            None if self.rate.is_some() => " (the site rate)".to_owned(),
+            None => String::new(),
+        };
+        let until = self
+            .until
+            .and_then(|u| jiff::Timestamp::from_second(u).ok())
+            .map(|t| {
+                let z = t.to_zoned_datetime(jiff::tz::TimeZone::system());
+                format!(" until {}", z.strftime("%a %H:%M:%S %Z"))
+            })
+            .unwrap_or_default();
+        format!("{rate}{source}{until}")
+    }
+}
+
 /// The registry.
 #[derive(Default)]
 pub struct LiveSessions {
     limits: Limits,
     running: Mutex<HashMap<u64, LiveSession>>,
     /// The cap on all sessions together.
-    site_rate: Mutex<Option<Rate>>,
+    site_cap: Mutex<SiteCap>,
 }
 
 impl std::fmt::Debug for LiveSessions {
@@ -191,7 +231,7 @@ impl LiveSessions {
         LiveSessions {
             limits,
             running: Mutex::default(),
-            site_rate: Mutex::default(),
+            site_cap: Mutex::default(),
         }
     }
 
@@ -261,23 +301,55 @@ impl LiveSessions {
 
     /// Sets the cap on all sessions together and re-paces them at once.
     pub fn set_site_rate(&self, rate: Option<Rate>) {
-        *self.site_rate.lock().unwrap_or_else(|e| e.into_inner()) = rate;
+        self.set_site_cap(SiteCap {
+            rate,
+            ..SiteCap::default()
+        });
+    }
+
+    /// Sets the cap on all sessions together, and whether urgent jobs are
+    /// spared it, and re-paces them at once.
+    pub fn set_site_cap(&self, cap: SiteCap) {
+        *self.site_cap.lock().unwrap_or_else(|e| e.into_inner()) = cap;
         self.share_rate();
     }
 
     /// The cap on all sessions together.
     pub fn site_rate(&self) -> Option<Rate> {
-        *self.site_rate.lock().unwrap_or_else(|e| e.into_inner())
+        self.site_cap().rate
+    }
+
+    pub fn site_cap(&self) -> SiteCap {
+        self.site_cap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A job was marked urgent or not: its sessions are re-paced.
+    pub fn set_urgent(&self, job: JobId, urgent: bool) {
+        for s in self.running().values_mut().filter(|s| s.job == job) {
+            s.urgent = urgent;
+        }
+        self.share_rate();
     }
 
     /// Gives every session its pace: its own, held to its fair part of the
-    /// site rate. Only a session whose pace changes is told.
+    /// site rate. Only a session whose pace changes is told. Urgent jobs
+    /// spared by the cap keep their own pace and take no part of it.
     fn share_rate(&self) {
         let all = self.list();
-        let wants: Vec<Option<Rate>> = all.iter().map(|s| s.own.target).collect();
-        let shares = fair_rates(self.site_rate(), &wants);
-        for (s, share) in all.iter().zip(shares) {
-            let pace = s.own.capped(share);
+        let cap = self.site_cap();
+        let spared = |s: &LiveSession| cap.spares_urgent && s.urgent;
+        let sharing: Vec<&LiveSession> = all.iter().filter(|s| !spared(s)).collect();
+        let wants: Vec<Option<Rate>> = sharing.iter().map(|s| s.own.target).collect();
+        let shares = fair_rates(cap.rate, &wants);
+        let paces = sharing
+            .iter()
+            .zip(shares)
+            .map(|(s, share)| (*s, s.own.capped(share)))
+            .chain(all.iter().filter(|s| spared(s)).map(|s| (s, s.own)));
+        for (s, pace) in paces {
             if s.handle.pace() != pace {
                 s.handle.repace(pace);
             }
@@ -438,6 +510,7 @@ pub(crate) mod tests {
             started: Instant::now(),
             asked: PaceRequest::default(),
             own: Pace::default(),
+            urgent: false,
             handle,
         }
     }
@@ -485,6 +558,30 @@ pub(crate) mod tests {
         live.set_site_rate(None);
         assert_eq!(a.pace().target, None);
         assert_eq!(a.paces.lock().unwrap().len(), told + 1);
+    }
+
+    #[test]
+    fn a_scheduled_cap_spares_urgent_jobs_and_a_plain_site_rate_does_not() {
+        let live = LiveSessions::new(Limits::default());
+        let (a, b) = (Arc::new(Recorded::default()), Arc::new(Recorded::default()));
+        live.admit(session(1, 1, 1, a.clone())).unwrap();
+        live.admit(session(2, 2, 2, b.clone())).unwrap();
+        live.set_urgent(JobId(2), true);
+        live.set_site_cap(SiteCap {
+            rate: Some(rate("100M")),
+            spares_urgent: true,
+            ..SiteCap::default()
+        });
+        // The urgent one runs at its own pace; the other has all the cap.
+        assert_eq!(a.pace().target, Some(rate("100M")));
+        assert_eq!(b.pace().target, None);
+        // No longer urgent: it shares the cap again, at once.
+        live.set_urgent(JobId(2), false);
+        assert_eq!(a.pace().target, Some(rate("50M")));
+        assert_eq!(b.pace().target, Some(rate("50M")));
+        live.set_urgent(JobId(2), true);
+        live.set_site_rate(Some(rate("100M")));
+        assert_eq!(b.pace().target, Some(rate("50M")));
     }
 
     #[test]

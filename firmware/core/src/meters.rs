@@ -20,6 +20,9 @@ pub const SESSION_LOSS: &str = "ferry_session_loss_ratio";
 pub const HTTP_REQUESTS: &str = "ferry_http_requests_total";
 pub const LOGIN_FAILURES: &str = "ferry_login_failures_total";
 pub const AUDIT_EVENTS: &str = "ferry_audit_events_total";
+pub const WATCH_PENDING: &str = "ferry_watch_pending_files";
+pub const WATCH_DELIVERIES: &str = "ferry_watch_deliveries_total";
+pub const SITE_CAP: &str = "ferry_site_cap_bits_per_second";
 
 /// Which way bytes went, seen from the appliance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,22 @@ pub fn audited(action: AuditAction) {
     }
 }
 
+/// Files a watch has seen that are not delivered yet.
+pub fn watch_pending(folder: &str, files: usize) {
+    metrics::gauge!(WATCH_PENDING, "watch" => folder.to_owned()).set(files as f64);
+}
+
+/// A watch made a delivery.
+pub fn watch_delivered(folder: &str) {
+    metrics::counter!(WATCH_DELIVERIES, "watch" => folder.to_owned()).increment(1);
+}
+
+/// The cap on all sessions together now (0: none), as the bandwidth
+/// schedule or the site rate sets it.
+pub fn site_cap(bits_per_sec: Option<u64>) {
+    metrics::gauge!(SITE_CAP).set(bits_per_sec.unwrap_or(0) as f64);
+}
+
 /// The help text of each metric, given once to the recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -125,4 +144,13 @@ pub fn describe() {
         "Failed logins, over the API and the web admin"
     );
     describe_counter!(AUDIT_EVENTS, "Audit log lines, by action");
+    describe_gauge!(
+        WATCH_PENDING,
+        "Files in a watch folder's new entries that are not delivered yet (settling or still written), by watch"
+    );
+    describe_counter!(WATCH_DELIVERIES, "Deliveries a watch folder made, by watch");
+    describe_gauge!(
+        SITE_CAP,
+        "The cap on all sessions together now, from the bandwidth schedule or the site rate; 0: none"
+    );
 }

@@ -22,6 +22,7 @@ use crate::shares::Shares;
 use crate::transfers::Transfers;
 use crate::uploads::Uploads;
 use crate::users::Users;
+use crate::watches::Watches;
 
 /// What the services are made from, besides the store.
 #[derive(Debug, Clone)]
@@ -54,6 +55,7 @@ pub struct Services {
     pub portal: Portal,
     pub manifests: Manifests,
     pub uploads: Uploads,
+    pub watches: Watches,
     /// The running appliance (its certificate, ports and firewall).
     pub appliance: Arc<dyn Appliance>,
 }
@@ -119,6 +121,7 @@ impl Services {
         let portal = Portal::new(store.clone(), transfers.clone());
         let manifests = Manifests::new(store.clone(), transfers.clone());
         let uploads = Uploads::new(store.clone(), clock.clone(), transfers.clone());
+        let watches = Watches::new(store.clone(), audit.clone(), deliveries.clone());
         Ok(Services {
             clock,
             audit,
@@ -133,6 +136,7 @@ impl Services {
             portal,
             manifests,
             uploads,
+            watches,
             appliance,
         })
     }

@@ -40,6 +40,8 @@ const SMTP_FROM: &str = "site.smtp_from";
 const ACME_NAME: &str = "site.acme_name";
 const ACME_DIRECTORY: &str = "site.acme_directory";
 const ACME_CONTACT: &str = "site.acme_contact";
+/// The bandwidth schedule, one rule a line.
+const SCHEDULE: &str = "site.schedule";
 
 /// Why settings were refused or could not be kept.
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +325,11 @@ async fn overlay(
             })
         };
     }
+    if let Some(v) = store.setting(SCHEDULE).await? {
+        let lines: Vec<String> = v.lines().map(str::to_owned).collect();
+        site.schedule = ferry_domain::bandwidth::Schedule::parse_lines(&lines)
+            .map_err(|e| bad(SCHEDULE, &v, e.to_string()))?;
+    }
     // What was kept by an older version may not hold today's rules.
     site.validate().map_err(|e| SettingsFailure::Stored {
         key: "site",
@@ -350,6 +357,13 @@ async fn save(
         PUBLIC_ADDRESS,
         site.public_address == baseline.public_address,
         site.public_address.as_deref().unwrap_or(""),
+    )
+    .await?;
+    keep(
+        store,
+        SCHEDULE,
+        site.schedule == baseline.schedule,
+        &site.schedule.lines().join("\n"),
     )
     .await?;
     let proxies: Vec<String> = site
@@ -468,6 +482,13 @@ fn describe_change(old: &SiteSettings, new: &SiteSettings) -> String {
             None => "no site rate".to_owned(),
         });
     }
+    if old.schedule != new.schedule {
+        parts.push(if new.schedule.is_empty() {
+            "no bandwidth schedule".to_owned()
+        } else {
+            format!("bandwidth schedule {}", new.schedule.lines().join("; "))
+        });
+    }
     if old.default_expiry_days != new.default_expiry_days {
         parts.push(format!("default expiry {} days", new.default_expiry_days));
     }
@@ -522,6 +543,7 @@ mod tests {
             smtp: None,
             transports: Default::default(),
             acme: None,
+            schedule: Default::default(),
         }
     }
 
@@ -559,10 +581,12 @@ mod tests {
         text.site_rate = "300M".into();
         text.acme_name = "ferry.example.com".into();
         text.acme_directory = "https://ca.example/acme".into();
+        text.schedule = vec!["mon-fri 09:00-19:00 200M".into(), "".into()];
         let who = Actor::user(root.id, "192.0.2.9".parse().unwrap());
         let new = s.change(By::User(&root), who, &text).await.unwrap();
         assert_eq!(new.transports.to_string(), "tcp, https");
         assert_eq!(new.site_rate, Some("300M".parse().unwrap()));
+        assert_eq!(new.schedule.lines(), ["mon-fri 09:00-19:00 200 Mbit/s"]);
         assert_eq!(
             new.acme
                 .as_ref()
@@ -579,6 +603,9 @@ mod tests {
             audit[0].detail.contains("pace fixed up to 1 Gbit/s")
                 && audit[0].detail.contains("transports tcp, https")
                 && audit[0].detail.contains("site rate 300 Mbit/s")
+                && audit[0]
+                    .detail
+                    .contains("bandwidth schedule mon-fri 09:00-19:00 200 Mbit/s")
                 && audit[0].detail.contains(
                     "ACME certificate for ferry.example.com from https://ca.example/acme"
                 ),

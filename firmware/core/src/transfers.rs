@@ -487,6 +487,11 @@ impl Transfers {
         Ok(self.store.job(job).await?.target_rate)
     }
 
+    /// Is the job urgent (spared the bandwidth schedule's cap)?
+    pub async fn urgent(&self, job: JobId) -> Result<bool, TransfersError> {
+        Ok(self.store.job(job).await?.urgent)
+    }
+
     /// Jobs left running by a daemon that stopped without finishing them
     /// are settled at the next start: direct ones failed, delivery ones
     /// queued again for their clients to resume.

@@ -173,6 +173,7 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
     if interrupted > 0 {
         log::warn!("{interrupted} transfers were cut by a restart; clients resume them");
     }
+    services.watches.follow_config(&config.watches).await?;
     if let Err(e) = crate::mailer::check(&services.settings.current()) {
         // Not fatal: the web admin, which can fix it, must come up.
         log::error!("email is held back until the SMTP settings are fixed: {e}");
@@ -227,6 +228,11 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         shutdown.clone(),
     ));
     tokio::spawn(repace_on_change(services.clone(), shutdown.clone()));
+    tokio::spawn(crate::watching::run(
+        services.clone(),
+        Duration::from_secs(config.deliveries.watch_rescan_secs.max(1)),
+        shutdown.clone(),
+    ));
     tokio::spawn(crate::mailer::run(services.clone(), shutdown.clone()));
     tokio::spawn(crate::acme::run(
         services.clone(),
@@ -357,27 +363,35 @@ async fn janitor(services: Services, every: Duration, shutdown: CancellationToke
     }
 }
 
-/// Re-paces running sessions when the site's pace or its site rate
-/// changes.
+/// Re-paces running sessions when the site's pace changes, and holds all
+/// sessions together to the cap the bandwidth schedule (or the site rate)
+/// sets, re-pacing them at each of the schedule's boundaries.
 async fn repace_on_change(services: Services, shutdown: CancellationToken) {
     let mut site = services.settings.subscribe();
-    let (mut pace, site_rate) = {
-        let now = site.borrow_and_update();
-        (now.pace, now.site_rate)
-    };
-    services.live.set_site_rate(site_rate);
+    let mut pace = site.borrow_and_update().pace;
     loop {
+        let cap = {
+            let now = site.borrow();
+            crate::bandwidth::cap_now(&now.schedule, now.site_rate, jiff::ZonedDateTime::now())
+        };
+        if cap != services.live.site_cap() {
+            log::info!("bandwidth: {}", cap.words());
+        }
+        ferryd_core::meters::site_cap(cap.rate.map(Rate::bits_per_sec));
+        // Wake at the next boundary, and at least each minute (a clock or
+        // time-zone change moves boundaries).
+        let wait = cap.until.map_or(Duration::from_secs(60), |u| {
+            let ms = jiff::Timestamp::from_second(u)
+                .map_or(0, |u| u.duration_since(jiff::Timestamp::now()).as_millis());
+            Duration::from_millis(ms.clamp(0, 60_000) as u64)
+        });
+        services.live.set_site_cap(cap);
         tokio::select! {
             r = site.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(wait) => continue,
             () = shutdown.cancelled() => return,
         }
-        let (now, site_rate) = {
-            let now = site.borrow_and_update();
-            (now.pace, now.site_rate)
-        };
-        if site_rate != services.live.site_rate() {
-            services.live.set_site_rate(site_rate);
-        }
+        let now = site.borrow_and_update().pace;
         if now == pace {
             continue;
         }

@@ -68,10 +68,61 @@ pub struct FileConfig {
     pub tls: TlsConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Watch folders: what settles in them is delivered.
+    #[serde(default)]
+    pub watch: Vec<WatchFileConfig>,
     /// Where to write the start-up banner for the appliance's console
     /// (address, fingerprint and the first start's one-time password,
     /// which then stays out of the log).
     pub console: Option<PathBuf>,
+}
+
+/// A `[[watch]]` table: a folder whose new entries become deliveries.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WatchFileConfig {
+    /// `share=NAME/dir`.
+    pub folder: String,
+    /// The account its deliveries come from (typically a service account).
+    pub sender: String,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub priorities: Vec<String>,
+    pub settle_secs: Option<u64>,
+    /// `folder` (each new top-level folder is a delivery) or `file`.
+    pub mode: Option<String>,
+    /// The deliveries' name: `{folder}`, `{file}` and `{date}` are filled.
+    pub name: Option<String>,
+}
+
+impl WatchFileConfig {
+    pub fn text(&self) -> ferry_domain::watch::WatchText {
+        ferry_domain::watch::WatchText {
+            folder: self.folder.clone(),
+            sender: self.sender.clone(),
+            to: self.to.clone(),
+            priorities: self.priorities.clone(),
+            settle_secs: self.settle_secs.map(|s| s.to_string()).unwrap_or_default(),
+            mode: self.mode.clone().unwrap_or_default(),
+            name: self.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A rule of `[transfer] schedule`: on these days, from this time to that
+/// one (in the appliance's time zone), this cap on all sessions together.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRule {
+    /// `mon-fri`, `sat,sun`, `daily`.
+    pub days: String,
+    /// `HH:MM` or `HH:MM:SS`.
+    pub from: String,
+    /// `HH:MM` (`24:00` is midnight at the day's end); earlier than `from`
+    /// runs past midnight.
+    pub to: String,
+    /// `200M`, `1G`, or `none` (no cap while it holds).
+    pub rate: String,
 }
 
 /// The `[metrics]` section: who may scrape the Prometheus metrics.
@@ -185,6 +236,9 @@ pub struct DeliveriesConfig {
     pub default_expiry_days: u64,
     /// How often expired deliveries are looked for, in seconds.
     pub janitor_secs: u64,
+    /// How often each watch folder is read whether or not inotify said
+    /// something changed (network filesystems send no events), in seconds.
+    pub watch_rescan_secs: u64,
 }
 
 impl Default for DeliveriesConfig {
@@ -192,6 +246,7 @@ impl Default for DeliveriesConfig {
         DeliveriesConfig {
             default_expiry_days: 30,
             janitor_secs: 60,
+            watch_rescan_secs: 60,
         }
     }
 }
@@ -224,6 +279,9 @@ pub struct TransferConfig {
     /// Windows are sized to several bandwidth-delay products of the
     /// session's target up to this.
     pub max_window_mib: u64,
+    /// The bandwidth schedule: caps on all sessions together by time of
+    /// week, first matching rule wins; outside them, `site_rate` holds.
+    pub schedule: Vec<ScheduleRule>,
 }
 
 impl Default for TransferConfig {
@@ -237,11 +295,24 @@ impl Default for TransferConfig {
             site_rate: None,
             transports: ferry_proto::Transports::default(),
             max_window_mib: 256,
+            schedule: Vec::new(),
         }
     }
 }
 
 impl TransferConfig {
+    /// The schedule's rules, read.
+    pub fn schedule(
+        &self,
+    ) -> Result<ferry_domain::bandwidth::Schedule, ferry_domain::bandwidth::RuleError> {
+        let rules = self
+            .schedule
+            .iter()
+            .map(|r| ferry_domain::bandwidth::Rule::new(&r.days, &r.from, &r.to, &r.rate))
+            .collect::<Result<_, _>>()?;
+        Ok(ferry_domain::bandwidth::Schedule { rules })
+    }
+
     /// The pace a session starts from, before its job and client narrow it.
     pub fn site_pace(&self) -> ferry_proto::Pace {
         ferry_proto::Pace {
@@ -300,6 +371,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub tls: TlsConfig,
     pub metrics: MetricsConfig,
+    /// The `[[watch]]` tables, checked.
+    pub watches: Vec<ferry_domain::watch::WatchText>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -373,6 +446,27 @@ impl Config {
                 "transfer.token_ttl_secs must be 1-3600".into(),
             ));
         }
+        if let Err(e) = transfer.schedule() {
+            return Err(ConfigError::Invalid(format!("transfer.schedule: {e}")));
+        }
+        let mut watches = Vec::new();
+        for (i, w) in file.watch.iter().enumerate() {
+            let text = w.text();
+            let spec = ferry_domain::watch::parse(&text).map_err(|e| {
+                ConfigError::Invalid(format!("watch {} ({}): {e}", i + 1, w.folder))
+            })?;
+            if watches
+                .iter()
+                .any(|t: &ferry_domain::watch::WatchText| t.folder == spec.folder())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "watch {}: {} is watched twice",
+                    i + 1,
+                    spec.folder()
+                )));
+            }
+            watches.push(spec.to_text());
+        }
         let smtp = match (
             flags.smtp.or(file.smtp.url),
             flags.mail_from.or(file.smtp.from),
@@ -391,6 +485,7 @@ impl Config {
             }),
         };
         let config = Config {
+            watches,
             smtp,
             console: flags.console.or(file.console),
             api: file.api,
@@ -432,6 +527,8 @@ impl Config {
             default_expiry_days: self.deliveries.default_expiry_days,
             smtp: self.smtp.clone(),
             transports: self.transfer.transports,
+            // Checked when the configuration was read.
+            schedule: self.transfer.schedule().unwrap_or_default(),
             acme: self.tls.acme.as_ref().map(|a| AcmeSettings {
                 name: a.name.to_ascii_lowercase(),
                 directory: a
@@ -455,6 +552,28 @@ mod tests {
         let smtp = c.smtp.unwrap();
         assert_eq!(smtp.from, "Ferry <ferry@example.com>");
         assert_eq!(smtp.url, "smtp://mail.example.com:587?tls=required");
+        assert_eq!(
+            c.baseline().schedule.lines(),
+            ["mon-fri 09:00-19:00 200 Mbit/s", "daily 19:00-07:00 none"]
+        );
+        assert_eq!(c.watches.len(), 1);
+        assert_eq!(c.watches[0].folder, "share=projects/outgoing/dailies");
+        assert_eq!(c.watches[0].settle_secs, "30");
+        assert_eq!(c.deliveries.watch_rescan_secs, 60);
+        // A bad rule or watch is refused, named.
+        let file = FileConfig::parse(
+            "[transfer]\nschedule = [{ days = \"weekdays\", from = \"09:00\", to = \"19:00\", rate = \"1G\" }]\n",
+        )
+        .unwrap();
+        let e = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("transfer.schedule"), "{e}");
+        let watch = "[[watch]]\nfolder = \"share=p/out\"\nsender = \"r@x.io\"\nto = [\"a@x.io\"]\n";
+        let twice = FileConfig::parse(&format!("{watch}{watch}")).unwrap();
+        let e = Config::resolve(twice, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("watched twice"), "{e}");
+        let bad = FileConfig::parse(&watch.replace("r@x.io", "render")).unwrap();
+        let e = Config::resolve(bad, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("sender"), "{e}");
         // A server without a From address is refused.
         let file = FileConfig::parse("[smtp]\nurl = \"smtp://127.0.0.1:25\"\n").unwrap();
         let e = Config::resolve(file, Overrides::default()).unwrap_err();

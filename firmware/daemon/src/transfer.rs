@@ -627,6 +627,14 @@ impl Session {
             progress: progress.clone(),
             share: share.clone(),
         });
+        let urgent = match services.transfers.urgent(job).await {
+            Ok(u) => u,
+            Err(e) => {
+                // Not knowing, it shares the site's cap like any job.
+                log::error!(job_id = job.0; "cannot read whether job {job} is urgent: {e}");
+                false
+            }
+        };
         let admitted = services.live.admit(LiveSession {
             session: self.id,
             job,
@@ -640,6 +648,7 @@ impl Session {
             started: Instant::now(),
             asked: self.request,
             own: self.pace.get(),
+            urgent,
             handle,
         });
         if let Err(crowded) = admitted {

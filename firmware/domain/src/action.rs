@@ -23,6 +23,9 @@ word_enum!(
         Priority = "priority",
         /// Cap its rate, or give it back the site's.
         Rate = "rate",
+        /// Mark it urgent, or not: the bandwidth schedule does not slow an
+        /// urgent job (admins only).
+        Urgent = "urgent",
     }
 );
 
@@ -33,9 +36,11 @@ impl JobStatus {
     pub fn allows(self) -> &'static [JobAction] {
         use JobAction::*;
         match self {
-            JobStatus::Queued | JobStatus::Running => &[Pause, Abort, Purge, Priority, Rate],
-            JobStatus::Paused => &[Resume, Abort, Purge, Priority, Rate],
-            JobStatus::Failed => &[Retry, Abort, Purge, Priority, Rate],
+            JobStatus::Queued | JobStatus::Running => {
+                &[Pause, Abort, Purge, Priority, Rate, Urgent]
+            }
+            JobStatus::Paused => &[Resume, Abort, Purge, Priority, Rate, Urgent],
+            JobStatus::Failed => &[Retry, Abort, Purge, Priority, Rate, Urgent],
             // Only its client can run it again (the same command); from
             // here it may be given up.
             JobStatus::Interrupted => &[Abort, Purge],
@@ -93,6 +98,7 @@ word_enum!(
         JobPurge = "job.purge",
         JobPriority = "job.priority",
         JobRate = "job.rate",
+        JobUrgent = "job.urgent",
         JobDone = "job.done",
         JobStopped = "job.stopped",
         JobInterrupted = "job.interrupted",
@@ -109,6 +115,10 @@ word_enum!(
         LeaseReclaim = "lease.reclaim",
         LeaseRenewFailed = "lease.renew_failed",
         WarningSourceNat = "warning.source_nat",
+        WatchAdd = "watch.add",
+        WatchRemove = "watch.remove",
+        /// A watch could not deliver what settled in its folder.
+        WatchFailed = "watch.failed",
     }
 );
 
@@ -123,6 +133,7 @@ impl JobAction {
             JobAction::Purge => AuditAction::JobPurge,
             JobAction::Priority => AuditAction::JobPriority,
             JobAction::Rate => AuditAction::JobRate,
+            JobAction::Urgent => AuditAction::JobUrgent,
         }
     }
 }

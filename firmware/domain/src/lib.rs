@@ -18,6 +18,9 @@
 //! - [`stall`]: when a session that makes no progress is closed;
 //! - [`served`]: when a file downloaded over HTTPS counts as received;
 //! - [`manifest`]: a delivery's manifest in b3sum's text format;
+//! - [`watch`]: watch folders, when what lands in them is ready, and the
+//!   names of their deliveries;
+//! - [`bandwidth`]: the bandwidth schedule (which cap holds when);
 //! - [`email`]: the shape of an address.
 
 #[macro_use]
@@ -25,6 +28,7 @@ pub mod status;
 pub mod action;
 pub mod address;
 pub mod agent;
+pub mod bandwidth;
 pub mod email;
 pub mod ending;
 pub mod manifest;
@@ -34,6 +38,7 @@ pub mod served;
 pub mod settings;
 pub mod stall;
 pub mod throttle;
+pub mod watch;
 
 pub use action::{AuditAction, JobAction};
 pub use status::{

@@ -116,6 +116,12 @@ pub fn act(caller: &Caller, job: &JobFacts, action: JobAction) -> Result<Party, 
                 job.id
             ));
         }
+        (JobAction::Urgent, Party::Sender | Party::Recipient) => {
+            return no(format!(
+                "only an admin may mark job {} urgent (the bandwidth schedule then does not slow it)",
+                job.id
+            ));
+        }
         (JobAction::Retry, Party::Recipient) if job.status == JobStatus::Aborted => {
             return no(format!(
                 "job {} was aborted by {}; only they can send it again",
@@ -182,7 +188,7 @@ pub fn hold_after(job: &JobFacts, action: JobAction, party: Party) -> Option<Par
             _ => party,
         }),
         JobAction::Resume | JobAction::Retry => None,
-        JobAction::Priority | JobAction::Rate => job.held_by,
+        JobAction::Priority | JobAction::Rate | JobAction::Urgent => job.held_by,
     }
 }
 

@@ -37,6 +37,9 @@ pub struct SiteSettings {
     /// A certificate from an ACME CA; `None`: the certificate in the
     /// data folder (self-signed, or one an admin installed).
     pub acme: Option<AcmeSettings>,
+    /// The bandwidth schedule: caps on all sessions together by time of
+    /// week; outside its rules, `site_rate` holds.
+    pub schedule: crate::bandwidth::Schedule,
 }
 
 /// Where the appliance gets a certificate browsers trust.
@@ -84,6 +87,8 @@ pub struct SettingsText {
     /// The ACME CA's directory; empty: Let's Encrypt.
     pub acme_directory: String,
     pub acme_contact: String,
+    /// The bandwidth schedule, one rule a line (`mon-fri 09:00-19:00 200M`).
+    pub schedule: Vec<String>,
 }
 
 /// A field that does not hold, and why.
@@ -172,6 +177,8 @@ pub fn parse(t: &SettingsText) -> Result<SiteSettings, SettingsError> {
             contact: Some(t.acme_contact.trim().to_owned()).filter(|c| !c.is_empty()),
         }),
     };
+    let schedule = crate::bandwidth::Schedule::parse_lines(&t.schedule)
+        .map_err(|e| bad("schedule", e.to_string()))?;
     let s = SiteSettings {
         public_address,
         trusted_proxies,
@@ -181,6 +188,7 @@ pub fn parse(t: &SettingsText) -> Result<SiteSettings, SettingsError> {
         smtp,
         transports,
         acme,
+        schedule,
     };
     s.validate()?;
     Ok(s)
@@ -266,6 +274,7 @@ impl SiteSettings {
                 .as_ref()
                 .and_then(|a| a.contact.clone())
                 .unwrap_or_default(),
+            schedule: self.schedule.lines(),
         }
     }
 

@@ -137,6 +137,9 @@ pub struct DeliveryPlan {
     /// Recipients' emails; an unknown one becomes an invited collaborator.
     pub recipients: Vec<String>,
     pub client_address: Option<String>,
+    /// The watch entry this delivery is made of: remembered in the same
+    /// transaction, so that it is delivered once whatever happens next.
+    pub watched: Option<crate::Watched>,
 }
 
 /// What [`Sqlite::make_delivery`] made.
@@ -239,6 +242,14 @@ impl Sqlite {
             let job = add_job("download", &d.name, Some(user_id), &plan.tasks)?;
             downloads.push((job, user_id, existing.is_none()));
         }
+        if let Some(w) = &plan.watched {
+            tx.execute(
+                "INSERT INTO watch_entries (watch_id, identity, path, delivery_id, seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![w.watch.0, w.identity, w.path, id.0, t],
+            )
+            .map_err(|e| crate::conflict(e, || format!("{} was delivered already", w.path)))?;
+        }
         tx.commit()?;
         drop(conn);
         let mut made = Vec::new();
@@ -297,6 +308,7 @@ mod tests {
             tasks: files,
             recipients: vec!["dir@x.io".into(), "new@x.io".into(), "DIR@x.io".into()],
             client_address: None,
+            watched: None,
         };
         let made = s.make_delivery(&plan).unwrap();
         assert!(made.upload.is_some());

@@ -61,6 +61,8 @@ pub struct Job {
     pub round: i64,
     /// Its delivery has expired.
     pub delivery_expired: bool,
+    /// An admin marked it urgent: the bandwidth schedule does not slow it.
+    pub urgent: bool,
 }
 
 impl Job {
@@ -93,7 +95,7 @@ impl Job {
 const JOB_COLUMNS: &str = "j.id, j.kind, j.name, j.owner_id, u.email, j.share_id, j.folder, j.status, j.purged,
     j.files_total, j.files_done, j.bytes_total, j.bytes_done, j.bytes_skipped, j.rate, j.retries, j.error,
     j.client_address, j.created_at, j.started_at, j.finished_at, j.delivery_id, j.recipient_id, r.email,
-    j.next_retry_at, j.target_rate, j.cap_set_by, j.held_by, j.round, coalesce(d.expired, 0)";
+    j.next_retry_at, j.target_rate, j.cap_set_by, j.held_by, j.round, coalesce(d.expired, 0), j.urgent";
 
 const JOB_FROM: &str =
     "jobs j JOIN users u ON u.id = j.owner_id LEFT JOIN users r ON r.id = j.recipient_id
@@ -139,6 +141,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         held_by: party(r.get(27)?),
         round: r.get(28)?,
         delivery_expired: r.get(29)?,
+        urgent: r.get(30)?,
     })
 }
 
@@ -299,6 +302,17 @@ impl Sqlite {
         let n = self.conn().execute(
             "UPDATE jobs SET target_rate = ?1, cap_set_by = ?2 WHERE id = ?3",
             params![bps, cap.map(|c| c.set_by.as_str()), id.0],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("job {id}")));
+        }
+        Ok(())
+    }
+
+    pub fn set_job_urgent(&self, id: JobId, urgent: bool) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET urgent = ?1 WHERE id = ?2",
+            params![urgent, id.0],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("job {id}")));

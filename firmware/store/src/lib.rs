@@ -29,6 +29,7 @@ mod shares;
 mod sqlite;
 mod tasks;
 mod users;
+mod watches;
 mod websessions;
 
 use std::path::Path;
@@ -54,6 +55,7 @@ pub use shares::Share;
 pub use sqlite::SqliteStore;
 pub use tasks::{NewTask, Task};
 pub use users::{User, check_email};
+pub use watches::{NewWatch, Watch, WatchEntry, WatchId, WatchOrigin, Watched};
 pub use websessions::{NewWebSession, WebSession};
 
 /// A failure of the store, in terms its callers can act on.
@@ -184,6 +186,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Sets a job's own cap (bits per second, and who set it), or gives
     /// it back the site's with `None`.
     async fn set_job_cap(&self, id: JobId, cap: Option<RateCap>) -> Result<()>;
+
+    /// Marks a job urgent (the bandwidth schedule does not slow it), or
+    /// not.
+    async fn set_job_urgent(&self, id: JobId, urgent: bool) -> Result<()>;
 
     /// Moves a job to `status`, stamping start and finish times. A job
     /// that leaves a hold (paused, aborted) is no longer held by anyone.
@@ -380,6 +386,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn clear_setting(&self, key: &str) -> Result<()>;
 
     async fn settings(&self) -> Result<Vec<(String, String)>>;
+
+    // --- Watch folders ---
+
+    async fn watches(&self) -> Result<Vec<Watch>>;
+
+    async fn watch(&self, id: WatchId) -> Result<Watch>;
+
+    /// Adds a watch; with `replace`, changes the one on the same folder
+    /// instead of refusing (what it remembers stays).
+    async fn put_watch(&self, w: &NewWatch, replace: bool) -> Result<Watch>;
+
+    /// Removes a watch and what it remembers; its deliveries stay.
+    async fn remove_watch(&self, id: WatchId) -> Result<()>;
+
+    /// What a watch remembers: every entry it delivered or found there.
+    async fn watch_entries(&self, id: WatchId) -> Result<Vec<WatchEntry>>;
+
+    /// Remembers what lies in the folder as the watch begins (identity,
+    /// name), delivering none of it; the watch is baselined from then on.
+    async fn baseline_watch(&self, id: WatchId, entries: &[(String, String)]) -> Result<()>;
+
+    /// A remembered entry was renamed.
+    async fn rename_watch_entry(&self, id: WatchId, identity: &str, path: &str) -> Result<()>;
 
     // --- The mail outbox ---
 

@@ -262,6 +262,33 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_delivery ON jobs(delivery_id);
     CREATE INDEX jobs_resume ON jobs(owner_id, resume_key);
     "#,
+    // 8: watch folders and what each delivered (by the entry's identity on
+    // disk, so a rename makes no second delivery), and jobs an admin marked
+    // urgent (the bandwidth schedule does not slow them).
+    r#"
+    CREATE TABLE watches (
+        id INTEGER PRIMARY KEY,
+        folder TEXT NOT NULL UNIQUE,
+        sender TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        priorities TEXT NOT NULL,
+        settle_secs INTEGER NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('folder', 'file')),
+        name TEXT NOT NULL,
+        origin TEXT NOT NULL CHECK (origin IN ('config', 'admin')),
+        baselined INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE watch_entries (
+        watch_id INTEGER NOT NULL REFERENCES watches(id) ON DELETE CASCADE,
+        identity TEXT NOT NULL,
+        path TEXT NOT NULL,
+        delivery_id INTEGER REFERENCES deliveries(id) ON DELETE SET NULL,
+        seen_at INTEGER NOT NULL,
+        PRIMARY KEY (watch_id, identity)
+    );
+    ALTER TABLE jobs ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.

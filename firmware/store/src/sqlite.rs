@@ -188,6 +188,10 @@ impl Store for SqliteStore {
         self.run(move |db| db.set_job_cap(id, cap)).await
     }
 
+    async fn set_job_urgent(&self, id: JobId, urgent: bool) -> Result<()> {
+        self.run(move |db| db.set_job_urgent(id, urgent)).await
+    }
+
     async fn set_job_status(
         &self,
         id: JobId,
@@ -487,6 +491,40 @@ impl Store for SqliteStore {
 
     async fn settings(&self) -> Result<Vec<(String, String)>> {
         self.run(move |db| db.settings()).await
+    }
+
+    // --- Watch folders ---
+
+    async fn watches(&self) -> Result<Vec<Watch>> {
+        self.run(move |db| db.watches()).await
+    }
+
+    async fn watch(&self, id: WatchId) -> Result<Watch> {
+        self.run(move |db| db.watch(id)).await
+    }
+
+    async fn put_watch(&self, w: &NewWatch, replace: bool) -> Result<Watch> {
+        let w = w.clone();
+        self.run(move |db| db.put_watch(&w, replace)).await
+    }
+
+    async fn remove_watch(&self, id: WatchId) -> Result<()> {
+        self.run(move |db| db.remove_watch(id)).await
+    }
+
+    async fn watch_entries(&self, id: WatchId) -> Result<Vec<WatchEntry>> {
+        self.run(move |db| db.watch_entries(id)).await
+    }
+
+    async fn baseline_watch(&self, id: WatchId, entries: &[(String, String)]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.run(move |db| db.baseline_watch(id, &entries)).await
+    }
+
+    async fn rename_watch_entry(&self, id: WatchId, identity: &str, path: &str) -> Result<()> {
+        let (identity, path) = (identity.to_owned(), path.to_owned());
+        self.run(move |db| db.rename_watch_entry(id, &identity, &path))
+            .await
     }
 
     // --- The mail outbox ---

@@ -95,11 +95,13 @@ pub async fn page(State(web): State<Arc<Web>>, staff: Staff, Query(q): Query<Ok>
     } else {
         (Vec::new(), Vec::new())
     };
+    let bandwidth = web.services.live.site_cap().words();
     html(view(
         &staff,
         &live,
         &leases,
         &warnings,
+        &bandwidth,
         Notice::from_code(q.ok.as_deref()).as_ref(),
     ))
 }
@@ -109,6 +111,7 @@ pub fn view(
     live: &[LiveTransfer],
     leases: &[LeaseInfo],
     warnings: &[String],
+    bandwidth: &str,
     notice: Option<&Notice>,
 ) -> Markup {
     let total: u64 = live.iter().map(|t| t.rate).sum();
@@ -137,6 +140,7 @@ pub fn view(
                     }
                 }
             }
+            p.hint #bandwidth { "Bandwidth: " (bandwidth) "." }
             section {
                 h2 { "Live transfers" }
                 table.live #live data-live="/live" {
@@ -270,7 +274,7 @@ mod tests {
     #[test]
     fn an_idle_appliance_says_what_happens_next() {
         let s = staff(true);
-        let out = view(&s, &[], &[], &[], None).into_string();
+        let out = view(&s, &[], &[], &[], "no cap on all transfers together", None).into_string();
         assert!(out.contains("Nothing is moving right now"));
         assert!(out.contains("No data port is open"));
     }
@@ -292,7 +296,16 @@ mod tests {
             seconds: 20,
         };
         let warnings = vec!["the per-session firewall is off".to_owned()];
-        let out = view(&s, &[t], &[], &warnings, None).into_string();
+        let out = view(
+            &s,
+            &[t],
+            &[],
+            &warnings,
+            "all transfers together capped at 200 Mbit/s (schedule: mon-fri 09:00-19:00 200 Mbit/s; urgent jobs are spared) until Tue 19:00:00 CET",
+            None,
+        )
+        .into_string();
+        assert!(out.contains("capped at 200 Mbit/s"));
         assert!(out.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!out.contains("<script>alert"));
         assert!(out.contains("12.5 MB/s"));

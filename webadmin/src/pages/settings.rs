@@ -26,6 +26,7 @@ pub struct Info {
     pub smtp: Option<String>,
     /// Messages waiting, sent and refused for good.
     pub outbox: (i64, i64, i64),
+    pub watches: Vec<ferry_api::WatchInfo>,
 }
 
 async fn info(web: &Web) -> Info {
@@ -39,6 +40,13 @@ async fn info(web: &Web) -> Info {
             Err(e) => {
                 log::error!("cannot read the outbox's counts: {e}");
                 (0, 0, 0)
+            }
+        },
+        watches: match s.watches.list(ferryd_core::authority::By::Operator).await {
+            Ok(w) => w,
+            Err(e) => {
+                log::error!("cannot read the watch folders: {e}");
+                Vec::new()
             }
         },
     }
@@ -124,6 +132,18 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
                         placeholder="quic, tcp, https";
                     span.hint { "How data may travel. QUIC (UDP) is the fastest; TCP on the same ports and HTTPS on this port reach networks that drop UDP or allow only a proxy. Clients fall back by themselves among those listed." }
                 }
+                label { "Bandwidth schedule"
+                    textarea name="schedule" rows="3"
+                        placeholder="mon-fri 09:00-19:00 200M\nsat,sun 00:00-24:00 none" {
+                        (site.schedule.join("\n"))
+                    }
+                    span.hint {
+                        "One rule a line: days, a span and a cap on all transfers together, in the appliance's time zone; "
+                        "the first rule that covers a moment decides, and outside every rule the site rate holds. "
+                        "A span that ends before it starts runs past midnight; none lifts every cap. "
+                        "Running transfers are re-paced at each boundary; jobs an admin marks urgent are spared."
+                    }
+                }
                 label { "Default expiry of a delivery, in days"
                     input type="number" name="default_expiry_days" min="1" max=(MAX_EXPIRY_DAYS) value=(site.default_expiry_days);
                 }
@@ -160,6 +180,59 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
                     span.hint { "Where the CA may write about the certificate." }
                 }
                 button.primary type="submit" { "Save settings" }
+            }
+            h2 #watch-folders { "Watch folders" }
+            p.hint {
+                "Each new folder (or file) that settles in a watched folder becomes a delivery from its sender: "
+                "once nothing in it has changed for the settle time and it holds no part or temporary file. "
+                "What lay there when the watch began is not delivered; nothing is delivered twice, "
+                "across restarts and renames."
+            }
+            @if info.watches.is_empty() {
+                p.empty { "No watch folders." }
+            } @else {
+                table.watches {
+                    thead { tr { th { "Folder" } th { "Sender" } th { "To" } th.num { "Settle" } th { "Each" } th { "Name" } th.num { "Delivered" } th.num { "Waiting files" } th {} } }
+                    tbody {
+                        @for w in &info.watches {
+                            tr {
+                                td { code { (w.folder) } }
+                                td { (w.sender) }
+                                td { (w.to.join(", ")) }
+                                td.num { (w.settle_secs) " s" }
+                                td { (w.mode) }
+                                td { code { (w.name) } }
+                                td.num { (w.delivered) }
+                                td.num { (w.pending_files) }
+                                td {
+                                    @if w.origin == "config" {
+                                        span.hint { "set in ferryd.toml" }
+                                    } @else {
+                                        (crate::layout::button(staff, &format!("/settings/watches/{}/remove", w.id), "Remove", "danger", &[]))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form.stack #add-watch method="post" action="/settings/watches" {
+                (csrf(staff))
+                label { "Folder" input type="text" name="folder" required placeholder="share=projects/outgoing"; }
+                label { "Sender" input type="text" name="sender" required placeholder="render@studio.example (a service account)"; }
+                label { "To" input type="text" name="to" required placeholder="client@example.com, producer@example.com"; }
+                label { "Priorities" input type="text" name="priorities" placeholder="*.mp4=high"; }
+                label { "Settle time, seconds" input type="number" name="settle_secs" min="1" value="30"; }
+                label { "Each new"
+                    select name="mode" {
+                        option value="folder" selected { "folder is one delivery" }
+                        option value="file" { "file is one delivery" }
+                    }
+                }
+                label { "Delivery name" input type="text" name="name" value="{folder}";
+                    span.hint { "{folder} (or {file}) and {date} are filled in." }
+                }
+                button type="submit" { "Add watch folder" }
             }
             h2 { "This appliance" }
             dl.facts {
@@ -235,6 +308,8 @@ pub struct SettingsForm {
     acme_directory: String,
     #[serde(default)]
     acme_contact: String,
+    #[serde(default)]
+    schedule: String,
 }
 
 impl SettingsForm {
@@ -255,7 +330,82 @@ impl SettingsForm {
             acme_name: self.acme_name.clone(),
             acme_directory: self.acme_directory.clone(),
             acme_contact: self.acme_contact.clone(),
+            schedule: self.schedule.lines().map(str::to_owned).collect(),
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WatchForm {
+    folder: String,
+    sender: String,
+    to: String,
+    #[serde(default)]
+    priorities: String,
+    #[serde(default)]
+    settle_secs: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    name: String,
+}
+
+impl WatchForm {
+    fn text(&self) -> ferry_domain::watch::WatchText {
+        ferry_domain::watch::WatchText {
+            folder: self.folder.clone(),
+            sender: self.sender.clone(),
+            to: vec![self.to.clone()],
+            priorities: self
+                .priorities
+                .split([',', ' '])
+                .filter(|p| !p.trim().is_empty())
+                .map(str::to_owned)
+                .collect(),
+            settle_secs: self.settle_secs.clone(),
+            mode: self.mode.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// Settings → Watch folders: adds one.
+pub async fn add_watch(State(web): State<Arc<Web>>, posted: AdminPost<WatchForm>) -> Response {
+    let AdminPost { staff, form } = posted;
+    match web
+        .services
+        .watches
+        .add(staff.by(), staff.actor(), &form.text())
+        .await
+    {
+        Ok(_) => done("/settings", "watch-added"),
+        Err(e) => html_status(
+            StatusCode::BAD_REQUEST,
+            view(
+                &staff,
+                &web.services.settings.current().to_text(),
+                &info(&web).await,
+                Some(&Notice::Error(e.to_string())),
+            ),
+        ),
+    }
+}
+
+/// Settings → Watch folders: removes one (its deliveries stay).
+pub async fn remove_watch(
+    State(web): State<Arc<Web>>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    posted: AdminPost<Empty>,
+) -> Response {
+    let staff = posted.staff;
+    match web
+        .services
+        .watches
+        .remove(staff.by(), staff.actor(), id)
+        .await
+    {
+        Ok(()) => done("/settings", "watch-removed"),
+        Err(e) => crate::layout::failure_page(&e),
     }
 }
 
@@ -347,8 +497,10 @@ mod tests {
             acme_name: "Ferry.Example.com".into(),
             acme_directory: String::new(),
             acme_contact: "ops@example.com".into(),
+            schedule: "mon-fri 09:00-19:00 200M\r\nsat,sun 00:00-24:00 none\r\n".into(),
         };
         let site = ferry_domain::settings::parse(&form.text()).unwrap();
+        assert_eq!(site.schedule.rules.len(), 2);
         let acme = site.acme.clone().unwrap();
         assert_eq!(acme.name, "ferry.example.com");
         assert_eq!(acme.directory, LETS_ENCRYPT);
@@ -378,6 +530,19 @@ mod tests {
             },
             smtp: None,
             outbox: (3, 0, 0),
+            watches: vec![ferry_api::WatchInfo {
+                id: 4,
+                folder: "share=projects/outgoing".into(),
+                sender: "render@studio.example".into(),
+                to: vec!["client@example.com".into()],
+                priorities: vec![],
+                settle_secs: 30,
+                mode: "folder".into(),
+                name: "{folder}".into(),
+                origin: "admin".into(),
+                delivered: 2,
+                pending_files: 7,
+            }],
         };
         let out = view(&staff(true), &site, &info, None).into_string();
         assert!(out.contains("ab:cd"));
@@ -385,5 +550,7 @@ mod tests {
         assert!(out.contains(r#"<option value="fixed" selected>"#));
         assert!(out.contains("off: any address can reach a leased port"));
         assert!(out.contains("3 waiting"));
+        assert!(out.contains("share=projects/outgoing"));
+        assert!(out.contains("/settings/watches/4/remove"));
     }
 }

@@ -225,6 +225,40 @@ fn actions(staff: &Staff, j: &JobInfo, back: &str) -> Markup {
         @if may(JobAction::Abort) { (b(JobAction::Abort, "Abort", "danger")) }
         @if may(JobAction::Retry) { (b(JobAction::Retry, "Retry", "")) }
         @if may(JobAction::Purge) { (b(JobAction::Purge, "Purge", "danger")) }
+        @if may(JobAction::Urgent) {
+            (button(
+                staff,
+                &format!("/transfers/{}/urgent", j.id),
+                if j.urgent { "Not urgent" } else { "Urgent" },
+                "",
+                &[("urgent", if j.urgent { "false" } else { "true" }), ("back", back)],
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UrgentForm {
+    urgent: bool,
+    back: Option<String>,
+}
+
+/// Marks a job urgent (the bandwidth schedule does not slow it), or not.
+pub async fn urgent(
+    State(web): State<Arc<Web>>,
+    Path(id): Path<i64>,
+    posted: Posted<UrgentForm>,
+) -> Response {
+    let Posted { staff, form } = posted;
+    let back = crate::layout::local_path(form.back.as_deref());
+    match web
+        .services
+        .jobs
+        .set_urgent(&staff.user, staff.from, id, form.urgent)
+        .await
+    {
+        Ok(_) => done(&back, if form.urgent { "urgent" } else { "not-urgent" }),
+        Err(e) => crate::layout::failure_page(&e),
     }
 }
 
@@ -294,6 +328,7 @@ pub fn detail_view(staff: &Staff, d: &JobDetail, notice: Option<&Notice>) -> Mar
                     (bytes(j.bytes_done.max(0) as u64)) " of " (bytes(j.bytes_total.max(0) as u64))
                 }
                 @if let Some(p) = &j.pace { dt { "Pace" } dd { (p) } }
+                @if j.urgent { dt { "Urgent" } dd { "yes: the bandwidth schedule does not slow it" } }
                 @if let Some(t) = &j.transport { dt { "Transport" } dd { (t) } }
                 dt { "Created" } dd title=(timestamp(j.created_at)) { (ago(j.created_at, t)) }
                 @if let Some(e) = j.expires_at { dt { "Expires" } dd title=(timestamp(e)) { (ago(e, t)) } }

@@ -271,6 +271,15 @@ async fn status(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Stat
             s
         },
         warnings: api.services.warnings().await,
+        bandwidth: Some({
+            let cap = api.services.live.site_cap();
+            ferry_api::BandwidthNow {
+                cap_bps: cap.rate.map(|r| r.bits_per_sec()),
+                words: cap.words(),
+                rule: cap.rule,
+                until: cap.until,
+            }
+        }),
         system: crate::service::system_state().await,
     }))
 }

@@ -102,6 +102,7 @@ from_failing!(
     ferryd_core::transfers::TransfersError,
     ferryd_core::portal::PortalError,
     ferryd_core::manifest::ManifestError,
+    ferryd_core::watches::WatchesError,
     ferryd_core::settings::SettingsFailure,
     ferryd_core::live::Crowded,
     crate::transfer::GrantError,

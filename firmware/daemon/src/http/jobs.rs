@@ -1,5 +1,5 @@
 //! Jobs over the API: list, show (files and sequences), and control
-//! (pause, resume, abort, retry, purge, priority, rate). The jobs service
+//! (pause, resume, abort, retry, purge, priority, rate, urgent). The jobs service
 //! and its rulebook decide; these handlers translate.
 //!
 //! A job someone may not see does not exist for them (404), so job ids
@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use ferry_api::{
     JobAction, JobDetail, JobInfo, JobKind, JobList, JobStatus, PriorityChange, PurgeRequest,
-    RateChange,
+    RateChange, UrgentChange,
 };
 use ferry_domain::JobId;
 use ferryd_core::jobs::{Listing, Side};
@@ -31,6 +31,7 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(show))
         .routes(routes!(priority))
         .routes(routes!(rate))
+        .routes(routes!(urgent))
         .routes(routes!(purge))
         .routes(routes!(act))
 }
@@ -169,6 +170,22 @@ async fn rate(
     let jobs = &api.services.jobs;
     let job = jobs
         .set_rate(&caller.user, caller.from, id, req.rate.as_deref())
+        .await?;
+    Ok(Json(jobs.info(&caller.user, &job).await?))
+}
+
+/// Marks a job urgent or not (admins); the bandwidth schedule's cap then
+/// spares it, at once.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/urgent", tag = "jobs", summary = "Mark a job urgent, so the bandwidth schedule does not slow it, or not (admins)", params(("id" = i64, Path, description = "Job id")), request_body = UrgentChange, responses((status = 200, body = JobInfo)))]
+async fn urgent(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    ApiParts(Path(id)): ApiPath<i64>,
+    ApiJson(req): ApiJson<UrgentChange>,
+) -> Result<Json<JobInfo>, ApiError> {
+    let jobs = &api.services.jobs;
+    let job = jobs
+        .set_urgent(&caller.user, caller.from, id, req.urgent)
         .await?;
     Ok(Json(jobs.info(&caller.user, &job).await?))
 }

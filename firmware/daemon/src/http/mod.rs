@@ -18,6 +18,7 @@ mod jobs;
 mod lanes;
 mod openapi;
 mod settings;
+mod watches;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -71,6 +72,7 @@ pub fn router(state: Arc<Api>) -> Router {
     .merge(jobs::routes())
     .merge(directory::routes())
     .merge(settings::routes())
+    .merge(watches::routes())
     .merge(api::routes())
     .split_for_parts();
     let mut doc = doc;

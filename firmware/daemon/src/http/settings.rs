@@ -39,6 +39,7 @@ fn to_api(s: &SiteSettings) -> Settings {
         acme_name: t.acme_name,
         acme_directory: t.acme_directory,
         acme_contact: t.acme_contact,
+        schedule: t.schedule,
     }
 }
 
@@ -73,6 +74,7 @@ async fn change(
         acme_name: new.acme_name,
         acme_directory: new.acme_directory,
         acme_contact: new.acme_contact,
+        schedule: new.schedule,
     };
     let site = api
         .services

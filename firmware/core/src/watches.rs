@@ -1,0 +1,367 @@
+//! Watch folders: the appliance's watches, kept in the store, and the
+//! deliveries they make of what settles in them.
+//!
+//! A watch comes from `[[watch]]` in ferryd.toml (the file decides: it is
+//! followed at each start, and the API and web admin may not change it)
+//! or from an admin. Its entries become deliveries from its sender, with
+//! every rule a person sending from a share meets. Each delivery is
+//! remembered with the entry's identity on disk in the transaction that
+//! makes it, so a restart, a rescan or a rename never delivers it twice.
+//!
+//! Watching the disk (inotify, rescans, settling) is the daemon's; this
+//! service decides what a watch is and what its deliveries are.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use ferry_api::{DeliveryCreated, DeliveryRequest, WatchInfo};
+use ferry_domain::AuditAction;
+use ferry_domain::rules::{self, Refusal};
+use ferry_domain::watch::{self, WatchError, WatchSpec, WatchText};
+use ferry_store::{NewWatch, Store, StoreError, Watch, WatchEntry, WatchId, WatchOrigin, Watched};
+use tokio::sync::watch as channel;
+
+use crate::audit::{Actor, Audit};
+use crate::authority::By;
+use crate::deliveries::{Deliveries, DeliveriesError};
+use crate::failing;
+
+/// Why a watch could not be added, removed or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchesError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Invalid(#[from] WatchError),
+    /// The watch is `[[watch]]` in ferryd.toml.
+    #[error("the watch on {0} is set in ferryd.toml; change it there")]
+    FromConfig(String),
+    #[error("sender: {0} has no account; make one (a service account, say) first")]
+    NoSender(String),
+    #[error("folder: there is no share {0:?}")]
+    NoShare(String),
+    #[error("folder: {0} is not a folder on the appliance; make it first")]
+    NoFolder(String),
+    #[error("no watch {0}")]
+    Missing(i64),
+    #[error(transparent)]
+    Delivery(#[from] DeliveriesError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+failing!(WatchesError {
+    WatchesError::Refused(r) => (r.failure(), r.code()),
+    WatchesError::Invalid(_) => (Invalid, INVALID_REQUEST),
+    WatchesError::FromConfig(_) => (Conflict, CONFLICT),
+    WatchesError::NoSender(_) => (Invalid, INVALID_REQUEST),
+    WatchesError::NoShare(_) => (Invalid, UNKNOWN_SHARE),
+    WatchesError::NoFolder(_) => (Invalid, INVALID_PATH),
+    WatchesError::Missing(_) => (NotFound, NOT_FOUND),
+    WatchesError::Delivery(e) => (e.failure(), e.code()),
+    WatchesError::Store(e) => (e.failure(), e.code()),
+});
+
+/// The watches service.
+#[derive(Clone)]
+pub struct Watches {
+    store: Arc<dyn Store>,
+    audit: Audit,
+    deliveries: Deliveries,
+    /// Bumped whenever the set of watches changes, so the daemon's
+    /// watchers follow.
+    changed: Arc<channel::Sender<u64>>,
+    /// Files each watch has seen and not delivered, as its watcher last
+    /// counted them.
+    pending: Arc<Mutex<HashMap<WatchId, usize>>>,
+}
+
+impl std::fmt::Debug for Watches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watches").finish_non_exhaustive()
+    }
+}
+
+fn new_watch(spec: &WatchSpec, origin: WatchOrigin) -> NewWatch {
+    NewWatch {
+        folder: spec.folder(),
+        sender: spec.sender.clone(),
+        recipients: spec.to.clone(),
+        priorities: spec.priorities.clone(),
+        settle_secs: spec.settle_secs,
+        mode: spec.mode.to_string(),
+        name: spec.name.clone(),
+        origin,
+    }
+}
+
+/// A stored watch, read back through the validator.
+pub fn spec_of(w: &Watch) -> Result<WatchSpec, WatchError> {
+    watch::parse(&WatchText {
+        folder: w.folder.clone(),
+        sender: w.sender.clone(),
+        to: w.recipients.clone(),
+        priorities: w.priorities.clone(),
+        settle_secs: w.settle_secs.to_string(),
+        mode: w.mode.clone(),
+        name: w.name.clone(),
+    })
+}
+
+impl Watches {
+    pub fn new(store: Arc<dyn Store>, audit: Audit, deliveries: Deliveries) -> Self {
+        Watches {
+            store,
+            audit,
+            deliveries,
+            changed: Arc::new(channel::channel(0).0),
+            pending: Arc::default(),
+        }
+    }
+
+    /// Told each time watches are added or removed.
+    pub fn subscribe(&self) -> channel::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Every watch (admins).
+    pub async fn list(&self, by: By<'_>) -> Result<Vec<WatchInfo>, WatchesError> {
+        by.admin("the watch folders")?;
+        let mut out = Vec::new();
+        for w in self.store.watches().await? {
+            out.push(self.info(&w).await?);
+        }
+        Ok(out)
+    }
+
+    async fn info(&self, w: &Watch) -> Result<WatchInfo, WatchesError> {
+        let entries = self.store.watch_entries(w.id).await?;
+        Ok(WatchInfo {
+            id: w.id.0,
+            folder: w.folder.clone(),
+            sender: w.sender.clone(),
+            to: w.recipients.clone(),
+            priorities: w.priorities.clone(),
+            settle_secs: w.settle_secs,
+            mode: w.mode.clone(),
+            name: w.name.clone(),
+            origin: w.origin.as_str().to_owned(),
+            delivered: entries.iter().filter(|e| e.delivery.is_some()).count() as u64,
+            pending_files: self.pending_of(w.id) as u64,
+        })
+    }
+
+    /// Checks that a watch can run: its sender has an account that may
+    /// send from its share, and its folder is there.
+    async fn check(&self, spec: &WatchSpec) -> Result<(), WatchesError> {
+        let sender = self
+            .store
+            .user_by_email(&spec.sender)
+            .await?
+            .ok_or_else(|| WatchesError::NoSender(spec.sender.clone()))?;
+        rules::send(&sender.caller(), rules::Sending::FromShares)?;
+        let share = self
+            .store
+            .share_by_name(&spec.share)
+            .await?
+            .ok_or_else(|| WatchesError::NoShare(spec.share.clone()))?;
+        let access = self.store.access(&sender, &share).await?;
+        rules::use_share(access, &share.name, false)?;
+        let folder = self.folder(spec).await?;
+        if !tokio::fs::metadata(&folder).await.is_ok_and(|m| m.is_dir()) {
+            return Err(WatchesError::NoFolder(spec.folder()));
+        }
+        Ok(())
+    }
+
+    /// The watched folder on the appliance's disk.
+    pub async fn folder(&self, spec: &WatchSpec) -> Result<PathBuf, WatchesError> {
+        let share = self
+            .store
+            .share_by_name(&spec.share)
+            .await?
+            .ok_or_else(|| WatchesError::NoShare(spec.share.clone()))?;
+        // The validator refused `..` and absolute paths in `dir`.
+        Ok(if spec.dir.is_empty() {
+            share.abs_path
+        } else {
+            share.abs_path.join(&spec.dir)
+        })
+    }
+
+    /// An admin adds a watch (Settings → Watch folders, the API).
+    pub async fn add(
+        &self,
+        by: By<'_>,
+        who: Actor,
+        text: &WatchText,
+    ) -> Result<WatchInfo, WatchesError> {
+        by.admin("adding a watch folder")?;
+        let spec = watch::parse(text)?;
+        self.check(&spec).await?;
+        let w = self
+            .store
+            .put_watch(&new_watch(&spec, WatchOrigin::Admin), false)
+            .await?;
+        self.audit
+            .note(
+                who.line(AuditAction::WatchAdd, w.folder.clone())
+                    .detail(format!(
+                        "by {}, to {}, settle {} s, each {}",
+                        w.sender,
+                        w.recipients.join(", "),
+                        w.settle_secs,
+                        w.mode
+                    )),
+            )
+            .await;
+        self.bump();
+        self.info(&w).await
+    }
+
+    /// An admin removes a watch; its deliveries stay.
+    pub async fn remove(&self, by: By<'_>, who: Actor, id: i64) -> Result<(), WatchesError> {
+        by.admin("removing a watch folder")?;
+        let w = match self.store.watch(WatchId(id)).await {
+            Ok(w) => w,
+            Err(StoreError::NotFound(_)) => return Err(WatchesError::Missing(id)),
+            Err(e) => return Err(e.into()),
+        };
+        if w.origin == WatchOrigin::Config {
+            return Err(WatchesError::FromConfig(w.folder));
+        }
+        self.store.remove_watch(w.id).await?;
+        self.audit
+            .note(who.line(AuditAction::WatchRemove, w.folder))
+            .await;
+        self.bump();
+        Ok(())
+    }
+
+    /// Makes the watches from ferryd.toml the ones in the store: each is
+    /// added or changed (keeping what it remembers), and one removed from
+    /// the file is removed. A watch an admin made on the same folder
+    /// becomes the file's. A watch that cannot run yet (its folder or
+    /// sender is missing) is kept and named in the log.
+    pub async fn follow_config(&self, texts: &[WatchText]) -> Result<(), WatchesError> {
+        let mut folders = Vec::new();
+        for t in texts {
+            let spec = watch::parse(t)?;
+            if let Err(e) = self.check(&spec).await {
+                log::warn!("watch on {}: {e}; it waits until it can run", spec.folder());
+            }
+            self.store
+                .put_watch(&new_watch(&spec, WatchOrigin::Config), true)
+                .await?;
+            folders.push(spec.folder());
+        }
+        for w in self.store.watches().await? {
+            if w.origin == WatchOrigin::Config && !folders.contains(&w.folder) {
+                log::info!("the watch on {} left ferryd.toml: removed", w.folder);
+                self.store.remove_watch(w.id).await?;
+            }
+        }
+        self.bump();
+        Ok(())
+    }
+
+    /// The watches to run now.
+    pub async fn all(&self) -> Result<Vec<Watch>, WatchesError> {
+        Ok(self.store.watches().await?)
+    }
+
+    pub async fn remembered(&self, id: WatchId) -> Result<Vec<WatchEntry>, WatchesError> {
+        Ok(self.store.watch_entries(id).await?)
+    }
+
+    /// Remembers what lies in a new watch's folder, delivering none of it.
+    pub async fn baseline(
+        &self,
+        id: WatchId,
+        entries: &[(String, String)],
+    ) -> Result<(), WatchesError> {
+        Ok(self.store.baseline_watch(id, entries).await?)
+    }
+
+    /// A remembered entry was renamed: it is not new.
+    pub async fn renamed(
+        &self,
+        id: WatchId,
+        identity: &str,
+        path: &str,
+    ) -> Result<(), WatchesError> {
+        Ok(self.store.rename_watch_entry(id, identity, path).await?)
+    }
+
+    /// How many files wait in a watch's entries, as its watcher counted.
+    pub fn set_pending(&self, w: &Watch, files: usize) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(w.id, files);
+        crate::meters::watch_pending(&w.folder, files);
+    }
+
+    fn pending_of(&self, id: WatchId) -> usize {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Delivers a settled entry (`entry`, its name in the watched folder;
+    /// `identity`, who it is on disk) on `date` (for `{date}`). A second
+    /// try at the same entry is refused as a conflict and makes nothing.
+    pub async fn deliver(
+        &self,
+        w: &Watch,
+        spec: &WatchSpec,
+        entry: &str,
+        identity: &str,
+        date: &str,
+    ) -> Result<DeliveryCreated, WatchesError> {
+        let sender = self
+            .store
+            .user_by_email(&spec.sender)
+            .await?
+            .ok_or_else(|| WatchesError::NoSender(spec.sender.clone()))?;
+        let req = DeliveryRequest {
+            name: Some(watch::delivery_name(&spec.name, entry, date)),
+            recipients: spec.to.clone(),
+            priorities: spec.priorities.clone(),
+            sources: vec![spec.source(entry)],
+            ..DeliveryRequest::default()
+        };
+        let watched = Watched {
+            watch: w.id,
+            identity: identity.to_owned(),
+            path: entry.to_owned(),
+        };
+        match self.deliveries.create_watched(&sender, req, watched).await {
+            Ok(made) => {
+                crate::meters::watch_delivered(&w.folder);
+                Ok(made)
+            }
+            // Delivered already (a race with another scan): nothing to say.
+            Err(e @ DeliveriesError::Store(StoreError::Conflict(_))) => Err(e.into()),
+            Err(e) => {
+                self.audit
+                    .note(
+                        Actor::appliance()
+                            .line(AuditAction::WatchFailed, format!("{}/{entry}", w.folder))
+                            .detail(e.to_string()),
+                    )
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+}
