@@ -239,6 +239,12 @@ impl World {
             admin,
             Some(&json!({})),
         );
+        self.rest.ok(
+            "POST",
+            &format!("/api/v1/jobs/{job}/urgent"),
+            admin,
+            Some(&json!({"urgent": false})),
+        );
     }
 }
 
@@ -594,6 +600,15 @@ fn rest_cases() -> Vec<Case> {
         .then(move |w| w.restore(download(w))),
         fixed(
             "POST",
+            "/api/v1/jobs/{id}/urgent",
+            "marking the recipient's download urgent: admins only",
+            move |w| format!("/api/v1/jobs/{}/urgent", download(w)),
+            Some(json!({"urgent": true})),
+            [A, NF, NO, NF, NO, 200],
+        )
+        .then(move |w| w.restore(download(w))),
+        fixed(
+            "POST",
             "/api/v1/jobs/{id}/priority",
             "raising files of the recipient's download",
             move |w| format!("/api/v1/jobs/{}/priority", download(w)),
@@ -611,6 +626,53 @@ fn rest_cases() -> Vec<Case> {
                     format!("/api/v1/jobs/{download}/purge"),
                     Some(json!({"delete_files": false})),
                 )
+            },
+        ),
+        fixed(
+            "GET",
+            "/api/v1/watches",
+            "the watch folders (admins)",
+            |_| "/api/v1/watches".into(),
+            None,
+            [A, NO, NO, NO, NO, 200],
+        ),
+        case(
+            "POST",
+            "/api/v1/watches",
+            "watching a folder of media (admins)",
+            [A, NO, NO, NO, NO, 201],
+            |w, _| {
+                let folder = w.fresh("watched");
+                std::fs::create_dir_all(w.a.share.join(&folder)).unwrap();
+                (
+                    "/api/v1/watches".into(),
+                    Some(json!({
+                        "folder": format!("share=media/{folder}"),
+                        "sender": Who::Sender.email(),
+                        "to": [Who::Recipient.email()],
+                    })),
+                )
+            },
+        ),
+        case(
+            "DELETE",
+            "/api/v1/watches/{id}",
+            "no longer watching a folder (admins)",
+            [A, NO, NO, NO, NO, 204],
+            |w, _| {
+                let folder = w.fresh("unwatched");
+                std::fs::create_dir_all(w.a.share.join(&folder)).unwrap();
+                let made = w.rest.ok(
+                    "POST",
+                    "/api/v1/watches",
+                    w.key(Who::Admin).unwrap(),
+                    Some(&json!({
+                        "folder": format!("share=media/{folder}"),
+                        "sender": Who::Sender.email(),
+                        "to": [Who::Recipient.email()],
+                    })),
+                );
+                (format!("/api/v1/watches/{}", made["id"]), None)
             },
         ),
         fixed(

@@ -56,3 +56,100 @@ fn fair_keeps_a_lossy_long_link_full() {
         "{mbit:.1} Mbit/s is under 80 % of the 100 Mbit/s link"
     );
 }
+
+/// The local time `secs` from now, `HH:MM:SS`, as ferryd reads its
+/// schedule (the same machine, the same time zone).
+fn clock_in(secs: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-d", &format!("+{secs} sec"), "+%H:%M:%S"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The link's forward rate each second, in Mbit/s, for `secs` seconds.
+fn sample(wan: &mut Wan, secs: usize) -> Vec<f64> {
+    (0..secs)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let r = wan.report();
+            r.forward.delivered_bytes as f64 * 8.0 / r.seconds.max(0.001) / 1e6
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn a_schedule_boundary_during_a_transfer_repaces_it_within_seconds_and_spares_an_urgent_job() {
+    assert!(can_run(), "needs root and network namespaces");
+    let _serial = heavy_io();
+    let mut wan = Wan::start(Shape {
+        mbit: 100,
+        rtt_ms: 60,
+        loss: 0.0,
+        queue: 1000,
+    });
+    // From 25 s after now, the office's rule holds all transfers together
+    // to 20 Mbit/s.
+    const LEAD: u64 = 25;
+    let config = format!(
+        "[transfer]\nschedule = [{{ days = \"daily\", from = \"{}\", to = \"{}\", rate = \"20M\" }}]\n",
+        clock_in(LEAD),
+        clock_in(LEAD + 3600)
+    );
+    let boundary = std::time::Instant::now() + std::time::Duration::from_secs(LEAD);
+    let (_app, client) = wan.appliance(&config);
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("dailies.mov");
+    write_random(&file, 1024 * MIB, 6);
+    let mut put = client.spawn(&["put", file.to_str().unwrap(), "share=media/wan/"]);
+    // Before the boundary: the link's rate.
+    let ahead = boundary.saturating_duration_since(std::time::Instant::now());
+    assert!(
+        ahead > std::time::Duration::from_secs(8),
+        "the set-up took too long to see the rate before the boundary"
+    );
+    std::thread::sleep(ahead - std::time::Duration::from_secs(5));
+    wan.report();
+    let before = sample(&mut wan, 4);
+    std::thread::sleep(boundary.saturating_duration_since(std::time::Instant::now()));
+    wan.report();
+    let after = sample(&mut wan, 8);
+    let job = {
+        let run = client.run(&["jobs", "--all", "--json"]);
+        let jobs: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        jobs[0]["id"].as_i64().unwrap()
+    };
+    let urgent = client.run(&["job", "urgent", &job.to_string()]);
+    assert!(urgent.ok, "{}", urgent.stderr);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    wan.report();
+    let spared = sample(&mut wan, 4);
+    let _ = put.kill();
+    let _ = put.wait();
+    eprintln!(
+        "Mbit/s each second: before the boundary {before:.0?}, after it {after:.0?}, urgent {spared:.0?}"
+    );
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&before) > 60.0,
+        "before the boundary the transfer ran at {before:.0?} Mbit/s"
+    );
+    // Within a few seconds of the boundary, and from then on, the cap.
+    let capped_from = after
+        .iter()
+        .position(|r| *r < 26.0)
+        .unwrap_or_else(|| panic!("never capped: {after:.0?}"));
+    assert!(
+        capped_from <= 3,
+        "capped only {capped_from} s after the boundary: {after:.0?}"
+    );
+    assert!(
+        after[4..].iter().all(|r| *r < 26.0),
+        "the cap did not hold: {after:.0?}"
+    );
+    assert!(
+        mean(&spared) > 50.0,
+        "the urgent job was still held by the schedule: {spared:.0?}"
+    );
+}

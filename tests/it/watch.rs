@@ -8,12 +8,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferry_tests::{Appliance, assert_same_tree, wait_for, write_random};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::rules::Rest;
 
-/// The deliveries made so far, as an admin sees them: id → name.
+/// The deliveries made so far, as an admin sees them: id → name. Each
+/// call waits a quarter second first, so that polling it stays within the
+/// API key's request budget.
 fn deliveries(rest: &Rest, admin: &str) -> BTreeSet<(i64, String)> {
+    std::thread::sleep(Duration::from_millis(250));
     let jobs = rest.ok("GET", "/api/v1/jobs?all=true&limit=500", admin, None);
     jobs["jobs"]
         .as_array()
@@ -326,4 +329,91 @@ fn a_watch_in_ferryd_toml_runs_and_cannot_be_removed_through_the_api() {
     wait_for("cut.mov's delivery", Duration::from_secs(30), || {
         deliveries(&rest, &admin).len() == 2
     });
+}
+
+#[test]
+fn ferry_watch_delivers_a_folder_dropped_into_a_local_directory_and_resumes_after_a_restart() {
+    let app = Appliance::start();
+    let rest = Rest::new(&app);
+    let admin = app.user("admin@studio.example", "admin");
+    let ann = app.client(&app.media_user("ann@studio.example"));
+    let dir_key = app.user("dir@client.example", "collaborator");
+    let hot = tempfile::tempdir().unwrap();
+    std::fs::create_dir(hot.path().join("old")).unwrap();
+    write_random(&hot.path().join("old/notes.txt"), 1_000, 1);
+    let args = [
+        "watch",
+        hot.path().to_str().unwrap(),
+        "--to",
+        "dir@client.example",
+        "--dest",
+        "share=media/hot",
+        "--settle",
+        "2s",
+        "--priority",
+        "*.mp4=high",
+        "--name",
+        "{folder} from ann",
+        // Slow enough that the upload is cut in the middle.
+        "--rate",
+        "40M",
+    ];
+    let mut watching = ann.spawn(&args);
+    let state = hot.path().join(".ferry-watch.json");
+    wait_for("the hot folder to begin", Duration::from_secs(20), || {
+        state.exists()
+    });
+    // A folder is dropped the usual way: written under a hidden name,
+    // then renamed into place.
+    let staging = hot.path().join(".reel1.incoming");
+    std::fs::create_dir_all(staging.join("shot010")).unwrap();
+    write_random(&staging.join("cut.mp4"), 120 << 20, 2);
+    for f in 1001..=1005u64 {
+        write_random(
+            &staging.join(format!("shot010/shot010.{f}.exr")),
+            100_000,
+            f,
+        );
+    }
+    std::fs::rename(&staging, hot.path().join("reel1")).unwrap();
+
+    let upload = |rest: &Rest| -> Option<Value> {
+        std::thread::sleep(Duration::from_millis(250));
+        let jobs = rest.ok("GET", "/api/v1/jobs?all=true", &admin, None);
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["kind"] == "upload")
+            .cloned()
+    };
+    wait_for("a quarter of the upload", Duration::from_secs(60), || {
+        upload(&rest).is_some_and(|j| j["bytes_done"].as_u64().unwrap_or(0) > 30 << 20)
+    });
+    // The sender's computer restarts in the middle of the upload.
+    let _ = watching.kill();
+    let _ = watching.wait();
+    let mut watching = ann.spawn(&args);
+    wait_for("the upload to finish", Duration::from_secs(120), || {
+        upload(&rest).is_some_and(|j| j["status"] == "done")
+    });
+    let _ = watching.kill();
+    let _ = watching.wait();
+    let done = upload(&rest).unwrap();
+    assert!(
+        done["bytes_skipped"].as_u64().unwrap_or(0) > 0,
+        "the upload started over: {done}"
+    );
+    let made = deliveries(&rest, &admin);
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made.iter().next().unwrap().1, "reel1 from ann");
+    let into = tempfile::tempdir().unwrap();
+    let pulled = app
+        .client(&dir_key)
+        .run(&["pull", "--into", into.path().to_str().unwrap()]);
+    assert!(pulled.ok, "{}", pulled.stderr);
+    assert_same_tree(
+        &hot.path().join("reel1"),
+        &into.path().join("reel1 from ann").join("reel1"),
+    );
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use ferry_api::JobInfo;
 use ferry_client::agent::{Agent, AgentEvent, Until};
 use ferry_client::deliver::{self, Manifest, SendRequest};
+use ferry_client::hotfolder::{self, HotFolder};
 use ferry_client::transfer::{self, Options, Report};
 use ferry_client::{Api, ClientError, Credentials};
 use ferry_engine::StopSignal;
@@ -191,6 +192,46 @@ enum Command {
         #[command(flatten)]
         pace: PaceArgs,
     },
+    /// Watch a local folder: each new folder (or file, with --mode file)
+    /// that settles in it is uploaded to --dest and delivered, as `ferry
+    /// send` would. Runs until stopped, and picks up where it left off:
+    /// an unfinished upload resumes, nothing is delivered twice. What lies
+    /// there when it is first watched is left alone unless --existing.
+    Watch {
+        /// The folder to watch.
+        dir: PathBuf,
+        /// A recipient's email (repeat for more).
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        /// Where each entry's files go: share=NAME/folder
+        #[arg(long)]
+        dest: String,
+        /// How long nothing in an entry may change before it is sent
+        /// (30s, 2m); part and temporary files hold it back regardless.
+        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        settle: u64,
+        /// GLOB=high|medium|low|N, as for send.
+        #[arg(long)]
+        priority: Vec<String>,
+        /// `folder`: each new top-level folder is one delivery; `file`:
+        /// each new file.
+        #[arg(long, default_value = "folder")]
+        mode: String,
+        /// The deliveries' name: {folder} (or {file}) and {date} are
+        /// filled in.
+        #[arg(long, default_value = "{folder}")]
+        name: String,
+        /// Also deliver what is in the folder when it is first watched.
+        #[arg(long)]
+        existing: bool,
+        /// Where what was sent is remembered [default: DIR/.ferry-watch.json].
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        retries: u32,
+        #[command(flatten)]
+        pace: PaceArgs,
+    },
     /// List jobs (unfinished by default).
     Jobs {
         #[arg(long)]
@@ -299,6 +340,13 @@ enum JobCommand {
         /// A rate in bits per second, or `site`.
         rate: String,
     },
+    /// Mark a job urgent (admins): the bandwidth schedule does not slow
+    /// it. `--off` makes it share the schedule's cap again.
+    Urgent {
+        id: i64,
+        #[arg(long)]
+        off: bool,
+    },
     /// Change the priority of the files matching GLOB.
     Priority {
         id: i64,
@@ -326,10 +374,12 @@ fn parse_duration(s: &str) -> Result<u64, String> {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .format_target(false)
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,ferry_client::hotfolder=info"),
+    )
+    .format_timestamp(None)
+    .format_target(false)
+    .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -561,6 +611,44 @@ async fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Watch {
+            dir,
+            to,
+            dest,
+            settle,
+            priority,
+            mode,
+            name,
+            existing,
+            state,
+            retries,
+            pace,
+        } => {
+            let creds = Credentials::load()?;
+            let api = Api::from_credentials(&creds)?;
+            let (mut opts, _) = options(retries, PriorityRules::default(), true);
+            opts.pace = pace.request();
+            opts.transport = pace.transport;
+            let hot = HotFolder {
+                state: state.unwrap_or_else(|| HotFolder::default_state(&dir)),
+                dir,
+                recipients: to,
+                dest,
+                settle: std::time::Duration::from_secs(settle),
+                priorities: priority,
+                mode: mode.parse()?,
+                name,
+                existing,
+            };
+            eprintln!(
+                "watching {}: what settles for {} s is delivered to {}",
+                hot.dir.display(),
+                settle,
+                hot.recipients.join(", ")
+            );
+            hotfolder::run(&api, &creds, &hot, &opts).await?;
+            Ok(())
+        }
         Command::Jobs {
             finished,
             all,
@@ -749,6 +837,17 @@ async fn job(command: JobCommand) -> Result<()> {
                     .map(|t| format!(" over {t}"))
                     .unwrap_or_default();
                 eprintln!("its session now runs {p}{over}");
+            }
+        }
+        JobCommand::Urgent { id, off } => {
+            let job = api.set_urgent(id, !off).await?;
+            if job.urgent {
+                eprintln!("job {id} is urgent: the bandwidth schedule does not slow it");
+            } else {
+                eprintln!("job {id} shares the bandwidth schedule's cap again");
+            }
+            if let Some(p) = job.pace {
+                eprintln!("its session now runs {p}");
             }
         }
         JobCommand::Priority { id, glob, priority } => {

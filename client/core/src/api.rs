@@ -265,6 +265,16 @@ impl Api {
         .await
     }
 
+    /// Marks a job urgent, or not (admins): the bandwidth schedule does
+    /// not slow an urgent job.
+    pub async fn set_urgent(&self, id: i64, urgent: bool) -> Result<JobInfo, ClientError> {
+        self.post(
+            &format!("/jobs/{id}/urgent"),
+            &ferry_api::UrgentChange { urgent },
+        )
+        .await
+    }
+
     pub async fn set_priority(
         &self,
         id: i64,

@@ -141,6 +141,19 @@ pub async fn send(
     req: &SendRequest,
     opts: &Options,
 ) -> Result<Sent, ClientError> {
+    send_then(api, creds, req, opts, |_| Ok(())).await
+}
+
+/// [`send`], telling `made` of the delivery as soon as the appliance made
+/// it and before anything is uploaded (a hot folder records it then, so
+/// that a restart resumes the upload rather than sending again).
+pub(crate) async fn send_then(
+    api: &Api,
+    creds: &Credentials,
+    req: &SendRequest,
+    opts: &Options,
+    made: impl FnOnce(&DeliveryCreated) -> Result<(), ClientError>,
+) -> Result<Sent, ClientError> {
     let shared: Vec<&String> = req
         .paths
         .iter()
@@ -163,6 +176,7 @@ pub async fn send(
     if !shared.is_empty() {
         request.sources = req.paths.clone();
         let created = api.create_delivery(&request).await?;
+        made(&created)?;
         return Ok(Sent {
             created,
             upload: None,
@@ -190,6 +204,7 @@ pub async fn send(
         })
         .collect();
     let created = api.create_delivery(&request).await?;
+    made(&created)?;
     let upload_job = created
         .jobs
         .iter()

@@ -7,6 +7,8 @@
 //!   that resume;
 //! - [`doctor`]: what stands between this computer and the appliance;
 //! - [`deliver`]: `ferry send` and resumable uploads;
+//! - [`hotfolder`]: `ferry watch`, a hot folder whose new entries are
+//!   delivered once they settle;
 //! - [`agent`]: receiving every delivery addressed to the user;
 //! - [`manifest`]: a received delivery's manifest, kept and checked;
 //! - [`reach`]: QUIC, TCP or HTTPS, which to try and how to connect;
@@ -20,6 +22,7 @@ pub mod credentials;
 pub mod deliver;
 pub mod doctor;
 pub mod error;
+pub mod hotfolder;
 pub mod manifest;
 pub mod reach;
 pub mod signin;

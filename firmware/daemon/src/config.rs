@@ -549,7 +549,7 @@ mod tests {
     fn the_example_file_reads() {
         let file = FileConfig::parse(include_str!("../examples/ferryd.toml")).unwrap();
         let c = Config::resolve(file, Overrides::default()).unwrap();
-        let smtp = c.smtp.unwrap();
+        let smtp = c.smtp.clone().unwrap();
         assert_eq!(smtp.from, "Ferry <ferry@example.com>");
         assert_eq!(smtp.url, "smtp://mail.example.com:587?tls=required");
         assert_eq!(

@@ -541,6 +541,24 @@ mod tests {
     }
 
     #[test]
+    fn only_an_admin_marks_a_job_urgent_and_only_while_it_can_still_run() {
+        let job = download(JobStatus::Running);
+        assert_eq!(act(&ADMIN, &job, JobAction::Urgent), Ok(Party::Admin));
+        for who in [SENDER, RECIPIENT] {
+            let refused = act(&who, &job, JobAction::Urgent);
+            assert!(
+                matches!(refused, Err(Refusal::Forbidden(ref m)) if m.contains("only an admin"))
+            );
+            assert!(!actions(&who, &job).contains(&JobAction::Urgent));
+        }
+        assert!(actions(&ADMIN, &job).contains(&JobAction::Urgent));
+        assert!(matches!(
+            act(&ADMIN, &download(JobStatus::Done), JobAction::Urgent),
+            Err(Refusal::Conflict(_))
+        ));
+    }
+
+    #[test]
     fn only_the_recipient_fetches_a_delivery_and_others_learn_nothing() {
         let job = download(JobStatus::Queued);
         assert_eq!(fetch(&RECIPIENT, &job), Ok(()));

@@ -209,7 +209,8 @@ pub fn parse(t: &WatchText) -> Result<WatchSpec, WatchError> {
 /// The placeholders a name pattern knows.
 const PLACEHOLDERS: [&str; 3] = ["{folder}", "{file}", "{date}"];
 
-fn check_pattern(pattern: &str) -> Result<(), WatchError> {
+/// A name pattern uses only the placeholders there are.
+pub fn check_pattern(pattern: &str) -> Result<(), WatchError> {
     let mut rest = pattern;
     while let Some(open) = rest.find('{') {
         let tail = &rest[open..];

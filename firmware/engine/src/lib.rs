@@ -16,6 +16,8 @@
 //! - [`files`]: sources, part files, resume state, atomic commit;
 //! - [`share`]: a share's folder as a capability (open, walk, stat, list);
 //! - [`claims`]: one session per destination file;
+//! - [`watchdir`]: reading a watched folder (its entries, who each is on
+//!   disk, and their files);
 //! - [`progress`] and [`stop`]: watching and stopping a session.
 
 pub mod claims;
@@ -35,6 +37,7 @@ pub mod stop;
 pub mod tcp;
 pub mod tls;
 pub mod transport;
+pub mod watchdir;
 
 pub use error::{ConnectError, EngineError};
 pub use link::Link;
