@@ -177,6 +177,12 @@ fn prometheus_scrapes_the_appliance_and_only_admins_or_the_token_may_read_it() {
     );
     assert_eq!(sample(&text, "ferry_sessions_active"), Some(0.0), "{text}");
     assert_eq!(sample(&text, "ferry_leases_active"), Some(0.0), "{text}");
+    // No site rate and no bandwidth schedule: no cap.
+    assert_eq!(
+        sample(&text, "ferry_site_cap_bytes_per_second"),
+        Some(0.0),
+        "{text}"
+    );
     assert!(
         sample(&text, r#"ferry_outbox_messages{state="waiting"}"#).is_some(),
         "{text}"

@@ -804,6 +804,51 @@ fn web_cases(w: &World) -> Vec<Form> {
             [LOGIN, "404", "303 /transfers", "303 /transfers"],
         ),
         form(
+            "/transfers/{id}/urgent",
+            "marking it urgent: admins only",
+            move |_| format!("/transfers/{download}/urgent"),
+            &[("urgent", "true"), ("back", "/transfers")],
+            [LOGIN, "404", "403", "303 /transfers"],
+        ),
+        form(
+            "/settings/watches",
+            "watching a folder of media (admins)",
+            |w| {
+                std::fs::create_dir_all(w.a.share.join("form-watched")).unwrap();
+                "/settings/watches".into()
+            },
+            &[
+                ("folder", "share=media/form-watched"),
+                ("sender", "sender@studio.example"),
+                ("to", "recipient@client.example"),
+                ("settle_secs", "30"),
+                ("mode", "folder"),
+                ("name", "{folder}"),
+            ],
+            [LOGIN, "403", "403", "303 /settings"],
+        ),
+        form(
+            "/settings/watches/{id}/remove",
+            "no longer watching a folder (admins)",
+            |w| {
+                let folder = w.fresh("form-unwatched");
+                std::fs::create_dir_all(w.a.share.join(&folder)).unwrap();
+                let made = w.rest.ok(
+                    "POST",
+                    "/api/v1/watches",
+                    w.key(Who::Admin).unwrap(),
+                    Some(&json!({
+                        "folder": format!("share=media/{folder}"),
+                        "sender": Who::Sender.email(),
+                        "to": [Who::Recipient.email()],
+                    })),
+                );
+                format!("/settings/watches/{}/remove", made["id"])
+            },
+            &[],
+            [LOGIN, "403", "403", "303 /settings"],
+        ),
+        form(
             "/shares/root",
             "a root share",
             |_| "/shares/root".into(),

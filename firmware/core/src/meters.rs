@@ -22,7 +22,7 @@ pub const LOGIN_FAILURES: &str = "ferry_login_failures_total";
 pub const AUDIT_EVENTS: &str = "ferry_audit_events_total";
 pub const WATCH_PENDING: &str = "ferry_watch_pending_files";
 pub const WATCH_DELIVERIES: &str = "ferry_watch_deliveries_total";
-pub const SITE_CAP: &str = "ferry_site_cap_bits_per_second";
+pub const SITE_CAP: &str = "ferry_site_cap_bytes_per_second";
 
 /// Which way bytes went, seen from the appliance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,9 +95,9 @@ pub fn watch_delivered(folder: &str) {
 }
 
 /// The cap on all sessions together now (0: none), as the bandwidth
-/// schedule or the site rate sets it.
+/// schedule or the site rate sets it; in bytes, Prometheus's base unit.
 pub fn site_cap(bits_per_sec: Option<u64>) {
-    metrics::gauge!(SITE_CAP).set(bits_per_sec.unwrap_or(0) as f64);
+    metrics::gauge!(SITE_CAP).set(bits_per_sec.unwrap_or(0) as f64 / 8.0);
 }
 
 /// The help text of each metric, given once to the recorder.
@@ -151,6 +151,7 @@ pub fn describe() {
     describe_counter!(WATCH_DELIVERIES, "Deliveries a watch folder made, by watch");
     describe_gauge!(
         SITE_CAP,
-        "The cap on all sessions together now, from the bandwidth schedule or the site rate; 0: none"
+        Unit::Bytes,
+        "The cap on all sessions together now in bytes per second, from the bandwidth schedule or the site rate; 0: none"
     );
 }

@@ -188,6 +188,9 @@ mod tests {
             meters::HTTP_REQUESTS,
             meters::LOGIN_FAILURES,
             meters::AUDIT_EVENTS,
+            meters::WATCH_PENDING,
+            meters::WATCH_DELIVERIES,
+            meters::SITE_CAP,
         ];
         let dashboard: serde_json::Value =
             serde_json::from_str(include_str!("../../../docs/grafana-ferry.json")).unwrap();
