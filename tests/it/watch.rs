@@ -53,14 +53,9 @@ fn write_slowly(path: &Path, chunks: u64, chunk: usize) -> Instant {
     Instant::now()
 }
 
-#[test]
-fn a_watch_fed_by_slow_writers_delivers_each_entry_once_after_it_settles_across_restarts() {
-    const SETTLE: u64 = 8;
-    let mut app = Appliance::start();
-    // Made again after each restart: its pooled connection dies with ferryd.
-    let mut rest = Rest::new(&app);
-    let admin = app.user("admin@studio.example", "admin");
-    let employee = app.media_user("ann@studio.example");
+/// The render farm's service account, which watches deliver from: it may
+/// read the share and nothing more.
+fn render_farm(app: &Appliance) {
     app.admin(&[
         "user",
         "add",
@@ -70,6 +65,17 @@ fn a_watch_fed_by_slow_writers_delivers_each_entry_once_after_it_settles_across_
         "employee",
     ]);
     app.admin(&["share", "grant", "media", "render@studio.example", "--read"]);
+}
+
+#[test]
+fn a_watch_fed_by_slow_writers_delivers_each_entry_once_after_it_settles_across_restarts() {
+    const SETTLE: u64 = 8;
+    let mut app = Appliance::start();
+    // Made again after each restart: its pooled connection dies with ferryd.
+    let mut rest = Rest::new(&app);
+    let admin = app.user("admin@studio.example", "admin");
+    let employee = app.media_user("ann@studio.example");
+    render_farm(&app);
     let dir_key = app.user("dir@client.example", "collaborator");
     let outgoing = app.share.join("outgoing");
     // What lies there before the watch begins is not delivered.
@@ -270,15 +276,7 @@ fn a_watch_in_ferryd_toml_runs_and_cannot_be_removed_through_the_api() {
     let mut app = Appliance::start();
     let admin = app.user("admin@studio.example", "admin");
     app.user("dir@client.example", "collaborator");
-    app.admin(&[
-        "user",
-        "add",
-        "render@studio.example",
-        "--service",
-        "--role",
-        "employee",
-    ]);
-    app.admin(&["share", "grant", "media", "render@studio.example", "--read"]);
+    render_farm(&app);
     std::fs::create_dir_all(app.share.join("drop")).unwrap();
     std::fs::write(
         &config,

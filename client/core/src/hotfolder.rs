@@ -233,7 +233,7 @@ pub async fn run(
 
 async fn look_at(hot: &HotFolder, known: &HashSet<String>) -> Result<Vec<Found>, ClientError> {
     let (dir, mode, known) = (hot.dir.clone(), hot.mode, known.clone());
-    tokio::task::spawn_blocking(move || look(&dir, mode, &known))
+    tokio::task::spawn_blocking(move || look(&dir, mode, |id| known.contains(id)))
         .await
         .map_err(|e| ClientError::Invalid(format!("reading the folder: {e}")))?
         .map_err(|e| ClientError::Io {

@@ -96,7 +96,7 @@ async fn watch_one(services: Services, w: Watch, rescan: Duration, stop: Cancell
         spec,
         w,
         folder,
-        known: HashMap::new(),
+        known: Arc::default(),
         settling: Settling::new(),
         failed: HashMap::new(),
         began: Instant::now(),
@@ -153,7 +153,8 @@ struct Watching {
     folder: PathBuf,
     /// Entries remembered (delivered, or there before the watch began):
     /// identity → name.
-    known: HashMap<String, String>,
+    /// Shared with the blocking look without a copy.
+    known: Arc<HashMap<String, String>>,
     settling: Settling,
     /// Entries whose delivery failed: what they held then, and when.
     failed: HashMap<String, (Vec<Seen>, Instant)>,
@@ -167,7 +168,7 @@ impl Watching {
         if !self.w.baselined {
             let (folder, mode) = (self.folder.clone(), self.spec.mode);
             let present = tokio::task::spawn_blocking(move || {
-                look(&folder, mode, &HashSet::new()).map(|found| {
+                look(&folder, mode, |_| false).map(|found| {
                     found
                         .into_iter()
                         .map(|f| (f.identity, f.name))
@@ -188,23 +189,28 @@ impl Watching {
                 Err(e) => log::warn!("watch on {}: reading the folder: {e}", self.w.folder),
             }
         }
-        self.known = self
-            .services
-            .watches
-            .remembered(self.w.id)
-            .await?
-            .into_iter()
-            .map(|e| (e.identity, e.path))
-            .collect();
+        self.known = Arc::new(
+            self.services
+                .watches
+                .remembered(self.w.id)
+                .await?
+                .into_iter()
+                .map(|e| (e.identity, e.path))
+                .collect(),
+        );
         Ok(())
     }
 
     /// Looks at the folder once and delivers what settled. Returns how
     /// soon the next entry may be ready, if one is settling.
     async fn look(&mut self) -> Option<Duration> {
-        let known: HashSet<String> = self.known.keys().cloned().collect();
+        let known = self.known.clone();
         let (folder, mode) = (self.folder.clone(), self.spec.mode);
-        let found = match tokio::task::spawn_blocking(move || look(&folder, mode, &known)).await {
+        let found = match tokio::task::spawn_blocking(move || {
+            look(&folder, mode, |id| known.contains_key(id))
+        })
+        .await
+        {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
                 log::warn!("watch on {}: reading the folder: {e}", self.w.folder);
@@ -268,7 +274,7 @@ impl Watching {
                 .await
             {
                 Ok(()) => {
-                    self.known.insert(identity.to_owned(), name.to_owned());
+                    Arc::make_mut(&mut self.known).insert(identity.to_owned(), name.to_owned());
                 }
                 Err(e) => log::error!("watch on {}: remembering a rename: {e}", self.w.folder),
             }
@@ -289,14 +295,14 @@ impl Watching {
                     files.len(),
                     made.delivery
                 );
-                self.known.insert(identity.to_owned(), name.to_owned());
+                Arc::make_mut(&mut self.known).insert(identity.to_owned(), name.to_owned());
                 self.settling.forget(identity);
             }
             Err(WatchesError::Delivery(ferryd_core::deliveries::DeliveriesError::Store(
                 ferry_store::StoreError::Conflict(_),
             ))) => {
                 log::info!("watch on {}: {name:?} was delivered already", self.w.folder);
-                self.known.insert(identity.to_owned(), name.to_owned());
+                Arc::make_mut(&mut self.known).insert(identity.to_owned(), name.to_owned());
                 self.settling.forget(identity);
             }
             Err(e) => {

@@ -5,7 +5,6 @@
 //! modification time, which [`ferry_domain::watch::Settling`] compares from
 //! one look to the next.
 
-use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -33,8 +32,13 @@ pub fn identity(m: &std::fs::Metadata) -> String {
 }
 
 /// The entries at the top of `folder` (folders or files, by `mode`;
-/// temporary names left out), with the files of those not in `known`.
-pub fn look(folder: &Path, mode: Mode, known: &HashSet<String>) -> std::io::Result<Vec<Found>> {
+/// temporary names left out), with the files of those `known` does not
+/// know.
+pub fn look(
+    folder: &Path,
+    mode: Mode,
+    known: impl Fn(&str) -> bool,
+) -> std::io::Result<Vec<Found>> {
     let mut found = Vec::new();
     for e in std::fs::read_dir(folder)? {
         let e = e?;
@@ -56,7 +60,7 @@ pub fn look(folder: &Path, mode: Mode, known: &HashSet<String>) -> std::io::Resu
             continue;
         }
         let identity = identity(&m);
-        let files = if known.contains(&identity) {
+        let files = if known(&identity) {
             None
         } else if m.is_dir() {
             let mut files = Vec::new();
@@ -121,8 +125,7 @@ mod tests {
         std::fs::create_dir(root.join(".incoming")).unwrap();
         std::fs::write(root.join("loose.mov"), b"z").unwrap();
         let old = identity(&root.join("old").symlink_metadata().unwrap());
-        let known: HashSet<String> = [old.clone()].into();
-        let mut found = look(root, Mode::Folder, &known).unwrap();
+        let mut found = look(root, Mode::Folder, |id| id == old).unwrap();
         found.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(
             found.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
@@ -145,7 +148,7 @@ mod tests {
         let after = identity(&root.join("reel1-final").symlink_metadata().unwrap());
         assert_eq!(before, after);
         // Files, in file mode.
-        let files = look(root, Mode::File, &HashSet::new()).unwrap();
+        let files = look(root, Mode::File, |_| false).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].name, "loose.mov");
     }
