@@ -31,6 +31,10 @@ pub enum ClientError {
         path: String,
         source: std::io::Error,
     },
+    /// A hot folder's record of what it sent could not be read or
+    /// written: going on would deliver its entries again after a restart.
+    #[error("the hot folder's state {path}: {why}")]
+    HotFolderState { path: String, why: String },
 }
 
 impl ClientError {

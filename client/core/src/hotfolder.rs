@@ -98,27 +98,29 @@ struct Sent {
 
 impl State {
     fn load(path: &Path) -> Result<State, ClientError> {
+        let bad = |why: String| ClientError::HotFolderState {
+            path: path.display().to_string(),
+            why,
+        };
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                ClientError::Invalid(format!("{}: not a hot folder's state: {e}", path.display()))
-            }),
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| bad(format!("not a hot folder's state: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(ClientError::Io {
-                path: path.display().to_string(),
-                source: e,
-            }),
+            Err(e) => Err(bad(e.to_string())),
         }
     }
 
     /// Written whole to a new file, then renamed over the old one, so a
     /// crash never leaves half a state.
     fn save(&self, path: &Path) -> Result<(), ClientError> {
-        let io = |e| ClientError::Io {
+        let io = |e: std::io::Error| ClientError::HotFolderState {
             path: path.display().to_string(),
-            source: e,
+            why: e.to_string(),
         };
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| ClientError::HotFolderState {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
@@ -140,7 +142,8 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     hot.check()?;
     let mut state = State::load(&hot.state)?;
-    resume_unfinished(api, creds, hot, &mut state, opts).await?;
+    let mut tried: BTreeMap<String, Instant> = BTreeMap::new();
+    resume_unfinished(api, creds, hot, &mut state, opts, &mut tried).await?;
     if !state.baselined {
         let found = look_at(hot, &HashSet::new()).await?;
         if !hot.existing {
@@ -214,7 +217,7 @@ pub async fn run(
                 }
                 // The state could not be written: going on would deliver
                 // again after a restart.
-                Err(e @ ClientError::Io { .. }) => return Err(e),
+                Err(e @ ClientError::HotFolderState { .. }) => return Err(e),
                 Err(e) => {
                     log::error!(
                         "{:?} could not be delivered: {e}; trying again in {} s",
@@ -226,7 +229,7 @@ pub async fn run(
             }
         }
         settling.keep_only(&waiting);
-        resume_unfinished(api, creds, hot, &mut state, opts).await?;
+        resume_unfinished(api, creds, hot, &mut state, opts, &mut tried).await?;
         tokio::time::sleep(next.max(Duration::from_millis(200))).await;
     }
 }
@@ -300,13 +303,16 @@ async fn deliver_entry(
 
 /// Finishes uploads a previous run (or a failed try) left: from the
 /// upload's manifest where it was kept; otherwise the job says whether it
-/// finished, and if not, the entry's files are planned again.
+/// finished, and if not, the entry's files are planned again. An upload
+/// that failed waits [`RETRY`] before the next try; one whose job is gone
+/// or was aborted is given up.
 async fn resume_unfinished(
     api: &Api,
     creds: &Credentials,
     hot: &HotFolder,
     state: &mut State,
     opts: &Options,
+    tried: &mut BTreeMap<String, Instant>,
 ) -> Result<(), ClientError> {
     let unfinished: Vec<(String, Sent)> = state
         .entries
@@ -318,13 +324,29 @@ async fn resume_unfinished(
         let Some(job) = sent.upload else {
             continue;
         };
-        let outcome = match Manifest::load(&creds.server, job)? {
+        if tried.get(&identity).is_some_and(|at| at.elapsed() < RETRY) {
+            continue;
+        }
+        tried.insert(identity.clone(), Instant::now());
+        let manifest = Manifest::load(&creds.server, job).unwrap_or_else(|e| {
+            log::warn!("the upload manifest of job {job} does not read ({e}); asking the appliance");
+            None
+        });
+        let outcome = match manifest {
             Some(m) => {
                 log::info!("resuming the upload of {:?} (job {job})", sent.name);
                 m.resume(api, opts).await.map(|_| ())
             }
             None => match api.job(job).await {
                 Ok(d) if d.job.status == ferry_api::JobStatus::Done => Ok(()),
+                Ok(d) if d.job.status == ferry_api::JobStatus::Aborted => {
+                    log::warn!("the upload of {:?} (job {job}) was aborted on the appliance; it is left", sent.name);
+                    Ok(())
+                }
+                Err(ClientError::Api { status: 404, .. }) => {
+                    log::warn!("the upload of {:?} (job {job}) is gone from the appliance; it is left", sent.name);
+                    Ok(())
+                }
                 Ok(_) => {
                     log::info!("uploading {:?} again (job {job})", sent.name);
                     let items = vec![hot.dir.join(&sent.name).display().to_string()];
@@ -345,6 +367,7 @@ async fn resume_unfinished(
                 if let Some(s) = state.entries.get_mut(&identity) {
                     s.done = true;
                 }
+                tried.remove(&identity);
                 state.save(&hot.state)?;
             }
             Err(e) => log::error!("the upload of {:?} is not finished: {e}", sent.name),
@@ -381,6 +404,9 @@ mod tests {
         assert_eq!(back.entries["1:2:3"].upload, Some(5));
         assert!(!path.with_extension("json.tmp").exists());
         std::fs::write(&path, "{").unwrap();
-        assert!(matches!(State::load(&path), Err(ClientError::Invalid(_))));
+        assert!(matches!(
+            State::load(&path),
+            Err(ClientError::HotFolderState { .. })
+        ));
     }
 }

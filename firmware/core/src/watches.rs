@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use ferry_api::{DeliveryCreated, DeliveryRequest, WatchInfo};
 use ferry_domain::AuditAction;
-use ferry_domain::rules::{self, Refusal};
+use ferry_domain::rules::{self, AccountRefusal, Refusal};
 use ferry_domain::watch::{self, WatchError, WatchSpec, WatchText};
 use ferry_store::{NewWatch, Store, StoreError, Watch, WatchEntry, WatchId, WatchOrigin, Watched};
 use tokio::sync::watch as channel;
@@ -40,6 +40,19 @@ pub enum WatchesError {
     FromConfig(String),
     #[error("sender: {0} has no account; make one (a service account, say) first")]
     NoSender(String),
+    /// The sender's account may not be used (disabled, not yet active):
+    /// the watch delivers nothing until it may.
+    #[error("sender: {0}")]
+    Sender(#[from] AccountRefusal),
+    /// The watched folder is not a folder of its share (a symbolic link
+    /// leads out of it).
+    #[error("folder: {0} leads out of its share")]
+    Outside(String),
+    #[error("folder: reading {folder}: {source}")]
+    Io {
+        folder: String,
+        source: std::io::Error,
+    },
     #[error("folder: there is no share {0:?}")]
     NoShare(String),
     #[error("folder: {0} is not a folder on the appliance; make it first")]
@@ -57,6 +70,9 @@ failing!(WatchesError {
     WatchesError::Invalid(_) => (Invalid, INVALID_REQUEST),
     WatchesError::FromConfig(_) => (Conflict, CONFLICT),
     WatchesError::NoSender(_) => (Invalid, INVALID_REQUEST),
+    WatchesError::Sender(_) => (Invalid, INVALID_REQUEST),
+    WatchesError::Outside(_) => (Forbidden, OUTSIDE_SHARE),
+    WatchesError::Io { .. } => (Internal, INTERNAL),
     WatchesError::NoShare(_) => (Invalid, UNKNOWN_SHARE),
     WatchesError::NoFolder(_) => (Invalid, INVALID_PATH),
     WatchesError::Missing(_) => (NotFound, NOT_FOUND),
@@ -91,7 +107,7 @@ fn new_watch(spec: &WatchSpec, origin: WatchOrigin) -> NewWatch {
         recipients: spec.to.clone(),
         priorities: spec.priorities.clone(),
         settle_secs: spec.settle_secs,
-        mode: spec.mode.to_string(),
+        mode: spec.mode,
         name: spec.name.clone(),
         origin,
     }
@@ -105,7 +121,7 @@ pub fn spec_of(w: &Watch) -> Result<WatchSpec, WatchError> {
         to: w.recipients.clone(),
         priorities: w.priorities.clone(),
         settle_secs: w.settle_secs.to_string(),
-        mode: w.mode.clone(),
+        mode: w.mode.to_string(),
         name: w.name.clone(),
     })
 }
@@ -149,7 +165,7 @@ impl Watches {
             to: w.recipients.clone(),
             priorities: w.priorities.clone(),
             settle_secs: w.settle_secs,
-            mode: w.mode.clone(),
+            mode: w.mode.to_string(),
             name: w.name.clone(),
             origin: w.origin.as_str().to_owned(),
             delivered: entries.iter().filter(|e| e.delivery.is_some()).count() as u64,
@@ -160,12 +176,7 @@ impl Watches {
     /// Checks that a watch can run: its sender has an account that may
     /// send from its share, and its folder is there.
     async fn check(&self, spec: &WatchSpec) -> Result<(), WatchesError> {
-        let sender = self
-            .store
-            .user_by_email(&spec.sender)
-            .await?
-            .ok_or_else(|| WatchesError::NoSender(spec.sender.clone()))?;
-        rules::send(&sender.caller(), rules::Sending::FromShares)?;
+        let sender = self.sender(spec).await?;
         let share = self
             .store
             .share_by_name(&spec.share)
@@ -209,6 +220,13 @@ impl Watches {
             .store
             .put_watch(&new_watch(&spec, WatchOrigin::Admin), false)
             .await?;
+        if let Err(e) = self.take_baseline(&w, &spec).await {
+            // Not running without its baseline: it would deliver what
+            // was there already.
+            self.store.remove_watch(w.id).await?;
+            return Err(e);
+        }
+        let w = self.store.watch(w.id).await?;
         self.audit
             .note(
                 who.line(AuditAction::WatchAdd, w.folder.clone())
@@ -256,9 +274,13 @@ impl Watches {
             if let Err(e) = self.check(&spec).await {
                 log::warn!("watch on {}: {e}; it waits until it can run", spec.folder());
             }
-            self.store
+            let w = self
+                .store
                 .put_watch(&new_watch(&spec, WatchOrigin::Config), true)
                 .await?;
+            if let Err(e) = self.take_baseline(&w, &spec).await {
+                log::warn!("watch on {}: {e}; its baseline is taken when it can run", w.folder);
+            }
             folders.push(spec.folder());
         }
         for w in self.store.watches().await? {
@@ -278,15 +300,6 @@ impl Watches {
 
     pub async fn remembered(&self, id: WatchId) -> Result<Vec<WatchEntry>, WatchesError> {
         Ok(self.store.watch_entries(id).await?)
-    }
-
-    /// Remembers what lies in a new watch's folder, delivering none of it.
-    pub async fn baseline(
-        &self,
-        id: WatchId,
-        entries: &[(String, String)],
-    ) -> Result<(), WatchesError> {
-        Ok(self.store.baseline_watch(id, entries).await?)
     }
 
     /// A remembered entry was renamed: it is not new.
@@ -328,11 +341,7 @@ impl Watches {
         identity: &str,
         date: &str,
     ) -> Result<DeliveryCreated, WatchesError> {
-        let sender = self
-            .store
-            .user_by_email(&spec.sender)
-            .await?
-            .ok_or_else(|| WatchesError::NoSender(spec.sender.clone()))?;
+        let sender = self.sender(spec).await?;
         let req = DeliveryRequest {
             name: Some(watch::delivery_name(&spec.name, entry, date)),
             recipients: spec.to.clone(),

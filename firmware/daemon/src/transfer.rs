@@ -662,6 +662,13 @@ impl Session {
             self.settle(job, &ending).await;
             return;
         }
+        // An admin may have marked the job while it was being admitted,
+        // before the registry held it: what the store says now wins.
+        if let Ok(now) = services.transfers.urgent(job).await
+            && now != urgent
+        {
+            services.live.set_urgent(job, now);
+        }
         // Admitted: its peer may open streams now, within its share.
         self.conn.open_up(
             &self.ds.tuning,

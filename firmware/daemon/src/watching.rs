@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ferry_domain::watch::{Readiness, Seen, Settling, WatchSpec};
 use ferry_engine::watchdir::look;
-use ferry_store::Watch;
+use ferry_store::{Watch, WatchId};
 use ferryd_core::Services;
 use ferryd_core::watches::{WatchesError, spec_of};
 use notify::Watcher;
@@ -25,17 +25,32 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Runs every watch, and starts them over when watches are added or
-/// removed.
+/// Runs every watch. When watches are added, changed or removed, only
+/// those watchers start or stop: the others keep their settle clocks.
 pub async fn run(services: Services, rescan: Duration, shutdown: CancellationToken) {
     let mut changes = services.watches.subscribe();
+    let mut running: HashMap<WatchId, (Option<WatchSpec>, CancellationToken)> = HashMap::new();
     loop {
         changes.borrow_and_update();
-        let round = shutdown.child_token();
         match services.watches.all().await {
             Ok(watches) => {
+                let now: HashMap<WatchId, Option<WatchSpec>> = watches
+                    .iter()
+                    .map(|w| (w.id, spec_of(w).ok()))
+                    .collect();
+                running.retain(|id, (spec, stop)| {
+                    let same = now.get(id) == Some(spec);
+                    if !same {
+                        stop.cancel();
+                    }
+                    same
+                });
                 for w in watches {
-                    tokio::spawn(watch_one(services.clone(), w, rescan, round.clone()));
+                    if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(w.id) {
+                        let stop = shutdown.child_token();
+                        slot.insert((spec_of(&w).ok(), stop.clone()));
+                        tokio::spawn(watch_one(services.clone(), w, rescan, stop));
+                    }
                 }
             }
             Err(e) => log::error!("cannot read the watch folders: {e}"),
@@ -44,7 +59,6 @@ pub async fn run(services: Services, rescan: Duration, shutdown: CancellationTok
             r = changes.changed() => if r.is_err() { return },
             () = shutdown.cancelled() => return,
         }
-        round.cancel();
     }
 }
 
@@ -72,15 +86,16 @@ async fn watch_one(services: Services, w: Watch, rescan: Duration, stop: Cancell
             return;
         }
     };
+    // Until its folder is there and it has taken its baseline, it waits:
+    // looking without a baseline would deliver what was there already.
     let folder = loop {
-        match services.watches.folder(&spec).await {
-            Ok(f) if f.is_dir() => break f,
-            Ok(f) => log::warn!(
-                "watch on {}: {} is not a folder; looking again in a minute",
-                w.folder,
-                f.display()
-            ),
-            Err(e) => log::warn!("watch on {}: {e}; looking again in a minute", w.folder),
+        let ready = match services.watches.folder(&spec).await {
+            Ok(f) => services.watches.take_baseline(&w, &spec).await.map(|()| f),
+            Err(e) => Err(e),
+        };
+        match ready {
+            Ok(f) => break f,
+            Err(e) => log::warn!("watch on {}: {e}; trying again in a minute", w.folder),
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(60)) => {}
@@ -88,8 +103,18 @@ async fn watch_one(services: Services, w: Watch, rescan: Duration, stop: Cancell
         }
     };
     let wake = Arc::new(Notify::new());
-    // Kept alive for as long as the watch runs; dropping it stops inotify.
-    let _inotify = inotify(&folder, wake.clone(), &w.folder);
+    // Setting up a recursive inotify watch walks the whole tree: not on an
+    // async worker. Kept for as long as the watch runs; dropping it stops
+    // inotify.
+    let _inotify = {
+        let (folder, wake, label) = (folder.clone(), wake.clone(), w.folder.clone());
+        tokio::task::spawn_blocking(move || inotify(&folder, wake, &label))
+            .await
+            .unwrap_or_else(|e| {
+                log::error!("watch on {}: setting up inotify failed: {e}", w.folder);
+                None
+            })
+    };
     let mut watcher = Watching {
         services: services.clone(),
         settle: Duration::from_secs(spec.settle_secs),
@@ -101,9 +126,15 @@ async fn watch_one(services: Services, w: Watch, rescan: Duration, stop: Cancell
         failed: HashMap::new(),
         began: Instant::now(),
     };
-    if let Err(e) = watcher.start().await {
-        log::error!("watch on {}: {e}", watcher.w.folder);
-        return;
+    loop {
+        match watcher.start().await {
+            Ok(()) => break,
+            Err(e) => log::error!("watch on {}: {e}; trying again in a minute", watcher.w.folder),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            () = stop.cancelled() => return,
+        }
     }
     loop {
         let next = watcher.look().await;
@@ -162,33 +193,8 @@ struct Watching {
 }
 
 impl Watching {
-    /// Reads what the watch remembers; a new watch first remembers what
-    /// lies in its folder already, so only what arrives is delivered.
+    /// Reads what the watch remembers (its baseline is taken by then).
     async fn start(&mut self) -> Result<(), WatchesError> {
-        if !self.w.baselined {
-            let (folder, mode) = (self.folder.clone(), self.spec.mode);
-            let present = tokio::task::spawn_blocking(move || {
-                look(&folder, mode, |_| false).map(|found| {
-                    found
-                        .into_iter()
-                        .map(|f| (f.identity, f.name))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-            match present {
-                Ok(present) => {
-                    log::info!(
-                        "watch on {}: {} entries there already are not delivered; new ones will be",
-                        self.w.folder,
-                        present.len()
-                    );
-                    self.services.watches.baseline(self.w.id, &present).await?;
-                }
-                Err(e) => log::warn!("watch on {}: reading the folder: {e}", self.w.folder),
-            }
-        }
         self.known = Arc::new(
             self.services
                 .watches

@@ -241,26 +241,32 @@ pub fn delivery_name(pattern: &str, entry: &str, date: &str) -> String {
 }
 
 /// Is this a file still being written, by the names writers give such
-/// files: hidden files, part and temporary files, editors' backups, a
-/// browser's or a transfer tool's unfinished download (Ferry's own
-/// `.ferry-part` among them)?
-pub fn is_temporary(name: &str) -> bool {
-    const SUFFIXES: [&str; 9] = [
+/// files: part and temporary files, editors' backups, a browser's or a
+/// transfer tool's unfinished download, and Ferry's own working files? One
+/// inside an entry holds the entry back.
+pub fn is_being_written(name: &str) -> bool {
+    const SUFFIXES: [&str; 8] = [
         ".part",
         ".partial",
         ".tmp",
         ".temp",
         ".crdownload",
         ".download",
-        ".ferry-part",
         ".filepart",
         ".swp",
     ];
     let lower = name.to_ascii_lowercase();
-    name.starts_with('.')
-        || name.starts_with('~')
+    name.starts_with('~')
         || name.ends_with('~')
+        || ferry_proto::path::is_working_name(name)
         || SUFFIXES.iter().any(|s| lower.ends_with(s))
+}
+
+/// Is this top-level name not an entry (yet): being written, or hidden,
+/// as a folder is while it is staged and before it is renamed into place?
+/// Hidden files inside an entry (`.DS_Store`) are ordinary content.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') || is_being_written(name)
 }
 
 /// One file of an entry as the watcher saw it.
@@ -482,6 +488,10 @@ mod tests {
         for n in ["a.exr", "shot.mp4", "partial_render.mov", "tmp.1001.exr"] {
             assert!(!is_temporary(n), "{n}");
         }
+        // Hidden names are staging at the top, content inside.
+        assert!(is_temporary(".reel1.incoming"));
+        assert!(!is_being_written(".DS_Store"));
+        assert!(is_being_written("a.exr.ferry-state"));
     }
 
     fn seen(path: &str, size: u64, mtime_ns: i64) -> Seen {
@@ -533,6 +543,14 @@ mod tests {
         assert_eq!(s.observe("e", more, settle, 70_000), Readiness::Ready);
         s.forget("e");
         assert_eq!(s.pending_files(), 0);
+    }
+
+    #[test]
+    fn a_hidden_file_inside_an_entry_does_not_hold_it_back() {
+        let mut s = Settling::new();
+        let files = vec![seen("a.exr", 1, 1), seen("sub/.DS_Store", 1, 1)];
+        s.observe("e", files.clone(), 1_000, 0);
+        assert_eq!(s.observe("e", files, 1_000, 1_000), Readiness::Ready);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Reading a watched folder, for the appliance's watch folders and for
 //! `ferry watch`: the entries at its top (folders or files), who each is
-//! on disk (device, inode and birth time, so a rename is not a new entry),
+//! on disk (inode and birth time, so a rename is not a new entry),
 //! and, for those the watcher does not know yet, every file's size and
 //! modification time, which [`ferry_domain::watch::Settling`] compares from
 //! one look to the next.
@@ -21,14 +21,15 @@ pub struct Found {
 
 /// Who an entry is on disk: the same across a rename, different for a new
 /// entry even if an old inode number is reused (the birth time differs,
-/// where the filesystem keeps one).
+/// where the filesystem keeps one). The device is left out: it may change
+/// when the filesystem is mounted again, and the entry has not.
 pub fn identity(m: &std::fs::Metadata) -> String {
     let born = m
         .created()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    format!("{}:{}:{born}", m.dev(), m.ino())
+    format!("{}:{born}", m.ino())
 }
 
 /// The entries at the top of `folder` (folders or files, by `mode`;

@@ -3,10 +3,12 @@
 //! A watch is keyed by its folder (`share=NAME/dir`): one watch per folder.
 //! Those from `[[watch]]` in ferryd.toml have origin `config` and follow
 //! the file at each start; those an admin made have origin `admin`. What a
-//! watch has seen is remembered by each entry's identity on disk (device,
+//! watch has seen is remembered by each entry's identity on disk (its
 //! inode and birth time), with the delivery made of it, or none for what
-//! lay there before the watch began (its baseline).
+//! lay there before the watch began (its baseline). A watch whose mode
+//! changes takes its baseline again.
 
+use ferry_domain::watch::Mode;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -49,12 +51,12 @@ pub struct NewWatch {
     pub recipients: Vec<String>,
     pub priorities: Vec<String>,
     pub settle_secs: u64,
-    pub mode: String,
+    pub mode: Mode,
     pub name: String,
     pub origin: WatchOrigin,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Watch {
     pub id: WatchId,
     pub folder: String,
@@ -62,7 +64,7 @@ pub struct Watch {
     pub recipients: Vec<String>,
     pub priorities: Vec<String>,
     pub settle_secs: u64,
-    pub mode: String,
+    pub mode: Mode,
     pub name: String,
     pub origin: WatchOrigin,
     /// What lay in its folder when it began has been remembered.
@@ -95,8 +97,24 @@ fn lines(v: String) -> Vec<String> {
     v.lines().map(str::to_owned).collect()
 }
 
+/// A stored word that is not one of its column's values.
+fn unknown(column: usize, what: &str, value: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("{value:?} is not a watch {what}").into(),
+    )
+}
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Watch> {
     let origin: String = r.get(8)?;
+    let origin = match origin.as_str() {
+        "config" => WatchOrigin::Config,
+        "admin" => WatchOrigin::Admin,
+        _ => return Err(unknown(8, "origin", origin)),
+    };
+    let mode: String = r.get(6)?;
+    let mode = mode.parse().map_err(|_| unknown(6, "mode", mode))?;
     Ok(Watch {
         id: WatchId(r.get(0)?),
         folder: r.get(1)?,
@@ -104,13 +122,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Watch> {
         recipients: lines(r.get(3)?),
         priorities: lines(r.get(4)?),
         settle_secs: r.get::<_, i64>(5)?.max(0) as u64,
-        mode: r.get(6)?,
+        mode,
         name: r.get(7)?,
-        origin: if origin == "config" {
-            WatchOrigin::Config
-        } else {
-            WatchOrigin::Admin
-        },
+        origin,
         baselined: r.get(9)?,
         created_at: r.get(10)?,
     })
@@ -146,7 +160,7 @@ impl Sqlite {
             w.recipients.join("\n"),
             w.priorities.join("\n"),
             i64::try_from(w.settle_secs).unwrap_or(i64::MAX),
-            w.mode,
+            w.mode.as_str(),
             w.name,
             w.origin.as_str(),
             now()
@@ -156,7 +170,8 @@ impl Sqlite {
                 "INSERT INTO watches (folder, sender, recipients, priorities, settle_secs, mode, name, origin, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (folder) DO UPDATE SET sender = ?2, recipients = ?3, priorities = ?4,
-                     settle_secs = ?5, mode = ?6, name = ?7, origin = ?8",
+                     settle_secs = ?5, mode = ?6, name = ?7, origin = ?8,
+                     baselined = CASE WHEN mode = ?6 THEN baselined ELSE 0 END",
                 values,
             )?;
         } else {
@@ -247,7 +262,7 @@ mod tests {
             recipients: vec!["a@x.io".into(), "b@x.io".into()],
             priorities: vec!["*.mp4=high".into()],
             settle_secs: 30,
-            mode: "folder".into(),
+            mode: Mode::Folder,
             name: "{folder}".into(),
             origin: WatchOrigin::Admin,
         }
@@ -276,6 +291,20 @@ mod tests {
             .unwrap();
         assert_eq!((changed.id, changed.settle_secs), (w.id, 5));
         assert_eq!(changed.origin, WatchOrigin::Config);
+        // A new mode takes its baseline again.
+        s.baseline_watch(w.id, &[]).unwrap();
+        let same = s.put_watch(&new_watch("share=p/out"), true).unwrap();
+        assert!(same.baselined);
+        let files = s
+            .put_watch(
+                &NewWatch {
+                    mode: Mode::File,
+                    ..new_watch("share=p/out")
+                },
+                true,
+            )
+            .unwrap();
+        assert!(!files.baselined);
         s.remove_watch(w.id).unwrap();
         assert!(s.watches().unwrap().is_empty());
         assert!(matches!(s.remove_watch(w.id), Err(StoreError::NotFound(_))));

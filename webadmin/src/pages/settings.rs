@@ -205,7 +205,7 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
                                 td.num { (w.delivered) }
                                 td.num { (w.pending_files) }
                                 td {
-                                    @if w.origin == "config" {
+                                    @if w.origin == ferry_store::WatchOrigin::Config.as_str() {
                                         span.hint { "set in ferryd.toml" }
                                     } @else {
                                         (crate::layout::button(staff, &format!("/settings/watches/{}/remove", w.id), "Remove", "danger", &[]))
