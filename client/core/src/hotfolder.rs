@@ -329,7 +329,9 @@ async fn resume_unfinished(
         }
         tried.insert(identity.clone(), Instant::now());
         let manifest = Manifest::load(&creds.server, job).unwrap_or_else(|e| {
-            log::warn!("the upload manifest of job {job} does not read ({e}); asking the appliance");
+            log::warn!(
+                "the upload manifest of job {job} does not read ({e}); asking the appliance"
+            );
             None
         });
         let outcome = match manifest {
@@ -340,11 +342,17 @@ async fn resume_unfinished(
             None => match api.job(job).await {
                 Ok(d) if d.job.status == ferry_api::JobStatus::Done => Ok(()),
                 Ok(d) if d.job.status == ferry_api::JobStatus::Aborted => {
-                    log::warn!("the upload of {:?} (job {job}) was aborted on the appliance; it is left", sent.name);
+                    log::warn!(
+                        "the upload of {:?} (job {job}) was aborted on the appliance; it is left",
+                        sent.name
+                    );
                     Ok(())
                 }
                 Err(ClientError::Api { status: 404, .. }) => {
-                    log::warn!("the upload of {:?} (job {job}) is gone from the appliance; it is left", sent.name);
+                    log::warn!(
+                        "the upload of {:?} (job {job}) is gone from the appliance; it is left",
+                        sent.name
+                    );
                     Ok(())
                 }
                 Ok(_) => {

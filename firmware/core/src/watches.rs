@@ -19,7 +19,9 @@ use ferry_api::{DeliveryCreated, DeliveryRequest, WatchInfo};
 use ferry_domain::AuditAction;
 use ferry_domain::rules::{self, AccountRefusal, Refusal};
 use ferry_domain::watch::{self, WatchError, WatchSpec, WatchText};
-use ferry_store::{NewWatch, Store, StoreError, Watch, WatchEntry, WatchId, WatchOrigin, Watched};
+use ferry_store::{
+    NewWatch, Store, StoreError, User, Watch, WatchEntry, WatchId, WatchOrigin, Watched,
+};
 use tokio::sync::watch as channel;
 
 use crate::audit::{Actor, Audit};
@@ -184,14 +186,25 @@ impl Watches {
             .ok_or_else(|| WatchesError::NoShare(spec.share.clone()))?;
         let access = self.store.access(&sender, &share).await?;
         rules::use_share(access, &share.name, false)?;
-        let folder = self.folder(spec).await?;
-        if !tokio::fs::metadata(&folder).await.is_ok_and(|m| m.is_dir()) {
-            return Err(WatchesError::NoFolder(spec.folder()));
-        }
+        self.folder(spec).await?;
         Ok(())
     }
 
-    /// The watched folder on the appliance's disk.
+    /// The watch's sender, if their account may send from a share now: a
+    /// disabled account's watches deliver nothing.
+    async fn sender(&self, spec: &WatchSpec) -> Result<User, WatchesError> {
+        let sender = self
+            .store
+            .user_by_email(&spec.sender)
+            .await?
+            .ok_or_else(|| WatchesError::NoSender(spec.sender.clone()))?;
+        rules::key_use(&sender.account())?;
+        rules::send(&sender.caller(), rules::Sending::FromShares)?;
+        Ok(sender)
+    }
+
+    /// The watched folder on the appliance's disk, as a real path: a
+    /// folder of its share, with no symbolic link leading out of it.
     pub async fn folder(&self, spec: &WatchSpec) -> Result<PathBuf, WatchesError> {
         let share = self
             .store
@@ -199,11 +212,55 @@ impl Watches {
             .await?
             .ok_or_else(|| WatchesError::NoShare(spec.share.clone()))?;
         // The validator refused `..` and absolute paths in `dir`.
-        Ok(if spec.dir.is_empty() {
-            share.abs_path
+        let path = if spec.dir.is_empty() {
+            share.abs_path.clone()
         } else {
             share.abs_path.join(&spec.dir)
+        };
+        let missing = || WatchesError::NoFolder(spec.folder());
+        let real = tokio::fs::canonicalize(&path)
+            .await
+            .map_err(|_| missing())?;
+        let root = tokio::fs::canonicalize(&share.abs_path)
+            .await
+            .map_err(|_| missing())?;
+        if !real.starts_with(&root) {
+            return Err(WatchesError::Outside(spec.folder()));
+        }
+        if !tokio::fs::metadata(&real).await.is_ok_and(|m| m.is_dir()) {
+            return Err(missing());
+        }
+        Ok(real)
+    }
+
+    /// What lies in the watch's folder now, remembered without a delivery,
+    /// unless the watch has taken its baseline already. Done before an
+    /// admin is told the watch runs, so that "from now on" is true.
+    pub async fn take_baseline(&self, w: &Watch, spec: &WatchSpec) -> Result<(), WatchesError> {
+        if w.baselined {
+            return Ok(());
+        }
+        let folder = self.folder(spec).await?;
+        let mode = spec.mode;
+        let io = |source: std::io::Error| WatchesError::Io {
+            folder: spec.folder(),
+            source,
+        };
+        let present = tokio::task::spawn_blocking(move || {
+            ferry_engine::watchdir::look(&folder, mode, |_| false)
         })
+        .await
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?
+        .map_err(io)?;
+        let entries: Vec<(String, String)> =
+            present.into_iter().map(|f| (f.identity, f.name)).collect();
+        self.store.baseline_watch(w.id, &entries).await?;
+        log::info!(
+            "watch on {}: {} entries there already are not delivered; new ones will be",
+            w.folder,
+            entries.len()
+        );
+        Ok(())
     }
 
     /// An admin adds a watch (Settings → Watch folders, the API).
@@ -279,7 +336,10 @@ impl Watches {
                 .put_watch(&new_watch(&spec, WatchOrigin::Config), true)
                 .await?;
             if let Err(e) = self.take_baseline(&w, &spec).await {
-                log::warn!("watch on {}: {e}; its baseline is taken when it can run", w.folder);
+                log::warn!(
+                    "watch on {}: {e}; its baseline is taken when it can run",
+                    w.folder
+                );
             }
             folders.push(spec.folder());
         }

@@ -34,10 +34,8 @@ pub async fn run(services: Services, rescan: Duration, shutdown: CancellationTok
         changes.borrow_and_update();
         match services.watches.all().await {
             Ok(watches) => {
-                let now: HashMap<WatchId, Option<WatchSpec>> = watches
-                    .iter()
-                    .map(|w| (w.id, spec_of(w).ok()))
-                    .collect();
+                let now: HashMap<WatchId, Option<WatchSpec>> =
+                    watches.iter().map(|w| (w.id, spec_of(w).ok())).collect();
                 running.retain(|id, (spec, stop)| {
                     let same = now.get(id) == Some(spec);
                     if !same {
@@ -129,7 +127,10 @@ async fn watch_one(services: Services, w: Watch, rescan: Duration, stop: Cancell
     loop {
         match watcher.start().await {
             Ok(()) => break,
-            Err(e) => log::error!("watch on {}: {e}; trying again in a minute", watcher.w.folder),
+            Err(e) => log::error!(
+                "watch on {}: {e}; trying again in a minute",
+                watcher.w.folder
+            ),
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(60)) => {}

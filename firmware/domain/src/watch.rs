@@ -337,7 +337,10 @@ impl Settling {
         if files.is_empty() {
             return Readiness::Empty;
         }
-        if let Some(f) = files.iter().find(|f| f.path.split('/').any(is_temporary)) {
+        if let Some(f) = files
+            .iter()
+            .find(|f| f.path.split('/').any(is_being_written))
+        {
             return Readiness::Writing(f.path.clone());
         }
         let ready_at_ms = quiet.since_ms.saturating_add(settle_ms);
