@@ -385,12 +385,25 @@ fn ferry_watch_delivers_a_folder_dropped_into_a_local_directory_and_resumes_afte
             .find(|j| j["kind"] == "upload")
             .cloned()
     };
+    // A delivery's upload counts files as they complete; the running
+    // session's own count says how far into the movie it is.
     wait_for("a quarter of the upload", Duration::from_secs(60), || {
-        upload(&rest).is_some_and(|j| j["bytes_done"].as_u64().unwrap_or(0) > 30 << 20)
+        std::thread::sleep(Duration::from_millis(250));
+        let status = rest.ok("GET", "/api/v1/status", &admin, None);
+        status["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["bytes_transferred"].as_u64().unwrap_or(0) > 30 << 20)
     });
     // The sender's computer restarts in the middle of the upload.
     let _ = watching.kill();
     let _ = watching.wait();
+    let cut = upload(&rest).unwrap();
+    assert_ne!(
+        cut["status"], "done",
+        "the upload ended before the restart: {cut}"
+    );
     let mut watching = ann.spawn(&args);
     wait_for("the upload to finish", Duration::from_secs(120), || {
         upload(&rest).is_some_and(|j| j["status"] == "done")
