@@ -153,3 +153,69 @@ fn a_schedule_boundary_during_a_transfer_repaces_it_within_seconds_and_spares_an
         "the urgent job was still held by the schedule: {spared:.0?}"
     );
 }
+
+/// Round trips from a `ferry put` to its first data byte, counted on a
+/// long emulated path (issue 23), where a round trip (400 ms) dwarfs the
+/// work done at either end: each step's time over the RTT is the number of
+/// round trips it took. The steps are the client's own report.
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn a_put_sends_its_first_byte_within_few_round_trips() {
+    assert!(can_run(), "needs root and network namespaces");
+    let _serial = heavy_io();
+    let wan = Wan::start(Shape {
+        mbit: 100,
+        rtt_ms: 400,
+        loss: 0.0,
+        queue: 1000,
+    });
+    let (app, client) = wan.appliance("");
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("notes.pdf");
+    write_random(&file, 256 << 10, 23);
+    let rtt = wan.shape.rtt_ms as f64 / 1e3;
+    let mut rounds = Vec::new();
+    for attempt in 0..3 {
+        let dest = format!("share=media/start{attempt}/");
+        let r = client
+            .run(&["put", file.to_str().unwrap(), &dest, "--json"])
+            .json();
+        assert_eq!(
+            blake3_file(&app.share.join(format!("start{attempt}/notes.pdf"))),
+            blake3_file(&file)
+        );
+        let step = |name: &str| {
+            r["start"][name]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no {name}: {r}"))
+                / rtt
+        };
+        let (granted, opened, first) = (
+            step("granted_secs"),
+            step("opened_secs"),
+            step("first_byte_secs"),
+        );
+        eprintln!(
+            "round trips: granted after {granted:.2}, data connection open after {opened:.2}, first byte after {first:.2}"
+        );
+        rounds.push((granted, opened, first));
+    }
+    // The median run, so that one slow moment of a shared machine does not
+    // decide.
+    rounds.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let (granted, opened, first) = rounds[1];
+    // TCP, TLS and the request: three. (A fourth, Nagle holding the
+    // answer's last segment, is gone.)
+    assert!(granted < 3.5, "the grant took {granted:.2} round trips");
+    // QUIC's handshake, then Hello with the plan, answered by Welcome and
+    // the first Have together: two.
+    assert!(
+        opened - granted < 2.5 && first - granted < 2.5,
+        "from the grant to the first byte took {:.2} round trips",
+        first - granted
+    );
+    assert!(
+        first < 5.5,
+        "the first byte went after {first:.2} round trips"
+    );
+}

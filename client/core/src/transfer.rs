@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use ferry_api::{SessionGrant, SessionKind, SessionRequest};
 use ferry_engine::files::{Sink, SourceFile, plan_local};
-use ferry_engine::handshake::{PaceRequest, Session, connect, connect_lanes};
+use ferry_engine::handshake::{Introduction, PaceRequest, Session, connect_lanes, connect_with};
 use ferry_engine::lanes::DEFAULT_LANES;
 use ferry_engine::receive::{Receiving, receive};
-use ferry_engine::send::{Sending, send};
+use ferry_engine::send::{Planned, Sending, send_planned};
 use ferry_engine::tls::Fingerprint;
 use ferry_engine::transport::{Tuning, client_endpoint};
 use ferry_engine::{ConnectError, EngineError, FileEvent, Link, Outcome, Progress, StopSignal};
-use ferry_proto::{ChunkLayout, PriorityRules, Transport};
+use ferry_proto::{ChunkLayout, Frame, PriorityRules, Transport};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -45,6 +45,21 @@ pub struct Report {
     pub rtt_ms: f64,
     /// How the last attempt's bytes travelled.
     pub transport: Option<Transport>,
+    /// How the transfer started, in seconds from its first request to the
+    /// appliance, for the attempt that moved the first chunk byte.
+    pub start: Start,
+}
+
+/// The three steps of a session's start, each in seconds from the first
+/// request to the appliance. Round trips are these over the path's RTT.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Start {
+    /// The appliance granted the session (its token and port lease).
+    pub granted_secs: Option<f64>,
+    /// The data connection was open and greeted.
+    pub opened_secs: Option<f64>,
+    /// The first chunk byte went out (a sender) or came in (a receiver).
+    pub first_byte_secs: Option<f64>,
 }
 
 /// How hard to try, and who listens.
@@ -163,24 +178,37 @@ async fn send_files(
     files: Vec<SourceFile>,
     opts: &Options,
 ) -> Result<Report, ClientError> {
-    attempts(api, request, opts, |session, grant, progress| {
-        let files = files.clone();
-        let mut sending = Sending::new(ChunkLayout::new(grant.chunk_size).unwrap_or_default());
-        sending.progress = progress;
-        sending.events = opts.events.clone();
-        sending.stop = opts.stop.clone();
-        let tuning = Tuning::default();
-        // Keep as much in flight as the connection's window allows.
-        sending.opts.max_bytes_in_flight =
-            tuning.window_for(session.pace.get(), session.link.rtt());
-        sending.opts.max_streams = session.link.chunk_streams(sending.opts.max_streams);
-        // The pace the appliance set (and later changes) holds at any RTT.
-        sending.pace = Some(session.pace.clone());
-        async move {
-            let (conn, control) = session.into_control(&tuning);
-            send(&conn, control, files, sending).await
-        }
-    })
+    // The plan is made once the grant fixes the chunk size; its first
+    // frames ride the greeting when the session goes over QUIC.
+    let make = |grant: &SessionGrant, budget: usize| {
+        let layout = ChunkLayout::new(grant.chunk_size).unwrap_or_default();
+        let mut planned = Planned::new(files.clone(), layout)?;
+        let opening = planned.opening(budget);
+        Ok((planned, opening))
+    };
+    attempts(
+        api,
+        request,
+        opts,
+        make,
+        |session, grant, progress, planned| {
+            let mut sending = Sending::new(ChunkLayout::new(grant.chunk_size).unwrap_or_default());
+            sending.progress = progress;
+            sending.events = opts.events.clone();
+            sending.stop = opts.stop.clone();
+            let tuning = Tuning::default();
+            // Keep as much in flight as the connection's window allows.
+            sending.opts.max_bytes_in_flight =
+                tuning.window_for(session.pace.get(), session.link.rtt());
+            sending.opts.max_streams = session.link.chunk_streams(sending.opts.max_streams);
+            // The pace the appliance set (and later changes) holds at any RTT.
+            sending.pace = Some(session.pace.clone());
+            async move {
+                let (conn, control) = session.into_control(&tuning);
+                send_planned(&conn, control, planned, sending).await
+            }
+        },
+    )
     .await
 }
 
@@ -224,31 +252,40 @@ async fn receive_into(
     opts: &Options,
 ) -> Result<Report, ClientError> {
     let dir = local_dir.to_path_buf();
-    attempts(api, request, opts, |session, _grant, progress| {
-        let dir = dir.clone();
-        let (events, stop) = (opts.events.clone(), opts.stop.clone());
-        async move {
-            let mut receiving = Receiving::new(Sink::local(&dir)?);
-            receiving.progress = progress;
-            receiving.events = events;
-            receiving.stop = stop;
-            let (conn, control) = session.into_control(&Tuning::default());
-            receive(&conn, control, receiving).await
-        }
-    })
+    let nothing = |_: &SessionGrant, _: usize| Ok(((), Vec::new()));
+    attempts(
+        api,
+        request,
+        opts,
+        nothing,
+        |session, _grant, progress, ()| {
+            let dir = dir.clone();
+            let (events, stop) = (opts.events.clone(), opts.stop.clone());
+            async move {
+                let mut receiving = Receiving::new(Sink::local(&dir)?);
+                receiving.progress = progress;
+                receiving.events = events;
+                receiving.stop = stop;
+                let (conn, control) = session.into_control(&Tuning::default());
+                receive(&conn, control, receiving).await
+            }
+        },
+    )
     .await
 }
 
 /// Runs sessions until one completes, a failure is final, or the retries
 /// are spent.
-async fn attempts<F, Fut>(
+async fn attempts<P, M, F, Fut>(
     api: &Api,
     request: &SessionRequest,
     opts: &Options,
+    make: M,
     run: F,
 ) -> Result<Report, ClientError>
 where
-    F: Fn(Session, SessionGrant, Arc<Progress>) -> Fut,
+    M: Fn(&SessionGrant, usize) -> Result<(P, Vec<Frame>), EngineError>,
+    F: Fn(Session, SessionGrant, Arc<Progress>, P) -> Fut,
     Fut: std::future::Future<Output = Result<Outcome, EngineError>>,
 {
     let started = Instant::now();
@@ -258,8 +295,24 @@ where
     loop {
         let progress = Arc::new(Progress::default());
         (opts.on_attempt)(progress.clone());
-        let result = once(api, request, opts, &run, progress.clone(), &mut net).await;
+        let mut steps = Steps::default();
+        let session = Attempt {
+            make: &make,
+            run: &run,
+            progress: progress.clone(),
+        };
+        let result = once(api, request, opts, session, &mut net, &mut steps).await;
         transferred += progress.snapshot().bytes_transferred;
+        if net.start.first_byte_secs.is_none()
+            && let Some(first_byte) = progress.first_byte()
+        {
+            let secs = |at: Option<Instant>| at.map(|t| t.duration_since(started).as_secs_f64());
+            net.start = Start {
+                granted_secs: secs(steps.granted),
+                opened_secs: secs(steps.opened),
+                first_byte_secs: secs(Some(first_byte)),
+            };
+        }
         match result {
             Ok(outcome) => {
                 return Ok(Report {
@@ -290,16 +343,37 @@ where
     }
 }
 
-async fn once<F, Fut>(
+/// When an attempt's session was granted and opened.
+#[derive(Default)]
+struct Steps {
+    granted: Option<Instant>,
+    opened: Option<Instant>,
+}
+
+/// One attempt's work: what its session carries, made from the grant
+/// (`make`, given how many bytes of opening frames may ride the greeting),
+/// and what runs over it.
+struct Attempt<'a, M, F> {
+    make: &'a M,
+    run: &'a F,
+    progress: Arc<Progress>,
+}
+
+/// Bytes of a sender's opening plan frames that go with its greeting:
+/// about what QUIC's initial congestion window carries in one flight.
+const OPENING_BUDGET: usize = 12 << 10;
+
+async fn once<P, M, F, Fut>(
     api: &Api,
     request: &SessionRequest,
     opts: &Options,
-    run: &F,
-    progress: Arc<Progress>,
+    attempt: Attempt<'_, M, F>,
     net: &mut Report,
+    steps: &mut Steps,
 ) -> Result<Outcome, ClientError>
 where
-    F: Fn(Session, SessionGrant, Arc<Progress>) -> Fut,
+    M: Fn(&SessionGrant, usize) -> Result<(P, Vec<Frame>), EngineError>,
+    F: Fn(Session, SessionGrant, Arc<Progress>, P) -> Fut,
     Fut: std::future::Future<Output = Result<Outcome, EngineError>>,
 {
     let order = reach::order(
@@ -318,7 +392,9 @@ where
             Some((g, at)) if at.elapsed().as_secs() * 2 < g.expires_in => (g, at),
             _ => {
                 log::debug!("asking for a {:?} session over {transport}", request.kind);
-                (api.create_session(request).await?, Instant::now())
+                let grant = api.create_session(request).await?;
+                steps.granted = Some(Instant::now());
+                (grant, Instant::now())
             }
         };
         if !grant.transports.contains(&transport) {
@@ -337,7 +413,14 @@ where
             held = Some((grant, granted_at));
             continue;
         }
-        let opened = open(api, &grant, transport, opts, last).await;
+        // Only a QUIC greeting carries opening frames.
+        let budget = if transport == Transport::Quic {
+            OPENING_BUDGET
+        } else {
+            0
+        };
+        let (carried, opening) = (attempt.make)(&grant, budget)?;
+        let opened = open(api, &grant, transport, opts, last, opening).await;
         let (session, endpoint) = match opened {
             Ok(x) => x,
             Err(ClientError::Engine(e)) if !last && reach::worth_another(&e) => {
@@ -356,6 +439,7 @@ where
                 return Err(e);
             }
         };
+        steps.opened = Some(Instant::now());
         if opts.transport == Choice::Auto {
             reach::remember(api.server(), transport);
         }
@@ -366,7 +450,7 @@ where
         );
         net.transport = Some(transport);
         let link = session.link.clone();
-        let result = run(session, grant, progress).await;
+        let result = (attempt.run)(session, grant, attempt.progress, carried).await;
         settle(&link, endpoint, net).await;
         return result.map_err(ClientError::from);
     }
@@ -384,7 +468,7 @@ pub async fn probe(
 ) -> Result<(), ClientError> {
     let mut grant = api.create_session(request).await?;
     grant.token = "00".repeat(32);
-    let (session, endpoint) = open(api, &grant, transport, opts, true).await?;
+    let (session, endpoint) = open(api, &grant, transport, opts, true, Vec::new()).await?;
     session.link.close(0, b"probe");
     settle(&session.link, endpoint, &mut Report::default()).await;
     Ok(())
@@ -398,6 +482,7 @@ async fn open(
     transport: Transport,
     opts: &Options,
     last: bool,
+    opening: Vec<Frame>,
 ) -> Result<(Session, Option<quinn::Endpoint>), ClientError> {
     let token = parse_token(&grant.token)?;
     let fingerprint: Fingerprint = grant.cert_sha256.parse().map_err(|_| {
@@ -420,17 +505,15 @@ async fn open(
                 path: "UDP socket".into(),
                 source: e,
             })?;
-            let session = connect(
-                &endpoint,
-                addr,
-                &pin,
-                &Tuning::default(),
+            let intro = Introduction {
                 token,
-                patience(reach::QUIC_PATIENCE),
-                opts.pace,
-            )
-            .await
-            .map_err(|e| explain_connect(e, grant))?;
+                request: opts.pace,
+                plan: opening,
+            };
+            let patience = patience(reach::QUIC_PATIENCE);
+            let session = connect_with(&endpoint, addr, &pin, &Tuning::default(), intro, patience)
+                .await
+                .map_err(|e| explain_connect(e, grant))?;
             Ok((session, Some(endpoint)))
         }
         Transport::Tcp | Transport::Https => {

@@ -58,6 +58,19 @@ impl Session {
     }
 }
 
+/// What a client says first on a data connection.
+#[derive(Debug, Clone)]
+pub struct Introduction {
+    pub token: [u8; 32],
+    pub request: PaceRequest,
+    /// A sender's first plan frames. They go out in the same flight as
+    /// `Hello`, so the appliance answers `Welcome` and the first `Have`s
+    /// together and chunks start a round trip sooner. The appliance reads
+    /// them only once the token is good, and holds a connection that has
+    /// not greeted to a small window, so a large plan simply waits for it.
+    pub plan: Vec<Frame>,
+}
+
 /// Connects to the appliance's data port and presents the token.
 /// `handshake_timeout` bounds the QUIC handshake: when UDP does not get
 /// through, the error says so instead of hanging.
@@ -70,6 +83,28 @@ pub async fn connect(
     handshake_timeout: Duration,
     request: PaceRequest,
 ) -> Result<Session, EngineError> {
+    let intro = Introduction {
+        token,
+        request,
+        plan: Vec::new(),
+    };
+    connect_with(endpoint, addr, pin, tuning, intro, handshake_timeout).await
+}
+
+/// [`connect`], saying `intro` first.
+pub async fn connect_with(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    pin: &Arc<PinnedCert>,
+    tuning: &Tuning,
+    intro: Introduction,
+    handshake_timeout: Duration,
+) -> Result<Session, EngineError> {
+    let Introduction {
+        token,
+        request,
+        plan,
+    } = intro;
     let pace = PaceHandle::new(Pace {
         policy: request.policy.unwrap_or_default(),
         target: request.rate,
@@ -104,6 +139,9 @@ pub async fn connect(
     let (send, recv) = connection.open_bi().await?;
     let (mut send, mut recv) = (ControlSend::Quic(send), ControlRecv::Quic(recv));
     send.write_frame(&hello(token, request)).await?;
+    for frame in &plan {
+        send.write_frame(frame).await?;
+    }
     let answer = tokio::time::timeout(handshake_timeout, recv.read_frame())
         .await
         .map_err(|_| ConnectError::NoGreeting {

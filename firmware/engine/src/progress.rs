@@ -1,7 +1,9 @@
 //! Live counters of a transfer, shared between the engine and whoever
 //! shows or records progress (a terminal bar, a job row, the dashboard).
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use ferry_proto::{Digest, SharePath};
 
@@ -16,6 +18,9 @@ pub struct Progress {
     pub bytes_transferred: AtomicU64,
     /// Bytes the receiver already held, which resume did not resend.
     pub bytes_skipped: AtomicU64,
+    /// When the first chunk byte was handed to the connection (a sender)
+    /// or came off it (a receiver): the end of the session's start.
+    first_byte: OnceLock<Instant>,
 }
 
 /// A copy of the counters at one moment.
@@ -44,6 +49,16 @@ impl Progress {
             bytes_transferred: self.bytes_transferred.load(Ordering::Relaxed),
             bytes_skipped: self.bytes_skipped.load(Ordering::Relaxed),
         }
+    }
+
+    /// When the session's first chunk byte moved, if one has.
+    pub fn first_byte(&self) -> Option<Instant> {
+        self.first_byte.get().copied()
+    }
+
+    /// Notes that a chunk byte moved (only the first call counts).
+    pub(crate) fn byte_moved(&self) {
+        self.first_byte.get_or_init(Instant::now);
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

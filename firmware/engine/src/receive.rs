@@ -440,6 +440,7 @@ async fn receive_chunk(
         Err(ChunkEnd::Abandoned) => return Ok(()),
         Err(ChunkEnd::Lost(e)) => return Err(e),
     };
+    progress.byte_moved();
     let chunk = header.chunk;
     let (admission, plan, cell, fresh, pool) = {
         let mut c = lock(&core);

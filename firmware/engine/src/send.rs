@@ -132,14 +132,56 @@ pub async fn send(
     files: Vec<SourceFile>,
     s: Sending,
 ) -> Result<Outcome, EngineError> {
-    let (files, plan) = plan_batch(files, 0);
-    let total: u64 = plan.iter().map(|f| f.size).sum();
-    s.progress
-        .files_total
-        .store(plan.len() as u64, Ordering::Relaxed);
+    send_planned(conn, control, Planned::new(files, s.layout)?, s).await
+}
+
+/// A sender's whole plan, made before its session opens so that the plan's
+/// first frames can travel with the greeting
+/// ([`crate::handshake::Introduction`]).
+#[derive(Debug)]
+pub struct Planned {
+    proto: Sender,
+    files: Vec<SourceFile>,
+}
+
+impl Planned {
+    pub fn new(files: Vec<SourceFile>, layout: ChunkLayout) -> Result<Self, EngineError> {
+        let (files, plan) = plan_batch(files, 0);
+        let mut proto = Sender::new(layout, plan)?;
+        know_digests(&mut proto, &files, 0);
+        Ok(Planned { proto, files })
+    }
+
+    /// Takes the plan's opening frames, about `budget` encoded bytes of
+    /// them: what fits in the first flight. The rest follows as usual.
+    pub fn opening(&mut self, budget: usize) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let mut used = 0;
+        while used < budget {
+            let Some(frame) = self.proto.poll_frame() else {
+                break;
+            };
+            used += ferry_proto::frame::encode(&frame).map_or(budget, |b| b.len());
+            frames.push(frame);
+        }
+        frames
+    }
+}
+
+/// Sends a plan made beforehand, whose opening frames may already be out.
+pub async fn send_planned(
+    conn: &Link,
+    control: Control,
+    planned: Planned,
+    s: Sending,
+) -> Result<Outcome, EngineError> {
+    let Planned { proto, files } = planned;
+    let (count, total) = (
+        proto.file_count() as u64,
+        files.iter().map(|f| f.size).sum(),
+    );
+    s.progress.files_total.store(count, Ordering::Relaxed);
     s.progress.bytes_total.store(total, Ordering::Relaxed);
-    let mut proto = Sender::new(s.layout, plan)?;
-    know_digests(&mut proto, &files, 0);
     drive(conn, control, proto, files, None, s).await
 }
 
@@ -458,6 +500,7 @@ async fn write_paced(
         };
         let slice = bytes.split_to(n);
         to.pacer.admit(n).await;
+        to.progress.byte_moved();
         stream.write(slice).await?;
         Progress::add(&to.progress.bytes_transferred, n as u64);
     }

@@ -188,6 +188,14 @@ pub async fn serve(
         // is one TCP connection, which CUBIC starves on a long, lossy link
         // (tests/bench/browser: 1 % of the link against 86 % with BBR).
         ferry_engine::tcp::prefer_bbr(&tcp);
+        // Nagle would hold the answer's last small segment until the
+        // client acknowledged the first (the session tickets or HTTP/2
+        // settings that go just before it): a whole round trip added to
+        // every request on a fresh connection, a fifth of a `ferry put`'s
+        // start on a long path.
+        if let Err(e) = tcp.set_nodelay(true) {
+            log::debug!("TCP_NODELAY on {peer}: {e}");
+        }
         let Some(held) = per_address.enter(address_key(peer.ip())) else {
             log::debug!("{peer} holds {MAX_CONNECTIONS_PER_ADDRESS} connections already; closing");
             continue;
