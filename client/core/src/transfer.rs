@@ -43,6 +43,13 @@ pub struct Report {
     pub bytes_lost: u64,
     /// The round-trip time at the end of the last attempt, in ms.
     pub rtt_ms: f64,
+    /// The largest UDP payload the last attempt's path carried (QUIC's path
+    /// MTU discovery), in bytes.
+    pub udp_payload: Option<u16>,
+    /// Packets per system call the kernel batched for this side's UDP
+    /// socket, sending (GSO) and receiving (GRO); 1 is no batching.
+    pub gso_segments: Option<usize>,
+    pub gro_segments: Option<usize>,
     /// How the last attempt's bytes travelled.
     pub transport: Option<Transport>,
     /// How the transfer started, in seconds from its first request to the
@@ -552,6 +559,13 @@ async fn settle(link: &Link, endpoint: Option<quinn::Endpoint>, net: &mut Report
     net.udp_bytes_sent += stats.udp_tx.bytes;
     net.bytes_lost += stats.path.lost_bytes;
     net.rtt_ms = stats.path.rtt.as_secs_f64() * 1e3;
+    net.udp_payload = Some(stats.path.current_mtu);
+    match ferry_engine::transport::udp_offload(conn.remote_address()) {
+        Ok(o) => {
+            (net.gso_segments, net.gro_segments) = (Some(o.gso_segments), Some(o.gro_segments))
+        }
+        Err(e) => log::debug!("could not ask the kernel about UDP offload: {e}"),
+    }
     log::debug!(
         "path MTU {}, RTT {:?}, {} packets sent, {} lost, congestion events {}",
         stats.path.current_mtu,

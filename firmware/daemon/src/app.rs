@@ -294,6 +294,12 @@ fn banner(
             );
         }
     }
+    // Batching is most of what a UDP byte costs in system calls; an
+    // appliance without it carries far less per core (docs/THROUGHPUT.md).
+    match ferry_engine::transport::udp_offload(control) {
+        Ok(o) => log::info!("UDP offload on this kernel: {o}"),
+        Err(e) => log::warn!("could not ask the kernel about UDP offload: {e}"),
+    }
     println!("ferryd listening on https://{control}/");
     println!("ferryd key SHA-256 {fingerprint}");
     println!("ferryd (the pin that `ferry login` shows; it outlives certificate renewals)");

@@ -241,6 +241,49 @@ pub fn server_endpoint(
     )
 }
 
+/// What the kernel lends a UDP socket for batching packets, as quinn's
+/// socket layer finds it: segments per send (GSO) and per receive (GRO).
+/// One means each packet is a system call of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    pub gso_segments: usize,
+    pub gro_segments: usize,
+}
+
+impl std::fmt::Display for Offload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = |n: usize| {
+            if n > 1 {
+                format!("up to {n} packets a call")
+            } else {
+                "off".to_owned()
+            }
+        };
+        write!(
+            f,
+            "GSO {}, GRO {}",
+            on(self.gso_segments),
+            on(self.gro_segments)
+        )
+    }
+}
+
+/// Asks the kernel what a UDP socket of `family`'s address gets: quinn
+/// sets the same options on the endpoints' own sockets.
+pub fn udp_offload(like: SocketAddr) -> io::Result<Offload> {
+    let any: SocketAddr = if like.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    };
+    let socket = std::net::UdpSocket::bind(any)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    Ok(Offload {
+        gso_segments: state.max_gso_segments(),
+        gro_segments: state.gro_segments(),
+    })
+}
+
 /// A client endpoint on an ephemeral port of the right address family.
 pub fn client_endpoint(server: SocketAddr) -> io::Result<Endpoint> {
     let tuning = Tuning::default();

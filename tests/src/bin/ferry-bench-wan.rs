@@ -8,7 +8,12 @@
 //! - C: 200 ms RTT, 2 % loss;
 //! - D: B with a folder of small frames instead of one file;
 //! - E: two Ferry transfers and one TCP flow (BBR, the kernel's default)
-//!   sharing B's link.
+//!   sharing B's link;
+//! - S: how a transfer starts, on B's link and on a clean 200 ms one: round
+//!   trips to the first data byte, the time from that byte to 90 % of the
+//!   link, and a 200 MB put end to end beside rsync over ssh (TCP BBR);
+//! - F: many small files (`--small N` files of 64 KB) on B's link, in files
+//!   per second beside rsync over ssh (TCP BBR).
 //!
 //! `Mbit/s` is file bytes over the whole run; `wire` is what the emulator
 //! carried forward in the same window (IP packets, headers and
@@ -43,15 +48,18 @@ struct Args {
     size_mb: u64,
     frames: u64,
     max_secs: u64,
+    /// Files of 64 KB in scenario F.
+    small: u64,
     work: PathBuf,
 }
 
 fn args() -> Args {
     let mut a = Args {
-        scenarios: "ABCDE".into(),
+        scenarios: "ABCDESF".into(),
         size_mb: 1000,
         frames: 2000,
         max_secs: 120,
+        small: 20_000,
         work: PathBuf::from("/var/tmp/ferry-bench-wan"),
     };
     let mut it = std::env::args().skip(1);
@@ -62,14 +70,16 @@ fn args() -> Args {
             "--size-mb" => a.size_mb = value().parse().expect("--size-mb N"),
             "--frames" => a.frames = value().parse().expect("--frames N"),
             "--max-secs" => a.max_secs = value().parse().expect("--max-secs N"),
+            "--small" => a.small = value().parse().expect("--small N"),
             "--work" => a.work = PathBuf::from(value()),
             "--quick" => {
                 a.size_mb = 150;
                 a.frames = 300;
                 a.max_secs = 30;
+                a.small = 2000;
             }
             other => panic!(
-                "unknown flag {other}; use --scenarios ABCDE --size-mb N --frames N --max-secs N --work DIR --quick"
+                "unknown flag {other}; use --scenarios ABCDESF --size-mb N --frames N --max-secs N --small N --work DIR --quick"
             ),
         }
     }
@@ -304,6 +314,128 @@ fn scenario(
     s
 }
 
+/// The first data byte, over the path's RTT: the client's own report
+/// (median of three puts of one small file).
+fn round_trips_to_first_byte(client: &Client, shape: Shape, src: &Path, dest: &str) -> f64 {
+    let mut rounds: Vec<f64> = (0..3)
+        .map(|i| {
+            let target = format!("share=media/{dest}{i}/");
+            let r = client
+                .run(&["put", src.to_str().unwrap(), &target, "--json"])
+                .json();
+            r["start"]["first_byte_secs"].as_f64().unwrap() / (shape.rtt_ms as f64 / 1e3)
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[1]
+}
+
+/// A put of `src` with the emulator read every 100 ms: its end-to-end
+/// Mbit/s, and the seconds from its first data byte until the link first
+/// carried 90 % of its rate over half a second.
+fn ramp(wan: &mut Wan, client: &Client, src: &Path, dest: &str) -> (f64, Option<f64>) {
+    let target = format!("share=media/{dest}/");
+    wan.report();
+    let spawned = Instant::now();
+    let mut child = client.spawn(&["put", src.to_str().unwrap(), &target, "--json"]);
+    let mut samples = Vec::new();
+    while wait_until(&mut child, Instant::now() + Duration::from_millis(100)).is_none() {
+        let r = wan.report();
+        samples.push((spawned.elapsed().as_secs_f64(), r.forward.delivered_bytes));
+    }
+    let run = ferry_tests::finish(child);
+    assert!(run.ok, "ferry put failed: {}", run.stderr);
+    let r = run.json();
+    let mbit = r["bytes_total"].as_f64().unwrap() * 8.0 / r["seconds"].as_f64().unwrap() / 1e6;
+    let first_byte = r["start"]["first_byte_secs"].as_f64().unwrap();
+    let link = wan.shape.mbit as f64 * 1e6 / 8.0;
+    let reached = samples.windows(5).find_map(|w| {
+        let bytes: u64 = w.iter().map(|s| s.1).sum();
+        let secs = w[4].0 - w[0].0 + 0.1;
+        // The window's start: the end of the sample before its first.
+        (bytes as f64 / secs >= 0.9 * link).then_some(w[0].0 - 0.1)
+    });
+    (mbit, reached.map(|t| (t - first_byte).max(0.0)))
+}
+
+/// Scenario S: how a transfer starts, on one link.
+fn start(title: &str, shape: Shape, a: &Args, small: &Path, medium: &Path) {
+    println!(
+        "
+S: {title}"
+    );
+    let mut wan = Wan::start(shape);
+    // A target ten times the link: the bottleneck is the controller's to
+    // find, as on a path nobody measured.
+    let (app, client) = wan.appliance(&format!(
+        "[transfer]\ntarget_rate = \"{}M\"\n",
+        shape.mbit * 10
+    ));
+    let sshd = Sshd::start(&wan);
+    let rounds = round_trips_to_first_byte(&client, shape, small, "S-start");
+    println!("  round trips from `ferry put` to its first data byte: {rounds:.2}");
+    let (mbit, to_90) = ramp(&mut wan, &client, medium, "S-ramp");
+    let _ = std::fs::remove_dir_all(app.share.join("S-ramp"));
+    let link = shape.mbit as f64;
+    println!(
+        "  time from the first data byte to 90 % of the link: {}",
+        to_90.map_or("never".to_owned(), |t| format!("{t:.2} s"))
+    );
+    let dest = fresh_dir(&a.work, "rsync-dest");
+    let max = Duration::from_secs(a.max_secs);
+    let tcp = rsync(&mut wan, &sshd, "bbr", medium, &dest, max);
+    let _ = std::fs::remove_dir_all(&dest);
+    println!(
+        "  200 MB end to end: ferry put {mbit:.1} Mbit/s ({:.1} % of the link), rsync over ssh (TCP BBR) {:.1}{} Mbit/s",
+        mbit / link * 100.0,
+        tcp.mbit,
+        if tcp.finished { "" } else { "*" }
+    );
+    println!(
+        "S ({}ms, {} % loss): rounds_to_first_byte={rounds:.2} secs_to_90={} put_200mb_vs_link={:.2} put_200mb_vs_tcp_bbr={:.2}",
+        shape.rtt_ms,
+        shape.loss * 100.0,
+        to_90.map_or("never".to_owned(), |t| format!("{t:.2}")),
+        mbit / link,
+        mbit / tcp.mbit.max(0.001)
+    );
+}
+
+/// Scenario F: many small files on B's link, in files per second.
+fn small_files(shape: Shape, a: &Args, folder: &Path) {
+    println!(
+        "
+F: {} files of 64 KB on B's link",
+        a.small
+    );
+    let mut wan = Wan::start(shape);
+    let (app, client) = wan.appliance(&format!("[transfer]\ntarget_rate = \"{}M\"\n", shape.mbit));
+    let sshd = Sshd::start(&wan);
+    let max = Duration::from_secs(a.max_secs.max(300));
+    let m = ferry_put(&mut wan, &client, "fair", "quic", folder, "F", max);
+    let _ = std::fs::remove_dir_all(app.share.join("F"));
+    let dest = fresh_dir(&a.work, "rsync-dest");
+    let tcp = rsync(&mut wan, &sshd, "bbr", folder, &dest, max);
+    let _ = std::fs::remove_dir_all(&dest);
+    // Rates are of file bytes; every file is 64 KB.
+    let per_sec = |mbit: f64| mbit * 1e6 / 8.0 / 65_536.0;
+    println!(
+        "  ferry put {:.0}{} files/s ({:.1} Mbit/s), rsync over ssh (TCP BBR) {:.0}{} files/s ({:.1} Mbit/s)",
+        per_sec(m.mbit),
+        if m.finished { "" } else { "*" },
+        m.mbit,
+        per_sec(tcp.mbit),
+        if tcp.finished { "" } else { "*" },
+        tcp.mbit
+    );
+    println!(
+        "F: ferry_files_per_sec={:.0} rsync_files_per_sec={:.0} ferry_vs_rsync={:.2}",
+        per_sec(m.mbit),
+        per_sec(tcp.mbit),
+        m.mbit / tcp.mbit.max(0.001)
+    );
+}
+
 /// Scenario E: two Ferry transfers and a TCP flow start together on B's
 /// link; each one's rate is read over the same window.
 fn sharing(shape: Shape, src: &Path, a: &Args, policy: &str) {
@@ -389,6 +521,14 @@ fn main() {
             write_random(&frames.join(format!("shot010.{:04}.exr", 1001 + i)), MB, i);
         }
     }
+    let small = a.work.join("notes-256KB.pdf");
+    if bytes_under(&small) != 256 << 10 {
+        write_random(&small, 256 << 10, 12);
+    }
+    let medium = a.work.join("proxy-200MB.mov");
+    if bytes_under(&medium) != 200 * MB {
+        write_random(&medium, 200 * MB, 13);
+    }
     let b = SCENARIO_B;
     let policies = ["fair", "fixed", "cubic", "bbr"];
     println!(
@@ -443,6 +583,35 @@ fn main() {
                 println!("\nE: two Ferry transfers and one TCP flow (BBR) share B's link");
                 sharing(b, &big, &a, "fair");
                 sharing(b, &big, &a, "fixed");
+            }
+            'S' => {
+                start(
+                    "B's link: 100 Mbit/s, 100 ms RTT, 1 % loss",
+                    b,
+                    &a,
+                    &small,
+                    &medium,
+                );
+                let long = Shape {
+                    rtt_ms: 200,
+                    loss: 0.0,
+                    ..b
+                };
+                start("100 Mbit/s, 200 ms RTT, no loss", long, &a, &small, &medium);
+            }
+            'F' => {
+                let folder = a.work.join(format!("small-{}", a.small));
+                if bytes_under(&folder) != a.small * 65_536 {
+                    let _ = std::fs::remove_dir_all(&folder);
+                    for i in 0..a.small {
+                        // A hundred folders of a few hundred files, as a
+                        // project's renders and sidecars are laid out.
+                        let dir = folder.join(format!("shot{:03}", i % 100));
+                        std::fs::create_dir_all(&dir).unwrap();
+                        write_random(&dir.join(format!("tile.{i:05}.exr")), 65_536, i);
+                    }
+                }
+                small_files(b, &a, &folder);
             }
             other => panic!("no scenario {other}"),
         }
