@@ -135,9 +135,12 @@ fn prometheus_scrapes_the_appliance_and_only_admins_or_the_token_may_read_it() {
     // On the control port: the token or an admin's key, nobody else.
     let url = format!("{}/metrics", app.url);
     let collaborator = app.user("dir@client.example", "collaborator");
+    let employee = app.user("ed@example.com", "employee");
     let admin = app.user("boss@example.com", "admin");
     assert_eq!(curl(&url, None).0, 401);
     assert_eq!(curl(&url, Some(&collaborator)).0, 403);
+    // Staff who send are not the appliance's operators either.
+    assert_eq!(curl(&url, Some(&employee)).0, 403);
     assert_eq!(curl(&url, Some("not-the-token-at-all-0123456789")).0, 401);
     let (status, by_admin) = curl(&url, Some(&admin));
     assert_eq!(status, 200, "{by_admin}");

@@ -159,7 +159,7 @@ impl Watches {
     }
 
     async fn info(&self, w: &Watch) -> Result<WatchInfo, WatchesError> {
-        let entries = self.store.watch_entries(w.id).await?;
+        let delivered = self.store.watch_deliveries(w.id).await?;
         Ok(WatchInfo {
             id: w.id.0,
             folder: w.folder.clone(),
@@ -170,7 +170,7 @@ impl Watches {
             mode: w.mode.to_string(),
             name: w.name.clone(),
             origin: w.origin.as_str().to_owned(),
-            delivered: entries.iter().filter(|e| e.delivery.is_some()).count() as u64,
+            delivered,
             pending_files: self.pending_of(w.id) as u64,
         })
     }

@@ -402,6 +402,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// What a watch remembers: every entry it delivered or found there.
     async fn watch_entries(&self, id: WatchId) -> Result<Vec<WatchEntry>>;
+    /// How many of a watch's entries became deliveries: counted in the
+    /// database, since a file-mode watch may remember 100,000 entries.
+    async fn watch_deliveries(&self, id: WatchId) -> Result<u64>;
 
     /// Remembers what lies in the folder as the watch begins (identity,
     /// name), delivering none of it; the watch is baselined from then on.

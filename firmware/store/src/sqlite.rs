@@ -516,6 +516,10 @@ impl Store for SqliteStore {
         self.run(move |db| db.watch_entries(id)).await
     }
 
+    async fn watch_deliveries(&self, id: WatchId) -> Result<u64> {
+        self.run(move |db| db.watch_deliveries(id)).await
+    }
+
     async fn baseline_watch(&self, id: WatchId, entries: &[(String, String)]) -> Result<()> {
         let entries = entries.to_vec();
         self.run(move |db| db.baseline_watch(id, &entries)).await

@@ -217,6 +217,16 @@ impl Sqlite {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// How many of a watch's entries became deliveries.
+    pub fn watch_deliveries(&self, id: WatchId) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM watch_entries WHERE watch_id = ?1 AND delivery_id IS NOT NULL",
+            [id.0],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// Remembers what lies in a watch's folder when it begins, so that
     /// only what arrives afterwards is delivered; from then on the watch
     /// is baselined. One transaction.
@@ -370,5 +380,7 @@ mod tests {
                 }
             ]
         );
+        // Of the two entries, the one that became a delivery is counted.
+        assert_eq!(s.watch_deliveries(w.id).unwrap(), 1);
     }
 }

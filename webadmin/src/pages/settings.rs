@@ -29,7 +29,7 @@ pub struct Info {
     pub watches: Vec<ferry_api::WatchInfo>,
 }
 
-async fn info(web: &Web) -> Info {
+async fn info(web: &Web, staff: &Staff) -> Info {
     let s = &web.services;
     let site = s.settings.current();
     Info {
@@ -42,7 +42,7 @@ async fn info(web: &Web) -> Info {
                 (0, 0, 0)
             }
         },
-        watches: match s.watches.list(ferryd_core::authority::By::Operator).await {
+        watches: match s.watches.list(staff.by()).await {
             Ok(w) => w,
             Err(e) => {
                 log::error!("cannot read the watch folders: {e}");
@@ -57,7 +57,7 @@ async fn render(web: &Web, staff: &Staff, notice: Option<&Notice>) -> Markup {
     view(
         staff,
         &web.services.settings.current().to_text(),
-        &info(web).await,
+        &info(web, staff).await,
         notice,
     )
 }
@@ -384,7 +384,7 @@ pub async fn add_watch(State(web): State<Arc<Web>>, posted: AdminPost<WatchForm>
             view(
                 &staff,
                 &web.services.settings.current().to_text(),
-                &info(&web).await,
+                &info(&web, &staff).await,
                 Some(&Notice::Error(e.to_string())),
             ),
         ),
@@ -424,7 +424,7 @@ pub async fn save(State(web): State<Arc<Web>>, posted: AdminPost<SettingsForm>) 
             view(
                 &staff,
                 &form.text(),
-                &info(&web).await,
+                &info(&web, &staff).await,
                 Some(&Notice::Error(e.to_string())),
             ),
         ),
