@@ -287,7 +287,7 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
     // Each connection gets a pace of its own, so its rate can be set once
     // we know whose session it is, and changed while it runs.
     let pace = PaceHandle::new(ds.services.settings.pace());
-    let config = for_connection(ds.plane.server_config(), &ds.tuning, &pace);
+    let config = for_connection(ds.plane.server_config(), &ds.tuning.for_peer(remote), &pace);
     let connected = match incoming.accept_with(config) {
         Ok(connecting) => connecting.await,
         Err(e) => Err(e),

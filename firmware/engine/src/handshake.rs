@@ -110,7 +110,11 @@ pub async fn connect_with(
         target: request.rate,
     });
     let connecting = endpoint
-        .connect_with(client_config(pin, tuning, &pace), addr, "ferry")
+        .connect_with(
+            client_config(pin, &tuning.for_peer(addr), &pace),
+            addr,
+            "ferry",
+        )
         .map_err(|e| ConnectError::Local {
             addr,
             reason: e.to_string(),
