@@ -303,12 +303,12 @@ where
         let progress = Arc::new(Progress::default());
         (opts.on_attempt)(progress.clone());
         let mut steps = Steps::default();
-        let session = Attempt {
+        let work = Attempt {
             make: &make,
             run: &run,
             progress: progress.clone(),
         };
-        let result = once(api, request, opts, session, &mut net, &mut steps).await;
+        let result = once(api, request, opts, work, &mut net, &mut steps).await;
         transferred += progress.snapshot().bytes_transferred;
         if net.start.first_byte_secs.is_none()
             && let Some(first_byte) = progress.first_byte()
@@ -400,8 +400,9 @@ where
             _ => {
                 log::debug!("asking for a {:?} session over {transport}", request.kind);
                 let grant = api.create_session(request).await?;
-                steps.granted = Some(Instant::now());
-                (grant, Instant::now())
+                let at = Instant::now();
+                steps.granted = Some(at);
+                (grant, at)
             }
         };
         if !grant.transports.contains(&transport) {

@@ -290,8 +290,8 @@ impl std::fmt::Display for Offload {
     }
 }
 
-/// Asks the kernel what a UDP socket of `family`'s address gets: quinn
-/// sets the same options on the endpoints' own sockets.
+/// Asks the kernel what a UDP socket of `like`'s address family gets:
+/// quinn sets the same options on the endpoints' own sockets.
 pub fn udp_offload(like: SocketAddr) -> io::Result<Offload> {
     let any: SocketAddr = if like.is_ipv6() {
         SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
