@@ -269,6 +269,13 @@ enum Command {
         /// One attempt per job; do not wait for uploads still running.
         #[arg(long)]
         once: bool,
+        /// Deliveries received at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Print one JSON object per job received (its id and its report)
+        /// on standard output; the progress lines go to standard error.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         pace: PaceArgs,
     },
@@ -686,19 +693,21 @@ async fn run(command: Command) -> Result<()> {
                 pace: pace.request(),
                 transport: pace.transport,
             };
-            run_agent(agent, Until::Stopped).await.map(|_| ())
+            run_agent(agent, Until::Stopped, false).await.map(|_| ())
         }
         Command::Pull {
             job,
             into,
             once,
+            concurrency,
+            json,
             pace,
         } => {
             let api = Api::from_credentials(&Credentials::load()?)?;
             let agent = Agent {
                 api,
                 into,
-                concurrency: 2,
+                concurrency: concurrency.max(1),
                 poll: Duration::from_secs(2),
                 once,
                 stop: StopSignal::new(),
@@ -706,7 +715,7 @@ async fn run(command: Command) -> Result<()> {
                 transport: pace.transport,
             };
             let until = job.map_or(Until::Idle, Until::Job);
-            let summary = run_agent(agent, until).await?;
+            let summary = run_agent(agent, until, json).await?;
             if let Some((id, e)) = summary.failed.first() {
                 bail!("job {id} failed: {e}");
             }
@@ -864,7 +873,9 @@ fn report(job: JobInfo) {
 
 /// Runs the agent with one line per event on stdout (and bars on a
 /// terminal); Ctrl-C stops it cleanly, resumable.
-async fn run_agent(agent: Agent, until: Until) -> Result<ferry_client::agent::Summary> {
+/// Runs the agent, showing its events as lines (on standard error when
+/// `json` keeps standard output for one JSON object per job received).
+async fn run_agent(agent: Agent, until: Until, json: bool) -> Result<ferry_client::agent::Summary> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = agent.stop.clone();
     tokio::spawn(async move {
@@ -881,10 +892,16 @@ async fn run_agent(agent: Agent, until: Until) -> Result<ferry_client::agent::Su
             let line = show::agent_line(&event);
             match &bars {
                 Some(b) => b.println(&line),
+                None if json => eprintln!("{line}"),
                 None => {
                     println!("{line}");
                     let _ = std::io::stdout().flush();
                 }
+            }
+            if let (true, AgentEvent::Completed { job, report }) = (json, &event) {
+                let received = serde_json::json!({ "job": job, "report": report });
+                println!("{received}");
+                let _ = std::io::stdout().flush();
             }
             if let (
                 Some(b),

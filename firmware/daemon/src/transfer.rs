@@ -288,12 +288,20 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
     // we know whose session it is, and changed while it runs.
     let pace = PaceHandle::new(ds.services.settings.pace());
     let config = for_connection(ds.plane.server_config(), &ds.tuning.for_peer(remote), &pace);
-    let connected = match incoming.accept_with(config) {
-        Ok(connecting) => connecting.await,
-        Err(e) => Err(e),
-    };
-    let conn = match connected {
-        Ok(c) => c,
+    // The greeting is read as soon as it comes: a resuming client sends it
+    // with its first flight (0-RTT), and `Welcome` goes back before the
+    // handshake completes. Nothing is acted on before the token checks.
+    let conn = match incoming.accept_with(config) {
+        Ok(connecting) => match connecting.into_0rtt() {
+            Ok((conn, _)) => conn,
+            Err(connecting) => match connecting.await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    log::info!(port = port; "QUIC handshake from {remote} failed: {e}");
+                    return;
+                }
+            },
+        },
         Err(e) => {
             log::info!(port = port; "QUIC handshake from {remote} failed: {e}");
             return;
@@ -1081,16 +1089,22 @@ async fn feed(
                 continue;
             }
         };
-        let Some(ready) = ferryd_core::deliveries::ready_to_plan(
-            &landing.tasks,
-            &landing.landed,
-            landing.upload_over,
-            &planned,
-        ) else {
-            // Every file is planned, or the upload ended without the rest.
+        let ready_now = |planned: &HashSet<String>| {
+            ferryd_core::deliveries::ready_to_plan(
+                &landing.tasks,
+                &landing.landed,
+                landing.upload_over,
+                planned,
+            )
+        };
+        let end = || {
             if updates.send(PlanUpdate::End).is_err() {
                 log::debug!("job {job}'s session ended before its plan did");
             }
+        };
+        let Some(ready) = ready_now(&planned) else {
+            // Every file is planned, or the upload ended without the rest.
+            end();
             return;
         };
         let batch: Vec<SourceFile> = ready
@@ -1116,6 +1130,13 @@ async fn feed(
         if !batch.is_empty() {
             planned.extend(batch.iter().map(|f| f.path.as_str().to_owned()));
             if updates.send(PlanUpdate::Files(batch)).is_err() {
+                return;
+            }
+            // That may have been the last of it. The recipient's session
+            // cannot finish before its plan ends, so end it now rather
+            // than at the next change (up to five seconds away).
+            if ready_now(&planned).is_none() {
+                end();
                 return;
             }
         }

@@ -37,6 +37,9 @@ pub struct Session {
     /// The session's pace, as the appliance set it; the control stream
     /// applies later changes here.
     pub pace: PaceHandle,
+    /// The greeting rode the first flight (QUIC 0-RTT, with a ticket from
+    /// an earlier session) and the appliance took it.
+    pub early: bool,
 }
 
 impl Session {
@@ -119,38 +122,52 @@ pub async fn connect_with(
             addr,
             reason: e.to_string(),
         })?;
-    let connection = match tokio::time::timeout(handshake_timeout, connecting).await {
-        Err(_) => {
-            return Err(ConnectError::Unreachable {
-                addr,
-                secs: handshake_timeout.as_secs(),
-                hint: String::new(),
-            }
-            .into());
+    let mut greeting = vec![hello(token, request)];
+    greeting.extend(plan);
+    let (connection, send, recv, answer, early) = match connecting.into_0rtt() {
+        // A ticket from an earlier session with this appliance: the
+        // greeting rides the first flight, a round trip sooner.
+        Ok((connection, accepted)) => {
+            log::debug!("resuming with {addr}: greeting in the first flight");
+            let greeted = match greet(&connection, &greeting, addr, handshake_timeout).await {
+                Ok(greeted @ (_, _, Ok(_))) => (greeted, true),
+                // No answer at all: as unreachable as a handshake that
+                // never completes.
+                Err(EngineError::Connect(ConnectError::NoGreeting { .. })) => {
+                    return Err(unreachable(addr, handshake_timeout));
+                }
+                // The appliance may refuse early data (it restarted and
+                // lost the ticket, or the ticket was used). The handshake
+                // then completes as usual and the greeting goes again.
+                early => {
+                    if accepted.await {
+                        (early?, true)
+                    } else {
+                        log::debug!("{addr} refused the early greeting; greeting again");
+                        let again = greet(&connection, &greeting, addr, handshake_timeout)
+                            .await
+                            .map_err(|e| match connection.close_reason() {
+                                Some(reason) => handshake_failed(addr, reason),
+                                None => e,
+                            })?;
+                        (again, false)
+                    }
+                }
+            };
+            let ((send, recv, answer), early) = greeted;
+            (connection, send, recv, answer, early)
         }
-        Ok(Err(e)) => {
-            if let Some(m) = find_mismatch(&e) {
-                return Err(ConnectError::CertificateMismatch(m.to_string()).into());
-            }
-            return Err(ConnectError::Handshake {
-                addr,
-                reason: e.to_string(),
-            }
-            .into());
+        Err(connecting) => {
+            let connection = match tokio::time::timeout(handshake_timeout, connecting).await {
+                Err(_) => return Err(unreachable(addr, handshake_timeout)),
+                Ok(Err(e)) => return Err(handshake_failed(addr, e)),
+                Ok(Ok(c)) => c,
+            };
+            let (send, recv, answer) =
+                greet(&connection, &greeting, addr, handshake_timeout).await?;
+            (connection, send, recv, answer, false)
         }
-        Ok(Ok(c)) => c,
     };
-    let (send, recv) = connection.open_bi().await?;
-    let (mut send, mut recv) = (ControlSend::Quic(send), ControlRecv::Quic(recv));
-    send.write_frame(&hello(token, request)).await?;
-    for frame in &plan {
-        send.write_frame(frame).await?;
-    }
-    let answer = tokio::time::timeout(handshake_timeout, recv.read_frame())
-        .await
-        .map_err(|_| ConnectError::NoGreeting {
-            addr: addr.to_string(),
-        })?;
     let session = welcomed(answer, &pace)?;
     tuning.size_windows(&connection, pace.get());
     Ok(Session {
@@ -159,7 +176,49 @@ pub async fn connect_with(
         recv,
         id: session,
         pace,
+        early,
     })
+}
+
+fn unreachable(addr: SocketAddr, waited: Duration) -> EngineError {
+    ConnectError::Unreachable {
+        addr,
+        secs: waited.as_secs(),
+        hint: String::new(),
+    }
+    .into()
+}
+
+/// Why a QUIC handshake failed, as the user should hear it.
+fn handshake_failed(addr: SocketAddr, e: quinn::ConnectionError) -> EngineError {
+    if let Some(m) = find_mismatch(&e) {
+        return ConnectError::CertificateMismatch(m.to_string()).into();
+    }
+    ConnectError::Handshake {
+        addr,
+        reason: e.to_string(),
+    }
+    .into()
+}
+
+/// Opens the control stream, says `greeting` and reads the answer.
+async fn greet(
+    connection: &Connection,
+    greeting: &[Frame],
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(ControlSend, ControlRecv, Result<Option<Frame>, EngineError>), EngineError> {
+    let (send, recv) = connection.open_bi().await?;
+    let (mut send, mut recv) = (ControlSend::Quic(send), ControlRecv::Quic(recv));
+    for frame in greeting {
+        send.write_frame(frame).await?;
+    }
+    let answer = tokio::time::timeout(timeout, recv.read_frame())
+        .await
+        .map_err(|_| ConnectError::NoGreeting {
+            addr: addr.to_string(),
+        })?;
+    Ok((send, recv, answer))
 }
 
 fn hello(token: [u8; 32], request: PaceRequest) -> Frame {
@@ -290,6 +349,7 @@ pub async fn connect_lanes(
         recv,
         id: session,
         pace,
+        early: false,
     })
 }
 

@@ -204,11 +204,9 @@ async fn run(
     let mut finished = false;
     let mut open_plan = false;
     loop {
+        flush(core, control);
         let happened: Vec<ReceiverEvent> = {
             let mut c = lock(core);
-            while let Some(frame) = c.proto.poll_frame() {
-                control.send(frame);
-            }
             std::iter::from_fn(|| c.proto.poll_event()).collect()
         };
         for ev in happened {
@@ -243,6 +241,9 @@ async fn run(
                 ReceiverEvent::Finished => finished = true,
             }
         }
+        // Handling the events queued answers (a newly planned file's
+        // `Have`): they go now, not when something next wakes this loop.
+        flush(core, control);
         while commits.len() < opts.commit_parallelism {
             let Some((file, digest)) = to_commit.pop_front() else {
                 break;
@@ -340,6 +341,14 @@ async fn run(
                 chunks.spawn(async move { receive_chunk(stream, core, sink, progress).await });
             }
         }
+    }
+}
+
+/// Sends the frames the receiver's state machine has queued.
+fn flush(core: &Shared, control: &Control) {
+    let mut c = lock(core);
+    while let Some(frame) = c.proto.poll_frame() {
+        control.send(frame);
     }
 }
 

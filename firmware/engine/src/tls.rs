@@ -325,12 +325,44 @@ pub struct FingerprintMismatch {
 /// Verifies the server by its certificate's fingerprint instead of a CA
 /// chain. The handshake signature is still checked, so the server must hold
 /// the certificate's key.
+///
+/// It also keeps the TLS session tickets this one appliance gave, so that
+/// a client's later connections to it resume (and a QUIC session can send
+/// its greeting in the first flight). The tickets live as long as the
+/// process: rustls keeps them in memory only.
 #[derive(Debug)]
 pub struct PinnedCert {
     expected: Option<Fingerprint>,
     seen: Arc<Mutex<Option<Fingerprint>>>,
     provider: Arc<CryptoProvider>,
+    tickets: Arc<rustls::client::ClientSessionMemoryCache>,
+    /// rustls resumes a session only under the very verifier and client
+    /// credentials that made it, compared by address, so every
+    /// configuration made here shares this one (and the verifier is `self`).
+    no_client_cert: Arc<dyn rustls::client::ResolvesClientCert>,
 }
+
+/// A client that presents no certificate: the token proves who it is.
+#[derive(Debug)]
+struct NoClientCert;
+
+impl rustls::client::ResolvesClientCert for NoClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
+}
+
+/// Tickets kept per appliance: a handful of server names (the control
+/// plane's host, the data plane's "ferry"), two tickets each.
+const TICKET_NAMES: usize = 8;
 
 impl PinnedCert {
     /// Accepts only `expected`.
@@ -339,6 +371,8 @@ impl PinnedCert {
             expected: Some(expected),
             seen: Arc::default(),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
+            tickets: Arc::new(rustls::client::ClientSessionMemoryCache::new(TICKET_NAMES)),
+            no_client_cert: Arc::new(NoClientCert),
         })
     }
 
@@ -350,6 +384,8 @@ impl PinnedCert {
             expected: None,
             seen: Arc::default(),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
+            tickets: Arc::new(rustls::client::ClientSessionMemoryCache::new(TICKET_NAMES)),
+            no_client_cert: Arc::new(NoClientCert),
         })
     }
 
@@ -380,8 +416,9 @@ impl PinnedCert {
             })
             .dangerous()
             .with_custom_certificate_verifier(self.clone())
-            .with_no_client_auth();
+            .with_client_cert_resolver(self.no_client_cert.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config.resumption = rustls::client::Resumption::store(self.tickets.clone());
         config
     }
 }

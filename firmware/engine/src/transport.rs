@@ -166,7 +166,12 @@ impl Tuning {
 /// its lease and token were issued to. Each connection is accepted with
 /// [`for_connection`], which gives it a pace of its own.
 pub fn server_config(identity: &Identity, tuning: &Tuning) -> Result<ServerConfig, IdentityError> {
-    let tls = identity.server_config(&[ferry_proto::ALPN], true)?;
+    let mut tls = identity.server_config(&[ferry_proto::ALPN], true)?;
+    // Early data from a client resuming a session: its `Hello` arrives
+    // with the handshake (QUIC allows only "none" or "unbounded" here).
+    // rustls then takes each session ticket once, so a replayed first
+    // flight is refused its early data.
+    tls.max_early_data_size = u32::MAX;
     let crypto = QuicServerConfig::try_from(tls)
         .map_err(|e| IdentityError::Generate(format!("QUIC TLS configuration: {e}")))?;
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
@@ -200,7 +205,11 @@ pub fn for_connection(
 /// Client configuration pinned to the appliance's certificate, with a
 /// congestion controller that follows `pace`.
 pub fn client_config(pin: &Arc<PinnedCert>, tuning: &Tuning, pace: &PaceHandle) -> ClientConfig {
-    let tls = pin.client_config(&[ferry_proto::ALPN], true);
+    let mut tls = pin.client_config(&[ferry_proto::ALPN], true);
+    // A reconnecting client greets in its first flight (0-RTT): the
+    // greeting is safe to replay, since the appliance takes each ticket
+    // once and a token's session is bound to its lease.
+    tls.enable_early_data = true;
     // TLS 1.3 with an initial cipher suite is all QUIC needs, and
     // PinnedCert::client_config always provides both.
     let crypto = QuicClientConfig::try_from(tls).unwrap_or_else(|_| unreachable!("TLS 1.3 config"));

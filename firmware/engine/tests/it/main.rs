@@ -29,9 +29,15 @@ struct Server {
 /// A receiving server that accepts sessions into `dest`, any token.
 fn server(dest: PathBuf) -> Server {
     let (id, _, _) = Identity::self_signed(&["localhost".into()]).unwrap();
+    server_as(&id, dest)
+}
+
+/// [`server`] with the identity `id`; like the appliance, it reads a
+/// greeting that comes with the first flight.
+fn server_as(id: &Identity, dest: PathBuf) -> Server {
     let fingerprint = id.fingerprint();
     let endpoint = quinn::Endpoint::server(
-        server_config(&id, &Tuning::default()).unwrap(),
+        server_config(id, &Tuning::default()).unwrap(),
         "127.0.0.1:0".parse().unwrap(),
     )
     .unwrap();
@@ -43,7 +49,12 @@ fn server(dest: PathBuf) -> Server {
             n += 1;
             let (dest, tx) = (dest.clone(), tx.clone());
             tokio::spawn(async move {
-                let Ok(conn) = incoming.await else { return };
+                let Ok(connecting) = incoming.accept() else {
+                    return;
+                };
+                let Ok((conn, _)) = connecting.into_0rtt() else {
+                    return;
+                };
                 let Ok(g) = accept_hello(&conn, Duration::from_secs(5)).await else {
                     return;
                 };
@@ -68,18 +79,33 @@ async fn put(
     stop: StopSignal,
     progress: Arc<Progress>,
 ) -> Result<Outcome, EngineError> {
-    let endpoint = client_endpoint(server.addr).unwrap();
     let pin = PinnedCert::new(server.fingerprint);
+    put_with(server, &pin, paths, stop, progress)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// [`put`] with a pin the caller keeps (and with it the appliance's
+/// tickets); also says whether the greeting rode the first flight.
+async fn put_with(
+    server: &Server,
+    pin: &Arc<PinnedCert>,
+    paths: &[PathBuf],
+    stop: StopSignal,
+    progress: Arc<Progress>,
+) -> Result<(Outcome, bool), EngineError> {
+    let endpoint = client_endpoint(server.addr).unwrap();
     let session = connect(
         &endpoint,
         server.addr,
-        &pin,
+        pin,
         &Tuning::default(),
         [1; 32],
         Duration::from_secs(5),
         Default::default(),
     )
     .await?;
+    let early = session.early;
     let prio = |p: &SharePath| {
         if p.as_str().ends_with(".mp4") {
             Priority::HIGH
@@ -94,7 +120,7 @@ async fn put(
     let (conn, control) = session.into_control(&Tuning::default());
     let r = send(&conn, control, files, sending).await;
     endpoint.wait_idle().await;
-    r
+    r.map(|outcome| (outcome, early))
 }
 
 fn write_random(path: &Path, len: usize, seed: u64) {
@@ -202,6 +228,43 @@ async fn a_stopped_transfer_resumes_without_resending() {
     server.done.recv().await.unwrap().unwrap();
     same_tree(src.path(), dst.path());
     assert!(!dst.path().join("big.mov.ferry-part").exists());
+}
+
+/// A client's second session with the same appliance resumes TLS and
+/// greets in its first flight (0-RTT); an appliance that has lost the
+/// ticket (restarted) refuses the early data, and the client greets again
+/// once the handshake is done. Every file arrives whole each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_client_greets_in_its_first_flight() {
+    let (id, _, _) = Identity::self_signed(&["localhost".into()]).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("reel.mov");
+    write_random(&file, 300_000, 9);
+    let pin = PinnedCert::new(id.fingerprint());
+    let mut servers = [
+        server_as(&id, tempfile::tempdir().unwrap().keep()),
+        server_as(&id, tempfile::tempdir().unwrap().keep()),
+    ];
+    let mut early = Vec::new();
+    for n in [0, 0, 1] {
+        let server = &mut servers[n];
+        let (_, e) = put_with(
+            server,
+            &pin,
+            std::slice::from_ref(&file),
+            StopSignal::new(),
+            Arc::default(),
+        )
+        .await
+        .unwrap();
+        server.done.recv().await.unwrap().unwrap();
+        early.push(e);
+    }
+    assert_eq!(
+        early,
+        [false, true, false],
+        "no ticket yet; resumed; the ticket is unknown to a restarted appliance"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
