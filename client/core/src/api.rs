@@ -8,7 +8,7 @@ use ferry_api::{
     LoginResponse, PasswordChange, PriorityChange, PurgeRequest, RateChange, SessionGrant,
     SessionRequest, ShareInfo, USER_HEADER, UserInfo,
 };
-use ferry_engine::tls::{Fingerprint, PinnedCert, find_mismatch};
+use ferry_engine::tls::{Fingerprint, PinnedCert, find_mismatch, find_tls_failure};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -128,9 +128,10 @@ impl Api {
             source = s.source();
         }
         // A connection refused, reset or cut mid-request (an appliance
-        // restarting) is worth trying again; a certificate problem is not.
+        // restarting) is worth trying again; a TLS failure (a certificate
+        // refused, say) is not.
         let cut = e.is_connect() || e.is_request() || e.is_body();
-        if cut && !detail.contains("certificate") || e.is_timeout() {
+        if cut && find_tls_failure(&e).is_none() || e.is_timeout() {
             ClientError::Unreachable {
                 server: self.server.clone(),
                 detail,

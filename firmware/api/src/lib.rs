@@ -470,10 +470,9 @@ pub struct WatchInfo {
     pub to: Vec<String>,
     pub priorities: Vec<String>,
     pub settle_secs: u64,
-    pub mode: String,
+    pub mode: ferry_domain::watch::Mode,
     pub name: String,
-    /// `config` (ferryd.toml decides; change it there) or `admin`.
-    pub origin: String,
+    pub origin: ferry_domain::watch::Origin,
     /// Deliveries it has made.
     pub delivered: u64,
     /// Files it has seen that are not delivered yet (still settling).

@@ -167,9 +167,9 @@ impl Watches {
             to: w.recipients.clone(),
             priorities: w.priorities.clone(),
             settle_secs: w.settle_secs,
-            mode: w.mode.to_string(),
+            mode: w.mode,
             name: w.name.clone(),
-            origin: w.origin.as_str().to_owned(),
+            origin: w.origin,
             delivered,
             pending_files: self.pending_of(w.id) as u64,
         })

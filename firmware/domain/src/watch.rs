@@ -19,7 +19,9 @@ use std::str::FromStr;
 use ferry_proto::PriorityRules;
 
 /// What becomes one delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Each new top-level folder (a review session, a shot).
     #[default]
@@ -53,6 +55,37 @@ impl FromStr for Mode {
                 "mode",
                 format!("{other:?}: say \"folder\" (each new folder is a delivery) or \"file\""),
             )),
+        }
+    }
+}
+
+/// Who made a watch, and so who may change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `[[watch]]` in ferryd.toml: the file decides (change it there).
+    Config,
+    /// An admin, in the web admin or through the API.
+    Admin,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Origin {
+    type Err = WatchError;
+    fn from_str(s: &str) -> Result<Self, WatchError> {
+        match s {
+            "config" => Ok(Origin::Config),
+            "admin" => Ok(Origin::Admin),
+            other => Err(bad("origin", format!("{other:?}: \"config\" or \"admin\""))),
         }
     }
 }

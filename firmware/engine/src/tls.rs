@@ -515,9 +515,48 @@ pub fn find_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<Fingerpr
     None
 }
 
+/// The TLS failure behind `err`, if TLS itself failed (a certificate, an
+/// alert, a broken record) rather than the path under it: trying the same
+/// connection again will not mend it.
+pub fn find_tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.clone());
+        }
+        // io::Error::source() skips the error it wraps; look inside.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && let Some(tls) = find_tls_failure(inner)
+        {
+            return Some(tls);
+        }
+        cur = e.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error that wraps another, as HTTP clients wrap their IO.
+    #[derive(Debug, thiserror::Error)]
+    #[error("request failed")]
+    struct Wrapped(#[source] std::io::Error);
+
+    #[test]
+    fn a_tls_failure_is_found_inside_the_io_error_that_carries_it() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        let carried = Wrapped(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            tls.clone(),
+        ));
+        assert_eq!(find_tls_failure(&carried), Some(tls));
+        let reset = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(find_tls_failure(&reset), None);
+    }
 
     #[test]
     fn fingerprint_text_forms() {

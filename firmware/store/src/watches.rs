@@ -9,6 +9,7 @@
 //! changes takes its baseline again.
 
 use ferry_domain::watch::Mode;
+pub use ferry_domain::watch::Origin as WatchOrigin;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -21,24 +22,6 @@ pub struct WatchId(pub i64);
 impl std::fmt::Display for WatchId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// Who made a watch, and so who may change it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum WatchOrigin {
-    /// `[[watch]]` in ferryd.toml: the file decides.
-    Config,
-    /// An admin, in the web admin or through the API.
-    Admin,
-}
-
-impl WatchOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WatchOrigin::Config => "config",
-            WatchOrigin::Admin => "admin",
-        }
     }
 }
 
@@ -108,11 +91,7 @@ fn unknown(column: usize, what: &str, value: String) -> rusqlite::Error {
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Watch> {
     let origin: String = r.get(8)?;
-    let origin = match origin.as_str() {
-        "config" => WatchOrigin::Config,
-        "admin" => WatchOrigin::Admin,
-        _ => return Err(unknown(8, "origin", origin)),
-    };
+    let origin = origin.parse().map_err(|_| unknown(8, "origin", origin))?;
     let mode: String = r.get(6)?;
     let mode = mode.parse().map_err(|_| unknown(6, "mode", mode))?;
     Ok(Watch {

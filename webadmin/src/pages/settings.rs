@@ -205,7 +205,7 @@ pub fn view(staff: &Staff, site: &SettingsText, info: &Info, notice: Option<&Not
                                 td.num { (w.delivered) }
                                 td.num { (w.pending_files) }
                                 td {
-                                    @if w.origin == ferry_store::WatchOrigin::Config.as_str() {
+                                    @if w.origin == ferry_store::WatchOrigin::Config {
                                         span.hint { "set in ferryd.toml" }
                                     } @else {
                                         (crate::layout::button(staff, &format!("/settings/watches/{}/remove", w.id), "Remove", "danger", &[]))
@@ -537,9 +537,9 @@ mod tests {
                 to: vec!["client@example.com".into()],
                 priorities: vec![],
                 settle_secs: 30,
-                mode: "folder".into(),
+                mode: ferry_domain::watch::Mode::Folder,
                 name: "{folder}".into(),
-                origin: "admin".into(),
+                origin: ferry_domain::watch::Origin::Admin,
                 delivered: 2,
                 pending_files: 7,
             }],
