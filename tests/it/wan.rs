@@ -154,6 +154,32 @@ fn a_schedule_boundary_during_a_transfer_repaces_it_within_seconds_and_spares_an
     );
 }
 
+/// A clean 100 Mbit/s path with a 400 ms round trip, where a round trip
+/// dwarfs the work done at either end: a step's time over the RTT is the
+/// number of round trips it took.
+const LONG: Shape = Shape {
+    mbit: 100,
+    rtt_ms: 400,
+    loss: 0.0,
+    queue: 1000,
+};
+
+/// A client report's start (granted, data connection open, first byte) in
+/// round trips of `rtt` seconds.
+fn round_trips(report: &serde_json::Value, rtt: f64) -> (f64, f64, f64) {
+    let step = |name: &str| {
+        report["start"][name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {name}: {report}"))
+            / rtt
+    };
+    (
+        step("granted_secs"),
+        step("opened_secs"),
+        step("first_byte_secs"),
+    )
+}
+
 /// Round trips from a `ferry put` to its first data byte, counted on a
 /// long emulated path (issue 23), where a round trip (400 ms) dwarfs the
 /// work done at either end: each step's time over the RTT is the number of
@@ -163,12 +189,7 @@ fn a_schedule_boundary_during_a_transfer_repaces_it_within_seconds_and_spares_an
 fn a_put_sends_its_first_byte_within_few_round_trips() {
     assert!(can_run(), "needs root and network namespaces");
     let _serial = heavy_io();
-    let wan = Wan::start(Shape {
-        mbit: 100,
-        rtt_ms: 400,
-        loss: 0.0,
-        queue: 1000,
-    });
+    let wan = Wan::start(LONG);
     let (app, client) = wan.appliance("");
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("notes.pdf");
@@ -184,17 +205,7 @@ fn a_put_sends_its_first_byte_within_few_round_trips() {
             blake3_file(&app.share.join(format!("start{attempt}/notes.pdf"))),
             blake3_file(&file)
         );
-        let step = |name: &str| {
-            r["start"][name]
-                .as_f64()
-                .unwrap_or_else(|| panic!("no {name}: {r}"))
-                / rtt
-        };
-        let (granted, opened, first) = (
-            step("granted_secs"),
-            step("opened_secs"),
-            step("first_byte_secs"),
-        );
+        let (granted, opened, first) = round_trips(&r, rtt);
         eprintln!(
             "round trips: granted after {granted:.2}, data connection open after {opened:.2}, first byte after {first:.2}"
         );
@@ -231,12 +242,7 @@ fn a_put_sends_its_first_byte_within_few_round_trips() {
 fn an_agent_starts_each_delivery_within_three_round_trips() {
     assert!(can_run(), "needs root and network namespaces");
     let _serial = heavy_io();
-    let wan = Wan::start(Shape {
-        mbit: 100,
-        rtt_ms: 400,
-        loss: 0.0,
-        queue: 1000,
-    });
+    let wan = Wan::start(LONG);
     let (app, sender) = wan.appliance("");
     let key = app.user("director@client.example", "collaborator");
     let recipient = app.client(&key).in_netns(&wan.left);
@@ -281,23 +287,13 @@ fn an_agent_starts_each_delivery_within_three_round_trips() {
     let starts: Vec<(f64, f64, f64)> = received
         .iter()
         .map(|r| {
-            let step = |name: &str| {
-                r["report"]["start"][name]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("no {name}: {r}"))
-                    / rtt
-            };
             // A 256 KiB job is its start, a few round trips of slow
             // start, and the end of its session: about 11. (Its plan used
             // to end only at the next change to the delivery, up to five
             // seconds, over 18 round trips, later.)
             let whole = r["report"]["seconds"].as_f64().unwrap() / rtt;
             assert!(whole < 15.0, "job {} took {whole:.1} round trips", r["job"]);
-            let s = (
-                step("granted_secs"),
-                step("opened_secs"),
-                step("first_byte_secs"),
-            );
+            let s = round_trips(&r["report"], rtt);
             eprintln!(
                 "job {}: granted after {:.2}, data connection open after {:.2}, first byte after {:.2} round trips",
                 r["job"], s.0, s.1, s.2

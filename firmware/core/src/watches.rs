@@ -20,7 +20,7 @@ use ferry_domain::AuditAction;
 use ferry_domain::rules::{self, AccountRefusal, Refusal};
 use ferry_domain::watch::{self, WatchError, WatchSpec, WatchText};
 use ferry_store::{
-    NewWatch, Store, StoreError, User, Watch, WatchEntry, WatchId, WatchOrigin, Watched,
+    NewWatch, Share, Store, StoreError, User, Watch, WatchEntry, WatchId, WatchOrigin, Watched,
 };
 use tokio::sync::watch as channel;
 
@@ -186,7 +186,7 @@ impl Watches {
             .ok_or_else(|| WatchesError::NoShare(spec.share.clone()))?;
         let access = self.store.access(&sender, &share).await?;
         rules::use_share(access, &share.name, false)?;
-        self.folder(spec).await?;
+        real_folder(&share, spec).await?;
         Ok(())
     }
 
@@ -211,26 +211,7 @@ impl Watches {
             .share_by_name(&spec.share)
             .await?
             .ok_or_else(|| WatchesError::NoShare(spec.share.clone()))?;
-        // The validator refused `..` and absolute paths in `dir`.
-        let path = if spec.dir.is_empty() {
-            share.abs_path.clone()
-        } else {
-            share.abs_path.join(&spec.dir)
-        };
-        let missing = || WatchesError::NoFolder(spec.folder());
-        let real = tokio::fs::canonicalize(&path)
-            .await
-            .map_err(|_| missing())?;
-        let root = tokio::fs::canonicalize(&share.abs_path)
-            .await
-            .map_err(|_| missing())?;
-        if !real.starts_with(&root) {
-            return Err(WatchesError::Outside(spec.folder()));
-        }
-        if !tokio::fs::metadata(&real).await.is_ok_and(|m| m.is_dir()) {
-            return Err(missing());
-        }
-        Ok(real)
+        real_folder(&share, spec).await
     }
 
     /// What lies in the watch's folder now, remembered without a delivery,
@@ -433,4 +414,29 @@ impl Watches {
             }
         }
     }
+}
+
+/// `spec`'s folder in `share` on the appliance's disk, as a real path: a
+/// folder of the share, with no symbolic link leading out of it.
+async fn real_folder(share: &Share, spec: &WatchSpec) -> Result<PathBuf, WatchesError> {
+    // The validator refused `..` and absolute paths in `dir`.
+    let path = if spec.dir.is_empty() {
+        share.abs_path.clone()
+    } else {
+        share.abs_path.join(&spec.dir)
+    };
+    let missing = || WatchesError::NoFolder(spec.folder());
+    let real = tokio::fs::canonicalize(&path)
+        .await
+        .map_err(|_| missing())?;
+    let root = tokio::fs::canonicalize(&share.abs_path)
+        .await
+        .map_err(|_| missing())?;
+    if !real.starts_with(&root) {
+        return Err(WatchesError::Outside(spec.folder()));
+    }
+    if !tokio::fs::metadata(&real).await.is_ok_and(|m| m.is_dir()) {
+        return Err(missing());
+    }
+    Ok(real)
 }
