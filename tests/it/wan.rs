@@ -4,7 +4,7 @@
 //! `tests/bench/wan` runs the whole comparison.
 
 use ferry_tests::netns::can_run;
-use ferry_tests::wan::{Shape, Wan};
+use ferry_tests::wan::{Shape, Wan, pull_one_at_a_time, round_trips};
 use ferry_tests::{blake3_file, heavy_io, write_random};
 
 const MIB: u64 = 1 << 20;
@@ -164,22 +164,6 @@ const LONG: Shape = Shape {
     queue: 1000,
 };
 
-/// A client report's start (granted, data connection open, first byte) in
-/// round trips of `rtt` seconds.
-fn round_trips(report: &serde_json::Value, rtt: f64) -> (f64, f64, f64) {
-    let step = |name: &str| {
-        report["start"][name]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no {name}: {report}"))
-            / rtt
-    };
-    (
-        step("granted_secs"),
-        step("opened_secs"),
-        step("first_byte_secs"),
-    )
-}
-
 /// Round trips from a `ferry put` to its first data byte, counted on a
 /// long emulated path (issue 23), where a round trip (400 ms) dwarfs the
 /// work done at either end: each step's time over the RTT is the number of
@@ -244,45 +228,7 @@ fn an_agent_starts_each_delivery_within_three_round_trips() {
     let _serial = heavy_io();
     let wan = Wan::start(LONG);
     let (app, sender) = wan.appliance("");
-    let key = app.user("director@client.example", "collaborator");
-    let recipient = app.client(&key).in_netns(&wan.left);
-    let reels = 3;
-    for n in 0..reels {
-        write_random(&app.share.join(format!("reel{n}.mov")), 256 << 10, 40 + n);
-        let run = sender.run(&[
-            "send",
-            &format!("share=media/reel{n}.mov"),
-            "--to",
-            "director@client.example",
-            "--name",
-            &format!("reel{n}"),
-        ]);
-        assert!(run.ok, "{}", run.stderr);
-    }
-
-    let into = tempfile::tempdir().unwrap();
-    let run = recipient.run(&[
-        "pull",
-        "--into",
-        into.path().to_str().unwrap(),
-        "--concurrency",
-        "1",
-        "--json",
-    ]);
-    assert!(run.ok, "{}", run.stderr);
-    let received: Vec<serde_json::Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    assert_eq!(received.len(), reels as usize, "{}", run.stdout);
-    for n in 0..reels {
-        assert_eq!(
-            blake3_file(&into.path().join(format!("reel{n}/reel{n}.mov"))),
-            blake3_file(&app.share.join(format!("reel{n}.mov"))),
-            "reel{n} arrived intact"
-        );
-    }
+    let received = pull_one_at_a_time(&wan, &app, &sender, 3, 256 << 10);
     let rtt = wan.shape.rtt_ms as f64 / 1e3;
     let starts: Vec<(f64, f64, f64)> = received
         .iter()

@@ -314,6 +314,74 @@ impl Drop for Sshd {
     }
 }
 
+/// A client report's start (granted, data connection open, first byte) in
+/// round trips of `rtt` seconds.
+pub fn round_trips(report: &serde_json::Value, rtt: f64) -> (f64, f64, f64) {
+    let step = |name: &str| {
+        report["start"][name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {name}: {report}"))
+            / rtt
+    };
+    (
+        step("granted_secs"),
+        step("opened_secs"),
+        step("first_byte_secs"),
+    )
+}
+
+/// Sends `jobs` deliveries, each a `len`-byte file put in the `media`
+/// share, from `sender` to a new collaborator, who receives them one at a
+/// time with `ferry pull --json` from the left namespace: one client
+/// process, so later sessions can resume. Checks that each file arrived
+/// whole and returns each job's report, in the order received.
+pub fn pull_one_at_a_time(
+    wan: &Wan,
+    app: &Appliance,
+    sender: &Client,
+    jobs: u64,
+    len: u64,
+) -> Vec<serde_json::Value> {
+    let key = app.user("director@client.example", "collaborator");
+    let recipient = app.client(&key).in_netns(&wan.left);
+    for n in 0..jobs {
+        crate::write_random(&app.share.join(format!("reel{n}.mov")), len, 40 + n);
+        let run = sender.run(&[
+            "send",
+            &format!("share=media/reel{n}.mov"),
+            "--to",
+            "director@client.example",
+            "--name",
+            &format!("reel{n}"),
+        ]);
+        assert!(run.ok, "{}", run.stderr);
+    }
+    let into = tempfile::tempdir().expect("tempdir");
+    let run = recipient.run(&[
+        "pull",
+        "--into",
+        into.path().to_str().expect("utf-8 path"),
+        "--concurrency",
+        "1",
+        "--json",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let received: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(received.len() as u64, jobs, "{}", run.stdout);
+    for n in 0..jobs {
+        assert_eq!(
+            crate::blake3_file(&into.path().join(format!("reel{n}/reel{n}.mov"))),
+            crate::blake3_file(&app.share.join(format!("reel{n}.mov"))),
+            "reel{n} arrived intact"
+        );
+    }
+    received
+}
+
 /// Bytes under `path` (a file or a folder's files).
 pub fn bytes_under(path: &Path) -> u64 {
     match std::fs::metadata(path) {

@@ -224,6 +224,12 @@ fn endpoint_config(tuning: &Tuning) -> EndpointConfig {
     let mut c = EndpointConfig::default();
     // Out-of-range values are refused by quinn; the default then stands.
     let _ = c.max_udp_payload_size(tuning.max_udp_payload.max(LOOPBACK_UDP_PAYLOAD));
+    // No connection IDs in short headers: eight more bytes of each packet
+    // carry file bytes. Every data connection is one client socket to one
+    // port, and none migrates (the server refuses migration), so the
+    // address pair alone finds its connection, as quinn does when IDs are
+    // empty.
+    c.cid_generator(|| Box::new(quinn_proto::RandomConnectionIdGenerator::new(0)));
     c
 }
 

@@ -37,7 +37,7 @@ use ferry_tests::Client;
 use ferry_tests::netns::can_run;
 use ferry_tests::wan::{
     LinkReport, SCENARIO_A, SCENARIO_B, SETTLE, Shape, Sshd, Wan, bytes_under, fresh_dir,
-    job_bytes, rate, wait_until,
+    job_bytes, pull_one_at_a_time, rate, round_trips, wait_until,
 };
 use ferry_tests::write_random;
 
@@ -347,6 +347,14 @@ fn ramp(wan: &mut Wan, client: &Client, src: &Path, dest: &str) -> (f64, Option<
     assert!(run.ok, "ferry put failed: {}", run.stderr);
     let r = run.json();
     let mbit = r["bytes_total"].as_f64().unwrap() * 8.0 / r["seconds"].as_f64().unwrap() / 1e6;
+    // What framing leaves for file bytes: of the UDP payload sent, less
+    // what was sent again.
+    let udp = r["udp_bytes_sent"].as_f64().unwrap() - r["bytes_lost"].as_f64().unwrap();
+    println!(
+        "  file bytes per UDP payload byte sent once: {:.4} ({} B datagrams)",
+        r["bytes_total"].as_f64().unwrap() / udp,
+        r["udp_payload"]
+    );
     let first_byte = r["start"]["first_byte_secs"].as_f64().unwrap();
     let link = wan.shape.mbit as f64 * 1e6 / 8.0;
     let reached = samples.windows(5).find_map(|w| {
@@ -374,6 +382,27 @@ S: {title}"
     let sshd = Sshd::start(&wan);
     let rounds = round_trips_to_first_byte(&client, shape, small, "S-start");
     println!("  round trips from `ferry put` to its first data byte: {rounds:.2}");
+    // A recipient's agent, one process receiving job after job: the first
+    // session's QUIC handshake is a full one, later ones resume (0-RTT).
+    let rtt = shape.rtt_ms as f64 / 1e3;
+    let pulled: Vec<f64> = pull_one_at_a_time(&wan, &app, &client, 5, 256 << 10)
+        .iter()
+        .map(|r| round_trips(&r["report"], rtt).2)
+        .collect();
+    let agent_first = pulled[0];
+    let mut later = pulled[1..].to_vec();
+    later.sort_by(f64::total_cmp);
+    // The median: on a lossy link one lost handshake packet costs a job
+    // a round trip or more.
+    let agent_resumed = later[later.len() / 2];
+    println!(
+        "  round trips to a download's first data byte in the agent: first job {agent_first:.2}, later jobs {} (median {agent_resumed:.2})",
+        pulled[1..]
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let (mbit, to_90) = ramp(&mut wan, &client, medium, "S-ramp");
     let _ = std::fs::remove_dir_all(app.share.join("S-ramp"));
     let link = shape.mbit as f64;
@@ -392,7 +421,7 @@ S: {title}"
         if tcp.finished { "" } else { "*" }
     );
     println!(
-        "S ({}ms, {} % loss): rounds_to_first_byte={rounds:.2} secs_to_90={} put_200mb_vs_link={:.2} put_200mb_vs_tcp_bbr={:.2}",
+        "S ({}ms, {} % loss): rounds_to_first_byte={rounds:.2} agent_rounds_first={agent_first:.2} agent_rounds_resumed={agent_resumed:.2} secs_to_90={} put_200mb_vs_link={:.2} put_200mb_vs_tcp_bbr={:.2}",
         shape.rtt_ms,
         shape.loss * 100.0,
         to_90.map_or("never".to_owned(), |t| format!("{t:.2}")),
