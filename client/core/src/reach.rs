@@ -176,12 +176,22 @@ pub fn remember(server: &str, transport: Transport) {
 /// TCP or HTTPS connection). An appliance that answered and refused (it is
 /// busy, the token was wrong, the certificate is not the pinned one) would
 /// answer the same over any transport: such failures are retried, or
-/// final, as they are. No greeting was sent before these failures, so the
-/// token is still unspent.
+/// final, as they are.
 pub fn worth_another(e: &EngineError) -> bool {
     matches!(
         e,
         EngineError::Connect(ConnectError::Unreachable { .. } | ConnectError::Dial { .. })
+    )
+}
+
+/// Whether the grant behind a failure that is [`worth_another`] may no
+/// longer be used: its token went out with a QUIC first flight (0-RTT),
+/// and the appliance may have taken it although nothing came back.
+/// Otherwise no greeting was sent, and the next transport may use it.
+pub fn token_may_be_spent(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::Connect(ConnectError::Unreachable { greeted: true, .. })
     )
 }
 

@@ -437,7 +437,9 @@ where
                     order[i + 1]
                 );
                 tried.push(format!("{transport}: {e}"));
-                held = Some((grant, granted_at));
+                if !reach::token_may_be_spent(&e) {
+                    held = Some((grant, granted_at));
+                }
                 continue;
             }
             Err(e) => {
@@ -596,19 +598,24 @@ async fn settle(link: &Link, endpoint: Option<quinn::Endpoint>, net: &mut Report
 /// Adds what the user can do about an unreachable data port.
 fn explain_connect(e: EngineError, grant: &SessionGrant) -> ClientError {
     match e {
-        EngineError::Connect(ConnectError::Unreachable { addr, secs, .. }) => {
-            ClientError::Engine(EngineError::Connect(ConnectError::Unreachable {
-                addr,
-                secs,
-                hint: format!(
-                    ". The appliance uses UDP ports {} on {}: ask the facility's IT to forward them to the \
+        EngineError::Connect(ConnectError::Unreachable {
+            addr,
+            secs,
+            greeted,
+            ..
+        }) => ClientError::Engine(EngineError::Connect(ConnectError::Unreachable {
+            addr,
+            secs,
+            greeted,
+            hint: format!(
+                ". The appliance uses UDP ports {} on {}: ask the facility's IT to forward them to the \
                      appliance and to let them out of your network. The appliance saw this computer as {} over \
                      HTTPS and lets only that address in: a network that sends UDP out through another address \
                      is refused too",
-                    grant.ports, grant.host, grant.client_address
-                ),
-            }))
-        }
+                grant.ports, grant.host, grant.client_address
+            )
+            .into(),
+        })),
         other => ClientError::Engine(other),
     }
 }

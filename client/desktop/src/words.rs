@@ -84,7 +84,8 @@ mod tests {
         let e = ClientError::Engine(EngineError::Connect(ConnectError::Unreachable {
             addr: "10.0.0.5:45195".parse().unwrap(),
             secs: 10,
-            hint: String::new(),
+            hint: Box::default(),
+            greeted: false,
         }));
         assert_eq!(
             in_words(&e, "https://ferry.company.com:443"),

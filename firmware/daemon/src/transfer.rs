@@ -310,6 +310,12 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
     let greeting = match accept_hello(&conn, HELLO_TIMEOUT).await {
         Ok(x) => x,
         Err(e) => {
+            // The handshake runs under the greeting now: it may be what
+            // failed, and then there is nobody to tell.
+            if let Some(reason) = conn.close_reason() {
+                log::info!(port = port; "QUIC connection from {remote} failed before its greeting: {reason}");
+                return;
+            }
             log::info!(port = port; "session from {remote} did not greet properly: {e}");
             conn.close(
                 ErrorCode::Protocol.close_code().into(),

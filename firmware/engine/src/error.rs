@@ -72,8 +72,13 @@ pub enum ConnectError {
     Unreachable {
         addr: std::net::SocketAddr,
         secs: u64,
-        /// What the user can do about it, when the caller knows.
-        hint: String,
+        /// What the user can do about it, when the caller knows. (Boxed:
+        /// every engine error is as large as this variant.)
+        hint: Box<str>,
+        /// The greeting went out with the first flight (0-RTT): the
+        /// appliance may have taken its token although no answer came
+        /// back, so the grant must not be used again.
+        greeted: bool,
     },
     /// The appliance presented a certificate other than the pinned one.
     #[error("{0}")]

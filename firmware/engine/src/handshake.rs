@@ -132,16 +132,16 @@ pub async fn connect_with(
             let greeted = match greet(&connection, &greeting, addr, handshake_timeout).await {
                 Ok(greeted @ (_, _, Ok(_))) => (greeted, true),
                 // No answer at all: as unreachable as a handshake that
-                // never completes.
+                // never completes, except that the token went out.
                 Err(EngineError::Connect(ConnectError::NoGreeting { .. })) => {
-                    return Err(unreachable(addr, handshake_timeout));
+                    return Err(unreachable(addr, handshake_timeout, true));
                 }
                 // The appliance may refuse early data (it restarted and
                 // lost the ticket, or the ticket was used). The handshake
                 // then completes as usual and the greeting goes again.
-                early => {
+                first => {
                     if accepted.await {
-                        (early?, true)
+                        (first?, true)
                     } else {
                         log::debug!("{addr} refused the early greeting; greeting again");
                         let again = greet(&connection, &greeting, addr, handshake_timeout)
@@ -159,7 +159,7 @@ pub async fn connect_with(
         }
         Err(connecting) => {
             let connection = match tokio::time::timeout(handshake_timeout, connecting).await {
-                Err(_) => return Err(unreachable(addr, handshake_timeout)),
+                Err(_) => return Err(unreachable(addr, handshake_timeout, false)),
                 Ok(Err(e)) => return Err(handshake_failed(addr, e)),
                 Ok(Ok(c)) => c,
             };
@@ -180,11 +180,12 @@ pub async fn connect_with(
     })
 }
 
-fn unreachable(addr: SocketAddr, waited: Duration) -> EngineError {
+fn unreachable(addr: SocketAddr, waited: Duration, greeted: bool) -> EngineError {
     ConnectError::Unreachable {
         addr,
         secs: waited.as_secs(),
-        hint: String::new(),
+        hint: Box::default(),
+        greeted,
     }
     .into()
 }

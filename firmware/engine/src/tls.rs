@@ -491,46 +491,44 @@ impl ServerCertVerifier for PinnedCert {
 /// Finds a [`FingerprintMismatch`] anywhere in an error's source chain
 /// (reqwest and quinn wrap rustls errors several layers deep).
 pub fn find_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<FingerprintMismatch> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
+    find_in_chain(err, &|e| {
         if let Some(m) = e.downcast_ref::<FingerprintMismatch>() {
             return Some(m.clone());
         }
-        // io::Error::source() skips the error it wraps; look inside.
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            && let Some(m) = find_mismatch(inner)
-        {
-            return Some(m);
+        match e.downcast_ref::<rustls::Error>() {
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => {
+                other.0.downcast_ref::<FingerprintMismatch>().cloned()
+            }
+            _ => None,
         }
-        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
-            e.downcast_ref::<rustls::Error>()
-            && let Some(m) = other.0.downcast_ref::<FingerprintMismatch>()
-        {
-            return Some(m.clone());
-        }
-        cur = e.source();
-    }
-    None
+    })
 }
 
 /// The TLS failure behind `err`, if TLS itself failed (a certificate, an
 /// alert, a broken record) rather than the path under it: trying the same
 /// connection again will not mend it.
 pub fn find_tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
+    find_in_chain(err, &|e| e.downcast_ref::<rustls::Error>().cloned())
+}
+
+/// The first thing `pick` finds in `err` or its sources, looking inside
+/// the `io::Error`s that carry other errors too (their `source()` skips
+/// the error they wrap).
+fn find_in_chain<T>(
+    err: &(dyn std::error::Error + 'static),
+    pick: &dyn Fn(&(dyn std::error::Error + 'static)) -> Option<T>,
+) -> Option<T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls.clone());
+        if let Some(found) = pick(e) {
+            return Some(found);
         }
-        // io::Error::source() skips the error it wraps; look inside.
-        if let Some(inner) = e
+        if let Some(found) = e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            && let Some(tls) = find_tls_failure(inner)
+            .and_then(|inner| find_in_chain(inner, pick))
         {
-            return Some(tls);
+            return Some(found);
         }
         cur = e.source();
     }

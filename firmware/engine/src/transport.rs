@@ -80,6 +80,10 @@ pub const MIN_WINDOW: u64 = 16 << 20;
 /// greeting, and not much more. No unidirectional stream is granted
 /// before `Hello`, so nothing else can be pushed.
 const PRE_HELLO_WINDOW: u64 = 256 << 10;
+
+/// Sessions whose tickets the data plane remembers for resumption (rustls's
+/// own default): more than the sessions one appliance runs at once.
+const RESUMABLE_SESSIONS: usize = 256;
 /// Bandwidth-delay products a window holds. At 1 % loss a lost packet holds
 /// up its stream for another round trip or two while the rest keep coming,
 /// so one BDP is not enough: quinn's default 1.25 MB window halved the rate
@@ -169,9 +173,12 @@ pub fn server_config(identity: &Identity, tuning: &Tuning) -> Result<ServerConfi
     let mut tls = identity.server_config(&[ferry_proto::ALPN], true)?;
     // Early data from a client resuming a session: its `Hello` arrives
     // with the handshake (QUIC allows only "none" or "unbounded" here).
-    // rustls then takes each session ticket once, so a replayed first
-    // flight is refused its early data.
+    // Replay safety rests on the tickets being kept here and taken once
+    // (rustls `take`s from its session storage, and refuses early data
+    // with stateless tickets), so a replayed first flight is refused its
+    // early data. The storage is set explicitly, and no ticketer is.
     tls.max_early_data_size = u32::MAX;
+    tls.session_storage = rustls::server::ServerSessionMemoryCache::new(RESUMABLE_SESSIONS);
     let crypto = QuicServerConfig::try_from(tls)
         .map_err(|e| IdentityError::Generate(format!("QUIC TLS configuration: {e}")))?;
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
@@ -228,7 +235,10 @@ fn endpoint_config(tuning: &Tuning) -> EndpointConfig {
     // carry file bytes. Every data connection is one client socket to one
     // port, and none migrates (the server refuses migration), so the
     // address pair alone finds its connection, as quinn does when IDs are
-    // empty.
+    // empty. The cost: a client that comes back from the very same
+    // address and port while its old connection still lingers here is
+    // taken for that connection until it ends; its next attempt, from a
+    // new socket, gets through.
     c.cid_generator(|| Box::new(quinn_proto::RandomConnectionIdGenerator::new(0)));
     c
 }
