@@ -871,10 +871,9 @@ fn report(job: JobInfo) {
     eprintln!("job {} is {}", job.id, job.status);
 }
 
-/// Runs the agent with one line per event on stdout (and bars on a
-/// terminal); Ctrl-C stops it cleanly, resumable.
-/// Runs the agent, showing its events as lines (on standard error when
-/// `json` keeps standard output for one JSON object per job received).
+/// Runs the agent with one line per event on stdout (on stderr when `json`
+/// keeps stdout for one JSON object per job received), and bars on a
+/// terminal; Ctrl-C stops it cleanly, resumable.
 async fn run_agent(agent: Agent, until: Until, json: bool) -> Result<ferry_client::agent::Summary> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = agent.stop.clone();

@@ -291,17 +291,17 @@ async fn handle(ds: Arc<DataSessions>, incoming: Incoming, port: u16) {
     // The greeting is read as soon as it comes: a resuming client sends it
     // with its first flight (0-RTT), and `Welcome` goes back before the
     // handshake completes. Nothing is acted on before the token checks.
-    let conn = match incoming.accept_with(config) {
+    // (quinn always converts an incoming connection, so the awaited
+    // branch is there for the type, not for a case that happens.)
+    let connected = match incoming.accept_with(config) {
         Ok(connecting) => match connecting.into_0rtt() {
-            Ok((conn, _)) => conn,
-            Err(connecting) => match connecting.await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    log::info!(port = port; "QUIC handshake from {remote} failed: {e}");
-                    return;
-                }
-            },
+            Ok((conn, _)) => Ok(conn),
+            Err(connecting) => connecting.await,
         },
+        Err(e) => Err(e),
+    };
+    let conn = match connected {
+        Ok(conn) => conn,
         Err(e) => {
             log::info!(port = port; "QUIC handshake from {remote} failed: {e}");
             return;

@@ -71,6 +71,8 @@ pub enum Origin {
 }
 
 impl Origin {
+    pub const ALL: [Origin; 2] = [Origin::Config, Origin::Admin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Config => "config",
@@ -88,11 +90,10 @@ impl fmt::Display for Origin {
 impl FromStr for Origin {
     type Err = WatchError;
     fn from_str(s: &str) -> Result<Self, WatchError> {
-        match s {
-            "config" => Ok(Origin::Config),
-            "admin" => Ok(Origin::Admin),
-            other => Err(bad("origin", format!("{other:?}: \"config\" or \"admin\""))),
-        }
+        Origin::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| bad("origin", format!("{s:?}: \"config\" or \"admin\"")))
     }
 }
 
