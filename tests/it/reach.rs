@@ -323,3 +323,137 @@ fn a_site_that_turns_quic_off_is_reached_over_tcp_at_once() {
         run.stderr
     );
 }
+
+/// Issue 24's clients: an appliance known by several addresses. `ferry
+/// login` takes the list, checks that every address that answers presents
+/// the pinned certificate, and keeps the list. A put then finds its way past
+/// a dead address at the head of the list, and when the address it uses
+/// goes dark mid-transfer (every packet to it dropped), its retry moves to
+/// the next address and resumes: the file arrives whole, and what had
+/// arrived was not sent again.
+#[test]
+#[ignore = "needs root and network namespaces; tests/run runs it"]
+fn a_put_moves_to_the_appliances_next_address_and_resumes() {
+    use ferry_tests::wan::{RIGHT_IP, Shape, Wan};
+    use ferry_tests::{Client, Setup};
+
+    assert!(
+        ferry_tests::netns::can_run(),
+        "needs root and network namespaces"
+    );
+    let _serial = heavy_io();
+    let wan = Wan::start(Shape {
+        mbit: 200,
+        rtt_ms: 10,
+        loss: 0.0,
+        queue: 1000,
+    });
+    // One appliance, two uplinks: .2 and .3 on the right, and .9, which
+    // no one answers (a node that is down).
+    const SECOND_IP: &str = "10.77.0.3";
+    wan.net.exec(
+        "right",
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{SECOND_IP}/24"),
+            "dev",
+            "wan0",
+        ],
+    );
+    let a = Appliance::start_in(Setup {
+        netns: Some(wan.right.clone()),
+        listen: Some("0.0.0.0:8443".parse().unwrap()),
+        url: Some(format!("https://{RIGHT_IP}:8443")),
+        ..Setup::default()
+    });
+    a.media_user("ann@example.com");
+    let servers =
+        format!("https://10.77.0.9:8443,https://{RIGHT_IP}:8443,https://{SECOND_IP}:8443");
+
+    let home = tempfile::tempdir().unwrap();
+    let c = Client {
+        env: vec![
+            (
+                "FERRY_CONFIG".into(),
+                home.path().join("credentials.toml").display().to_string(),
+            ),
+            ("HOME".into(), home.path().display().to_string()),
+        ],
+        netns: Some(wan.left.clone()),
+    };
+    let mut login = c.command(&[
+        "login",
+        &servers,
+        "--email",
+        "ann@example.com",
+        "--fingerprint",
+        &a.fingerprint,
+        "--password-stdin",
+    ]);
+    login
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap(), "harbour lights at dawn").unwrap();
+    let run = ferry_tests::finish(child);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("https://10.77.0.9:8443 did not answer"),
+        "{}",
+        run.stderr
+    );
+    let stored = std::fs::read_to_string(home.path().join("credentials.toml")).unwrap();
+    assert!(stored.contains(&servers), "{stored}");
+
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("reel.mov");
+    write_random(&file, 64 * MIB, 24);
+    // Capped so that the put lasts long enough to be cut.
+    let mut put = c.spawn(&[
+        "put",
+        file.to_str().unwrap(),
+        "share=media/in/",
+        "--transport",
+        "quic",
+        "--rate",
+        "40M",
+        "--json",
+    ]);
+    let state = a.share.join("in/reel.mov.ferry-state");
+    ferry_tests::wait_for("a checkpoint of the put", Duration::from_secs(60), || {
+        state.exists()
+    });
+    assert!(
+        put.try_wait().unwrap().is_none(),
+        "the put was still running when cut"
+    );
+    // The uplink the put uses goes dark, both ways.
+    for step in [
+        "add table inet uplink_down",
+        "add chain inet uplink_down input { type filter hook input priority -10; }",
+        "add rule inet uplink_down input ip daddr 10.77.0.2 drop",
+        "add chain inet uplink_down output { type filter hook output priority -10; }",
+        "add rule inet uplink_down output ip saddr 10.77.0.2 drop",
+    ] {
+        wan.net.exec("right", &["nft", step]);
+    }
+    let run = ferry_tests::finish(put);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("moving to https://10.77.0.3:8443"),
+        "{}",
+        run.stderr
+    );
+    let j = run.json();
+    let skipped = j["bytes_skipped"].as_u64().unwrap();
+    assert!(skipped > 0, "{j}");
+    assert_eq!(
+        blake3_file(&file),
+        blake3_file(&a.share.join("in/reel.mov"))
+    );
+    assert!(!state.exists());
+}

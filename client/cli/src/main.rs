@@ -70,7 +70,8 @@ impl PaceArgs {
 enum Command {
     /// Log in to an appliance and remember it (credentials are stored 0600).
     Login {
-        /// https://HOST[:PORT] of the appliance.
+        /// https://HOST[:PORT] of the appliance; several, separated by
+        /// commas, for a cluster's nodes or one appliance's uplinks.
         server: String,
         #[arg(long)]
         email: Option<String>,
@@ -745,16 +746,30 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Doctor { json } => {
-            let api = Api::from_credentials(&Credentials::load()?)?;
-            let found = ferry_client::doctor::checkup(&api).await;
-            if json {
-                println!("{}", serde_json::to_string(&found)?);
-            } else {
-                print!("{}", found.words());
+            // Each of the appliance's addresses is checked on its own: one
+            // node or uplink down is worth knowing before it matters.
+            let creds = Credentials::load()?;
+            let mut unusable = Vec::new();
+            for address in ferry_client::credentials::addresses(&creds.server) {
+                let one = Credentials {
+                    server: address.to_owned(),
+                    ..creds.clone()
+                };
+                let found = ferry_client::doctor::checkup(&Api::from_credentials(&one)?).await;
+                if json {
+                    println!("{}", serde_json::to_string(&found)?);
+                } else {
+                    print!("{}", found.words());
+                }
+                if !(found.control.ok && found.transports.iter().any(|t| t.ok)) {
+                    unusable.push(address.to_owned());
+                }
             }
-            let transports_ok = found.transports.iter().any(|t| t.ok);
-            if !(found.control.ok && transports_ok) {
-                bail!("the appliance cannot be used from here as things stand");
+            if !unusable.is_empty() {
+                bail!(
+                    "the appliance cannot be used from here at {} as things stand",
+                    unusable.join(", ")
+                );
             }
             Ok(())
         }
@@ -995,6 +1010,11 @@ async fn login(
     // secret.
     let contact = signin::first_contact(&server, expected).await?;
     let (server, seen) = (contact.server.clone(), contact.fingerprint);
+    for address in &contact.unreachable {
+        eprintln!(
+            "warning: {address} did not answer; it stays in the list, its certificate unchecked"
+        );
+    }
     if expected.is_none() {
         eprintln!(
             "The appliance at {server} presents a certificate whose key fingerprint (SHA-256) is"

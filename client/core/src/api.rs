@@ -1,6 +1,12 @@
 //! The appliance's REST API over HTTPS, pinned to its certificate.
+//!
+//! An appliance may answer on several addresses (a cluster's nodes, one
+//! box's uplinks). The client uses one at a time and moves to the next
+//! when the one in use fails ([`after_failure`] says when), so the agent,
+//! the desktop app and a transfer's retries carry on through another node.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferry_api::{
@@ -19,25 +25,98 @@ use crate::error::ClientError;
 #[derive(Debug, Clone)]
 pub struct Api {
     http: reqwest::Client,
+    /// Every address, as configured: what names the appliance.
     server: String,
+    addresses: Arc<[String]>,
+    /// The address in use, an index into `addresses`; shared by clones,
+    /// so a move to another node holds for the whole client.
+    current: Arc<AtomicUsize>,
     key: Option<String>,
     user: Option<String>,
     pin: Arc<PinnedCert>,
 }
 
+/// How a request failed, as far as choosing another address goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection was made: the request never left this computer.
+    NotSent,
+    /// The connection broke or timed out after the request went out: the
+    /// appliance may have acted on it.
+    Cut,
+    /// The appliance answered, or refused us in a way another address
+    /// would too (a certificate, a bad request).
+    Final,
+}
+
+/// What to do after a request to one address failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Send it again to the next address now.
+    TryNext,
+    /// Use the next address from now on, but give this failure back: the
+    /// request may have been carried out, and only the caller knows
+    /// whether doing it twice is safe (a transfer's retry asks for a new
+    /// grant; an upload's delivery carries its idempotency key).
+    MoveOn,
+    /// Give the failure back and stay.
+    Stay,
+}
+
+/// The one rule for leaving an address: a request that never left is sent
+/// to the next at once; one cut on its way is sent again only when doing
+/// it twice is harmless (`idempotent`: reads), and otherwise leaves the
+/// next call to go elsewhere.
+pub fn after_failure(failure: Failure, idempotent: bool) -> NextStep {
+    match failure {
+        Failure::NotSent => NextStep::TryNext,
+        Failure::Cut if idempotent => NextStep::TryNext,
+        Failure::Cut => NextStep::MoveOn,
+        Failure::Final => NextStep::Stay,
+    }
+}
+
+/// How often an HTTP/2 connection is pinged, and how long its answer may
+/// take: well above a long path's round trip, well under the request
+/// timeout.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// How long to wait for a connection to one address. With several, a
+/// dead node must not hold a command for long before the next is tried;
+/// five seconds still covers two lost SYNs on a long path.
+fn connect_timeout(addresses: usize) -> Duration {
+    if addresses > 1 {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
 impl Api {
-    /// An API client for `server` that trusts only certificates matching
-    /// `pin` (or, for first contact, records whatever it is shown).
+    /// An API client for `server` (one address, or several separated by
+    /// commas, as [`crate::credentials::normalise_server`] gives) that
+    /// trusts only certificates matching `pin` (or, for first contact,
+    /// records whatever it is shown).
     pub fn new(
         server: &str,
         pin: Arc<PinnedCert>,
         key: Option<String>,
         user: Option<String>,
     ) -> Result<Self, ClientError> {
+        let addresses: Arc<[String]> = crate::credentials::addresses(server)
+            .map(str::to_owned)
+            .collect();
         let tls = pin.client_config(&[b"h2", b"http/1.1"], false);
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(connect_timeout(addresses.len()))
+            // A pooled connection to a node that died (or an uplink that
+            // went dark) would otherwise take the next request and hold it
+            // until the timeout; pings find it dead first, so the request
+            // goes out on a new connection, or to the next address.
+            .http2_keep_alive_interval(KEEP_ALIVE)
+            .http2_keep_alive_timeout(KEEP_ALIVE)
+            .http2_keep_alive_while_idle(true)
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -45,6 +124,8 @@ impl Api {
         Ok(Api {
             http,
             server: server.to_owned(),
+            addresses,
+            current: Arc::new(AtomicUsize::new(0)),
             key,
             user,
             pin,
@@ -60,8 +141,15 @@ impl Api {
         )
     }
 
+    /// Every address of the appliance, as configured: what names it in
+    /// this computer's records.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The address in use now (`https://host:port`).
+    pub fn address(&self) -> &str {
+        &self.addresses[self.current.load(Ordering::Relaxed) % self.addresses.len()]
     }
 
     /// The fingerprint the appliance presented on the last connection.
@@ -74,12 +162,14 @@ impl Api {
         &self.pin
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{}{path}", self.server, ferry_api::PREFIX)
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut r = self.http.request(method, self.url(path));
+    fn request(
+        &self,
+        method: reqwest::Method,
+        address: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{address}{}{path}", ferry_api::PREFIX);
+        let mut r = self.http.request(method, url);
         if let Some(key) = &self.key {
             r = r.bearer_auth(key);
         }
@@ -89,18 +179,79 @@ impl Api {
         r
     }
 
+    /// Sends a request to the address in use, and to the others in turn
+    /// as [`after_failure`] allows.
     async fn send<T: DeserializeOwned>(
         &self,
-        req: reqwest::RequestBuilder,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
-        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let idempotent = method == reqwest::Method::GET;
+        let count = self.addresses.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let mut failed = Vec::new();
+        for step in 0..count {
+            let at = (first + step) % count;
+            let address = &self.addresses[at];
+            let mut req = self.request(method.clone(), address, path);
+            if let Some(body) = &body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let e = match req.send().await {
+                Ok(resp) => {
+                    if step > 0 {
+                        log::info!("the appliance answers at {address}; using it from now on");
+                        self.current.store(at, Ordering::Relaxed);
+                    }
+                    return self.read(address, resp).await;
+                }
+                Err(e) => e,
+            };
+            let (failure, error) = self.transport_error(address, e);
+            let next = after_failure(failure, idempotent);
+            if next == NextStep::Stay || count == 1 {
+                return Err(error);
+            }
+            let to = &self.addresses[(at + 1) % count];
+            log::warn!("{error}; moving to {to}");
+            self.current.store((at + 1) % count, Ordering::Relaxed);
+            failed.push(error);
+            if next == NextStep::MoveOn {
+                break;
+            }
+        }
+        Err(ClientError::Unreachable {
+            server: self.server.clone(),
+            detail: failed
+                .iter()
+                .map(|e| match e {
+                    ClientError::Unreachable { server, detail } => format!("{server}: {detail}"),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+
+    /// An answer's body, or its error.
+    async fn read<T: DeserializeOwned>(
+        &self,
+        address: &str,
+        resp: reqwest::Response,
+    ) -> Result<T, ClientError> {
         let status = resp.status();
         if status.is_success() {
             if status == reqwest::StatusCode::NO_CONTENT {
                 return serde_json::from_str("null")
                     .map_err(|e| ClientError::Invalid(e.to_string()));
             }
-            return resp.json().await.map_err(|e| self.transport_error(e));
+            return resp
+                .json()
+                .await
+                .map_err(|e| self.transport_error(address, e).1);
         }
         let text = resp.text().await.unwrap_or_default();
         match serde_json::from_str::<ErrorBody>(&text) {
@@ -117,9 +268,10 @@ impl Api {
         }
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> ClientError {
+    /// Classifies a failed request where it failed, and words it.
+    fn transport_error(&self, address: &str, e: reqwest::Error) -> (Failure, ClientError) {
         if let Some(m) = find_mismatch(&e) {
-            return ClientError::Fingerprint(m.to_string());
+            return (Failure::Final, ClientError::Fingerprint(m.to_string()));
         }
         let mut detail = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -130,22 +282,33 @@ impl Api {
         // A connection refused, reset or cut mid-request (an appliance
         // restarting) is worth trying again; a TLS failure (a certificate
         // refused, say) is not.
-        let cut = e.is_connect() || e.is_request() || e.is_body();
-        if cut && find_tls_failure(&e).is_none() || e.is_timeout() {
-            ClientError::Unreachable {
-                server: self.server.clone(),
-                detail,
-            }
+        let tls = find_tls_failure(&e).is_some();
+        let failure = if tls {
+            Failure::Final
+        } else if e.is_connect() {
+            Failure::NotSent
+        } else if e.is_request() || e.is_body() || e.is_timeout() {
+            Failure::Cut
         } else {
-            ClientError::Invalid(format!(
-                "talking to the appliance at {}: {detail}",
-                self.server
-            ))
+            Failure::Final
+        };
+        if failure == Failure::Final && !e.is_timeout() {
+            return (
+                failure,
+                ClientError::Invalid(format!("talking to the appliance at {address}: {detail}")),
+            );
         }
+        (
+            failure,
+            ClientError::Unreachable {
+                server: address.to_owned(),
+                detail,
+            },
+        )
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(self.request(reqwest::Method::GET, path)).await
+        self.send(reqwest::Method::GET, path, None).await
     }
 
     pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -153,8 +316,8 @@ impl Api {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        self.send(self.request(reqwest::Method::POST, path).json(body))
-            .await
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        self.send(reqwest::Method::POST, path, Some(body)).await
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
@@ -290,5 +453,55 @@ impl Api {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_that_never_left_or_a_read_goes_to_the_next_address_at_once() {
+        assert_eq!(after_failure(Failure::NotSent, false), NextStep::TryNext);
+        assert_eq!(after_failure(Failure::NotSent, true), NextStep::TryNext);
+        assert_eq!(after_failure(Failure::Cut, true), NextStep::TryNext);
+        assert_eq!(after_failure(Failure::Cut, false), NextStep::MoveOn);
+        assert_eq!(after_failure(Failure::Final, true), NextStep::Stay);
+        assert_eq!(after_failure(Failure::Final, false), NextStep::Stay);
+    }
+
+    /// Two addresses that take no request: one refuses connections, the
+    /// other accepts and hangs up. Both are tried, in order, and the error
+    /// names each.
+    #[tokio::test]
+    async fn every_address_is_tried_before_the_appliance_counts_as_unreachable() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = closed.local_addr().unwrap();
+        drop(closed);
+        let hangs_up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cutting = hangs_up.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = hangs_up.accept().await {
+                drop(conn);
+            }
+        });
+        let server = format!("https://{refused},https://{cutting}");
+        let api = Api::new(&server, PinnedCert::first_contact(), None, None).unwrap();
+        assert_eq!(api.address(), format!("https://{refused}"));
+        let err = api.health().await.unwrap_err();
+        let ClientError::Unreachable {
+            server: named,
+            detail,
+        } = &err
+        else {
+            panic!("not unreachable: {err:?}");
+        };
+        assert_eq!(named, &server);
+        assert!(
+            detail.contains(&format!("https://{refused}:"))
+                && detail.contains(&format!("https://{cutting}:")),
+            "{detail}"
+        );
+        assert!(err.is_transient());
     }
 }

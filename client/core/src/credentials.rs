@@ -4,6 +4,11 @@
 //! `FERRY_SERVER`, `FERRY_USER`, `FERRY_API_KEY` and `FERRY_FINGERPRINT`
 //! take precedence, one by one, over what `ferry login` stored in
 //! `<config dir>/ferry/credentials.toml` (mode 0600).
+//!
+//! The server may be several addresses, separated by commas: the nodes of
+//! a cluster, or one appliance's uplinks. They are one appliance to the
+//! client (one certificate pin, one key), tried in the order given; see
+//! [`crate::api`] for when a request moves to the next.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -16,7 +21,8 @@ use crate::error::ClientError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
-    /// `https://host:port`, without a trailing slash.
+    /// `https://host:port`, without a trailing slash; or several such
+    /// addresses separated by commas (see [`normalise_server`]).
     pub server: String,
     pub user: Option<String>,
     pub api_key: String,
@@ -32,21 +38,56 @@ struct Stored {
     fingerprint: Option<String>,
 }
 
-/// Normalises a server address to `https://host:port`.
+/// Normalises a server's addresses: each to `https://host:port`, joined
+/// by commas in the order given. One address is the usual case; several
+/// name the nodes (or uplinks) of one appliance. The result is also what
+/// names the appliance in this computer's records (manifests, run keys),
+/// so the same list written twice the same way is the same appliance.
 pub fn normalise_server(text: &str) -> Result<String, ClientError> {
+    let mut addresses: Vec<String> = Vec::new();
+    for part in text.split(',') {
+        let address = normalise_address(part).map_err(|e| match e {
+            ClientError::Invalid(why) if text.contains(',') => {
+                ClientError::Invalid(format!("in the server list {text:?}: {why}"))
+            }
+            other => other,
+        })?;
+        if addresses.contains(&address) {
+            return Err(ClientError::Invalid(format!(
+                "{address} is listed twice in the server list {text:?}"
+            )));
+        }
+        addresses.push(address);
+    }
+    Ok(addresses.join(","))
+}
+
+/// A normalised server list's addresses, in order.
+pub fn addresses(server: &str) -> impl Iterator<Item = &str> {
+    server.split(',')
+}
+
+/// Normalises one address to `https://host:port`.
+fn normalise_address(text: &str) -> Result<String, ClientError> {
     let t = text.trim().trim_end_matches('/');
     let rest = if let Some(r) = t.strip_prefix("https://") {
         r
     } else if t.starts_with("http://") {
         return Err(ClientError::Invalid(format!(
-            "{text}: Ferry only talks HTTPS to the appliance (use https://)"
+            "{t}: Ferry only talks HTTPS to the appliance (use https://)"
         )));
     } else {
         t
     };
-    if rest.is_empty() || rest.contains('/') {
+    if rest.is_empty() {
+        return Err(ClientError::Invalid(
+            "an empty address: expected https://HOST[:PORT] (for example https://ferry.example.com)"
+                .into(),
+        ));
+    }
+    if rest.contains('/') {
         return Err(ClientError::Invalid(format!(
-            "{text}: expected https://HOST[:PORT] (for example https://ferry.example.com)"
+            "{t}: expected https://HOST[:PORT] (for example https://ferry.example.com)"
         )));
     }
     Ok(format!("https://{rest}"))
@@ -179,5 +220,28 @@ mod tests {
         );
         assert!(normalise_server("http://x").is_err());
         assert!(normalise_server("https://x/api").is_err());
+    }
+
+    #[test]
+    fn a_server_may_be_several_addresses_in_order() {
+        let list = normalise_server(" https://a.example:8443/, b.example:8443 ").unwrap();
+        assert_eq!(list, "https://a.example:8443,https://b.example:8443");
+        assert_eq!(
+            addresses(&list).collect::<Vec<_>>(),
+            ["https://a.example:8443", "https://b.example:8443"]
+        );
+        let twice = normalise_server("https://a:1,a:1").unwrap_err().to_string();
+        assert!(twice.contains("https://a:1 is listed twice"), "{twice}");
+        let empty = normalise_server("https://a:1,,https://b:1")
+            .unwrap_err()
+            .to_string();
+        assert!(empty.contains("an empty address"), "{empty}");
+        let bad = normalise_server("https://a:1,http://b:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("in the server list") && bad.contains("http://b:1"),
+            "{bad}"
+        );
     }
 }

@@ -59,9 +59,10 @@ fn now_secs() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Runs every check against `api`'s appliance.
+/// Runs every check against `api`'s appliance, at the address in use
+/// (an `Api` per address checks each of several).
 pub async fn checkup(api: &Api) -> Checkup {
-    let server = api.server().to_owned();
+    let server = api.address().to_owned();
     let mut rtts = Vec::new();
     let mut offset = None;
     let mut failure = None;

@@ -6,39 +6,76 @@ use ferry_api::LoginResponse;
 use ferry_engine::tls::{Fingerprint, PinnedCert};
 
 use crate::api::Api;
-use crate::credentials::{Credentials, normalise_server};
+use crate::credentials::{Credentials, addresses, normalise_server};
 use crate::error::ClientError;
 
 /// What first contact found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirstContact {
-    /// The server's address, normalised (`https://host:port`).
+    /// The server's addresses, normalised (`https://host:port`, several
+    /// separated by commas).
     pub server: String,
-    /// The certificate it presented.
+    /// The certificate it presented (every address that answered
+    /// presented this one).
     pub fingerprint: Fingerprint,
+    /// Addresses that did not answer, a node down perhaps: they stay in
+    /// the list, unchecked.
+    pub unreachable: Vec<String>,
 }
 
-/// Connects to `server` and reads its certificate's fingerprint. With
-/// `expected`, a different certificate is refused (the error names both);
-/// without, whatever is presented is returned for the person to confirm.
+/// Connects to each of `server`'s addresses and reads the certificate's
+/// fingerprint. With `expected`, a different certificate is refused (the
+/// error names both); without, whatever is presented is returned for the
+/// person to confirm. The addresses of one appliance must all present the
+/// same certificate, so that one pin fits them: two that differ are
+/// refused, naming both. At least one address must answer.
 pub async fn first_contact(
     server: &str,
     expected: Option<Fingerprint>,
 ) -> Result<FirstContact, ClientError> {
     let server = normalise_server(server)?;
-    let pin = match expected {
-        Some(fp) => PinnedCert::new(fp),
-        None => PinnedCert::first_contact(),
-    };
-    let probe = Api::new(&server, pin, None, None)?;
-    probe.health().await?;
-    let fingerprint = probe
-        .seen_fingerprint()
-        .ok_or_else(|| ClientError::Invalid("the appliance presented no certificate".into()))?;
-    Ok(FirstContact {
-        server,
-        fingerprint,
-    })
+    let mut seen: Option<(String, Fingerprint)> = None;
+    let mut unreachable = Vec::new();
+    let mut silent = None;
+    for address in addresses(&server) {
+        let pin = match expected {
+            Some(fp) => PinnedCert::new(fp),
+            None => PinnedCert::first_contact(),
+        };
+        let probe = Api::new(address, pin, None, None)?;
+        match probe.health().await {
+            Ok(_) => {}
+            Err(e @ ClientError::Unreachable { .. }) => {
+                unreachable.push(address.to_owned());
+                silent.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let fingerprint = probe
+            .seen_fingerprint()
+            .ok_or_else(|| ClientError::Invalid(format!("{address} presented no certificate")))?;
+        match &seen {
+            Some((first, theirs)) if *theirs != fingerprint => {
+                return Err(ClientError::Invalid(format!(
+                    "{address} presents a different certificate ({fingerprint}) from {first} \
+                     ({theirs}): the addresses of one appliance must present the same one, \
+                     so that one pin fits them all"
+                )));
+            }
+            Some(_) => {}
+            None => seen = Some((address.to_owned(), fingerprint)),
+        }
+    }
+    match (seen, silent) {
+        (Some((_, fingerprint)), _) => Ok(FirstContact {
+            server,
+            fingerprint,
+            unreachable,
+        }),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(ClientError::Invalid("no address to contact".into())),
+    }
 }
 
 /// A password traded for an API key.

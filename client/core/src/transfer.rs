@@ -385,7 +385,7 @@ where
 {
     let order = reach::order(
         opts.transport,
-        reach::remembered(api.server()),
+        reach::remembered(api.address()),
         reach::remember_for(),
     );
     let mut tried = Vec::new();
@@ -451,7 +451,7 @@ where
         };
         steps.opened = Some(Instant::now());
         if opts.transport == Choice::Auto {
-            reach::remember(api.server(), transport);
+            reach::remember(api.address(), transport);
         }
         log::info!(
             "session {} over {transport} runs at {}",
@@ -532,7 +532,7 @@ async fn open(
                 let addr = resolve(grant).await?;
                 (reach::tcp_dialer(addr, pin, patience), addr.to_string())
             } else {
-                let server = api.server().to_owned();
+                let server = api.address().to_owned();
                 (reach::https_dialer(server.clone(), pin, patience), server)
             };
             let session = connect_lanes(

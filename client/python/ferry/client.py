@@ -79,12 +79,28 @@ def _normalise_fingerprint(fp):
     return hexdigits
 
 
+def _never_sent(e):
+    """True when the request failed before a connection was made, so it
+    never reached the appliance."""
+    if isinstance(e, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(e.args[0], "reason", None) if e.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
 class Session:
     """A connection to one appliance as one user.
 
     Every argument falls back to the environment: ``FERRY_SERVER``
-    (``https://host[:port]``), ``FERRY_USER`` (the key owner's email, checked
-    by the appliance), ``FERRY_API_KEY`` and ``FERRY_FINGERPRINT``.
+    (``https://host[:port]``, or several separated by commas: a cluster's
+    nodes), ``FERRY_USER`` (the key owner's email, checked by the
+    appliance), ``FERRY_API_KEY`` and ``FERRY_FINGERPRINT``.
+
+    With several addresses, a request goes to the one in use; one that
+    could not connect goes to the next at once, as does a read cut on its
+    way. A change cut on its way is not repeated (the appliance may have
+    made it): the error is raised, and the next request goes to the next
+    address. This is the rule the ``ferry`` client follows.
 
     ``rate_limit_retries`` is how many times a request refused for going
     over the key's rate limit is retried after the wait the appliance
@@ -93,9 +109,11 @@ class Session:
 
     def __init__(self, server=None, user=None, api_key=None, fingerprint=None,
                  ferry_binary=None, timeout=60, rate_limit_retries=3):
-        self.server = _env(server, "FERRY_SERVER").rstrip("/")
-        if not self.server.startswith("https://"):
-            raise FerryError(0, "invalid_request", f"{self.server!r}: the appliance speaks https:// only")
+        self.servers = [a.strip().rstrip("/") for a in _env(server, "FERRY_SERVER").split(",")]
+        for address in self.servers:
+            if not address.startswith("https://"):
+                raise FerryError(0, "invalid_request", f"{address!r}: the appliance speaks https:// only")
+        self._current = 0
         self.user = user if user is not None else os.environ.get("FERRY_USER")
         self._api_key = _env(api_key, "FERRY_API_KEY")
         self.fingerprint = _normalise_fingerprint(_env(fingerprint, "FERRY_FINGERPRINT"))
@@ -112,25 +130,41 @@ class Session:
         if self.user:
             self._http.headers["X-Ferry-User"] = self.user
 
+    @property
+    def server(self):
+        """The address in use."""
+        return self.servers[self._current]
+
     def __repr__(self):
-        return f"ferry.Session({self.server!r}, user={self.user!r})"
+        return f"ferry.Session({','.join(self.servers)!r}, user={self.user!r})"
 
     # --- plumbing ---------------------------------------------------------
 
-    def _request(self, method, path, body=None, params=None):
-        url = f"{self.server}/api/v1{path}"
-        attempt = 0
-        while True:
+    def _send(self, method, path, body, params):
+        """One request, to the address in use and then to the next ones as
+        the class's rule allows."""
+        failed = []
+        for _ in self.servers:
+            address = self.server
             try:
                 # verify=False on every call: a CA bundle named in the environment
                 # (REQUESTS_CA_BUNDLE) would otherwise override the session's.
-                resp = self._http.request(method, url, json=body, params=params,
+                return self._http.request(method, f"{address}/api/v1{path}", json=body, params=params,
                                           timeout=self.timeout, verify=False)
             except requests.exceptions.SSLError as e:
                 raise FerryError(0, "certificate_mismatch",
-                                 f"{self.server} did not present the certificate {self.fingerprint}: {e}") from e
+                                 f"{address} did not present the certificate {self.fingerprint}: {e}") from e
             except requests.exceptions.RequestException as e:
-                raise FerryError(0, "unreachable", f"cannot reach {self.server}: {e}") from e
+                failed.append(f"{address}: {e}")
+                self._current = (self._current + 1) % len(self.servers)
+                if not (_never_sent(e) or method == "GET"):
+                    break
+        raise FerryError(0, "unreachable", f"cannot reach {','.join(self.servers)}: {'; '.join(failed)}")
+
+    def _request(self, method, path, body=None, params=None):
+        attempt = 0
+        while True:
+            resp = self._send(method, path, body, params)
             if resp.status_code == 429 and attempt < self.rate_limit_retries:
                 attempt += 1
                 time.sleep(float(resp.headers.get("Retry-After", "1")))
@@ -322,7 +356,7 @@ class Session:
         return Delivery.from_json(self._run_ferry(args))
 
     def _run_ferry(self, args):
-        env = dict(os.environ, FERRY_SERVER=self.server, FERRY_API_KEY=self._api_key,
+        env = dict(os.environ, FERRY_SERVER=",".join(self.servers), FERRY_API_KEY=self._api_key,
                    FERRY_FINGERPRINT=self.fingerprint)
         if self.user:
             env["FERRY_USER"] = self.user

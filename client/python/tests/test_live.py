@@ -124,6 +124,8 @@ class LiveTest(unittest.TestCase):
         names = {e.name: e.kind for e in s.browse("media", "py/new")}
         self.assertEqual(names, {"deeper": "folder"})
         self.assertIn("media", [sh.name for sh in s.shares()])
+        # FERRY_SERVER lists a dead address first: the session moved on.
+        self.assertEqual(s.server, os.environ["FERRY_SERVER"].split(",")[-1])
         emails = [u.email for u in s.users()]
         for email in self.recipients:
             self.assertIn(email, emails)
@@ -149,6 +151,11 @@ class LiveTest(unittest.TestCase):
         with self.assertRaises(ferry.FerryError) as e:
             ferry.Session(fingerprint="ab" * 32).me()
         self.assertEqual(e.exception.code, "certificate_mismatch")
+        with self.assertRaises(ferry.FerryError) as e:
+            ferry.Session(server="https://127.0.0.1:1,https://127.0.0.1:2").me()
+        self.assertEqual(e.exception.code, "unreachable")
+        self.assertIn("https://127.0.0.1:1: ", str(e.exception))
+        self.assertIn("https://127.0.0.1:2: ", str(e.exception))
 
     def test_5_each_key_has_its_own_rate_limit(self):
         limit = int(os.environ["FERRY_TEST_RATE_LIMIT"])
