@@ -330,10 +330,12 @@ fn a_site_that_turns_quic_off_is_reached_over_tcp_at_once() {
 /// a dead address at the head of the list, and when the address it uses
 /// goes dark mid-transfer (every packet to it dropped), its retry moves to
 /// the next address and resumes: the file arrives whole, and what had
-/// arrived was not sent again.
+/// arrived was not sent again. The next process starts at the address that
+/// answered. A recipient's agent, cut the same way mid-download, resumes
+/// through the other address too.
 #[test]
 #[ignore = "needs root and network namespaces; tests/run runs it"]
-fn a_put_moves_to_the_appliances_next_address_and_resumes() {
+fn clients_move_to_the_appliances_next_address_and_resume() {
     use ferry_tests::wan::{RIGHT_IP, Shape, Wan};
     use ferry_tests::{Client, Setup};
 
@@ -432,15 +434,7 @@ fn a_put_moves_to_the_appliances_next_address_and_resumes() {
         "the put was still running when cut"
     );
     // The uplink the put uses goes dark, both ways.
-    for step in [
-        "add table inet uplink_down",
-        "add chain inet uplink_down input { type filter hook input priority -10; }",
-        "add rule inet uplink_down input ip daddr 10.77.0.2 drop",
-        "add chain inet uplink_down output { type filter hook output priority -10; }",
-        "add rule inet uplink_down output ip saddr 10.77.0.2 drop",
-    ] {
-        wan.net.exec("right", &["nft", step]);
-    }
+    uplink(&wan, RIGHT_IP, false);
     let run = ferry_tests::finish(put);
     assert!(run.ok, "{}", run.stderr);
     assert!(
@@ -456,4 +450,78 @@ fn a_put_moves_to_the_appliances_next_address_and_resumes() {
         blake3_file(&a.share.join("in/reel.mov"))
     );
     assert!(!state.exists());
+
+    // A new process starts where the last found an answer: no wait on
+    // the dead addresses.
+    let run = c.run(&["shares"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(!run.stderr.contains("moving to"), "{}", run.stderr);
+
+    // The recipient's agent: the uplink it uses goes dark mid-download
+    // (the first is back by then); it resumes through the other.
+    let director = a.user("director@client.example", "collaborator");
+    let run = c.run(&[
+        "send",
+        "share=media/in/reel.mov",
+        "--to",
+        "director@client.example",
+        "--name",
+        "reel",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    uplink(&wan, RIGHT_IP, true);
+    let agent = a.client(&director).in_netns(&wan.left).with(
+        "FERRY_SERVER",
+        &format!("https://{RIGHT_IP}:8443,https://{SECOND_IP}:8443"),
+    );
+    let into = tempfile::tempdir().unwrap();
+    let pull = agent.spawn(&[
+        "pull",
+        "--into",
+        into.path().to_str().unwrap(),
+        "--transport",
+        "quic",
+        "--rate",
+        "40M",
+        "--json",
+    ]);
+    let received = into.path().join("reel/reel.mov");
+    let checkpoint = into.path().join("reel/reel.mov.ferry-state");
+    ferry_tests::wait_for(
+        "a checkpoint of the download",
+        Duration::from_secs(60),
+        || checkpoint.exists(),
+    );
+    uplink(&wan, RIGHT_IP, false);
+    let run = ferry_tests::finish(pull);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("moving to https://10.77.0.3:8443"),
+        "{}",
+        run.stderr
+    );
+    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let skipped = line["report"]["bytes_skipped"].as_u64().unwrap();
+    assert!(skipped > 0, "{line}");
+    assert_eq!(blake3_file(&file), blake3_file(&received));
+}
+
+/// Takes the appliance's address `ip` down (every packet to or from it
+/// dropped, as when an uplink or a node goes dark) or brings it back.
+fn uplink(wan: &ferry_tests::wan::Wan, ip: &str, up: bool) {
+    let table = format!("uplink_{}", ip.replace('.', "_"));
+    if up {
+        wan.net
+            .exec("right", &["nft", &format!("delete table inet {table}")]);
+        return;
+    }
+    for step in [
+        format!("add table inet {table}"),
+        format!("add chain inet {table} input {{ type filter hook input priority -10; }}"),
+        format!("add rule inet {table} input ip daddr {ip} drop"),
+        format!("add chain inet {table} output {{ type filter hook output priority -10; }}"),
+        format!("add rule inet {table} output ip saddr {ip} drop"),
+    ] {
+        wan.net.exec("right", &["nft", &step]);
+    }
 }

@@ -31,6 +31,9 @@ pub struct Api {
     /// The address in use, an index into `addresses`; shared by clones,
     /// so a move to another node holds for the whole client.
     current: Arc<AtomicUsize>,
+    /// The address this computer's memory names as the one to start
+    /// with (see [`crate::reach::first_address`]).
+    noted: Arc<AtomicUsize>,
     key: Option<String>,
     user: Option<String>,
     pin: Arc<PinnedCert>,
@@ -121,11 +124,21 @@ impl Api {
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Invalid(format!("HTTPS client: {e}")))?;
+        // A fresh process starts where the last one found an answer, so
+        // that a dead node at the head of the list does not cost every
+        // command a connect timeout.
+        let first = match addresses.len() {
+            1 => 0,
+            _ => crate::reach::first_address(server)
+                .and_then(|a| addresses.iter().position(|x| *x == a))
+                .unwrap_or(0),
+        };
         Ok(Api {
             http,
             server: server.to_owned(),
             addresses,
-            current: Arc::new(AtomicUsize::new(0)),
+            current: Arc::new(AtomicUsize::new(first)),
+            noted: Arc::new(AtomicUsize::new(first)),
             key,
             user,
             pin,
@@ -205,6 +218,9 @@ impl Api {
                     if step > 0 {
                         log::info!("the appliance answers at {address}; using it from now on");
                         self.current.store(at, Ordering::Relaxed);
+                    }
+                    if self.noted.swap(at, Ordering::Relaxed) != at {
+                        crate::reach::remember_address(&self.server, address);
                     }
                     return self.read(address, resp).await;
                 }

@@ -91,11 +91,22 @@ pub fn order(
 struct Memory {
     #[serde(default)]
     servers: BTreeMap<String, Worked>,
+    /// For an appliance with several addresses (by its whole list), the
+    /// one that answered when the one before it did not.
+    #[serde(default)]
+    addresses: BTreeMap<String, Answered>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Worked {
     transport: Transport,
+    /// Seconds since the epoch.
+    at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Answered {
+    address: String,
     /// Seconds since the epoch.
     at: u64,
 }
@@ -122,39 +133,19 @@ pub fn remember_for() -> Duration {
         .map_or(REMEMBER, Duration::from_secs)
 }
 
-/// What worked last with `server`, and how long ago.
-pub fn remembered(server: &str) -> Option<(Transport, Duration)> {
+fn recall() -> Option<Memory> {
     let text = std::fs::read_to_string(memory_path()?).ok()?;
-    let memory: Memory = toml::from_str(&text).ok()?;
-    let w = memory.servers.get(server)?;
-    Some((
-        w.transport,
-        Duration::from_secs(now_secs().saturating_sub(w.at)),
-    ))
+    toml::from_str(&text).ok()
 }
 
-/// Records what worked with `server`. Best effort: a client that cannot
-/// write its memory only tries in the default order next time. QUIC, the
-/// default, is not written down: it only clears a fallback remembered
-/// before, so a client on a network that passes UDP never writes the file.
-pub fn remember(server: &str, transport: Transport) {
+/// Changes the memory with `change`, which says whether it changed
+/// anything. Best effort: a client that cannot write its memory only
+/// tries in the default order next time.
+fn amend(change: impl FnOnce(&mut Memory) -> bool) {
     let Some(path) = memory_path() else { return };
-    let mut memory: Memory = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| toml::from_str(&t).ok())
-        .unwrap_or_default();
-    if transport == Transport::Quic {
-        if memory.servers.remove(server).is_none() {
-            return;
-        }
-    } else {
-        memory.servers.insert(
-            server.to_owned(),
-            Worked {
-                transport,
-                at: now_secs(),
-            },
-        );
+    let mut memory = recall().unwrap_or_default();
+    if !change(&mut memory) {
+        return;
     }
     let written = toml::to_string(&memory)
         .map_err(std::io::Error::other)
@@ -167,8 +158,63 @@ pub fn remember(server: &str, transport: Transport) {
             std::fs::rename(&tmp, &path)
         });
     if let Err(e) = written {
-        log::debug!("cannot remember the transport in {}: {e}", path.display());
+        log::debug!(
+            "cannot remember how the appliance was reached in {}: {e}",
+            path.display()
+        );
     }
+}
+
+/// What worked last with `server`, and how long ago.
+pub fn remembered(server: &str) -> Option<(Transport, Duration)> {
+    let w = *recall()?.servers.get(server)?;
+    Some((
+        w.transport,
+        Duration::from_secs(now_secs().saturating_sub(w.at)),
+    ))
+}
+
+/// Records what worked with `server`. QUIC, the default, is not written
+/// down: it only clears a fallback remembered before, so a client on a
+/// network that passes UDP never writes the file.
+pub fn remember(server: &str, transport: Transport) {
+    amend(|memory| {
+        if transport == Transport::Quic {
+            return memory.servers.remove(server).is_some();
+        }
+        memory.servers.insert(
+            server.to_owned(),
+            Worked {
+                transport,
+                at: now_secs(),
+            },
+        );
+        true
+    });
+}
+
+/// The address of `servers` (a list) to start with: the one that last
+/// answered when another did not, for [`remember_for`]; after that the
+/// list's own order again, so a node that came back is used again.
+pub fn first_address(servers: &str) -> Option<String> {
+    let a = recall()?.addresses.remove(servers)?;
+    let age = Duration::from_secs(now_secs().saturating_sub(a.at));
+    (age < remember_for()).then_some(a.address)
+}
+
+/// Records that `address` of `servers` answered when the one before it
+/// did not.
+pub fn remember_address(servers: &str, address: &str) {
+    amend(|memory| {
+        memory.addresses.insert(
+            servers.to_owned(),
+            Answered {
+                address: address.to_owned(),
+                at: now_secs(),
+            },
+        );
+        true
+    });
 }
 
 /// Whether a failure to set up a session over one transport is worth
@@ -355,10 +401,27 @@ mod tests {
                 },
             )]
             .into(),
+            addresses: [(
+                "https://a:8443,https://b:8443".to_owned(),
+                Answered {
+                    address: "https://b:8443".to_owned(),
+                    at: 5,
+                },
+            )]
+            .into(),
         };
         let text = toml::to_string(&memory).unwrap_or_default();
         let back: Memory = toml::from_str(&text).unwrap_or_default();
         assert_eq!(back.servers["https://a:8443"].transport, Transport::Https);
+        assert_eq!(
+            back.addresses["https://a:8443,https://b:8443"].address,
+            "https://b:8443"
+        );
+        // A memory written before addresses were kept still reads.
+        let old: Memory =
+            toml::from_str("[servers.\"https://a:8443\"]\ntransport = \"tcp\"\nat = 5\n")
+                .unwrap_or_default();
+        assert_eq!(old.servers["https://a:8443"].transport, Transport::Tcp);
         assert!(!worth_another(&EngineError::Connect(
             ConnectError::Handshake {
                 addr: "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
