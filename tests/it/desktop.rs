@@ -375,7 +375,9 @@ fn the_real_window_under_xvfb_shows_send_and_transfers() {
     let mut app = x.command(ferry_tests::bin("ferry-desktop").to_str().unwrap());
     app.args(files.iter().map(|p| p.as_os_str()))
         .env("FERRY_CONFIG", config.path().join("credentials.toml"))
-        .env("FERRY_SERVER", &a.url)
+        // A dead address first, as when one of a cluster's nodes is down:
+        // the app moves to the next.
+        .env("FERRY_SERVER", format!("https://127.0.0.1:1,{}", a.url))
         .env("FERRY_API_KEY", &key)
         .env("FERRY_FINGERPRINT", &a.fingerprint)
         .env("FERRY_USER", "coordinator@studio.example")
