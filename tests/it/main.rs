@@ -18,6 +18,7 @@ mod mail;
 mod manifest;
 mod metrics;
 mod nat;
+mod nodes;
 mod portal;
 mod python;
 mod reach;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ferry_api::{
     DeliveryCreated, DeliveryRequest, ErrorBody, Health, JobDetail, JobInfo, JobList, LoginRequest,
     LoginResponse, PasswordChange, PriorityChange, PurgeRequest, RateChange, SessionGrant,
-    SessionRequest, ShareInfo, USER_HEADER, UserInfo,
+    SessionRequest, ShareInfo, USER_HEADER, UserInfo, codes,
 };
 use ferry_engine::tls::{Fingerprint, PinnedCert, find_mismatch, find_tls_failure};
 use serde::Serialize;
@@ -42,7 +42,8 @@ pub struct Api {
 /// How a request failed, as far as choosing another address goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// No connection was made: the request never left this computer.
+    /// No connection was made: the request never left this computer. Or
+    /// the node refused it before acting on it, because it is draining.
     NotSent,
     /// The connection broke or timed out after the request went out: the
     /// appliance may have acted on it.
@@ -213,20 +214,24 @@ impl Api {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let e = match req.send().await {
-                Ok(resp) => {
-                    if step > 0 {
-                        log::info!("the appliance answers at {address}; using it from now on");
-                        self.current.store(at, Ordering::Relaxed);
+            let (failure, error) = match req.send().await {
+                Ok(resp) => match self.read(address, resp).await {
+                    // A draining node refused before acting: the next
+                    // node may take it.
+                    Err(e) if e.code() == Some(codes::NODE_DRAINING) => (Failure::NotSent, e),
+                    answer => {
+                        if step > 0 {
+                            log::info!("the appliance answers at {address}; using it from now on");
+                            self.current.store(at, Ordering::Relaxed);
+                        }
+                        if self.noted.swap(at, Ordering::Relaxed) != at {
+                            crate::reach::remember_address(&self.server, address);
+                        }
+                        return answer;
                     }
-                    if self.noted.swap(at, Ordering::Relaxed) != at {
-                        crate::reach::remember_address(&self.server, address);
-                    }
-                    return self.read(address, resp).await;
-                }
-                Err(e) => e,
+                },
+                Err(e) => self.transport_error(address, e),
             };
-            let (failure, error) = self.transport_error(address, e);
             let next = after_failure(failure, idempotent);
             if next == NextStep::Stay || count == 1 {
                 return Err(error);

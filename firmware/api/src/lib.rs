@@ -69,6 +69,9 @@ pub mod codes {
     pub const JOB_WITHDRAWN: &str = "job_withdrawn";
     /// ferryd is not logging to the systemd journal on this host.
     pub const JOURNAL_UNAVAILABLE: &str = "journal_unavailable";
+    /// The node the client reached is draining: it grants no new
+    /// sessions. Another of the appliance's addresses may.
+    pub const NODE_DRAINING: &str = "node_draining";
     pub const INTERNAL: &str = "internal";
 }
 

@@ -44,6 +44,8 @@
 //! - [`uploads`]: a delivery's files uploaded from a browser, resumable;
 //! - [`manifest`]: a delivery's manifest (path, size, BLAKE3 of each file);
 //! - [`watches`]: watch folders and the deliveries they make;
+//! - [`nodes`]: this ferryd as one of the appliance's nodes, and the
+//!   others: heartbeats and draining;
 //! - [`ports`]: what services ask of the running appliance;
 //! - [`services`]: all of them together.
 
@@ -70,6 +72,8 @@ pub mod portal;
 pub mod transfers;
 pub mod uploads;
 pub mod watches;
+
+pub mod nodes;
 
 pub mod services;
 

@@ -14,6 +14,7 @@ use crate::deliveries::Deliveries;
 use crate::jobs::Jobs;
 use crate::live::{Limits, LiveSessions};
 use crate::manifest::Manifests;
+use crate::nodes::Nodes;
 use crate::notifier::Notifier;
 use crate::portal::Portal;
 use crate::ports::Appliance;
@@ -37,6 +38,8 @@ pub struct Setup {
     pub control_port: u16,
     /// The host for links when no public address is set.
     pub fallback_host: String,
+    /// This ferryd's node name, and the address its clients reach it at.
+    pub node: (String, String),
 }
 
 /// Every service.
@@ -56,6 +59,7 @@ pub struct Services {
     pub manifests: Manifests,
     pub uploads: Uploads,
     pub watches: Watches,
+    pub nodes: Nodes,
     /// The running appliance (its certificate, ports and firewall).
     pub appliance: Arc<dyn Appliance>,
 }
@@ -122,6 +126,8 @@ impl Services {
         let manifests = Manifests::new(store.clone(), transfers.clone());
         let uploads = Uploads::new(store.clone(), clock.clone(), transfers.clone());
         let watches = Watches::new(store.clone(), audit.clone(), deliveries.clone());
+        let (name, address) = setup.node;
+        let nodes = Nodes::new(store, audit.clone(), clock.clone(), name, address);
         Ok(Services {
             clock,
             audit,
@@ -137,6 +143,7 @@ impl Services {
             manifests,
             uploads,
             watches,
+            nodes,
             appliance,
         })
     }

@@ -86,6 +86,7 @@ impl World {
                 limits: Limits::default(),
                 control_port: 8443,
                 fallback_host: "ferry.test".into(),
+                node: ("test".into(), "ferry.test:8443".into()),
             },
         )
         .await

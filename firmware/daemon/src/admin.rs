@@ -19,7 +19,7 @@ use ferryd_core::clock::SystemClock;
 use ferryd_core::ports::{Appliance, ApplianceFacts, OpenPort};
 
 use crate::app::{certificate_names, open_store, setup};
-use crate::cli::{AdminCommand, ApikeyCommand, ShareCommand, UserCommand};
+use crate::cli::{AdminCommand, ApikeyCommand, NodeCommand, ShareCommand, UserCommand};
 use crate::config::{Config, FirewallMode};
 use crate::identity;
 
@@ -88,6 +88,7 @@ async fn command_on(s: &Services, command: AdminCommand) -> Result<()> {
         AdminCommand::User { command } => user(s, command).await,
         AdminCommand::Apikey { command } => apikey(s, command).await,
         AdminCommand::Share { command } => share(s, command).await,
+        AdminCommand::Node { command } => node(s, command).await,
         AdminCommand::Fingerprint => Ok(()),
         AdminCommand::Audit { limit, action } => {
             for e in s.audit.list(limit, None, action.as_deref()).await? {
@@ -104,6 +105,38 @@ async fn command_on(s: &Services, command: AdminCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn node(s: &Services, command: NodeCommand) -> Result<()> {
+    let me = Actor::appliance();
+    match command {
+        NodeCommand::List => {
+            let now = s.clock.now();
+            for v in s.nodes.list(By::Operator).await? {
+                let n = v.node;
+                let plural = if n.sessions == 1 { "" } else { "s" };
+                println!(
+                    "{}\t{}\t{} session{plural}\tseen {}s ago\t{}\t{}",
+                    n.name,
+                    v.health,
+                    n.sessions,
+                    now - n.seen_at,
+                    n.address,
+                    n.version
+                );
+            }
+        }
+        NodeCommand::Drain { name } => {
+            s.nodes.set_draining(By::Operator, me, &name, true).await?;
+            println!("node {name} is draining: it grants no new sessions");
+        }
+        NodeCommand::Resume { name } => {
+            s.nodes.set_draining(By::Operator, me, &name, false).await?;
+            println!("node {name} grants sessions again");
+        }
+        NodeCommand::Forget { name } => s.nodes.forget(By::Operator, me, &name).await?,
+    }
+    Ok(())
 }
 
 fn read_password() -> Result<String> {

@@ -90,6 +90,13 @@ pub fn setup(config: &Config, control: SocketAddr) -> Setup {
         },
         control_port: control.port(),
         fallback_host: control.ip().to_string(),
+        node: (
+            config.node_name.clone(),
+            config
+                .public_address
+                .clone()
+                .unwrap_or_else(|| control.to_string()),
+        ),
     }
 }
 
@@ -174,6 +181,18 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         log::warn!("{interrupted} transfers were cut by a restart; clients resume them");
     }
     services.watches.follow_config(&config.watches).await?;
+    let me = services
+        .nodes
+        .beat(0)
+        .await
+        .context("recording this node in the database")?;
+    if me.draining {
+        log::warn!(
+            "node {} is drained: it grants no new sessions until `ferryd admin node resume {}`",
+            me.name,
+            me.name
+        );
+    }
     if let Err(e) = crate::mailer::check(&services.settings.current()) {
         // Not fatal: the web admin, which can fix it, must come up.
         log::error!("email is held back until the SMTP settings are fixed: {e}");
@@ -234,6 +253,7 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         shutdown.clone(),
     ));
     tokio::spawn(crate::mailer::run(services.clone(), shutdown.clone()));
+    tokio::spawn(heartbeat(services.clone(), shutdown.clone()));
     tokio::spawn(crate::acme::run(
         services.clone(),
         crate::acme::Keeper {
@@ -261,6 +281,26 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
     }
     server.abort();
     Ok(())
+}
+
+/// Writes this node's heartbeat every [`ferry_domain::node::HEARTBEAT`]
+/// seconds, with the sessions it carries, until shutdown.
+async fn heartbeat(services: Services, shutdown: CancellationToken) {
+    let every = Duration::from_secs(ferry_domain::node::HEARTBEAT as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = services.nodes.beat(services.live.list().len()).await {
+            log::warn!(
+                "node {}: heartbeat not recorded: {e}",
+                services.nodes.name()
+            );
+        }
+    }
 }
 
 fn banner(
@@ -301,6 +341,7 @@ fn banner(
         Err(e) => log::warn!("could not ask the kernel about UDP offload: {e}"),
     }
     println!("ferryd listening on https://{control}/");
+    println!("ferryd node {}", config.node_name);
     println!("ferryd key SHA-256 {fingerprint}");
     println!("ferryd (the pin that `ferry login` shows; it outlives certificate renewals)");
     println!("ferryd certificate SHA-256 {certificate} (as a browser shows it)");

@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Name or address clients send UDP to (the edge router's public name).
     #[arg(long)]
     pub public_address: Option<String>,
+    /// This ferryd's name among the appliance's nodes [default: the host's
+    /// name].
+    #[arg(long)]
+    pub node_name: Option<String>,
     /// UDP ports for data sessions, FIRST-LAST [default: 45190-45210].
     #[arg(long, value_parser = parse_ports)]
     pub ports: Option<PortRange>,
@@ -76,6 +80,7 @@ impl RunArgs {
             data: self.data.clone(),
             listen: self.listen,
             public_address: self.public_address.clone(),
+            node_name: self.node_name.clone(),
             ports: self.ports,
             firewall: self.firewall,
             portguard: self.portguard.clone(),
@@ -113,6 +118,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ShareCommand,
     },
+    /// The appliance's nodes: each ferryd on this database.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// Print the certificate's SHA-256 fingerprint (hex).
     Fingerprint,
     /// Print the audit log, newest first.
@@ -122,6 +132,30 @@ pub enum AdminCommand {
         /// Only actions starting with this, e.g. `lease.`
         #[arg(long)]
         action: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes: name, health (up, draining, silent), sessions at the
+    /// last heartbeat, seconds since it, address and version.
+    List,
+    /// Drain a node: its running transfers finish, and it grants no new
+    /// ones, so clients go to another address; it stays drained across
+    /// restarts until `node resume`.
+    Drain {
+        /// The node's name, as `node list` shows it.
+        name: String,
+    },
+    /// Let a drained node grant sessions again.
+    Resume {
+        /// The node's name.
+        name: String,
+    },
+    /// Forget a node taken out of the appliance for good.
+    Forget {
+        /// The node's name.
+        name: String,
     },
 }
 

@@ -48,6 +48,8 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub public_address: Option<String>,
+    /// This ferryd's name among the appliance's nodes.
+    pub node_name: Option<String>,
     #[serde(default, deserialize_with = "port_range")]
     pub ports: Option<PortRange>,
     pub firewall: Option<FirewallMode>,
@@ -353,12 +355,25 @@ impl FileConfig {
     }
 }
 
+/// The host's name, the default node name: the part before the first dot,
+/// which is what admins call a machine ("ferry-a", not its FQDN).
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .and_then(|h| h.split('.').next().map(str::to_owned))
+        .filter(|h| ferry_domain::node::check_name(h).is_ok())
+        .unwrap_or_else(|| "ferry".to_owned())
+}
+
 /// The settings in force: file, then flags, then defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data: PathBuf,
     pub listen: SocketAddr,
     pub public_address: Option<String>,
+    /// This ferryd's name among the appliance's nodes (checked).
+    pub node_name: String,
     pub ports: PortRange,
     pub firewall: FirewallMode,
     pub portguard: PathBuf,
@@ -381,6 +396,7 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub public_address: Option<String>,
+    pub node_name: Option<String>,
     pub ports: Option<PortRange>,
     pub firewall: Option<FirewallMode>,
     pub portguard: Option<PathBuf>,
@@ -392,6 +408,8 @@ pub struct Overrides {
 
 impl Config {
     pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Self, ConfigError> {
+        let node_name = flags.node_name.or(file.node_name).unwrap_or_else(host_name);
+        ferry_domain::node::check_name(&node_name).map_err(ConfigError::Invalid)?;
         let portguard = flags
             .portguard
             .or(file.portguard)
@@ -501,6 +519,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
             listen,
             public_address: flags.public_address.or(file.public_address),
+            node_name,
             ports: flags.ports.or(file.ports).unwrap_or(DEFAULT_PORTS),
             firewall,
             portguard,

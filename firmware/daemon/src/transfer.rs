@@ -38,6 +38,7 @@ use ferryd_core::Services;
 use ferryd_core::audit::Actor;
 use ferryd_core::live::{LiveSession, SessionHandle, pace_for};
 use ferryd_core::meters;
+use ferryd_core::nodes::NodesError;
 use ferryd_core::transfers::Target;
 use quinn::{Endpoint, Incoming};
 use tokio::sync::mpsc;
@@ -155,18 +156,23 @@ impl LaneSessions {
 pub enum GrantError {
     #[error(transparent)]
     Plane(#[from] DataPlaneError),
+    /// This node is draining, or its record could not be read.
+    #[error(transparent)]
+    Node(#[from] NodesError),
 }
 
 impl ferryd_core::Failing for GrantError {
     fn failure(&self) -> ferryd_core::Failure {
         match self {
             GrantError::Plane(e) => e.failure(),
+            GrantError::Node(e) => e.failure(),
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
             GrantError::Plane(e) => e.code(),
+            GrantError::Node(e) => e.code(),
         }
     }
 }
@@ -195,6 +201,8 @@ impl DataSessions {
         resume_key: Option<String>,
         host_header: Option<&str>,
     ) -> Result<SessionGrant, GrantError> {
+        // Asked first: a draining node leases nothing.
+        self.services.nodes.check_granting().await?;
         if let Some(warning) = self.sources.observe(user.id, ip) {
             log::warn!("{warning}");
             self.services

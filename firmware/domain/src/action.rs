@@ -115,6 +115,12 @@ word_enum!(
         LeaseReclaim = "lease.reclaim",
         LeaseRenewFailed = "lease.renew_failed",
         WarningSourceNat = "warning.source_nat",
+        /// An admin drained a node: it grants no new sessions.
+        NodeDrain = "node.drain",
+        /// A drained node takes sessions again.
+        NodeResume = "node.resume",
+        /// A node's record was forgotten.
+        NodeForget = "node.forget",
         WatchAdd = "watch.add",
         WatchRemove = "watch.remove",
         /// A watch could not deliver what settled in its folder.

@@ -21,6 +21,7 @@
 //! - [`watch`]: watch folders, when what lands in them is ready, and the
 //!   names of their deliveries;
 //! - [`bandwidth`]: the bandwidth schedule (which cap holds when);
+//! - [`node`]: the appliance's nodes, their heartbeats and draining;
 //! - [`email`]: the shape of an address.
 
 #[macro_use]
@@ -32,6 +33,7 @@ pub mod bandwidth;
 pub mod email;
 pub mod ending;
 pub mod manifest;
+pub mod node;
 pub mod password;
 pub mod rules;
 pub mod served;

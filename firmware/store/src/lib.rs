@@ -22,6 +22,7 @@ mod events;
 mod invitations;
 mod jobs;
 mod keys;
+mod nodes;
 mod outbox;
 mod schema;
 mod settings;
@@ -50,6 +51,7 @@ pub use ferry_domain::{
 pub use invitations::Invitation;
 pub use jobs::{Job, JobFilter, NewJob};
 pub use keys::{ApiKey, ApiKeyId, KeyCheck, KeyOrigin, NewApiKey};
+pub use nodes::{Heartbeat, Node};
 pub use outbox::{NewMail, OutboxCounts, OutboxMail, UnsentMail};
 pub use shares::Share;
 pub use sqlite::SqliteStore;
@@ -412,6 +414,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// A remembered entry was renamed.
     async fn rename_watch_entry(&self, id: WatchId, identity: &str, path: &str) -> Result<()>;
+
+    // --- The appliance's nodes ---
+
+    /// Records a node's heartbeat at `at` (Unix seconds), adding the node
+    /// the first time; returns its record, drain included.
+    async fn node_heartbeat(&self, beat: &Heartbeat, at: i64) -> Result<Node>;
+
+    /// The node called `name`, if it ever ran.
+    async fn node(&self, name: &str) -> Result<Option<Node>>;
+
+    /// Every node that ever ran, by name.
+    async fn nodes(&self) -> Result<Vec<Node>>;
+
+    /// Drains a node (it grants no new sessions) or undoes it.
+    async fn set_node_draining(&self, name: &str, draining: bool) -> Result<()>;
+
+    /// Forgets a node's record.
+    async fn forget_node(&self, name: &str) -> Result<()>;
 
     // --- The mail outbox ---
 

@@ -289,6 +289,19 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE jobs ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 9: the appliance's nodes: each ferryd serving this database, its
+    // heartbeat, and whether an admin is draining it.
+    r#"
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        seen_at INTEGER NOT NULL,
+        sessions INTEGER NOT NULL DEFAULT 0,
+        draining INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -533,6 +533,31 @@ impl Store for SqliteStore {
 
     // --- The mail outbox ---
 
+    async fn node_heartbeat(&self, beat: &Heartbeat, at: i64) -> Result<Node> {
+        let beat = beat.clone();
+        self.run(move |db| db.node_heartbeat(&beat, at)).await
+    }
+
+    async fn node(&self, name: &str) -> Result<Option<Node>> {
+        let name = name.to_owned();
+        self.run(move |db| db.node(&name)).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        self.run(|db| db.nodes()).await
+    }
+
+    async fn set_node_draining(&self, name: &str, draining: bool) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |db| db.set_node_draining(&name, draining))
+            .await
+    }
+
+    async fn forget_node(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |db| db.forget_node(&name)).await
+    }
+
     async fn enqueue_mail(&self, m: &NewMail, domain: &str) -> Result<Option<i64>> {
         let m = m.clone();
         let domain = domain.to_owned();

@@ -1,6 +1,6 @@
 //! The dashboard: transfers running now (kept live by server-sent events),
-//! the aggregate throughput, the port leases in use and what an admin
-//! should fix.
+//! the aggregate throughput, the port leases in use, the appliance's nodes
+//! and what an admin should fix.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use ferry_domain::node::{self, Health};
 use ferry_domain::rules;
 use ferry_store::User;
 use futures::Stream;
@@ -88,18 +89,61 @@ async fn leases(web: &Web) -> Vec<LeaseInfo> {
     out
 }
 
+/// A node as the dashboard shows it.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    pub name: String,
+    pub health: Health,
+    /// The node that served this page.
+    pub this: bool,
+    pub sessions: i64,
+    /// Seconds since its last heartbeat.
+    pub seen_ago: i64,
+    pub address: String,
+    pub version: String,
+}
+
+/// The appliance's nodes (admins); a store that cannot answer shows none,
+/// and the warnings say why.
+async fn nodes(web: &Web, staff: &Staff) -> Vec<NodeRow> {
+    let now = web.services.clock.now();
+    match web.services.nodes.list(staff.by()).await {
+        Ok(all) => all
+            .into_iter()
+            .map(|v| NodeRow {
+                seen_ago: now - v.node.seen_at,
+                name: v.node.name,
+                health: v.health,
+                this: v.this,
+                sessions: v.node.sessions,
+                address: v.node.address,
+                version: v.node.version,
+            })
+            .collect(),
+        Err(e) => {
+            log::warn!("the dashboard could not list the nodes: {e}");
+            Vec::new()
+        }
+    }
+}
+
 pub async fn page(State(web): State<Arc<Web>>, staff: Staff, Query(q): Query<Ok>) -> Response {
     let live = visible(&web, &staff.user).await;
-    let (leases, warnings) = if rules::admin(&staff.user.caller(), "leases").is_ok() {
-        (leases(&web).await, web.services.warnings().await)
+    let (leases, warnings, nodes) = if rules::admin(&staff.user.caller(), "leases").is_ok() {
+        (
+            leases(&web).await,
+            web.services.warnings().await,
+            nodes(&web, &staff).await,
+        )
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new())
     };
     let bandwidth = web.services.live.site_cap().words();
     html(view(
         &staff,
         &live,
         &leases,
+        &nodes,
         &warnings,
         &bandwidth,
         Notice::from_code(q.ok.as_deref()).as_ref(),
@@ -110,6 +154,7 @@ pub fn view(
     staff: &Staff,
     live: &[LiveTransfer],
     leases: &[LeaseInfo],
+    nodes: &[NodeRow],
     warnings: &[String],
     bandwidth: &str,
     notice: Option<&Notice>,
@@ -168,6 +213,31 @@ pub fn view(
                         tbody {
                             @for l in leases {
                                 tr { td.num { (l.port) } td { (l.client) } td { (l.user) } }
+                            }
+                        }
+                    }
+                }
+                section {
+                    h2 { "Nodes" }
+                    p.hint {
+                        "Each ferryd serving this appliance's database. Sessions are counted at each heartbeat (every "
+                        (node::HEARTBEAT) " s); a node silent for " (node::SILENT_AFTER) " s is taken for down. "
+                        "Drain one before maintenance with " code { "ferryd admin node drain NAME" } "."
+                    }
+                    table #nodes {
+                        thead { tr {
+                            th { "Node" } th { "Health" } th.num { "Sessions" } th.num { "Last seen" } th { "Address" } th { "Version" }
+                        } }
+                        tbody {
+                            @for n in nodes {
+                                tr data-node=(n.name) {
+                                    td { (n.name) @if n.this { " " span.hint { "(this page's)" } } }
+                                    td { span class={"health " (n.health)} { (n.health) } }
+                                    td.num { (n.sessions) }
+                                    td.num { (duration(n.seen_ago.max(0) as u64)) " ago" }
+                                    td { (n.address) }
+                                    td { (n.version) }
+                                }
                             }
                         }
                     }
@@ -274,7 +344,16 @@ mod tests {
     #[test]
     fn an_idle_appliance_says_what_happens_next() {
         let s = staff(true);
-        let out = view(&s, &[], &[], &[], "no cap on all transfers together", None).into_string();
+        let out = view(
+            &s,
+            &[],
+            &[],
+            &[],
+            &[],
+            "no cap on all transfers together",
+            None,
+        )
+        .into_string();
         assert!(out.contains("Nothing is moving right now"));
         assert!(out.contains("No data port is open"));
     }
@@ -296,10 +375,20 @@ mod tests {
             seconds: 20,
         };
         let warnings = vec!["the per-session firewall is off".to_owned()];
+        let silent = NodeRow {
+            name: "ferry-b".into(),
+            health: Health::Silent,
+            this: false,
+            sessions: 3,
+            seen_ago: 95,
+            address: "ferry-b.example:8443".into(),
+            version: "0.1.0".into(),
+        };
         let out = view(
             &s,
             &[t],
             &[],
+            &[silent],
             &warnings,
             "all transfers together capped at 200 Mbit/s (schedule: mon-fri 09:00-19:00 200 Mbit/s; urgent jobs are spared) until Tue 19:00:00 CET",
             None,
@@ -312,5 +401,7 @@ mod tests {
         assert!(out.contains("1 min"), "ETA of 750 MB at 12.5 MB/s");
         assert!(out.contains("25 %"));
         assert!(out.contains("the per-session firewall is off"));
+        assert!(out.contains(r#"<span class="health silent">silent</span>"#));
+        assert!(out.contains("1 min ago"), "last seen 95 s ago");
     }
 }

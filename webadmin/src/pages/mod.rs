@@ -60,14 +60,14 @@ pub(crate) mod tests {
 
     #[test]
     fn every_page_has_the_navigation_and_a_logout_form() {
-        let out = super::dashboard::view(&staff(true), &[], &[], &[], "", None).into_string();
+        let out = super::dashboard::view(&staff(true), &[], &[], &[], &[], "", None).into_string();
         for link in ["/transfers", "/shares", "/users", "/settings", "/audit"] {
             assert!(out.contains(&format!(r#"href="{link}""#)), "{link}");
         }
         assert!(out.contains(r#"action="/logout""#));
         assert!(!out.contains("<script>"), "no inline script");
         // Employees do not see the admin-only pages.
-        let out = super::dashboard::view(&staff(false), &[], &[], &[], "", None).into_string();
+        let out = super::dashboard::view(&staff(false), &[], &[], &[], &[], "", None).into_string();
         assert!(!out.contains(r#"href="/users""#));
         assert!(!out.contains(r#"href="/audit""#));
     }

@@ -1,0 +1,214 @@
+//! This ferryd as one node of the appliance, and the others it shares the
+//! database with: heartbeats, draining, and the list admins read.
+//!
+//! A single box is a one-node appliance: it has a name (the host's, unless
+//! `--node-name` gives one), beats, and may be drained before maintenance
+//! like any node. What a record means is the domain's rule
+//! ([`ferry_domain::node::health`]), with this service's clock.
+
+use std::sync::Arc;
+
+use ferry_domain::AuditAction;
+use ferry_domain::node::{self, Health};
+use ferry_domain::rules::Refusal;
+use ferry_store::{Heartbeat, Node, Store, StoreError};
+
+use crate::audit::{Actor, Audit};
+use crate::authority::By;
+use crate::clock::Clock;
+use crate::failing;
+
+/// Why a node could not do or be told something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodesError {
+    /// This node is draining: it grants no new sessions.
+    #[error(
+        "node {0} is draining: its running transfers finish, and new ones go to another of the appliance's addresses"
+    )]
+    Draining(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+failing!(NodesError {
+    NodesError::Draining(_) => (Unavailable, NODE_DRAINING),
+    NodesError::Refused(r) => (r.failure(), r.code()),
+    NodesError::Store(e) => (e.failure(), e.code()),
+});
+
+/// A node as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub node: Node,
+    pub health: Health,
+    /// This is the node answering.
+    pub this: bool,
+}
+
+/// This node's identity and the store the nodes share.
+#[derive(Clone, Debug)]
+pub struct Nodes {
+    store: Arc<dyn Store>,
+    audit: Audit,
+    clock: Arc<dyn Clock>,
+    me: Arc<Heartbeat>,
+}
+
+impl Nodes {
+    /// This node: `name` (checked), reached at `address`, started now.
+    pub fn new(
+        store: Arc<dyn Store>,
+        audit: Audit,
+        clock: Arc<dyn Clock>,
+        name: String,
+        address: String,
+    ) -> Self {
+        let started_at = clock.now();
+        Nodes {
+            store,
+            audit,
+            clock,
+            me: Arc::new(Heartbeat {
+                name,
+                address,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at,
+                sessions: 0,
+            }),
+        }
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.me.name
+    }
+
+    /// Writes this node's heartbeat, with the sessions it carries now.
+    pub async fn beat(&self, sessions: usize) -> Result<Node, StoreError> {
+        let beat = Heartbeat {
+            sessions: sessions as i64,
+            ..(*self.me).clone()
+        };
+        self.store.node_heartbeat(&beat, self.clock.now()).await
+    }
+
+    /// Refused while this node is draining: asked before a session is
+    /// granted. It reads the store each time, so a drain from `ferryd
+    /// admin` (another process) holds from the next grant.
+    pub async fn check_granting(&self) -> Result<(), NodesError> {
+        match self.store.node(&self.me.name).await? {
+            Some(n) if n.draining => Err(NodesError::Draining(n.name)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every node, with its health now (admins).
+    pub async fn list(&self, by: By<'_>) -> Result<Vec<NodeView>, NodesError> {
+        by.admin("listing the appliance's nodes")?;
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .map(|n| NodeView {
+                health: node::health(n.seen_at, n.draining, now),
+                this: n.name == self.me.name,
+                node: n,
+            })
+            .collect())
+    }
+
+    /// Drains node `name`, or lets it take sessions again (admins).
+    pub async fn set_draining(
+        &self,
+        by: By<'_>,
+        who: Actor,
+        name: &str,
+        draining: bool,
+    ) -> Result<(), NodesError> {
+        by.admin("draining a node")?;
+        self.store.set_node_draining(name, draining).await?;
+        let action = if draining {
+            AuditAction::NodeDrain
+        } else {
+            AuditAction::NodeResume
+        };
+        self.audit.record(who.line(action, name)).await?;
+        Ok(())
+    }
+
+    /// Forgets node `name`'s record (admins): one taken out for good.
+    pub async fn forget(&self, by: By<'_>, who: Actor, name: &str) -> Result<(), NodesError> {
+        by.admin("forgetting a node")?;
+        self.store.forget_node(name).await?;
+        self.audit
+            .record(who.line(AuditAction::NodeForget, name))
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use ferry_store::SqliteStore;
+
+    #[tokio::test]
+    async fn a_drained_node_grants_nothing_and_a_silent_one_shows_as_such() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let audit = Audit::new(store.clone());
+        let clock = Arc::new(ManualClock::new(1000));
+        let node = |name: &str| {
+            Nodes::new(
+                store.clone(),
+                audit.clone(),
+                clock.clone(),
+                name.into(),
+                format!("{name}:8443"),
+            )
+        };
+        let (a, b) = (node("a"), node("b"));
+        a.beat(2).await.unwrap();
+        b.beat(0).await.unwrap();
+        a.check_granting().await.unwrap();
+
+        b.set_draining(By::Operator, Actor::appliance(), "a", true)
+            .await
+            .unwrap();
+        let refused = a.check_granting().await.unwrap_err();
+        assert!(matches!(&refused, NodesError::Draining(n) if n == "a"));
+        assert_eq!(
+            crate::Failing::code(&refused),
+            ferry_api::codes::NODE_DRAINING
+        );
+        b.check_granting().await.unwrap();
+
+        clock.advance(node::SILENT_AFTER);
+        b.beat(1).await.unwrap();
+        let seen: Vec<(String, Health, bool)> = b
+            .list(By::Operator)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.node.name, v.health, v.this))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a".to_owned(), Health::Silent, false),
+                ("b".to_owned(), Health::Up, true)
+            ]
+        );
+        b.set_draining(By::Operator, Actor::appliance(), "a", false)
+            .await
+            .unwrap();
+        a.check_granting().await.unwrap();
+        let lines = audit.list(10, None, Some("node.")).await.unwrap();
+        assert_eq!(lines.len(), 2);
+    }
+}

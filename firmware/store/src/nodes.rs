@@ -1,0 +1,163 @@
+//! The appliance's nodes: each ferryd that serves this database writes its
+//! heartbeat here, and an admin's drain waits here for the node to read it.
+//! What a record means (up, draining, silent) is the domain's rule,
+//! [`ferry_domain::node::health`].
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::{Result, Sqlite, StoreError};
+
+/// One node's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    /// Where its clients reach it (its public address, or its listen
+    /// address when it has none).
+    pub address: String,
+    /// The ferryd version it runs.
+    pub version: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Its last heartbeat, Unix seconds.
+    pub seen_at: i64,
+    /// Data sessions it carried at its last heartbeat.
+    pub sessions: i64,
+    pub draining: bool,
+}
+
+/// What a node writes at each heartbeat.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub name: String,
+    pub address: String,
+    pub version: String,
+    pub started_at: i64,
+    pub sessions: i64,
+}
+
+impl Sqlite {
+    /// Records a node's heartbeat at `at`, adding the node the first time.
+    /// A node that starts again keeps its drain: an admin who drained it
+    /// for maintenance decides when it takes sessions again.
+    pub fn node_heartbeat(&self, beat: &Heartbeat, at: i64) -> Result<Node> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO nodes (name, address, version, started_at, seen_at, sessions)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (name) DO UPDATE SET address = ?2, version = ?3, started_at = ?4,
+                 seen_at = ?5, sessions = ?6",
+            params![
+                beat.name,
+                beat.address,
+                beat.version,
+                beat.started_at,
+                at,
+                beat.sessions
+            ],
+        )?;
+        drop(conn);
+        self.node(&beat.name)?
+            .ok_or_else(|| StoreError::NotFound(format!("node {}", beat.name)))
+    }
+
+    /// The node called `name`, if it ever ran.
+    pub fn node(&self, name: &str) -> Result<Option<Node>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE name = ?1"),
+                params![name],
+                node_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Every node that ever ran, by name.
+    pub fn nodes(&self) -> Result<Vec<Node>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name"))?;
+        let rows = stmt.query_map([], node_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Drains a node (no new sessions) or lets it take sessions again.
+    pub fn set_node_draining(&self, name: &str, draining: bool) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE nodes SET draining = ?2 WHERE name = ?1",
+            params![name, draining],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("node {name}")));
+        }
+        Ok(())
+    }
+
+    /// Forgets a node's record (one taken out of the appliance for good).
+    pub fn forget_node(&self, name: &str) -> Result<()> {
+        let changed = self
+            .conn()
+            .execute("DELETE FROM nodes WHERE name = ?1", params![name])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("node {name}")));
+        }
+        Ok(())
+    }
+}
+
+const NODE_COLUMNS: &str = "name, address, version, started_at, seen_at, sessions, draining";
+
+fn node_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
+    Ok(Node {
+        name: r.get(0)?,
+        address: r.get(1)?,
+        version: r.get(2)?,
+        started_at: r.get(3)?,
+        seen_at: r.get(4)?,
+        sessions: r.get(5)?,
+        draining: r.get(6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(name: &str, sessions: i64) -> Heartbeat {
+        Heartbeat {
+            name: name.into(),
+            address: format!("{name}.example:8443"),
+            version: "0.1.0".into(),
+            started_at: 100,
+            sessions,
+        }
+    }
+
+    #[test]
+    fn a_node_beats_is_drained_keeps_its_drain_across_a_restart_and_is_forgotten() {
+        let db = Sqlite::open_in_memory().unwrap();
+        let a = db.node_heartbeat(&beat("a", 0), 110).unwrap();
+        assert_eq!((a.seen_at, a.sessions, a.draining), (110, 0, false));
+        db.node_heartbeat(&beat("b", 2), 111).unwrap();
+        let a = db.node_heartbeat(&beat("a", 3), 120).unwrap();
+        assert_eq!((a.seen_at, a.sessions), (120, 3));
+
+        db.set_node_draining("a", true).unwrap();
+        let restarted = Heartbeat {
+            started_at: 130,
+            ..beat("a", 0)
+        };
+        let a = db.node_heartbeat(&restarted, 131).unwrap();
+        assert!(a.draining, "a drain outlives a restart");
+        assert_eq!(a.started_at, 130);
+
+        let names: Vec<String> = db.nodes().unwrap().into_iter().map(|n| n.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(matches!(
+            db.set_node_draining("c", true),
+            Err(StoreError::NotFound(_))
+        ));
+        db.forget_node("b").unwrap();
+        assert!(db.node("b").unwrap().is_none());
+        assert!(matches!(db.forget_node("b"), Err(StoreError::NotFound(_))));
+    }
+}
