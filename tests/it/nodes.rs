@@ -96,3 +96,138 @@ fn a_drained_node_finishes_what_it_carries_and_grants_nothing_new_until_resumed(
         "{audit}"
     );
 }
+
+/// Two nodes on one database and one share folder (SQLite on one host
+/// stands in here for PostgreSQL and shared storage). The outbox is sent by
+/// one node only, each message once, although both run a mailer; a web
+/// session made on one node is good on the other. When the node that runs
+/// the mailer is killed mid-delivery, the recipient's agent resumes through
+/// the other node's address without fetching again what had arrived, and
+/// the other node takes over the mailer within a heartbeat of the hold
+/// running out.
+#[test]
+fn two_nodes_share_the_work_and_one_takes_over_when_the_other_dies() {
+    use crate::mail::Smtp;
+    use crate::webadmin::Browser;
+
+    let _serial = heavy_io();
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = Smtp::reserve(dir.path());
+    smtp.start();
+    let url = smtp.url();
+    let mail = [
+        "--smtp",
+        url.as_str(),
+        "--mail-from",
+        "ferry@studio.example",
+    ];
+    let mut a = Appliance::start_with(&[&["--node-name", "ferry-a"][..], &mail].concat());
+    let b = a.another_node("ferry-b", &mail);
+    ferry_tests::wait_for("ferry-a to run the mailer", Duration::from_secs(30), || {
+        a.log().contains("node ferry-a now runs the mailer")
+    });
+    let list = a.admin(&["node", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(
+        lines[0].starts_with("ferry-a\tup\t") && lines[0].contains("mailer"),
+        "{list}"
+    );
+    assert!(
+        lines[1].starts_with("ferry-b\tup\t") && lines[1].ends_with("runs -"),
+        "{list}"
+    );
+
+    // A web session made on one node is good on the other.
+    a.user("ops@example.com", "admin");
+    let mut on_a = Browser::new(&a);
+    on_a.login("ops@example.com", "harbour lights at dawn");
+    let mut on_b = Browser::at(&b.url, &b.fingerprint);
+    on_b.cookie = on_a.cookie.clone();
+    let page = on_b.get("/");
+    assert!(
+        page.status.is_success() && page.body.contains(r#"data-node="ferry-b""#),
+        "{}: {}",
+        page.status,
+        page.body
+    );
+
+    // A delivery to two recipients: one message each, sent once.
+    let sender = a.client(&a.media_user("ann@example.com"));
+    let director = a.user("director@client.example", "collaborator");
+    a.user("editor@client.example", "collaborator");
+    write_random(&a.share.join("reel.mov"), 100 * MIB, 41);
+    let run = sender.run(&[
+        "send",
+        "share=media/reel.mov",
+        "--to",
+        "director@client.example",
+        "--to",
+        "editor@client.example",
+        "--name",
+        "reel",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let got = smtp.wait_for(2, Duration::from_secs(60));
+    assert_eq!(got.len(), 2, "one message per recipient");
+    assert!(!b.log().contains("now runs the mailer"), "ferry-b stood by");
+
+    // The director's agent knows both nodes; ferry-a dies mid-download.
+    let servers = format!("{},{}", a.url, b.url);
+    let agent = a.client(&director).with("FERRY_SERVER", &servers);
+    let into = tempfile::tempdir().unwrap();
+    let pull = agent.spawn(&[
+        "pull",
+        "--into",
+        into.path().to_str().unwrap(),
+        "--rate",
+        "40M",
+        "--json",
+    ]);
+    let checkpoint = into.path().join("reel/reel.mov.ferry-state");
+    ferry_tests::wait_for(
+        "a checkpoint of the download",
+        Duration::from_secs(60),
+        || checkpoint.exists(),
+    );
+    a.kill();
+    let run = ferry_tests::finish(pull);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("moving to {}", b.url)),
+        "{}",
+        run.stderr
+    );
+    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(
+        line["report"]["bytes_skipped"].as_u64().unwrap() > 0,
+        "{line}"
+    );
+    assert_eq!(
+        blake3_file(&a.share.join("reel.mov")),
+        blake3_file(&into.path().join("reel/reel.mov"))
+    );
+
+    // ferry-b takes the mailer once ferry-a's hold runs out, and sends
+    // what is queued from then on.
+    ferry_tests::wait_for(
+        "ferry-b to take over the mailer",
+        Duration::from_secs(60),
+        || b.log().contains("node ferry-b now runs the mailer"),
+    );
+    let run = sender.with("FERRY_SERVER", &b.url).run(&[
+        "send",
+        "share=media/reel.mov",
+        "--to",
+        "editor@client.example",
+        "--name",
+        "reel again",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let got = smtp.wait_for(3, Duration::from_secs(60));
+    assert_eq!(got.len(), 3, "one more message, sent once");
+    assert!(
+        b.admin(&["node", "list"]).contains("ferry-a\tsilent\t"),
+        "ferry-a shows as silent"
+    );
+}

@@ -15,7 +15,7 @@ use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 pub(crate) struct Browser {
     pub(crate) http: reqwest::Client,
     pub(crate) base: String,
-    cookie: Option<String>,
+    pub(crate) cookie: Option<String>,
     rt: tokio::runtime::Runtime,
 }
 

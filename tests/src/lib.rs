@@ -402,6 +402,33 @@ impl Appliance {
             .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
+    /// Another node of this appliance: a second ferryd on the same data
+    /// folder (database, certificate) and share, on its own loopback
+    /// address, named `name`, with `extra` flags. The same host stands in
+    /// for shared storage.
+    pub fn another_node(&self, name: &str, extra: &[&str]) -> Appliance {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["--node-name".to_owned(), name.to_owned()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut b = Appliance {
+            data: self.data.clone(),
+            share: self.share.clone(),
+            ip: unique_loopback(),
+            url: String::new(),
+            fingerprint: self.fingerprint.clone(),
+            setup: Setup {
+                args,
+                ..Setup::default()
+            },
+            child: None,
+            log: dir.path().join("ferryd.log"),
+            banner: Default::default(),
+            dir,
+        };
+        b.launch(0);
+        b
+    }
+
     /// A client environment with this key.
     pub fn client(&self, key: &str) -> Client {
         let home = self.dir.path().join(format!("client-{}", &key[3..11]));

@@ -6,10 +6,11 @@
 //! like any node. What a record means is the domain's rule
 //! ([`ferry_domain::node::health`]), with this service's clock.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use ferry_domain::AuditAction;
-use ferry_domain::node::{self, Health};
+use ferry_domain::node::{self, Health, Singleton};
 use ferry_domain::rules::Refusal;
 use ferry_store::{Heartbeat, Node, Store, StoreError};
 
@@ -55,6 +56,8 @@ pub struct Nodes {
     audit: Audit,
     clock: Arc<dyn Clock>,
     me: Arc<Heartbeat>,
+    /// The tasks this node held when it last asked, to log a change.
+    held: Arc<Mutex<HashSet<Singleton>>>,
 }
 
 impl Nodes {
@@ -78,6 +81,7 @@ impl Nodes {
                 started_at,
                 sessions: 0,
             }),
+            held: Arc::default(),
         }
     }
 
@@ -93,6 +97,41 @@ impl Nodes {
             ..(*self.me).clone()
         };
         self.store.node_heartbeat(&beat, self.clock.now()).await
+    }
+
+    /// Whether this node runs `task` now, taking it if it is free: asked
+    /// before each round of the task's work. A store that cannot answer
+    /// counts as no: better a round missed than one run twice.
+    pub async fn hold(&self, task: Singleton) -> bool {
+        let holds = match self
+            .store
+            .hold_singleton(task.as_str(), &self.me.name, self.clock.now())
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                log::warn!("cannot tell whether this node runs the {task}: {e}");
+                false
+            }
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = if holds {
+            held.insert(task)
+        } else {
+            held.remove(&task)
+        };
+        if changed {
+            match holds {
+                true => log::info!("node {} now runs the {task}", self.me.name),
+                false => log::info!("node {} no longer runs the {task}", self.me.name),
+            }
+        }
+        holds
+    }
+
+    /// Which node holds (or last held) each task.
+    pub async fn holders(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.store.singletons().await
     }
 
     /// Refused while this node is draining: asked before a session is
@@ -210,5 +249,32 @@ mod tests {
         a.check_granting().await.unwrap();
         let lines = audit.list(10, None, Some("node.")).await.unwrap();
         assert_eq!(lines.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn one_node_runs_a_task_and_another_takes_it_when_the_first_falls_silent() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let audit = Audit::new(store.clone());
+        let clock = Arc::new(ManualClock::new(1000));
+        let node = |name: &str| {
+            Nodes::new(
+                store.clone(),
+                audit.clone(),
+                clock.clone(),
+                name.into(),
+                format!("{name}:8443"),
+            )
+        };
+        let (a, b) = (node("a"), node("b"));
+        assert!(a.hold(Singleton::Mailer).await);
+        assert!(!b.hold(Singleton::Mailer).await);
+        assert!(b.hold(Singleton::Janitor).await);
+        clock.advance(node::HEARTBEAT);
+        a.beat(0).await.unwrap();
+        clock.advance(node::SILENT_AFTER - 1);
+        assert!(!b.hold(Singleton::Mailer).await, "a's heartbeat holds it");
+        clock.advance(1);
+        assert!(b.hold(Singleton::Mailer).await, "a fell silent");
+        assert!(!a.hold(Singleton::Mailer).await);
     }
 }

@@ -112,17 +112,28 @@ async fn node(s: &Services, command: NodeCommand) -> Result<()> {
     match command {
         NodeCommand::List => {
             let now = s.clock.now();
+            let holders = s.nodes.holders().await?;
             for v in s.nodes.list(By::Operator).await? {
                 let n = v.node;
                 let plural = if n.sessions == 1 { "" } else { "s" };
+                let runs: Vec<&str> = holders
+                    .iter()
+                    .filter(|(_, node)| *node == n.name)
+                    .map(|(task, _)| task.as_str())
+                    .collect();
                 println!(
-                    "{}\t{}\t{} session{plural}\tseen {}s ago\t{}\t{}",
+                    "{}\t{}\t{} session{plural}\tseen {}s ago\t{}\t{}\truns {}",
                     n.name,
                     v.health,
                     n.sessions,
                     now - n.seen_at,
                     n.address,
-                    n.version
+                    n.version,
+                    if runs.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        runs.join(",")
+                    }
                 );
             }
         }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ferry_domain::node::Singleton;
 use ferry_engine::claims::Claims;
 use ferry_engine::tls::{Fingerprint, Identity};
 use ferry_engine::transport::{Tuning, server_config};
@@ -400,6 +401,10 @@ async fn janitor(services: Services, every: Duration, shutdown: CancellationToke
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
+        }
+        // One node does this; the others stand by to take over.
+        if !services.nodes.hold(Singleton::Janitor).await {
+            continue;
         }
         if let Err(e) = services.notifier.reminders().await {
             log::error!("sending reminders: {e}");

@@ -138,7 +138,8 @@ pub enum AdminCommand {
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// List nodes: name, health (up, draining, silent), sessions at the
-    /// last heartbeat, seconds since it, address and version.
+    /// last heartbeat, seconds since it, address, version, and the tasks
+    /// that run on one node at a time which it runs (or ran last).
     List,
     /// Drain a node: its running transfers finish, and it grants no new
     /// ones, so clients go to another address; it stays drained across

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use ferry_domain::node::{self, Singleton};
 use ferry_domain::settings::{SiteSettings, SmtpSettings};
 use ferry_mail::Mailer;
 use ferryd_core::Services;
@@ -45,20 +46,25 @@ pub async fn run(services: Services, shutdown: CancellationToken) {
                 );
             }
         }
-        if let Some((_, Some(mailer))) = &current
+        // One node sends the outbox; the others stand by to take over.
+        let ours = services.nodes.hold(Singleton::Mailer).await;
+        if ours
+            && let Some((_, Some(mailer))) = &current
             && !send_due(&services, mailer, &shutdown).await
         {
             return;
         }
-        // Sleep until the next message is due, one is queued, or the
-        // settings change.
+        // Sleep until the next message is due, one is queued here, or the
+        // settings change; and at most a heartbeat, since another node may
+        // queue a message or fall silent.
         let now = services.clock.now();
+        let most = node::HEARTBEAT;
         let wait = match services.notifier.next_due().await {
-            Ok(Some(at)) => Duration::from_secs((at - now).clamp(1, 60) as u64),
-            Ok(None) => Duration::from_secs(60),
+            Ok(Some(at)) if ours => Duration::from_secs((at - now).clamp(1, most) as u64),
+            Ok(_) => Duration::from_secs(most as u64),
             Err(e) => {
                 log::error!("cannot read the outbox: {e}");
-                Duration::from_secs(10)
+                Duration::from_secs(most as u64)
             }
         };
         tokio::select! {

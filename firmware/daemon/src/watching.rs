@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_domain::node::Singleton;
 use ferry_domain::watch::{Readiness, Seen, Settling, WatchSpec};
 use ferry_engine::watchdir::look;
 use ferry_store::{Watch, WatchId};
@@ -30,8 +31,22 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(services: Services, rescan: Duration, shutdown: CancellationToken) {
     let mut changes = services.watches.subscribe();
     let mut running: HashMap<WatchId, (Option<WatchSpec>, CancellationToken)> = HashMap::new();
+    let heartbeat = Duration::from_secs(ferry_domain::node::HEARTBEAT as u64);
     loop {
         changes.borrow_and_update();
+        // One node follows the watch folders; the others stand by, and
+        // one that loses its hold (it was taken for silent) stops its own.
+        if !services.nodes.hold(Singleton::Watches).await {
+            for (_, (_, stop)) in running.drain() {
+                stop.cancel();
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(heartbeat) => {}
+                () = shutdown.cancelled() => return,
+            }
+            continue;
+        }
         match services.watches.all().await {
             Ok(watches) => {
                 let now: HashMap<WatchId, Option<WatchSpec>> =
@@ -55,6 +70,7 @@ pub async fn run(services: Services, rescan: Duration, shutdown: CancellationTok
         }
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(heartbeat) => {}
             () = shutdown.cancelled() => return,
         }
     }

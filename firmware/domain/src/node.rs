@@ -33,6 +33,22 @@ word_enum!(
     }
 );
 
+word_enum!(
+    /// The work that must run on one node at a time, whichever: the
+    /// others stand by, and one takes over within [`SILENT_AFTER`] of its
+    /// holder's last heartbeat. (The bandwidth schedule is not one: each
+    /// node paces the sessions it carries.)
+    Singleton, "singleton task" {
+        /// Sends the outbox: one sender, so no message goes twice.
+        Mailer = "mailer",
+        /// Sends reminders and retires expired deliveries.
+        Janitor = "janitor",
+        /// Follows the watch folders: one watcher, so no entry is
+        /// delivered twice.
+        Watches = "watches",
+    }
+);
+
 /// A node's health at `now` (Unix seconds), from when it was last seen and
 /// whether it is draining. A silent node is silent whether drained or not:
 /// what it carried has stopped either way.

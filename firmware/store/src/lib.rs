@@ -433,6 +433,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Forgets a node's record.
     async fn forget_node(&self, name: &str) -> Result<()>;
 
+    /// Takes `task` for `node` at `at`, or keeps it: true when `node`
+    /// holds it now (see the nodes module for the rule).
+    async fn hold_singleton(&self, task: &str, node: &str, at: i64) -> Result<bool>;
+
+    /// Each task and the node that holds (or last held) it.
+    async fn singletons(&self) -> Result<Vec<(String, String)>>;
+
     // --- The mail outbox ---
 
     /// Queues a message; `None` when one with the same dedupe key exists.

@@ -2,7 +2,15 @@
 //! heartbeat here, and an admin's drain waits here for the node to read it.
 //! What a record means (up, draining, silent) is the domain's rule,
 //! [`ferry_domain::node::health`].
+//!
+//! Tasks that must run on one node at a time (the mailer, the janitor,
+//! the watch folders) are leased here: a node holds a task until
+//! [`SILENT_AFTER`] after its last heartbeat, and each heartbeat extends
+//! what it holds. A node that dies leaves its tasks to be taken by
+//! another once that time has passed. Taking and extending are each one
+//! statement, so two nodes asking at once cannot both win.
 
+use ferry_domain::node::SILENT_AFTER;
 use rusqlite::{OptionalExtension, params};
 
 use crate::{Result, Sqlite, StoreError};
@@ -36,11 +44,16 @@ pub struct Heartbeat {
 }
 
 impl Sqlite {
-    /// Records a node's heartbeat at `at`, adding the node the first time.
-    /// A node that starts again keeps its drain: an admin who drained it
-    /// for maintenance decides when it takes sessions again.
+    /// Records a node's heartbeat at `at`, adding the node the first time,
+    /// and extends the tasks it holds. A node that starts again keeps its
+    /// drain: an admin who drained it for maintenance decides when it
+    /// takes sessions again.
     pub fn node_heartbeat(&self, beat: &Heartbeat, at: i64) -> Result<Node> {
         let conn = self.conn();
+        conn.execute(
+            "UPDATE singletons SET expires_at = ?2 WHERE node = ?1",
+            params![beat.name, at + SILENT_AFTER],
+        )?;
         conn.execute(
             "INSERT INTO nodes (name, address, version, started_at, seen_at, sessions)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -90,6 +103,33 @@ impl Sqlite {
             return Err(StoreError::NotFound(format!("node {name}")));
         }
         Ok(())
+    }
+
+    /// Takes `task` for `node` at `at`, or keeps it: true when `node`
+    /// holds it now. It is free when no one held it, or its holder's hold
+    /// has run out ([`SILENT_AFTER`] past its last heartbeat).
+    pub fn hold_singleton(&self, task: &str, node: &str, at: i64) -> Result<bool> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO singletons (task, node, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (task) DO UPDATE SET node = ?2, expires_at = ?3
+                 WHERE singletons.node = ?2 OR singletons.expires_at <= ?4",
+            params![task, node, at + SILENT_AFTER, at],
+        )?;
+        let holder: String = conn.query_row(
+            "SELECT node FROM singletons WHERE task = ?1",
+            params![task],
+            |r| r.get(0),
+        )?;
+        Ok(holder == node)
+    }
+
+    /// Each task and the node that holds it (or last held it), by task.
+    pub fn singletons(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT task, node FROM singletons ORDER BY task")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Forgets a node's record (one taken out of the appliance for good).
@@ -159,5 +199,46 @@ mod tests {
         db.forget_node("b").unwrap();
         assert!(db.node("b").unwrap().is_none());
         assert!(matches!(db.forget_node("b"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_task_runs_on_one_node_until_its_heartbeats_stop() {
+        let db = Sqlite::open_in_memory().unwrap();
+        assert!(db.hold_singleton("mailer", "a", 100).unwrap());
+        assert!(
+            !db.hold_singleton("mailer", "b", 101).unwrap(),
+            "a holds it"
+        );
+        assert!(
+            db.hold_singleton("janitor", "b", 101).unwrap(),
+            "tasks apart"
+        );
+        // a's heartbeats keep it past the first hold's end.
+        db.node_heartbeat(&beat("a", 0), 120).unwrap();
+        assert!(
+            !db.hold_singleton("mailer", "b", 100 + SILENT_AFTER)
+                .unwrap()
+        );
+        assert!(db.hold_singleton("mailer", "a", 125).unwrap());
+        // a falls silent: once its hold runs out, b takes the task.
+        assert!(
+            !db.hold_singleton("mailer", "b", 125 + SILENT_AFTER - 1)
+                .unwrap()
+        );
+        assert!(
+            db.hold_singleton("mailer", "b", 125 + SILENT_AFTER)
+                .unwrap()
+        );
+        assert!(
+            !db.hold_singleton("mailer", "a", 125 + SILENT_AFTER + 1)
+                .unwrap()
+        );
+        assert_eq!(
+            db.singletons().unwrap(),
+            [
+                ("janitor".to_owned(), "b".to_owned()),
+                ("mailer".to_owned(), "b".to_owned())
+            ]
+        );
     }
 }

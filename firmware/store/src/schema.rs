@@ -290,7 +290,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
     "#,
     // 9: the appliance's nodes: each ferryd serving this database, its
-    // heartbeat, and whether an admin is draining it.
+    // heartbeat, and whether an admin is draining it; and which node runs
+    // each task that must run once (the mailer, the janitor), until when.
     r#"
     CREATE TABLE nodes (
         name TEXT PRIMARY KEY,
@@ -300,6 +301,11 @@ const MIGRATIONS: &[&str] = &[
         seen_at INTEGER NOT NULL,
         sessions INTEGER NOT NULL DEFAULT 0,
         draining INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE singletons (
+        task TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
     );
     "#,
 ];

@@ -558,6 +558,16 @@ impl Store for SqliteStore {
         self.run(move |db| db.forget_node(&name)).await
     }
 
+    async fn hold_singleton(&self, task: &str, node: &str, at: i64) -> Result<bool> {
+        let (task, node) = (task.to_owned(), node.to_owned());
+        self.run(move |db| db.hold_singleton(&task, &node, at))
+            .await
+    }
+
+    async fn singletons(&self) -> Result<Vec<(String, String)>> {
+        self.run(|db| db.singletons()).await
+    }
+
     async fn enqueue_mail(&self, m: &NewMail, domain: &str) -> Result<Option<i64>> {
         let m = m.clone();
         let domain = domain.to_owned();
