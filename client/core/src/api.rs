@@ -43,7 +43,8 @@ pub struct Api {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// No connection was made: the request never left this computer. Or
-    /// the node refused it before acting on it, because it is draining.
+    /// the node refused it before acting on it: it is draining, or has no
+    /// data port free.
     NotSent,
     /// The connection broke or timed out after the request went out: the
     /// appliance may have acted on it.
@@ -216,9 +217,11 @@ impl Api {
             }
             let (failure, error) = match req.send().await {
                 Ok(resp) => match self.read(address, resp).await {
-                    // A draining node refused before acting: the next
-                    // node may take it.
-                    Err(e) if e.code() == Some(codes::NODE_DRAINING) => (Failure::NotSent, e),
+                    // A node that is draining, or has no data port free,
+                    // refused before acting: the next node may take it.
+                    Err(e) if matches!(e.code(), Some(codes::NODE_DRAINING | codes::NO_PORTS)) => {
+                        (Failure::NotSent, e)
+                    }
                     answer => {
                         if step > 0 {
                             log::info!("the appliance answers at {address}; using it from now on");
