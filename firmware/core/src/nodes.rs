@@ -197,8 +197,8 @@ mod tests {
     use crate::clock::ManualClock;
     use ferry_store::SqliteStore;
 
-    #[tokio::test]
-    async fn a_drained_node_grants_nothing_and_a_silent_one_shows_as_such() {
+    /// Nodes `a` and `b` on one store, with a clock the test moves.
+    fn two_nodes() -> (Nodes, Nodes, Arc<ManualClock>, Audit) {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
         let audit = Audit::new(store.clone());
         let clock = Arc::new(ManualClock::new(1000));
@@ -211,7 +211,12 @@ mod tests {
                 format!("{name}:8443"),
             )
         };
-        let (a, b) = (node("a"), node("b"));
+        (node("a"), node("b"), clock, audit)
+    }
+
+    #[tokio::test]
+    async fn a_drained_node_grants_nothing_and_a_silent_one_shows_as_such() {
+        let (a, b, clock, audit) = two_nodes();
         a.beat(2).await.unwrap();
         b.beat(0).await.unwrap();
         a.check_granting().await.unwrap();
@@ -253,19 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_node_runs_a_task_and_another_takes_it_when_the_first_falls_silent() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
-        let audit = Audit::new(store.clone());
-        let clock = Arc::new(ManualClock::new(1000));
-        let node = |name: &str| {
-            Nodes::new(
-                store.clone(),
-                audit.clone(),
-                clock.clone(),
-                name.into(),
-                format!("{name}:8443"),
-            )
-        };
-        let (a, b) = (node("a"), node("b"));
+        let (a, b, clock, _) = two_nodes();
         assert!(a.hold(Singleton::Mailer).await);
         assert!(!b.hold(Singleton::Mailer).await);
         assert!(b.hold(Singleton::Janitor).await);
