@@ -729,3 +729,52 @@ fn an_hour_of_clock_skew_either_way_breaks_nothing() {
         }),
     );
 }
+
+/// The appliance is killed mid-download and started again: `ferry pull`
+/// resumes the job from its checkpoint and ends in success. (It used to
+/// end in failure although the job completed: the attempt cut by the
+/// restart stayed in its summary as failed.)
+#[test]
+fn a_pull_cut_by_an_appliance_restart_resumes_and_succeeds() {
+    let _serial = heavy_io();
+    let mut a = ferry_tests::Appliance::start();
+    let sender = a.client(&a.media_user("ann@example.com"));
+    let director = a.user("director@client.example", "collaborator");
+    ferry_tests::write_random(&a.share.join("reel.mov"), 64 * MIB, 51);
+    let run = sender.run(&[
+        "send",
+        "share=media/reel.mov",
+        "--to",
+        "director@client.example",
+        "--name",
+        "reel",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let into = tempfile::tempdir().unwrap();
+    let pull = a.client(&director).spawn(&[
+        "pull",
+        "--into",
+        into.path().to_str().unwrap(),
+        "--rate",
+        "40M",
+        "--json",
+    ]);
+    let checkpoint = into.path().join("reel/reel.mov.ferry-state");
+    ferry_tests::wait_for(
+        "a checkpoint of the download",
+        Duration::from_secs(60),
+        || checkpoint.exists(),
+    );
+    a.restart();
+    let run = ferry_tests::finish(pull);
+    assert!(run.ok, "{}", run.stderr);
+    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(
+        line["report"]["bytes_skipped"].as_u64().unwrap() > 0,
+        "{line}"
+    );
+    assert_eq!(
+        ferry_tests::blake3_file(&a.share.join("reel.mov")),
+        ferry_tests::blake3_file(&into.path().join("reel/reel.mov"))
+    );
+}

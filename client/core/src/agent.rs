@@ -460,6 +460,9 @@ impl Agent {
                 let _ = events.send(AgentEvent::UploadDone { job, report });
             }
             Ok(report) => {
+                // What became of the job is how it ended: an attempt
+                // that failed before this one no longer counts.
+                st.summary.failed.retain(|(failed, _)| *failed != job);
                 st.summary.completed.push(job);
                 let _ = events.send(AgentEvent::Completed { job, report });
             }
