@@ -750,31 +750,7 @@ fn a_pull_cut_by_an_appliance_restart_resumes_and_succeeds() {
         "reel",
     ]);
     assert!(run.ok, "{}", run.stderr);
-    let into = tempfile::tempdir().unwrap();
-    let pull = a.client(&director).spawn(&[
-        "pull",
-        "--into",
-        into.path().to_str().unwrap(),
-        "--rate",
-        "40M",
-        "--json",
-    ]);
-    let checkpoint = into.path().join("reel/reel.mov.ferry-state");
-    ferry_tests::wait_for(
-        "a checkpoint of the download",
-        Duration::from_secs(60),
-        || checkpoint.exists(),
-    );
+    let pull = ferry_tests::CutPull::start(&a.client(&director), &[]);
     a.restart();
-    let run = ferry_tests::finish(pull);
-    assert!(run.ok, "{}", run.stderr);
-    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    assert!(
-        line["report"]["bytes_skipped"].as_u64().unwrap() > 0,
-        "{line}"
-    );
-    assert_eq!(
-        ferry_tests::blake3_file(&a.share.join("reel.mov")),
-        ferry_tests::blake3_file(&into.path().join("reel/reel.mov"))
-    );
+    pull.finish_resumed(&a.share.join("reel.mov"));
 }

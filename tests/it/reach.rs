@@ -474,36 +474,14 @@ fn clients_move_to_the_appliances_next_address_and_resume() {
         "FERRY_SERVER",
         &format!("https://{RIGHT_IP}:8443,https://{SECOND_IP}:8443"),
     );
-    let into = tempfile::tempdir().unwrap();
-    let pull = agent.spawn(&[
-        "pull",
-        "--into",
-        into.path().to_str().unwrap(),
-        "--transport",
-        "quic",
-        "--rate",
-        "40M",
-        "--json",
-    ]);
-    let received = into.path().join("reel/reel.mov");
-    let checkpoint = into.path().join("reel/reel.mov.ferry-state");
-    ferry_tests::wait_for(
-        "a checkpoint of the download",
-        Duration::from_secs(60),
-        || checkpoint.exists(),
-    );
+    let pull = ferry_tests::CutPull::start(&agent, &["--transport", "quic"]);
     uplink(&wan, RIGHT_IP, false);
-    let run = ferry_tests::finish(pull);
-    assert!(run.ok, "{}", run.stderr);
+    let run = pull.finish_resumed(&file);
     assert!(
         run.stderr.contains("moving to https://10.77.0.3:8443"),
         "{}",
         run.stderr
     );
-    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    let skipped = line["report"]["bytes_skipped"].as_u64().unwrap();
-    assert!(skipped > 0, "{line}");
-    assert_eq!(blake3_file(&file), blake3_file(&received));
 }
 
 /// Takes the appliance's address `ip` down (every packet to or from it

@@ -557,6 +557,50 @@ impl Client {
     }
 }
 
+/// A recipient's `ferry pull` of the delivery named `reel` (one file,
+/// `reel.mov`), capped at 40 Mbit/s so that it lasts long enough to be cut.
+pub struct CutPull {
+    child: Child,
+    pub into: tempfile::TempDir,
+}
+
+impl CutPull {
+    /// Starts the pull with `extra` flags and returns once the download
+    /// has written a checkpoint (what a resume starts from).
+    pub fn start(client: &Client, extra: &[&str]) -> Self {
+        let into = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["pull", "--into", into.path().to_str().expect("utf8")];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--rate", "40M", "--json"]);
+        let child = client.spawn(&args);
+        let checkpoint = into.path().join("reel/reel.mov.ferry-state");
+        wait_for(
+            "a checkpoint of the download",
+            Duration::from_secs(60),
+            || checkpoint.exists(),
+        );
+        CutPull { child, into }
+    }
+
+    /// Waits for the pull's end and checks it: it succeeded, the resumed
+    /// download skipped what had arrived, and the file is `source`'s
+    /// bytes. Returns what it printed.
+    pub fn finish_resumed(self, source: &Path) -> Run {
+        let run = finish(self.child);
+        assert!(run.ok, "{}", run.stderr);
+        let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("a JSON line");
+        let skipped = line["report"]["bytes_skipped"]
+            .as_u64()
+            .expect("bytes_skipped");
+        assert!(skipped > 0, "{line}");
+        assert_eq!(
+            blake3_file(source),
+            blake3_file(&self.into.path().join("reel/reel.mov"))
+        );
+        run
+    }
+}
+
 /// Collects a finished child's output.
 pub fn finish(mut child: Child) -> Run {
     let status = child.wait().expect("wait");
