@@ -130,7 +130,11 @@ pub async fn connect_with(
         Ok((connection, accepted)) => {
             log::debug!("resuming with {addr}: greeting in the first flight");
             let greeted = match greet(&connection, &greeting, addr, handshake_timeout).await {
-                Ok(greeted @ (_, _, Ok(_))) => (greeted, true),
+                // Answered. Whether the greeting really rode the first
+                // flight is the server's word on early data: a greeting
+                // opened after a refused 0-RTT handshake had already
+                // completed goes as ordinary data and is answered too.
+                Ok(greeted @ (_, _, Ok(_))) => (greeted, accepted.await),
                 // No answer at all: as unreachable as a handshake that
                 // never completes, except that the token went out.
                 Err(EngineError::Connect(ConnectError::NoGreeting { .. })) => {
