@@ -159,7 +159,7 @@ impl Mail {
         Mail { headers, raw }
     }
 
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.first())
@@ -167,11 +167,11 @@ impl Mail {
     }
 
     /// The envelope recipient, as the server saw it.
-    fn rcpt(&self) -> &str {
+    pub(crate) fn rcpt(&self) -> &str {
         self.header("x-rcptto")
     }
 
-    fn subject(&self) -> &str {
+    pub(crate) fn subject(&self) -> &str {
         self.header("subject")
     }
 
@@ -329,7 +329,7 @@ fn a_delivery_tells_each_person_what_they_need_once() {
     assert!(send.ok, "{}", send.stderr);
     let audit = app.admin(&["audit", "--action", "user.notify"]);
     assert!(audit.contains("off"), "{audit}");
-    let store = ferry_store::Sqlite::open(&app.data.join("ferry.db")).unwrap();
+    let store = ferry_store::Database::open(&app.data.join("ferry.db")).unwrap();
     assert_eq!(
         store.outbox_counts().unwrap().waiting,
         0,
@@ -371,7 +371,7 @@ fn mail_waits_out_an_smtp_outage_and_a_restart_and_arrives_once() {
     assert!(send.ok, "{}", send.stderr);
     let db = app.data.join("ferry.db");
     let waiting = || {
-        ferry_store::Sqlite::open(&db)
+        ferry_store::Database::open(&db)
             .unwrap()
             .outbox_counts()
             .unwrap()
@@ -510,7 +510,7 @@ fn header_injection_is_refused() {
     ]);
     assert!(!evil_header.ok);
     // Nothing was queued, so nothing reaches anyone.
-    let store = ferry_store::Sqlite::open(&app.data.join("ferry.db")).unwrap();
+    let store = ferry_store::Database::open(&app.data.join("ferry.db")).unwrap();
     assert_eq!(
         store.outbox_counts().unwrap(),
         ferry_store::OutboxCounts::default()
@@ -673,7 +673,7 @@ fn smtp_set_in_the_web_admin_sends_what_waited() {
 #[test]
 fn the_invitation_page_explains_dead_links_and_limits_guessing() {
     let app = Appliance::start();
-    let store = ferry_store::Sqlite::open(&app.data.join("ferry.db")).unwrap();
+    let store = ferry_store::Database::open(&app.data.join("ferry.db")).unwrap();
     let user = store
         .create_user(
             "late@example.com",

@@ -40,6 +40,7 @@ fn site(edge_masquerades: bool, ports: &str) -> Site {
         listen: Some(appliance_listen()),
         url: Some(format!("https://{EDGE}:443")),
         portguard: Some(pg.socket.clone()),
+        database: None,
         args: vec![
             "--public-address".into(),
             EDGE.into(),

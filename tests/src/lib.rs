@@ -204,6 +204,9 @@ pub struct Setup {
     pub url: Option<String>,
     /// ferry-portguard's socket: the firewall is on when set.
     pub portguard: Option<PathBuf>,
+    /// The PostgreSQL database (`--database`) instead of SQLite in the
+    /// data folder; `ferryd admin` is given it too.
+    pub database: Option<String>,
     pub args: Vec<String>,
 }
 
@@ -253,6 +256,7 @@ impl Appliance {
             .arg("admin")
             .arg("--data")
             .arg(&self.data)
+            .args(self.database_args())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -272,6 +276,14 @@ impl Appliance {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `--database URL` when the appliance runs on PostgreSQL.
+    pub fn database_args(&self) -> Vec<String> {
+        match &self.setup.database {
+            Some(url) => vec!["--database".into(), url.clone()],
+            None => Vec::new(),
+        }
     }
 
     /// Adds a user with a password and returns an API key.
@@ -309,6 +321,7 @@ impl Appliance {
         command
             .arg("--data")
             .arg(&self.data)
+            .args(self.database_args())
             .arg("--listen")
             .arg(&listen);
         match &self.setup.portguard {
@@ -403,9 +416,9 @@ impl Appliance {
     }
 
     /// Another node of this appliance: a second ferryd on the same data
-    /// folder (database, certificate) and share, on its own loopback
-    /// address, named `name`, with `extra` flags. The same host stands in
-    /// for shared storage.
+    /// folder (certificate, and the database unless it is PostgreSQL) and
+    /// share, on its own loopback address, named `name`, with `extra`
+    /// flags. The same host stands in for shared storage.
     pub fn another_node(&self, name: &str, extra: &[&str]) -> Appliance {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut args = vec!["--node-name".to_owned(), name.to_owned()];
@@ -418,6 +431,7 @@ impl Appliance {
             fingerprint: self.fingerprint.clone(),
             setup: Setup {
                 args,
+                database: self.setup.database.clone(),
                 ..Setup::default()
             },
             child: None,

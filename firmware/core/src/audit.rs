@@ -124,11 +124,11 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_store::SqliteStore;
+    use ferry_store::SqlStore;
 
     #[tokio::test]
     async fn lines_are_written_and_listed_by_family() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let ann = store
             .create_user("ann@x.io", "", ferry_domain::Role::Employee, None)
             .await

@@ -195,11 +195,11 @@ impl Nodes {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use ferry_store::SqliteStore;
+    use ferry_store::SqlStore;
 
     /// Nodes `a` and `b` on one store, with a clock the test moves.
     fn two_nodes() -> (Nodes, Nodes, Arc<ManualClock>, Audit) {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let audit = Audit::new(store.clone());
         let clock = Arc::new(ManualClock::new(1000));
         let node = |name: &str| {

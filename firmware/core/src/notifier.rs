@@ -464,7 +464,7 @@ crate::failing!(OutboxError {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use ferry_store::SqliteStore;
+    use ferry_store::SqlStore;
 
     fn notifier(store: Arc<dyn Store>) -> Notifier {
         let site = watch::channel(SiteSettings {
@@ -485,7 +485,7 @@ mod tests {
 
     #[tokio::test]
     async fn invitations_always_go_and_carry_a_working_link() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let n = notifier(store.clone());
         let ann = store
             .create_user("ann@example.com", "", Role::Collaborator, None)
@@ -514,7 +514,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_failure_is_announced_once_per_round() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let n = notifier(store.clone());
         let admin = store
             .create_user("root@example.com", "", Role::Admin, Some("pw"))

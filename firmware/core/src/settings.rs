@@ -527,7 +527,7 @@ mod tests {
     use super::*;
     use ferry_domain::Role;
     use ferry_proto::Policy;
-    use ferry_store::SqliteStore;
+    use ferry_store::SqlStore;
     use ferry_store::User;
 
     fn baseline() -> SiteSettings {
@@ -567,7 +567,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_saved_change_wins_over_the_file_survives_a_restart_and_is_announced() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let root = admin(&*store).await;
         let s = service(store.clone(), baseline()).await;
         let mut heard = s.subscribe();
@@ -616,7 +616,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_an_admin_left_alone_keeps_following_the_file() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let root = admin(&*store).await;
         let s = service(store.clone(), baseline()).await;
         let mut text = s.current().to_text();
@@ -634,7 +634,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_admins_change_and_bad_values_keep_nothing() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let root = admin(&*store).await;
         let emp = store
             .create_user("e@x.io", "", Role::Employee, Some("pw"))
@@ -667,7 +667,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_stored_setting_is_named() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         store.set_setting(POLICY, "turbo").await.unwrap();
         let e = Settings::load(
             store.clone(),

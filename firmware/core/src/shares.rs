@@ -581,7 +581,7 @@ fn classify(share: &Share, name: String, e: EngineError) -> SharesError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_store::SqliteStore;
+    use ferry_store::SqlStore;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -599,7 +599,7 @@ mod tests {
         std::fs::create_dir(&media).unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(data.join("tls")).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let shares = Shares::new(
             store.clone(),
             Audit::new(store.clone()),

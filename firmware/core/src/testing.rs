@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ferry_domain::Role;
 use ferry_domain::settings::SiteSettings;
-use ferry_store::{SqliteStore, Store, User};
+use ferry_store::{SqlStore, Store, User};
 
 use crate::audit::{Actor, Audit};
 use crate::authority::By;
@@ -69,7 +69,7 @@ impl World {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let media = dir.path().join("media");
         std::fs::create_dir(&media).expect("the share's folder");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("a store"));
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().expect("a store"));
         let clock = Arc::new(ManualClock::new(NOW));
         let s = Services::start(
             store.clone(),

@@ -840,13 +840,13 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use ferry_domain::settings::SiteSettings;
-    use ferry_store::SqliteStore;
+    use ferry_store::SqlStore;
 
     const FROM: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
     const GOOD: &str = "sunlit ferry crossing";
 
     async fn users() -> (Arc<dyn Store>, Users, Arc<LiveSessions>) {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open_in_memory().unwrap());
         let audit = Audit::new(store.clone());
         let site = tokio::sync::watch::channel(SiteSettings::default()).1;
         let notifier = Notifier::new(

@@ -1,6 +1,7 @@
 //! `ferryd admin`: administration of the appliance from its own console,
 //! for first set-up, scripts and recovery. It works whether or not the
-//! daemon is running (SQLite in WAL mode takes both), and goes through the
+//! daemon is running (SQLite in WAL mode takes both, and PostgreSQL any
+//! number of nodes and consoles), and goes through the
 //! same services, rules and password policy as the web admin and the API:
 //! its caller is the operator ([`By::Operator`]), who holds every right.
 
@@ -11,7 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ferry_domain::UserStatus;
 use ferry_domain::rules::Access;
 use ferry_engine::tls::Fingerprint;
-use ferry_store::{ApiKeyId, Store};
+use ferry_store::{ApiKeyId, Database, Store};
 use ferryd_core::Services;
 use ferryd_core::audit::{Actor, Audit};
 use ferryd_core::authority::By;
@@ -19,7 +20,9 @@ use ferryd_core::clock::SystemClock;
 use ferryd_core::ports::{Appliance, ApplianceFacts, OpenPort};
 
 use crate::app::{certificate_names, open_store, setup};
-use crate::cli::{AdminCommand, ApikeyCommand, NodeCommand, ShareCommand, UserCommand};
+use crate::cli::{
+    AdminCommand, ApikeyCommand, NodeCommand, ShareCommand, StoreCommand, UserCommand,
+};
 use crate::config::{Config, FirewallMode};
 use crate::identity;
 
@@ -62,11 +65,17 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<()> {
         println!("{}", id.fingerprint());
         return Ok(());
     }
+    if let AdminCommand::Store {
+        command: StoreCommand::Copy { to },
+    } = &command
+    {
+        return copy_store(config, to);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(open_store(config)?);
+        let store: Arc<dyn Store> = Arc::new(open_store(config).await?);
         let appliance = Arc::new(AtRest {
             fingerprint: id.fingerprint(),
             config: config.clone(),
@@ -89,7 +98,7 @@ async fn command_on(s: &Services, command: AdminCommand) -> Result<()> {
         AdminCommand::Apikey { command } => apikey(s, command).await,
         AdminCommand::Share { command } => share(s, command).await,
         AdminCommand::Node { command } => node(s, command).await,
-        AdminCommand::Fingerprint => Ok(()),
+        AdminCommand::Fingerprint | AdminCommand::Store { .. } => Ok(()),
         AdminCommand::Audit { limit, action } => {
             for e in s.audit.list(limit, None, action.as_deref()).await? {
                 println!(
@@ -320,5 +329,27 @@ async fn share(s: &Services, command: ShareCommand) -> Result<()> {
             eprintln!("share {name} removed (its files are untouched)");
         }
     }
+    Ok(())
+}
+
+/// `ferryd admin store copy --to URL`: this appliance's database (the
+/// one `--database` or the data folder names) into a new one.
+fn copy_store(config: &Config, to: &str) -> Result<()> {
+    let from = match &config.database {
+        Some(url) => Database::open_url(url),
+        None => Database::open(&config.data.join("ferry.db")),
+    }
+    .context("opening the database to copy")?;
+    let target = Database::open_url(to)
+        .with_context(|| format!("opening the target database {}", crate::app::redact(to)))?;
+    let copied = from.copy_to(&target).context("copying")?;
+    for (table, rows) in &copied.tables {
+        println!("{table}\t{rows}");
+    }
+    println!(
+        "copied into {}: start each node with --database {}",
+        crate::app::redact(to),
+        crate::app::redact(to)
+    );
     Ok(())
 }

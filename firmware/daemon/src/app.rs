@@ -15,7 +15,7 @@ use ferry_engine::transport::{Tuning, server_config};
 use ferry_portguard::client::PortguardClient;
 use ferry_portguard::leases::LeaseTable;
 use ferry_proto::{ErrorCode, Rate};
-use ferry_store::{SqliteStore, Store};
+use ferry_store::{SqlStore, Store};
 use ferryd_core::Services;
 use ferryd_core::audit::Audit;
 use ferryd_core::clock::SystemClock;
@@ -36,11 +36,42 @@ use crate::{http, identity};
 /// Name of the first administrator, made on first start.
 pub const FIRST_ADMIN: &str = "admin@localhost";
 
-/// Opens (creating if needed) the data folder and the database.
-pub fn open_store(config: &Config) -> Result<SqliteStore> {
+/// Opens (creating if needed) the data folder and the database: the
+/// PostgreSQL database the configuration names, or SQLite in the data
+/// folder. Connecting blocks, so it runs on the blocking pool.
+pub async fn open_store(config: &Config) -> Result<SqlStore> {
     create_private_dir(&config.data)?;
-    SqliteStore::open(&config.data.join("ferry.db"))
-        .with_context(|| format!("opening the database in {}", config.data.display()))
+    let (url, what) = match &config.database {
+        Some(url) => (
+            url.clone(),
+            format!("connecting to the database {}", redact(url)),
+        ),
+        None => {
+            let file = config.data.join("ferry.db");
+            let what = format!("opening the database in {}", config.data.display());
+            (file.to_string_lossy().into_owned(), what)
+        }
+    };
+    let store = tokio::task::spawn_blocking(move || match url.starts_with("postgres") {
+        true => SqlStore::open_url(&url),
+        false => SqlStore::open(std::path::Path::new(&url)),
+    })
+    .await?;
+    store.with_context(|| what)
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<()> {
@@ -104,7 +135,7 @@ pub fn setup(config: &Config, control: SocketAddr) -> Setup {
 /// Runs the appliance until SIGINT or SIGTERM; `journal` says whether
 /// logging goes to the systemd journal.
 pub async fn run(config: Config, journal: bool) -> Result<()> {
-    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
     let audit = Audit::new(store.clone());
     let identity = Arc::new(identity::load_or_create(
         &config.data,

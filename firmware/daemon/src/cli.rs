@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// Data folder: database, certificate, state [default: ./ferry-data].
     #[arg(long, global = true)]
     pub data: Option<PathBuf>,
+    /// The PostgreSQL database this node shares with the appliance's other
+    /// nodes: postgres://USER@HOST:PORT/DB [default: SQLite in the data
+    /// folder].
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
     /// Control plane and web admin address [default: 127.0.0.1:8443].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -78,6 +83,7 @@ impl RunArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             data: self.data.clone(),
+            database: self.database.clone(),
             listen: self.listen,
             public_address: self.public_address.clone(),
             node_name: self.node_name.clone(),
@@ -123,6 +129,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// The database itself.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Print the certificate's SHA-256 fingerprint (hex).
     Fingerprint,
     /// Print the audit log, newest first.
@@ -132,6 +143,19 @@ pub enum AdminCommand {
         /// Only actions starting with this, e.g. `lease.`
         #[arg(long)]
         action: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy this appliance's whole state (users, keys, shares, deliveries,
+    /// jobs, the audit log, the outbox) into a new, empty database: the
+    /// PostgreSQL its nodes will share. Stop ferryd first; the copy is one
+    /// transaction, so a failed copy leaves the target empty.
+    Copy {
+        /// postgres://USER@HOST:PORT/DB (or a new SQLite file's path).
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 

@@ -70,6 +70,8 @@ pub struct FileConfig {
     pub tls: TlsConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub store: StoreFileConfig,
     /// Watch folders: what settles in them is delivered.
     #[serde(default)]
     pub watch: Vec<WatchFileConfig>,
@@ -125,6 +127,15 @@ pub struct ScheduleRule {
     pub to: String,
     /// `200M`, `1G`, or `none` (no cap while it holds).
     pub rate: String,
+}
+
+/// The `[store]` section: where the appliance's state lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFileConfig {
+    /// `postgres://USER@HOST:PORT/DB`, which several nodes share; without
+    /// it, SQLite in the data folder. `--database` overrides it.
+    pub url: Option<String>,
 }
 
 /// The `[metrics]` section: who may scrape the Prometheus metrics.
@@ -370,6 +381,8 @@ fn host_name() -> String {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data: PathBuf,
+    /// The PostgreSQL database the nodes share; `None`: SQLite in `data`.
+    pub database: Option<String>,
     pub listen: SocketAddr,
     pub public_address: Option<String>,
     /// This ferryd's name among the appliance's nodes (checked).
@@ -394,6 +407,7 @@ pub struct Config {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub data: Option<PathBuf>,
+    pub database: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_address: Option<String>,
     pub node_name: Option<String>,
@@ -517,6 +531,7 @@ impl Config {
                 .data
                 .or(file.data)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            database: flags.database.or(file.store.url),
             listen,
             public_address: flags.public_address.or(file.public_address),
             node_name,

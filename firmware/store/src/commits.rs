@@ -7,10 +7,10 @@
 //! found already in place, declared without uploading it, or replaced
 //! since by someone else is never the delivery's to delete.
 
+use crate::db::params;
 use ferry_domain::DeliveryId;
-use rusqlite::params;
 
-use crate::{Result, Sqlite, now};
+use crate::{Database, Result, now};
 
 /// A file an upload committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct Commit {
     pub committed_at: i64,
 }
 
-impl Sqlite {
+impl Database {
     /// Records a file the upload of `delivery` committed (again, if it
     /// wrote the same path twice).
     pub fn record_commit(
@@ -35,7 +35,7 @@ impl Sqlite {
         mtime_ns: i64,
         digest: &str,
     ) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "INSERT INTO commits (delivery_id, path, size, mtime_ns, digest, committed_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (delivery_id, path) DO UPDATE
@@ -47,12 +47,12 @@ impl Sqlite {
 
     /// Everything the upload of `delivery` committed, by path.
     pub fn commits(&self, delivery: DeliveryId) -> Result<Vec<Commit>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT delivery_id, path, size, mtime_ns, digest, committed_at FROM commits
              WHERE delivery_id = ?1 ORDER BY path",
         )?;
-        let rows = stmt.query_map([delivery.0], |r| {
+        let rows = stmt.query_map(params![delivery.0], |r| {
             Ok(Commit {
                 delivery: DeliveryId(r.get(0)?),
                 path: r.get(1)?,
@@ -62,6 +62,6 @@ impl Sqlite {
                 committed_at: r.get(5)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows)
     }
 }

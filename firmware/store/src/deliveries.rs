@@ -2,11 +2,11 @@
 //! delivery holds an upload job (sender → appliance; none when the files
 //! already lie in a share) and one download job per recipient.
 
+use crate::db::{Optional, Row, params};
 use ferry_domain::{DeliveryId, JobId, ShareId, UserId};
-use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use crate::{Result, Sqlite, StoreError, now};
+use crate::{Database, Result, StoreError, now};
 
 #[derive(Clone, Debug)]
 pub struct NewDelivery {
@@ -40,7 +40,7 @@ const COLUMNS: &str =
     "d.id, d.name, d.sender_id, u.email, d.share_id, d.folder, d.onprem, d.notify_progress,
     d.created_at, d.expires_at, d.expired";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+fn from_row(r: &Row) -> Result<Delivery> {
     Ok(Delivery {
         id: DeliveryId(r.get(0)?),
         name: r.get(1)?,
@@ -56,22 +56,23 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-impl Sqlite {
+impl Database {
     pub fn create_delivery(&self, d: &NewDelivery) -> Result<DeliveryId> {
-        let conn = self.conn();
-        conn.execute(
+        let conn = self.conn()?;
+        let id: i64 = conn.query_row(
             "INSERT INTO deliveries (name, sender_id, share_id, folder, onprem, notify_progress, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
             params![d.name, d.sender.0, d.share.0, d.folder, d.onprem, d.notify_progress, now(), d.expires_at],
+            |r| r.get(0),
         )?;
-        Ok(DeliveryId(conn.last_insert_rowid()))
+        Ok(DeliveryId(id))
     }
 
     pub fn delivery(&self, id: DeliveryId) -> Result<Delivery> {
-        self.conn()
+        self.conn()?
             .query_row(
                 &format!("SELECT {COLUMNS} FROM deliveries d JOIN users u ON u.id = d.sender_id WHERE d.id = ?1"),
-                [id.0],
+                params![id.0],
                 from_row,
             )
             .optional()?
@@ -80,30 +81,30 @@ impl Sqlite {
 
     /// Deliveries past their expiry that have not been cleaned up yet.
     pub fn expired_deliveries(&self, at: i64) -> Result<Vec<Delivery>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM deliveries d JOIN users u ON u.id = d.sender_id
              WHERE d.expired = 0 AND d.expires_at <= ?1 ORDER BY d.id"
         ))?;
-        let rows = stmt.query_map([at], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map(params![at], from_row)?;
+        Ok(rows)
     }
 
     /// Deliveries still live, for reminders.
     pub fn live_deliveries(&self) -> Result<Vec<Delivery>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM deliveries d JOIN users u ON u.id = d.sender_id
              WHERE d.expired = 0 ORDER BY d.id"
         ))?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map(params![], from_row)?;
+        Ok(rows)
     }
 
     /// Records that reminder `bit` went out for a delivery; true the first
     /// time only, so each reminder is queued once.
     pub fn mark_reminder(&self, id: DeliveryId, bit: i64) -> Result<bool> {
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE deliveries SET reminders = reminders | ?2 WHERE id = ?1 AND reminders & ?2 = 0",
             params![id.0, bit],
         )?;
@@ -112,9 +113,12 @@ impl Sqlite {
 
     /// Marks a delivery expired and ends its unfinished jobs.
     pub fn expire_delivery(&self, id: DeliveryId) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
-        tx.execute("UPDATE deliveries SET expired = 1 WHERE id = ?1", [id.0])?;
+        tx.execute(
+            "UPDATE deliveries SET expired = 1 WHERE id = ?1",
+            params![id.0],
+        )?;
         tx.execute(
             "UPDATE jobs SET status = 'aborted', error = 'the delivery expired', finished_at = ?1, rate = 0
              WHERE delivery_id = ?2 AND status NOT IN ('done', 'aborted')",
@@ -142,7 +146,7 @@ pub struct DeliveryPlan {
     pub watched: Option<crate::Watched>,
 }
 
-/// What [`Sqlite::make_delivery`] made.
+/// What [`Database::make_delivery`] made.
 #[derive(Clone, Debug)]
 pub struct DeliveryMade {
     pub id: DeliveryId,
@@ -152,7 +156,7 @@ pub struct DeliveryMade {
     pub invited: Vec<crate::User>,
 }
 
-impl Sqlite {
+impl Database {
     /// Makes a delivery with its jobs, tasks and new recipients, all or
     /// nothing.
     pub fn make_delivery(&self, plan: &DeliveryPlan) -> Result<DeliveryMade> {
@@ -160,28 +164,30 @@ impl Sqlite {
         for email in &plan.recipients {
             check_email(email.trim())?;
         }
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let d = &plan.delivery;
         let t = now();
-        tx.execute(
+        let id: i64 = tx.query_row(
             "INSERT INTO deliveries (name, sender_id, share_id, folder, onprem, notify_progress, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
             params![d.name, d.sender.0, d.share.0, d.folder, d.onprem, d.notify_progress, t, d.expires_at],
+            |r| r.get(0),
         )?;
-        let id = DeliveryId(tx.last_insert_rowid());
+        let id = DeliveryId(id);
         let add_job = |kind: &str,
                        name: &str,
                        recipient: Option<i64>,
                        tasks: &[crate::NewTask]|
          -> Result<JobId> {
-            tx.execute(
-                "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at,
+            let id: i64 = tx.query_row(
+            "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at,
                      delivery_id, recipient_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9)",
-                params![kind, name, d.sender.0, d.share.0, d.folder, plan.client_address, t, id.0, recipient],
-            )?;
-            let job = JobId(tx.last_insert_rowid());
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9) RETURNING id",
+            params![kind, name, d.sender.0, d.share.0, d.folder, plan.client_address, t, id.0, recipient],
+            |r| r.get(0),
+        )?;
+            let job = JobId(id);
             let mut stmt = tx.prepare(
                 "INSERT INTO tasks (job_id, path, size, mtime_ns, priority, status) VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
             )?;
@@ -225,18 +231,21 @@ impl Sqlite {
                 continue;
             }
             let existing: Option<i64> = tx
-                .query_row("SELECT id FROM users WHERE email = ?1", [email], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT id FROM users WHERE email = ?1",
+                    params![email],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let user_id = match existing {
                 Some(u) => u,
                 None => {
-                    tx.execute(
-                        "INSERT INTO users (email, name, role, status, created_at) VALUES (?1, '', 'collaborator', 'invited', ?2)",
-                        params![email, t],
-                    )?;
-                    tx.last_insert_rowid()
+                    let id: i64 = tx.query_row(
+            "INSERT INTO users (email, name, role, status, created_at) VALUES (?1, '', 'collaborator', 'invited', ?2) RETURNING id",
+            params![email, t],
+            |r| r.get(0),
+        )?;
+                    id
                 }
             };
             let job = add_job("download", &d.name, Some(user_id), &plan.tasks)?;
@@ -286,60 +295,62 @@ mod tests {
     #[test]
     fn a_delivery_is_made_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sqlite::open_in_memory().unwrap();
-        let share = s.add_root_share("media", dir.path()).unwrap();
-        let sender = s
-            .create_user("prod@x.io", "", Role::Employee, Some("password1"))
-            .unwrap();
-        s.create_user("dir@x.io", "", Role::Collaborator, Some("password1"))
-            .unwrap();
-        let files = vec![task("a.mp4", 999), task("seq/f.0001.exr", 500)];
-        let plan = DeliveryPlan {
-            delivery: NewDelivery {
-                name: "review".into(),
-                sender: sender.id,
-                share: share.id,
-                folder: "review".into(),
-                onprem: false,
-                notify_progress: false,
-                expires_at: now() + 3600,
-            },
-            upload: Some(files.clone()),
-            tasks: files,
-            recipients: vec!["dir@x.io".into(), "new@x.io".into(), "DIR@x.io".into()],
-            client_address: None,
-            watched: None,
-        };
-        let made = s.make_delivery(&plan).unwrap();
-        assert!(made.upload.is_some());
-        assert_eq!(
-            made.downloads.len(),
-            2,
-            "one job per recipient, duplicates merged"
-        );
-        assert_eq!(made.invited.len(), 1);
-        assert_eq!(made.invited[0].status, crate::UserStatus::Invited);
-        let upload = s.job(made.upload.unwrap()).unwrap();
-        assert_eq!(upload.name, "review-upload");
-        assert_eq!(upload.files_total, 2);
-        let mine = s
-            .list_jobs(&JobFilter {
-                recipient: Some(made.downloads[0].1.id),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(mine.len(), 1);
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let share = s.add_root_share("media", dir.path()).unwrap();
+            let sender = s
+                .create_user("prod@x.io", "", Role::Employee, Some("password1"))
+                .unwrap();
+            s.create_user("dir@x.io", "", Role::Collaborator, Some("password1"))
+                .unwrap();
+            let files = vec![task("a.mp4", 999), task("seq/f.0001.exr", 500)];
+            let plan = DeliveryPlan {
+                delivery: NewDelivery {
+                    name: "review".into(),
+                    sender: sender.id,
+                    share: share.id,
+                    folder: "review".into(),
+                    onprem: false,
+                    notify_progress: false,
+                    expires_at: now() + 3600,
+                },
+                upload: Some(files.clone()),
+                tasks: files,
+                recipients: vec!["dir@x.io".into(), "new@x.io".into(), "DIR@x.io".into()],
+                client_address: None,
+                watched: None,
+            };
+            let made = s.make_delivery(&plan).unwrap();
+            assert!(made.upload.is_some());
+            assert_eq!(
+                made.downloads.len(),
+                2,
+                "one job per recipient, duplicates merged"
+            );
+            assert_eq!(made.invited.len(), 1);
+            assert_eq!(made.invited[0].status, crate::UserStatus::Invited);
+            let upload = s.job(made.upload.unwrap()).unwrap();
+            assert_eq!(upload.name, "review-upload");
+            assert_eq!(upload.files_total, 2);
+            let mine = s
+                .list_jobs(&JobFilter {
+                    recipient: Some(made.downloads[0].1.id),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(mine.len(), 1);
 
-        // A bad recipient leaves nothing behind.
-        let mut bad = plan.clone();
-        bad.recipients = vec!["ok@x.io".into(), "not an email".into()];
-        assert!(s.make_delivery(&bad).is_err());
-        assert!(s.user_by_email("ok@x.io").unwrap().is_none());
-        // A duplicate file rolls the whole delivery back.
-        let mut dup = plan.clone();
-        dup.recipients = vec!["late@x.io".into()];
-        dup.tasks = vec![task("a.mp4", 1), task("a.mp4", 2)];
-        assert!(s.make_delivery(&dup).is_err());
-        assert!(s.user_by_email("late@x.io").unwrap().is_none());
+            // A bad recipient leaves nothing behind.
+            let mut bad = plan.clone();
+            bad.recipients = vec!["ok@x.io".into(), "not an email".into()];
+            assert!(s.make_delivery(&bad).is_err());
+            assert!(s.user_by_email("ok@x.io").unwrap().is_none());
+            // A duplicate file rolls the whole delivery back.
+            let mut dup = plan.clone();
+            dup.recipients = vec!["late@x.io".into()];
+            dup.tasks = vec![task("a.mp4", 1), task("a.mp4", 2)];
+            assert!(s.make_delivery(&dup).is_err());
+            assert!(s.user_by_email("late@x.io").unwrap().is_none());
+        }
     }
 }

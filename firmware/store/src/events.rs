@@ -1,9 +1,9 @@
 //! The audit log: who did what, when, from which address.
 
-use rusqlite::params;
+use crate::db::params;
 use serde::Serialize;
 
-use crate::{Result, Sqlite, now};
+use crate::{Database, Result, now};
 use ferry_domain::{AuditAction, UserId};
 
 /// An event to record.
@@ -59,9 +59,9 @@ pub struct Event {
     pub detail: String,
 }
 
-impl Sqlite {
+impl Database {
     pub fn record_event(&self, e: &NewEvent) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "INSERT INTO events (at, user_id, address, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![now(), e.user.map(|u| u.0), e.address, e.action.as_str(), e.subject, e.detail],
         )?;
@@ -75,11 +75,11 @@ impl Sqlite {
         before: Option<i64>,
         action_prefix: Option<&str>,
     ) -> Result<Vec<Event>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT e.id, e.at, e.user_id, u.email, e.address, e.action, e.subject, e.detail
              FROM events e LEFT JOIN users u ON u.id = e.user_id
-             WHERE e.id < ?1 AND (?2 IS NULL OR e.action LIKE ?2 || '%')
+             WHERE e.id < ?1 AND (CAST(?2 AS TEXT) IS NULL OR e.action LIKE ?2 || '%')
              ORDER BY e.id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(
@@ -97,7 +97,7 @@ impl Sqlite {
                 })
             },
         )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows)
     }
 }
 
@@ -107,20 +107,22 @@ mod tests {
 
     #[test]
     fn newest_first_with_filter() {
-        let s = Sqlite::open_in_memory().unwrap();
-        for action in [
-            AuditAction::LeaseOpen,
-            AuditAction::ShareAdd,
-            AuditAction::LeaseRelease,
-        ] {
-            s.record_event(&NewEvent::new(action, "x")).unwrap();
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            for action in [
+                AuditAction::LeaseOpen,
+                AuditAction::ShareAdd,
+                AuditAction::LeaseRelease,
+            ] {
+                s.record_event(&NewEvent::new(action, "x")).unwrap();
+            }
+            let all = s.list_events(10, None, None).unwrap();
+            assert_eq!(all.len(), 3);
+            assert_eq!(all[0].action, "lease.release");
+            let leases = s.list_events(10, None, Some("lease.")).unwrap();
+            assert_eq!(leases.len(), 2);
+            let older = s.list_events(10, Some(all[0].id), None).unwrap();
+            assert_eq!(older.len(), 2);
         }
-        let all = s.list_events(10, None, None).unwrap();
-        assert_eq!(all.len(), 3);
-        assert_eq!(all[0].action, "lease.release");
-        let leases = s.list_events(10, None, Some("lease.")).unwrap();
-        assert_eq!(leases.len(), 2);
-        let older = s.list_events(10, Some(all[0].id), None).unwrap();
-        assert_eq!(older.len(), 2);
     }
 }

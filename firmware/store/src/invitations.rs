@@ -2,12 +2,12 @@
 //! user choose a password. A token is random, stored only as its BLAKE3
 //! hash, expires, and works once.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{Optional, params};
 
 use ferry_domain::UserId;
 
 use crate::users::User;
-use crate::{Result, Sqlite, StoreError, now, random_hex};
+use crate::{Database, Result, StoreError, now, random_hex};
 
 /// What a token opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,16 +22,16 @@ fn hash(token: &str) -> Vec<u8> {
     blake3::hash(token.as_bytes()).as_bytes().to_vec()
 }
 
-impl Sqlite {
+impl Database {
     /// A new token for `user`, valid for `ttl_secs`. Earlier unused tokens
     /// of the user stop working: only the newest invitation counts.
     pub fn create_invitation(&self, user: UserId, ttl_secs: i64) -> Result<String> {
         let token = random_hex(32);
         let t = now();
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         tx.execute(
-            "UPDATE invitations SET expires_at = min(expires_at, ?2) WHERE user_id = ?1 AND used_at IS NULL",
+            "UPDATE invitations SET expires_at = CASE WHEN expires_at < ?2 THEN expires_at ELSE ?2 END WHERE user_id = ?1 AND used_at IS NULL",
             params![user.0, t],
         )?;
         tx.execute(
@@ -44,10 +44,10 @@ impl Sqlite {
 
     pub fn invitation(&self, token: &str) -> Result<Invitation> {
         let row: Option<(i64, i64, Option<i64>)> = self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT user_id, expires_at, used_at FROM invitations WHERE token_hash = ?1",
-                [hash(token)],
+                params![hash(token)],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
@@ -67,7 +67,7 @@ impl Sqlite {
     /// works exactly once.
     pub fn accept_invitation(&self, token: &str, password: &str) -> Result<User> {
         let password_hash = crate::users::hash_password(password)?;
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let user: Option<i64> = tx
             .query_row(
@@ -108,45 +108,47 @@ mod tests {
 
     #[test]
     fn a_token_works_once_and_not_after_it_expires() {
-        let s = Sqlite::open_in_memory().unwrap();
-        let u = s
-            .create_user("new@example.com", "", Role::Collaborator, None)
-            .unwrap();
-        assert_eq!(u.status, UserStatus::Invited);
-        let token = s.create_invitation(u.id, 3600).unwrap();
-        assert!(matches!(
-            s.invitation(&token).unwrap(),
-            Invitation::Valid { .. }
-        ));
-        assert_eq!(s.invitation("nope").unwrap(), Invitation::Unknown);
-        let active = s.accept_invitation(&token, "a long new password").unwrap();
-        assert_eq!(active.status, UserStatus::Active);
-        assert!(
-            s.verify_password("new@example.com", "a long new password")
-                .unwrap()
-                .is_some()
-        );
-        assert_eq!(s.invitation(&token).unwrap(), Invitation::Used);
-        assert!(s.accept_invitation(&token, "another password!").is_err());
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let u = s
+                .create_user("new@example.com", "", Role::Collaborator, None)
+                .unwrap();
+            assert_eq!(u.status, UserStatus::Invited);
+            let token = s.create_invitation(u.id, 3600).unwrap();
+            assert!(matches!(
+                s.invitation(&token).unwrap(),
+                Invitation::Valid { .. }
+            ));
+            assert_eq!(s.invitation("nope").unwrap(), Invitation::Unknown);
+            let active = s.accept_invitation(&token, "a long new password").unwrap();
+            assert_eq!(active.status, UserStatus::Active);
+            assert!(
+                s.verify_password("new@example.com", "a long new password")
+                    .unwrap()
+                    .is_some()
+            );
+            assert_eq!(s.invitation(&token).unwrap(), Invitation::Used);
+            assert!(s.accept_invitation(&token, "another password!").is_err());
 
-        let old = s.create_invitation(u.id, -1).unwrap();
-        assert_eq!(s.invitation(&old).unwrap(), Invitation::Expired);
-        assert!(s.accept_invitation(&old, "a long new password").is_err());
-        // An account that got a password another way voids its links.
-        let later = s
-            .create_user("later@example.com", "", Role::Collaborator, None)
-            .unwrap();
-        let link = s.create_invitation(later.id, 3600).unwrap();
-        s.set_password(later.id, "set by an admin, long").unwrap();
-        assert_eq!(s.invitation(&link).unwrap(), Invitation::Expired);
-        assert!(s.accept_invitation(&link, "a takeover attempt").is_err());
-        // A newer invitation voids the older one.
-        let first = s.create_invitation(u.id, 3600).unwrap();
-        let second = s.create_invitation(u.id, 3600).unwrap();
-        assert_eq!(s.invitation(&first).unwrap(), Invitation::Expired);
-        assert!(matches!(
-            s.invitation(&second).unwrap(),
-            Invitation::Valid { .. }
-        ));
+            let old = s.create_invitation(u.id, -1).unwrap();
+            assert_eq!(s.invitation(&old).unwrap(), Invitation::Expired);
+            assert!(s.accept_invitation(&old, "a long new password").is_err());
+            // An account that got a password another way voids its links.
+            let later = s
+                .create_user("later@example.com", "", Role::Collaborator, None)
+                .unwrap();
+            let link = s.create_invitation(later.id, 3600).unwrap();
+            s.set_password(later.id, "set by an admin, long").unwrap();
+            assert_eq!(s.invitation(&link).unwrap(), Invitation::Expired);
+            assert!(s.accept_invitation(&link, "a takeover attempt").is_err());
+            // A newer invitation voids the older one.
+            let first = s.create_invitation(u.id, 3600).unwrap();
+            let second = s.create_invitation(u.id, 3600).unwrap();
+            assert_eq!(s.invitation(&first).unwrap(), Invitation::Expired);
+            assert!(matches!(
+                s.invitation(&second).unwrap(),
+                Invitation::Valid { .. }
+            ));
+        }
     }
 }

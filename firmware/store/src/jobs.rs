@@ -1,12 +1,12 @@
 //! Jobs: one transfer of a set of files between two parties, with its
 //! status and progress. (Tasks, one per file, hang off jobs.)
 
+use crate::db::{Optional, Row, params};
 use ferry_domain::rules::{JobFacts, RateCap};
 use ferry_domain::{DeliveryId, JobId, JobKind, JobStatus, Party, ShareId, UserId};
-use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use crate::{Result, Sqlite, StoreError, now};
+use crate::{Database, Result, StoreError, now};
 
 #[derive(Clone, Debug)]
 pub struct NewJob {
@@ -20,7 +20,7 @@ pub struct NewJob {
     pub delivery: Option<DeliveryId>,
     pub recipient: Option<UserId>,
     /// What names a direct put's or get's run on its client (see
-    /// [`Sqlite::resumable_job`]).
+    /// [`Database::resumable_job`]).
     pub resume_key: Option<String>,
 }
 
@@ -105,7 +105,7 @@ fn party(v: Option<String>) -> Option<Party> {
     v.and_then(|p| p.parse().ok())
 }
 
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+fn job_from_row(r: &Row) -> Result<Job> {
     let kind: String = r.get(1)?;
     let status: String = r.get(7)?;
     Ok(Job {
@@ -171,6 +171,9 @@ pub struct JobFilter {
 /// A page of jobs walks the primary key down from the cursor and stops at
 /// the page's size, so a page costs the same at any depth of a table of
 /// 100,000 jobs (no sort of the whole table).
+///
+/// A filter left out is NULL; its cast gives PostgreSQL the parameter's
+/// type, which `NULL IS NULL` alone does not.
 fn list_jobs_sql(f: &JobFilter) -> String {
     let finished_clause = if f.all {
         ""
@@ -181,24 +184,24 @@ fn list_jobs_sql(f: &JobFilter) -> String {
     };
     format!(
         "SELECT {JOB_COLUMNS} FROM {JOB_FROM}
-         WHERE j.purged = 0 AND j.id < ?1 AND (?2 IS NULL OR j.owner_id = ?2)
-           AND (?3 IS NULL OR j.status = ?3) {finished_clause}
-           AND (?5 IS NULL OR j.owner_id = ?5 OR j.recipient_id = ?5)
-           AND (?6 IS NULL OR j.recipient_id = ?6)
-           AND (?7 IS NULL OR j.delivery_id = ?7)
-           AND (?8 IS NULL OR j.kind = ?8)
+         WHERE j.purged = 0 AND j.id < ?1 AND (CAST(?2 AS BIGINT) IS NULL OR j.owner_id = ?2)
+           AND (CAST(?3 AS TEXT) IS NULL OR j.status = ?3) {finished_clause}
+           AND (CAST(?5 AS BIGINT) IS NULL OR j.owner_id = ?5 OR j.recipient_id = ?5)
+           AND (CAST(?6 AS BIGINT) IS NULL OR j.recipient_id = ?6)
+           AND (CAST(?7 AS BIGINT) IS NULL OR j.delivery_id = ?7)
+           AND (CAST(?8 AS TEXT) IS NULL OR j.kind = ?8)
          ORDER BY j.id DESC LIMIT ?4"
     )
 }
 
-impl Sqlite {
+impl Database {
     pub fn create_job(&self, job: &NewJob) -> Result<JobId> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let started = (job.status == JobStatus::Running).then(now);
-        conn.execute(
+        let id: i64 = conn.query_row(
             "INSERT INTO jobs (kind, name, owner_id, share_id, folder, status, client_address, created_at, started_at,
                  delivery_id, recipient_id, resume_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
             params![
                 job.kind.as_str(),
                 job.name,
@@ -213,8 +216,9 @@ impl Sqlite {
                 job.recipient.map(|r| r.0),
                 job.resume_key,
             ],
+            |r| r.get(0),
         )?;
-        Ok(JobId(conn.last_insert_rowid()))
+        Ok(JobId(id))
     }
 
     /// The latest unfinished job of `owner` of this kind that a run with
@@ -222,7 +226,7 @@ impl Sqlite {
     /// aborted, paused and purged jobs are never continued.
     pub fn resumable_job(&self, owner: UserId, kind: JobKind, key: &str) -> Result<Option<JobId>> {
         Ok(self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT id FROM jobs
                  WHERE owner_id = ?1 AND kind = ?2 AND resume_key = ?3 AND purged = 0
@@ -237,7 +241,7 @@ impl Sqlite {
 
     /// A job runs again for a new session of its client, from `client`.
     pub fn reopen_job(&self, id: JobId, client: &str) -> Result<()> {
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE jobs SET status = 'running', error = NULL, client_address = ?2,
                  finished_at = NULL, next_retry_at = NULL, rate = 0
              WHERE id = ?1",
@@ -250,10 +254,10 @@ impl Sqlite {
     }
 
     pub fn job(&self, id: JobId) -> Result<Job> {
-        self.conn()
+        self.conn()?
             .query_row(
                 &format!("SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.id = ?1"),
-                [id.0],
+                params![id.0],
                 job_from_row,
             )
             .optional()?
@@ -262,7 +266,7 @@ impl Sqlite {
 
     /// Records the plan's totals once they are known.
     pub fn set_job_totals(&self, id: JobId, files: i64, bytes: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE jobs SET files_total = ?1, bytes_total = ?2 WHERE id = ?3",
             params![files, bytes, id.0],
         )?;
@@ -278,7 +282,7 @@ impl Sqlite {
         bytes_skipped: i64,
         rate: i64,
     ) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE jobs SET files_done = ?1, bytes_done = ?2, bytes_skipped = ?3, rate = ?4 WHERE id = ?5",
             params![files_done, bytes_done, bytes_skipped, rate, id.0],
         )?;
@@ -288,8 +292,8 @@ impl Sqlite {
     /// Records the current rate of a delivery job (whose done counts come
     /// from its tasks) and the bytes its session found already there.
     pub fn set_job_rate(&self, id: JobId, rate: i64, bytes_skipped: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE jobs SET rate = ?1, bytes_skipped = max(bytes_skipped, ?2) WHERE id = ?3",
+        self.conn()?.execute(
+            "UPDATE jobs SET rate = ?1, bytes_skipped = CASE WHEN bytes_skipped > ?2 THEN bytes_skipped ELSE ?2 END WHERE id = ?3",
             params![rate, bytes_skipped, id.0],
         )?;
         Ok(())
@@ -299,7 +303,7 @@ impl Sqlite {
     /// it back the site's with `None`.
     pub fn set_job_cap(&self, id: JobId, cap: Option<RateCap>) -> Result<()> {
         let bps = cap.map(|c| i64::try_from(c.bits_per_sec).unwrap_or(i64::MAX));
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE jobs SET target_rate = ?1, cap_set_by = ?2 WHERE id = ?3",
             params![bps, cap.map(|c| c.set_by.as_str()), id.0],
         )?;
@@ -310,7 +314,7 @@ impl Sqlite {
     }
 
     pub fn set_job_urgent(&self, id: JobId, urgent: bool) -> Result<()> {
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE jobs SET urgent = ?1 WHERE id = ?2",
             params![urgent, id.0],
         )?;
@@ -323,13 +327,15 @@ impl Sqlite {
     /// How many jobs are in each status (purged ones left out), every
     /// status listed, for the appliance's metrics.
     pub fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt =
-            conn.prepare("SELECT status, count(*) FROM jobs WHERE NOT purged GROUP BY status")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            conn.prepare("SELECT status, count(*) FROM jobs WHERE purged = 0 GROUP BY status")?;
+        let rows = stmt.query_map(params![], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
         let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
         for row in rows {
-            let (status, n) = row?;
+            let (status, n) = row;
             let status: JobStatus = status
                 .parse()
                 .map_err(|e| StoreError::Invalid(format!("a job's status: {e}")))?;
@@ -344,10 +350,10 @@ impl Sqlite {
     /// that leaves a hold (paused, aborted) is no longer held by anyone.
     pub fn set_job_status(&self, id: JobId, status: JobStatus, error: Option<&str>) -> Result<()> {
         let t = now();
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE jobs SET status = ?1, error = ?2,
                 started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?3 ELSE started_at END,
-                finished_at = CASE WHEN ?1 IN ('done', 'failed', 'aborted') THEN ?3 ELSE NULL END,
+                finished_at = CASE WHEN ?1 IN ('done', 'failed', 'aborted') THEN CAST(?3 AS BIGINT) ELSE NULL END,
                 rate = CASE WHEN ?1 = 'running' THEN rate ELSE 0 END,
                 held_by = CASE WHEN ?1 IN ('paused', 'aborted') THEN held_by ELSE NULL END
              WHERE id = ?4",
@@ -369,9 +375,9 @@ impl Sqlite {
                 "a job is held paused or aborted, not {status}"
             )));
         }
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE jobs SET status = ?1, error = ?2, held_by = ?3, rate = 0,
-                finished_at = CASE WHEN ?1 = 'aborted' THEN ?4 ELSE NULL END
+                finished_at = CASE WHEN ?1 = 'aborted' THEN CAST(?4 AS BIGINT) ELSE NULL END
              WHERE id = ?5",
             params![status.as_str(), error, by.as_str(), now(), id.0],
         )?;
@@ -382,7 +388,7 @@ impl Sqlite {
     }
 
     pub fn list_jobs(&self, f: &JobFilter) -> Result<Vec<Job>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&list_jobs_sql(f))?;
         let limit = if f.limit == 0 { 100 } else { f.limit };
         let rows = stmt.query_map(
@@ -398,7 +404,7 @@ impl Sqlite {
             ],
             job_from_row,
         )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows)
     }
 
     /// Jobs left `running` by a daemon that stopped without finishing them:
@@ -406,7 +412,7 @@ impl Sqlite {
     /// same command continues them); delivery jobs go back to the queue,
     /// for their client to resume.
     pub fn fail_interrupted_jobs(&self, reason: &str) -> Result<usize> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let direct = conn.execute(
             "UPDATE jobs SET status = 'interrupted', error = ?1, rate = 0
              WHERE status = 'running' AND kind IN ('put', 'get')",
@@ -418,7 +424,7 @@ impl Sqlite {
         )?;
         conn.execute(
             "UPDATE tasks SET status = 'queued' WHERE status = 'running'",
-            [],
+            params![],
         )?;
         Ok(direct + delivery)
     }
@@ -426,7 +432,7 @@ impl Sqlite {
     /// Records a failure that will be retried at `retry_at` (or not at all
     /// when `None`), counting it.
     pub fn fail_job(&self, id: JobId, error: &str, retry_at: Option<i64>) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE jobs SET status = 'failed', error = ?1, retries = retries + 1, next_retry_at = ?2,
                  finished_at = ?3, rate = 0
              WHERE id = ?4",
@@ -437,19 +443,19 @@ impl Sqlite {
 
     /// Hides a job from listings for good; its tasks stay (audit).
     pub fn purge_job(&self, id: JobId) -> Result<()> {
-        self.conn()
-            .execute("UPDATE jobs SET purged = 1 WHERE id = ?1", [id.0])?;
+        self.conn()?
+            .execute("UPDATE jobs SET purged = 1 WHERE id = ?1", params![id.0])?;
         Ok(())
     }
 
     /// Clears the retry counter and queues the job again (a new round:
     /// its failure, if it fails again, is announced again).
     pub fn requeue_job(&self, id: JobId) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE jobs SET status = 'queued', error = NULL, retries = 0, next_retry_at = NULL, finished_at = NULL,
                  held_by = NULL, round = round + 1
              WHERE id = ?1",
-            [id.0],
+            params![id.0],
         )?;
         Ok(())
     }
@@ -462,12 +468,12 @@ mod tests {
 
     #[test]
     fn a_deep_page_of_100_000_jobs_walks_the_key_without_sorting() {
-        let s = Sqlite::open_in_memory().unwrap();
+        let s = Database::open_in_memory().unwrap();
         let u = s
             .create_user("a@b.io", "", Role::Employee, Some("password1"))
             .unwrap();
         {
-            let conn = s.conn();
+            let conn = s.conn().unwrap();
             conn.execute_batch("BEGIN").unwrap();
             let mut insert = conn
                 .prepare(
@@ -476,7 +482,7 @@ mod tests {
                 )
                 .unwrap();
             for i in 0..100_000i64 {
-                insert.execute(rusqlite::params![i, u.id.0]).unwrap();
+                insert.execute(crate::db::params![i, u.id.0]).unwrap();
             }
             drop(insert);
             conn.execute_batch("COMMIT; ANALYZE").unwrap();
@@ -500,12 +506,12 @@ mod tests {
             },
         ] {
             let plan: Vec<String> = {
-                let conn = s.conn();
+                let conn = s.conn().unwrap();
                 let mut stmt = conn
                     .prepare(&format!("EXPLAIN QUERY PLAN {}", list_jobs_sql(&f)))
                     .unwrap();
                 stmt.query_map(
-                    rusqlite::params![
+                    crate::db::params![
                         50_000,
                         None::<i64>,
                         None::<String>,
@@ -517,8 +523,6 @@ mod tests {
                     ],
                     |r| r.get::<_, String>(3),
                 )
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
                 .unwrap()
             };
             let plan = plan.join("; ");
@@ -544,63 +548,65 @@ mod tests {
 
     #[test]
     fn job_lifecycle_and_listing() {
-        let s = Sqlite::open_in_memory().unwrap();
-        let u = s
-            .create_user("a@b.io", "", Role::Employee, Some("password1"))
-            .unwrap();
-        let id = s
-            .create_job(&NewJob {
-                kind: JobKind::Put,
-                name: "put a.mov".into(),
-                owner: u.id,
-                share: None,
-                folder: String::new(),
-                status: JobStatus::Running,
-                client_address: Some("127.0.0.1".into()),
-                delivery: None,
-                recipient: None,
-                resume_key: None,
-            })
-            .unwrap();
-        s.set_job_totals(id, 2, 100).unwrap();
-        s.set_job_progress(id, 1, 50, 10, 1000).unwrap();
-        let j = s.job(id).unwrap();
-        assert_eq!(
-            (j.status, j.bytes_done, j.bytes_skipped),
-            (JobStatus::Running, 50, 10)
-        );
-        assert!(j.started_at.is_some() && j.finished_at.is_none());
-        assert_eq!(s.list_jobs(&JobFilter::default()).unwrap().len(), 1);
-        s.set_job_status(id, JobStatus::Done, None).unwrap();
-        assert!(s.list_jobs(&JobFilter::default()).unwrap().is_empty());
-        let finished = s
-            .list_jobs(&JobFilter {
-                finished: true,
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(finished.len(), 1);
-        assert!(finished[0].finished_at.is_some());
-        assert_eq!(finished[0].rate, 0);
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let u = s
+                .create_user("a@b.io", "", Role::Employee, Some("password1"))
+                .unwrap();
+            let id = s
+                .create_job(&NewJob {
+                    kind: JobKind::Put,
+                    name: "put a.mov".into(),
+                    owner: u.id,
+                    share: None,
+                    folder: String::new(),
+                    status: JobStatus::Running,
+                    client_address: Some("127.0.0.1".into()),
+                    delivery: None,
+                    recipient: None,
+                    resume_key: None,
+                })
+                .unwrap();
+            s.set_job_totals(id, 2, 100).unwrap();
+            s.set_job_progress(id, 1, 50, 10, 1000).unwrap();
+            let j = s.job(id).unwrap();
+            assert_eq!(
+                (j.status, j.bytes_done, j.bytes_skipped),
+                (JobStatus::Running, 50, 10)
+            );
+            assert!(j.started_at.is_some() && j.finished_at.is_none());
+            assert_eq!(s.list_jobs(&JobFilter::default()).unwrap().len(), 1);
+            s.set_job_status(id, JobStatus::Done, None).unwrap();
+            assert!(s.list_jobs(&JobFilter::default()).unwrap().is_empty());
+            let finished = s
+                .list_jobs(&JobFilter {
+                    finished: true,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(finished.len(), 1);
+            assert!(finished[0].finished_at.is_some());
+            assert_eq!(finished[0].rate, 0);
 
-        assert_eq!(j.target_rate, None);
-        let cap = RateCap {
-            bits_per_sec: 50_000_000,
-            set_by: Party::Recipient,
-        };
-        s.set_job_cap(id, Some(cap)).unwrap();
-        assert_eq!(s.job(id).unwrap().cap(), Some(cap));
-        s.set_job_cap(id, None).unwrap();
-        assert_eq!(s.job(id).unwrap().target_rate, None);
-        assert!(matches!(
-            s.set_job_cap(JobId(999), Some(cap)),
-            Err(StoreError::NotFound(_))
-        ));
-        s.hold_job(id, JobStatus::Paused, Party::Admin, None)
-            .unwrap();
-        assert_eq!(s.job(id).unwrap().held_by, Some(Party::Admin));
-        s.requeue_job(id).unwrap();
-        let j = s.job(id).unwrap();
-        assert_eq!((j.status, j.held_by, j.round), (JobStatus::Queued, None, 1));
+            assert_eq!(j.target_rate, None);
+            let cap = RateCap {
+                bits_per_sec: 50_000_000,
+                set_by: Party::Recipient,
+            };
+            s.set_job_cap(id, Some(cap)).unwrap();
+            assert_eq!(s.job(id).unwrap().cap(), Some(cap));
+            s.set_job_cap(id, None).unwrap();
+            assert_eq!(s.job(id).unwrap().target_rate, None);
+            assert!(matches!(
+                s.set_job_cap(JobId(999), Some(cap)),
+                Err(StoreError::NotFound(_))
+            ));
+            s.hold_job(id, JobStatus::Paused, Party::Admin, None)
+                .unwrap();
+            assert_eq!(s.job(id).unwrap().held_by, Some(Party::Admin));
+            s.requeue_job(id).unwrap();
+            let j = s.job(id).unwrap();
+            assert_eq!((j.status, j.held_by, j.round), (JobStatus::Queued, None, 1));
+        }
     }
 }

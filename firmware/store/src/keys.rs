@@ -5,12 +5,12 @@
 //! key up by its hash is safe against timing attacks because the attacker
 //! does not control the hash.
 
+use crate::db::{Optional, params};
 use ferry_domain::UserId;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::users::User;
-use crate::{Result, Sqlite, StoreError, now, random_hex};
+use crate::{Database, Result, StoreError, now, random_hex};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
 pub struct ApiKeyId(pub i64);
@@ -74,17 +74,19 @@ fn key_hash(secret: &str) -> Vec<u8> {
     blake3::hash(secret.as_bytes()).as_bytes().to_vec()
 }
 
-impl Sqlite {
+impl Database {
     pub fn create_api_key(&self, user: UserId, name: &str, origin: KeyOrigin) -> Result<NewApiKey> {
         let secret = format!("{KEY_PREFIX}{}", random_hex(32));
         let prefix = secret[..KEY_PREFIX.len() + 8].to_owned();
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO api_keys (user_id, name, key_hash, prefix, origin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        let conn = self.conn()?;
+        let id = conn.query_row(
+            "INSERT INTO api_keys (user_id, name, key_hash, prefix, origin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             RETURNING id",
             params![user.0, name, key_hash(&secret), prefix, origin.as_str(), now()],
+            |r| r.get(0),
         )?;
         Ok(NewApiKey {
-            id: ApiKeyId(conn.last_insert_rowid()),
+            id: ApiKeyId(id),
             secret,
         })
     }
@@ -97,10 +99,10 @@ impl Sqlite {
             return Ok(KeyCheck::Unknown);
         }
         let row: Option<(i64, i64, Option<i64>)> = self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT id, user_id, revoked_at FROM api_keys WHERE key_hash = ?1",
-                [key_hash(secret)],
+                params![key_hash(secret)],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
@@ -111,7 +113,7 @@ impl Sqlite {
         if revoked.is_some() {
             return Ok(KeyCheck::Revoked { user });
         }
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
             params![now(), key_id],
         )?;
@@ -122,12 +124,12 @@ impl Sqlite {
     }
 
     pub fn list_api_keys(&self, user: UserId) -> Result<Vec<ApiKey>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT id, user_id, name, prefix, origin, created_at, last_used_at, revoked_at
              FROM api_keys WHERE user_id = ?1 ORDER BY id",
         )?;
-        let rows = stmt.query_map([user.0], |r| {
+        let rows = stmt.query_map(params![user.0], |r| {
             Ok(ApiKey {
                 id: ApiKeyId(r.get(0)?),
                 user_id: UserId(r.get(1)?),
@@ -143,12 +145,12 @@ impl Sqlite {
                 revoked_at: r.get(7)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows)
     }
 
     /// Revokes a key of `user` (admins pass the key's owner).
     pub fn revoke_api_key(&self, user: UserId, key: ApiKeyId) -> Result<()> {
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL",
             params![now(), key.0, user.0],
         )?;
@@ -161,63 +163,67 @@ impl Sqlite {
     /// Revokes every live key `user`'s logins minted, but `except` (the
     /// key a password change was made with); returns how many.
     pub fn revoke_login_keys(&self, user: UserId, except: Option<ApiKeyId>) -> Result<usize> {
-        Ok(self.conn().execute(
+        self.conn()?.execute(
             "UPDATE api_keys SET revoked_at = ?1
              WHERE user_id = ?2 AND origin = 'login' AND revoked_at IS NULL AND id != ?3",
             params![now(), user.0, except.map_or(-1, |k| k.0)],
-        )?)
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Role, Sqlite};
+    use crate::Role;
 
     #[test]
     fn keys_are_shown_once_and_revocable() {
-        let s = Sqlite::open_in_memory().unwrap();
-        let u = s
-            .create_user("a@b.io", "", Role::Employee, Some("password1"))
-            .unwrap();
-        let k = s.create_api_key(u.id, "laptop", KeyOrigin::Made).unwrap();
-        assert!(k.secret.starts_with("fk_") && k.secret.len() == 67);
-        let KeyCheck::Live { user, key } = s.check_api_key(&k.secret).unwrap() else {
-            panic!("a new key is live");
-        };
-        assert_eq!((user.id, key), (u.id, k.id));
-        assert!(matches!(
-            s.check_api_key("fk_00").unwrap(),
-            KeyCheck::Unknown
-        ));
-        let listed = s.list_api_keys(u.id).unwrap();
-        assert_eq!(listed.len(), 1);
-        assert!(listed[0].last_used_at.is_some());
-        assert!(!format!("{listed:?}").contains(&k.secret));
-        s.revoke_api_key(u.id, k.id).unwrap();
-        assert!(matches!(
-            s.check_api_key(&k.secret).unwrap(),
-            KeyCheck::Revoked { .. }
-        ));
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let u = s
+                .create_user("a@b.io", "", Role::Employee, Some("password1"))
+                .unwrap();
+            let k = s.create_api_key(u.id, "laptop", KeyOrigin::Made).unwrap();
+            assert!(k.secret.starts_with("fk_") && k.secret.len() == 67);
+            let KeyCheck::Live { user, key } = s.check_api_key(&k.secret).unwrap() else {
+                panic!("a new key is live");
+            };
+            assert_eq!((user.id, key), (u.id, k.id));
+            assert!(matches!(
+                s.check_api_key("fk_00").unwrap(),
+                KeyCheck::Unknown
+            ));
+            let listed = s.list_api_keys(u.id).unwrap();
+            assert_eq!(listed.len(), 1);
+            assert!(listed[0].last_used_at.is_some());
+            assert!(!format!("{listed:?}").contains(&k.secret));
+            s.revoke_api_key(u.id, k.id).unwrap();
+            assert!(matches!(
+                s.check_api_key(&k.secret).unwrap(),
+                KeyCheck::Revoked { .. }
+            ));
+        }
     }
 
     #[test]
     fn a_password_change_revokes_only_the_keys_logins_minted() {
-        let s = Sqlite::open_in_memory().unwrap();
-        let u = s
-            .create_user("a@b.io", "", Role::Employee, Some("password1"))
-            .unwrap();
-        let login = s.create_api_key(u.id, "login", KeyOrigin::Login).unwrap();
-        let made = s.create_api_key(u.id, "ftrack", KeyOrigin::Made).unwrap();
-        let other = s.create_api_key(u.id, "login", KeyOrigin::Login).unwrap();
-        assert_eq!(s.revoke_login_keys(u.id, Some(other.id)).unwrap(), 1);
-        assert!(matches!(
-            s.check_api_key(&login.secret).unwrap(),
-            KeyCheck::Revoked { .. }
-        ));
-        assert!(matches!(
-            s.check_api_key(&made.secret).unwrap(),
-            KeyCheck::Live { .. }
-        ));
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let u = s
+                .create_user("a@b.io", "", Role::Employee, Some("password1"))
+                .unwrap();
+            let login = s.create_api_key(u.id, "login", KeyOrigin::Login).unwrap();
+            let made = s.create_api_key(u.id, "ftrack", KeyOrigin::Made).unwrap();
+            let other = s.create_api_key(u.id, "login", KeyOrigin::Login).unwrap();
+            assert_eq!(s.revoke_login_keys(u.id, Some(other.id)).unwrap(), 1);
+            assert!(matches!(
+                s.check_api_key(&login.secret).unwrap(),
+                KeyCheck::Revoked { .. }
+            ));
+            assert!(matches!(
+                s.check_api_key(&made.secret).unwrap(),
+                KeyCheck::Live { .. }
+            ));
+        }
     }
 }

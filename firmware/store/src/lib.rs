@@ -2,14 +2,17 @@
 //!
 //! The services of the daemon reach it only through the [`Store`] trait:
 //! async, typed methods, one unit of work each (a delivery with all its
-//! jobs and tasks is one call, one transaction). [`SqliteStore`] is the
-//! embedded implementation: SQLite in WAL mode with foreign keys on, its
+//! jobs and tasks is one call, one transaction). [`SqlStore`] implements it
+//! over [`Database`], which holds the state in one of two engines. SQLite
+//! is the embedded default: WAL mode with foreign keys on, its
 //! schema moving forward only, one numbered migration at a time, recorded
-//! in `user_version`. Its calls run on tokio's blocking pool, never on an
-//! async worker thread, because SQLite blocks (on the disk, on argon2,
-//! and on the one writer's lock). The trait assumes nothing SQLite-only:
-//! times are Unix seconds, ids are integers, and what must be atomic is
-//! one method.
+//! in `user_version`. PostgreSQL is the engine several nodes share (a
+//! pool of connections per node, the same schema in its own types, see
+//! `postgres_schema`). Every query is written once for both (see `db`).
+//! Calls run on tokio's blocking pool, never on an async worker thread,
+//! because both block (on the disk, the network, argon2, and SQLite's
+//! one writer). The trait assumes nothing engine-only: times are Unix
+//! seconds, ids are integers, and what must be atomic is one method.
 //!
 //! Every query lives in this crate, so the daemon and the web admin never
 //! write SQL, and every value that comes back is a typed row. Secrets
@@ -17,6 +20,8 @@
 //! stored as their BLAKE3 hash (a key is shown once, when created).
 
 mod commits;
+mod copy;
+mod db;
 mod deliveries;
 mod events;
 mod invitations;
@@ -24,23 +29,31 @@ mod jobs;
 mod keys;
 mod nodes;
 mod outbox;
+mod postgres_schema;
 mod schema;
 mod settings;
 mod shares;
-mod sqlite;
+mod sql_store;
 mod tasks;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod users;
 mod watches;
 mod websessions;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_proto::SharePath;
+use r2d2_postgres::PostgresConnectionManager;
 use rusqlite::Connection;
 
+use db::{Conn, params};
+pub use db::{DbError, Engine, Value};
+
 pub use commits::Commit;
+pub use copy::Copied;
 pub use deliveries::{Delivery, DeliveryMade, DeliveryPlan, NewDelivery};
 pub use events::{Event, NewEvent};
 pub use ferry_domain::rules::{Access, RateCap};
@@ -54,7 +67,7 @@ pub use keys::{ApiKey, ApiKeyId, KeyCheck, KeyOrigin, NewApiKey};
 pub use nodes::{Heartbeat, Node};
 pub use outbox::{NewMail, OutboxCounts, OutboxMail, UnsentMail};
 pub use shares::Share;
-pub use sqlite::SqliteStore;
+pub use sql_store::SqlStore;
 pub use tasks::{NewTask, Task};
 pub use users::{User, check_email};
 pub use watches::{NewWatch, Watch, WatchEntry, WatchId, WatchOrigin, Watched};
@@ -80,7 +93,7 @@ pub enum StoreError {
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] DbError),
     /// The blocking task that ran the call died (a panic in it).
     #[error("the database call did not finish: {0}")]
     Lost(String),
@@ -486,30 +499,89 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn integrity_check(&self) -> Result<String>;
 }
 
-/// The blocking SQLite database behind [`SqliteStore`]. Tools and tests
-/// that run outside an async runtime may use it directly; the daemon goes
-/// through [`Store`].
-pub struct Sqlite {
-    conn: Mutex<Connection>,
+/// The blocking database behind [`SqlStore`]: one SQLite file, or a
+/// pool of connections to a PostgreSQL server that several nodes share.
+/// Tools and tests that run outside an async runtime may use it
+/// directly; the daemon goes through [`Store`].
+pub struct Database {
+    engine: Backend,
 }
 
-impl std::fmt::Debug for Sqlite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sqlite").finish_non_exhaustive()
+enum Backend {
+    /// SQLite has one writer: one connection, behind a lock.
+    Sqlite(Mutex<Connection>),
+    /// `None` only while the database is dropped (see its `Drop`).
+    Postgres(Option<r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>>),
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Backend::Postgres(pool) = &mut self.engine {
+            // The driver closes each connection with a runtime of its
+            // own, which cannot start on a thread that drives async tasks
+            // (where a daemon's store is dropped): they close on a thread
+            // of their own.
+            if let Some(pool) = pool.take() {
+                std::thread::scope(|s| {
+                    s.spawn(move || drop(pool));
+                });
+            }
+        }
     }
 }
 
-impl Sqlite {
-    /// Opens (creating if needed) the database at `path` and brings its
-    /// schema up to date.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("engine", &self.engine())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens (creating if needed) the SQLite database at `path` and brings
+    /// its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
 
-    /// A throwaway database, for tests.
+    /// A throwaway SQLite database, for tests.
     pub fn open_in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory()?)
+    }
+
+    /// Connects to the PostgreSQL database at `url`
+    /// (`postgres://USER@HOST:PORT/DB`) and brings its schema up to date.
+    /// Several nodes may do so at once: one migrates, the others wait.
+    pub fn connect(url: &str) -> Result<Self> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("database URL {url:?}: {e}")))?;
+        let manager = PostgresConnectionManager::new(config, postgres::NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(POSTGRES_CONNECTIONS)
+            .min_idle(Some(2))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            // A server that is down fails the start at once, not after the
+            // pool's retries.
+            .build(manager)
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        let db = Database {
+            engine: Backend::Postgres(Some(pool)),
+        };
+        postgres_schema::migrate(&db.conn()?)?;
+        Ok(db)
+    }
+
+    /// Opens the database `url` names: `postgres://…` or a SQLite file's
+    /// path (`sqlite://PATH` or a plain path).
+    pub fn open_url(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect(url)
+        } else {
+            Self::open(Path::new(url.strip_prefix("sqlite://").unwrap_or(url)))
+        }
     }
 
     fn init(mut conn: Connection) -> Result<Self> {
@@ -521,31 +593,63 @@ impl Sqlite {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         schema::migrate(&mut conn)?;
-        Ok(Sqlite {
-            conn: Mutex::new(conn),
+        Ok(Database {
+            engine: Backend::Sqlite(Mutex::new(conn)),
         })
+    }
+
+    /// Which engine holds the state.
+    pub fn engine(&self) -> Engine {
+        match self.engine {
+            Backend::Sqlite(_) => Engine::Sqlite,
+            Backend::Postgres(_) => Engine::Postgres,
+        }
     }
 
     /// The schema version now in force.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        let conn = self.conn()?;
+        match conn.engine() {
+            Engine::Sqlite => conn.query_row("PRAGMA user_version", params![], |r| r.get(0)),
+            Engine::Postgres => postgres_schema::version(&conn),
+        }
     }
 
-    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    /// SQLite's `PRAGMA integrity_check`: "ok" when the file is sound.
+    /// PostgreSQL checks its pages as it reads them and has no such
+    /// pragma (`pg_amcheck` is its tool), so it is refused there.
     pub fn integrity_check(&self) -> Result<String> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+        let conn = self.conn()?;
+        match conn.engine() {
+            Engine::Sqlite => conn.query_row("PRAGMA integrity_check", params![], |r| r.get(0)),
+            Engine::Postgres => Err(StoreError::Invalid(
+                "PostgreSQL has no integrity check here: run pg_amcheck on its server".into(),
+            )),
+        }
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite half-written
-        // (statements are atomic), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// A connection for one unit of work.
+    pub(crate) fn conn(&self) -> Result<Conn<'_>> {
+        match &self.engine {
+            // A panic while holding the lock cannot leave SQLite
+            // half-written (statements are atomic), so a poisoned lock is
+            // still usable.
+            Backend::Sqlite(c) => Ok(Conn::Sqlite(c.lock().unwrap_or_else(|e| e.into_inner()))),
+            Backend::Postgres(pool) => {
+                let pool = pool
+                    .as_ref()
+                    .ok_or_else(|| DbError::Pool("the pool is closed".into()))?;
+                Ok(Conn::Postgres(Box::new(std::cell::RefCell::new(
+                    pool.get().map_err(|e| DbError::Pool(e.to_string()))?,
+                ))))
+            }
+        }
     }
 }
+
+/// Connections each PostgreSQL node keeps: enough for the API's
+/// concurrent requests without holding the server's slots for nothing.
+const POSTGRES_CONNECTIONS: u32 = 12;
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
@@ -555,17 +659,11 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Maps a unique-constraint failure to `Conflict(what)`.
-fn conflict(err: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
-    match &err {
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.code == rusqlite::ErrorCode::ConstraintViolation
-                && (e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
-        {
-            StoreError::Conflict(what())
-        }
-        _ => StoreError::Sqlite(err),
+/// A duplicate key is `Conflict(what)`; anything else stays as it is.
+fn conflict(err: StoreError, what: impl FnOnce() -> String) -> StoreError {
+    match err {
+        StoreError::Database(DbError::Duplicate(_)) => StoreError::Conflict(what()),
+        e => e,
     }
 }
 

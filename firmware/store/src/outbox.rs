@@ -9,9 +9,9 @@
 //! accepted it a moment before the crash, and SMTP has no way to ask.
 //! Receiving mail systems that deduplicate by Message-ID show it once.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{Optional, params};
 
-use crate::{Result, Sqlite, now, random_hex};
+use crate::{Database, Result, now, random_hex};
 
 /// A message to queue.
 #[derive(Debug, Clone)]
@@ -67,23 +67,25 @@ pub struct OutboxCounts {
     pub failed: i64,
 }
 
-impl Sqlite {
+impl Database {
     /// Queues a message; `None` when one with the same dedupe key exists.
     pub fn enqueue_mail(&self, m: &NewMail, domain: &str) -> Result<Option<i64>> {
         let message_id = format!("<{}.{}@{domain}>", now(), random_hex(12));
-        let conn = self.conn();
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO outbox (kind, recipient, subject, body_text, body_html, message_id, dedupe,
+        let conn = self.conn()?;
+        conn.query_row(
+            "INSERT INTO outbox (kind, recipient, subject, body_text, body_html, message_id, dedupe,
                  created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+             ON CONFLICT DO NOTHING RETURNING id",
             params![m.kind, m.to, m.subject, m.text, m.html, message_id, m.dedupe, now()],
-        )?;
-        Ok((n == 1).then(|| conn.last_insert_rowid()))
+            |r| r.get(0),
+        )
+        .optional()
     }
 
     /// Messages due now, oldest first.
     pub fn due_mail(&self, limit: u32) -> Result<Vec<OutboxMail>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT id, kind, recipient, subject, body_text, body_html, message_id, attempts, sending_since
              FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?1
@@ -102,12 +104,12 @@ impl Sqlite {
                 in_doubt: r.get::<_, Option<i64>>(8)?.is_some(),
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows)
     }
 
     /// Marks a message as in flight, just before its SMTP transaction.
     pub fn mail_sending(&self, id: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE outbox SET sending_since = ?2, attempts = attempts + 1 WHERE id = ?1",
             params![id, now()],
         )?;
@@ -116,7 +118,7 @@ impl Sqlite {
 
     /// The SMTP server accepted it.
     pub fn mail_sent(&self, id: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE outbox SET sent_at = ?2, sending_since = NULL, last_error = NULL WHERE id = ?1",
             params![id, now()],
         )?;
@@ -125,7 +127,7 @@ impl Sqlite {
 
     /// A temporary failure: try again at `retry_at`.
     pub fn mail_retry(&self, id: i64, error: &str, retry_at: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE outbox SET sending_since = NULL, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
             params![id, error, retry_at],
         )?;
@@ -134,8 +136,8 @@ impl Sqlite {
 
     /// The server is down: nothing unsent is tried before `until`.
     pub fn mail_hold_all(&self, until: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE outbox SET next_attempt_at = max(next_attempt_at, ?1)
+        self.conn()?.execute(
+            "UPDATE outbox SET next_attempt_at = CASE WHEN next_attempt_at > ?1 THEN next_attempt_at ELSE ?1 END
              WHERE sent_at IS NULL AND failed_at IS NULL",
             params![until],
         )?;
@@ -144,7 +146,7 @@ impl Sqlite {
 
     /// A permanent failure (the server refused the recipient, say).
     pub fn mail_failed(&self, id: i64, error: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE outbox SET sending_since = NULL, last_error = ?2, failed_at = ?3 WHERE id = ?1",
             params![id, error, now()],
         )?;
@@ -154,10 +156,10 @@ impl Sqlite {
     /// When the next message falls due, if any is waiting.
     pub fn next_mail_at(&self) -> Result<Option<i64>> {
         Ok(self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",
-                [],
+                params![],
                 |r| r.get(0),
             )
             .optional()?
@@ -166,12 +168,12 @@ impl Sqlite {
 
     /// Messages not sent, newest first: waiting ones and failed ones.
     pub fn unsent_mail(&self, limit: u32) -> Result<Vec<UnsentMail>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT id, kind, recipient, subject, created_at, attempts, next_attempt_at, failed_at, last_error
              FROM outbox WHERE sent_at IS NULL ORDER BY id DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit], |r| {
+        let rows = stmt.query_map(params![limit], |r| {
             Ok(UnsentMail {
                 id: r.get(0)?,
                 kind: r.get(1)?,
@@ -184,13 +186,13 @@ impl Sqlite {
                 last_error: r.get(8)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows)
     }
 
     /// An unsent message is due again now (a failed one too); its recipient
     /// for the audit line. Sent or unknown messages are not found.
     pub fn mail_again(&self, id: i64) -> Result<String> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let to: Option<String> = conn
             .query_row(
                 "UPDATE outbox SET failed_at = NULL, last_error = NULL, next_attempt_at = ?2
@@ -204,12 +206,12 @@ impl Sqlite {
 
     /// An unsent message is dropped; its recipient for the audit line.
     pub fn mail_discard(&self, id: i64) -> Result<String> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let to: Option<String> = conn
             .query_row(
                 "DELETE FROM outbox WHERE id = ?1 AND sent_at IS NULL AND sending_since IS NULL
                  RETURNING recipient",
-                [id],
+                params![id],
                 |r| r.get(0),
             )
             .optional()?;
@@ -217,12 +219,12 @@ impl Sqlite {
     }
 
     pub fn outbox_counts(&self) -> Result<OutboxCounts> {
-        Ok(self.conn().query_row(
+        self.conn()?.query_row(
             "SELECT count(*) FILTER (WHERE sent_at IS NULL AND failed_at IS NULL),
                     count(*) FILTER (WHERE sent_at IS NOT NULL),
                     count(*) FILTER (WHERE failed_at IS NOT NULL)
              FROM outbox",
-            [],
+            params![],
             |r| {
                 Ok(OutboxCounts {
                     waiting: r.get(0)?,
@@ -230,7 +232,7 @@ impl Sqlite {
                     failed: r.get(2)?,
                 })
             },
-        )?)
+        )
     }
 }
 
@@ -251,48 +253,50 @@ mod tests {
 
     #[test]
     fn a_message_waits_until_sent_and_is_queued_once_per_key() {
-        let s = Sqlite::open_in_memory().unwrap();
-        let id = s
-            .enqueue_mail(&mail(Some("waiting:1:ann")), "ferry.test")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            s.enqueue_mail(&mail(Some("waiting:1:ann")), "ferry.test")
-                .unwrap(),
-            None
-        );
-        assert!(s.enqueue_mail(&mail(None), "ferry.test").unwrap().is_some());
-        let due = s.due_mail(10).unwrap();
-        assert_eq!(due.len(), 2);
-        assert!(due[0].message_id.ends_with("@ferry.test>"));
-        // The server is down: it waits, and is not due before its time.
-        s.mail_sending(id).unwrap();
-        s.mail_retry(id, "connection refused", now() + 60).unwrap();
-        assert_eq!(s.due_mail(10).unwrap().len(), 1);
-        assert_eq!(s.outbox_counts().unwrap().waiting, 2);
-        // In flight when the daemon died: due again, marked in doubt, same id.
-        let other = s.due_mail(10).unwrap()[0].clone();
-        s.mail_sending(other.id).unwrap();
-        let again = s.due_mail(10).unwrap();
-        assert!(again[0].in_doubt);
-        assert_eq!(again[0].message_id, other.message_id);
-        s.mail_sent(other.id).unwrap();
-        assert!(s.due_mail(10).unwrap().is_empty());
-        assert_eq!(
-            s.outbox_counts().unwrap(),
-            OutboxCounts {
-                waiting: 1,
-                sent: 1,
-                failed: 0
-            }
-        );
-        // An outage holds back everything unsent.
-        let third = s.enqueue_mail(&mail(None), "ferry.test").unwrap().unwrap();
-        s.mail_hold_all(now() + 300).unwrap();
-        assert!(s.due_mail(10).unwrap().is_empty());
-        assert!(s.next_mail_at().unwrap().unwrap() >= now() + 299);
-        s.mail_failed(third, "550").unwrap();
-        s.mail_failed(id, "550 no such user").unwrap();
-        assert_eq!(s.next_mail_at().unwrap(), None);
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let id = s
+                .enqueue_mail(&mail(Some("waiting:1:ann")), "ferry.test")
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                s.enqueue_mail(&mail(Some("waiting:1:ann")), "ferry.test")
+                    .unwrap(),
+                None
+            );
+            assert!(s.enqueue_mail(&mail(None), "ferry.test").unwrap().is_some());
+            let due = s.due_mail(10).unwrap();
+            assert_eq!(due.len(), 2);
+            assert!(due[0].message_id.ends_with("@ferry.test>"));
+            // The server is down: it waits, and is not due before its time.
+            s.mail_sending(id).unwrap();
+            s.mail_retry(id, "connection refused", now() + 60).unwrap();
+            assert_eq!(s.due_mail(10).unwrap().len(), 1);
+            assert_eq!(s.outbox_counts().unwrap().waiting, 2);
+            // In flight when the daemon died: due again, marked in doubt, same id.
+            let other = s.due_mail(10).unwrap()[0].clone();
+            s.mail_sending(other.id).unwrap();
+            let again = s.due_mail(10).unwrap();
+            assert!(again[0].in_doubt);
+            assert_eq!(again[0].message_id, other.message_id);
+            s.mail_sent(other.id).unwrap();
+            assert!(s.due_mail(10).unwrap().is_empty());
+            assert_eq!(
+                s.outbox_counts().unwrap(),
+                OutboxCounts {
+                    waiting: 1,
+                    sent: 1,
+                    failed: 0
+                }
+            );
+            // An outage holds back everything unsent.
+            let third = s.enqueue_mail(&mail(None), "ferry.test").unwrap().unwrap();
+            s.mail_hold_all(now() + 300).unwrap();
+            assert!(s.due_mail(10).unwrap().is_empty());
+            assert!(s.next_mail_at().unwrap().unwrap() >= now() + 299);
+            s.mail_failed(third, "550").unwrap();
+            s.mail_failed(id, "550 no such user").unwrap();
+            assert_eq!(s.next_mail_at().unwrap(), None);
+        }
     }
 }

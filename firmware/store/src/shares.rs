@@ -7,15 +7,15 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::db::{Optional, Row, params};
 use ferry_proto::path::{SharePath, check_share_name};
-use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use ferry_domain::rules::Access;
 use ferry_domain::{ShareId, UserId};
 
 use crate::users::User;
-use crate::{Result, Sqlite, StoreError, conflict, now};
+use crate::{Database, DbError, Result, StoreError, conflict, now};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Share {
@@ -46,7 +46,7 @@ struct Raw {
     created_at: i64,
 }
 
-fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
+fn raw(r: &Row) -> Result<Raw> {
     Ok(Raw {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -56,7 +56,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
     })
 }
 
-impl Sqlite {
+impl Database {
     /// Adds a root share over an absolute folder, which must exist.
     pub fn add_root_share(&self, name: &str, path: &Path) -> Result<Share> {
         check_share_name(name).map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -75,7 +75,7 @@ impl Sqlite {
         let text = path
             .to_str()
             .ok_or_else(|| StoreError::Invalid("root share path must be UTF-8".into()))?;
-        self.conn()
+        self.conn()?
             .execute(
                 "INSERT INTO shares (name, parent_id, path, created_at) VALUES (?1, NULL, ?2, ?3)",
                 params![name, text, now()],
@@ -102,7 +102,7 @@ impl Sqlite {
                 "{root:?} is a share, not a root share"
             )));
         }
-        self.conn()
+        self.conn()?
             .execute(
                 "INSERT INTO shares (name, parent_id, path, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![name, parent.id.0, folder.as_str(), now()],
@@ -114,10 +114,10 @@ impl Sqlite {
 
     pub fn share_by_name(&self, name: &str) -> Result<Option<Share>> {
         let r = self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT id, name, parent_id, path, created_at FROM shares WHERE name = ?1",
-                [name],
+                params![name],
                 raw,
             )
             .optional()?;
@@ -126,10 +126,10 @@ impl Sqlite {
 
     pub fn share(&self, id: ShareId) -> Result<Share> {
         let r = self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT id, name, parent_id, path, created_at FROM shares WHERE id = ?1",
-                [id.0],
+                params![id.0],
                 raw,
             )
             .optional()?
@@ -139,12 +139,12 @@ impl Sqlite {
 
     pub fn list_shares(&self) -> Result<Vec<Share>> {
         let raws: Vec<Raw> = {
-            let conn = self.conn();
+            let conn = self.conn()?;
             let mut stmt = conn.prepare(
                 "SELECT id, name, parent_id, path, created_at FROM shares ORDER BY name",
             )?;
-            let rows = stmt.query_map([], raw)?;
-            rows.collect::<rusqlite::Result<_>>()?
+
+            stmt.query_map(params![], raw)?
         };
         raws.into_iter().map(|r| self.resolve(r)).collect()
     }
@@ -172,15 +172,13 @@ impl Sqlite {
     /// inside cannot be removed.
     pub fn remove_share(&self, name: &str) -> Result<()> {
         let n = self
-            .conn()
-            .execute("DELETE FROM shares WHERE name = ?1", [name])
+            .conn()?
+            .execute("DELETE FROM shares WHERE name = ?1", params![name])
             .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
+                StoreError::Database(DbError::Constraint(_)) => {
                     StoreError::Invalid(format!("{name:?} still has shares or jobs that use it"))
                 }
-                e => StoreError::Sqlite(e),
+                e => e,
             })?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("share {name:?}")));
@@ -191,7 +189,7 @@ impl Sqlite {
     /// Grants (or changes) a user's access to a share. Granting neither read
     /// nor write removes the grant.
     pub fn grant(&self, share: ShareId, user: UserId, access: Access) -> Result<()> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         if !access.read && !access.write {
             conn.execute(
                 "DELETE FROM share_acl WHERE share_id = ?1 AND user_id = ?2",
@@ -209,12 +207,12 @@ impl Sqlite {
 
     /// Who has been granted what on a share.
     pub fn share_acl(&self, share: ShareId) -> Result<Vec<(UserId, String, Access)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT a.user_id, u.email, a.can_read, a.can_write FROM share_acl a
              JOIN users u ON u.id = a.user_id WHERE a.share_id = ?1 ORDER BY u.email",
         )?;
-        let rows = stmt.query_map([share.0], |r| {
+        let rows = stmt.query_map(params![share.0], |r| {
             Ok((
                 UserId(r.get(0)?),
                 r.get(1)?,
@@ -224,7 +222,7 @@ impl Sqlite {
                 },
             ))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows)
     }
 
     /// A user's access to a share: everything for admins, otherwise the
@@ -236,7 +234,7 @@ impl Sqlite {
                 write: true,
             });
         }
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT max(can_read), max(can_write) FROM share_acl
              WHERE user_id = ?1 AND share_id IN (?2, ?3)",
@@ -264,76 +262,78 @@ mod tests {
     #[test]
     fn root_shares_shares_and_access() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sqlite::open_in_memory().unwrap();
-        let root = s.add_root_share("storage", dir.path()).unwrap();
-        assert!(root.is_root());
-        let share = s
-            .add_share(
-                "theproject",
-                "storage",
-                &SharePath::parse("theproject").unwrap(),
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let root = s.add_root_share("storage", dir.path()).unwrap();
+            assert!(root.is_root());
+            let share = s
+                .add_share(
+                    "theproject",
+                    "storage",
+                    &SharePath::parse("theproject").unwrap(),
+                )
+                .unwrap();
+            assert_eq!(share.abs_path, dir.path().join("theproject"));
+            assert_eq!(share.parent_name.as_deref(), Some("storage"));
+            assert!(matches!(
+                s.add_root_share("storage", dir.path()),
+                Err(StoreError::Conflict(_))
+            ));
+            assert!(s.add_root_share("rel", Path::new("relative/path")).is_err());
+            assert!(s.add_root_share("../x", dir.path()).is_err());
+            assert!(
+                s.add_share("x", "theproject", &SharePath::parse("y").unwrap())
+                    .is_err()
+            );
+            assert!(
+                s.add_share("x", "nope", &SharePath::parse("y").unwrap())
+                    .is_err()
+            );
+
+            let admin = s
+                .create_user("root@x.io", "", Role::Admin, Some("password1"))
+                .unwrap();
+            let emp = s
+                .create_user("emp@x.io", "", Role::Employee, Some("password1"))
+                .unwrap();
+            assert!(s.access(&admin, &share).unwrap().write);
+            assert_eq!(s.access(&emp, &share).unwrap(), Access::default());
+            s.grant(
+                root.id,
+                emp.id,
+                Access {
+                    read: true,
+                    write: false,
+                },
             )
             .unwrap();
-        assert_eq!(share.abs_path, dir.path().join("theproject"));
-        assert_eq!(share.parent_name.as_deref(), Some("storage"));
-        assert!(matches!(
-            s.add_root_share("storage", dir.path()),
-            Err(StoreError::Conflict(_))
-        ));
-        assert!(s.add_root_share("rel", Path::new("relative/path")).is_err());
-        assert!(s.add_root_share("../x", dir.path()).is_err());
-        assert!(
-            s.add_share("x", "theproject", &SharePath::parse("y").unwrap())
-                .is_err()
-        );
-        assert!(
-            s.add_share("x", "nope", &SharePath::parse("y").unwrap())
-                .is_err()
-        );
-
-        let admin = s
-            .create_user("root@x.io", "", Role::Admin, Some("password1"))
+            assert_eq!(
+                s.access(&emp, &share).unwrap(),
+                Access {
+                    read: true,
+                    write: false
+                }
+            );
+            s.grant(
+                share.id,
+                emp.id,
+                Access {
+                    read: false,
+                    write: true,
+                },
+            )
             .unwrap();
-        let emp = s
-            .create_user("emp@x.io", "", Role::Employee, Some("password1"))
-            .unwrap();
-        assert!(s.access(&admin, &share).unwrap().write);
-        assert_eq!(s.access(&emp, &share).unwrap(), Access::default());
-        s.grant(
-            root.id,
-            emp.id,
-            Access {
-                read: true,
-                write: false,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            s.access(&emp, &share).unwrap(),
-            Access {
-                read: true,
-                write: false
-            }
-        );
-        s.grant(
-            share.id,
-            emp.id,
-            Access {
-                read: false,
-                write: true,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            s.access(&emp, &share).unwrap(),
-            Access {
-                read: true,
-                write: true
-            }
-        );
-        assert_eq!(s.share_acl(share.id).unwrap().len(), 1);
-        assert!(s.remove_share("storage").is_err());
-        s.remove_share("theproject").unwrap();
-        assert!(s.share_by_name("theproject").unwrap().is_none());
+            assert_eq!(
+                s.access(&emp, &share).unwrap(),
+                Access {
+                    read: true,
+                    write: true
+                }
+            );
+            assert_eq!(s.share_acl(share.id).unwrap().len(), 1);
+            assert!(s.remove_share("storage").is_err());
+            s.remove_share("theproject").unwrap();
+            assert!(s.share_by_name("theproject").unwrap().is_none());
+        }
     }
 }

@@ -1,14 +1,14 @@
 //! Users: who may log in, with which role, and their password hashes.
 
+use crate::db::{Optional, Row, params};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use ferry_domain::rules::Account;
 use ferry_domain::{AccountKind, Role, UserId, UserStatus};
-use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use crate::{Result, Sqlite, StoreError, conflict, now};
+use crate::{Database, Result, StoreError, conflict, now};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -55,7 +55,7 @@ pub(crate) const USER_COLUMNS_U: &str =
     "u.id, u.email, u.name, u.role, u.status, u.must_change_password, u.notify,
     u.created_at, u.kind";
 
-pub(crate) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+pub(crate) fn user_from_row(r: &Row) -> Result<User> {
     let role: String = r.get(3)?;
     let status: String = r.get(4)?;
     Ok(User {
@@ -106,7 +106,7 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("decoy password that nobody has").unwrap_or_default())
 }
 
-impl Sqlite {
+impl Database {
     /// Creates a user. With a password the user is active; without one the
     /// user is invited and sets it later.
     pub fn create_user(
@@ -124,13 +124,15 @@ impl Sqlite {
         } else {
             UserStatus::Invited
         };
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO users (email, name, role, status, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![email, name, role.as_str(), status.as_str(), hash, now()],
-        )
-        .map_err(|e| conflict(e, || format!("a user with email {email}")))?;
-        let id = UserId(conn.last_insert_rowid());
+        let conn = self.conn()?;
+        let id = conn
+            .query_row(
+                "INSERT INTO users (email, name, role, status, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                params![email, name, role.as_str(), status.as_str(), hash, now()],
+                |r| r.get(0),
+            )
+            .map(UserId)
+            .map_err(|e| conflict(e, || format!("a user with email {email}")))?;
         drop(conn);
         self.user(id)
     }
@@ -140,22 +142,24 @@ impl Sqlite {
     pub fn create_service_account(&self, email: &str, name: &str, role: Role) -> Result<User> {
         let email = email.trim();
         check_email(email)?;
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO users (email, name, role, status, kind, created_at) VALUES (?1, ?2, ?3, 'active', 'service', ?4)",
-            params![email, name, role.as_str(), now()],
-        )
-        .map_err(|e| conflict(e, || format!("a user with email {email}")))?;
-        let id = UserId(conn.last_insert_rowid());
+        let conn = self.conn()?;
+        let id = conn
+            .query_row(
+                "INSERT INTO users (email, name, role, status, kind, created_at) VALUES (?1, ?2, ?3, 'active', 'service', ?4) RETURNING id",
+                params![email, name, role.as_str(), now()],
+                |r| r.get(0),
+            )
+            .map(UserId)
+            .map_err(|e| conflict(e, || format!("a user with email {email}")))?;
         drop(conn);
         self.user(id)
     }
 
     pub fn user(&self, id: UserId) -> Result<User> {
-        self.conn()
+        self.conn()?
             .query_row(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
-                [id.0],
+                params![id.0],
                 user_from_row,
             )
             .optional()?
@@ -163,21 +167,20 @@ impl Sqlite {
     }
 
     pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        Ok(self
-            .conn()
+        self.conn()?
             .query_row(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
-                [email.trim()],
+                params![email.trim()],
                 user_from_row,
             )
-            .optional()?)
+            .optional()
     }
 
     pub fn list_users(&self) -> Result<Vec<User>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY email"))?;
-        let rows = stmt.query_map([], user_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map(params![], user_from_row)?;
+        Ok(rows)
     }
 
     /// Checks a password. `None` for an unknown, disabled or password-less
@@ -185,10 +188,10 @@ impl Sqlite {
     /// an attacker from the time it takes.
     pub fn verify_password(&self, email: &str, password: &str) -> Result<Option<User>> {
         let row: Option<(i64, Option<String>)> = self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT id, password_hash FROM users WHERE email = ?1 AND status = 'active'",
-                [email.trim()],
+                params![email.trim()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -208,7 +211,7 @@ impl Sqlite {
     /// must-change flag.
     pub fn set_password(&self, id: UserId, password: &str) -> Result<()> {
         let hash = hash_password(password)?;
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE users SET password_hash = ?1, must_change_password = 0,
                  status = CASE status WHEN 'invited' THEN 'active' ELSE status END
              WHERE id = ?2",
@@ -218,8 +221,8 @@ impl Sqlite {
             return Err(StoreError::NotFound(format!("user {id}")));
         }
         // Invitation links stop working once the account has a password.
-        self.conn().execute(
-            "UPDATE invitations SET expires_at = min(expires_at, ?2) WHERE user_id = ?1 AND used_at IS NULL",
+        self.conn()?.execute(
+            "UPDATE invitations SET expires_at = CASE WHEN expires_at < ?2 THEN expires_at ELSE ?2 END WHERE user_id = ?1 AND used_at IS NULL",
             params![id.0, crate::now()],
         )?;
         Ok(())
@@ -227,7 +230,7 @@ impl Sqlite {
 
     /// Marks a password as one-time: the user must change it at next login.
     pub fn set_must_change_password(&self, id: UserId, must: bool) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE users SET must_change_password = ?1 WHERE id = ?2",
             params![must, id.0],
         )?;
@@ -236,7 +239,7 @@ impl Sqlite {
 
     /// Email notifications on or off for a user (invitations always go).
     pub fn set_notify(&self, id: UserId, notify: bool) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE users SET notify = ?1 WHERE id = ?2",
             params![notify, id.0],
         )?;
@@ -244,7 +247,7 @@ impl Sqlite {
     }
 
     pub fn set_role(&self, id: UserId, role: Role) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE users SET role = ?1 WHERE id = ?2",
             params![role.as_str(), id.0],
         )?;
@@ -252,7 +255,7 @@ impl Sqlite {
     }
 
     pub fn set_status(&self, id: UserId, status: UserStatus) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE users SET status = ?1 WHERE id = ?2",
             params![status.as_str(), id.0],
         )?;
@@ -260,7 +263,7 @@ impl Sqlite {
     }
 
     pub fn set_user_name(&self, id: UserId, name: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE users SET name = ?1 WHERE id = ?2",
             params![name, id.0],
         )?;
@@ -268,9 +271,8 @@ impl Sqlite {
     }
 
     pub fn count_users(&self) -> Result<i64> {
-        Ok(self
-            .conn()
-            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+        self.conn()?
+            .query_row("SELECT count(*) FROM users", params![], |r| r.get(0))
     }
 }
 
@@ -280,65 +282,71 @@ mod tests {
 
     #[test]
     fn create_and_verify() {
-        let s = Sqlite::open_in_memory().unwrap();
-        let u = s
-            .create_user("Ann@Example.com", "Ann", Role::Admin, Some("correct horse"))
-            .unwrap();
-        assert_eq!(u.status, UserStatus::Active);
-        assert!(
-            s.verify_password("ann@example.com", "correct horse")
-                .unwrap()
-                .is_some()
-        );
-        assert!(
-            s.verify_password("ann@example.com", "wrong password")
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            s.verify_password("nobody@example.com", "correct horse")
-                .unwrap()
-                .is_none()
-        );
-        assert!(matches!(
-            s.create_user("ann@example.com", "", Role::Employee, None),
-            Err(StoreError::Conflict(_))
-        ));
-        s.set_status(u.id, UserStatus::Disabled).unwrap();
-        assert!(
-            s.verify_password("ann@example.com", "correct horse")
-                .unwrap()
-                .is_none()
-        );
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let u = s
+                .create_user("Ann@Example.com", "Ann", Role::Admin, Some("correct horse"))
+                .unwrap();
+            assert_eq!(u.status, UserStatus::Active);
+            assert!(
+                s.verify_password("ann@example.com", "correct horse")
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                s.verify_password("ann@example.com", "wrong password")
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                s.verify_password("nobody@example.com", "correct horse")
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(matches!(
+                s.create_user("ann@example.com", "", Role::Employee, None),
+                Err(StoreError::Conflict(_))
+            ));
+            s.set_status(u.id, UserStatus::Disabled).unwrap();
+            assert!(
+                s.verify_password("ann@example.com", "correct horse")
+                    .unwrap()
+                    .is_none()
+            );
+        }
     }
 
     #[test]
     fn invited_users_activate_with_a_password() {
-        let s = Sqlite::open_in_memory().unwrap();
-        let u = s
-            .create_user("bob@example.com", "Bob", Role::Collaborator, None)
-            .unwrap();
-        assert_eq!(u.status, UserStatus::Invited);
-        assert!(s.verify_password("bob@example.com", "").unwrap().is_none());
-        s.set_password(u.id, "a new password").unwrap();
-        assert_eq!(s.user(u.id).unwrap().status, UserStatus::Active);
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let u = s
+                .create_user("bob@example.com", "Bob", Role::Collaborator, None)
+                .unwrap();
+            assert_eq!(u.status, UserStatus::Invited);
+            assert!(s.verify_password("bob@example.com", "").unwrap().is_none());
+            s.set_password(u.id, "a new password").unwrap();
+            assert_eq!(s.user(u.id).unwrap().status, UserStatus::Active);
+        }
     }
 
     #[test]
     fn a_service_account_is_active_and_has_no_password() {
-        let s = Sqlite::open_in_memory().unwrap();
-        let u = s
-            .create_service_account("ftrack@example.com", "ftrack", Role::Employee)
-            .unwrap();
-        assert_eq!(
-            (u.status, u.kind),
-            (UserStatus::Active, AccountKind::Service)
-        );
-        assert!(
-            s.verify_password("ftrack@example.com", "")
-                .unwrap()
-                .is_none()
-        );
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let u = s
+                .create_service_account("ftrack@example.com", "ftrack", Role::Employee)
+                .unwrap();
+            assert_eq!(
+                (u.status, u.kind),
+                (UserStatus::Active, AccountKind::Service)
+            );
+            assert!(
+                s.verify_password("ftrack@example.com", "")
+                    .unwrap()
+                    .is_none()
+            );
+        }
     }
 
     #[test]

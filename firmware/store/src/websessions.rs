@@ -3,12 +3,12 @@
 //! to the session's CSRF token and its two expiries: an absolute one, and
 //! an idle one renewed as the browser is used.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{Optional, params};
 
 use ferry_domain::{UserId, UserStatus};
 
 use crate::users::{USER_COLUMNS_U, User, user_from_row};
-use crate::{Result, Sqlite, now, random_hex};
+use crate::{Database, Result, now, random_hex};
 
 /// A live session, found from its cookie.
 #[derive(Clone, Debug)]
@@ -31,14 +31,14 @@ fn token_hash(token: &str) -> Vec<u8> {
     blake3::hash(token.as_bytes()).as_bytes().to_vec()
 }
 
-impl Sqlite {
+impl Database {
     /// Starts a session for `user` that lasts at most `lifetime_secs`.
     pub fn create_web_session(&self, user: UserId, lifetime_secs: i64) -> Result<NewWebSession> {
         let token = random_hex(32);
         let csrf = random_hex(32);
         let t = now();
         let expires_at = t + lifetime_secs;
-        self.conn().execute(
+        self.conn()?.execute(
             "INSERT INTO web_sessions (token_hash, user_id, csrf, created_at, last_seen_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
             params![token_hash(&token), user.0, csrf, t, expires_at],
@@ -55,7 +55,7 @@ impl Sqlite {
     /// renews the idle deadline.
     pub fn web_session(&self, token: &str, idle_secs: i64) -> Result<Option<WebSession>> {
         let t = now();
-        let conn = self.conn();
+        let conn = self.conn()?;
         let found = conn
             .query_row(
                 &format!(
@@ -97,7 +97,7 @@ impl Sqlite {
     pub fn web_session_alive(&self, token: &str, idle_secs: i64) -> Result<bool> {
         let t = now();
         let alive: Option<i64> = self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT 1 FROM web_sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?2 - ?3
@@ -111,7 +111,7 @@ impl Sqlite {
 
     /// Logs a browser out.
     pub fn end_web_session(&self, token: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "DELETE FROM web_sessions WHERE token_hash = ?1",
             params![token_hash(token)],
         )?;
@@ -120,18 +120,18 @@ impl Sqlite {
 
     /// Logs a user out everywhere (disabled, password reset).
     pub fn end_web_sessions_of(&self, user: UserId) -> Result<usize> {
-        Ok(self.conn().execute(
+        self.conn()?.execute(
             "DELETE FROM web_sessions WHERE user_id = ?1",
             params![user.0],
-        )?)
+        )
     }
 
     /// Forgets expired sessions; returns how many.
     pub fn sweep_web_sessions(&self, idle_secs: i64) -> Result<usize> {
-        Ok(self.conn().execute(
+        self.conn()?.execute(
             "DELETE FROM web_sessions WHERE expires_at <= ?1 OR last_seen_at <= ?1 - ?2",
             params![now(), idle_secs],
-        )?)
+        )
     }
 }
 
@@ -142,43 +142,50 @@ mod tests {
 
     #[test]
     fn a_session_is_found_by_its_token_only_while_it_lives() {
-        let store = Sqlite::open_in_memory().unwrap();
-        let ann = store
-            .create_user("ann@example.com", "", Role::Admin, Some("a long password"))
-            .unwrap();
-        let s = store.create_web_session(ann.id, 3600).unwrap();
-        let found = store.web_session(&s.token, 600).unwrap().unwrap();
-        assert_eq!(found.user.id, ann.id);
-        assert_eq!(found.csrf, s.csrf);
-        assert!(store.web_session("not-the-token", 600).unwrap().is_none());
+        for store in crate::testing::databases() {
+            eprintln!("on {}", store.label());
+            let ann = store
+                .create_user("ann@example.com", "", Role::Admin, Some("a long password"))
+                .unwrap();
+            let s = store.create_web_session(ann.id, 3600).unwrap();
+            let found = store.web_session(&s.token, 600).unwrap().unwrap();
+            assert_eq!(found.user.id, ann.id);
+            assert_eq!(found.csrf, s.csrf);
+            assert!(store.web_session("not-the-token", 600).unwrap().is_none());
 
-        // Expired sessions are not found, and are swept.
-        let old = store.create_web_session(ann.id, -1).unwrap();
-        assert!(store.web_session(&old.token, 600).unwrap().is_none());
-        assert_eq!(store.sweep_web_sessions(600).unwrap(), 1);
+            // Expired sessions are not found, and are swept.
+            let old = store.create_web_session(ann.id, -1).unwrap();
+            assert!(store.web_session(&old.token, 600).unwrap().is_none());
+            assert_eq!(store.sweep_web_sessions(600).unwrap(), 1);
 
-        // Disabling the user closes the session at once.
-        store.set_status(ann.id, UserStatus::Disabled).unwrap();
-        assert!(store.web_session(&s.token, 600).unwrap().is_none());
-        store.set_status(ann.id, UserStatus::Active).unwrap();
-        assert!(store.web_session_alive(&s.token, 600).unwrap());
-        store.end_web_session(&s.token).unwrap();
-        assert!(store.web_session(&s.token, 600).unwrap().is_none());
-        assert!(!store.web_session_alive(&s.token, 600).unwrap());
+            // Disabling the user closes the session at once.
+            store.set_status(ann.id, UserStatus::Disabled).unwrap();
+            assert!(store.web_session(&s.token, 600).unwrap().is_none());
+            store.set_status(ann.id, UserStatus::Active).unwrap();
+            assert!(store.web_session_alive(&s.token, 600).unwrap());
+            store.end_web_session(&s.token).unwrap();
+            assert!(store.web_session(&s.token, 600).unwrap().is_none());
+            assert!(!store.web_session_alive(&s.token, 600).unwrap());
+        }
     }
 
     #[test]
     fn the_database_holds_no_usable_token() {
-        let store = Sqlite::open_in_memory().unwrap();
-        let ann = store
-            .create_user("ann@example.com", "", Role::Admin, Some("a long password"))
-            .unwrap();
-        let s = store.create_web_session(ann.id, 3600).unwrap();
-        let stored: Vec<u8> = store
-            .conn()
-            .query_row("SELECT token_hash FROM web_sessions", [], |r| r.get(0))
-            .unwrap();
-        assert_ne!(stored, s.token.as_bytes());
-        assert_eq!(stored, token_hash(&s.token));
+        for store in crate::testing::databases() {
+            eprintln!("on {}", store.label());
+            let ann = store
+                .create_user("ann@example.com", "", Role::Admin, Some("a long password"))
+                .unwrap();
+            let s = store.create_web_session(ann.id, 3600).unwrap();
+            let stored: Vec<u8> = store
+                .conn()
+                .unwrap()
+                .query_row("SELECT token_hash FROM web_sessions", params![], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_ne!(stored, s.token.as_bytes());
+            assert_eq!(stored, token_hash(&s.token));
+        }
     }
 }

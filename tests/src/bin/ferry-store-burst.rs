@@ -11,13 +11,13 @@
 
 use std::io::Write as _;
 
-use ferry_store::{JobKind, JobStatus, NewJob, NewTask, Role, Sqlite};
+use ferry_store::{Database, JobKind, JobStatus, NewJob, NewTask, Role};
 
 fn main() {
     let db = std::env::args()
         .nth(1)
         .expect("usage: ferry-store-burst DB");
-    let store = Sqlite::open(std::path::Path::new(&db)).expect("open the database");
+    let store = Database::open(std::path::Path::new(&db)).expect("open the database");
     let owner = match store.user_by_email("burst@example.com").unwrap() {
         Some(u) => u,
         None => store

@@ -1,35 +1,47 @@
-//! [`SqliteStore`]: the [`Store`] trait over the blocking [`Sqlite`]
-//! database, each call run on tokio's blocking pool.
+//! [`SqlStore`]: the [`Store`] trait over the blocking [`Database`]
+//! (SQLite or PostgreSQL), each call run on tokio's blocking pool.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::*;
 
-/// The embedded store: one SQLite file, its calls off the async threads.
+/// The store: the [`Database`]'s calls, off the async threads.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    db: Arc<Sqlite>,
+pub struct SqlStore {
+    db: Arc<Database>,
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(Self::from(Sqlite::open(path)?))
+        Ok(Self::from(Database::open(path)?))
     }
 
-    /// A throwaway database, for tests.
+    /// A throwaway SQLite database, for tests.
     pub fn open_in_memory() -> Result<Self> {
-        Ok(Self::from(Sqlite::open_in_memory()?))
+        Ok(Self::from(Database::open_in_memory()?))
     }
 
-    /// Runs `f` on the blocking pool: SQLite waits on the disk and on its
-    /// one writer, and argon2 takes tens of milliseconds of CPU, none of
-    /// which may stall an async worker thread.
+    /// The database `url` names (see [`Database::open_url`]). Connecting
+    /// to PostgreSQL blocks, so an async caller runs this on the blocking
+    /// pool.
+    pub fn open_url(url: &str) -> Result<Self> {
+        Ok(Self::from(Database::open_url(url)?))
+    }
+
+    /// Which engine holds the state.
+    pub fn engine(&self) -> Engine {
+        self.db.engine()
+    }
+
+    /// Runs `f` on the blocking pool: the database waits on the disk, on
+    /// its one writer or on the network, and argon2 takes tens of
+    /// milliseconds of CPU, none of which may stall an async worker thread.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Sqlite) -> Result<T> + Send + 'static,
+        F: FnOnce(&Database) -> Result<T> + Send + 'static,
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
@@ -38,14 +50,14 @@ impl SqliteStore {
     }
 }
 
-impl From<Sqlite> for SqliteStore {
-    fn from(db: Sqlite) -> Self {
-        SqliteStore { db: Arc::new(db) }
+impl From<Database> for SqlStore {
+    fn from(db: Database) -> Self {
+        SqlStore { db: Arc::new(db) }
     }
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     // --- What uploads committed ---
 
     async fn record_commit(
