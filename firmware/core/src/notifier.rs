@@ -382,8 +382,10 @@ impl Notifier {
         self.store.next_mail_at().await
     }
 
-    pub async fn sending(&self, id: i64) -> Result<(), StoreError> {
-        self.store.mail_sending(id).await
+    /// Claims a message just before it is sent; false when another
+    /// mailer has it.
+    pub async fn claim(&self, m: &OutboxMail) -> Result<bool, StoreError> {
+        self.store.claim_mail(m.id, m.attempts).await
     }
 
     pub async fn sent(&self, id: i64) -> Result<(), StoreError> {

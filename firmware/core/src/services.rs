@@ -121,6 +121,7 @@ impl Services {
             shares.clone(),
             deliveries.clone(),
             notifier.clone(),
+            setup.node.0.clone(),
         );
         let portal = Portal::new(store.clone(), transfers.clone());
         let manifests = Manifests::new(store.clone(), transfers.clone());

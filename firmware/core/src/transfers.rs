@@ -129,6 +129,9 @@ pub struct Transfers {
     shares: Shares,
     deliveries: Deliveries,
     notifier: Notifier,
+    /// This node's name: the jobs whose sessions it carries are marked
+    /// with it.
+    node: String,
 }
 
 impl std::fmt::Debug for Transfers {
@@ -145,6 +148,7 @@ impl Transfers {
         shares: Shares,
         deliveries: Deliveries,
         notifier: Notifier,
+        node: String,
     ) -> Self {
         Transfers {
             store,
@@ -153,6 +157,7 @@ impl Transfers {
             shares,
             deliveries,
             notifier,
+            node,
         }
     }
 
@@ -241,6 +246,20 @@ impl Transfers {
     /// continues the unfinished job its client's run (`resume_key`)
     /// opened before, else gets a job of its own now.
     pub async fn begin(
+        &self,
+        target: &Target,
+        user: &User,
+        client: IpAddr,
+        resume_key: Option<&str>,
+    ) -> Result<JobId, TransfersError> {
+        let job = self.running(target, user, client, resume_key).await?;
+        // The job is this node's until its session ends: a node that
+        // restarts marks only its own jobs as cut, not another node's.
+        self.store.carry_job(job, &self.node).await?;
+        Ok(job)
+    }
+
+    async fn running(
         &self,
         target: &Target,
         user: &User,
@@ -496,7 +515,7 @@ impl Transfers {
     /// are settled at the next start: direct ones failed, delivery ones
     /// queued again for their clients to resume.
     pub async fn after_restart(&self, reason: &str) -> Result<usize, TransfersError> {
-        Ok(self.store.fail_interrupted_jobs(reason).await?)
+        Ok(self.store.fail_interrupted_jobs(&self.node, reason).await?)
     }
 }
 

@@ -374,6 +374,10 @@ fn banner(
     }
     println!("ferryd listening on https://{control}/");
     println!("ferryd node {}", config.node_name);
+    match &config.database {
+        Some(url) => println!("ferryd database {}", redact(url)),
+        None => println!("ferryd database {}", config.data.join("ferry.db").display()),
+    }
     println!("ferryd key SHA-256 {fingerprint}");
     println!("ferryd (the pin that `ferry login` shows; it outlives certificate renewals)");
     println!("ferryd certificate SHA-256 {certificate} (as a browser shows it)");
@@ -490,5 +494,23 @@ async fn repace_on_change(services: Services, shutdown: CancellationToken) {
             };
             services.live.repace_job(s.job, cap, pace);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact("postgres://ferry:s3cret@db.example:5432/ferry"),
+            "postgres://ferry:***@db.example:5432/ferry"
+        );
+        assert_eq!(
+            redact("postgres://ferry@db.example/ferry"),
+            "postgres://ferry@db.example/ferry"
+        );
+        assert_eq!(redact("/var/lib/ferry/ferry.db"), "/var/lib/ferry/ferry.db");
     }
 }

@@ -94,9 +94,16 @@ async fn send_due(services: &Services, mailer: &Mailer, shutdown: &CancellationT
                 m.to
             );
         }
-        if let Err(e) = n.sending(m.id).await {
-            log::error!("cannot mark {} to {} as sending: {e}", m.kind, m.to);
-            return true;
+        match n.claim(&m).await {
+            Ok(true) => {}
+            Ok(false) => {
+                log::info!("{} to {} is being sent by another mailer", m.kind, m.to);
+                continue;
+            }
+            Err(e) => {
+                log::error!("cannot mark {} to {} as sending: {e}", m.kind, m.to);
+                return true;
+            }
         }
         match mailer
             .send(&m.to, &m.message_id, &m.subject, &m.text, &m.html)

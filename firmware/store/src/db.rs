@@ -15,12 +15,62 @@ use std::sync::MutexGuard;
 
 use postgres::NoTls;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use r2d2_postgres::PostgresConnectionManager;
 
 use crate::{Result, StoreError};
 
 /// A pooled PostgreSQL connection.
-pub(crate) type PgConnection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub(crate) type PgConnection = r2d2::PooledConnection<PgManager>;
+
+/// A PostgreSQL client with the statements it has prepared: a query the
+/// crate runs again goes out as one round trip, without parsing and
+/// planning it anew.
+pub(crate) struct PgClient {
+    client: postgres::Client,
+    prepared: std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl PgClient {
+    /// The prepared statement for `sql` (in `?N` form), prepared now if
+    /// this connection has not seen it. The queries are the crate's own,
+    /// so the cache holds a bounded set.
+    fn statement(
+        &mut self,
+        sql: &str,
+    ) -> std::result::Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(&numbered(sql))?;
+        self.prepared.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+}
+
+/// Opens [`PgClient`]s for the pool.
+#[derive(Debug)]
+pub(crate) struct PgManager {
+    pub config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = PgClient;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PgClient, postgres::Error> {
+        Ok(PgClient {
+            client: self.config.connect(NoTls)?,
+            prepared: Default::default(),
+        })
+    }
+
+    fn is_valid(&self, c: &mut PgClient) -> std::result::Result<(), postgres::Error> {
+        c.client.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, c: &mut PgClient) -> bool {
+        c.client.is_closed()
+    }
+}
 
 /// A failure of the database engine, classified where it arose.
 #[derive(Debug, thiserror::Error)]
@@ -356,9 +406,9 @@ impl<'a> Conn<'a> {
                 Ok(stmt.execute(rusqlite::params_from_iter(values.iter()))?)
             }
             Conn::Postgres(c) => {
-                let n = c
-                    .borrow_mut()
-                    .execute(&*numbered(sql), &pg_params(&values))?;
+                let mut c = c.borrow_mut();
+                let statement = c.statement(sql)?;
+                let n = c.client.execute(&statement, &pg_params(&values))?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
@@ -384,7 +434,10 @@ impl<'a> Conn<'a> {
                 Ok(out)
             }
             Conn::Postgres(c) => {
-                let rows = c.borrow_mut().query(&*numbered(sql), &pg_params(&values))?;
+                let mut c = c.borrow_mut();
+                let statement = c.statement(sql)?;
+                let rows = c.client.query(&statement, &pg_params(&values))?;
+                drop(c);
                 rows.iter().map(|r| f(&pg_row(r)?)).collect()
             }
         }
@@ -422,7 +475,7 @@ impl<'a> Conn<'a> {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Conn::Postgres(c) => Ok(c.borrow_mut().batch_execute(sql)?),
+            Conn::Postgres(c) => Ok(c.borrow_mut().client.batch_execute(sql)?),
         }
     }
 

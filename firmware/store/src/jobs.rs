@@ -411,22 +411,36 @@ impl Database {
     /// direct transfers are interrupted (their client's next run of the
     /// same command continues them); delivery jobs go back to the queue,
     /// for their client to resume.
-    pub fn fail_interrupted_jobs(&self, reason: &str) -> Result<usize> {
-        let conn = self.conn()?;
-        let direct = conn.execute(
-            "UPDATE jobs SET status = 'interrupted', error = ?1, rate = 0
-             WHERE status = 'running' AND kind IN ('put', 'get')",
-            params![reason],
+    pub fn fail_interrupted_jobs(&self, node: &str, reason: &str) -> Result<usize> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        // Jobs from before jobs had nodes count as this node's.
+        tx.execute(
+            "UPDATE tasks SET status = 'queued' WHERE status = 'running' AND job_id IN
+                 (SELECT id FROM jobs WHERE status = 'running' AND (node = ?1 OR node IS NULL))",
+            params![node],
         )?;
-        let delivery = conn.execute(
-            "UPDATE jobs SET status = 'queued', error = ?1, rate = 0 WHERE status = 'running' AND kind IN ('upload', 'download')",
-            params![reason],
+        let direct = tx.execute(
+            "UPDATE jobs SET status = 'interrupted', error = ?2, rate = 0
+             WHERE status = 'running' AND kind IN ('put', 'get') AND (node = ?1 OR node IS NULL)",
+            params![node, reason],
         )?;
-        conn.execute(
-            "UPDATE tasks SET status = 'queued' WHERE status = 'running'",
-            params![],
+        let delivery = tx.execute(
+            "UPDATE jobs SET status = 'queued', error = ?2, rate = 0
+             WHERE status = 'running' AND kind IN ('upload', 'download') AND (node = ?1 OR node IS NULL)",
+            params![node, reason],
         )?;
+        tx.commit()?;
         Ok(direct + delivery)
+    }
+
+    /// The node `node` carries the job's session now.
+    pub fn carry_job(&self, id: JobId, node: &str) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE jobs SET node = ?2 WHERE id = ?1",
+            params![id.0, node],
+        )?;
+        Ok(())
     }
 
     /// Records a failure that will be retried at `retry_at` (or not at all
@@ -544,6 +558,40 @@ mod tests {
         assert_eq!(page.len(), 50);
         assert_eq!(page[0].id, JobId(50_000));
         assert_eq!(page[49].id, JobId(49_951));
+    }
+
+    #[test]
+    fn a_restarting_node_marks_only_its_own_running_jobs_as_cut() {
+        for s in crate::testing::databases() {
+            eprintln!("on {}", s.label());
+            let u = s
+                .create_user("a@b.io", "", Role::Employee, Some("password1"))
+                .unwrap();
+            let job = |kind: JobKind| {
+                s.create_job(&NewJob {
+                    kind,
+                    name: "a job".into(),
+                    owner: u.id,
+                    share: None,
+                    folder: String::new(),
+                    status: JobStatus::Running,
+                    client_address: None,
+                    delivery: None,
+                    recipient: None,
+                    resume_key: None,
+                })
+                .unwrap()
+            };
+            let (on_a, on_b, before_nodes) =
+                (job(JobKind::Put), job(JobKind::Get), job(JobKind::Put));
+            s.carry_job(on_a, "ferry-a").unwrap();
+            s.carry_job(on_b, "ferry-b").unwrap();
+            assert_eq!(s.fail_interrupted_jobs("ferry-a", "restarted").unwrap(), 2);
+            let status = |id| s.job(id).unwrap().status;
+            assert_eq!(status(on_a), JobStatus::Interrupted);
+            assert_eq!(status(before_nodes), JobStatus::Interrupted);
+            assert_eq!(status(on_b), JobStatus::Running, "ferry-b's job is its own");
+        }
     }
 
     #[test]

@@ -46,7 +46,6 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_proto::SharePath;
-use r2d2_postgres::PostgresConnectionManager;
 use rusqlite::Connection;
 
 use db::{Conn, params};
@@ -226,10 +225,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// status is listed.
     async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>>;
 
-    /// Jobs left `running` by a daemon that stopped without finishing them:
-    /// direct transfers are marked failed (their client runs them again);
-    /// delivery jobs go back to the queue, for their client to resume.
-    async fn fail_interrupted_jobs(&self, reason: &str) -> Result<usize>;
+    /// Jobs node `node` left `running` when it stopped without finishing
+    /// them (other nodes' running jobs are theirs): direct transfers are
+    /// marked interrupted (their client runs them again); delivery jobs go
+    /// back to the queue, for their client to resume.
+    async fn fail_interrupted_jobs(&self, node: &str, reason: &str) -> Result<usize>;
+
+    /// Node `node` carries the job's session now.
+    async fn carry_job(&self, id: JobId, node: &str) -> Result<()>;
 
     /// Records a failure that will be retried at `retry_at` (or not at all
     /// when `None`), counting it.
@@ -461,8 +464,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Messages due now, oldest first.
     async fn due_mail(&self, limit: u32) -> Result<Vec<OutboxMail>>;
 
-    /// Marks a message as in flight, just before its SMTP transaction.
-    async fn mail_sending(&self, id: i64) -> Result<()>;
+    /// Claims a message read with `attempts` attempts behind it, just
+    /// before its SMTP transaction; false when another mailer claimed it
+    /// first.
+    async fn claim_mail(&self, id: i64, attempts: i64) -> Result<bool>;
 
     /// The SMTP server accepted it.
     async fn mail_sent(&self, id: i64) -> Result<()>;
@@ -511,7 +516,7 @@ enum Backend {
     /// SQLite has one writer: one connection, behind a lock.
     Sqlite(Mutex<Connection>),
     /// `None` only while the database is dropped (see its `Drop`).
-    Postgres(Option<r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>>),
+    Postgres(Option<r2d2::Pool<db::PgManager>>),
 }
 
 impl Drop for Database {
@@ -558,10 +563,14 @@ impl Database {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("database URL {url:?}: {e}")))?;
-        let manager = PostgresConnectionManager::new(config, postgres::NoTls);
+        let manager = db::PgManager { config };
         let pool = r2d2::Pool::builder()
             .max_size(POSTGRES_CONNECTIONS)
             .min_idle(Some(2))
+            // A check costs a round trip on every call; a connection the
+            // server closed is found by the driver (`is_closed`) instead,
+            // and the call that meets it fails and is not retried.
+            .test_on_check_out(false)
             .connection_timeout(std::time::Duration::from_secs(10))
             // A server that is down fails the start at once, not after the
             // pool's retries.

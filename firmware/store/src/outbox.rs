@@ -107,13 +107,18 @@ impl Database {
         Ok(rows)
     }
 
-    /// Marks a message as in flight, just before its SMTP transaction.
-    pub fn mail_sending(&self, id: i64) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE outbox SET sending_since = ?2, attempts = attempts + 1 WHERE id = ?1",
-            params![id, now()],
+    /// Claims a message read with `attempts` attempts behind it, just
+    /// before its SMTP transaction: it is marked in flight and its count
+    /// moves on. False when another mailer claimed it since (its count
+    /// moved first): one statement, a compare-and-set, so on SQLite and on
+    /// PostgreSQL alike two mailers never both send it.
+    pub fn claim_mail(&self, id: i64, attempts: i64) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "UPDATE outbox SET sending_since = ?2, attempts = attempts + 1
+             WHERE id = ?1 AND attempts = ?3 AND sent_at IS NULL AND failed_at IS NULL",
+            params![id, now(), attempts],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// The SMTP server accepted it.
@@ -269,13 +274,15 @@ mod tests {
             assert_eq!(due.len(), 2);
             assert!(due[0].message_id.ends_with("@ferry.test>"));
             // The server is down: it waits, and is not due before its time.
-            s.mail_sending(id).unwrap();
+            assert!(s.claim_mail(id, due[0].attempts).unwrap());
+            // A second mailer that read it before the claim finds it taken.
+            assert!(!s.claim_mail(id, due[0].attempts).unwrap());
             s.mail_retry(id, "connection refused", now() + 60).unwrap();
             assert_eq!(s.due_mail(10).unwrap().len(), 1);
             assert_eq!(s.outbox_counts().unwrap().waiting, 2);
             // In flight when the daemon died: due again, marked in doubt, same id.
             let other = s.due_mail(10).unwrap()[0].clone();
-            s.mail_sending(other.id).unwrap();
+            assert!(s.claim_mail(other.id, other.attempts).unwrap());
             let again = s.due_mail(10).unwrap();
             assert!(again[0].in_doubt);
             assert_eq!(again[0].message_id, other.message_id);

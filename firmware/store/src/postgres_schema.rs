@@ -19,7 +19,8 @@ use crate::{Result, StoreError};
 
 /// The migrations, by the version each makes; the first makes
 /// [`FIRST_VERSION`].
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE EXTENSION IF NOT EXISTS citext;
 
     CREATE TABLE users (
@@ -232,7 +233,12 @@ const MIGRATIONS: &[&str] = &[r#"
         node TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );
-    "#];
+    "#,
+    // 10: the node that carries a running job's session.
+    r#"
+    ALTER TABLE jobs ADD COLUMN node TEXT;
+    "#,
+];
 
 /// The version PostgreSQL's first migration makes.
 const FIRST_VERSION: i64 = 9;

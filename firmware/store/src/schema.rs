@@ -308,6 +308,11 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     );
     "#,
+    // 10: the node that carries a running job's session, so that a node
+    // that restarts marks only its own jobs as cut.
+    r#"
+    ALTER TABLE jobs ADD COLUMN node TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

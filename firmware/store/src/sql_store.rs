@@ -236,9 +236,16 @@ impl Store for SqlStore {
         self.run(move |db| db.list_jobs(&f)).await
     }
 
-    async fn fail_interrupted_jobs(&self, reason: &str) -> Result<usize> {
+    async fn carry_job(&self, id: JobId, node: &str) -> Result<()> {
+        let node = node.to_owned();
+        self.run(move |db| db.carry_job(id, &node)).await
+    }
+
+    async fn fail_interrupted_jobs(&self, node: &str, reason: &str) -> Result<usize> {
+        let node = node.to_owned();
         let reason = reason.to_owned();
-        self.run(move |db| db.fail_interrupted_jobs(&reason)).await
+        self.run(move |db| db.fail_interrupted_jobs(&node, &reason))
+            .await
     }
 
     async fn fail_job(&self, id: JobId, error: &str, retry_at: Option<i64>) -> Result<()> {
@@ -590,8 +597,8 @@ impl Store for SqlStore {
         self.run(move |db| db.due_mail(limit)).await
     }
 
-    async fn mail_sending(&self, id: i64) -> Result<()> {
-        self.run(move |db| db.mail_sending(id)).await
+    async fn claim_mail(&self, id: i64, attempts: i64) -> Result<bool> {
+        self.run(move |db| db.claim_mail(id, attempts)).await
     }
 
     async fn mail_sent(&self, id: i64) -> Result<()> {
