@@ -16,6 +16,7 @@ use crate::webadmin::Browser;
 
 /// aiosmtpd on a loopback port, storing what it accepts in a maildir.
 pub(crate) struct Smtp {
+    ip: std::net::IpAddr,
     port: u16,
     maildir: PathBuf,
     child: Option<Child>,
@@ -23,12 +24,19 @@ pub(crate) struct Smtp {
 
 impl Smtp {
     pub(crate) fn reserve(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
+        Self::reserve_on(dir, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// On `ip` (an address of this host that appliances in network
+    /// namespaces reach).
+    pub(crate) fn reserve_on(dir: &Path, ip: std::net::IpAddr) -> Self {
+        let port = TcpListener::bind((ip, 0))
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         Smtp {
+            ip,
             port,
             maildir: dir.join("maildir"),
             child: None,
@@ -42,7 +50,7 @@ impl Smtp {
                 "aiosmtpd",
                 "-n",
                 "-l",
-                &format!("127.0.0.1:{}", self.port),
+                &format!("{}:{}", self.ip, self.port),
             ])
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&self.maildir)
@@ -51,9 +59,9 @@ impl Smtp {
             .spawn()
             .expect("aiosmtpd (tests/run installs python3-aiosmtpd)");
         self.child = Some(child);
-        let port = self.port;
+        let (ip, port) = (self.ip, self.port);
         wait_for("the SMTP server", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            std::net::TcpStream::connect((ip, port)).is_ok()
         });
     }
 
@@ -65,7 +73,7 @@ impl Smtp {
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        format!("smtp://{}:{}", self.ip, self.port)
     }
 
     /// Every message received so far.

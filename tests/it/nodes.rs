@@ -1,7 +1,9 @@
-//! Issue 24's nodes, on one box: a ferryd is a named node with a
-//! heartbeat, and an admin drains it before maintenance. A drained node
-//! lets its running transfers finish and grants no new ones, saying why,
-//! until it is resumed.
+//! Issue 24's nodes: a ferryd is a named node with a heartbeat, and an
+//! admin drains it before maintenance (a drained node lets its running
+//! transfers finish and grants no new ones, saying why, until it is
+//! resumed); nodes in their own network namespaces share one PostgreSQL
+//! and survive the loss of one of them; a single box moves onto
+//! PostgreSQL with `ferryd admin store copy`.
 
 use std::time::Duration;
 
@@ -105,38 +107,92 @@ fn a_drained_node_finishes_what_it_carries_and_grants_nothing_new_until_resumed(
 /// the other node's address without fetching again what had arrived, and
 /// the other node takes over the mailer within a heartbeat of the hold
 /// running out.
-/// Issue 24's cluster on one host: two nodes on one PostgreSQL (started
-/// by the test as its own user) and one share folder.
+/// Issue 24's cluster: two nodes, each in a network namespace of its own,
+/// share one PostgreSQL (started by the test as its own user, in a third
+/// namespace that routes between them and this host) and one share
+/// folder. The clients and the SMTP server are on this host.
 #[test]
-#[ignore = "needs root: the test's PostgreSQL runs as the postgres user"]
-fn two_nodes_on_postgresql_share_the_work_and_one_takes_over_when_the_other_dies() {
+#[ignore = "needs root: network namespaces, and PostgreSQL runs as the postgres user"]
+fn two_nodes_in_two_namespaces_on_postgresql_share_the_work_and_one_takes_over_when_the_other_dies()
+{
     use crate::mail::Smtp;
     use crate::webadmin::Browser;
+    use ferry_tests::netns::{Net, run};
 
     let _serial = heavy_io();
-    let database = ferry_store::testing::shared_postgres()
-        .fresh_database()
-        .unwrap();
+    // host 10.91.0.1 --- core 10.91.0.2 (PostgreSQL) --- a 10.91.1.2
+    //                                                \--- b 10.91.2.2
+    let mut net = Net::new();
+    net.add("core");
+    net.add("a");
+    net.add("b");
+    let uplink = format!("fyc{}", std::process::id() % 100_000);
+    run(&[
+        "ip",
+        "link",
+        "add",
+        &uplink,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "up0",
+        "netns",
+        &net.name("core"),
+    ]);
+    run(&["ip", "addr", "add", "10.91.0.1/24", "dev", &uplink]);
+    run(&["ip", "link", "set", &uplink, "up"]);
+    net.exec("core", &["ip", "addr", "add", "10.91.0.2/24", "dev", "up0"]);
+    net.exec("core", &["ip", "link", "set", "up0", "up"]);
+    net.link("core", "to-a", "10.91.1.1/24", "a", "eth0", "10.91.1.2/24");
+    net.link("core", "to-b", "10.91.2.1/24", "b", "eth0", "10.91.2.2/24");
+    net.route("a", "10.91.1.1");
+    net.route("b", "10.91.2.1");
+    net.forward("core");
+    // Removed with the uplink when the namespaces go.
+    for nodes in ["10.91.1.0/24", "10.91.2.0/24"] {
+        run(&["ip", "route", "add", nodes, "via", "10.91.0.2"]);
+    }
+    let postgres = ferry_store::testing::TempPostgres::start_in(
+        &net.name("core"),
+        "10.91.0.2",
+        5432,
+        "10.91.0.0/16",
+    )
+    .unwrap();
+    let database = postgres.fresh_database().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut smtp = Smtp::reserve(dir.path());
+    let mut smtp = Smtp::reserve_on(dir.path(), "10.91.0.1".parse().unwrap());
     smtp.start();
     let url = smtp.url();
-    let mail = [
+    let mail: Vec<String> = [
         "--smtp",
         url.as_str(),
         "--mail-from",
         "ferry@studio.example",
-    ];
+    ]
+    .map(str::to_owned)
+    .to_vec();
     let mut a = Appliance::start_in(Setup {
+        netns: Some(net.name("a")),
+        listen: Some("10.91.1.2:8443".parse().unwrap()),
         database: Some(database),
-        args: [&["--node-name", "ferry-a"][..], &mail]
-            .concat()
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        args: [
+            vec!["--node-name".to_owned(), "ferry-a".to_owned()],
+            mail.clone(),
+        ]
+        .concat(),
         ..Setup::default()
     });
-    let b = a.another_node("ferry-b", &mail);
+    let b = a.another_node_in(
+        "ferry-b",
+        Setup {
+            netns: Some(net.name("b")),
+            listen: Some("10.91.2.2:8443".parse().unwrap()),
+            args: mail,
+            ..Setup::default()
+        },
+    );
     assert!(
         !a.data.join("ferry.db").exists(),
         "no SQLite beside PostgreSQL"

@@ -420,19 +420,31 @@ impl Appliance {
     /// share, on its own loopback address, named `name`, with `extra`
     /// flags. The same host stands in for shared storage.
     pub fn another_node(&self, name: &str, extra: &[&str]) -> Appliance {
+        self.another_node_in(
+            name,
+            Setup {
+                args: extra.iter().map(|s| s.to_string()).collect(),
+                ..Setup::default()
+            },
+        )
+    }
+
+    /// Another node set up as `setup` says (its namespace and address),
+    /// on this appliance's data folder, share and database.
+    pub fn another_node_in(&self, name: &str, mut setup: Setup) -> Appliance {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut args = vec!["--node-name".to_owned(), name.to_owned()];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.append(&mut setup.args);
         let mut b = Appliance {
             data: self.data.clone(),
             share: self.share.clone(),
-            ip: unique_loopback(),
+            ip: setup.listen.map(|l| l.ip()).unwrap_or_else(unique_loopback),
             url: String::new(),
             fingerprint: self.fingerprint.clone(),
             setup: Setup {
                 args,
                 database: self.setup.database.clone(),
-                ..Setup::default()
+                ..setup
             },
             child: None,
             log: dir.path().join("ferryd.log"),

@@ -129,9 +129,22 @@ impl Nodes {
         holds
     }
 
-    /// Which node holds (or last held) each task.
-    pub async fn holders(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.store.singletons().await
+    /// Which node holds (or last held) each task. A task this version
+    /// does not know (written by a newer node) is left out, and logged.
+    pub async fn holders(&self) -> Result<Vec<(Singleton, String)>, StoreError> {
+        Ok(self
+            .store
+            .singletons()
+            .await?
+            .into_iter()
+            .filter_map(|(task, node)| match task.parse() {
+                Ok(t) => Some((t, node)),
+                Err(e) => {
+                    log::warn!("node {node} runs a task this version does not know: {e}");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Refused while this node is draining: asked before a session is

@@ -16,6 +16,7 @@ use crate::{Database, Engine};
 
 /// A PostgreSQL server of the test's own.
 pub struct TempPostgres {
+    host: String,
     port: u16,
     dir: PathBuf,
     /// Closing it (dropping this) stops the server and removes `dir`.
@@ -82,8 +83,34 @@ fn run(cmd: &mut Command, what: &'static str) -> Result<(), TempPostgresError> {
 }
 
 impl TempPostgres {
-    /// Starts a new server. Needs root (the server runs as `postgres`).
+    /// Starts a new server on a free loopback port. Needs root (the
+    /// server runs as `postgres`).
     pub fn start() -> Result<Self, TempPostgresError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(step("a free port"))?
+            .port();
+        Self::start_on(None, "127.0.0.1", port, None)
+    }
+
+    /// Starts a new server inside network namespace `netns`, listening on
+    /// `listen:port` and trusting connections from `clients` (a CIDR
+    /// network) besides loopback.
+    pub fn start_in(
+        netns: &str,
+        listen: &str,
+        port: u16,
+        clients: &str,
+    ) -> Result<Self, TempPostgresError> {
+        Self::start_on(Some(netns), listen, port, Some(clients))
+    }
+
+    fn start_on(
+        netns: Option<&str>,
+        listen: &str,
+        port: u16,
+        clients: Option<&str>,
+    ) -> Result<Self, TempPostgresError> {
         let bin = bin_dir()?;
         if !nix::unistd::geteuid().is_root() {
             return Err(TempPostgresError::NotRoot);
@@ -123,14 +150,18 @@ impl TempPostgres {
             ]),
             "initdb",
         )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(step("a free port"))?
-            .port();
+        if let Some(net) = clients {
+            use std::io::Write as _;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("pg_hba.conf"))
+                .and_then(|mut f| writeln!(f, "host all all {net} trust"))
+                .map_err(step("pg_hba.conf"))?;
+        }
         // Durability is not what these tests check; fsync off saves
         // seconds on this disk.
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+            "-p {port} -k {} -c listen_addresses={listen} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
             dir.display()
         );
@@ -156,12 +187,25 @@ impl TempPostgres {
             why: "no pipe".into(),
         })?;
         let server = TempPostgres {
+            host: listen.to_owned(),
             port,
             dir: dir.clone(),
             guard: Some((guard, pipe)),
         };
+        let mut start = match netns {
+            // Entering a namespace needs root; the server still runs as
+            // its own user.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "runuser", "-u", "postgres", "--"])
+                    .arg(bin.join("pg_ctl"))
+                    .current_dir(&dir);
+                c
+            }
+            None => as_postgres("pg_ctl"),
+        };
         run(
-            as_postgres("pg_ctl")
+            start
                 .arg("-D")
                 .arg(&data)
                 .arg("-l")
@@ -178,7 +222,7 @@ impl TempPostgres {
     }
 
     fn url_of(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        format!("postgres://postgres@{}:{}/{db}", self.host, self.port)
     }
 
     /// The folder the server lives in (its log is `server.log` there).
