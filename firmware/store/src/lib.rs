@@ -562,7 +562,8 @@ impl Database {
     pub fn connect(url: &str) -> Result<Self> {
         let config: postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Invalid(format!("database URL {url:?}: {e}")))?;
+            // Not the URL itself: it may hold a password.
+            .map_err(|e| StoreError::Invalid(format!("the database URL: {e}")))?;
         let manager = db::PgManager { config };
         let pool = r2d2::Pool::builder()
             .max_size(POSTGRES_CONNECTIONS)
@@ -571,9 +572,9 @@ impl Database {
             // server closed is found by the driver (`is_closed`) instead,
             // and the call that meets it fails and is not retried.
             .test_on_check_out(false)
+            // A server that is down fails the start (and a call that finds
+            // every connection busy) within 10 s, not the pool's 30.
             .connection_timeout(std::time::Duration::from_secs(10))
-            // A server that is down fails the start at once, not after the
-            // pool's retries.
             .build(manager)
             .map_err(|e| DbError::Pool(e.to_string()))?;
         let db = Database {
