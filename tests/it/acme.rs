@@ -250,7 +250,7 @@ fn an_acme_certificate_browsers_trust_renews_without_a_restart_and_pins_hold() {
         format!("[tls]\nacme_roots = {:?}\n", ca.display().to_string()),
     )
     .unwrap();
-    let app = Appliance::start_with(&["--config", config.to_str().unwrap()]);
+    let mut app = Appliance::start_with(&["--config", config.to_str().unwrap()]);
     let addr = SocketAddr::new(app.ip, app.port());
     let pid = app.pid();
 
@@ -347,5 +347,14 @@ fn an_acme_certificate_browsers_trust_renews_without_a_restart_and_pins_hold() {
     assert!(
         log.contains("serving a certificate for ferry.test"),
         "{log}"
+    );
+
+    // The renewed chain was kept (in the database, where every node
+    // reads it): after a restart it is served before any new order.
+    app.restart();
+    assert_eq!(
+        served(addr, &root).ok(),
+        renewed,
+        "the renewed certificate is served after a restart"
     );
 }

@@ -165,11 +165,17 @@ fn two_nodes_in_two_namespaces_on_postgresql_share_the_work_and_one_takes_over_w
     let mut smtp = Smtp::reserve_on(dir.path(), "10.91.0.1".parse().unwrap());
     smtp.start();
     let url = smtp.url();
+    // The janitor looks every second, so that a short delivery's reminder
+    // and expiry fall inside the test.
+    let config = dir.path().join("ferryd.toml");
+    std::fs::write(&config, "[deliveries]\njanitor_secs = 1\n").unwrap();
     let mail: Vec<String> = [
         "--smtp",
         url.as_str(),
         "--mail-from",
         "ferry@studio.example",
+        "--config",
+        config.to_str().unwrap(),
     ]
     .map(str::to_owned)
     .to_vec();
@@ -197,6 +203,12 @@ fn two_nodes_in_two_namespaces_on_postgresql_share_the_work_and_one_takes_over_w
         !a.data.join("ferry.db").exists(),
         "no SQLite beside PostgreSQL"
     );
+    // One certificate for the cluster, kept in the database: ferry-b has a
+    // data folder of its own, no key on disk, and the same pin, which
+    // `ferryd admin --database URL fingerprint` prints from anywhere.
+    assert_ne!(a.data, b.data);
+    assert!(!b.data.join("tls/key.pem").exists());
+    assert_eq!(b.admin(&["fingerprint"]).trim(), a.fingerprint);
     ferry_tests::wait_for("ferry-a to run the mailer", Duration::from_secs(30), || {
         a.log().contains("node ferry-a now runs the mailer")
     });
@@ -252,6 +264,27 @@ fn two_nodes_in_two_namespaces_on_postgresql_share_the_work_and_one_takes_over_w
     assert_eq!(got.len(), 2, "one message per recipient");
     assert!(!b.log().contains("now runs the mailer"), "ferry-b stood by");
 
+    // A short delivery to someone who never takes it: its expiry reminder
+    // (due two thirds into its life) and its expiry come from the janitor,
+    // which both nodes run but one holds at a time.
+    a.user("producer@client.example", "collaborator");
+    write_random(&a.share.join("proxy.mov"), MIB, 42);
+    let run = sender.run(&[
+        "send",
+        "share=media/proxy.mov",
+        "--to",
+        "producer@client.example",
+        "--name",
+        "proxy",
+        "--expires",
+        "20s",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    // Its invitation and reminder, before a node dies: a reminder due in
+    // the time a dead node's janitor waits for another to take it over
+    // would find the delivery gone.
+    smtp.wait_for(4, Duration::from_secs(60));
+
     // Both recipients' agents know both nodes; ferry-a dies while both
     // are downloading, and both finish through ferry-b.
     let servers = format!("{},{}", a.url, b.url);
@@ -288,9 +321,10 @@ fn two_nodes_in_two_namespaces_on_postgresql_share_the_work_and_one_takes_over_w
         "reel again",
     ]);
     assert!(run.ok, "{}", run.stderr);
-    // Two invitations, the sender told of each recipient's completed
-    // download, and the new delivery's message: five, each once.
-    let got = smtp.wait_for(5, Duration::from_secs(60));
+    // Three invitations, the sender told of each recipient's completed
+    // download, the short delivery's reminder and the new delivery's
+    // message: seven, each once.
+    let got = smtp.wait_for(7, Duration::from_secs(60));
     let mut seen: Vec<(String, String)> = got
         .iter()
         .map(|m| (m.rcpt().to_owned(), m.subject().to_owned()))
@@ -299,12 +333,32 @@ fn two_nodes_in_two_namespaces_on_postgresql_share_the_work_and_one_takes_over_w
     assert_eq!(ids.len(), got.len(), "a message sent twice: {seen:?}");
     seen.sort();
     seen.dedup();
-    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen.len(), 7, "{seen:?}");
     assert_eq!(
         got.iter().filter(|m| m.rcpt() == "ann@example.com").count(),
         2,
         "{seen:?}"
     );
+    let reminders: Vec<_> = got
+        .iter()
+        .filter(|m| m.subject().starts_with("proxy expires"))
+        .collect();
+    assert_eq!(reminders.len(), 1, "{seen:?}");
+    assert_eq!(reminders[0].rcpt(), "producer@client.example");
+    // The short delivery (the only one that expires here) expires once,
+    // whichever node held the janitor.
+    let expired = || {
+        b.admin(&["audit", "--action", "delivery.expire"])
+            .lines()
+            .count()
+    };
+    ferry_tests::wait_for(
+        "the short delivery to expire",
+        Duration::from_secs(60),
+        || expired() > 0,
+    );
+    assert_eq!(expired(), 1, "expired once");
+    assert_eq!(smtp.messages().len(), 7, "nothing more was sent");
     assert!(
         b.admin(&["node", "list"]).contains("ferry-a\tsilent\t"),
         "ferry-a shows as silent"

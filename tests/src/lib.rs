@@ -430,13 +430,20 @@ impl Appliance {
     }
 
     /// Another node set up as `setup` says (its namespace and address),
-    /// on this appliance's data folder, share and database.
+    /// on this appliance's share and database. On PostgreSQL it has a data
+    /// folder of its own, as a node on another host would: what the nodes
+    /// share (the certificate too) is in the database. On SQLite it shares
+    /// this appliance's data folder, where the database is.
     pub fn another_node_in(&self, name: &str, mut setup: Setup) -> Appliance {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut args = vec!["--node-name".to_owned(), name.to_owned()];
         args.append(&mut setup.args);
+        let data = match self.setup.database {
+            Some(_) => dir.path().join("data"),
+            None => self.data.clone(),
+        };
         let mut b = Appliance {
-            data: self.data.clone(),
+            data,
             share: self.share.clone(),
             ip: setup.listen.map(|l| l.ip()).unwrap_or_else(unique_loopback),
             url: String::new(),

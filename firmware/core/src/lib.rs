@@ -31,6 +31,8 @@
 //!   at the appliance);
 //! - [`settings`]: the site settings, published to listeners by a watch
 //!   channel;
+//! - [`certificates`]: the certificate every node serves, kept in the
+//!   database;
 //! - [`live`]: the sessions running now, their limits, stopping and pacing
 //!   them;
 //! - [`notifier`]: who is told what by email, through the outbox;
@@ -56,6 +58,7 @@ pub mod view;
 
 pub mod audit;
 pub mod authority;
+pub mod certificates;
 pub mod ports;
 pub mod settings;
 

@@ -1,6 +1,7 @@
 //! All the services, made together in the one order their dependencies
 //! allow. The daemon's app builds this once and hands it to every adapter.
 
+use crate::certificates::{CertificateError, Certificates};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     pub audit: Audit,
     pub settings: Settings,
+    pub certificates: Certificates,
     pub live: Arc<LiveSessions>,
     pub notifier: Notifier,
     pub shares: Shares,
@@ -81,6 +83,7 @@ impl Services {
     ) -> Result<Self, SettingsFailure> {
         let settings =
             Settings::load(store.clone(), audit.clone(), setup.baseline, setup.secrets).await?;
+        let certificates = Certificates::new(store.clone());
         let live = Arc::new(LiveSessions::new(setup.limits));
         let notifier = Notifier::new(
             store.clone(),
@@ -133,6 +136,7 @@ impl Services {
             clock,
             audit,
             settings,
+            certificates,
             live,
             notifier,
             shares,
@@ -161,8 +165,20 @@ impl Services {
         by.admin("installing a certificate")?;
         let fingerprint = self
             .appliance
-            .install_certificate(cert_pem, key_pem)
+            .check_certificate(cert_pem, key_pem)
             .map_err(SettingsFailure::Certificate)?;
+        let pair = ferry_store::Certificate {
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+        };
+        self.certificates
+            .replace(&pair)
+            .await
+            .map_err(|e| match e {
+                CertificateError::Store(e) => SettingsFailure::Store(e),
+                other => SettingsFailure::Certificate(other.to_string()),
+            })?;
+        self.appliance.will_serve(&fingerprint);
         self.audit
             .record(
                 who.line(

@@ -44,9 +44,10 @@ impl Appliance for NoAppliance {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
-    fn install_certificate(&self, _: &str, _: &str) -> Result<String, String> {
+    fn check_certificate(&self, _: &str, _: &str) -> Result<String, String> {
         Err("not here".into())
     }
+    fn will_serve(&self, _: &str) {}
 }
 
 /// Services, their store, people and a root share `media` over a folder.

@@ -4,10 +4,11 @@
 //!
 //! The rule of when is [`ferry_acme::renewal`]; the order itself is
 //! [`ferry_acme::order`]. This task wakes when the certificate falls due
-//! or the settings change, installs what the CA issues in the data folder
-//! (the key never changes, so every pin holds), and swaps it into the
-//! running servers: HTTPS, QUIC and TCP all serve it from their next
-//! handshake, without a restart.
+//! or the settings change, keeps what the CA issues in the database (the
+//! key never changes, so every pin holds), and swaps it into the running
+//! servers: HTTPS, QUIC and TCP all serve it from their next handshake,
+//! without a restart. Other nodes pick the chain up from the database
+//! ([`crate::identity::follow`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,9 @@ impl Status {
 /// What the task needs besides the services.
 pub struct Keeper {
     pub identity: Arc<Identity>,
+    /// Where the issued chain is kept for the next start and the other
+    /// nodes.
+    pub certificates: ferryd_core::certificates::Certificates,
     pub data: PathBuf,
     /// A CA certificate trusted for the directory's HTTPS (`[tls]
     /// acme_roots`), for a private CA.
@@ -150,7 +154,7 @@ async fn order(
         file: crate::identity::acme_account(&keeper.data),
     };
     let outcome = match ferry_acme::obtain(&request, &account, keeper.identity.challenges()).await {
-        Ok(chain) => install(keeper, &chain),
+        Ok(chain) => install(keeper, &chain).await,
         Err(e) => Err(e.to_string()),
     };
     let line = match &outcome {
@@ -178,7 +182,7 @@ async fn order(
 
 /// Serves the issued chain from now on and keeps it for the next start;
 /// returns its expiry in words.
-fn install(keeper: &Keeper, chain_pem: &str) -> Result<String, String> {
+async fn install(keeper: &Keeper, chain_pem: &str) -> Result<String, String> {
     // Swapped in first: `renew` checks the chain is for the appliance's
     // key, so a wrong chain is never written over the good one.
     keeper
@@ -187,8 +191,10 @@ fn install(keeper: &Keeper, chain_pem: &str) -> Result<String, String> {
         .map_err(|e| format!("the CA's certificate is not usable: {e}"))?;
     // Served from now on whatever happens next; not keeping it for the
     // next start is logged, not a failed order.
-    if let Err(e) =
-        crate::identity::keep_chain(&keeper.data, &keeper.identity, chain_pem.as_bytes())
+    if let Err(e) = keeper
+        .certificates
+        .keep_chain(&keeper.identity, chain_pem)
+        .await
     {
         log::error!("the CA's certificate is in use but not kept for the next start: {e:#}");
     }

@@ -16,6 +16,7 @@ use ferry_store::{ApiKeyId, Database, Store};
 use ferryd_core::Services;
 use ferryd_core::audit::{Actor, Audit};
 use ferryd_core::authority::By;
+use ferryd_core::certificates::Certificates;
 use ferryd_core::clock::SystemClock;
 use ferryd_core::ports::{Appliance, ApplianceFacts, OpenPort};
 
@@ -53,18 +54,13 @@ impl Appliance for AtRest {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
-    fn install_certificate(&self, _: &str, _: &str) -> Result<String, String> {
+    fn check_certificate(&self, _: &str, _: &str) -> Result<String, String> {
         Err("install a certificate from the web admin of the running appliance".into())
     }
+    fn will_serve(&self, _: &str) {}
 }
 
 pub fn run(config: &Config, command: AdminCommand) -> Result<()> {
-    std::fs::create_dir_all(&config.data)?;
-    let id = identity::load_or_create(&config.data, &certificate_names(config))?;
-    if let AdminCommand::Fingerprint = command {
-        println!("{}", id.fingerprint());
-        return Ok(());
-    }
     if let AdminCommand::Store {
         command: StoreCommand::Copy { to },
     } = &command
@@ -76,6 +72,15 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<()> {
         .build()?;
     runtime.block_on(async {
         let store: Arc<dyn Store> = Arc::new(open_store(config).await?);
+        // The pin every node serves; asking for it on a new database
+        // makes it, so that it can be handed out before the nodes start.
+        let certificates = Certificates::new(store.clone());
+        let id = identity::load_or_create(&certificates, &config.data, &certificate_names(config))
+            .await?;
+        if let AdminCommand::Fingerprint = command {
+            println!("{}", id.fingerprint());
+            return Ok(());
+        }
         let appliance = Arc::new(AtRest {
             fingerprint: id.fingerprint(),
             config: config.clone(),

@@ -18,6 +18,7 @@ use ferry_proto::{ErrorCode, Rate};
 use ferry_store::{SqlStore, Store};
 use ferryd_core::Services;
 use ferryd_core::audit::Audit;
+use ferryd_core::certificates::{Certificates, Followed};
 use ferryd_core::clock::SystemClock;
 use ferryd_core::live::Limits;
 use ferryd_core::services::Setup;
@@ -32,6 +33,7 @@ use crate::nat::SourceWatch;
 use crate::sessions::Sessions;
 use crate::transfer::DataSessions;
 use crate::{http, identity};
+use ferryd_core::ports::Appliance as _;
 
 /// Name of the first administrator, made on first start.
 pub const FIRST_ADMIN: &str = "admin@localhost";
@@ -137,10 +139,10 @@ pub fn setup(config: &Config, control: SocketAddr) -> Setup {
 pub async fn run(config: Config, journal: bool) -> Result<()> {
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
     let audit = Audit::new(store.clone());
-    let identity = Arc::new(identity::load_or_create(
-        &config.data,
-        &certificate_names(&config),
-    )?);
+    let certificates = Certificates::new(store.clone());
+    let identity = Arc::new(
+        identity::load_or_create(&certificates, &config.data, &certificate_names(&config)).await?,
+    );
     let firewall = match config.firewall {
         FirewallMode::Off => {
             log::warn!(
@@ -201,7 +203,7 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         store,
         audit,
         Arc::new(SystemClock),
-        appliance,
+        appliance.clone(),
         setup(&config, control),
     )
     .await?;
@@ -285,11 +287,12 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
         shutdown.clone(),
     ));
     tokio::spawn(crate::mailer::run(services.clone(), shutdown.clone()));
-    tokio::spawn(heartbeat(services.clone(), shutdown.clone()));
+    tokio::spawn(heartbeat(services.clone(), appliance, shutdown.clone()));
     tokio::spawn(crate::acme::run(
         services.clone(),
         crate::acme::Keeper {
             identity: identity.clone(),
+            certificates,
             data: config.data.clone(),
             roots: config.tls.acme_roots.clone(),
             status: certificate,
@@ -316,8 +319,10 @@ pub async fn run(config: Config, journal: bool) -> Result<()> {
 }
 
 /// Writes this node's heartbeat every [`ferry_domain::node::HEARTBEAT`]
-/// seconds, with the sessions it carries, until shutdown.
-async fn heartbeat(services: Services, shutdown: CancellationToken) {
+/// seconds, with the sessions it carries, and follows the certificate
+/// kept in the database (a chain another node renewed, a pair an admin
+/// installed on another node), until shutdown.
+async fn heartbeat(services: Services, appliance: Arc<Running>, shutdown: CancellationToken) {
     let every = Duration::from_secs(ferry_domain::node::HEARTBEAT as u64);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -331,6 +336,12 @@ async fn heartbeat(services: Services, shutdown: CancellationToken) {
                 "node {}: heartbeat not recorded: {e}",
                 services.nodes.name()
             );
+        }
+        match services.certificates.follow(&appliance.identity).await {
+            Ok(Followed::Same) => {}
+            Ok(Followed::Renewed) => log::info!("serving the chain another node renewed"),
+            Ok(Followed::Waiting(fingerprint)) => appliance.will_serve(&fingerprint),
+            Err(e) => log::warn!("the certificate kept in the database was not read: {e:#}"),
         }
     }
 }

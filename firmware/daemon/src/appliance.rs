@@ -103,16 +103,16 @@ impl Appliance for Running {
         w
     }
 
-    fn install_certificate(&self, cert_pem: &str, key_pem: &str) -> Result<String, String> {
-        let identity =
-            crate::identity::install(&self.data, cert_pem.as_bytes(), key_pem.as_bytes())
-                .map_err(|e| format!("{e:#}"))?;
-        let fingerprint = identity.fingerprint().to_string();
+    fn check_certificate(&self, cert_pem: &str, key_pem: &str) -> Result<String, String> {
+        let identity = crate::identity::check(cert_pem, key_pem).map_err(|e| format!("{e:#}"))?;
+        Ok(identity.fingerprint().to_string())
+    }
+
+    fn will_serve(&self, fingerprint: &str) {
         *self
             .pending_certificate
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(fingerprint.clone());
-        Ok(fingerprint)
+            .unwrap_or_else(|e| e.into_inner()) = Some(fingerprint.to_owned());
     }
 }
 

@@ -1,125 +1,138 @@
-//! The appliance's certificate: made on first start, kept in the data
-//! folder (key readable by the daemon only), and pinned by clients through
-//! the SHA-256 of its key. A certificate from an ACME CA replaces the
-//! self-signed one for the same key.
+//! The appliance's certificate at start: the one kept in the database
+//! ([`ferryd_core::certificates`]), or, on a new database, the pair an
+//! older appliance kept in `tls/` in its data folder (moved into the
+//! database), or a new self-signed one. Clients pin it through the
+//! SHA-256 of its key.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ferry_engine::tls::Identity;
+use ferry_store::Certificate;
+use ferryd_core::certificates::Certificates;
 
-fn paths(data: &Path) -> (PathBuf, PathBuf) {
+fn old_paths(data: &Path) -> (PathBuf, PathBuf) {
     let dir = data.join("tls");
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
-/// Loads the certificate, or makes a self-signed one for `names`.
-pub fn load_or_create(data: &Path, names: &[String]) -> Result<Identity> {
-    let (cert_path, key_path) = paths(data);
-    if cert_path.exists() && key_path.exists() {
-        let cert =
-            fs::read(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
-        let key = fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
-        return Identity::from_pem(&cert, &key)
-            .with_context(|| format!("loading {}", cert_path.display()));
+/// The certificate every node serves; the first to ask on a new database
+/// offers one (for `names`, when self-signed).
+pub async fn load_or_create(
+    certificates: &Certificates,
+    data: &Path,
+    names: &[String],
+) -> Result<Identity> {
+    if let Some(kept) = certificates
+        .kept()
+        .await
+        .context("reading the certificate from the database")?
+    {
+        return Ok(kept);
     }
-    let (identity, cert_pem, key_pem) = Identity::self_signed(names)?;
-    install(data, cert_pem.as_bytes(), key_pem.as_bytes())?;
-    log::info!(
-        "created a self-signed certificate, SHA-256 {}",
-        identity.fingerprint()
-    );
+    let (cert_path, key_path) = old_paths(data);
+    let from_files = cert_path.exists() && key_path.exists();
+    let offered = if from_files {
+        let read =
+            |p: &Path| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        let pair = Certificate {
+            cert_pem: read(&cert_path)?,
+            key_pem: read(&key_path)?,
+        };
+        check(&pair.cert_pem, &pair.key_pem)
+            .with_context(|| format!("loading {}", cert_path.display()))?;
+        pair
+    } else {
+        let (_, cert_pem, key_pem) = Identity::self_signed(names)?;
+        Certificate { cert_pem, key_pem }
+    };
+    let (identity, ours) = certificates
+        .offer(&offered)
+        .await
+        .context("keeping the certificate in the database")?;
+    let fingerprint = identity.fingerprint();
+    if !ours {
+        log::info!("serving the certificate another node made, SHA-256 {fingerprint}");
+    } else if from_files {
+        // The database holds the key now; a second copy on disk would
+        // only be a second thing to guard, and to drift.
+        for path in [&key_path, &cert_path] {
+            fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        log::info!(
+            "moved the certificate (SHA-256 {fingerprint}) from {} into the database",
+            data.join("tls").display()
+        );
+    } else {
+        log::info!("created a self-signed certificate, SHA-256 {fingerprint}");
+    }
     Ok(identity)
 }
 
-/// Where the ACME account's key is kept.
+/// Where the ACME account's key is kept (per node: each node that orders
+/// has an account of its own).
 pub fn acme_account(data: &Path) -> PathBuf {
     data.join("tls").join("acme-account.json")
 }
 
-/// Keeps a chain issued for the appliance's key (already checked by
-/// [`Identity::renew`]) for the next start, unless the key on disk is no
-/// longer that key (an admin installed another certificate and key, which
-/// take over at the next start): the pair on disk must stay a pair.
-pub fn keep_chain(data: &Path, identity: &Identity, chain_pem: &[u8]) -> Result<()> {
-    let (cert_path, key_path) = paths(data);
-    let on_disk = fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
-    anyhow::ensure!(
-        identity.is_key(&on_disk),
-        "{} holds another key now (a certificate installed in Settings, used from the next start); \
-         the CA's certificate is served until then but not kept",
-        key_path.display()
-    );
-    write_atomic(&cert_path, chain_pem, 0o644)
-}
-
-/// Installs a certificate and key (checked to belong together), replacing
-/// the current ones. The key file is written 0600 and renamed into place.
-pub fn install(data: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result<Identity> {
-    let identity = Identity::from_pem(cert_pem, key_pem)?;
+/// Checks that a certificate and key belong together and can be served;
+/// returns the identity they make.
+pub fn check(cert_pem: &str, key_pem: &str) -> Result<Identity> {
+    let identity = Identity::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())?;
     // Building a server config checks that the key matches the certificate.
     identity
         .server_config(&[b"http/1.1"], false)
         .context("the key does not match the certificate")?;
-    let (cert_path, key_path) = paths(data);
-    let dir = cert_path.parent().unwrap_or(data);
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_atomic(&key_path, key_pem, 0o600)?;
-    write_atomic(&cert_path, cert_pem, 0o644)?;
     Ok(identity)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("installing {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_store::SqlStore;
+    use std::sync::Arc;
 
-    #[test]
-    fn a_renewed_chain_is_kept_only_beside_its_own_key() {
+    fn certificates() -> Certificates {
+        Certificates::new(Arc::new(SqlStore::open_in_memory().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn made_once_and_not_kept_on_disk() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let c = certificates();
+        let first = load_or_create(&c, a.path(), &["localhost".into()])
+            .await
+            .unwrap();
+        // Another node, with its own data folder, on the same database.
+        let second = load_or_create(&c, b.path(), &["other".into()])
+            .await
+            .unwrap();
+        assert_eq!(first.fingerprint(), second.fingerprint());
+        assert!(!a.path().join("tls/key.pem").exists(), "no key on disk");
+    }
+
+    #[tokio::test]
+    async fn an_older_appliances_pair_moves_into_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let id = load_or_create(dir.path(), &["localhost".into()]).unwrap();
-        let cert = fs::read(dir.path().join("tls/cert.pem")).unwrap();
-        keep_chain(dir.path(), &id, &cert).unwrap();
-        // An admin installs another certificate and key for the next start.
-        let (_, other_cert, other_key) = Identity::self_signed(&["other".into()]).unwrap();
-        install(dir.path(), other_cert.as_bytes(), other_key.as_bytes()).unwrap();
-        let e = keep_chain(dir.path(), &id, &cert).unwrap_err();
-        assert!(e.to_string().contains("another key"), "{e}");
-        assert_eq!(
-            fs::read_to_string(dir.path().join("tls/cert.pem")).unwrap(),
-            other_cert,
-            "the installed pair stays a pair"
-        );
+        let (old, cert_pem, key_pem) = Identity::self_signed(&["old".into()]).unwrap();
+        fs::create_dir_all(dir.path().join("tls")).unwrap();
+        fs::write(dir.path().join("tls/cert.pem"), &cert_pem).unwrap();
+        fs::write(dir.path().join("tls/key.pem"), &key_pem).unwrap();
+        let c = certificates();
+        let id = load_or_create(&c, dir.path(), &["new".into()])
+            .await
+            .unwrap();
+        assert_eq!(id.fingerprint(), old.fingerprint(), "the pin holds");
+        assert!(!dir.path().join("tls/key.pem").exists());
+        let kept = c.kept().await.unwrap().unwrap();
+        assert_eq!(kept.fingerprint(), old.fingerprint());
     }
 
     #[test]
-    fn created_once_then_reused_with_a_private_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create(dir.path(), &["localhost".into()]).unwrap();
-        let b = load_or_create(dir.path(), &["other".into()]).unwrap();
-        assert_eq!(a.fingerprint(), b.fingerprint());
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join("tls/key.pem"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+    fn a_key_from_another_certificate_is_refused() {
+        let (_, cert_pem, _) = Identity::self_signed(&["a".into()]).unwrap();
+        let (_, _, key_pem) = Identity::self_signed(&["b".into()]).unwrap();
+        assert!(check(&cert_pem, &key_pem).is_err());
     }
 }

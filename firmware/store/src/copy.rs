@@ -48,7 +48,7 @@ impl Database {
         }
         let from = self.conn()?;
         let mut target = to.conn()?;
-        for table in ["users", "shares", "jobs"] {
+        for table in ["users", "shares", "jobs", "certificate"] {
             let n: i64 =
                 target.query_row(&format!("SELECT count(*) FROM {table}"), params![], |r| {
                     r.get(0)

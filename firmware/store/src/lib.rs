@@ -19,6 +19,7 @@
 //! never rest in clear: passwords are argon2id hashes and API keys are
 //! stored as their BLAKE3 hash (a key is shown once, when created).
 
+mod certificate;
 mod commits;
 mod copy;
 mod db;
@@ -51,6 +52,7 @@ use rusqlite::Connection;
 use db::{Conn, params};
 pub use db::{DbError, Engine, Value};
 
+pub use certificate::Certificate;
 pub use commits::Commit;
 pub use copy::Copied;
 pub use deliveries::{Delivery, DeliveryMade, DeliveryPlan, NewDelivery};
@@ -455,6 +457,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Each task and the node that holds (or last held) it.
     async fn singletons(&self) -> Result<Vec<(String, String)>>;
+
+    // --- The appliance's certificate ---
+
+    /// The certificate and key every node serves, if one is kept.
+    async fn certificate(&self) -> Result<Option<Certificate>>;
+
+    /// Keeps `offered` unless one is kept already; returns the one kept.
+    async fn offer_certificate(&self, offered: &Certificate) -> Result<Certificate>;
+
+    /// Replaces the certificate and key.
+    async fn replace_certificate(&self, new: &Certificate) -> Result<()>;
+
+    /// Keeps a renewed chain for the key `key_pem`; false when another
+    /// key is kept now.
+    async fn renew_certificate(&self, key_pem: &str, chain_pem: &str) -> Result<bool>;
 
     // --- The mail outbox ---
 

@@ -238,6 +238,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN node TEXT;
     "#,
+    // 11: the appliance's certificate and key.
+    r#"
+    CREATE TABLE certificate (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        cert_pem TEXT NOT NULL,
+        key_pem TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The version PostgreSQL's first migration makes.
@@ -263,6 +271,7 @@ pub(crate) const TABLES: &[&str] = &[
     "watch_entries",
     "nodes",
     "singletons",
+    "certificate",
 ];
 
 /// An arbitrary key for the advisory lock migrations hold ("ferry" in

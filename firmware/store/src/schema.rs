@@ -313,6 +313,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN node TEXT;
     "#,
+    // 11: the appliance's certificate and key, in the state every node
+    // shares, so that one pin fits every node.
+    r#"
+    CREATE TABLE certificate (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        cert_pem TEXT NOT NULL,
+        key_pem TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

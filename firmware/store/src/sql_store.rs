@@ -587,6 +587,25 @@ impl Store for SqlStore {
         self.run(|db| db.singletons()).await
     }
 
+    async fn certificate(&self) -> Result<Option<Certificate>> {
+        self.run(|db| db.certificate()).await
+    }
+
+    async fn offer_certificate(&self, offered: &Certificate) -> Result<Certificate> {
+        let offered = offered.clone();
+        self.run(move |db| db.offer_certificate(&offered)).await
+    }
+
+    async fn replace_certificate(&self, new: &Certificate) -> Result<()> {
+        let new = new.clone();
+        self.run(move |db| db.replace_certificate(&new)).await
+    }
+
+    async fn renew_certificate(&self, key_pem: &str, chain_pem: &str) -> Result<bool> {
+        let (key, chain) = (key_pem.to_owned(), chain_pem.to_owned());
+        self.run(move |db| db.renew_certificate(&key, &chain)).await
+    }
+
     async fn enqueue_mail(&self, m: &NewMail, domain: &str) -> Result<Option<i64>> {
         let m = m.clone();
         let domain = domain.to_owned();
