@@ -340,11 +340,8 @@ async fn share(s: &Services, command: ShareCommand) -> Result<()> {
 /// `ferryd admin store copy --to URL`: this appliance's database (the
 /// one `--database` or the data folder names) into a new one.
 fn copy_store(config: &Config, to: &str) -> Result<()> {
-    let from = match &config.database {
-        Some(url) => Database::open_url(url),
-        None => Database::open(&config.data.join("ferry.db")),
-    }
-    .context("opening the database to copy")?;
+    let from =
+        Database::open_url(&config.database_url()).context("opening the database to copy")?;
     let target = Database::open_url(to)
         .with_context(|| format!("opening the target database {}", crate::app::redact(to)))?;
     let copied = from.copy_to(&target).context("copying")?;

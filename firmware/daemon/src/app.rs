@@ -43,22 +43,9 @@ pub const FIRST_ADMIN: &str = "admin@localhost";
 /// folder. Connecting blocks, so it runs on the blocking pool.
 pub async fn open_store(config: &Config) -> Result<SqlStore> {
     create_private_dir(&config.data)?;
-    let (url, what) = match &config.database {
-        Some(url) => (
-            url.clone(),
-            format!("connecting to the database {}", redact(url)),
-        ),
-        None => {
-            let file = config.data.join("ferry.db");
-            let what = format!("opening the database in {}", config.data.display());
-            (file.to_string_lossy().into_owned(), what)
-        }
-    };
-    let store = tokio::task::spawn_blocking(move || match url.starts_with("postgres") {
-        true => SqlStore::open_url(&url),
-        false => SqlStore::open(std::path::Path::new(&url)),
-    })
-    .await?;
+    let url = config.database_url();
+    let what = format!("opening the database {}", redact(&url));
+    let store = tokio::task::spawn_blocking(move || SqlStore::open_url(&url)).await?;
     store.with_context(|| what)
 }
 
@@ -385,10 +372,7 @@ fn banner(
     }
     println!("ferryd listening on https://{control}/");
     println!("ferryd node {}", config.node_name);
-    match &config.database {
-        Some(url) => println!("ferryd database {}", redact(url)),
-        None => println!("ferryd database {}", config.data.join("ferry.db").display()),
-    }
+    println!("ferryd database {}", redact(&config.database_url()));
     println!("ferryd key SHA-256 {fingerprint}");
     println!("ferryd (the pin that `ferry login` shows; it outlives certificate renewals)");
     println!("ferryd certificate SHA-256 {certificate} (as a browser shows it)");

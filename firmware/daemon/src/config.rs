@@ -421,6 +421,16 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The database this ferryd uses, as [`ferry_store::Database::open_url`]
+    /// takes it (which alone tells the engines apart): the PostgreSQL
+    /// database named, or SQLite's file in the data folder.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => self.data.join("ferry.db").to_string_lossy().into_owned(),
+        }
+    }
+
     pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Self, ConfigError> {
         let node_name = flags.node_name.or(file.node_name).unwrap_or_else(host_name);
         ferry_domain::node::check_name(&node_name).map_err(ConfigError::Invalid)?;

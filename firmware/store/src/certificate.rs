@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn the_first_offer_is_kept_and_renewal_keeps_the_pair_a_pair() {
         for db in crate::testing::databases() {
-            eprintln!("on {}", db.label());
+            eprintln!("on {}", db.engine());
             assert_eq!(db.certificate().unwrap(), None);
             assert_eq!(db.offer_certificate(&pair(1)).unwrap(), pair(1));
             assert_eq!(

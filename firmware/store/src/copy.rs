@@ -124,7 +124,7 @@ mod tests {
                     sqlite.columns(table).unwrap(),
                     db.columns(table).unwrap(),
                     "{table} on {}",
-                    db.label()
+                    db.engine()
                 );
             }
         }
@@ -180,7 +180,7 @@ mod tests {
             let bob = to
                 .create_user("bob@example.com", "", Role::Employee, None)
                 .unwrap();
-            assert!(bob.id.0 > ann.id.0, "{}", to.label());
+            assert!(bob.id.0 > ann.id.0, "{}", to.engine());
             // A second copy into the same database is refused, and changes nothing.
             let again = from.copy_to(to).unwrap_err();
             assert!(again.to_string().contains("already holds"), "{again}");

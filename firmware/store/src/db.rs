@@ -52,19 +52,38 @@ pub(crate) struct PgManager {
     pub config: postgres::Config,
 }
 
+/// Why the pool could not open a connection, with every cause: the pool
+/// keeps only the text of the last failure, and the driver's own text
+/// ("error connecting to server") leaves out why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConnectError(String);
+
+impl From<postgres::Error> for ConnectError {
+    fn from(e: postgres::Error) -> Self {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        ConnectError(text)
+    }
+}
+
 impl r2d2::ManageConnection for PgManager {
     type Connection = PgClient;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> std::result::Result<PgClient, postgres::Error> {
+    fn connect(&self) -> std::result::Result<PgClient, ConnectError> {
         Ok(PgClient {
             client: self.config.connect(NoTls)?,
             prepared: Default::default(),
         })
     }
 
-    fn is_valid(&self, c: &mut PgClient) -> std::result::Result<(), postgres::Error> {
-        c.client.simple_query("").map(drop)
+    fn is_valid(&self, c: &mut PgClient) -> std::result::Result<(), ConnectError> {
+        Ok(c.client.simple_query("").map(drop)?)
     }
 
     fn has_broken(&self, c: &mut PgClient) -> bool {
@@ -194,12 +213,6 @@ macro_rules! int_value {
 }
 int_value!(i64, i32, u32, u16, u8, bool);
 
-impl ToValue for f64 {
-    fn to_value(&self) -> Value {
-        Value::Real(*self)
-    }
-}
-
 impl ToValue for str {
     fn to_value(&self) -> Value {
         Value::Text(self.to_owned())
@@ -213,12 +226,6 @@ impl ToValue for String {
 }
 
 impl ToValue for [u8] {
-    fn to_value(&self) -> Value {
-        Value::Blob(self.to_vec())
-    }
-}
-
-impl<const N: usize> ToValue for [u8; N] {
     fn to_value(&self) -> Value {
         Value::Blob(self.to_vec())
     }
@@ -274,16 +281,6 @@ impl FromValue for u16 {
 impl FromValue for bool {
     fn from_value(v: &Value) -> Option<Self> {
         i64::from_value(v).map(|i| i != 0)
-    }
-}
-
-impl FromValue for f64 {
-    fn from_value(v: &Value) -> Option<Self> {
-        match v {
-            Value::Real(f) => Some(*f),
-            Value::Int(i) => Some(*i as f64),
-            _ => None,
-        }
     }
 }
 
@@ -382,6 +379,15 @@ pub enum Engine {
     Postgres,
 }
 
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
+        })
+    }
+}
+
 /// A connection, held for one unit of work.
 pub(crate) enum Conn<'a> {
     Sqlite(MutexGuard<'a, rusqlite::Connection>),
@@ -451,16 +457,25 @@ impl<'a> Conn<'a> {
         params: &[&dyn ToValue],
         f: impl FnOnce(&Row) -> Result<T>,
     ) -> Result<T> {
-        let mut f = Some(f);
-        let mut first = None;
-        // The rows after the first are read and dropped, as SQLite's
-        // query_row would not; queries that use this return one row.
-        for v in self.query_map(sql, params, |r| Ok(f.take().map(|f| f(r))))? {
-            if first.is_none() {
-                first = v;
+        let values = values(params);
+        let row = match self {
+            // SQLite steps to the first row only.
+            Conn::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let width = stmt.column_count();
+                let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
+                rows.next()?.map(|r| sqlite_row(r, width)).transpose()?
             }
-        }
-        first.unwrap_or(Err(DbError::NoRow.into()))
+            // PostgreSQL's server sends every row of a plain query; the
+            // queries that ask for one row return one.
+            Conn::Postgres(c) => {
+                let mut c = c.borrow_mut();
+                let statement = c.statement(sql)?;
+                let rows = c.client.query(&statement, &pg_params(&values))?;
+                rows.first().map(pg_row).transpose()?
+            }
+        };
+        f(&row.ok_or(DbError::NoRow)?)
     }
 
     /// A statement run several times in a unit of work.
@@ -546,7 +561,7 @@ impl Drop for Tx<'_, '_> {
             // then fails its next statement, and the pool does not hand
             // out a PostgreSQL connection that is closed.
             if let Err(e) = self.conn.execute_batch("ROLLBACK") {
-                eprintln!("ferry-store: a transaction could not be rolled back: {e}");
+                log::error!("a transaction could not be rolled back: {e}");
             }
         }
     }

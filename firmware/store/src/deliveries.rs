@@ -296,7 +296,7 @@ mod tests {
     fn a_delivery_is_made_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let share = s.add_root_share("media", dir.path()).unwrap();
             let sender = s
                 .create_user("prod@x.io", "", Role::Employee, Some("password1"))

@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn newest_first_with_filter() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             for action in [
                 AuditAction::LeaseOpen,
                 AuditAction::ShareAdd,

@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn a_token_works_once_and_not_after_it_expires() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_user("new@example.com", "", Role::Collaborator, None)
                 .unwrap();

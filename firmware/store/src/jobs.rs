@@ -563,7 +563,7 @@ mod tests {
     #[test]
     fn a_restarting_node_marks_only_its_own_running_jobs_as_cut() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_user("a@b.io", "", Role::Employee, Some("password1"))
                 .unwrap();
@@ -597,7 +597,7 @@ mod tests {
     #[test]
     fn job_lifecycle_and_listing() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_user("a@b.io", "", Role::Employee, Some("password1"))
                 .unwrap();

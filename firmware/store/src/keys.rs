@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn keys_are_shown_once_and_revocable() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_user("a@b.io", "", Role::Employee, Some("password1"))
                 .unwrap();
@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn a_password_change_revokes_only_the_keys_logins_minted() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_user("a@b.io", "", Role::Employee, Some("password1"))
                 .unwrap();

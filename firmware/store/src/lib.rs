@@ -93,11 +93,15 @@ pub enum StoreError {
     Migration { version: i64, why: String },
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
-    #[error("database error: {0}")]
+    /// The engine's own failure; its text already says which engine.
+    #[error(transparent)]
     Database(#[from] DbError),
     /// The blocking task that ran the call died (a panic in it).
     #[error("the database call did not finish: {0}")]
     Lost(String),
+    /// SQLite's file could not be made or made private.
+    #[error("the database file {0}")]
+    File(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -564,6 +568,7 @@ impl Database {
     /// Opens (creating if needed) the SQLite database at `path` and brings
     /// its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
+        private_file(path)?;
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
@@ -699,4 +704,48 @@ pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Makes the database file readable by its owner only, before SQLite opens
+/// it (SQLite gives its journal files the same mode): it holds password
+/// hashes and the appliance's private key. A file that was readable by
+/// others (made before the key moved into it) is tightened.
+fn private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let failed = |e: std::io::Error| StoreError::File(format!("{}: {e}", path.display()));
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map(drop)
+            .map_err(failed),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_sqlite_file_is_private_to_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let new = dir.path().join("new.db");
+        Database::open(&new).unwrap();
+        assert_eq!(mode(&new), 0o600);
+        // One an older version made readable by others is tightened.
+        let old = dir.path().join("old.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Database::open(&old).unwrap();
+        assert_eq!(mode(&old), 0o600);
+    }
 }

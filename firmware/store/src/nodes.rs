@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn a_node_beats_is_drained_keeps_its_drain_across_a_restart_and_is_forgotten() {
         for db in crate::testing::databases() {
-            eprintln!("on {}", db.label());
+            eprintln!("on {}", db.engine());
             let a = db.node_heartbeat(&beat("a", 0), 110).unwrap();
             assert_eq!((a.seen_at, a.sessions, a.draining), (110, 0, false));
             db.node_heartbeat(&beat("b", 2), 111).unwrap();
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn a_task_runs_on_one_node_until_its_heartbeats_stop() {
         for db in crate::testing::databases() {
-            eprintln!("on {}", db.label());
+            eprintln!("on {}", db.engine());
             assert!(db.hold_singleton("mailer", "a", 100).unwrap());
             assert!(
                 !db.hold_singleton("mailer", "b", 101).unwrap(),

@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn a_message_waits_until_sent_and_is_queued_once_per_key() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let id = s
                 .enqueue_mail(&mail(Some("waiting:1:ann")), "ferry.test")
                 .unwrap()

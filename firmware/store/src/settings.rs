@@ -46,7 +46,7 @@ mod tests {
     #[test]
     fn settings_round_trip() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             assert_eq!(s.setting("public_address").unwrap(), None);
             s.set_setting("public_address", "ferry.example.com")
                 .unwrap();

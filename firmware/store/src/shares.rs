@@ -263,7 +263,7 @@ mod tests {
     fn root_shares_shares_and_access() {
         let dir = tempfile::tempdir().unwrap();
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let root = s.add_root_share("storage", dir.path()).unwrap();
             assert!(root.is_root());
             let share = s

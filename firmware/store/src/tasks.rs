@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn tasks_track_a_jobs_progress() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_user("a@b.io", "", Role::Employee, Some("password1"))
                 .unwrap();

@@ -8,11 +8,11 @@
 //! cleans up when that pipe closes.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{Database, Engine};
+use crate::Database;
 
 /// A PostgreSQL server of the test's own.
 pub struct TempPostgres {
@@ -132,6 +132,28 @@ impl TempPostgres {
                 why: e.to_string(),
             }
         })?;
+        // The guard first, before initdb: if anything below fails (the
+        // pipe's write end is then dropped), it still cleans up.
+        let mut guard = Command::new("sh")
+            .args([
+                "-c",
+                "cat >/dev/null; \"$0\" -D \"$1\" -m immediate stop >/dev/null 2>&1; rm -rf \"$2\"",
+            ])
+            .arg(bin.join("pg_ctl"))
+            .arg(&data)
+            .arg(&dir)
+            .uid(uid)
+            .gid(gid)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(step("the cleanup guard"))?;
+        let pipe = guard.stdin.take().ok_or(TempPostgresError::Step {
+            step: "the cleanup guard",
+            why: "no pipe".into(),
+        })?;
         let as_postgres = |program: &str| {
             let mut c = Command::new(bin.join(program));
             c.uid(uid).gid(gid).current_dir(&dir);
@@ -165,27 +187,6 @@ impl TempPostgres {
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
             dir.display()
         );
-        // The guard first: if the start fails half-way, it still cleans up.
-        let mut guard = Command::new("sh")
-            .args([
-                "-c",
-                "cat >/dev/null; \"$0\" -D \"$1\" -m immediate stop >/dev/null 2>&1; rm -rf \"$2\"",
-            ])
-            .arg(bin.join("pg_ctl"))
-            .arg(&data)
-            .arg(&dir)
-            .uid(uid)
-            .gid(gid)
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(step("the cleanup guard"))?;
-        let pipe = guard.stdin.take().ok_or(TempPostgresError::Step {
-            step: "the cleanup guard",
-            why: "no pipe".into(),
-        })?;
         let server = TempPostgres {
             host: listen.to_owned(),
             port,
@@ -223,11 +224,6 @@ impl TempPostgres {
 
     fn url_of(&self, db: &str) -> String {
         format!("postgres://postgres@{}:{}/{db}", self.host, self.port)
-    }
-
-    /// The folder the server lives in (its log is `server.log` there).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// A new, empty database on this server; its URL.
@@ -295,14 +291,4 @@ pub fn databases() -> Vec<Database> {
         eprintln!("not root: this store test runs on SQLite only");
     }
     out
-}
-
-impl Database {
-    /// A label for test output.
-    pub fn label(&self) -> &'static str {
-        match self.engine() {
-            Engine::Sqlite => "SQLite",
-            Engine::Postgres => "PostgreSQL",
-        }
-    }
 }

@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn create_and_verify() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_user("Ann@Example.com", "Ann", Role::Admin, Some("correct horse"))
                 .unwrap();
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn invited_users_activate_with_a_password() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_user("bob@example.com", "Bob", Role::Collaborator, None)
                 .unwrap();
@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn a_service_account_is_active_and_has_no_password() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let u = s
                 .create_service_account("ftrack@example.com", "ftrack", Role::Employee)
                 .unwrap();

@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn a_watch_round_trips_and_one_folder_has_one_watch() {
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let w = s.put_watch(&new_watch("share=p/out"), false).unwrap();
             assert_eq!(w.recipients, ["a@x.io", "b@x.io"]);
             assert_eq!(w.priorities, ["*.mp4=high"]);
@@ -309,7 +309,7 @@ mod tests {
     fn an_entry_is_delivered_once_with_its_delivery_and_a_baseline_delivers_nothing() {
         let dir = tempfile::tempdir().unwrap();
         for s in crate::testing::databases() {
-            eprintln!("on {}", s.label());
+            eprintln!("on {}", s.engine());
             let share = s.add_root_share("p", dir.path()).unwrap();
             let sender = s
                 .create_user("render@x.io", "", Role::Employee, Some("password1"))

@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_token_only_while_it_lives() {
         for store in crate::testing::databases() {
-            eprintln!("on {}", store.label());
+            eprintln!("on {}", store.engine());
             let ann = store
                 .create_user("ann@example.com", "", Role::Admin, Some("a long password"))
                 .unwrap();
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn the_database_holds_no_usable_token() {
         for store in crate::testing::databases() {
-            eprintln!("on {}", store.label());
+            eprintln!("on {}", store.engine());
             let ann = store
                 .create_user("ann@example.com", "", Role::Admin, Some("a long password"))
                 .unwrap();
