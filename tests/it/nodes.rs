@@ -99,14 +99,61 @@ fn a_drained_node_finishes_what_it_carries_and_grants_nothing_new_until_resumed(
     );
 }
 
-/// Two nodes on one database and one share folder (SQLite on one host
-/// stands in here for PostgreSQL and shared storage). The outbox is sent by
-/// one node only, each message once, although both run a mailer; a web
-/// session made on one node is good on the other. When the node that runs
-/// the mailer is killed mid-delivery, the recipient's agent resumes through
-/// the other node's address without fetching again what had arrived, and
-/// the other node takes over the mailer within a heartbeat of the hold
-/// running out.
+/// A node that carries all the sessions it takes sends a new client to
+/// another node with room: the grant names the node that will carry the
+/// data. (Two nodes on one SQLite and one share folder, on this host.)
+#[test]
+fn a_full_node_sends_a_new_transfer_to_a_node_with_room() {
+    let _serial = heavy_io();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferryd.toml");
+    std::fs::write(&config, "[limits]\nsessions_total = 1\n").unwrap();
+    let config = config.to_str().unwrap();
+    let a = Appliance::start_with(&["--node-name", "ferry-a", "--config", config]);
+    let b = a.another_node("ferry-b", &["--config", config]);
+    let c = a
+        .client(&a.media_user("ann@example.com"))
+        .with("FERRY_SERVER", &format!("{},{}", a.url, b.url));
+    let movie = dir.path().join("grade.mov");
+    write_random(&movie, 100 * MIB, 33);
+    // Capped so that it runs across a heartbeat and the second transfer.
+    let running = c.spawn(&[
+        "put",
+        movie.to_str().unwrap(),
+        "share=media/in/",
+        "--rate",
+        "40M",
+    ]);
+    ferry_tests::wait_for(
+        "ferry-a's heartbeat to count its one session",
+        Duration::from_secs(30),
+        || {
+            let list = a.admin(&["node", "list"]);
+            list.contains("ferry-a\tup\t1 session\t") && list.contains("ferry-b\tup\t0 sessions\t")
+        },
+    );
+    let notes = dir.path().join("notes.txt");
+    write_random(&notes, 4096, 34);
+    let run = c.run(&["put", notes.to_str().unwrap(), "share=media/in/"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ferry-a carries 1 transfers")
+            && run.stderr.contains(&format!("moving to {}", b.url)),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        blake3_file(&notes),
+        blake3_file(&a.share.join("in/notes.txt"))
+    );
+    let done = ferry_tests::finish(running);
+    assert!(done.ok, "{}", done.stderr);
+    assert_eq!(
+        blake3_file(&movie),
+        blake3_file(&a.share.join("in/grade.mov"))
+    );
+}
+
 /// Issue 24's cluster: two nodes, each in a network namespace of its own,
 /// share one PostgreSQL (started by the test as its own user, in a third
 /// namespace that routes between them and this host) and one share

@@ -217,9 +217,14 @@ impl Api {
             }
             let (failure, error) = match req.send().await {
                 Ok(resp) => match self.read(address, resp).await {
-                    // A node that is draining, or has no data port free,
-                    // refused before acting: the next node may take it.
-                    Err(e) if matches!(e.code(), Some(codes::NODE_DRAINING | codes::NO_PORTS)) => {
+                    // A node that is draining, full, or has no data port
+                    // free refused before acting: the next node may take it.
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            Some(codes::NODE_DRAINING | codes::NODE_BUSY | codes::NO_PORTS)
+                        ) =>
+                    {
                         (Failure::NotSent, e)
                     }
                     answer => {

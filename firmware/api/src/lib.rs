@@ -72,6 +72,9 @@ pub mod codes {
     /// The node the client reached is draining: it grants no new
     /// sessions. Another of the appliance's addresses may.
     pub const NODE_DRAINING: &str = "node_draining";
+    /// The node the client reached carries all the sessions it takes,
+    /// and another node has room: the client goes there.
+    pub const NODE_BUSY: &str = "node_busy";
     pub const INTERNAL: &str = "internal";
 }
 

@@ -206,6 +206,13 @@ pub struct LiveSessions {
     site_cap: Mutex<SiteCap>,
 }
 
+impl LiveSessions {
+    /// The most sessions this node takes at once.
+    pub fn most_sessions(&self) -> usize {
+        self.limits.total
+    }
+}
+
 impl std::fmt::Debug for LiveSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveSessions")

@@ -28,6 +28,11 @@ pub enum NodesError {
         "node {0} is draining: its running transfers finish, and new ones go to another of the appliance's addresses"
     )]
     Draining(String),
+    /// This node is full and another has room ([`node::pass_on`]).
+    #[error(
+        "node {name} carries {carrying} transfers, the most it takes; another of the appliance's nodes has room"
+    )]
+    Busy { name: String, carrying: usize },
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
@@ -36,6 +41,7 @@ pub enum NodesError {
 
 failing!(NodesError {
     NodesError::Draining(_) => (Unavailable, NODE_DRAINING),
+    NodesError::Busy { .. } => (Unavailable, NODE_BUSY),
     NodesError::Refused(r) => (r.failure(), r.code()),
     NodesError::Store(e) => (e.failure(), e.code()),
 });
@@ -147,14 +153,30 @@ impl Nodes {
             .collect())
     }
 
-    /// Refused while this node is draining: asked before a session is
-    /// granted. It reads the store each time, so a drain from `ferryd
-    /// admin` (another process) holds from the next grant.
-    pub async fn check_granting(&self) -> Result<(), NodesError> {
-        match self.store.node(&self.me.name).await? {
-            Some(n) if n.draining => Err(NodesError::Draining(n.name)),
-            _ => Ok(()),
+    /// Refused while this node is draining, or while it carries
+    /// `carrying` sessions of the `takes` it takes and another node has
+    /// room ([`node::pass_on`]): asked before a session is granted. It
+    /// reads the store each time, so a drain from `ferryd admin` (another
+    /// process) holds from the next grant.
+    pub async fn check_granting(&self, carrying: usize, takes: usize) -> Result<(), NodesError> {
+        let now = self.clock.now();
+        let nodes = self.store.nodes().await?;
+        let (me, others): (Vec<&Node>, Vec<&Node>) =
+            nodes.iter().partition(|n| n.name == self.me.name);
+        if let Some(n) = me.first().filter(|n| n.draining) {
+            return Err(NodesError::Draining(n.name.clone()));
         }
+        let others = others.iter().map(|n| {
+            let sessions = usize::try_from(n.sessions).unwrap_or(usize::MAX);
+            (node::health(n.seen_at, n.draining, now), sessions)
+        });
+        if node::pass_on(carrying, takes, others) {
+            return Err(NodesError::Busy {
+                name: self.me.name.clone(),
+                carrying,
+            });
+        }
+        Ok(())
     }
 
     /// Every node, with its health now (admins).
@@ -232,18 +254,18 @@ mod tests {
         let (a, b, clock, audit) = two_nodes();
         a.beat(2).await.unwrap();
         b.beat(0).await.unwrap();
-        a.check_granting().await.unwrap();
+        a.check_granting(0, 10).await.unwrap();
 
         b.set_draining(By::Operator, Actor::appliance(), "a", true)
             .await
             .unwrap();
-        let refused = a.check_granting().await.unwrap_err();
+        let refused = a.check_granting(0, 10).await.unwrap_err();
         assert!(matches!(&refused, NodesError::Draining(n) if n == "a"));
         assert_eq!(
             crate::Failing::code(&refused),
             ferry_api::codes::NODE_DRAINING
         );
-        b.check_granting().await.unwrap();
+        b.check_granting(0, 10).await.unwrap();
 
         clock.advance(node::SILENT_AFTER);
         b.beat(1).await.unwrap();
@@ -264,9 +286,28 @@ mod tests {
         b.set_draining(By::Operator, Actor::appliance(), "a", false)
             .await
             .unwrap();
-        a.check_granting().await.unwrap();
+        a.check_granting(0, 10).await.unwrap();
         let lines = audit.list(10, None, Some("node.")).await.unwrap();
         assert_eq!(lines.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_node_sends_new_sessions_to_one_with_room() {
+        let (a, b, clock, _) = two_nodes();
+        a.beat(4).await.unwrap();
+        b.beat(1).await.unwrap();
+        a.check_granting(3, 4).await.unwrap();
+        let refused = a.check_granting(4, 4).await.unwrap_err();
+        assert!(matches!(refused, NodesError::Busy { carrying: 4, .. }));
+        assert_eq!(crate::Failing::code(&refused), ferry_api::codes::NODE_BUSY);
+        // b as full as a: a keeps its clients, who wait in line there.
+        b.beat(4).await.unwrap();
+        a.check_granting(4, 4).await.unwrap();
+        // b with room again, but silent: no use sending anyone there.
+        b.beat(0).await.unwrap();
+        clock.advance(node::SILENT_AFTER);
+        a.beat(4).await.unwrap();
+        a.check_granting(4, 4).await.unwrap();
     }
 
     #[tokio::test]

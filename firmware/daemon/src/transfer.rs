@@ -201,8 +201,13 @@ impl DataSessions {
         resume_key: Option<String>,
         host_header: Option<&str>,
     ) -> Result<SessionGrant, GrantError> {
-        // Asked first: a draining node leases nothing.
-        self.services.nodes.check_granting().await?;
+        // Asked first: a draining node, or a full one while another has
+        // room, leases nothing.
+        let live = &self.services.live;
+        self.services
+            .nodes
+            .check_granting(live.list().len(), live.most_sessions())
+            .await?;
         if let Some(warning) = self.sources.observe(user.id, ip) {
             log::warn!("{warning}");
             self.services

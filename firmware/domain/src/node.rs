@@ -62,6 +62,24 @@ pub fn health(seen_at: i64, draining: bool, now: i64) -> Health {
     }
 }
 
+/// Whether a node should turn a new session away, so that its client
+/// goes to another of the appliance's addresses: it carries as many
+/// sessions as it takes (`takes`), and another node is up with room by
+/// its last heartbeat (`others`: each one's health and sessions; every
+/// node is taken to have the same limit). A node alone, or among nodes
+/// as full as itself, keeps the client: the admission's own refusal then
+/// tells it when to try again, as on a single box.
+pub fn pass_on(
+    carrying: usize,
+    takes: usize,
+    others: impl IntoIterator<Item = (Health, usize)>,
+) -> bool {
+    carrying >= takes
+        && others
+            .into_iter()
+            .any(|(health, sessions)| health == Health::Up && sessions < takes)
+}
+
 /// A node's name: what `--node-name` gives, else the host's name. Short,
 /// printable and without spaces, since admins type it (`node drain NAME`).
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -82,6 +100,20 @@ pub fn check_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_node_passes_sessions_on_only_to_a_node_with_room() {
+        use Health::*;
+        assert!(pass_on(4, 4, [(Up, 3)]), "full, and another has room");
+        assert!(!pass_on(3, 4, [(Up, 0)]), "not full");
+        assert!(!pass_on(4, 4, []), "alone");
+        assert!(!pass_on(4, 4, [(Up, 4)]), "the other is as full");
+        assert!(
+            !pass_on(5, 4, [(Draining, 0), (Silent, 0)]),
+            "no node takes it"
+        );
+        assert!(pass_on(5, 4, [(Silent, 0), (Up, 1)]));
+    }
 
     #[test]
     fn a_node_is_up_draining_or_silent_by_its_heartbeat() {
