@@ -348,6 +348,8 @@ fn an_acme_certificate_browsers_trust_renews_without_a_restart_and_pins_hold() {
         log.contains("serving a certificate for ferry.test"),
         "{log}"
     );
+    // The order is one node's task (alone here, it takes it).
+    assert!(log.contains("now runs the certificate"), "{log}");
 
     // The renewed chain was kept (in the database, where every node
     // reads it): after a restart it is served before any new order.

@@ -7,8 +7,9 @@
 //! or the settings change, keeps what the CA issues in the database (the
 //! key never changes, so every pin holds), and swaps it into the running
 //! servers: HTTPS, QUIC and TCP all serve it from their next handshake,
-//! without a restart. Other nodes pick the chain up from the database
-//! ([`crate::identity::follow`]).
+//! without a restart. One node orders for the appliance (it holds the
+//! [`Singleton::Certificate`] task); the others serve the chain it keeps
+//! from their next heartbeat ([`ferryd_core::certificates::Certificates::follow`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use ferry_acme::renewal::{Issued, Renewal, renewal, retry_in};
 use ferry_domain::AuditAction;
+use ferry_domain::node::{SILENT_AFTER, Singleton};
 use ferry_domain::settings::AcmeSettings;
 use ferry_engine::tls::Identity;
 use ferryd_core::Services;
@@ -79,6 +81,11 @@ pub async fn run(services: Services, keeper: Keeper, shutdown: CancellationToken
             }
             Some(acme) => Some(match due(&keeper.identity, &acme.name) {
                 Renewal::At(at) => until(at),
+                // One node orders for the appliance; the others serve what
+                // it keeps from their next heartbeat, and look again then.
+                Renewal::Now(_) if !services.nodes.hold(Singleton::Certificate).await => {
+                    Duration::from_secs(SILENT_AFTER as u64)
+                }
                 Renewal::Now(why) => match order(&services, &keeper, &acme, why).await {
                     Ok(_) => {
                         failures = 0;

@@ -46,6 +46,9 @@ word_enum!(
         /// Follows the watch folders: one watcher, so no entry is
         /// delivered twice.
         Watches = "watches",
+        /// Orders the certificate from the ACME CA when it falls due:
+        /// one order for the appliance, which the other nodes then serve.
+        Certificate = "certificate",
     }
 );
 
