@@ -41,6 +41,7 @@ fn site(edge_masquerades: bool, ports: &str) -> Site {
         url: Some(format!("https://{EDGE}:443")),
         portguard: Some(pg.socket.clone()),
         database: None,
+        database_ca: None,
         args: vec![
             "--public-address".into(),
             EDGE.into(),

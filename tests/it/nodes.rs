@@ -412,6 +412,38 @@ fn two_nodes_in_two_namespaces_on_postgresql_share_the_work_and_one_takes_over_w
     );
 }
 
+/// A node reaches PostgreSQL over TLS when its URL says `sslmode=require`,
+/// checking the server's certificate against `--database-ca`; the
+/// server here takes the node's role over TLS only.
+#[test]
+#[ignore = "needs root: the test's PostgreSQL runs as the postgres user"]
+fn a_node_reaches_postgresql_over_tls() {
+    let postgres = ferry_store::testing::TempPostgres::start_with_tls().unwrap();
+    let url = format!(
+        "{}?sslmode=require",
+        postgres.fresh_database_for_ferry().unwrap()
+    );
+    let a = Appliance::start_in(Setup {
+        database: Some(url),
+        database_ca: Some(postgres.ca_file()),
+        args: vec!["--node-name".into(), "ferry-a".into()],
+        ..Setup::default()
+    });
+    // The server turns `ferry` away without TLS: that the node answers at
+    // all shows it came over TLS.
+    let c = a.client(&a.media_user("ann@example.com"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    write_random(&file, 4096, 35);
+    let run = c.run(&["put", file.to_str().unwrap(), "share=media/in/"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(
+        blake3_file(&file),
+        blake3_file(&a.share.join("in/notes.txt"))
+    );
+    assert!(a.admin(&["user", "list"]).contains("ann@example.com"));
+}
+
 /// `ferryd admin store copy` moves a used single box onto PostgreSQL: the
 /// same users, shares and jobs, and its deliveries still arrive.
 #[test]

@@ -207,6 +207,9 @@ pub struct Setup {
     /// The PostgreSQL database (`--database`) instead of SQLite in the
     /// data folder; `ferryd admin` is given it too.
     pub database: Option<String>,
+    /// The CA of that database's server certificate (`--database-ca`),
+    /// for a URL with `sslmode=require`.
+    pub database_ca: Option<PathBuf>,
     pub args: Vec<String>,
 }
 
@@ -280,10 +283,14 @@ impl Appliance {
 
     /// `--database URL` when the appliance runs on PostgreSQL.
     pub fn database_args(&self) -> Vec<String> {
-        match &self.setup.database {
-            Some(url) => vec!["--database".into(), url.clone()],
-            None => Vec::new(),
+        let mut args = Vec::new();
+        if let Some(url) = &self.setup.database {
+            args.extend(["--database".to_owned(), url.clone()]);
         }
+        if let Some(ca) = &self.setup.database_ca {
+            args.extend(["--database-ca".to_owned(), ca.display().to_string()]);
+        }
+        args
     }
 
     /// Adds a user with a password and returns an API key.
@@ -451,6 +458,7 @@ impl Appliance {
             setup: Setup {
                 args,
                 database: self.setup.database.clone(),
+                database_ca: self.setup.database_ca.clone(),
                 ..setup
             },
             child: None,

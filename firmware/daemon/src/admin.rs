@@ -340,9 +340,10 @@ async fn share(s: &Services, command: ShareCommand) -> Result<()> {
 /// `ferryd admin store copy --to URL`: this appliance's database (the
 /// one `--database` or the data folder names) into a new one.
 fn copy_store(config: &Config, to: &str) -> Result<()> {
-    let from =
-        Database::open_url(&config.database_url()).context("opening the database to copy")?;
-    let target = Database::open_url(to)
+    let from = Database::open_url(&config.database_url(), config.database_ca.as_deref())
+        .context("opening the database to copy")?;
+    // The target is the cluster's database-to-be, behind the same CA.
+    let target = Database::open_url(to, config.database_ca.as_deref())
         .with_context(|| format!("opening the target database {}", crate::app::redact(to)))?;
     let copied = from.copy_to(&target).context("copying")?;
     for (table, rows) in &copied.tables {

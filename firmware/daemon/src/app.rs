@@ -45,7 +45,9 @@ pub async fn open_store(config: &Config) -> Result<SqlStore> {
     create_private_dir(&config.data)?;
     let url = config.database_url();
     let what = format!("opening the database {}", redact(&url));
-    let store = tokio::task::spawn_blocking(move || SqlStore::open_url(&url)).await?;
+    let ca = config.database_ca.clone();
+    let store =
+        tokio::task::spawn_blocking(move || SqlStore::open_url(&url, ca.as_deref())).await?;
     store.with_context(|| what)
 }
 

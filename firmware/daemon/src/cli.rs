@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// folder].
     #[arg(long, global = true, value_name = "URL")]
     pub database: Option<String>,
+    /// The CA (PEM) that signed the PostgreSQL server's certificate, for a
+    /// URL with sslmode=require [default: the system's CAs].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub database_ca: Option<PathBuf>,
     /// Control plane and web admin address [default: 127.0.0.1:8443].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -84,6 +88,7 @@ impl RunArgs {
         Overrides {
             data: self.data.clone(),
             database: self.database.clone(),
+            database_ca: self.database_ca.clone(),
             listen: self.listen,
             public_address: self.public_address.clone(),
             node_name: self.node_name.clone(),

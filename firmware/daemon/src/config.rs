@@ -136,6 +136,10 @@ pub struct StoreFileConfig {
     /// `postgres://USER@HOST:PORT/DB`, which several nodes share; without
     /// it, SQLite in the data folder. `--database` overrides it.
     pub url: Option<String>,
+    /// The CA (PEM) that signed the PostgreSQL server's certificate, when
+    /// the URL asks for TLS (`sslmode=require`); without it, the system's
+    /// CAs. `--database-ca` overrides it.
+    pub ca: Option<PathBuf>,
 }
 
 /// The `[metrics]` section: who may scrape the Prometheus metrics.
@@ -383,6 +387,8 @@ pub struct Config {
     pub data: PathBuf,
     /// The PostgreSQL database the nodes share; `None`: SQLite in `data`.
     pub database: Option<String>,
+    /// The CA its server's certificate must chain to (TLS).
+    pub database_ca: Option<PathBuf>,
     pub listen: SocketAddr,
     pub public_address: Option<String>,
     /// This ferryd's name among the appliance's nodes (checked).
@@ -408,6 +414,7 @@ pub struct Config {
 pub struct Overrides {
     pub data: Option<PathBuf>,
     pub database: Option<String>,
+    pub database_ca: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub public_address: Option<String>,
     pub node_name: Option<String>,
@@ -542,6 +549,7 @@ impl Config {
                 .or(file.data)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
             database: flags.database.or(file.store.url),
+            database_ca: flags.database_ca.or(file.store.ca),
             listen,
             public_address: flags.public_address.or(file.public_address),
             node_name,

@@ -47,9 +47,18 @@ impl PgClient {
 }
 
 /// Opens [`PgClient`]s for the pool.
-#[derive(Debug)]
 pub(crate) struct PgManager {
     pub config: postgres::Config,
+    /// TLS, when the URL asks for it (`sslmode=require`).
+    pub tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for PgManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgManager")
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the pool could not open a connection, with every cause: the pool
@@ -76,8 +85,12 @@ impl r2d2::ManageConnection for PgManager {
     type Error = ConnectError;
 
     fn connect(&self) -> std::result::Result<PgClient, ConnectError> {
+        let client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
         Ok(PgClient {
-            client: self.config.connect(NoTls)?,
+            client,
             prepared: Default::default(),
         })
     }

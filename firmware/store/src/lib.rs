@@ -581,12 +581,21 @@ impl Database {
     /// Connects to the PostgreSQL database at `url`
     /// (`postgres://USER@HOST:PORT/DB`) and brings its schema up to date.
     /// Several nodes may do so at once: one migrates, the others wait.
-    pub fn connect(url: &str) -> Result<Self> {
+    ///
+    /// With `sslmode=require` in the URL the connection is TLS, and the
+    /// server's certificate must chain to `ca` (a PEM file), or to the
+    /// system's CAs when `ca` is `None`, and name the URL's host: what
+    /// libpq calls `verify-full`. Without it, no TLS.
+    pub fn connect(url: &str, ca: Option<&Path>) -> Result<Self> {
         let config: postgres::Config = url
             .parse()
             // Not the URL itself: it may hold a password.
             .map_err(|e| StoreError::Invalid(format!("the database URL: {e}")))?;
-        let manager = db::PgManager { config };
+        let tls = match config.get_ssl_mode() {
+            postgres::config::SslMode::Require => Some(postgres_tls(ca)?),
+            _ => None,
+        };
+        let manager = db::PgManager { config, tls };
         let pool = r2d2::Pool::builder()
             .max_size(POSTGRES_CONNECTIONS)
             .min_idle(Some(2))
@@ -606,11 +615,12 @@ impl Database {
         Ok(db)
     }
 
-    /// Opens the database `url` names: `postgres://…` or a SQLite file's
-    /// path (`sqlite://PATH` or a plain path).
-    pub fn open_url(url: &str) -> Result<Self> {
+    /// Opens the database `url` names: `postgres://…` (its server's
+    /// certificate checked against `ca`, see [`Database::connect`]) or a
+    /// SQLite file's path (`sqlite://PATH` or a plain path).
+    pub fn open_url(url: &str, ca: Option<&Path>) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Self::connect(url)
+            Self::connect(url, ca)
         } else {
             Self::open(Path::new(url.strip_prefix("sqlite://").unwrap_or(url)))
         }
@@ -706,6 +716,39 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The TLS a node speaks to PostgreSQL with: rustls (ring), trusting the
+/// CA in `ca` or else the system's.
+fn postgres_tls(ca: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject as _};
+    let mut roots = rustls::RootCertStore::empty();
+    let invalid = |what: String| StoreError::Invalid(what);
+    match ca {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect())
+                .map_err(|e| invalid(format!("the database CA {}: {e}", path.display())))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(invalid(format!(
+                    "the database CA {} holds no usable certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| invalid(format!("TLS to the database: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// Makes the database file readable by its owner only, before SQLite opens
 /// it (SQLite gives its journal files the same mode): it holds password
 /// hashes and the appliance's private key. A file that was readable by
@@ -747,5 +790,48 @@ mod tests {
         std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
         Database::open(&old).unwrap();
         assert_eq!(mode(&old), 0o600);
+    }
+
+    /// A URL with `sslmode=require` reaches a server that takes its role
+    /// over TLS only, and only when the server's certificate chains to the
+    /// CA given.
+    #[test]
+    fn postgres_over_tls_checks_the_servers_certificate() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("not root: no PostgreSQL for this test");
+            return;
+        }
+        let server = testing::TempPostgres::start_with_tls().unwrap();
+        let url = server.fresh_database_for_ferry().unwrap();
+        let ca = server.ca_file();
+
+        let plain = Database::connect(&url, Some(&ca)).unwrap_err();
+        assert!(plain.to_string().contains("no connection"), "{plain}");
+
+        let tls = format!("{url}?sslmode=require");
+        let db = Database::connect(&tls, Some(&ca)).unwrap();
+        let over_tls: bool = db
+            .conn()
+            .unwrap()
+            .query_row(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                params![],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(over_tls);
+        db.set_setting("public_address", "ferry.example.com")
+            .unwrap();
+        drop(db);
+
+        // A server whose certificate another CA signed is refused.
+        let other = testing::TempPostgres::start_with_tls().unwrap();
+        let refused = Database::connect(&tls, Some(&other.ca_file())).unwrap_err();
+        assert!(refused.to_string().contains("certificate"), "{refused}");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = Database::connect(&tls, Some(&empty)).unwrap_err();
+        assert!(e.to_string().contains("no usable certificate"), "{e}");
     }
 }

@@ -26,8 +26,8 @@ impl SqlStore {
     /// The database `url` names (see [`Database::open_url`]). Connecting
     /// to PostgreSQL blocks, so an async caller runs this on the blocking
     /// pool.
-    pub fn open_url(url: &str) -> Result<Self> {
-        Ok(Self::from(Database::open_url(url)?))
+    pub fn open_url(url: &str, ca: Option<&Path>) -> Result<Self> {
+        Ok(Self::from(Database::open_url(url, ca)?))
     }
 
     /// Which engine holds the state.

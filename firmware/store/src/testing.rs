@@ -8,7 +8,7 @@
 //! cleans up when that pipe closes.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -70,6 +70,46 @@ fn bin_dir() -> Result<PathBuf, TempPostgresError> {
         .ok_or(TempPostgresError::NotInstalled)
 }
 
+/// A CA (`ca.pem` in `dir`) and the server's certificate and key from it
+/// (`server.crt`, `server.key` in `data`, the postgres user's, the key
+/// readable by it alone, as the server demands).
+fn server_certificate(
+    dir: &Path,
+    data: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), TempPostgresError> {
+    use std::os::unix::fs::{PermissionsExt as _, chown};
+    let failed = |e: rcgen::Error| TempPostgresError::Step {
+        step: "the server's certificate",
+        why: e.to_string(),
+    };
+    let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "the test PostgreSQL's CA");
+    let ca_cert = ca.self_signed(&ca_key).map_err(failed)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(failed)?
+        .signed_by(&key, &issuer)
+        .map_err(failed)?;
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).map_err(step("ca.pem"))?;
+    for (name, pem, mode) in [
+        ("server.crt", cert.pem(), 0o644),
+        ("server.key", key.serialize_pem(), 0o600),
+    ] {
+        let path = data.join(name);
+        std::fs::write(&path, pem).map_err(step("the server's certificate"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .and_then(|()| chown(&path, Some(uid), Some(gid)))
+            .map_err(step("the server's certificate"))?;
+    }
+    Ok(())
+}
+
 fn run(cmd: &mut Command, what: &'static str) -> Result<(), TempPostgresError> {
     let out = cmd.output().map_err(step(what))?;
     if out.status.success() {
@@ -90,7 +130,35 @@ impl TempPostgres {
             .and_then(|l| l.local_addr())
             .map_err(step("a free port"))?
             .port();
-        Self::start_on(None, "127.0.0.1", port, None)
+        Self::start_on(None, "127.0.0.1", port, None, false)
+    }
+
+    /// Starts a new server on a free loopback port that speaks TLS with a
+    /// certificate for `localhost` and `127.0.0.1` from a CA made here
+    /// ([`TempPostgres::ca_file`]), and takes the role `ferry` over TLS
+    /// only (the superuser may still come without, for set-up).
+    pub fn start_with_tls() -> Result<Self, TempPostgresError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(step("a free port"))?
+            .port();
+        let server = Self::start_on(None, "127.0.0.1", port, None, true)?;
+        server.sql("CREATE ROLE ferry LOGIN")?;
+        Ok(server)
+    }
+
+    /// The CA that signed a TLS server's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A new, empty database owned by `ferry` on a TLS server; its URL, as
+    /// `ferry`, without `sslmode`.
+    pub fn fresh_database_for_ferry(&self) -> Result<String, TempPostgresError> {
+        let url = self.fresh_database()?;
+        let name = url.rsplit('/').next().unwrap_or_default();
+        self.sql(&format!("ALTER DATABASE {name} OWNER TO ferry"))?;
+        Ok(url.replacen("postgres://postgres@", "postgres://ferry@", 1))
     }
 
     /// Starts a new server inside network namespace `netns`, listening on
@@ -102,7 +170,7 @@ impl TempPostgres {
         port: u16,
         clients: &str,
     ) -> Result<Self, TempPostgresError> {
-        Self::start_on(Some(netns), listen, port, Some(clients))
+        Self::start_on(Some(netns), listen, port, Some(clients), false)
     }
 
     fn start_on(
@@ -110,6 +178,7 @@ impl TempPostgres {
         listen: &str,
         port: u16,
         clients: Option<&str>,
+        tls: bool,
     ) -> Result<Self, TempPostgresError> {
         let bin = bin_dir()?;
         if !nix::unistd::geteuid().is_root() {
@@ -182,11 +251,21 @@ impl TempPostgres {
         }
         // Durability is not what these tests check; fsync off saves
         // seconds on this disk.
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses={listen} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
             dir.display()
         );
+        if tls {
+            server_certificate(&dir, &data, uid, gid)?;
+            // The first line that matches decides: `ferry` without TLS is
+            // turned away.
+            let hba = data.join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba).map_err(step("pg_hba.conf"))?;
+            std::fs::write(&hba, format!("hostnossl all ferry all reject\n{rest}"))
+                .map_err(step("pg_hba.conf"))?;
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let server = TempPostgres {
             host: listen.to_owned(),
             port,
@@ -286,7 +365,7 @@ pub fn databases() -> Vec<Database> {
         let url = shared_postgres()
             .fresh_database()
             .unwrap_or_else(|e| panic!("a PostgreSQL database: {e}"));
-        out.push(Database::connect(&url).unwrap_or_else(|e| panic!("{url}: {e:?}")));
+        out.push(Database::connect(&url, None).unwrap_or_else(|e| panic!("{url}: {e:?}")));
     } else {
         eprintln!("not root: this store test runs on SQLite only");
     }
