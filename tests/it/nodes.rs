@@ -11,6 +11,25 @@ use ferry_tests::{Appliance, Setup, blake3_file, heavy_io, write_random};
 
 const MIB: u64 = 1 << 20;
 
+/// A 100 MiB put into `media/in/`, capped at 40 Mbit/s so that it runs
+/// for about 20 s; the file (written in `dir`, from `seed`) and the client.
+fn slow_put(
+    c: &ferry_tests::Client,
+    dir: &std::path::Path,
+    seed: u64,
+) -> (std::path::PathBuf, std::process::Child) {
+    let movie = dir.join("grade.mov");
+    write_random(&movie, 100 * MIB, seed);
+    let running = c.spawn(&[
+        "put",
+        movie.to_str().unwrap(),
+        "share=media/in/",
+        "--rate",
+        "40M",
+    ]);
+    (movie, running)
+}
+
 #[test]
 fn a_drained_node_finishes_what_it_carries_and_grants_nothing_new_until_resumed() {
     let _serial = heavy_io();
@@ -20,17 +39,8 @@ fn a_drained_node_finishes_what_it_carries_and_grants_nothing_new_until_resumed(
 
     let c = a.client(&a.media_user("ann@example.com"));
     let src = tempfile::tempdir().unwrap();
-    let movie = src.path().join("grade.mov");
-    write_random(&movie, 100 * MIB, 31);
-    // Capped so that it runs across a heartbeat and the drain.
-    let running = c.spawn(&[
-        "put",
-        movie.to_str().unwrap(),
-        "share=media/in/",
-        "--rate",
-        "40M",
-        "--json",
-    ]);
+    // It runs across a heartbeat and the drain.
+    let (movie, running) = slow_put(&c, src.path(), 31);
     ferry_tests::wait_for(
         "the heartbeat to count the running session",
         Duration::from_secs(30),
@@ -114,16 +124,8 @@ fn a_full_node_sends_a_new_transfer_to_a_node_with_room() {
     let c = a
         .client(&a.media_user("ann@example.com"))
         .with("FERRY_SERVER", &format!("{},{}", a.url, b.url));
-    let movie = dir.path().join("grade.mov");
-    write_random(&movie, 100 * MIB, 33);
-    // Capped so that it runs across a heartbeat and the second transfer.
-    let running = c.spawn(&[
-        "put",
-        movie.to_str().unwrap(),
-        "share=media/in/",
-        "--rate",
-        "40M",
-    ]);
+    // It runs across a heartbeat and the second transfer.
+    let (movie, running) = slow_put(&c, dir.path(), 33);
     ferry_tests::wait_for(
         "ferry-a's heartbeat to count its one session",
         Duration::from_secs(30),
