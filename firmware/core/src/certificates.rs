@@ -19,6 +19,9 @@ use ferry_store::{Certificate, Store, StoreError};
 pub enum CertificateError {
     #[error("the certificate kept in the database is not usable: {0}")]
     Unusable(#[from] IdentityError),
+    /// A pair offered or installed that cannot be served.
+    #[error("{0}")]
+    Refused(String),
     /// A chain renewed for a key that is no longer the one kept.
     #[error(
         "the database holds another key now (a certificate installed in Settings, used from \
@@ -74,9 +77,24 @@ impl Certificates {
         Ok((identity(&kept)?, kept == *offered))
     }
 
-    /// Keeps a pair (checked by the caller) for every node's next start.
-    pub async fn replace(&self, new: &Certificate) -> Result<(), CertificateError> {
-        Ok(self.store.replace_certificate(new).await?)
+    /// Checks that a certificate and key belong together and can be
+    /// served; the identity they make.
+    pub fn check(pair: &Certificate) -> Result<Identity, CertificateError> {
+        let identity = identity(pair).map_err(|e| CertificateError::Refused(e.to_string()))?;
+        // Building a server config checks that the key matches the
+        // certificate.
+        identity.server_config(&[b"http/1.1"], false).map_err(|e| {
+            CertificateError::Refused(format!("the key does not match the certificate: {e}"))
+        })?;
+        Ok(identity)
+    }
+
+    /// Checks a pair and keeps it for every node's next start; its
+    /// fingerprint.
+    pub async fn install(&self, pair: &Certificate) -> Result<String, CertificateError> {
+        let identity = Self::check(pair)?;
+        self.store.replace_certificate(pair).await?;
+        Ok(identity.fingerprint().to_string())
     }
 
     /// Keeps a chain renewed for `serving`'s key (already checked by
@@ -147,6 +165,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_from_another_certificate_is_refused_and_nothing_is_kept() {
+        let c = certificates();
+        let (_, a) = new_pair("a");
+        let (_, b) = new_pair("b");
+        let mixed = Certificate {
+            cert_pem: a.cert_pem,
+            key_pem: b.key_pem,
+        };
+        assert!(matches!(
+            c.install(&mixed).await,
+            Err(CertificateError::Refused(_))
+        ));
+        assert!(c.kept().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn the_first_offer_wins_and_every_node_serves_it() {
         let c = certificates();
         assert!(c.kept().await.unwrap().is_none());
@@ -178,7 +212,7 @@ mod tests {
         // An admin installs another pair: a chain for the old key is not
         // kept beside it, and every node says it waits for a restart.
         let (other, new) = new_pair("other");
-        c.replace(&new).await.unwrap();
+        c.install(&new).await.unwrap();
         assert!(matches!(
             c.keep_chain(&a, &renewed).await,
             Err(CertificateError::OtherKey)

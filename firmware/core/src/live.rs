@@ -211,6 +211,11 @@ impl LiveSessions {
     pub fn most_sessions(&self) -> usize {
         self.limits.total
     }
+
+    /// How many sessions run now.
+    pub fn count(&self) -> usize {
+        self.running().len()
+    }
 }
 
 impl std::fmt::Debug for LiveSessions {

@@ -37,9 +37,6 @@ pub trait Appliance: Send + Sync {
     /// What an admin should fix about the appliance itself (firewall off,
     /// a router rewriting sources, a certificate waiting for a restart).
     fn warnings(&self) -> Vec<String>;
-    /// Checks that a certificate and key (PEM) belong together and can be
-    /// served; returns the SHA-256 fingerprint of the key.
-    fn check_certificate(&self, cert_pem: &str, key_pem: &str) -> Result<String, String>;
     /// A certificate with this fingerprint is kept for the next start:
     /// say so among the warnings until then.
     fn will_serve(&self, fingerprint: &str);

@@ -163,16 +163,13 @@ impl Services {
         key_pem: &str,
     ) -> Result<String, SettingsFailure> {
         by.admin("installing a certificate")?;
-        let fingerprint = self
-            .appliance
-            .check_certificate(cert_pem, key_pem)
-            .map_err(SettingsFailure::Certificate)?;
         let pair = ferry_store::Certificate {
             cert_pem: cert_pem.to_owned(),
             key_pem: key_pem.to_owned(),
         };
-        self.certificates
-            .replace(&pair)
+        let fingerprint = self
+            .certificates
+            .install(&pair)
             .await
             .map_err(|e| match e {
                 CertificateError::Store(e) => SettingsFailure::Store(e),

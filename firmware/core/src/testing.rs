@@ -44,9 +44,6 @@ impl Appliance for NoAppliance {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
-    fn check_certificate(&self, _: &str, _: &str) -> Result<String, String> {
-        Err("not here".into())
-    }
     fn will_serve(&self, _: &str) {}
 }
 

@@ -320,7 +320,7 @@ async fn heartbeat(services: Services, appliance: Arc<Running>, shutdown: Cancel
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        if let Err(e) = services.nodes.beat(services.live.list().len()).await {
+        if let Err(e) = services.nodes.beat(services.live.count()).await {
             log::warn!(
                 "node {}: heartbeat not recorded: {e}",
                 services.nodes.name()

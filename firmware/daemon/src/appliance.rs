@@ -103,11 +103,6 @@ impl Appliance for Running {
         w
     }
 
-    fn check_certificate(&self, cert_pem: &str, key_pem: &str) -> Result<String, String> {
-        let identity = crate::identity::check(cert_pem, key_pem).map_err(|e| format!("{e:#}"))?;
-        Ok(identity.fingerprint().to_string())
-    }
-
     fn will_serve(&self, fingerprint: &str) {
         *self
             .pending_certificate

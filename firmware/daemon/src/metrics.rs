@@ -82,7 +82,7 @@ impl Metrics {
 
     /// The metrics now, with the gauges read afresh.
     pub async fn render(&self, services: &Services) -> String {
-        metrics::gauge!(meters::SESSIONS_ACTIVE).set(services.live.list().len() as f64);
+        metrics::gauge!(meters::SESSIONS_ACTIVE).set(services.live.count() as f64);
         metrics::gauge!(meters::LEASES_ACTIVE).set(services.appliance.open_ports().len() as f64);
         match services.jobs.count_by_status().await {
             Ok(counts) => {

@@ -206,7 +206,7 @@ impl DataSessions {
         let live = &self.services.live;
         self.services
             .nodes
-            .check_granting(live.list().len(), live.most_sessions())
+            .check_granting(live.count(), live.most_sessions())
             .await?;
         if let Some(warning) = self.sources.observe(user.id, ip) {
             log::warn!("{warning}");
